@@ -1,0 +1,179 @@
+"""The one training configuration, validated once and saved with every model."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+PSF_KINDS = ("gaussian", "measured", "none")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a DecoNoising training run.
+
+    The defaults are the paper's setup (Goncharova et al. 2020): U-Net depth 3 with
+    64 first-layer channels, Adam with learning rate 1e-3, 100x100 patches, 200 epochs
+    of 10 steps with 20 patches per step, ReduceLROnPlateau on the validation loss.
+
+    Parameters
+    ----------
+    psf : {"gaussian", "measured", "none"}
+        Which point spread function is part of the model. ``"none"`` (or a Gaussian
+        with ``psf_sigma=0``) is plain Noise2Void.
+    psf_sigma : float or tuple of float
+        Standard deviation of the Gaussian PSF in pixels, one value for all axes or
+        one per spatial axis (Y, X).
+    positivity : float
+        Weight lambda of the positivity term ``mean(max(0, -phantom))``; 0 disables it.
+    epochs, steps_per_epoch : int
+        Training length. One step is one optimiser update.
+    batch_size : int
+        Patches per optimiser step.
+    micro_batches : int
+        Split each step into this many forward/backward passes (gradient accumulation)
+        to save memory; the optimiser still sees ``batch_size`` patches per step.
+    patch_size : int
+        Side length of the square training patches, in pixels.
+    val_fraction : float
+        Fraction of the data held out for validation (at least one patch).
+    lr : float
+        Initial learning rate of Adam.
+    lr_patience, lr_factor : int, float
+        ReduceLROnPlateau: after ``lr_patience`` epochs without a better validation
+        loss the learning rate is multiplied by ``lr_factor``.
+    depth, channels : int
+        U-Net depth (number of poolings) and channels of the first level.
+    mask_fraction : float
+        Fraction of pixels masked (blind spots) per patch.
+    mask_radius : int
+        A masked pixel takes the value of a random other pixel at most this far away
+        (2 gives the 5x5 neighbourhood of Noise2Void).
+    seed : int
+        Seed for every random choice (patches, masks, initial weights).
+    device : {"auto", "cpu", "cuda", "mps"}
+        Where to train; ``"auto"`` takes CUDA, then Apple MPS, then the CPU.
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Numeric precision of the forward pass. ``"auto"`` uses mixed precision on a
+        GPU and bf16 on CPUs that have native bf16 units, else fp32.
+    """
+
+    psf: str = "gaussian"
+    psf_sigma: float | tuple[float, ...] = 1.0
+    positivity: float = 1.0
+    epochs: int = 200
+    steps_per_epoch: int = 10
+    batch_size: int = 20
+    micro_batches: int = 1
+    patch_size: int = 100
+    val_fraction: float = 0.1
+    lr: float = 1e-3
+    lr_patience: int = 10
+    lr_factor: float = 0.5
+    depth: int = 3
+    channels: int = 64
+    mask_fraction: float = 0.03125
+    mask_radius: int = 2
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    ndim: int = field(default=2)
+
+    def __post_init__(self) -> None:
+        sigma = self.psf_sigma
+        if isinstance(sigma, list):
+            object.__setattr__(self, "psf_sigma", tuple(float(s) for s in sigma))
+        self.validate()
+
+    # -- validation -------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
+
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: {what}")
+
+        need(self.psf in PSF_KINDS, "psf", f"must be one of {PSF_KINDS}")
+        sig = self.psf_sigma if isinstance(self.psf_sigma, tuple) else (self.psf_sigma,)
+        need(
+            len(sig) in (1, self.ndim)
+            and all(_is_real(s) and math.isfinite(s) and 0 <= s <= 50 for s in sig),
+            "psf_sigma",
+            f"must be a number (or {self.ndim} numbers) between 0 and 50 pixels",
+        )
+        need(_is_real(self.positivity) and self.positivity >= 0, "positivity", "must be >= 0")
+        for name in ("epochs", "steps_per_epoch", "batch_size", "micro_batches", "depth",
+                     "channels", "lr_patience"):
+            need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name,
+                 "must be a whole number >= 1")
+        need(self.depth <= 6, "depth", "must be <= 6")
+        need(self.micro_batches <= self.batch_size, "micro_batches", "must be <= batch_size")
+        need(_is_int(self.patch_size) and self.patch_size >= 2 ** self.depth * 2,
+             "patch_size", f"must be a whole number >= {2 ** self.depth * 2} for depth {self.depth}")
+        need(_is_real(self.val_fraction) and 0 < self.val_fraction < 1, "val_fraction",
+             "must be between 0 and 1 (exclusive)")
+        need(_is_real(self.lr) and 0 < self.lr < 1, "lr", "must be between 0 and 1")
+        need(_is_real(self.lr_factor) and 0 < self.lr_factor < 1, "lr_factor",
+             "must be between 0 and 1")
+        need(_is_real(self.mask_fraction) and 0 < self.mask_fraction <= 0.25, "mask_fraction",
+             "must be in (0, 0.25]")
+        need(_is_int(self.mask_radius) and 1 <= self.mask_radius <= 10, "mask_radius",
+             "must be a whole number from 1 to 10")
+        need(self.patch_size > 2 * self.mask_radius, "patch_size",
+             "must be larger than twice mask_radius")
+        need(_is_int(self.seed) and self.seed >= 0, "seed", "must be a whole number >= 0")
+        need(self.device in DEVICES, "device", f"must be one of {DEVICES}")
+        need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
+        need(self.ndim == 2, "ndim", "only 2D training is supported (3D stacks train slice by slice)")
+
+    # -- helpers ----------------------------------------------------------------
+    @property
+    def uses_psf(self) -> bool:
+        """True when the model convolves its phantom with a PSF (DecoNoising proper)."""
+        if self.psf == "none":
+            return False
+        if self.psf == "gaussian":
+            return any(s > 0 for s in self.sigma_per_axis)
+        return True
+
+    @property
+    def sigma_per_axis(self) -> tuple[float, ...]:
+        """The Gaussian sigma expanded to one value per spatial axis."""
+        s = self.psf_sigma
+        return tuple(float(v) for v in s) if isinstance(s, tuple) else (float(s),) * self.ndim
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """Return a validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if isinstance(d["psf_sigma"], tuple):
+            d["psf_sigma"] = list(d["psf_sigma"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Build a config from a dict, ignoring keys this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)

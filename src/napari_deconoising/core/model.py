@@ -1,0 +1,106 @@
+"""A trained DecoNoising model: weights plus everything needed to use them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .network import DecoNoisingNet
+
+__all__ = ["DecoNoisingModel"]
+
+
+@dataclass
+class DecoNoisingModel:
+    """Weights, configuration, normalisation, PSF and training history.
+
+    Use :meth:`predict` to restore images and :meth:`save` / :meth:`load` for files.
+
+    Attributes
+    ----------
+    config : TrainConfig
+        The configuration it was trained with.
+    state_dict : dict
+        Network weights (on the CPU).
+    mean, std : float
+        Normalisation of the training data, in its intensity units.
+    psf : numpy.ndarray or None
+        The PSF inside the network; None for a Noise2Void model.
+    history : list of dict
+        One entry per epoch (epoch, train_loss, val_loss, lr, seconds).
+    """
+
+    config: TrainConfig
+    state_dict: dict[str, torch.Tensor]
+    mean: float
+    std: float
+    psf: np.ndarray | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def is_noise2void(self) -> bool:
+        """True when there is no PSF: the phantom equals the denoised image."""
+        return self.psf is None or self.psf.size == 1
+
+    @property
+    def ndim(self) -> int:
+        return self.config.ndim
+
+    def build_network(self) -> DecoNoisingNet:
+        """A fresh :class:`DecoNoisingNet` holding these weights (on the CPU)."""
+        net = DecoNoisingNet(self.psf, depth=self.config.depth, channels=self.config.channels,
+                             ndim=self.config.ndim)
+        net.load_state_dict(self.state_dict)
+        return net.eval()
+
+    # -- prediction -------------------------------------------------------------
+    def predict(self, image: np.ndarray | Sequence[np.ndarray], axes: str | None = None, *,
+                tile_size: int | None = None, device: str = "auto", precision: str = "fp32",
+                batch_size: int | None = None,
+                progress: Callable[[int, int], None] | None = None,
+                cancel: Callable[[], bool] | None = None):
+        """Denoise and deconvolve; see :func:`napari_deconoising.core.predict.predict`."""
+        from .predict import predict
+
+        return predict(self, image, axes, tile_size=tile_size, device=device, precision=precision,
+                       batch_size=batch_size, progress=progress, cancel=cancel)
+
+    def predict_iter(self, image: np.ndarray | Sequence[np.ndarray], axes: str | None = None,
+                     **kwargs: Any) -> Generator[tuple[int, int], None, Any]:
+        """Generator form of :meth:`predict`: yields ``(done, total)`` tiles."""
+        from .predict import predict_iter
+
+        return predict_iter(self, image, axes, **kwargs)
+
+    # -- files ------------------------------------------------------------------
+    def save(self, path: str | PathLike) -> None:
+        """Write the model atomically to ``path`` (see :mod:`.modelfile`)."""
+        from .modelfile import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path: str | PathLike) -> DecoNoisingModel:
+        """Read a model file safely (no code in it is ever executed)."""
+        from .modelfile import load_model
+
+        return load_model(path)
+
+    def summary(self) -> str:
+        """One line describing the model, for logs and widgets."""
+        c = self.config
+        if self.is_noise2void:
+            psf = "no PSF (Noise2Void)"
+        elif c.psf == "gaussian":
+            psf = f"Gaussian PSF sigma={c.psf_sigma}"
+        else:
+            psf = f"measured PSF {tuple(self.psf.shape)}"
+        best = min((h["val_loss"] for h in self.history if h.get("val_loss") is not None), default=None)
+        val = f", best val loss {best:.4g}" if best is not None else ""
+        return f"U-Net depth {c.depth}/{c.channels} ch, {psf}, {len(self.history)} epochs{val}"

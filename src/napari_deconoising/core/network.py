@@ -1,0 +1,44 @@
+"""The DecoNoising network: a U-Net that predicts the phantom, then the PSF."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .psf import PSFConvolution
+from .unet import UNet, unet_receptive_radius
+
+__all__ = ["DecoNoisingNet"]
+
+
+class DecoNoisingNet(nn.Module):
+    """U-Net followed by a fixed PSF convolution, trained end to end.
+
+    Parameters
+    ----------
+    psf : numpy.ndarray or None
+        Normalised PSF. ``None`` (or a 1-pixel kernel) makes the network plain
+        Noise2Void: the denoised signal *is* the U-Net output.
+    depth, channels, ndim :
+        See :class:`~napari_deconoising.core.unet.UNet`.
+
+    The forward pass returns ``(denoised, phantom)``, both shaped like the input.
+    """
+
+    def __init__(self, psf: np.ndarray | None, depth: int = 3, channels: int = 64,
+                 ndim: int = 2) -> None:
+        super().__init__()
+        self.unet = UNet(depth=depth, channels=channels, ndim=ndim)
+        if psf is None:
+            psf = np.ones((1,) * ndim, dtype=np.float32)
+        self.psf = PSFConvolution(psf)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        phantom = self.unet(x)
+        return self.psf(phantom), phantom
+
+    @property
+    def receptive_radius(self) -> int:
+        """How far an output pixel (denoised or phantom) can see into the input."""
+        return unet_receptive_radius(self.unet.depth) + max(self.psf.radius)

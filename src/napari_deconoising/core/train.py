@@ -1,0 +1,302 @@
+"""Self-supervised training as a generator of progress events."""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+import warnings
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .data import (
+    DataWarning,
+    PatchSampler,
+    as_image_set,
+    check_values,
+    fit_patch_size,
+    normalisation_stats,
+    split_regions,
+)
+from .device import execution_plan, release_memory
+from .loss import deconoising_loss
+from .masking import apply_blind_spots
+from .model import DecoNoisingModel
+from .network import DecoNoisingNet
+from .psf import gaussian_psf, prepare_psf
+
+__all__ = ["TrainEvent", "Trainer", "train"]
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """Progress of a training run.
+
+    ``kind`` is ``"step"`` after every optimiser step and ``"epoch"`` after every
+    epoch's validation (then ``val_loss`` is set and ``train_loss`` is the epoch
+    mean). Epochs and steps count from 1; ``step`` counts over the whole run.
+    """
+
+    kind: str
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    train_loss: float
+    val_loss: float | None
+    lr: float
+    elapsed_s: float
+    eta_s: float
+    is_best: bool = False
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total_steps
+
+
+class Trainer:
+    """Prepare data and network, then train with :meth:`run`.
+
+    Parameters
+    ----------
+    images : array or list of arrays
+        Noisy images (see :func:`~napari_deconoising.core.data.as_image_set`). Never
+        modified.
+    config : TrainConfig
+        Hyper-parameters; the paper's by default.
+    axes : str, optional
+        Axis letters of ``images``.
+    psf : numpy.ndarray, optional
+        A measured PSF (used when ``config.psf == "measured"``).
+    resume : DecoNoisingModel, optional
+        Continue from this model: its weights, normalisation and PSF are kept, and its
+        architecture overrides ``config``'s depth, channels and PSF fields.
+
+    Examples
+    --------
+    >>> trainer = Trainer(noisy, TrainConfig(epochs=5))        # doctest: +SKIP
+    >>> for event in trainer.run():                           # doctest: +SKIP
+    ...     print(event.epoch, event.train_loss)
+    >>> model = trainer.model                                 # doctest: +SKIP
+    """
+
+    def __init__(self, images: np.ndarray | Sequence[np.ndarray], config: TrainConfig | None = None, *,
+                 axes: str | None = None, psf: np.ndarray | None = None,
+                 resume: DecoNoisingModel | None = None) -> None:
+        config = config or TrainConfig()
+        self.warnings: list[str] = []
+        if resume is not None:
+            rc = resume.config
+            config = config.replace(depth=rc.depth, channels=rc.channels, psf=rc.psf,
+                                    psf_sigma=rc.psf_sigma, ndim=rc.ndim)
+        self.config = config
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataWarning)
+            image_set = as_image_set(images, axes)
+            check_values(image_set.slices)
+            self.slices = image_set.slices
+            m = 2**config.depth
+            self.patch = fit_patch_size(self.slices, config.patch_size, m, max(2 * m, 2 * config.mask_radius + 1))
+            train_regions, val_regions = split_regions(self.slices, config.val_fraction, self.patch)
+        for w in caught:
+            self.warnings.append(str(w.message))
+            warnings.warn(str(w.message), DataWarning, stacklevel=2)
+
+        if resume is not None:
+            self.mean, self.std = resume.mean, resume.std
+            self.psf = resume.psf
+        else:
+            self.mean, self.std = normalisation_stats(self.slices)
+            self.psf = self._make_psf(config, psf)
+
+        self.plan = execution_plan(config.device, config.precision)
+        torch.manual_seed(config.seed)
+        self.net = DecoNoisingNet(self.psf, depth=config.depth, channels=config.channels, ndim=config.ndim)
+        if resume is not None:
+            self.net.load_state_dict(resume.state_dict)
+        self.net.to(self.plan.device)
+        if self.plan.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience)
+        self.scaler = torch.amp.GradScaler(self.plan.device.type) if self.plan.use_grad_scaler else None
+
+        rng = np.random.default_rng(config.seed)
+        self.sampler = PatchSampler(self.slices, train_regions, self.patch, self.mean, self.std, rng)
+        self.gen = torch.Generator(device=self.plan.device).manual_seed(config.seed)
+        self._make_validation_set(val_regions)
+
+        self.history: list[dict] = list(resume.history) if resume is not None else []
+        self._epoch_offset = len(self.history)
+        self.best_val = min((h["val_loss"] for h in self.history), default=math.inf)
+        self._best_state: dict[str, torch.Tensor] | None = (
+            {k: v.clone() for k, v in resume.state_dict.items()} if resume is not None else None)
+        self._stop = threading.Event()
+        self._zero_level = self.mean / self.std
+
+    # -- setup --------------------------------------------------------------------
+    @staticmethod
+    def _make_psf(config: TrainConfig, psf: np.ndarray | None) -> np.ndarray | None:
+        if config.psf == "measured":
+            if psf is None:
+                raise ValueError("config.psf is 'measured' but no PSF array was given")
+            return prepare_psf(psf, ndim=config.ndim)
+        if psf is not None:
+            raise ValueError(f"a PSF array was given but config.psf is {config.psf!r}; use psf='measured'")
+        if not config.uses_psf:
+            return None
+        return gaussian_psf(config.sigma_per_axis, ndim=config.ndim)
+
+    def _make_validation_set(self, regions) -> None:
+        """A fixed set of masked validation patches, so epochs are comparable."""
+        rng = np.random.default_rng(self.config.seed + 1)
+        sampler = PatchSampler(self.slices, regions, self.patch, self.mean, self.std, rng, augment=False)
+        n = max(1, min(self.config.batch_size, 64))
+        x = torch.from_numpy(sampler.sample(n)).to(self.plan.device)
+        gen = torch.Generator(device=self.plan.device).manual_seed(self.config.seed + 1)
+        self.val_x, self.val_mask = apply_blind_spots(x, self.config.mask_fraction, self.config.mask_radius, gen)
+        self.val_target = x
+
+    # -- control --------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish after the current step (thread-safe)."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def model(self) -> DecoNoisingModel:
+        """The best model so far (by validation loss), or the current one before any epoch."""
+        state = self._best_state
+        if state is None:
+            state = {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
+        return DecoNoisingModel(config=self.config, state_dict=state, mean=self.mean, std=self.std,
+                                psf=None if self.psf is None else self.psf.copy(),
+                                history=copy.deepcopy(self.history))
+
+    # -- the work -----------------------------------------------------------------
+    def _forward_loss(self, x: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor):
+        if self.plan.channels_last:
+            masked = masked.contiguous(memory_format=torch.channels_last)
+        with self.plan.autocast():
+            denoised, phantom = self.net(masked)
+        return deconoising_loss(denoised, phantom, x, mask, self.config.positivity, self._zero_level)
+
+    def _step(self) -> float:
+        cfg = self.config
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        patches = torch.from_numpy(self.sampler.sample(cfg.batch_size)).to(self.plan.device)
+        total = 0.0
+        for chunk in torch.tensor_split(patches, cfg.micro_batches):
+            masked, mask = apply_blind_spots(chunk, cfg.mask_fraction, cfg.mask_radius, self.gen)
+            loss, _, _ = self._forward_loss(chunk, masked, mask)
+            loss = loss * (chunk.shape[0] / cfg.batch_size)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            total += float(loss.detach())
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if not math.isfinite(total):
+            raise FloatingPointError(
+                "training diverged (loss is not finite); try a lower learning rate or precision='fp32'")
+        return total
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        """Loss on the fixed validation patches with the current weights."""
+        self.net.eval()
+        losses = []
+        bs = max(1, self.config.batch_size // self.config.micro_batches)
+        for i in range(0, self.val_x.shape[0], bs):
+            loss, _, _ = self._forward_loss(self.val_target[i:i + bs], self.val_x[i:i + bs], self.val_mask[i:i + bs])
+            losses.append(float(loss) * min(bs, self.val_x.shape[0] - i))
+        return sum(losses) / self.val_x.shape[0]
+
+    def estimate_step_seconds(self, steps: int = 2) -> float:
+        """Time a training step (forward and backward, weights left unchanged).
+
+        The first step warms up kernels and is not counted.
+        """
+        state = copy.deepcopy(self.optimizer.state_dict())
+        weights = {k: v.clone() for k, v in self.net.state_dict().items()}
+        rng_state = self.sampler.rng.bit_generator.state
+        gen_state = self.gen.get_state()
+        try:
+            self._step()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                self._step()
+            return (time.perf_counter() - t0) / steps
+        finally:
+            self.net.load_state_dict(weights)
+            self.optimizer.load_state_dict(state)
+            self.sampler.rng.bit_generator.state = rng_state
+            self.gen.set_state(gen_state)
+
+    def run(self) -> Generator[TrainEvent, None, DecoNoisingModel]:
+        """Train, yielding a :class:`TrainEvent` after every step and every epoch.
+
+        Stops early (cleanly, after the current step) when :meth:`stop` is called or
+        the generator is closed. Returns the best model by validation loss.
+        """
+        cfg = self.config
+        total = cfg.total_steps
+        t0 = time.perf_counter()
+        step = 0
+        try:
+            for e in range(1, cfg.epochs + 1):
+                losses = []
+                for _ in range(cfg.steps_per_epoch):
+                    if self._stop.is_set():
+                        return self.model
+                    losses.append(self._step())
+                    step += 1
+                    elapsed = time.perf_counter() - t0
+                    yield TrainEvent("step", e, cfg.epochs, step, total, losses[-1], None, self._lr(),
+                                     elapsed, elapsed / step * (total - step))
+                val = self.validation_loss()
+                self.scheduler.step(val)
+                is_best = val < self.best_val
+                if is_best:
+                    self.best_val = val
+                    self._best_state = {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
+                elapsed = time.perf_counter() - t0
+                mean_loss = float(np.mean(losses))
+                self.history.append({"epoch": self._epoch_offset + e, "train_loss": mean_loss,
+                                     "val_loss": val, "lr": self._lr(), "seconds": elapsed})
+                yield TrainEvent("epoch", e, cfg.epochs, step, total, mean_loss, val, self._lr(),
+                                 elapsed, elapsed / step * (total - step), is_best)
+            return self.model
+        finally:
+            release_memory(self.plan.device)
+
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+
+def train(images: np.ndarray | Sequence[np.ndarray], config: TrainConfig | None = None, *,
+          axes: str | None = None, psf: np.ndarray | None = None, resume: DecoNoisingModel | None = None,
+          callback: Callable[[TrainEvent], bool | None] | None = None) -> DecoNoisingModel:
+    """Train to the end and return the best model.
+
+    ``callback(event)`` is called for every event; returning True stops training.
+    """
+    trainer = Trainer(images, config, axes=axes, psf=psf, resume=resume)
+    for event in trainer.run():
+        if callback is not None and callback(event):
+            trainer.stop()
+    return trainer.model

@@ -1,0 +1,112 @@
+"""U-Net for 2D (or, by one parameter, 3D) images of any size."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["UNet", "unet_receptive_radius"]
+
+
+def _layers(ndim: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:
+    if ndim == 2:
+        return nn.Conv2d, nn.MaxPool2d, nn.ConvTranspose2d
+    if ndim == 3:
+        return nn.Conv3d, nn.MaxPool3d, nn.ConvTranspose3d
+    raise ValueError(f"ndim must be 2 or 3, got {ndim}")
+
+
+class _DoubleConv(nn.Sequential):
+    def __init__(self, conv: type[nn.Module], cin: int, cout: int) -> None:
+        super().__init__(
+            conv(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
+            conv(cout, cout, 3, padding=1), nn.ReLU(inplace=True),
+        )
+
+
+class UNet(nn.Module):
+    """The U-Net of the Noise2Void/DecoNoising lineage.
+
+    Two 3x3 convolutions with ReLU per level, 2x2 max-pooling, transposed-convolution
+    upsampling, skip connections merged by concatenation, a final 1x1 convolution and
+    no normalisation layers (batch norm would couple the blind spots of a batch).
+
+    Parameters
+    ----------
+    depth : int
+        Number of poolings.
+    channels : int
+        Feature channels of the first level; doubled at every level.
+    ndim : int
+        2 for images, 3 for volumes.
+    in_channels, out_channels : int
+        Image channels in and out.
+
+    Notes
+    -----
+    Inputs of any size are accepted: they are reflect-padded to a multiple of
+    ``2**depth`` and the output is cropped back.
+    """
+
+    def __init__(self, depth: int = 3, channels: int = 64, ndim: int = 2,
+                 in_channels: int = 1, out_channels: int = 1) -> None:
+        super().__init__()
+        conv, pool, up = _layers(ndim)
+        self.depth, self.ndim = depth, ndim
+        ch = [channels * 2**i for i in range(depth + 1)]
+        self.down = nn.ModuleList()
+        cin = in_channels
+        for c in ch[:-1]:
+            self.down.append(_DoubleConv(conv, cin, c))
+            cin = c
+        self.pool = pool(2)
+        self.bottom = _DoubleConv(conv, ch[-2], ch[-1])
+        self.up = nn.ModuleList()
+        self.up_conv = nn.ModuleList()
+        for i in reversed(range(depth)):
+            self.up.append(up(ch[i + 1], ch[i], 2, stride=2))
+            self.up_conv.append(_DoubleConv(conv, 2 * ch[i], ch[i]))
+        self.head = conv(ch[0], out_channels, 1)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        # A small head keeps the initial output near the (normalised) data mean.
+        nn.init.normal_(self.head.weight, std=1e-2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[2:]
+        m = 2**self.depth
+        pad = []
+        for n in reversed(size):
+            pad += [0, (-n) % m]
+        if any(pad):
+            x = F.pad(x, pad, mode="reflect" if all(p < n for p, n in zip(pad[1::2], reversed(size))) else "replicate")
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottom(x)
+        for up, block, skip in zip(self.up, self.up_conv, reversed(skips)):
+            x = block(torch.cat([up(x), skip], dim=1))
+        x = self.head(x)
+        if any(pad):
+            x = x[(slice(None), slice(None)) + tuple(slice(0, n) for n in size)]
+        return x
+
+
+def unet_receptive_radius(depth: int) -> int:
+    """Upper bound on how far (in pixels) an output pixel of :class:`UNet` can see.
+
+    Each level contributes two 3x3 convolutions on the way down and two on the way
+    up (radius 2 each at that level's scale), a pooling and an up-sampling (up to
+    ``2**level`` each), and the bottleneck two convolutions at scale ``2**depth``.
+    """
+    r = 2 * 2**depth  # bottleneck
+    for level in range(depth):
+        s = 2**level
+        r += 2 * s + 2 * s  # convolutions down and up
+        r += s + s  # pooling window and transposed-conv footprint
+    return r
