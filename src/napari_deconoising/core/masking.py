@@ -54,8 +54,11 @@ def blind_spot_mask(
         torch.meshgrid(*[torch.arange(c, device=device, dtype=torch.float32) for c in counts], indexing="ij"),
         dim=-1,
     )  # (*counts, ndim)
+    # Integer box edges, so neighbouring boxes never share a pixel.
+    start = (grid * box).floor()
+    width_box = ((grid + 1) * box).floor() - start
     u = torch.rand((batch, *counts, ndim), generator=generator, device=device)
-    pos = ((grid.unsqueeze(0) + u) * box).floor().long()
+    pos = (start.unsqueeze(0) + (u * width_box.unsqueeze(0)).floor()).long()
     b = torch.arange(batch, device=device).view(batch, *([1] * ndim)).expand(batch, *counts)
     pos = pos.reshape(-1, ndim)
     b = b.reshape(-1)

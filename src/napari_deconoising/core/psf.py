@@ -44,7 +44,7 @@ def gaussian_psf(sigma: float | Sequence[float], ndim: int = 2, truncate: float 
     sig = _per_axis(sigma, ndim)
     axes_1d = []
     for s in sig:
-        if s <= 0:
+        if s < 1e-3:  # narrower than a pixel by far: exactly the identity
             axes_1d.append(np.ones(1, dtype=np.float64))
             continue
         r = max(1, int(math.ceil(truncate * s)))
@@ -170,13 +170,13 @@ class PSFConvolution(nn.Module):
             raise ValueError(f"unknown method {method!r}")
         self.method = method
         # Flip once here: torch's conv is a correlation.
-        flipped = np.ascontiguousarray(np.flip(k))
+        flipped = np.flip(k).copy()
         self.register_buffer("kernel", torch.from_numpy(flipped)[None, None], persistent=False)
         if method == "separable":
             for ax, f in enumerate(factors):
                 shape = [1, 1] + [1] * self.ndim
                 shape[2 + ax] = f.size
-                t = torch.from_numpy(np.ascontiguousarray(f[::-1])).reshape(shape)
+                t = torch.from_numpy(f[::-1].copy()).reshape(shape)
                 self.register_buffer(f"factor{ax}", t, persistent=False)
 
     @property

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from napari_deconoising.core.loss import deconoising_loss, positivity_penalty
+from napari_deconoising.core.masking import apply_blind_spots, blind_spot_mask
+from napari_deconoising.core.network import DecoNoisingNet
+from napari_deconoising.core.psf import gaussian_psf
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(5, 70), w=st.integers(5, 70), radius=st.integers(1, 2), seed=st.integers(0, 10_000),
+       fraction=st.sampled_from([0.03125, 0.1, 0.2]))
+def test_mask_never_copies_a_pixel_onto_itself_or_another_spot(h, w, radius, seed, fraction):
+    g = torch.Generator().manual_seed(seed)
+    spots, sources = blind_spot_mask((3, h, w), fraction, radius, generator=g)
+    assert spots.shape == sources.shape
+    assert (spots[:, 0] == sources[:, 0]).all()  # same patch
+    offset = (sources[:, 1:] - spots[:, 1:]).abs()
+    assert (offset.max(dim=1).values >= 1).all()  # never itself
+    assert (offset <= radius).all()  # inside the neighbourhood
+    assert (sources[:, 1:] >= 0).all() and (sources[:, 1] < h).all() and (sources[:, 2] < w).all()
+    spot_set = {tuple(s) for s in spots.tolist()}
+    assert len(spot_set) == len(spots)  # no duplicates
+    assert not any(tuple(s) in spot_set for s in sources.tolist())  # a spot's value never leaks
+
+
+def test_mask_hits_requested_fraction_and_covers_borders():
+    g = torch.Generator().manual_seed(0)
+    n, h, w = 200, 100, 100
+    spots, _ = blind_spot_mask((n, h, w), 0.03125, 2, generator=g)
+    frac = len(spots) / (n * h * w)
+    assert abs(frac - 0.03125) / 0.03125 < 0.05
+    # stratified: every row and column of the patch is used somewhere
+    assert set(spots[:, 1].tolist()) == set(range(h))
+    assert set(spots[:, 2].tolist()) == set(range(w))
+    frac10 = len(blind_spot_mask((50, 64, 64), 0.1, 2, generator=g)[0]) / (50 * 64 * 64)
+    assert abs(frac10 - 0.1) / 0.1 < 0.05
+
+
+def test_apply_blind_spots_replaces_values_and_leaves_input_alone():
+    x = torch.arange(2 * 32 * 32, dtype=torch.float32).reshape(2, 1, 32, 32)
+    before = x.clone()
+    masked, mask = apply_blind_spots(x, 0.05, 2, torch.Generator().manual_seed(1))
+    assert torch.equal(x, before)
+    assert mask.dtype == torch.bool and mask.shape == x.shape
+    assert (masked[mask] != x[mask]).all()  # all values distinct, so every spot changed
+    assert torch.equal(masked[~mask], x[~mask])
+
+
+def test_mask_rejects_patches_smaller_than_neighbourhood():
+    with pytest.raises(ValueError, match="too small"):
+        blind_spot_mask((1, 4, 40), 0.03125, 2)
+
+
+@pytest.mark.parametrize("psf", [None, gaussian_psf(1.5)])
+def test_blind_spot_is_real(psf):
+    """The loss does not depend on the true values of the masked pixels through the input."""
+    torch.manual_seed(0)
+    net = DecoNoisingNet(psf, depth=2, channels=4)
+    x = torch.randn(2, 1, 32, 32, requires_grad=True)
+    masked, mask = apply_blind_spots(x, 0.05, 2, torch.Generator().manual_seed(2))
+    denoised, phantom = net(masked)
+    loss, _, _ = deconoising_loss(denoised, phantom, x.detach(), mask, positivity=1.0)
+    loss.backward()
+    assert x.grad[mask].abs().max() == 0
+    assert x.grad[~mask].abs().max() > 0  # the rest of the image does matter
+
+
+def test_positivity_penalty():
+    z = torch.rand(1, 1, 8, 8)
+    assert positivity_penalty(z) == 0
+    z[0, 0, 0, 0] = -2.0
+    assert positivity_penalty(z) == pytest.approx(2.0 / 64)
+    # zero level: in normalised units, intensity 0 sits at -mean/std
+    z2 = torch.full((1, 1, 4, 4), -0.5)
+    assert positivity_penalty(z2, zero_level=1.0) == 0
+    assert positivity_penalty(z2, zero_level=0.2) == pytest.approx(0.3)
+
+
+def test_loss_is_masked_mse_plus_weighted_positivity():
+    target = torch.zeros(1, 1, 4, 4)
+    den = torch.zeros(1, 1, 4, 4)
+    den[0, 0, 1, 1] = 3.0  # error at a masked pixel
+    den[0, 0, 2, 2] = 100.0  # error at an unmasked pixel: ignored
+    mask = torch.zeros_like(target, dtype=torch.bool)
+    mask[0, 0, 1, 1] = mask[0, 0, 0, 0] = True
+    phantom = -torch.ones(1, 1, 4, 4)
+    total, mse, pos = deconoising_loss(den, phantom, target, mask, positivity=0.5)
+    assert mse == pytest.approx(4.5)
+    assert pos == pytest.approx(1.0)
+    assert total == pytest.approx(5.0)
+    total0, _, pos0 = deconoising_loss(den, phantom, target, mask, positivity=0.0)
+    assert total0 == pytest.approx(4.5) and pos0 == 0

@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+
+from napari_deconoising.core.psf import PSFConvolution, PSFError, gaussian_psf, load_psf, prepare_psf
+
+
+@settings(max_examples=30, deadline=None)
+@given(sy=st.floats(0, 6), sx=st.floats(0, 6))
+def test_gaussian_psf_sums_to_one_and_is_symmetric(sy, sx):
+    k = gaussian_psf((sy, sx))
+    assert k.dtype == np.float32
+    assert abs(float(k.sum()) - 1) < 1e-5
+    assert all(n % 2 == 1 for n in k.shape)
+    np.testing.assert_allclose(k, k[::-1, :], atol=1e-7)
+    np.testing.assert_allclose(k, k[:, ::-1], atol=1e-7)
+    assert np.unravel_index(k.argmax(), k.shape) == tuple(n // 2 for n in k.shape)
+
+
+def test_kernel_size_follows_sigma():
+    assert gaussian_psf(1.0).shape == (9, 9)
+    assert gaussian_psf((2.0, 0.5)).shape == (17, 5)
+    assert gaussian_psf(1.0, ndim=3).shape == (9, 9, 9)
+
+
+def test_sigma_zero_is_identity():
+    k = gaussian_psf(0)
+    assert k.shape == (1, 1) and k[0, 0] == 1
+    conv = PSFConvolution(k)
+    x = torch.randn(2, 1, 13, 17)
+    assert torch.equal(conv(x), x)
+
+
+def _asymmetric_kernel():
+    rng = np.random.default_rng(3)
+    k = rng.random((5, 7)).astype(np.float32)
+    k[0, 0] = 5  # strongly asymmetric
+    return k / k.sum()
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_convolution_equals_scipy_convolve_reflect(method):
+    k = _asymmetric_kernel()
+    img = np.random.default_rng(0).random((23, 31)).astype(np.float32)
+    conv = PSFConvolution(k, method=method)
+    got = conv(torch.from_numpy(img)[None, None])[0, 0].numpy()
+    # scipy's "mirror" is torch's "reflect" (edge pixel not repeated)
+    want = ndimage.convolve(img.astype(np.float64), k.astype(np.float64), mode="mirror")
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    # and it is a convolution, not a correlation
+    corr = ndimage.correlate(img.astype(np.float64), k.astype(np.float64), mode="mirror")
+    assert np.abs(got - corr).max() > 1e-2
+
+
+def test_separable_gaussian_matches_direct():
+    k = gaussian_psf((1.3, 2.1))
+    x = torch.randn(3, 1, 40, 37)
+    sep = PSFConvolution(k)
+    assert sep.method == "separable"
+    direct = PSFConvolution(k, method="direct")
+    torch.testing.assert_close(sep(x), direct(x), atol=1e-5, rtol=1e-5)
+
+
+def test_auto_picks_fft_for_large_nonseparable_kernels():
+    rng = np.random.default_rng(1)
+    k = rng.random((21, 21)).astype(np.float32)
+    assert PSFConvolution(k / k.sum()).method == "fft"
+    k = rng.random((5, 5)).astype(np.float32)
+    assert PSFConvolution(k / k.sum()).method == "direct"
+
+
+def test_convolution_preserves_constants_and_is_differentiable():
+    conv = PSFConvolution(_asymmetric_kernel())
+    x = torch.full((1, 1, 16, 16), 3.0, requires_grad=True)
+    y = conv(x)
+    torch.testing.assert_close(y, torch.full_like(y, 3.0))
+    y.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_convolution_works_on_images_smaller_than_kernel():
+    conv = PSFConvolution(gaussian_psf(3.0))  # 25x25 kernel
+    x = torch.rand(1, 1, 6, 5)
+    assert conv(x).shape == x.shape
+
+
+def test_prepare_psf_clips_centres_and_normalises():
+    raw = np.zeros((12, 10))
+    raw[3, 6] = 4.0
+    raw[3, 7] = 4.0
+    raw[0, 0] = -1.0  # background-subtraction noise
+    psf = raw.copy()
+    out = prepare_psf(psf)
+    np.testing.assert_array_equal(psf, raw)  # input untouched
+    assert out.min() >= 0 and abs(out.sum() - 1) < 1e-6
+    assert all(n % 2 == 1 for n in out.shape)
+    c = tuple(n // 2 for n in out.shape)
+    assert out[c] > 0
+
+
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        (np.zeros((0, 5)), "empty"),
+        (np.full((5, 5), np.nan), "NaN"),
+        (np.zeros((5, 5)), "no positive"),
+        (np.ones((3, 5, 5)), "dimensions"),
+        (np.array([["a"]]), "real numbers"),
+    ],
+)
+def test_prepare_psf_rejects_bad_input(bad, msg):
+    with pytest.raises(PSFError, match=msg):
+        prepare_psf(bad)
+
+
+def test_load_psf_from_tiff(tmp_path):
+    import tifffile
+
+    k = gaussian_psf(1.5)
+    tifffile.imwrite(tmp_path / "psf.tif", (k * 1000).astype(np.uint16))
+    got = load_psf(tmp_path / "psf.tif")
+    assert abs(got.sum() - 1) < 1e-5
+    with pytest.raises(PSFError, match="not found"):
+        load_psf(tmp_path / "missing.tif")
+    (tmp_path / "junk.tif").write_bytes(b"not a tiff")
+    with pytest.raises(PSFError, match="cannot read"):
+        load_psf(tmp_path / "junk.tif")

@@ -1,0 +1,161 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deconoising.core import DataError, Trainer, make_sample, psnr, train
+from napari_deconoising.core.device import available_devices, execution_plan, resolve_device
+
+
+def test_training_lowers_validation_loss_and_beats_the_noisy_input(tiny_config):
+    s = make_sample((128, 128), sigma=1.5, seed=1)
+    cfg = tiny_config.replace(psf_sigma=1.5, epochs=8, steps_per_epoch=8, lr=2e-3)
+    trainer = Trainer(s.noisy, cfg)
+    events = list(trainer.run())
+    epochs = [e for e in events if e.kind == "epoch"]
+    steps = [e for e in events if e.kind == "step"]
+    assert len(epochs) == 8 and len(steps) == 64
+    assert steps[-1].step == steps[-1].total_steps == 64 and steps[-1].eta_s == 0
+    assert epochs[-1].val_loss < epochs[0].val_loss
+    assert min(e.val_loss for e in epochs) == pytest.approx(trainer.best_val)
+    model = trainer.model
+    pred = model.predict(s.noisy, device="cpu")
+    assert pred.denoised.dtype == np.float32 and pred.denoised.shape == s.noisy.shape
+    assert psnr(s.clean, pred.denoised) > psnr(s.clean, s.noisy) + 3
+    assert len(model.history) == 8
+
+
+def test_training_does_not_modify_input(sample, tiny_config):
+    noisy = sample.noisy.copy()
+    train(noisy, tiny_config.replace(epochs=1, steps_per_epoch=2))
+    np.testing.assert_array_equal(noisy, sample.noisy)
+
+
+def test_stop_ends_cleanly_and_keeps_best(sample, tiny_config):
+    trainer = Trainer(sample.noisy, tiny_config.replace(epochs=50))
+    seen = []
+    for ev in trainer.run():
+        seen.append(ev)
+        if ev.kind == "epoch" and ev.epoch == 2:
+            trainer.stop()
+    assert seen[-1].epoch == 2 and seen[-1].kind == "epoch"
+    model = trainer.model
+    assert len(model.history) == 2
+    assert model.predict(sample.noisy, device="cpu").denoised.shape == sample.noisy.shape
+
+
+def test_stop_from_another_thread(sample, tiny_config):
+    trainer = Trainer(sample.noisy, tiny_config.replace(epochs=1000))
+    n = []
+
+    def consume():
+        for _ in trainer.run():
+            n.append(1)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    while len(n) < 3:
+        t.join(0.01)
+    trainer.stop()
+    t.join(30)
+    assert not t.is_alive() and len(n) < 1000 * 5
+
+
+def test_same_seed_same_result(sample, tiny_config):
+    cfg = tiny_config.replace(epochs=1, steps_per_epoch=3)
+    a = train(sample.noisy, cfg)
+    b = train(sample.noisy, cfg)
+    for k in a.state_dict:
+        torch.testing.assert_close(a.state_dict[k], b.state_dict[k])
+
+
+def test_resume_continues_history_and_keeps_normalisation(sample, tiny_config, trained):
+    other = make_sample((96, 96), sigma=1.5, seed=5).noisy * 3 + 10
+    cfg = tiny_config.replace(epochs=2, depth=3, channels=16)  # architecture comes from the model
+    trainer = Trainer(other, cfg, resume=trained)
+    assert trainer.config.depth == trained.config.depth
+    list(trainer.run())
+    m = trainer.model
+    assert len(m.history) == len(trained.history) + 2
+    assert m.history[-1]["epoch"] == len(trained.history) + 2
+    assert (m.mean, m.std) == (trained.mean, trained.std)
+
+
+def test_micro_batches_give_the_same_gradient_step(sample, tiny_config):
+    cfg = tiny_config.replace(epochs=1, steps_per_epoch=1, batch_size=8)
+    a = train(sample.noisy, cfg)
+    b = train(sample.noisy, cfg.replace(micro_batches=4))
+    # Masks are drawn per micro-batch, so results differ a little but not much.
+    for k in a.state_dict:
+        assert torch.allclose(a.state_dict[k], b.state_dict[k], atol=5e-3)
+
+
+def test_estimate_step_seconds_does_not_change_the_model(sample, tiny_config):
+    tr = Trainer(sample.noisy, tiny_config)
+    before = {k: v.clone() for k, v in tr.net.state_dict().items()}
+    assert tr.estimate_step_seconds(1) > 0
+    for k, v in tr.net.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_measured_psf_and_argument_checks(sample, tiny_config):
+    from napari_deconoising.core import gaussian_psf
+
+    psf = gaussian_psf(1.5)
+    tr = Trainer(sample.noisy, tiny_config.replace(psf="measured"), psf=psf)
+    assert tr.psf is not None and abs(tr.psf.sum() - 1) < 1e-5
+    with pytest.raises(ValueError, match="no PSF"):
+        Trainer(sample.noisy, tiny_config.replace(psf="measured"))
+    with pytest.raises(ValueError, match="measured"):
+        Trainer(sample.noisy, tiny_config, psf=psf)
+    with pytest.raises(DataError, match="NaN"):
+        bad = sample.noisy.copy()
+        bad[0, 0] = np.inf
+        Trainer(bad, tiny_config)
+
+
+def test_small_image_shrinks_patch_with_warning(tiny_config):
+    s = make_sample((40, 48), seed=2)
+    with pytest.warns(UserWarning):
+        tr = Trainer(s.noisy, tiny_config.replace(patch_size=64))
+    assert tr.patch == 40 and tr.warnings
+
+
+def test_devices():
+    assert available_devices()[-1] == "cpu"
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == available_devices()[0]
+    plan = execution_plan("cpu", "fp32")
+    assert plan.dtype is None and not plan.channels_last
+    with pytest.raises(RuntimeError, match="fp16"):
+        execution_plan("cpu", "fp16")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_missing_cuda_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_cuda(sample, tiny_config):
+    model = train(sample.noisy, tiny_config.replace(device="cuda", precision="auto", epochs=1))
+    pred = model.predict(sample.noisy, device="cuda")
+    assert np.isfinite(pred.denoised).all()
+
+
+@pytest.mark.skipif(not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()),
+                    reason="needs Apple MPS")
+def test_training_on_mps(sample, tiny_config):
+    model = train(sample.noisy, tiny_config.replace(device="mps", precision="auto", epochs=1))
+    assert np.isfinite(model.predict(sample.noisy, device="mps").denoised).all()
+
+
+def test_bf16_cpu_training_runs(sample, tiny_config):
+    from napari_deconoising.core.device import cpu_has_bf16
+
+    if not cpu_has_bf16():
+        pytest.skip("CPU has no native bf16")
+    model = train(sample.noisy, tiny_config.replace(precision="bf16", epochs=1))
+    assert np.isfinite(model.predict(sample.noisy, device="cpu", precision="bf16").denoised).all()

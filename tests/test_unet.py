@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from napari_deconoising.core.network import DecoNoisingNet
+from napari_deconoising.core.psf import gaussian_psf
+from napari_deconoising.core.unet import UNet, unet_receptive_radius
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (37, 23), (100, 100), (9, 50)])
+def test_unet_any_size(shape):
+    net = UNet(depth=2, channels=4)
+    assert net(torch.randn(2, 1, *shape)).shape == (2, 1, *shape)
+
+
+def test_unet_3d_is_a_parameter_away():
+    net = UNet(depth=2, channels=4, ndim=3)
+    assert net(torch.randn(1, 1, 12, 20, 17)).shape == (1, 1, 12, 20, 17)
+
+
+def test_paper_defaults():
+    net = UNet()
+    assert net.depth == 3 and net.down[0][0].out_channels == 64
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_receptive_radius_bounds_the_influence_of_a_pixel(depth):
+    torch.manual_seed(0)
+    net = UNet(depth=depth, channels=4).eval()
+    n = 160
+    c = 64  # multiple of 2**depth: pooling grid aligned
+    x = torch.zeros(1, 1, n, n)
+    with torch.no_grad():
+        base = net(x)
+        x[0, 0, c, c] = 1.0
+        diff = (net(x) - base).abs()[0, 0]
+    ys, xs = torch.nonzero(diff > 0, as_tuple=True)
+    reach = max((ys - c).abs().max(), (xs - c).abs().max()).item()
+    r = unet_receptive_radius(depth)
+    assert 0 < reach <= r
+    assert reach > r // 2  # and the bound is not absurdly loose
+
+
+def test_network_returns_denoised_and_phantom():
+    net = DecoNoisingNet(gaussian_psf(1.0), depth=2, channels=4)
+    den, ph = net(torch.randn(1, 1, 30, 30))
+    assert den.shape == ph.shape == (1, 1, 30, 30)
+    assert not torch.allclose(den, ph)
+    n2v = DecoNoisingNet(None, depth=2, channels=4)
+    den, ph = n2v(torch.randn(1, 1, 30, 30))
+    assert torch.equal(den, ph)
