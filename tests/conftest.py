@@ -35,3 +35,51 @@ def trained(sample, tiny_config):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# -- napari widget fixtures ------------------------------------------------------------------
+
+#: Widget training setup: 2 epochs x 2 steps of a depth-2, 8-channel U-Net.
+TINY_GUI = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 4, "patch_size": 32, "depth": 2,
+            "channels": 8, "micro_batches": 1, "device": "cpu"}
+
+
+@pytest.fixture
+def sync_workers(monkeypatch):
+    """Run the widgets' worker generators synchronously (deterministic tests)."""
+    from napari_deconoising._widgets import _worker
+
+    monkeypatch.setattr(_worker, "SYNC", True)
+    return True
+
+
+@pytest.fixture
+def fresh_registry():
+    """An empty session model list before and after the test."""
+    from napari_deconoising._widgets import REGISTRY
+
+    REGISTRY.clear()
+    yield REGISTRY
+    REGISTRY.clear()
+
+
+@pytest.fixture
+def notifications(monkeypatch):
+    """Collect the messages the widgets show, by level ('error', 'warning', 'info')."""
+    seen: dict[str, list[str]] = {"error": [], "warning": [], "info": []}
+    targets = {
+        "error": ["_worker", "_train"],
+        "warning": ["_train", "_apply", "_compare"],
+        "info": ["_train", "_apply", "_compare", "_base"],
+    }
+    for level, modules in targets.items():
+        for mod in modules:
+            monkeypatch.setattr(f"napari_deconoising._widgets.{mod}.show_{level}",
+                                lambda msg, _l=level: seen[_l].append(str(msg)))
+    return seen
+
+
+def set_tiny(widget, **overrides):
+    """Fill a TrainWidget's advanced settings with the tiny setup."""
+    for k, v in {**TINY_GUI, **overrides}.items():
+        getattr(widget, k).value = v

@@ -1,0 +1,151 @@
+"""Raw, denoised and deconvolved side by side (napari grid mode), and back."""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+from napari.layers import Image, Layer
+from napari.utils.notifications import show_info, show_warning
+
+from ..core import psnr
+from ._layers import PROVENANCE_KEY
+
+__all__ = ["CompareState", "toggle_compare", "is_comparing", "compare_psnr", "compare_command",
+           "find_result_layers"]
+
+
+@dataclass
+class CompareState:
+    """What to restore: grid settings and every layer's visibility and order."""
+
+    grid_enabled: bool
+    grid_shape: tuple[int, int]
+    grid_stride: int
+    visible: dict[int, bool]  # id(layer) -> visible
+    order: list[int]  # id(layer) in list order
+    shown: tuple[int, ...]  # id of the layers this comparison shows
+
+
+# One saved layout per viewer, dropped with the viewer.
+_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def is_comparing(viewer) -> bool:
+    return viewer in _STATES
+
+
+def toggle_compare(viewer, layers: list[Layer]) -> bool:
+    """Show ``layers`` side by side in grid mode, or restore the previous layout.
+
+    Returns True if the comparison is now shown, False if the layout was restored.
+    """
+    if viewer in _STATES:
+        restore_layout(viewer)
+        return False
+    layers = [layer for layer in layers if layer is not None and layer in viewer.layers]
+    if not layers:
+        show_warning("Nothing to compare yet: train a model or apply one first.")
+        return False
+    grid = _grid(viewer)
+    state = CompareState(
+        grid_enabled=bool(grid.enabled), grid_shape=tuple(grid.shape), grid_stride=int(grid.stride),
+        visible={id(layer): bool(layer.visible) for layer in viewer.layers},
+        order=[id(layer) for layer in viewer.layers], shown=tuple(id(layer) for layer in layers))
+    _STATES[viewer] = state
+    for layer in viewer.layers:
+        layer.visible = False
+    for layer in layers:
+        layer.visible = True
+    # Grid cells follow list order (stride 1: index 0 is the first cell; hidden layers
+    # take no cell), so raw | denoised | deconvolved needs them in that order.
+    indices = [viewer.layers.index(layer) for layer in layers]
+    if indices != sorted(indices):
+        for layer in layers:
+            viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
+    grid.shape = (1, len(layers))
+    grid.stride = 1
+    grid.enabled = True
+    viewer.reset_view()
+    return True
+
+
+def restore_layout(viewer) -> None:
+    """Put back grid settings, visibility and layer order saved by :func:`toggle_compare`."""
+    state: CompareState | None = _STATES.pop(viewer, None)
+    if state is None:
+        return
+    by_id = {id(layer): layer for layer in viewer.layers}
+    # original order first, then any layers added while comparing
+    wanted = [by_id[i] for i in state.order if i in by_id]
+    wanted += [layer for layer in viewer.layers if id(layer) not in state.visible]
+    for target, layer in enumerate(wanted):
+        current = viewer.layers.index(layer)
+        if current != target:
+            viewer.layers.move(current, target)
+    for layer in viewer.layers:
+        if id(layer) in state.visible:
+            layer.visible = state.visible[id(layer)]
+    grid = _grid(viewer)
+    grid.enabled = state.grid_enabled
+    grid.shape = state.grid_shape
+    grid.stride = state.grid_stride
+    viewer.reset_view()
+
+
+def compare_psnr(truth: Layer | None, layers: dict[str, Layer | None]) -> dict[str, float]:
+    """PSNR (dB) of each layer's data against the ground-truth layer, where shapes match."""
+    if truth is None:
+        return {}
+    t = np.asarray(truth.data[0] if getattr(truth, "multiscale", False) else truth.data)
+    out = {}
+    for label, layer in layers.items():
+        if layer is None:
+            continue
+        d = np.asarray(layer.data[0] if getattr(layer, "multiscale", False) else layer.data)
+        if d.shape == t.shape:
+            out[label] = psnr(t, d)
+    return out
+
+
+def find_result_layers(viewer) -> tuple[Layer, Layer, Layer] | None:
+    """Raw, denoised and deconvolved layers of the selected (or else latest) result."""
+    results = [layer for layer in viewer.layers
+               if isinstance(layer, Image) and PROVENANCE_KEY in (layer.metadata or {})]
+    if not results:
+        return None
+    active = viewer.layers.selection.active
+    pick = None
+    if active is not None and PROVENANCE_KEY in (active.metadata or {}):
+        pick = active
+    elif active is not None:
+        pick = next((r for r in reversed(results)
+                     if r.metadata[PROVENANCE_KEY]["source_layer"] == active.name), None)
+    pick = pick or results[-1]
+    run = pick.metadata[PROVENANCE_KEY].get("run_id")
+    source = pick.metadata[PROVENANCE_KEY]["source_layer"]
+    group = [r for r in results if r.metadata[PROVENANCE_KEY].get("run_id") == run
+             and r.metadata[PROVENANCE_KEY]["source_layer"] == source]
+    den = next((r for r in group if r.metadata[PROVENANCE_KEY]["role"] == "denoised"), None)
+    dec = next((r for r in group if r.metadata[PROVENANCE_KEY]["role"] == "deconvolved"), None)
+    raw = viewer.layers[source] if source in viewer.layers else None
+    return raw, den, dec
+
+
+def compare_command(viewer) -> None:
+    """Menu command: compare the selected (or latest) result with its raw image, or go back."""
+    if is_comparing(viewer):
+        restore_layout(viewer)
+        return
+    found = find_result_layers(viewer)
+    if found is None:
+        show_info("No DecoNoising results yet: train a model or apply one first.")
+        return
+    toggle_compare(viewer, list(found))
+
+
+def _grid(viewer):
+    """``viewer.canvas.grid`` (napari >= 0.9), else the older ``viewer.grid``."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid

@@ -1,0 +1,124 @@
+"""Reading image layers for the core and adding result layers next to them."""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.layers import Image, Labels, Layer
+
+from .. import __version__
+from ..core import DataError, DecoNoisingModel
+from ..core.data import default_axes
+
+__all__ = ["check_layer", "layer_array", "guess_axes", "unique_name", "add_result_layers",
+           "contrast", "PROVENANCE_KEY"]
+
+PROVENANCE_KEY = "napari-deconoising"
+
+
+def check_layer(layer: Layer | None) -> None:
+    """Raise :class:`DataError` unless ``layer`` holds single-channel intensities."""
+    if layer is None:
+        raise DataError("no image layer selected; open or add an image first")
+    if isinstance(layer, Labels):
+        raise DataError(f"layer '{layer.name}' is a labels layer (a segmentation); choose an intensity image")
+    if not isinstance(layer, Image):
+        raise DataError(f"layer '{layer.name}' is a {type(layer).__name__} layer; choose an image layer")
+    if layer.rgb:
+        raise DataError(
+            f"layer '{layer.name}' is an RGB image; DecoNoising needs raw single-channel fluorescence "
+            "data (split the channels first: right-click the layer > Split RGB)")
+
+
+def layer_array(layer: Image, copy: bool = True) -> np.ndarray:
+    """The layer's full-resolution data as a NumPy array (a copy by default, so the
+    worker thread never shares memory the user can edit)."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    return np.array(data, copy=True) if copy else np.asarray(data)
+
+
+def layer_shape(layer: Image) -> tuple[int, ...]:
+    data = layer.data[0] if layer.multiscale else layer.data
+    return tuple(int(n) for n in data.shape)
+
+
+def guess_axes(layer: Layer | None) -> str:
+    """An axes string for the layer's shape (``YX``, ``SYX``, ``SZYX``...); '' if unknown."""
+    if not isinstance(layer, Image) or layer.rgb:
+        return ""
+    shape = layer_shape(layer)
+    try:
+        return default_axes(shape)
+    except DataError:
+        # 3D data ending in 3 or 4 is a stack of tiny images or RGB-like; still a stack
+        if len(shape) == 3:
+            return "SYX"
+        return ("STZC"[: len(shape) - 2] if len(shape) <= 6 else "") + "YX"
+
+
+def unique_name(viewer, name: str) -> str:
+    """``name``, or ``name [2]``, ``name [3]``... whichever no layer has yet."""
+    existing = {layer.name for layer in viewer.layers}
+    if name not in existing:
+        return name
+    k = 2
+    while f"{name} [{k}]" in existing:
+        k += 1
+    return f"{name} [{k}]"
+
+
+def contrast(data: np.ndarray) -> tuple[float, float]:
+    """Contrast limits from the 0.1 and 99.9 percentiles of (a subsample of) ``data``."""
+    flat = np.asarray(data).ravel()
+    step = max(1, flat.size // 1_000_000)
+    lo, hi = np.percentile(flat[::step], [0.1, 99.9])
+    lo, hi = float(lo), float(hi)
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+        lo, hi = float(np.nanmin(flat)), float(np.nanmax(flat))
+        if hi <= lo:
+            hi = lo + 1.0
+    return lo, hi
+
+
+def provenance(model: DecoNoisingModel, source: Layer, role: str, model_name: str | None,
+               axes: str, **extra) -> dict:
+    """What produced a result layer, stored in ``layer.metadata``."""
+    return {
+        "role": role,
+        "source_layer": source.name,
+        "axes": axes,
+        "model_name": model_name,
+        "model_summary": model.summary(),
+        "config": model.config.to_dict(),
+        "psf_shape": None if model.psf is None else list(model.psf.shape),
+        "normalisation": {"mean": float(model.mean), "std": float(model.std)},
+        "epochs_trained": len(model.history),
+        "software": f"napari-deconoising {__version__}",
+        **extra,
+    }
+
+
+def add_result_layers(viewer, source: Image, denoised: np.ndarray, deconvolved: np.ndarray,
+                      model: DecoNoisingModel, model_name: str | None, axes: str,
+                      **extra) -> tuple[Image, Image]:
+    """Add ``<name> denoised`` and ``<name> deconvolved`` next to ``source``.
+
+    The new layers take the source's scale, translate and colormap, get contrast
+    limits from their own data, and never replace an existing layer.
+    """
+    out = []
+    for role, data in (("denoised", denoised), ("deconvolved", deconvolved)):
+        meta = dict(source.metadata) if isinstance(source.metadata, dict) else {}
+        meta.pop(PROVENANCE_KEY, None)
+        meta[PROVENANCE_KEY] = provenance(model, source, role, model_name, axes, **extra)
+        layer = viewer.add_image(
+            data,
+            name=unique_name(viewer, f"{source.name} {role}"),
+            scale=source.scale,
+            translate=source.translate,
+            colormap=source.colormap,
+            contrast_limits=contrast(data),
+            blending=source.blending,
+            metadata=meta,
+        )
+        out.append(layer)
+    return out[0], out[1]
