@@ -148,10 +148,12 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray
     return cfg, psf_array
 
 
-def run_training(images, cfg: TrainConfig, *, axes=None, psf=None, resume=None, out=sys.stderr,
+def run_training(images, cfg: TrainConfig, *, axes=None, psf=None, resume=None, out=None,
                  label: str = "") -> tuple:
     """Train in the foreground with a progress bar; returns (model, trainer)."""
     from .core.train import Trainer
+
+    out = out or sys.stderr
 
     trainer = Trainer(images, cfg, axes=axes, psf=psf, resume=resume)
     per_step = trainer.estimate_step_seconds(steps=1)

@@ -1,0 +1,121 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_deconoising.cli import main
+from napari_deconoising.core import gaussian_psf, load_model, make_sample
+
+TINY_ARGS = ["--depth", "2", "--channels", "8", "--patch-size", "32", "--batch-size", "4",
+             "--epochs", "2", "--steps-per-epoch", "2", "--device", "cpu", "--precision", "fp32"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    s = make_sample((80, 80), sigma=1.5, seed=3)
+    tifffile.imwrite(d / "noisy.tif", s.noisy)
+    tifffile.imwrite(d / "stack.tif", np.stack([s.noisy, s.noisy.T]), metadata={"axes": "TYX"})
+    tifffile.imwrite(d / "psf.tif", gaussian_psf(1.5))
+    tifffile.imwrite(d / "psf3d.tif", gaussian_psf(1.5, ndim=3))
+    bad = s.noisy.copy()
+    bad[5, 5] = np.nan
+    tifffile.imwrite(d / "nan.tif", bad)
+    tifffile.imwrite(d / "rgb.tif", np.zeros((64, 64, 3), np.uint8), photometric="rgb")
+    tifffile.imwrite(d / "line.tif", np.zeros((64,), np.float32))
+    (d / "junk.tif").write_bytes(b"this is not a tiff")
+    return d
+
+
+def test_train_and_predict_end_to_end(files, capsys):
+    model = files / "m.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(model), "--psf-sigma", "1.5", *TINY_ARGS]) == 0
+    err = capsys.readouterr().err
+    assert "estimated" in err and "epoch    2/2" in err
+    m = load_model(model)
+    assert m.config.psf_sigma == 1.5 and len(m.history) == 2
+    out, out2 = files / "den.tif", files / "dec.tif"
+    assert main(["predict", str(model), str(files / "stack.tif"), "--denoised", str(out),
+                 "--deconvolved", str(out2), "--device", "cpu"]) == 0
+    den, dec = tifffile.imread(out), tifffile.imread(out2)
+    assert den.shape == dec.shape == (2, 80, 80) and den.dtype == np.float32
+
+
+def test_train_with_measured_psf_no_psf_and_resume(files):
+    m1, m2, m3 = files / "mp.pt", files / "n2v.pt", files / "resumed.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(m1), "--psf", str(files / "psf.tif"),
+                 *TINY_ARGS]) == 0
+    assert load_model(m1).config.psf == "measured"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(m2), "--no-psf", *TINY_ARGS]) == 0
+    assert load_model(m2).is_noise2void
+    assert main(["train", str(files / "stack.tif"), "--model", str(m3), "--resume", str(m1), *TINY_ARGS]) == 0
+    assert len(load_model(m3).history) == 4
+
+
+@pytest.mark.parametrize("case, msg", [
+    (["train", "{d}/missing.tif"], "not found"),
+    (["train", "{d}/junk.tif"], "cannot read"),
+    (["train", "{d}/nan.tif"], "NaN"),
+    (["train", "{d}/rgb.tif"], "channels"),
+    (["train", "{d}/line.tif"], "at least 2"),
+    (["train", "{d}/noisy.tif", "--psf", "{d}/psf3d.tif"], "dimensions"),
+    (["train", "{d}/noisy.tif", "--epochs", "0"], "epochs"),
+    (["train", "{d}/noisy.tif", "--resume", "{d}/junk.tif"], "not a readable model"),
+])
+def test_train_bad_input_fails_cleanly(files, capsys, case, msg):
+    out = files / "never.pt"
+    case = [a.format(d=files) for a in case]
+    args = [case[0], *TINY_ARGS, *case[1:], "--model", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deconoising: error:") and msg in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case, msg", [
+    (["{d}/junk.tif", "{d}/noisy.tif"], "not a readable model"),
+    (["{d}/missing.pt", "{d}/noisy.tif"], "not found"),
+    (["{d}/m.pt", "{d}/nan.tif"], "NaN"),
+    (["{d}/m.pt", "{d}/missing.tif"], "not found"),
+    (["{d}/m.pt", "{d}/noisy.tif", "--axes", "ZYX"], "axes"),
+])
+def test_predict_bad_input_fails_cleanly(files, capsys, case, msg, trained):
+    trained.save(files / "m.pt")
+    out = files / "never.tif"
+    assert main(["predict", *[a.format(d=files) for a in case], "--denoised", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deconoising: error:") and msg in err
+    assert not out.exists()
+
+
+def test_predict_refuses_to_overwrite_input(files, capsys, trained):
+    trained.save(files / "m.pt")
+    before = (files / "noisy.tif").read_bytes()
+    assert main(["predict", str(files / "m.pt"), str(files / "noisy.tif"), "--denoised",
+                 str(files / "noisy.tif")]) == 2
+    assert "overwrite" in capsys.readouterr().err
+    assert (files / "noisy.tif").read_bytes() == before
+
+
+def test_console_script_error_has_no_traceback(files):
+    r = subprocess.run([sys.executable, "-m", "napari_deconoising.cli", "predict", str(files / "junk.tif"),
+                        str(files / "noisy.tif"), "--denoised", str(files / "x.tif")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("deconoising: error:") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_demo_smoke(tmp_path, capsys, monkeypatch):
+    import napari_deconoising.demo as demo
+
+    monkeypatch.setattr(demo, "DEMO_CONFIG", demo.DEMO_CONFIG.replace(
+        depth=2, channels=8, patch_size=32, batch_size=4, precision="fp32"))
+    assert main(["demo", "--out", str(tmp_path), "--steps", "10", "--size", "64", "--no-viewer",
+                 "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "Noise2Void" in err and "DecoNoising denoised" in err and "dB" in err
+    for f in ("noisy.tif", "denoised.tif", "deconvolved.tif", "n2v_denoised.tif", "comparison.png"):
+        assert (tmp_path / f).stat().st_size > 0

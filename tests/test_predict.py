@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from napari_deconoising.core import Cancelled, DataError
+from napari_deconoising.core.predict import auto_tile_size, tile_halo
+
+
+def _rel(a, b):
+    return np.abs(a - b).max() / (np.abs(b).max() + 1e-12)
+
+
+@pytest.mark.parametrize("shape", [(96, 96), (150, 77)])
+def test_tiled_equals_whole_image(trained, shape):
+    img = np.random.default_rng(0).normal(trained.mean, trained.std, shape).astype(np.float32)
+    halo = tile_halo(trained)
+    whole = trained.predict(img, device="cpu", tile_size=4096)
+    for tile in (2 * halo + 8, 2 * halo + 24):
+        tiled = trained.predict(img, device="cpu", tile_size=tile, batch_size=3)
+        assert _rel(tiled.denoised, whole.denoised) < 1e-4
+        assert _rel(tiled.deconvolved, whole.deconvolved) < 1e-4
+
+
+def test_halo_is_needed(trained, monkeypatch):
+    """Guard the guard: with too little context per tile, seams appear."""
+    import sys
+
+    P = sys.modules["napari_deconoising.core.predict"]
+
+    img = np.random.default_rng(1).normal(trained.mean, trained.std, (96, 96)).astype(np.float32)
+    whole = trained.predict(img, device="cpu", tile_size=4096)
+    monkeypatch.setattr(P, "tile_halo", lambda m: 8)
+    tiled = trained.predict(img, device="cpu", tile_size=32)
+    assert _rel(tiled.denoised, whole.denoised) > 1e-3
+
+
+def test_outputs_in_input_units_and_layout(trained, sample):
+    stack = np.clip(np.stack([sample.noisy, sample.noisy[::-1]]), 0, None).round().astype(np.uint16)
+    pred = trained.predict(stack, "TYX", device="cpu")
+    assert pred.denoised.shape == stack.shape and pred.denoised.dtype == np.float32
+    single = trained.predict(stack[1], device="cpu")
+    np.testing.assert_allclose(pred.denoised[1], single.denoised, rtol=1e-5, atol=1e-4)
+    # intensity units: the denoised image has about the input's mean
+    assert abs(pred.denoised.mean() - stack.mean()) < 0.2 * stack.std()
+    yxt = np.moveaxis(stack, 0, -1)
+    pred2 = trained.predict(yxt, "YXT", device="cpu")
+    np.testing.assert_allclose(np.moveaxis(pred2.denoised, -1, 0), pred.denoised, rtol=1e-5, atol=1e-4)
+
+
+def test_list_input_gives_lists(trained, sample):
+    pred = trained.predict([sample.noisy, sample.noisy[:50, :70]], device="cpu")
+    assert [p.shape for p in pred.denoised] == [(96, 96), (50, 70)]
+
+
+def test_tiny_image(trained):
+    img = np.random.default_rng(0).random((7, 11)).astype(np.float32)
+    assert trained.predict(img, device="cpu").denoised.shape == (7, 11)
+
+
+def test_progress_and_cancel(trained, sample):
+    calls = []
+    halo = tile_halo(trained)
+    trained.predict(sample.noisy, device="cpu", tile_size=2 * halo + 16, batch_size=1,
+                    progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1][0] == calls[-1][1] and len(calls) == calls[-1][1] > 1
+    with pytest.raises(Cancelled):
+        trained.predict(sample.noisy, device="cpu", tile_size=2 * halo + 16, batch_size=1,
+                        cancel=lambda: True)
+
+
+def test_bad_input(trained):
+    with pytest.raises(DataError, match="RGB"):
+        trained.predict(np.zeros((64, 64, 3)), device="cpu")
+    with pytest.raises(ValueError, match="tile_size"):
+        trained.predict(np.random.rand(64, 64), device="cpu", tile_size=16)
+
+
+def test_auto_tile_size_is_sane(trained):
+    import torch
+
+    t = auto_tile_size(trained, torch.device("cpu"))
+    assert t % 2**trained.config.depth == 0 and 2 * tile_halo(trained) < t <= 2048
