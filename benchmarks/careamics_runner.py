@@ -1,0 +1,157 @@
+"""Run CAREamics' Noise2Void inside its own virtual environment (the external peer).
+
+This file is executed by ``benchmarks/_peer.py`` with the interpreter of the
+benchmark venv (``.bench-venv``), never imported by the napari-deconoising package.
+It reads a JSON job from ``argv[1]`` and writes a JSON result to ``argv[2]``.
+
+Jobs
+----
+``{"mode": "quality", "noisy": "x.npy", "out": "y.npy", "steps": N, "depth": d,
+   "channels": c, "patch": p, "batch": b, "seed": s, "precision": "fp32"}``
+    Train N optimiser steps on ``noisy`` and write the prediction of the whole image.
+``{"mode": "speed", "noisy": "x.npy", "steps": N, "warmup": w, "predict": "big.npy", ...}``
+    Time N training steps (after w warm-up steps) and, optionally, the prediction of
+    ``predict``.
+
+Note on torchvision: CAREamics imports torchvision only for its LVAE models (and
+torchmetrics for image metrics we do not use). PyPI's torchvision wheel for
+torch 2.13 is a CUDA build that cannot load into the CPU build of torch, so, when
+the real torchvision is not importable, an import stub is put in place *after*
+torchmetrics and Lightning are imported. Noise2Void never calls into it.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import json
+import os
+import sys
+import tempfile
+import time
+import types
+import warnings
+
+
+def _stub_torchvision() -> bool:
+    try:
+        import torchvision  # noqa: F401
+
+        return False
+    except Exception:  # noqa: BLE001 - a broken wheel raises RuntimeError, not ImportError
+        for k in [k for k in sys.modules if k == "torchvision" or k.startswith("torchvision.")]:
+            del sys.modules[k]
+    # torchmetrics and lightning decide at import time whether torchvision exists.
+    import lightning.pytorch  # noqa: F401
+    import torchmetrics  # noqa: F401
+
+    class _Stub(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path=None, target=None):
+            if name == "torchvision" or name.startswith("torchvision."):
+                return importlib.machinery.ModuleSpec(name, self, is_package=True)
+            return None
+
+        def create_module(self, spec):
+            m = types.ModuleType(spec.name)
+            m.__path__ = []
+            m.__version__ = "0+stub"
+
+            def missing(attr, _n=spec.name):
+                if attr.startswith("__"):
+                    raise AttributeError(attr)
+
+                def f(*a, **k):
+                    raise RuntimeError(f"{_n}.{attr} is not available (torchvision stub)")
+                return f
+
+            m.__getattr__ = missing
+            return m
+
+        def exec_module(self, module):
+            pass
+
+    sys.meta_path.append(_Stub())
+    return True
+
+
+def main() -> None:
+    job = json.load(open(sys.argv[1]))
+    warnings.filterwarnings("ignore")
+    stubbed = _stub_torchvision()
+    import numpy as np
+    import torch
+    from lightning.pytorch import Callback
+
+    import careamics
+    from careamics import CAREamist
+    from careamics.config import create_advanced_n2v_config
+
+    torch.set_num_threads(int(job.get("threads", os.cpu_count() or 1)))
+    noisy = np.load(job["noisy"]).astype(np.float32)
+    steps = int(job["steps"])
+    warmup = int(job.get("warmup", 0))
+
+    class Timer(Callback):
+        def __init__(self):
+            self.t = []
+
+        def on_train_batch_end(self, *a, **k):
+            self.t.append(time.perf_counter())
+
+    timer = Timer()
+    precision = {"fp32": "32-true", "bf16": "bf16-mixed"}[job.get("precision", "fp32")]
+    n_val = int(job.get("n_val_patches", 8))
+    cfg = create_advanced_n2v_config(
+        experiment_name="bench",
+        data_type="array",
+        axes="YX" if noisy.ndim == 2 else "SYX",
+        patch_size=[int(job["patch"])] * 2,
+        batch_size=int(job["batch"]),
+        num_epochs=10**6,
+        n_val_patches=n_val,
+        model_params={"depth": int(job["depth"]), "num_channels_init": int(job["channels"])},
+        trainer_params={"max_steps": steps + warmup, "precision": precision,
+                        "accelerator": "cpu", "devices": 1,
+                        "enable_model_summary": False},
+        num_workers=0,
+        seed=int(job.get("seed", 0)) + 1,  # CAREamics wants seed > 0
+    )
+    result = {"careamics": careamics.__version__, "torch": torch.__version__,
+              "torchvision_stub": stubbed, "config": {
+                  "depth": int(job["depth"]), "channels": int(job["channels"]),
+                  "patch": int(job["patch"]), "batch": int(job["batch"]), "steps": steps,
+                  "precision": precision, "batch_norm": cfg.algorithm_config.model.use_batch_norm,
+                  "masked_pixel_percentage": cfg.algorithm_config.n2v_config.masked_pixel_percentage,
+                  "roi_size": cfg.algorithm_config.n2v_config.roi_size}}
+    with tempfile.TemporaryDirectory() as work:
+        cm = CAREamist(cfg, work_dir=work, callbacks=[timer], enable_progress_bar=False)
+        t0 = time.perf_counter()
+        cm.train(train_data=noisy)
+        result["train_seconds"] = time.perf_counter() - t0
+        t = timer.t
+        result["steps_done"] = len(t)
+        if len(t) > warmup + 1:
+            timed = t[warmup:]
+            # Mean of step-to-step intervals, without epoch boundaries (validation).
+            d = np.diff(timed)
+            result["step_seconds"] = float(np.median(d))
+            result["step_seconds_mean"] = float(np.mean(d))
+        if job["mode"] == "quality":
+            t0 = time.perf_counter()
+            pred, _ = cm.predict(noisy, axes="YX" if noisy.ndim == 2 else "SYX")
+            result["predict_seconds"] = time.perf_counter() - t0
+            np.save(job["out"], np.asarray(pred[0], np.float32).reshape(noisy.shape))
+        if job.get("predict"):
+            big = np.load(job["predict"]).astype(np.float32)
+            tile = job.get("tile")
+            kw = {"tile_size": (tile, tile), "tile_overlap": (48, 48)} if tile else {}
+            cm.predict(big[:256, :256], axes="YX", batch_size=1, **kw)  # warm-up
+            t0 = time.perf_counter()
+            cm.predict(big, axes="YX", batch_size=1, **kw)
+            result["predict_big_seconds"] = time.perf_counter() - t0
+            result["predict_big_shape"] = list(big.shape)
+    json.dump(result, open(sys.argv[2], "w"))
+
+
+if __name__ == "__main__":
+    main()
