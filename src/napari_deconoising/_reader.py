@@ -23,6 +23,8 @@ def get_reader(path):
         model = load_model(path)
     except ModelFileError:
         return None  # some other program's .pt file: let other readers try
+    except Exception:  # torch's unpickler can fail in other ways on foreign files
+        return None
 
     def reader(p):
         return _open_model(model, p)

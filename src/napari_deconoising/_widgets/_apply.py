@@ -10,10 +10,10 @@ from magicgui.widgets import ComboBox, Container, LineEdit, PushButton, SpinBox
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QFileDialog
 
-from ..core import DataError, DecoNoisingModel, available_devices, load_model
+from ..core import DataError, DecoNoisingModel, available_devices
 from ._base import DeconoisingWidget, format_seconds
 from ._layers import add_result_layers, check_layer, guess_axes, layer_array
-from ._registry import REGISTRY
+from ._registry import REGISTRY, read_model_file
 from ._train import _row, predict_job
 from ._worker import Job, notify_error
 
@@ -76,16 +76,22 @@ class ApplyWidget(DeconoisingWidget):
         lay.addWidget(self.compare_box.native)
         lay.addStretch(1)
         self._on_image_changed(self.image.value)
+        self._known_models: set[str] = set()
+        self._on_registry_changed()
         self._on_model_changed(self.model_combo.value)
 
     def _model_choices(self, _widget=None) -> list[str]:
         return list(reversed(REGISTRY.names()))  # newest first
 
     def _on_registry_changed(self) -> None:
+        """Offer the session's models; a newly added model becomes the selected one."""
         try:
+            names = REGISTRY.names()
+            new = [n for n in names if n not in self._known_models]
+            self._known_models = set(names)
             self.model_combo.reset_choices()
-            if self.model_combo.value is None and len(REGISTRY):
-                self.model_combo.value = REGISTRY.names()[-1]
+            if new:
+                self.model_combo.value = new[-1]
         except RuntimeError:  # widget deleted
             pass
 
@@ -115,10 +121,8 @@ class ApplyWidget(DeconoisingWidget):
 
     def load_model(self, path: str | Path) -> DecoNoisingModel | None:
         """Load a model file into the session and select it."""
-        try:
-            model = load_model(path)
-        except ValueError as exc:
-            notify_error(exc, what="loading the model")
+        model = read_model_file(path)
+        if model is None:
             return None
         self.select_model(model, Path(path).stem)
         REGISTRY.entry(self.model_combo.value).path = str(path)

@@ -69,3 +69,17 @@ class ModelRegistry:
 
 #: The session's models, shared by the train and apply widgets and the reader.
 REGISTRY = ModelRegistry()
+
+
+def read_model_file(path: str | Path) -> DecoNoisingModel | None:
+    """Load a model file; on failure show a specific error notification and return None."""
+    from ..core import ModelFileError, load_model
+    from ._worker import notify_error
+
+    try:
+        return load_model(path)
+    except ModelFileError as exc:
+        notify_error(exc, what="loading the model")
+    except Exception as exc:  # torch's unpickler can fail in other ways on foreign files
+        notify_error(ModelFileError(f"{path} is not a readable model file: {exc}"), what="loading the model")
+    return None

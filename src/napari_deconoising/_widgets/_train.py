@@ -29,13 +29,12 @@ from ..core import (
     TrainEvent,
     Trainer,
     available_devices,
-    load_model,
     load_psf,
 )
 from ._base import DeconoisingWidget, format_seconds
 from ._layers import add_result_layers, check_layer, guess_axes, layer_array
 from ._plot import LossPlot
-from ._registry import REGISTRY
+from ._registry import REGISTRY, read_model_file
 from ._worker import Job, notify_error
 
 __all__ = ["TrainWidget", "TrainControl"]
@@ -410,10 +409,8 @@ class TrainWidget(DeconoisingWidget):
 
     def load_model(self, path: str | Path) -> DecoNoisingModel | None:
         """Load a model file to continue training it (it also appears in the Apply widget)."""
-        try:
-            model = load_model(path)
-        except ValueError as exc:
-            notify_error(exc, what="loading the model")
+        model = read_model_file(path)
+        if model is None:
             return None
         name = REGISTRY.add(model, Path(path).stem, path=path)
         self.model, self.model_name = model, name

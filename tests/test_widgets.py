@@ -1,0 +1,289 @@
+"""End-to-end tests of the napari widgets on tiny data (a few seconds each on 2 CPU cores)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import TINY_GUI, set_tiny
+
+pytestmark = [pytest.mark.gui]
+
+napari = pytest.importorskip("napari")
+
+from napari_deconoising._widgets import ApplyWidget, TrainWidget  # noqa: E402
+from napari_deconoising._widgets._compare import _grid, is_comparing  # noqa: E402
+from napari_deconoising._widgets._layers import PROVENANCE_KEY  # noqa: E402
+
+
+def _wait_idle(qtbot, widget, timeout=60_000):
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, fresh_registry):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def train_widget(viewer, tiny_sample_layer):
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Train")
+    w.image.value = tiny_sample_layer
+    set_tiny(w)
+    return w
+
+
+@pytest.fixture
+def tiny_sample_layer(viewer, sample):
+    viewer.add_image(sample.clean, name="clean", visible=False)
+    return viewer.add_image(sample.noisy, name="noisy", scale=(0.5, 0.25), translate=(3, 4))
+
+
+def test_train_end_to_end_in_a_thread(qtbot, viewer, train_widget, tiny_sample_layer, notifications):
+    """Real thread worker: loss plot gets points, both result layers appear with the
+    source's shape, scale and translate, and the viewer's event loop keeps running."""
+    w = train_widget
+    assert w.axes.value == "YX"
+    ticks = []
+    from qtpy.QtCore import QTimer
+
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start()
+    try:
+        assert w.start()
+        assert w.busy and not w.start_button.enabled and w.stop_button.enabled
+        assert not w.start()  # a second start is refused
+        assert any("already running" in m for m in notifications["warning"])
+        _wait_idle(qtbot, w)
+    finally:
+        timer.stop()
+    assert not notifications["error"], notifications["error"]
+    assert len(ticks) > 3, "the GUI event loop was blocked during training"
+    assert w.plot.n_points == 4  # 2 epochs x (train + validation)
+    w.plot.redraw()
+    assert len(w.plot.val_line.get_xdata()) == 2
+    den = viewer.layers["noisy denoised"]
+    dec = viewer.layers["noisy deconvolved"]
+    for layer in (den, dec):
+        assert layer.data.shape == (96, 96)
+        np.testing.assert_allclose(layer.scale, (0.5, 0.25))
+        np.testing.assert_allclose(layer.translate, (3, 4))
+        meta = layer.metadata[PROVENANCE_KEY]
+        assert meta["source_layer"] == "noisy" and meta["config"]["depth"] == 2
+        lo, hi = layer.contrast_limits
+        assert hi > lo
+    assert w.model is not None and len(w.model.history) == 2
+    assert w.start_button.enabled and not w.stop_button.enabled and w.save_button.enabled
+    assert "2 epochs" in w.status.value or "Added" in w.status.value
+
+
+def test_second_run_never_overwrites(viewer, train_widget, sync_workers, notifications):
+    w = train_widget
+    assert w.start()
+    assert w.start()
+    names = [layer.name for layer in viewer.layers]
+    assert "noisy denoised" in names and "noisy denoised [2]" in names
+    assert "noisy deconvolved [2]" in names
+
+
+def test_stop_mid_run_keeps_usable_model(qtbot, viewer, train_widget, notifications):
+    w = train_widget
+    set_tiny(w, epochs=200, steps_per_epoch=5)
+    assert w.start()
+    qtbot.waitUntil(lambda: w.progress.value() >= 3, timeout=30_000)
+    w.stop()
+    _wait_idle(qtbot, w)
+    assert not notifications["error"], notifications["error"]
+    assert w.model is not None
+    assert len(w.model.history) < 200
+    assert "stopped early" in w.status.value
+    assert viewer.layers["noisy deconvolved"].data.shape == (96, 96)
+    assert np.isfinite(viewer.layers["noisy denoised"].data).all()
+
+
+def test_closing_the_widget_stops_training(qtbot, viewer, train_widget):
+    w = train_widget
+    set_tiny(w, epochs=500, steps_per_epoch=5)
+    assert w.start()
+    qtbot.waitUntil(lambda: w.progress.value() >= 1, timeout=30_000)
+    job, control = w.train_worker, w.control
+    viewer.window.remove_dock_widget(w)
+    w.close()
+    assert job._done.is_set(), "worker thread still running after close"
+    assert control.trainer is not None and control.trainer.stopped
+    qtbot.waitUntil(lambda: not job.running, timeout=10_000)
+
+
+def test_refused_inputs_notify(viewer, sync_workers, notifications):
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert not w.start()  # no layer at all
+    assert "no image layer" in notifications["error"][-1]
+    rgb = viewer.add_image(np.zeros((64, 64, 3), np.uint8), rgb=True, name="photo")
+    w.image.value = rgb
+    assert not w.start()
+    assert "RGB" in notifications["error"][-1]
+    labels = viewer.add_labels(np.zeros((64, 64), np.int32), name="seg")
+    w.image.value = labels
+    assert not w.start()
+    assert "labels layer" in notifications["error"][-1]
+    img = viewer.add_image(np.random.default_rng(0).random((64, 64)).astype(np.float32), name="img")
+    w.image.value = img
+    w.lr.value = "fast"
+    assert not w.start()
+    assert "learning rate" in notifications["error"][-1]
+    w.lr.value = "1e-3"
+    set_tiny(w, micro_batches=8)  # more micro-batches than patches
+    assert not w.start()
+    assert notifications["error"][-1].startswith("Invalid setting: micro_batches")
+    set_tiny(w)
+    w.psf_kind.value = "Measured PSF: TIFF file"
+    assert not w.start()
+    assert "PSF" in notifications["error"][-1]
+    assert not w.busy and w.start_button.enabled
+
+
+def test_worker_error_reaches_user_and_resets_buttons(viewer, sample, sync_workers, notifications):
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.image.value = viewer.add_image(np.full((96, 96), 7.0, np.float32), name="flat")
+    set_tiny(w)
+    assert w.start()  # the constant image is refused inside the worker (DataError)
+    assert notifications["error"] and notifications["error"][-1].startswith("Cannot use this image")
+    assert "constant" in notifications["error"][-1]
+    assert w.start_button.enabled and not w.stop_button.enabled and not w.busy
+
+
+def test_out_of_memory_suggests_smaller_tiles():
+    from napari_deconoising._widgets._worker import describe_error
+
+    msg = describe_error(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), what="prediction")
+    assert "smaller tile size" in msg and "patch size" in msg
+
+
+def test_apply_compare_and_psnr(qtbot, viewer, train_widget, sample, sync_workers, notifications):
+    w = train_widget
+    truth = viewer.layers["clean"]
+    assert w.start()
+    other = viewer.add_image(np.stack([sample.noisy, sample.noisy[::-1]]), name="stack")
+    other_hidden = viewer.add_image(sample.noisy, name="distractor")
+    a = ApplyWidget(viewer)
+    viewer.window.add_dock_widget(a, name="Apply")
+    assert a.model_combo.value == w.model_name  # the trained model is offered
+    a.image.value = other
+    assert a.axes.value == "SYX"
+    a.tile_size.value = 80  # several tiles per slice
+    assert a.run()
+    assert not notifications["error"], notifications["error"]
+    den = viewer.layers["stack denoised"]
+    assert den.data.shape == (2, 96, 96)
+    assert viewer.layers["stack deconvolved"].metadata[PROVENANCE_KEY]["model_name"] == w.model_name
+
+    # compare from the train widget: raw | denoised | deconvolved, others hidden, then back
+    grid = _grid(viewer)
+    before = {layer.name: layer.visible for layer in viewer.layers}
+    order = [layer.name for layer in viewer.layers]
+    w.truth_combo.value = truth
+    assert w.toggle_compare()
+    assert grid.enabled and is_comparing(viewer)
+    visible = [layer.name for layer in viewer.layers if layer.visible]
+    assert visible == ["noisy", "noisy denoised", "noisy deconvolved"]
+    assert not other_hidden.visible
+    assert "PSNR" in w.psnr_label.value and "deconvolved" in w.psnr_label.value
+    values = w.update_psnr()
+    assert values["denoised"] > values["raw"]  # even a 4-step model denoises a bit
+    assert not w.toggle_compare()
+    assert not grid.enabled and not is_comparing(viewer)
+    assert {layer.name: layer.visible for layer in viewer.layers} == before
+    assert [layer.name for layer in viewer.layers] == order
+
+    # the menu command compares the selected result
+    from napari_deconoising._widgets import compare_command
+
+    viewer.layers.selection.active = den
+    compare_command(viewer)
+    assert grid.enabled
+    assert [layer.name for layer in viewer.layers if layer.visible] == [
+        "stack", "stack denoised", "stack deconvolved"]
+    compare_command(viewer)
+    assert not grid.enabled
+
+
+def test_apply_threaded_with_cancel(qtbot, viewer, sample, notifications, trained):
+    a = ApplyWidget(viewer)
+    viewer.window.add_dock_widget(a)
+    a.select_model(trained, "core-trained")
+    big = np.tile(sample.noisy, (8, 1, 1))
+    layer = viewer.add_image(big, name="big")
+    a.image.value = layer
+    a.tile_size.value = 72
+    assert a.run()
+    assert a.busy and a.cancel_button.enabled
+    a.cancel()
+    qtbot.waitUntil(lambda: not a.busy, timeout=30_000)
+    assert "big denoised" not in viewer.layers
+    assert "Cancelled" in a.status.value and a.run_button.enabled
+    assert not notifications["error"]
+
+
+def test_apply_refuses_mismatch(viewer, sample, sync_workers, notifications, trained):
+    a = ApplyWidget(viewer)
+    viewer.window.add_dock_widget(a)
+    layer = viewer.add_image(sample.noisy, name="img")
+    a.image.value = layer
+    assert not a.run()
+    assert "no model selected" in notifications["error"][-1]
+    a.select_model(trained, "m")
+    a.axes.value = "TYX"
+    assert not a.run()
+    assert "3 letters" in notifications["error"][-1] or "axes" in notifications["error"][-1]
+    a.axes.value = "YX"
+    bright = viewer.add_image(sample.noisy * 1000 + 5e4, name="bright")
+    a.image.value = bright
+    assert a.run()
+    assert any("differ strongly" in m for m in notifications["warning"])
+
+
+def test_save_load_round_trip(tmp_path, viewer, train_widget, sync_workers, notifications):
+    w = train_widget
+    assert w.start()
+    path = tmp_path / "model.pt"
+    assert w.save_model(path)
+    assert path.is_file()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    assert w.load_model(bad) is None
+    assert notifications["error"][-1].startswith("Cannot load the model")
+    model = w.load_model(path)
+    assert model is not None and len(model.history) == 2
+    assert w.resume.value == "model"
+    assert w.plot.n_points == 4
+    # continue training the loaded model: history grows
+    assert w.start()
+    assert len(w.model.history) == 4
+    a = ApplyWidget(viewer)
+    viewer.window.add_dock_widget(a)
+    assert "model" in a.model_combo.choices
+
+
+def test_reader_loads_model_into_apply_widget(tmp_path, make_napari_viewer, fresh_registry, trained):
+    from napari_deconoising._reader import get_reader
+
+    viewer = make_napari_viewer()
+    path = tmp_path / "nuclei.pt"
+    trained.save(path)
+    assert get_reader(str(tmp_path / "other.tif")) is None
+    (tmp_path / "foreign.pt").write_bytes(b"junk")
+    assert get_reader(str(tmp_path / "foreign.pt")) is None
+    reader = get_reader(str(path))
+    assert reader(str(path)) == [(None,)]
+    assert "nuclei" in fresh_registry
+    widgets = [d.widget() for d in viewer.window._wrapped_dock_widgets.values()]
+    apply = [x for x in widgets if isinstance(x, ApplyWidget)]
+    assert apply and apply[0].model_combo.value == "nuclei"
+
+
+def test_tiny_settings_are_the_documented_ones():
+    assert TINY_GUI["epochs"] * TINY_GUI["steps_per_epoch"] == 4
