@@ -65,6 +65,7 @@ class ApplyWidget(DeconoisingWidget):
         self.image.changed.connect(self._on_image_changed)
         for combo in (self.model_combo, self.image):
             self._register_combo(combo)
+        self._image_pickers.append(self.image)
         REGISTRY.changed.connect(self._on_registry_changed)
 
         lay = self._layout

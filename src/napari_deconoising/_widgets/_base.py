@@ -71,6 +71,7 @@ class DeconoisingWidget(QWidget):
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(4, 4, 4, 4)
         self._combos: list[ComboBox] = []
+        self._image_pickers: list[ComboBox] = []
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -108,13 +109,30 @@ class DeconoisingWidget(QWidget):
         self._combos.append(combo)
 
     def _on_layers_changed(self, event=None) -> None:
+        inserted = None
         if event is not None and getattr(event, "type", None) == "inserted":
-            event.value.events.name.connect(self._on_layers_changed)
+            inserted = event.value
+            inserted.events.name.connect(self._on_layers_changed)
         for combo in self._combos:
             try:
                 combo.reset_choices()
             except RuntimeError:  # widget already deleted
                 return
+        if inserted is not None:
+            self._follow_new_layer(inserted)
+
+    def _follow_new_layer(self, layer: Layer) -> None:
+        """Pick a newly added visible raw image unless the user picked a visible one."""
+        from ._layers import PROVENANCE_KEY
+
+        if not isinstance(layer, Image) or layer.rgb or not layer.visible:
+            return
+        if PROVENANCE_KEY in (layer.metadata or {}):
+            return  # our own results
+        for combo in self._image_pickers:
+            current = combo.value
+            if current is None or not current.visible:
+                combo.value = layer
 
     # -- compare ---------------------------------------------------------------------
     def toggle_compare(self, *_args) -> bool:

@@ -153,6 +153,7 @@ class TrainWidget(DeconoisingWidget):
 
         for combo in (self.image, self.psf_layer, self.resume):
             self._register_combo(combo)
+        self._image_pickers.append(self.image)
         self.image.changed.connect(self._on_image_changed)
         self.psf_kind.changed.connect(self._on_psf_kind)
         REGISTRY.changed.connect(self._on_registry_changed)
