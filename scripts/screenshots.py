@@ -102,30 +102,56 @@ def save_png(image: np.ndarray, path: Path, max_width: int = 1100) -> Path:
     img = Image.fromarray(np.asarray(image)[..., :3])
     if img.width > max_width:
         img = img.resize((max_width, round(img.height * max_width / img.width)), Image.LANCZOS)
-    img = img.quantize(colors=96, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    img = img.quantize(colors=96, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     img.save(path, optimize=True)
     return path
 
 
-def screenshots(viewer, demo: dict, out: Path) -> list[Path]:
-    """Window screenshots: train widget, apply widget, and the side-by-side comparison."""
+def _settle(seconds: float = 0.5) -> None:
+    """Let Qt finish layouts and repaints before a screenshot."""
     from qtpy.QtWidgets import QApplication
 
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def _grab(widget) -> np.ndarray:
+    """RGB array of one Qt widget (for a dock widget on its own)."""
+    import tempfile
+
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as d:
+        path = str(Path(d) / "grab.png")
+        widget.grab().save(path)
+        return np.asarray(Image.open(path).convert("RGB"))
+
+
+def screenshots(viewer, demo: dict, out: Path) -> list[Path]:
+    """Window screenshots (train widget, comparison, apply widget) and the train widget
+    on its own with its advanced settings open."""
     out.mkdir(parents=True, exist_ok=True)
     train, apply = demo["train"], demo["apply"]
     files = []
+    viewer.reset_view()
     train.parent().raise_()
-    train.parent().show()
-    QApplication.processEvents()
+    train.update_psnr()
+    _settle()
     files.append(save_png(viewer.screenshot(canvas_only=False, flash=False), out / "train-widget.png"))
     train.toggle_compare()
-    QApplication.processEvents()
+    _settle()
     files.append(save_png(viewer.screenshot(canvas_only=False, flash=False), out / "compare.png"))
     train.toggle_compare()
     apply.parent().raise_()
-    QApplication.processEvents()
+    _settle()
     files.append(save_png(viewer.screenshot(canvas_only=False, flash=False), out / "apply-widget.png"))
     train.parent().raise_()
+    train.advanced_box.expand(animate=False)
+    _settle()
+    files.append(save_png(_grab(train), out / "train-advanced.png"))
+    train.advanced_box.collapse(animate=False)
     return files
 
 

@@ -287,3 +287,58 @@ def test_reader_loads_model_into_apply_widget(tmp_path, make_napari_viewer, fres
 
 def test_tiny_settings_are_the_documented_ones():
     assert TINY_GUI["epochs"] * TINY_GUI["steps_per_epoch"] == 4
+
+
+def test_trainer_warnings_are_shown(viewer, sample, sync_workers, notifications):
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.image.value = viewer.add_image(sample.noisy[:48, :48], name="small")
+    set_tiny(w, patch_size=64)  # larger than the image: the core shrinks it and says so
+    assert w.start()
+    assert not notifications["error"], notifications["error"]
+    assert any("patch" in m for m in notifications["warning"]), notifications["warning"]
+    assert "small denoised" in viewer.layers
+
+
+def test_stack_axes_and_psf_from_layer(viewer, sample, sync_workers, notifications):
+    from napari_deconoising.core import gaussian_psf
+
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    stack = viewer.add_image(np.stack([sample.noisy, sample.noisy.T, sample.noisy[::-1]]), name="tyx")
+    psf = viewer.add_image(gaussian_psf(1.5), name="psf")
+    w.image.value = stack
+    assert w.axes.value == "SYX"
+    w.axes.value = "tyx"
+    w.psf_kind.value = "Measured PSF: image layer"
+    assert w.psf_layer.visible and not w.sigma.visible
+    w.psf_layer.value = psf
+    set_tiny(w)
+    assert w.start()
+    assert not notifications["error"], notifications["error"]
+    assert w.model.config.psf == "measured" and w.model.psf is not None
+    assert viewer.layers["tyx deconvolved"].data.shape == (3, 96, 96)
+    assert viewer.layers["tyx deconvolved"].metadata[PROVENANCE_KEY]["axes"] == "TYX"
+
+
+def test_closing_napari_window_stops_training(qtbot, make_napari_viewer, fresh_registry, sample):
+    """The widget watches its window's Close event (napari closing) and stops the worker."""
+    from qtpy.QtCore import QEvent
+
+    from napari_deconoising._widgets._base import _CloseWatcher
+
+    viewer = make_napari_viewer(show=True)
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.image.value = viewer.add_image(sample.noisy, name="noisy")
+    set_tiny(w, epochs=500, steps_per_epoch=5)
+    assert w.start()
+    qtbot.waitUntil(lambda: w.progress.value() >= 1, timeout=30_000)
+    job, control = w.train_worker, w.control
+    window = w.window()
+    watchers = window.findChildren(_CloseWatcher)
+    assert watchers
+    for watcher in watchers:
+        watcher.eventFilter(window, QEvent(QEvent.Type.Close))
+    assert job._done.is_set() and control.trainer.stopped
+    qtbot.waitUntil(lambda: not job.running, timeout=10_000)

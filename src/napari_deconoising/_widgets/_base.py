@@ -87,6 +87,7 @@ class DeconoisingWidget(QWidget):
                                        "(grid mode); click again to go back")
         self.compare_button.changed.connect(self.toggle_compare)
         self.psnr_label = Label(value="")
+        self.psnr_label.native.setWordWrap(True)
         self.compare_box = Container(widgets=[self.truth_combo, self.compare_button, self.psnr_label])
         self._register_combo(self.truth_combo)
         layers = self.viewer.layers
@@ -155,8 +156,8 @@ class DeconoisingWidget(QWidget):
         values = compare_psnr(truth, {"raw": raw, "denoised": den, "deconvolved": dec})
         values.pop(truth.name, None)
         if values:
-            self.psnr_label.value = "PSNR vs ground truth: " + ", ".join(
-                f"{k} {v:.2f} dB" for k, v in values.items())
+            self.psnr_label.value = f"PSNR vs '{truth.name}':\n" + "\n".join(
+                f"  {k}: {v:.2f} dB" for k, v in values.items())
         else:
             self.psnr_label.value = "Ground truth shape differs from the results: no PSNR"
         return values
