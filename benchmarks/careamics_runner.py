@@ -150,6 +150,9 @@ def main() -> None:
             cm.predict(big, axes="YX", batch_size=1, **kw)
             result["predict_big_seconds"] = time.perf_counter() - t0
             result["predict_big_shape"] = list(big.shape)
+    import resource
+
+    result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     json.dump(result, open(sys.argv[2], "w"))
 
 

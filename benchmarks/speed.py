@@ -1,0 +1,247 @@
+"""Speed and memory benchmark: can my machine run it, next to CAREamics' Noise2Void?
+
+Measured in one run on the same machine:
+
+* training steps/s and patches/s at the paper's configuration (U-Net depth 3, 64
+  channels, 100 px patches, batch 20) and at the demo configuration (depth 2, 32
+  channels, 64 px patches, batch 16), in fp32 and bf16, for DecoNoising (sigma 1)
+  and for CAREamics' Noise2Void at the same network size, patch and batch size;
+* prediction megapixels/s on a 2048 x 2048 image (both tools' defaults: ours tiles
+  automatically, CAREamics predicts the whole image at once);
+* peak resident memory while predicting a 4096 x 4096 image with our tiled
+  prediction, in a fresh subprocess (``resource.getrusage`` max RSS), next to the
+  RSS of a process that only imported torch and loaded the same image.
+
+Usage::
+
+    python benchmarks/speed.py --quick    # demo config prediction only; a few minutes
+    python benchmarks/speed.py            # the numbers in docs/benchmarks.md
+    python benchmarks/speed.py --smoke    # seconds; for the test suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+CONFIGS = {
+    "paper": dict(depth=3, channels=64, patch=100, batch=20),
+    "demo": dict(depth=2, channels=32, patch=64, batch=16),
+    "tiny": dict(depth=2, channels=8, patch=32, batch=4),
+}
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def _model(cfgname: str):
+    """An untrained DecoNoising model (sigma 1) of the given size: same compute as a trained one."""
+    import torch
+
+    from napari_deconoising.core import DecoNoisingModel, DecoNoisingNet, TrainConfig, gaussian_psf
+
+    c = CONFIGS[cfgname]
+    tc = TrainConfig(depth=c["depth"], channels=c["channels"], patch_size=c["patch"], batch_size=c["batch"])
+    torch.manual_seed(0)
+    psf = gaussian_psf(1.0)
+    net = DecoNoisingNet(psf, depth=tc.depth, channels=tc.channels)
+    return DecoNoisingModel(config=tc, state_dict=net.state_dict(), mean=0.0, std=1.0, psf=psf)
+
+
+def train_ours(cfgname: str, precision: str, steps: int, image: np.ndarray) -> float:
+    from napari_deconoising.core import TrainConfig, Trainer
+
+    c = CONFIGS[cfgname]
+    tc = TrainConfig(depth=c["depth"], channels=c["channels"], patch_size=c["patch"], batch_size=c["batch"],
+                     precision=precision, psf="gaussian", psf_sigma=1.0)
+    return Trainer(image, tc).estimate_step_seconds(steps=steps)
+
+
+def predict_ours(cfgname: str, image: np.ndarray, precision: str = "fp32") -> float:
+    model = _model(cfgname)
+    model.predict(image[:256, :256], precision=precision)  # warm-up
+    t0 = time.perf_counter()
+    model.predict(image, precision=precision)
+    return time.perf_counter() - t0
+
+
+def rss_child(cfgname: str, size: int, baseline: bool) -> None:
+    """Entry point of the fresh subprocess that measures peak RSS."""
+    import torch  # noqa: F401
+
+    from napari_deconoising.core import make_sample
+    from napari_deconoising.core.predict import peak_rss_bytes
+
+    rng = np.random.default_rng(0)
+    tile = make_sample((512, 512), sigma=1.0, seed=0).noisy
+    image = np.tile(tile, (size // 512, size // 512)) + rng.normal(0, 0.01, (size, size)).astype(np.float32)
+    t0 = time.perf_counter()
+    if not baseline:
+        _model(cfgname).predict(image)
+    print(json.dumps({"peak_rss_bytes": peak_rss_bytes(), "seconds": time.perf_counter() - t0}))
+
+
+def measure_rss(cfgname: str, size: int, baseline: bool) -> dict:
+    cmd = [sys.executable, __file__, "--rss-child", cfgname, str(size)] + (["--baseline"] if baseline else [])
+    r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="fewer steps, demo config prediction only")
+    g.add_argument("--smoke", action="store_true", help="tiny network and images, no CAREamics (tests)")
+    ap.add_argument("--steps", type=int, help="timed training steps per configuration")
+    ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "speed")
+    ap.add_argument("--rss-child", nargs=2, metavar=("CONFIG", "SIZE"), help=argparse.SUPPRESS)
+    ap.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.rss_child:
+        rss_child(a.rss_child[0], int(a.rss_child[1]), a.baseline)
+        return {}
+
+    from napari_deconoising.core import make_sample
+    from napari_deconoising.core.device import cpu_has_bf16
+
+    mode = "smoke" if a.smoke else "quick" if a.quick else "default"
+    train_cfgs = ["tiny"] if a.smoke else ["paper", "demo"]
+    pred_cfgs = ["tiny"] if a.smoke else ["demo"] if a.quick else ["demo", "paper"]
+    precisions = ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]
+    steps = a.steps or (1 if a.smoke else 3 if a.quick else 5)
+    pred_size, rss_size = (256, 512) if a.smoke else (2048, 4096)
+    rss_cfg = "tiny" if a.smoke else "demo" if a.quick else "paper"
+
+    info = common.machine_info()
+    info["mode"] = mode
+    a.out.mkdir(parents=True, exist_ok=True)
+    log(common.machine_line(info))
+    peer_py, peer_note = None, "CAREamics not run"
+    if not (a.smoke or a.no_peer):
+        peer_py, peer_note = common.peer_python(install=not a.no_install, log=log)
+    log(peer_note)
+
+    train_img = make_sample((1024, 1024) if not a.smoke else (128, 128), sigma=1.0, seed=0).noisy
+    rng = np.random.default_rng(1)
+    big = np.tile(make_sample((512, 512), sigma=1.0, seed=0).noisy,
+                  (max(1, pred_size // 512),) * 2)[:pred_size, :pred_size]
+    big = (big + rng.normal(0, 0.01, big.shape)).astype(np.float32)
+    rows = []
+    tmp = tempfile.TemporaryDirectory()
+    np.save(Path(tmp.name) / "train.npy", train_img)
+    np.save(Path(tmp.name) / "big.npy", big)
+
+    for cfg in train_cfgs:
+        c = CONFIGS[cfg]
+        for prec in precisions:
+            s = train_ours(cfg, prec, steps, train_img)
+            row = {"what": "train", "config": cfg, "precision": prec, "ours_step_s": s}
+            log(f"train {cfg} {prec}: ours {s:.3f} s/step = {c['batch'] / s:.1f} patches/s")
+            if peer_py is not None:
+                job = {"mode": "speed", "noisy": str(Path(tmp.name) / "train.npy"), "steps": steps + 1,
+                       "warmup": 2, "depth": c["depth"], "channels": c["channels"], "patch": c["patch"],
+                       "batch": c["batch"], "precision": prec}
+                try:
+                    r = common.run_peer(peer_py, job)
+                    row["peer_step_s"] = r["step_seconds"]
+                    row["peer_info"] = r
+                    log(f"train {cfg} {prec}: CAREamics {r['step_seconds']:.3f} s/step "
+                        f"-> ours/theirs throughput {r['step_seconds'] / s:.2f}x")
+                except Exception as e:  # noqa: BLE001
+                    row["peer_error"] = str(e)[-1000:]
+                    log(f"CAREamics failed: {str(e)[-400:]}")
+            rows.append(row)
+
+    for cfg in pred_cfgs:
+        c = CONFIGS[cfg]
+        mp = big.size / 1e6
+        for prec in precisions:
+            s = predict_ours(cfg, big, prec)
+            row = {"what": "predict", "config": cfg, "precision": prec, "size": pred_size, "ours_s": s}
+            log(f"predict {cfg} {pred_size}^2 {prec}: ours {s:.2f} s = {mp / s:.3f} MP/s")
+            if peer_py is not None and prec == "fp32":
+                job = {"mode": "speed", "noisy": str(Path(tmp.name) / "train.npy"), "steps": 1, "warmup": 0,
+                       "depth": c["depth"], "channels": c["channels"], "patch": c["patch"], "batch": c["batch"],
+                       "precision": "fp32", "predict": str(Path(tmp.name) / "big.npy")}
+                try:
+                    r = common.run_peer(peer_py, job)
+                    row["peer_s"] = r["predict_big_seconds"]
+                    row["peer_info"] = r
+                    log(f"predict {cfg} {pred_size}^2 fp32: CAREamics {r['predict_big_seconds']:.2f} s "
+                        f"-> ours/theirs {r['predict_big_seconds'] / s:.2f}x")
+                except Exception as e:  # noqa: BLE001
+                    row["peer_error"] = str(e)[-1000:]
+                    log(f"CAREamics failed: {str(e)[-400:]}")
+            rows.append(row)
+
+    base = measure_rss(rss_cfg, rss_size, baseline=True)
+    peak = measure_rss(rss_cfg, rss_size, baseline=False)
+    rows.append({"what": "rss", "config": rss_cfg, "size": rss_size, "peak_rss_bytes": peak["peak_rss_bytes"],
+                 "baseline_rss_bytes": base["peak_rss_bytes"], "seconds": peak["seconds"]})
+    log(f"peak RSS predicting {rss_size}^2 ({rss_cfg}, fp32): {peak['peak_rss_bytes'] / 2**30:.2f} GiB "
+        f"(process with torch + image only: {base['peak_rss_bytes'] / 2**30:.2f} GiB; took {peak['seconds']:.0f} s)")
+    tmp.cleanup()
+    info["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
+
+    md = fmt(rows, info, peer_note, argv if argv is not None else sys.argv[1:])
+    log("\n" + md)
+    summary = {"machine": info, "peer": peer_note, "rows": rows}
+    (a.out / "speed.json").write_text(json.dumps(summary, indent=1, default=str))
+    (a.out / "speed.md").write_text(md + "\n")
+    return summary
+
+
+def fmt(rows, info, peer_note, argv) -> str:
+    out = [f"Command: `python benchmarks/speed.py {' '.join(argv)}`", "", common.machine_line(info) +
+           f"; 1-min load average at end {info['load_avg_1min_at_end']}", "", peer_note, "",
+           "| training | precision | ours s/step | ours patches/s | CAREamics s/step | CAREamics patches/s | ours/theirs |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["what"] != "train":
+            continue
+        b = CONFIGS[r["config"]]["batch"]
+        c = CONFIGS[r["config"]]
+        name = f"{r['config']} (depth {c['depth']}, {c['channels']} ch, {c['patch']} px, batch {b})"
+        if "peer_step_s" in r:
+            peer = f"{r['peer_step_s']:.3f} | {b / r['peer_step_s']:.1f} | {r['peer_step_s'] / r['ours_step_s']:.2f}x"
+        else:
+            peer = "n/a | n/a | n/a"
+        out.append(f"| {name} | {r['precision']} | {r['ours_step_s']:.3f} | {b / r['ours_step_s']:.1f} | {peer} |")
+    out += ["", "| prediction | precision | image | ours s | ours MP/s | CAREamics s | CAREamics MP/s | ours/theirs |",
+            "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["what"] != "predict":
+            continue
+        mp = r["size"] ** 2 / 1e6
+        if "peer_s" in r:
+            peer = f"{r['peer_s']:.2f} | {mp / r['peer_s']:.3f} | {r['peer_s'] / r['ours_s']:.2f}x"
+        else:
+            peer = "n/a | n/a | n/a"
+        out.append(f"| {r['config']} | {r['precision']} | {r['size']}x{r['size']} | {r['ours_s']:.2f} | "
+                   f"{mp / r['ours_s']:.3f} | {peer} |")
+    for r in rows:
+        if r["what"] == "rss":
+            out += ["", f"Peak resident memory predicting {r['size']}x{r['size']} ({r['config']} config, fp32, "
+                        f"automatic tiles, fresh process): **{r['peak_rss_bytes'] / 2**30:.2f} GiB** "
+                        f"(a process that only imports torch and holds the image: "
+                        f"{r['baseline_rss_bytes'] / 2**30:.2f} GiB); {r['seconds']:.0f} s."]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
