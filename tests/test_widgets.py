@@ -145,22 +145,43 @@ def test_refused_inputs_notify(viewer, sync_workers, notifications):
     assert not w.busy and w.start_button.enabled
 
 
-def test_worker_error_reaches_user_and_resets_buttons(viewer, sample, sync_workers, notifications):
+def test_worker_error_reaches_user_and_resets_buttons(qtbot, viewer, notifications):
+    """A real thread worker whose generator raises: specific message, buttons reset."""
     w = TrainWidget(viewer)
     viewer.window.add_dock_widget(w)
     w.image.value = viewer.add_image(np.full((96, 96), 7.0, np.float32), name="flat")
     set_tiny(w)
     assert w.start()  # the constant image is refused inside the worker (DataError)
+    _wait_idle(qtbot, w)
     assert notifications["error"] and notifications["error"][-1].startswith("Cannot use this image")
     assert "constant" in notifications["error"][-1]
     assert w.start_button.enabled and not w.stop_button.enabled and not w.busy
 
 
 def test_out_of_memory_suggests_smaller_tiles():
+    import torch
+
     from napari_deconoising._widgets._worker import describe_error
 
     msg = describe_error(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), what="prediction")
     assert "smaller tile size" in msg and "patch size" in msg
+    assert "smaller tile size" in describe_error(torch.OutOfMemoryError("boom"))
+
+
+@pytest.mark.parametrize(("exc", "start"), [
+    ("DataError", "Cannot use this image: "),
+    ("ConfigError", "Invalid setting: "),
+    ("PSFError", "Problem with the PSF: "),
+    ("ModelFileError", "Cannot load the model: "),
+    ("Cancelled", "Training was cancelled"),
+])
+def test_core_errors_are_translated(exc, start):
+    from napari_deconoising import core
+    from napari_deconoising._widgets._worker import describe_error
+
+    msg = describe_error(getattr(core, exc)("details here"), what="training")
+    assert msg.startswith(start)
+    assert exc == "Cancelled" or msg.endswith("details here")
 
 
 def test_apply_compare_and_psnr(qtbot, viewer, train_widget, sample, sync_workers, notifications):
@@ -311,7 +332,7 @@ def test_stack_axes_and_psf_from_layer(viewer, sample, sync_workers, notificatio
     assert w.axes.value == "SYX"
     w.axes.value = "tyx"
     w.psf_kind.value = "Measured PSF: image layer"
-    assert w.psf_layer.visible and not w.sigma.visible
+    assert not w.psf_layer.native.isHidden() and w.sigma.native.isHidden()
     w.psf_layer.value = psf
     set_tiny(w)
     assert w.start()

@@ -25,8 +25,7 @@ def describe_error(exc: BaseException, *, what: str = "the operation") -> str:
     from ..core import Cancelled, ConfigError, DataError, ModelFileError, PSFError
 
     text = str(exc) or type(exc).__name__
-    oom_type = getattr(getattr(__import__("torch"), "OutOfMemoryError", None), "__name__", None)
-    if type(exc).__name__ == oom_type or (isinstance(exc, RuntimeError) and "out of memory" in text.lower()):
+    if is_out_of_memory(exc):
         return (f"Out of memory during {what}. Use a smaller tile size (prediction) or a smaller "
                 "patch size / batch size or more micro-batches (training), or choose the CPU device.")
     if isinstance(exc, Cancelled):
@@ -44,6 +43,17 @@ def describe_error(exc: BaseException, *, what: str = "the operation") -> str:
     if isinstance(exc, (ValueError, RuntimeError, OSError)):
         return f"{what.capitalize()} failed: {text}"
     return f"{what.capitalize()} failed ({type(exc).__name__}): {text}"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch.OutOfMemoryError, or a RuntimeError saying "out of memory" (older torch, MPS)."""
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, (RuntimeError, MemoryError)) and (
+        isinstance(exc, MemoryError) or "out of memory" in str(exc).lower())
 
 
 def notify_error(exc: BaseException, *, what: str = "the operation") -> str:
