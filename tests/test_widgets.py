@@ -310,6 +310,7 @@ def test_tiny_settings_are_the_documented_ones():
     assert TINY_GUI["epochs"] * TINY_GUI["steps_per_epoch"] == 4
 
 
+@pytest.mark.filterwarnings("ignore::napari_deconoising.core.DataWarning")
 def test_trainer_warnings_are_shown(viewer, sample, sync_workers, notifications):
     w = TrainWidget(viewer)
     viewer.window.add_dock_widget(w)
@@ -363,3 +364,22 @@ def test_closing_napari_window_stops_training(qtbot, make_napari_viewer, fresh_r
         watcher.eventFilter(window, QEvent(QEvent.Type.Close))
     assert job._done.is_set() and control.trainer.stopped
     qtbot.waitUntil(lambda: not job.running, timeout=10_000)
+
+
+def test_psf_from_tiff_and_plot_follows_theme(tmp_path, viewer, train_widget, sync_workers,
+                                              notifications):
+    import tifffile
+
+    from napari_deconoising.core import gaussian_psf
+
+    w = train_widget
+    path = tmp_path / "bead.tif"
+    tifffile.imwrite(path, gaussian_psf(1.2))
+    w.psf_kind.value = "Measured PSF: TIFF file"
+    w.psf_file.value = path
+    assert w.start()
+    assert not notifications["error"], notifications["error"]
+    assert w.model.config.psf == "measured"
+    dark = w.plot.figure.get_facecolor()
+    viewer.theme = "light"
+    assert w.plot.figure.get_facecolor() != dark

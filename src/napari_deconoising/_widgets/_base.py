@@ -8,7 +8,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.layers import Image, Labels, Layer
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from ._compare import compare_psnr, is_comparing, toggle_compare
 from ._worker import Job
@@ -21,6 +21,19 @@ def format_seconds(s: float) -> str:
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+class _TextLabel(QLabel):
+    """A QLabel with a ``value`` property like magicgui's Label."""
+
+    @property
+    def value(self) -> str:
+        return self.text()
+
+    @value.setter
+    def value(self, text: str) -> None:
+        self.setText(text)
+        self.updateGeometry()
 
 
 class _Lifetime:
@@ -86,9 +99,10 @@ class DeconoisingWidget(QWidget):
         self.compare_button.tooltip = ("Show raw, denoised and deconvolved next to each other "
                                        "(grid mode); click again to go back")
         self.compare_button.changed.connect(self.toggle_compare)
-        self.psnr_label = Label(value="")
-        self.psnr_label.native.setWordWrap(True)
-        self.compare_box = Container(widgets=[self.truth_combo, self.compare_button, self.psnr_label])
+        # a plain QLabel (not in the form: a wrapped label there does not grow)
+        self.psnr_label = _TextLabel()
+        self.compare_box = Container(widgets=[self.truth_combo, self.compare_button])
+        self.compare_box.native.layout().addWidget(self.psnr_label)
         self._register_combo(self.truth_combo)
         layers = self.viewer.layers
         layers.events.inserted.connect(self._on_layers_changed)

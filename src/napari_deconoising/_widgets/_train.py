@@ -157,6 +157,7 @@ class TrainWidget(DeconoisingWidget):
         self.image.changed.connect(self._on_image_changed)
         self.psf_kind.changed.connect(self._on_psf_kind)
         REGISTRY.changed.connect(self._on_registry_changed)
+        self.viewer.events.theme.connect(self._on_theme)
 
         lay = self._layout
         lay.addWidget(self.form.native)
@@ -191,6 +192,14 @@ class TrainWidget(DeconoisingWidget):
             return get_theme(self.viewer.theme).to_rgb_dict()
         except Exception:  # theme support is cosmetic
             return None
+
+    def _on_theme(self, _event=None) -> None:
+        theme = self._theme()
+        if theme:
+            try:
+                self.plot.apply_theme(theme)
+            except RuntimeError:  # widget deleted
+                pass
 
     def _on_image_changed(self, layer) -> None:
         axes = guess_axes(layer)
@@ -263,17 +272,18 @@ class TrainWidget(DeconoisingWidget):
             if not axes:
                 raise DataError("enter the axes of the image (e.g. YX or TYX)")
             config = self.config()
-            psf = self._measured_psf()
+            resume = None
+            if self.resume.value not in (None, NEW_MODEL):
+                resume = REGISTRY.get(self.resume.value)
+            # a resumed model keeps its own PSF
+            psf = self._measured_psf() if resume is None else None
         except ValueError as exc:
             notify_error(exc, what="training")
             return False
-        resume = None
-        if self.resume.value not in (None, NEW_MODEL):
-            resume = REGISTRY.get(self.resume.value)
-            if resume.config.depth != config.depth or resume.config.channels != config.channels:
-                show_info(f"Continuing '{self.resume.value}': its architecture "
-                          f"(depth {resume.config.depth}, {resume.config.channels} channels) and PSF are kept.")
-            psf = None  # the resumed model keeps its own PSF
+        if resume is not None and (resume.config.depth != config.depth
+                                   or resume.config.channels != config.channels):
+            show_info(f"Continuing '{self.resume.value}': its architecture (depth "
+                      f"{resume.config.depth}, {resume.config.channels} channels) and PSF are kept.")
 
         data = layer_array(layer)
         self._run_counter += 1
