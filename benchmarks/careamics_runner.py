@@ -136,6 +136,8 @@ def main() -> None:
             d = np.diff(timed)
             result["step_seconds"] = float(np.median(d))
             result["step_seconds_mean"] = float(np.mean(d))
+            result["step_seconds_min"] = float(np.min(d))
+            result["step_intervals"] = [float(v) for v in d]
         if job["mode"] == "quality":
             t0 = time.perf_counter()
             pred, _ = cm.predict(noisy, axes="YX" if noisy.ndim == 2 else "SYX")

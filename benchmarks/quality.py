@@ -262,7 +262,7 @@ def figure_sigma(results: dict, path: Path, info: dict) -> None:
     a2.set_ylabel("phantom PSNR vs true phantom (dB)")
     a1.legend(fontsize=6)
     a2.legend(fontsize=6)
-    fig.suptitle(f"PSF mismatch, lambda=1. {info['command']}; {info['date']}; {info['cpu']}, "
+    fig.suptitle(f"PSF mismatch, lambda=1.\n{info['command']}; {info['date']}; {info['cpu']}, "
                  f"{info['cores']} cores; torch {info['torch']}", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

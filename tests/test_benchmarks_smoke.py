@@ -45,7 +45,7 @@ def test_speed_smoke(tmp_path):
     speed = _load("speed")
     summary = speed.main(["--smoke", "--out", str(tmp_path)])
     kinds = {r["what"] for r in summary["rows"]}
-    assert kinds == {"train", "predict", "rss"}
+    assert kinds == {"train", "predict", "psf", "rss"}
     assert all(r["ours_step_s"] > 0 for r in summary["rows"] if r["what"] == "train")
     assert (tmp_path / "speed.md").read_text().count("|") > 10
 
