@@ -20,7 +20,7 @@ class LossPlot(QWidget):
     events costs almost nothing.
     """
 
-    def __init__(self, parent: QWidget | None = None, interval_ms: int = 250,
+    def __init__(self, parent: QWidget | None = None, interval_ms: int = 500,
                  theme: dict | None = None) -> None:
         super().__init__(parent)
         self.figure = Figure(figsize=(3.2, 2.2), dpi=100, layout="constrained")
