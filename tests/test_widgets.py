@@ -304,6 +304,11 @@ def test_reader_loads_model_into_apply_widget(tmp_path, make_napari_viewer, fres
     widgets = [d.widget() for d in viewer.window._wrapped_dock_widgets.values()]
     apply = [x for x in widgets if isinstance(x, ApplyWidget)]
     assert apply and apply[0].model_combo.value == "nuclei"
+    # the same through napari's own file opening (what drag and drop does)
+    n_layers = len(viewer.layers)
+    viewer.open(str(path), plugin="napari-deconoising")
+    assert "nuclei [2]" in fresh_registry and apply[0].model_combo.value == "nuclei [2]"
+    assert len(viewer.layers) == n_layers
 
 
 def test_tiny_settings_are_the_documented_ones():

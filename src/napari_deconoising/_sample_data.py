@@ -46,8 +46,13 @@ def load_nuclei_crop() -> np.ndarray:
     import tifffile
 
     path = files("napari_deconoising") / "data" / "nuclei_crop.tif"
-    with path.open("rb") as f:
-        return tifffile.imread(f)
+    try:
+        with path.open("rb") as f:
+            return tifffile.imread(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            "the nuclei sample image (napari_deconoising/data/nuclei_crop.tif) is missing from this "
+            "installation; reinstall napari-deconoising or use the synthetic sample") from None
 
 
 def make_noisy(phantom: np.ndarray, sigma: float, photons: float = 20.0, read_noise: float = 2.0,
