@@ -20,14 +20,31 @@ from pathlib import Path
 import numpy as np
 
 #: Training settings of the documented run (the defaults of this script).
-DOC_SETTINGS = {"epochs": 40, "steps_per_epoch": 10, "batch_size": 16, "patch_size": 64, "depth": 2,
-                "channels": 16, "micro_batches": 1, "device": "auto"}
-QUICK_SETTINGS = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 4, "patch_size": 32, "depth": 2,
-                  "channels": 8, "micro_batches": 1, "device": "cpu"}
+DOC_SETTINGS = {
+    "epochs": 40,
+    "steps_per_epoch": 10,
+    "batch_size": 16,
+    "patch_size": 64,
+    "depth": 2,
+    "channels": 16,
+    "micro_batches": 1,
+    "device": "auto",
+}
+QUICK_SETTINGS = {
+    "epochs": 2,
+    "steps_per_epoch": 2,
+    "batch_size": 4,
+    "patch_size": 32,
+    "depth": 2,
+    "channels": 8,
+    "micro_batches": 1,
+    "device": "cpu",
+}
 
 
-def run_demo(viewer, *, sample: str = "nuclei", quick: bool = False, settings: dict | None = None,
-             wait=None) -> dict:
+def run_demo(
+    viewer, *, sample: str = "nuclei", quick: bool = False, settings: dict | None = None, wait=None
+) -> dict:
     """Open a sample, dock both widgets, train, apply, and return the widgets and numbers.
 
     Parameters
@@ -48,7 +65,9 @@ def run_demo(viewer, *, sample: str = "nuclei", quick: bool = False, settings: d
     noisy = viewer.layers[f"{sample} noisy"]
     truth = viewer.layers[f"{sample} ground truth"]
     clean = viewer.layers[f"{sample} clean"]
-    _, train = viewer.window.add_plugin_dock_widget("napari-deconoising", "Train model", tabify=False)
+    _, train = viewer.window.add_plugin_dock_widget(
+        "napari-deconoising", "Train model", tabify=False
+    )
     assert isinstance(train, TrainWidget)
     train.image.value = noisy
     sigma = noisy.metadata["napari-deconoising sample"]["psf_sigma_px"]
@@ -70,15 +89,20 @@ def run_demo(viewer, *, sample: str = "nuclei", quick: bool = False, settings: d
     from napari_deconoising.core import psnr
 
     numbers = {
-        "sample": sample, "settings": train.config().to_dict(), "seconds": round(seconds, 1),
-        "device": train._run.get("device"), "epochs": len(train.model.history),
+        "sample": sample,
+        "settings": train.config().to_dict(),
+        "seconds": round(seconds, 1),
+        "device": train._run.get("device"),
+        "epochs": len(train.model.history),
         "psnr_raw_vs_clean": psnr(clean.data, raw.data),
         "psnr_denoised_vs_clean": psnr(clean.data, den.data),
         "psnr_raw_vs_truth": psnr(truth.data, raw.data),
         "psnr_deconvolved_vs_truth": psnr(truth.data, dec.data),
         "psnr_denoised_vs_truth": psnr(truth.data, den.data),
     }
-    _, apply = viewer.window.add_plugin_dock_widget("napari-deconoising", "Apply model", tabify=True)
+    _, apply = viewer.window.add_plugin_dock_widget(
+        "napari-deconoising", "Apply model", tabify=True
+    )
     assert isinstance(apply, ApplyWidget)
     apply.image.value = noisy
     return {"train": train, "apply": apply, "numbers": numbers}
@@ -139,14 +163,18 @@ def screenshots(viewer, demo: dict, out: Path) -> list[Path]:
     train.parent().raise_()
     train.update_psnr()
     _settle()
-    files.append(save_png(viewer.screenshot(canvas_only=False, flash=False), out / "train-widget.png"))
+    files.append(
+        save_png(viewer.screenshot(canvas_only=False, flash=False), out / "train-widget.png")
+    )
     train.toggle_compare()
     _settle()
     files.append(save_png(viewer.screenshot(canvas_only=False, flash=False), out / "compare.png"))
     train.toggle_compare()
     apply.parent().raise_()
     _settle()
-    files.append(save_png(viewer.screenshot(canvas_only=False, flash=False), out / "apply-widget.png"))
+    files.append(
+        save_png(viewer.screenshot(canvas_only=False, flash=False), out / "apply-widget.png")
+    )
     train.parent().raise_()
     train.advanced_box.expand(animate=False)
     _settle()
@@ -155,8 +183,13 @@ def screenshots(viewer, demo: dict, out: Path) -> list[Path]:
     return files
 
 
-def sigma_study(sigmas=(0.0, 0.75, 1.5, 3.0), positivities=(1.0, 0.0), true_sigma: float = 1.5,
-                epochs: int = 15, seed: int = 0) -> list[dict]:
+def sigma_study(
+    sigmas=(0.0, 0.75, 1.5, 3.0),
+    positivities=(1.0, 0.0),
+    true_sigma: float = 1.5,
+    epochs: int = 15,
+    seed: int = 0,
+) -> list[dict]:
     """The user guide's table: effect of a wrong PSF sigma and of positivity.
 
     Trains one small model per setting on the synthetic sample (true sigma 1.5 px) with
@@ -171,32 +204,53 @@ def sigma_study(sigmas=(0.0, 0.75, 1.5, 3.0), positivities=(1.0, 0.0), true_sigm
         for pos in positivities:
             if pos != positivities[0] and sigma != true_sigma:
                 continue
-            cfg = TrainConfig(psf="gaussian" if sigma > 0 else "none", psf_sigma=sigma, positivity=pos,
-                              epochs=epochs, steps_per_epoch=10, batch_size=16, patch_size=64, depth=2,
-                              channels=16, seed=seed, device="cpu")
+            cfg = TrainConfig(
+                psf="gaussian" if sigma > 0 else "none",
+                psf_sigma=sigma,
+                positivity=pos,
+                epochs=epochs,
+                steps_per_epoch=10,
+                batch_size=16,
+                patch_size=64,
+                depth=2,
+                channels=16,
+                seed=seed,
+                device="cpu",
+            )
             t0 = time.perf_counter()
             model = train(s.noisy, cfg)
             pred = model.predict(s.noisy)
-            row = {"psf_sigma": sigma, "positivity": pos, "seconds": round(time.perf_counter() - t0, 1),
-                   "psnr_denoised_vs_clean": round(psnr(s.clean, pred.denoised), 2),
-                   "psnr_deconvolved_vs_phantom": round(psnr(s.phantom, pred.deconvolved), 2),
-                   "negative_fraction_deconvolved": round(float((pred.deconvolved < 0).mean()), 4)}
+            row = {
+                "psf_sigma": sigma,
+                "positivity": pos,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "psnr_denoised_vs_clean": round(psnr(s.clean, pred.denoised), 2),
+                "psnr_deconvolved_vs_phantom": round(psnr(s.phantom, pred.deconvolved), 2),
+                "negative_fraction_deconvolved": round(float((pred.deconvolved < 0).mean()), 4),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    base = {"psnr_noisy_vs_clean": round(psnr(s.clean, s.noisy), 2),
-            "psnr_noisy_vs_phantom": round(psnr(s.phantom, s.noisy), 2)}
+    base = {
+        "psnr_noisy_vs_clean": round(psnr(s.clean, s.noisy), 2),
+        "psnr_noisy_vs_phantom": round(psnr(s.phantom, s.noisy), 2),
+    }
     print(json.dumps(base), flush=True)
     return [*rows, base]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images"
+    )
     parser.add_argument("--sample", default="nuclei", choices=["nuclei", "synthetic"])
     parser.add_argument("--quick", action="store_true", help="tiny training run (seconds)")
     parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--sigma-study", action="store_true",
-                        help="no screenshots: print the user guide's PSF sigma / positivity table")
+    parser.add_argument(
+        "--sigma-study",
+        action="store_true",
+        help="no screenshots: print the user guide's PSF sigma / positivity table",
+    )
     args = parser.parse_args(argv)
     if args.sigma_study:
         rows = sigma_study(epochs=args.epochs or 15)

@@ -20,7 +20,9 @@ def test_manifest_is_valid_and_imports():
     commands = {c.id for c in manifest.contributions.commands}
     assert "napari-deconoising.compare" in commands
     menus = manifest.contributions.menus
-    assert any(item.command == "napari-deconoising.compare" for items in menus.values() for item in items)
+    assert any(
+        item.command == "napari-deconoising.compare" for items in menus.values() for item in items
+    )
     assert manifest.contributions.readers[0].filename_patterns == ["*.pt"]
 
 

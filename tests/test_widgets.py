@@ -39,7 +39,9 @@ def tiny_sample_layer(viewer, sample):
     return viewer.add_image(sample.noisy, name="noisy", scale=(0.5, 0.25), translate=(3, 4))
 
 
-def test_train_end_to_end_in_a_thread(qtbot, viewer, train_widget, tiny_sample_layer, notifications):
+def test_train_end_to_end_in_a_thread(
+    qtbot, viewer, train_widget, tiny_sample_layer, notifications
+):
     """Real thread worker: loss plot gets points, both result layers appear with the
     source's shape, scale and translate, and the viewer's event loop keeps running."""
     w = train_widget
@@ -163,18 +165,23 @@ def test_out_of_memory_suggests_smaller_tiles():
 
     from napari_deconoising._widgets._worker import describe_error
 
-    msg = describe_error(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), what="prediction")
+    msg = describe_error(
+        RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), what="prediction"
+    )
     assert "smaller tile size" in msg and "patch size" in msg
     assert "smaller tile size" in describe_error(torch.OutOfMemoryError("boom"))
 
 
-@pytest.mark.parametrize(("exc", "start"), [
-    ("DataError", "Cannot use this image: "),
-    ("ConfigError", "Invalid setting: "),
-    ("PSFError", "Problem with the PSF: "),
-    ("ModelFileError", "Cannot load the model: "),
-    ("Cancelled", "Training was cancelled"),
-])
+@pytest.mark.parametrize(
+    ("exc", "start"),
+    [
+        ("DataError", "Cannot use this image: "),
+        ("ConfigError", "Invalid setting: "),
+        ("PSFError", "Problem with the PSF: "),
+        ("ModelFileError", "Cannot load the model: "),
+        ("Cancelled", "Training was cancelled"),
+    ],
+)
 def test_core_errors_are_translated(exc, start):
     from napari_deconoising import core
     from napari_deconoising._widgets._worker import describe_error
@@ -227,7 +234,10 @@ def test_apply_compare_and_psnr(qtbot, viewer, train_widget, sample, sync_worker
     compare_command(viewer)
     assert grid.enabled
     assert [layer.name for layer in viewer.layers if layer.visible] == [
-        "stack", "stack denoised", "stack deconvolved"]
+        "stack",
+        "stack denoised",
+        "stack deconvolved",
+    ]
     compare_command(viewer)
     assert not grid.enabled
 
@@ -289,7 +299,9 @@ def test_save_load_round_trip(tmp_path, viewer, train_widget, sync_workers, noti
     assert "model" in a.model_combo.choices
 
 
-def test_reader_loads_model_into_apply_widget(tmp_path, make_napari_viewer, fresh_registry, trained):
+def test_reader_loads_model_into_apply_widget(
+    tmp_path, make_napari_viewer, fresh_registry, trained
+):
     from napari_deconoising._reader import get_reader
 
     viewer = make_napari_viewer()
@@ -332,7 +344,9 @@ def test_stack_axes_and_psf_from_layer(viewer, sample, sync_workers, notificatio
 
     w = TrainWidget(viewer)
     viewer.window.add_dock_widget(w)
-    stack = viewer.add_image(np.stack([sample.noisy, sample.noisy.T, sample.noisy[::-1]]), name="tyx")
+    stack = viewer.add_image(
+        np.stack([sample.noisy, sample.noisy.T, sample.noisy[::-1]]), name="tyx"
+    )
     psf = viewer.add_image(gaussian_psf(1.5), name="psf")
     w.image.value = stack
     assert w.axes.value == "SYX"
@@ -371,8 +385,9 @@ def test_closing_napari_window_stops_training(qtbot, make_napari_viewer, fresh_r
     qtbot.waitUntil(lambda: not job.running, timeout=10_000)
 
 
-def test_psf_from_tiff_and_plot_follows_theme(tmp_path, viewer, train_widget, sync_workers,
-                                              notifications):
+def test_psf_from_tiff_and_plot_follows_theme(
+    tmp_path, viewer, train_widget, sync_workers, notifications
+):
     import tifffile
 
     from napari_deconoising.core import gaussian_psf

@@ -25,8 +25,9 @@ def _load_script():
 def test_screenshot_after_a_run(qtbot, make_napari_viewer, fresh_registry, tmp_path):
     shots = _load_script()
     viewer = make_napari_viewer(show=True)
-    demo = shots.run_demo(viewer, sample="synthetic", quick=True,
-                          wait=lambda p: qtbot.waitUntil(p, timeout=60_000))
+    demo = shots.run_demo(
+        viewer, sample="synthetic", quick=True, wait=lambda p: qtbot.waitUntil(p, timeout=60_000)
+    )
     train = demo["train"]
     assert train.plot.n_points == 4
     assert "synthetic noisy denoised" in viewer.layers

@@ -21,24 +21,59 @@ NUCLEI_SIGMA = 2.0
 
 
 def _layers(stem: str, noisy, clean, phantom, sigma: float, source: str) -> list[tuple]:
-    meta = {"napari-deconoising sample": {"psf_sigma_px": sigma, "source": source,
-                                          "noise": "Poisson + Gaussian read noise"}}
+    meta = {
+        "napari-deconoising sample": {
+            "psf_sigma_px": sigma,
+            "source": source,
+            "noise": "Poisson + Gaussian read noise",
+        }
+    }
     return [
-        (phantom, {"name": f"{stem} ground truth", "visible": False, "colormap": "gray",
-                   "metadata": {**meta, "role": "phantom (deconvolution target)"}}, "image"),
-        (clean, {"name": f"{stem} clean", "visible": False, "colormap": "gray",
-                 "metadata": {**meta, "role": "blurred, noise-free (denoising target)"}}, "image"),
-        (noisy, {"name": f"{stem} noisy", "colormap": "gray",
-                 "metadata": {**meta, "role": "noisy input"}}, "image"),
+        (
+            phantom,
+            {
+                "name": f"{stem} ground truth",
+                "visible": False,
+                "colormap": "gray",
+                "metadata": {**meta, "role": "phantom (deconvolution target)"},
+            },
+            "image",
+        ),
+        (
+            clean,
+            {
+                "name": f"{stem} clean",
+                "visible": False,
+                "colormap": "gray",
+                "metadata": {**meta, "role": "blurred, noise-free (denoising target)"},
+            },
+            "image",
+        ),
+        (
+            noisy,
+            {
+                "name": f"{stem} noisy",
+                "colormap": "gray",
+                "metadata": {**meta, "role": "noisy input"},
+            },
+            "image",
+        ),
     ]
 
 
-def synthetic_sample(shape: tuple[int, int] = (256, 256), sigma: float = 1.5,
-                     photons: float = 30.0, seed: int = 0) -> list[tuple]:
+def synthetic_sample(
+    shape: tuple[int, int] = (256, 256), sigma: float = 1.5, photons: float = 30.0, seed: int = 0
+) -> list[tuple]:
     """Synthetic filaments and blobs: noisy image, clean image and ground truth (phantom)."""
     s = make_sample(shape=shape, sigma=sigma, photons=photons, read_noise=2.0, seed=seed)
-    return _layers("synthetic", s.noisy, s.clean, s.phantom, s.sigma,
-                   f"napari_deconoising.core.make_sample(shape={shape}, sigma={sigma}, photons={photons})")
+    return _layers(
+        "synthetic",
+        s.noisy,
+        s.clean,
+        s.phantom,
+        s.sigma,
+        f"napari_deconoising.core.make_sample(shape={shape}, sigma={sigma}, photons={photons})",
+    )
 
 
 def load_nuclei_crop() -> np.ndarray:
@@ -51,12 +86,14 @@ def load_nuclei_crop() -> np.ndarray:
             return tifffile.imread(f)
     except FileNotFoundError:
         raise FileNotFoundError(
-            "the nuclei sample image (napari_deconoising/data/nuclei_crop.tif) is missing from this "
-            "installation; reinstall napari-deconoising or use the synthetic sample") from None
+            "the nuclei sample image (napari_deconoising/data/nuclei_crop.tif) is missing from "
+            "this installation; reinstall napari-deconoising or use the synthetic sample"
+        ) from None
 
 
-def make_noisy(phantom: np.ndarray, sigma: float, photons: float = 20.0, read_noise: float = 2.0,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_noisy(
+    phantom: np.ndarray, sigma: float, photons: float = 20.0, read_noise: float = 2.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scale ``phantom`` to ``photons`` at its peak, blur it, add Poisson and read noise.
 
     Returns ``(noisy, clean, scaled_phantom)`` as float32 arrays.
@@ -69,12 +106,20 @@ def make_noisy(phantom: np.ndarray, sigma: float, photons: float = 20.0, read_no
         clean = PSFConvolution(gaussian_psf(sigma))(torch.from_numpy(p)[None, None])[0, 0].numpy()
     clean = np.clip(clean, 0, None).astype(np.float32)
     rng = np.random.default_rng(seed)
-    noisy = rng.poisson(clean).astype(np.float32) + rng.normal(0, read_noise, p.shape).astype(np.float32)
+    noisy = rng.poisson(clean).astype(np.float32) + rng.normal(0, read_noise, p.shape).astype(
+        np.float32
+    )
     return noisy, clean, p
 
 
 def nuclei_sample() -> list[tuple]:
     """Fluorescent nuclei (StarDist sample, BSD-3), blurred (sigma 2 px) and made noisy."""
     noisy, clean, phantom = make_noisy(load_nuclei_crop(), NUCLEI_SIGMA, photons=20.0, seed=0)
-    return _layers("nuclei", noisy, clean, phantom, NUCLEI_SIGMA,
-                   "StarDist 0.9.2 stardist/data/images/img2d.tif, crop [256:512, 0:256] (BSD-3-Clause)")
+    return _layers(
+        "nuclei",
+        noisy,
+        clean,
+        phantom,
+        NUCLEI_SIGMA,
+        "StarDist 0.9.2 stardist/data/images/img2d.tif, crop [256:512, 0:256] (BSD-3-Clause)",
+    )

@@ -30,9 +30,11 @@ def intensity_mismatch(model: DecoNoisingModel, data: np.ndarray) -> str | None:
     shift = abs(mean - model.mean) / model.std
     ratio = std / model.std if model.std else np.inf
     if shift > 5 or ratio > 10 or ratio < 0.1:
-        return (f"This image's intensities (mean {mean:.4g}, std {std:.4g}) differ strongly from the "
-                f"model's training data (mean {model.mean:.4g}, std {model.std:.4g}); results may be "
-                "poor. Was the model trained on this kind of image (same camera, gain, bit depth)?")
+        return (
+            f"This image's intensities (mean {mean:.4g}, std {std:.4g}) differ strongly from the "
+            f"model's training data (mean {model.mean:.4g}, std {model.std:.4g}); results may be "
+            "poor. Was the model trained on this kind of image (same camera, gain, bit depth)?"
+        )
     return None
 
 
@@ -44,18 +46,36 @@ class ApplyWidget(DeconoisingWidget):
         self.worker: Job | None = None
         self._run: dict = {}
         self._run_counter = 0
-        self.model_combo = ComboBox(label="Model", choices=self._model_choices, nullable=True,
-                                    tooltip="A model trained in this session or loaded from a file")
+        self.model_combo = ComboBox(
+            label="Model",
+            choices=self._model_choices,
+            nullable=True,
+            tooltip="A model trained in this session or loaded from a file",
+        )
         self.load_button = PushButton(text="Load model file…")
         self.model_info = LineEdit(label="", value="", enabled=False)
         self.image = ComboBox(label="Image", choices=self._image_choices)
         self.axes = LineEdit(label="Axes")
-        self.tile_size = SpinBox(label="Tile size", value=0, min=0, max=16384, step=32,
-                                 tooltip="Side of the square tiles the image is processed in; "
-                                         "0 = automatic (from free memory). Results do not depend on it.")
+        self.tile_size = SpinBox(
+            label="Tile size",
+            value=0,
+            min=0,
+            max=16384,
+            step=32,
+            tooltip="Side of the square tiles the image is processed in; "
+            "0 = automatic (from free memory). Results do not depend on it.",
+        )
         self.device = ComboBox(label="Device", choices=["auto", *available_devices()], value="auto")
-        self.form = Container(widgets=[self.model_combo, self.model_info, self.image, self.axes,
-                                       self.tile_size, self.device])
+        self.form = Container(
+            widgets=[
+                self.model_combo,
+                self.model_info,
+                self.image,
+                self.axes,
+                self.tile_size,
+                self.device,
+            ]
+        )
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.run_button.changed.connect(self.run)
@@ -130,7 +150,9 @@ class ApplyWidget(DeconoisingWidget):
         return model
 
     def _load_dialog(self, *_args) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load DecoNoising model", "", "Model files (*.pt)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load DecoNoising model", "", "Model files (*.pt)"
+        )
         if path:
             self.load_model(path)
 
@@ -150,11 +172,15 @@ class ApplyWidget(DeconoisingWidget):
             if not axes:
                 raise DataError("enter the axes of the image (e.g. YX or TYX)")
             if "C" in axes and layer.data.shape[axes.index("C")] > 1:
-                raise DataError(f"the model ('{name}') restores one channel; layer '{layer.name}' has "
-                                f"{layer.data.shape[axes.index('C')]} channels (axis C): split them first")
+                raise DataError(
+                    f"the model ('{name}') restores one channel; layer '{layer.name}' has "
+                    f"{layer.data.shape[axes.index('C')]} channels (axis C): split them first"
+                )
             if len(axes) != layer.ndim:
-                raise DataError(f"axes {axes!r} has {len(axes)} letters but layer '{layer.name}' has "
-                                f"{layer.ndim} dimensions {tuple(layer.data.shape)}")
+                raise DataError(
+                    f"axes {axes!r} has {len(axes)} letters but layer '{layer.name}' has "
+                    f"{layer.ndim} dimensions {tuple(layer.data.shape)}"
+                )
         except ValueError as exc:
             notify_error(exc, what="prediction")
             return False
@@ -164,13 +190,29 @@ class ApplyWidget(DeconoisingWidget):
             show_warning(warning)
         tile = int(self.tile_size.value) or None
         self._run_counter += 1
-        self._run = {"layer": layer, "model": model, "name": name, "axes": axes, "t0": time.perf_counter(),
-                     "run_id": f"apply-{id(self):x}-{self._run_counter}"}
+        self._run = {
+            "layer": layer,
+            "model": model,
+            "name": name,
+            "axes": axes,
+            "t0": time.perf_counter(),
+            "run_id": f"apply-{id(self):x}-{self._run_counter}",
+        }
         self.progress.setRange(0, 0)
         self.status.value = f"Restoring '{layer.name}' with '{name}'…"
-        self.worker = Job(predict_job, model, data, axes, tile, str(self.device.value),
-                          yielded=self._on_progress, returned=self._on_predicted, errored=self._on_error,
-                          cancelled=self._on_cancelled, finished=self._on_finished)
+        self.worker = Job(
+            predict_job,
+            model,
+            data,
+            axes,
+            tile,
+            str(self.device.value),
+            yielded=self._on_progress,
+            returned=self._on_predicted,
+            errored=self._on_error,
+            cancelled=self._on_cancelled,
+            finished=self._on_finished,
+        )
         self._lifetime.track(self.worker)
         self.run_button.enabled = False
         self.cancel_button.enabled = True
@@ -192,9 +234,17 @@ class ApplyWidget(DeconoisingWidget):
 
     def _on_predicted(self, prediction) -> None:
         run = self._run
-        den, dec = add_result_layers(self.viewer, run["layer"], prediction.denoised, prediction.deconvolved,
-                                     run["model"], run["name"], run["axes"], run_id=run["run_id"],
-                                     step="applied")
+        den, dec = add_result_layers(
+            self.viewer,
+            run["layer"],
+            prediction.denoised,
+            prediction.deconvolved,
+            run["model"],
+            run["name"],
+            run["axes"],
+            run_id=run["run_id"],
+            step="applied",
+        )
         self.last_results = (run["layer"], den, dec)
         secs = time.perf_counter() - run["t0"]
         self.status.value = f"Done in {format_seconds(secs)}: added '{den.name}' and '{dec.name}'."

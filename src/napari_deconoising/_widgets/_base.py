@@ -92,12 +92,18 @@ class DeconoisingWidget(QWidget):
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
         # compare section
-        self.truth_combo = ComboBox(label="Ground truth", choices=self._truth_choices, nullable=True,
-                                    value=None,
-                                    tooltip="Optional noise-free image: PSNR of each result against it")
+        self.truth_combo = ComboBox(
+            label="Ground truth",
+            choices=self._truth_choices,
+            nullable=True,
+            value=None,
+            tooltip="Optional noise-free image: PSNR of each result against it",
+        )
         self.compare_button = PushButton(text="Compare side by side")
-        self.compare_button.tooltip = ("Show raw, denoised and deconvolved next to each other "
-                                       "(grid mode); click again to go back")
+        self.compare_button.tooltip = (
+            "Show raw, denoised and deconvolved next to each other "
+            "(grid mode); click again to go back"
+        )
         self.compare_button.changed.connect(self.toggle_compare)
         # a plain QLabel (not in the form: a wrapped label there does not grow)
         self.psnr_label = _TextLabel()
@@ -114,11 +120,18 @@ class DeconoisingWidget(QWidget):
     # -- layer pickers -------------------------------------------------------------
     def _image_choices(self, _widget=None) -> list[tuple[str, Layer]]:
         """Image layers, and labels layers (refused with a message if chosen)."""
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, (Image, Labels))]
+        return [
+            (layer.name, layer)
+            for layer in self.viewer.layers
+            if isinstance(layer, (Image, Labels))
+        ]
 
     def _truth_choices(self, _widget=None) -> list[tuple[str, Layer]]:
-        return [(layer.name, layer) for layer in self.viewer.layers
-                if isinstance(layer, Image) and not layer.rgb]
+        return [
+            (layer.name, layer)
+            for layer in self.viewer.layers
+            if isinstance(layer, Image) and not layer.rgb
+        ]
 
     def _register_combo(self, combo: ComboBox) -> None:
         self._combos.append(combo)
@@ -171,7 +184,8 @@ class DeconoisingWidget(QWidget):
         values.pop(truth.name, None)
         if values:
             self.psnr_label.value = f"PSNR vs '{truth.name}':\n" + "\n".join(
-                f"  {k}: {v:.2f} dB" for k, v in values.items())
+                f"  {k}: {v:.2f} dB" for k, v in values.items()
+            )
         else:
             self.psnr_label.value = "Ground truth shape differs from the results: no PSNR"
         return values

@@ -12,8 +12,14 @@ from napari.utils.notifications import show_info, show_warning
 from ..core import psnr
 from ._layers import PROVENANCE_KEY
 
-__all__ = ["CompareState", "toggle_compare", "is_comparing", "compare_psnr", "compare_command",
-           "find_result_layers"]
+__all__ = [
+    "CompareState",
+    "toggle_compare",
+    "is_comparing",
+    "compare_psnr",
+    "compare_command",
+    "find_result_layers",
+]
 
 
 @dataclass
@@ -50,9 +56,13 @@ def toggle_compare(viewer, layers: list[Layer]) -> bool:
         return False
     grid = _grid(viewer)
     state = CompareState(
-        grid_enabled=bool(grid.enabled), grid_shape=tuple(grid.shape), grid_stride=int(grid.stride),
+        grid_enabled=bool(grid.enabled),
+        grid_shape=tuple(grid.shape),
+        grid_stride=int(grid.stride),
         visible={id(layer): bool(layer.visible) for layer in viewer.layers},
-        order=[id(layer) for layer in viewer.layers], shown=tuple(id(layer) for layer in layers))
+        order=[id(layer) for layer in viewer.layers],
+        shown=tuple(id(layer) for layer in layers),
+    )
     _STATES[viewer] = state
     for layer in viewer.layers:
         layer.visible = False
@@ -111,8 +121,11 @@ def compare_psnr(truth: Layer | None, layers: dict[str, Layer | None]) -> dict[s
 
 def find_result_layers(viewer) -> tuple[Layer, Layer, Layer] | None:
     """Raw, denoised and deconvolved layers of the selected (or else latest) result."""
-    results = [layer for layer in viewer.layers
-               if isinstance(layer, Image) and PROVENANCE_KEY in (layer.metadata or {})]
+    results = [
+        layer
+        for layer in viewer.layers
+        if isinstance(layer, Image) and PROVENANCE_KEY in (layer.metadata or {})
+    ]
     if not results:
         return None
     active = viewer.layers.selection.active
@@ -120,16 +133,26 @@ def find_result_layers(viewer) -> tuple[Layer, Layer, Layer] | None:
     if active is not None and PROVENANCE_KEY in (active.metadata or {}):
         pick = active
     elif active is not None:
-        pick = next((r for r in reversed(results)
-                     if r.metadata[PROVENANCE_KEY]["source_layer"] == active.name), None)
+        pick = next(
+            (
+                r
+                for r in reversed(results)
+                if r.metadata[PROVENANCE_KEY]["source_layer"] == active.name
+            ),
+            None,
+        )
     pick = pick or results[-1]
     run = pick.metadata[PROVENANCE_KEY].get("run_id")
     source = pick.metadata[PROVENANCE_KEY]["source_layer"]
-    group = [r for r in results if r.metadata[PROVENANCE_KEY].get("run_id") == run
-             and r.metadata[PROVENANCE_KEY]["source_layer"] == source]
+    group = [
+        r
+        for r in results
+        if r.metadata[PROVENANCE_KEY].get("run_id") == run
+        and r.metadata[PROVENANCE_KEY]["source_layer"] == source
+    ]
     den = next((r for r in group if r.metadata[PROVENANCE_KEY]["role"] == "denoised"), None)
     dec = next((r for r in group if r.metadata[PROVENANCE_KEY]["role"] == "deconvolved"), None)
-    raw = viewer.layers[source] if source in viewer.layers else None
+    raw = next((layer for layer in viewer.layers if layer.name == source), None)
     return raw, den, dec
 
 

@@ -9,8 +9,15 @@ from .. import __version__
 from ..core import DataError, DecoNoisingModel
 from ..core.data import default_axes
 
-__all__ = ["check_layer", "layer_array", "guess_axes", "unique_name", "add_result_layers",
-           "contrast", "PROVENANCE_KEY"]
+__all__ = [
+    "check_layer",
+    "layer_array",
+    "guess_axes",
+    "unique_name",
+    "add_result_layers",
+    "contrast",
+    "PROVENANCE_KEY",
+]
 
 PROVENANCE_KEY = "napari-deconoising"
 
@@ -20,13 +27,18 @@ def check_layer(layer: Layer | None) -> None:
     if layer is None:
         raise DataError("no image layer selected; open or add an image first")
     if isinstance(layer, Labels):
-        raise DataError(f"layer '{layer.name}' is a labels layer (a segmentation); choose an intensity image")
+        raise DataError(
+            f"layer '{layer.name}' is a labels layer (a segmentation); choose an intensity image"
+        )
     if not isinstance(layer, Image):
-        raise DataError(f"layer '{layer.name}' is a {type(layer).__name__} layer; choose an image layer")
+        raise DataError(
+            f"layer '{layer.name}' is a {type(layer).__name__} layer; choose an image layer"
+        )
     if layer.rgb:
         raise DataError(
-            f"layer '{layer.name}' is an RGB image; DecoNoising needs raw single-channel fluorescence "
-            "data (split the channels first: right-click the layer > Split RGB)")
+            f"layer '{layer.name}' is an RGB image; DecoNoising needs raw single-channel "
+            "fluorescence data (split the channels first: right-click the layer > Split RGB)"
+        )
 
 
 def layer_array(layer: Image, copy: bool = True) -> np.ndarray:
@@ -79,8 +91,9 @@ def contrast(data: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
-def provenance(model: DecoNoisingModel, source: Layer, role: str, model_name: str | None,
-               axes: str, **extra) -> dict:
+def provenance(
+    model: DecoNoisingModel, source: Layer, role: str, model_name: str | None, axes: str, **extra
+) -> dict:
     """What produced a result layer, stored in ``layer.metadata``."""
     return {
         "role": role,
@@ -97,9 +110,16 @@ def provenance(model: DecoNoisingModel, source: Layer, role: str, model_name: st
     }
 
 
-def add_result_layers(viewer, source: Image, denoised: np.ndarray, deconvolved: np.ndarray,
-                      model: DecoNoisingModel, model_name: str | None, axes: str,
-                      **extra) -> tuple[Image, Image]:
+def add_result_layers(
+    viewer,
+    source: Image,
+    denoised: np.ndarray,
+    deconvolved: np.ndarray,
+    model: DecoNoisingModel,
+    model_name: str | None,
+    axes: str,
+    **extra,
+) -> tuple[Image, Image]:
     """Add ``<name> denoised`` and ``<name> deconvolved`` next to ``source``.
 
     The new layers take the source's scale, translate and colormap, get contrast

@@ -20,8 +20,9 @@ class LossPlot(QWidget):
     events costs almost nothing.
     """
 
-    def __init__(self, parent: QWidget | None = None, interval_ms: int = 500,
-                 theme: dict | None = None) -> None:
+    def __init__(
+        self, parent: QWidget | None = None, interval_ms: int = 500, theme: dict | None = None
+    ) -> None:
         super().__init__(parent)
         self.figure = Figure(figsize=(3.2, 2.2), dpi=100, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
@@ -34,9 +35,15 @@ class LossPlot(QWidget):
         self.ax.set_yscale("log")
         self.ax.set_xlabel("epoch")
         self.ax.set_ylabel("loss")
-        (self.step_line,) = self.ax.plot([], [], lw=0.6, alpha=0.35, color="#5fa8d3", label="_steps")
-        (self.train_line,) = self.ax.plot([], [], lw=1.5, color="#1f77b4", marker=".", label="train")
-        (self.val_line,) = self.ax.plot([], [], lw=1.5, color="#ff7f0e", marker=".", label="validation")
+        (self.step_line,) = self.ax.plot(
+            [], [], lw=0.6, alpha=0.35, color="#5fa8d3", label="_steps"
+        )
+        (self.train_line,) = self.ax.plot(
+            [], [], lw=1.5, color="#1f77b4", marker=".", label="train"
+        )
+        (self.val_line,) = self.ax.plot(
+            [], [], lw=1.5, color="#ff7f0e", marker=".", label="validation"
+        )
         self.ax.legend(loc="upper right", fontsize=8, frameon=False)
         self.ax.tick_params(labelsize=8)
         self.steps: tuple[list[float], list[float]] = ([], [])
@@ -77,7 +84,9 @@ class LossPlot(QWidget):
         """Show a model's stored history (e.g. when continuing training)."""
         self.clear()
         for h in history:
-            self.add_epoch(h.get("epoch", len(self.train[0]) + 1), h["train_loss"], h.get("val_loss"))
+            self.add_epoch(
+                h.get("epoch", len(self.train[0]) + 1), h["train_loss"], h.get("val_loss")
+            )
 
     @property
     def n_points(self) -> int:
@@ -124,7 +133,7 @@ def _css(value) -> str | None:
     if isinstance(value, str):
         s = value.strip()
         if s.startswith("rgb"):
-            nums = [float(v) for v in s[s.index("(") + 1:s.index(")")].split(",")[:3]]
+            nums = [float(v) for v in s[s.index("(") + 1 : s.index(")")].split(",")[:3]]
             return "#" + "".join(f"{int(v):02x}" for v in nums)
         return s
     try:

@@ -81,5 +81,7 @@ def read_model_file(path: str | Path) -> DecoNoisingModel | None:
     except ModelFileError as exc:
         notify_error(exc, what="loading the model")
     except Exception as exc:  # torch's unpickler can fail in other ways on foreign files
-        notify_error(ModelFileError(f"{path} is not a readable model file: {exc}"), what="loading the model")
+        notify_error(
+            ModelFileError(f"{path} is not a readable model file: {exc}"), what="loading the model"
+        )
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -26,8 +27,8 @@ from ..core import (
     DataError,
     DecoNoisingModel,
     TrainConfig,
-    TrainEvent,
     Trainer,
+    TrainEvent,
     available_devices,
     load_psf,
 )
@@ -64,8 +65,14 @@ class TrainControl:
         return self._stop.is_set()
 
 
-def train_job(control: TrainControl, data: np.ndarray, config: TrainConfig, axes: str,
-              psf: np.ndarray | None, resume: DecoNoisingModel | None):
+def train_job(
+    control: TrainControl,
+    data: np.ndarray,
+    config: TrainConfig,
+    axes: str,
+    psf: np.ndarray | None,
+    resume: DecoNoisingModel | None,
+):
     """Worker-thread generator: build the trainer, then forward its events.
 
     Yields ``("ready", warnings, patch)`` once and then :class:`TrainEvent` objects;
@@ -75,13 +82,20 @@ def train_job(control: TrainControl, data: np.ndarray, config: TrainConfig, axes
     control.trainer = trainer
     if control.stop_requested:
         trainer.stop()
-    yield ("ready", list(trainer.warnings), trainer.patch, str(trainer.plan.device), trainer.plan.precision)
+    yield (
+        "ready",
+        list(trainer.warnings),
+        trainer.patch,
+        str(trainer.plan.device),
+        trainer.plan.precision,
+    )
     model = yield from trainer.run()
     return model
 
 
-def predict_job(model: DecoNoisingModel, data: np.ndarray, axes: str, tile_size: int | None,
-                device: str):
+def predict_job(
+    model: DecoNoisingModel, data: np.ndarray, axes: str, tile_size: int | None, device: str
+):
     """Worker-thread generator: tiled prediction, yields (done, total), returns the Prediction."""
     return (yield from model.predict_iter(data, axes, tile_size=tile_size, device=device))
 
@@ -100,44 +114,99 @@ class TrainWidget(DeconoisingWidget):
         self._run_counter = 0
 
         # -- main settings ----------------------------------------------------------
-        self.image = ComboBox(label="Image", choices=self._image_choices,
-                              tooltip="Noisy image or stack to train on (single channel)")
-        self.axes = LineEdit(label="Axes", tooltip=("Axis letters of the image: YX for one image; "
-                                                    "SYX, TYX or ZYX for stacks (trained slice by slice)"))
-        self.psf_kind = ComboBox(label="PSF", choices=[PSF_GAUSSIAN, PSF_LAYER, PSF_FILE, PSF_NONE],
-                                 value=PSF_GAUSSIAN)
-        self.sigma = FloatSpinBox(label="PSF sigma (px)", value=1.0, min=0.0, max=50.0, step=0.1,
-                                  tooltip="Gaussian PSF standard deviation in pixels: about "
-                                          "0.21 * wavelength / NA / pixel size (see the user guide)")
-        self.psf_layer = ComboBox(label="PSF layer", choices=self._psf_choices, nullable=True,
-                                  value=None, visible=False)
+        self.image = ComboBox(
+            label="Image",
+            choices=self._image_choices,
+            tooltip="Noisy image or stack to train on (single channel)",
+        )
+        self.axes = LineEdit(
+            label="Axes",
+            tooltip=(
+                "Axis letters of the image: YX for one image; "
+                "SYX, TYX or ZYX for stacks (trained slice by slice)"
+            ),
+        )
+        self.psf_kind = ComboBox(
+            label="PSF", choices=[PSF_GAUSSIAN, PSF_LAYER, PSF_FILE, PSF_NONE], value=PSF_GAUSSIAN
+        )
+        self.sigma = FloatSpinBox(
+            label="PSF sigma (px)",
+            value=1.0,
+            min=0.0,
+            max=50.0,
+            step=0.1,
+            tooltip="Gaussian PSF standard deviation in pixels: about "
+            "0.21 * wavelength / NA / pixel size (see the user guide)",
+        )
+        self.psf_layer = ComboBox(
+            label="PSF layer", choices=self._psf_choices, nullable=True, value=None, visible=False
+        )
         self.psf_file = FileEdit(label="PSF file", mode="r", filter="*.tif *.tiff", visible=False)
-        self.positivity = FloatSpinBox(label="Positivity λ", value=1.0, min=0.0, max=1000.0, step=0.1,
-                                       tooltip="Penalty on negative intensities in the deconvolved "
-                                               "image; 0 switches it off")
-        self.resume = ComboBox(label="Start from", choices=self._resume_choices, value=NEW_MODEL,
-                               tooltip="Continue training a model from this session or a loaded file")
-        self.form = Container(widgets=[self.image, self.axes, self.psf_kind, self.sigma, self.psf_layer,
-                                       self.psf_file, self.positivity, self.resume])
+        self.positivity = FloatSpinBox(
+            label="Positivity λ",
+            value=1.0,
+            min=0.0,
+            max=1000.0,
+            step=0.1,
+            tooltip="Penalty on negative intensities in the deconvolved image; 0 switches it off",
+        )
+        self.resume = ComboBox(
+            label="Start from",
+            choices=self._resume_choices,
+            value=NEW_MODEL,
+            tooltip="Continue training a model from this session or a loaded file",
+        )
+        self.form = Container(
+            widgets=[
+                self.image,
+                self.axes,
+                self.psf_kind,
+                self.sigma,
+                self.psf_layer,
+                self.psf_file,
+                self.positivity,
+                self.resume,
+            ]
+        )
         # -- advanced -----------------------------------------------------------------
         d = TrainConfig()
         self.epochs = SpinBox(label="Epochs", value=d.epochs, min=1, max=100_000)
-        self.steps_per_epoch = SpinBox(label="Steps per epoch", value=d.steps_per_epoch, min=1, max=100_000)
+        self.steps_per_epoch = SpinBox(
+            label="Steps per epoch", value=d.steps_per_epoch, min=1, max=100_000
+        )
         self.batch_size = SpinBox(label="Batch size", value=d.batch_size, min=1, max=4096)
         self.patch_size = SpinBox(label="Patch size", value=d.patch_size, min=8, max=4096, step=8)
-        self.micro_batches = SpinBox(label="Micro-batches", value=d.micro_batches, min=1, max=4096,
-                                     tooltip="Virtual batch: split each batch into this many "
-                                             "passes (gradient accumulation) to save memory")
+        self.micro_batches = SpinBox(
+            label="Micro-batches",
+            value=d.micro_batches,
+            min=1,
+            max=4096,
+            tooltip="Virtual batch: split each batch into this many "
+            "passes (gradient accumulation) to save memory",
+        )
         self.lr = LineEdit(label="Learning rate", value=f"{d.lr:g}")
         self.depth = SpinBox(label="U-Net depth", value=d.depth, min=1, max=6)
         self.channels = SpinBox(label="Channels", value=d.channels, min=1, max=1024)
-        self.val_fraction = FloatSpinBox(label="Validation fraction", value=d.val_fraction, min=0.01,
-                                         max=0.9, step=0.05)
+        self.val_fraction = FloatSpinBox(
+            label="Validation fraction", value=d.val_fraction, min=0.01, max=0.9, step=0.05
+        )
         self.seed = SpinBox(label="Seed", value=d.seed, min=0, max=2**31 - 1)
         self.device = ComboBox(label="Device", choices=["auto", *available_devices()], value="auto")
-        self.advanced = Container(widgets=[self.epochs, self.steps_per_epoch, self.batch_size,
-                                           self.patch_size, self.micro_batches, self.lr, self.depth,
-                                           self.channels, self.val_fraction, self.seed, self.device])
+        self.advanced = Container(
+            widgets=[
+                self.epochs,
+                self.steps_per_epoch,
+                self.batch_size,
+                self.patch_size,
+                self.micro_batches,
+                self.lr,
+                self.depth,
+                self.channels,
+                self.val_fraction,
+                self.seed,
+                self.device,
+            ]
+        )
         self.advanced_box = QCollapsible("Advanced")
         self.advanced_box.addWidget(self.advanced.native)
         # -- buttons ------------------------------------------------------------------
@@ -173,17 +242,18 @@ class TrainWidget(DeconoisingWidget):
 
     # -- choices -----------------------------------------------------------------------
     def _psf_choices(self, _widget=None):
-        return [(layer.name, layer) for layer in self.viewer.layers
-                if isinstance(layer, Image) and not layer.rgb]
+        return [
+            (layer.name, layer)
+            for layer in self.viewer.layers
+            if isinstance(layer, Image) and not layer.rgb
+        ]
 
     def _resume_choices(self, _widget=None):
         return [NEW_MODEL, *REGISTRY.names()]
 
     def _on_registry_changed(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # widget deleted
             self.resume.reset_choices()
-        except RuntimeError:  # widget deleted
-            pass
 
     def _theme(self) -> dict | None:
         try:
@@ -196,10 +266,8 @@ class TrainWidget(DeconoisingWidget):
     def _on_theme(self, _event=None) -> None:
         theme = self._theme()
         if theme:
-            try:
+            with contextlib.suppress(RuntimeError):  # widget deleted
                 self.plot.apply_theme(theme)
-            except RuntimeError:  # widget deleted
-                pass
 
     def _on_image_changed(self, layer) -> None:
         axes = guess_axes(layer)
@@ -228,18 +296,34 @@ class TrainWidget(DeconoisingWidget):
         from ..core import ConfigError
 
         kind = self.psf_kind.value
-        psf = {PSF_GAUSSIAN: "gaussian", PSF_LAYER: "measured", PSF_FILE: "measured", PSF_NONE: "none"}[kind]
+        psf = {
+            PSF_GAUSSIAN: "gaussian",
+            PSF_LAYER: "measured",
+            PSF_FILE: "measured",
+            PSF_NONE: "none",
+        }[kind]
         try:
             lr = float(self.lr.value)
         except ValueError:
-            raise ConfigError(f"learning rate {self.lr.value!r} is not a number (e.g. 1e-3)") from None
+            raise ConfigError(
+                f"learning rate {self.lr.value!r} is not a number (e.g. 1e-3)"
+            ) from None
         return TrainConfig(
-            psf=psf, psf_sigma=float(self.sigma.value), positivity=float(self.positivity.value),
-            epochs=int(self.epochs.value), steps_per_epoch=int(self.steps_per_epoch.value),
-            batch_size=int(self.batch_size.value), micro_batches=int(self.micro_batches.value),
-            patch_size=int(self.patch_size.value), val_fraction=float(self.val_fraction.value), lr=lr,
-            depth=int(self.depth.value), channels=int(self.channels.value), seed=int(self.seed.value),
-            device=str(self.device.value))
+            psf=psf,
+            psf_sigma=float(self.sigma.value),
+            positivity=float(self.positivity.value),
+            epochs=int(self.epochs.value),
+            steps_per_epoch=int(self.steps_per_epoch.value),
+            batch_size=int(self.batch_size.value),
+            micro_batches=int(self.micro_batches.value),
+            patch_size=int(self.patch_size.value),
+            val_fraction=float(self.val_fraction.value),
+            lr=lr,
+            depth=int(self.depth.value),
+            channels=int(self.channels.value),
+            seed=int(self.seed.value),
+            device=str(self.device.value),
+        )
 
     def _measured_psf(self) -> np.ndarray | None:
         kind = self.psf_kind.value
@@ -280,17 +364,27 @@ class TrainWidget(DeconoisingWidget):
         except ValueError as exc:
             notify_error(exc, what="training")
             return False
-        if resume is not None and (resume.config.depth != config.depth
-                                   or resume.config.channels != config.channels):
-            show_info(f"Continuing '{self.resume.value}': its architecture (depth "
-                      f"{resume.config.depth}, {resume.config.channels} channels) and PSF are kept.")
+        if resume is not None and (
+            resume.config.depth != config.depth or resume.config.channels != config.channels
+        ):
+            show_info(
+                f"Continuing '{self.resume.value}': its architecture (depth "
+                f"{resume.config.depth}, {resume.config.channels} channels) and PSF are kept."
+            )
 
         data = layer_array(layer)
         self._run_counter += 1
-        self._run = {"layer": layer, "axes": axes, "data": data, "config": config,
-                     "offset": len(resume.history) if resume is not None else 0,
-                     "spe": config.steps_per_epoch, "t0": time.perf_counter(), "resumed": self.resume.value,
-                     "run_id": f"train-{id(self):x}-{self._run_counter}"}
+        self._run = {
+            "layer": layer,
+            "axes": axes,
+            "data": data,
+            "config": config,
+            "offset": len(resume.history) if resume is not None else 0,
+            "spe": config.steps_per_epoch,
+            "t0": time.perf_counter(),
+            "resumed": self.resume.value,
+            "run_id": f"train-{id(self):x}-{self._run_counter}",
+        }
         self.plot.clear()
         if resume is not None:
             self.plot.set_history(resume.history)
@@ -298,9 +392,19 @@ class TrainWidget(DeconoisingWidget):
         self.progress.setValue(0)
         self.status.value = "Preparing data and network…"
         self.control = TrainControl()
-        self.train_worker = Job(train_job, self.control, data, config, axes, psf, resume,
-                                yielded=self._on_train_event, returned=self._on_trained,
-                                errored=self._on_train_error, finished=self._on_train_finished)
+        self.train_worker = Job(
+            train_job,
+            self.control,
+            data,
+            config,
+            axes,
+            psf,
+            resume,
+            yielded=self._on_train_event,
+            returned=self._on_trained,
+            errored=self._on_train_error,
+            finished=self._on_train_finished,
+        )
         self._lifetime.track(self.train_worker, self.control)
         self._update_buttons_running()
         self.train_worker.start()
@@ -340,8 +444,10 @@ class TrainWidget(DeconoisingWidget):
             self.plot.add_epoch(offset + ev.epoch, ev.train_loss, ev.val_loss)
         self.progress.setValue(ev.step)
         val = f" · val {ev.val_loss:.4g}" if ev.val_loss is not None else ""
-        self.status.value = (f"Epoch {ev.epoch}/{ev.epochs} · step {ev.step}/{ev.total_steps} · "
-                             f"loss {ev.train_loss:.4g}{val} · {format_seconds(ev.eta_s)} left")
+        self.status.value = (
+            f"Epoch {ev.epoch}/{ev.epochs} · step {ev.step}/{ev.total_steps} · "
+            f"loss {ev.train_loss:.4g}{val} · {format_seconds(ev.eta_s)} left"
+        )
         self._run["last_event"] = ev
 
     def _on_trained(self, model: DecoNoisingModel) -> None:
@@ -354,14 +460,24 @@ class TrainWidget(DeconoisingWidget):
         self.plot.redraw()
         done = "stopped early" if stopped else "finished"
         secs = time.perf_counter() - run["t0"]
-        self.status.value = (f"Training {done} after {format_seconds(secs)} ({len(model.history)} "
-                             f"epochs). Model '{self.model_name}'. Predicting…")
+        self.status.value = (
+            f"Training {done} after {format_seconds(secs)} ({len(model.history)} "
+            f"epochs). Model '{self.model_name}'. Predicting…"
+        )
         self.progress.setRange(0, 0)  # busy until the first tile is done
-        self.predict_worker = Job(predict_job, model, run["data"], run["axes"], None,
-                                  run["config"].device,
-                                  yielded=self._on_predict_progress, returned=self._on_predicted,
-                                  errored=self._on_predict_error, cancelled=self._on_predict_cancelled,
-                                  finished=self._on_predict_finished)
+        self.predict_worker = Job(
+            predict_job,
+            model,
+            run["data"],
+            run["axes"],
+            None,
+            run["config"].device,
+            yielded=self._on_predict_progress,
+            returned=self._on_predicted,
+            errored=self._on_predict_error,
+            cancelled=self._on_predict_cancelled,
+            finished=self._on_predict_finished,
+        )
         self._lifetime.track(self.predict_worker)
         self.predict_worker.start()
 
@@ -380,12 +496,21 @@ class TrainWidget(DeconoisingWidget):
 
     def _on_predicted(self, prediction) -> None:
         run = self._run
-        den, dec = add_result_layers(self.viewer, run["layer"], prediction.denoised, prediction.deconvolved,
-                                     self.model, self.model_name, run["axes"], run_id=run["run_id"],
-                                     step="trained on this layer")
+        den, dec = add_result_layers(
+            self.viewer,
+            run["layer"],
+            prediction.denoised,
+            prediction.deconvolved,
+            self.model,
+            self.model_name,
+            run["axes"],
+            run_id=run["run_id"],
+            step="trained on this layer",
+        )
         self.last_results = (run["layer"], den, dec)
-        self.status.value = (self.status.value.replace("Predicting…", "") +
-                             f"Added '{den.name}' and '{dec.name}'.")
+        self.status.value = (
+            self.status.value.replace("Predicting…", "") + f"Added '{den.name}' and '{dec.name}'."
+        )
         if self.truth_combo.value is not None:
             self.update_psnr()
 
@@ -393,7 +518,9 @@ class TrainWidget(DeconoisingWidget):
         self.status.value = notify_error(exc, what="prediction")
 
     def _on_predict_cancelled(self) -> None:
-        self.status.value = "Prediction cancelled; the model is kept (save it or use the Apply widget)."
+        self.status.value = (
+            "Prediction cancelled; the model is kept (save it or use the Apply widget)."
+        )
         show_info("Prediction cancelled.")
 
     def _on_predict_finished(self) -> None:
@@ -434,13 +561,16 @@ class TrainWidget(DeconoisingWidget):
         return model
 
     def _save_dialog(self, *_args) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save DecoNoising model",
-                                              f"{self.model_name or 'model'}.pt", "Model files (*.pt)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save DecoNoising model", f"{self.model_name or 'model'}.pt", "Model files (*.pt)"
+        )
         if path:
             self.save_model(path)
 
     def _load_dialog(self, *_args) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load DecoNoising model", "", "Model files (*.pt)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load DecoNoising model", "", "Model files (*.pt)"
+        )
         if path:
             self.load_model(path)
 

@@ -26,8 +26,10 @@ def describe_error(exc: BaseException, *, what: str = "the operation") -> str:
 
     text = str(exc) or type(exc).__name__
     if is_out_of_memory(exc):
-        return (f"Out of memory during {what}. Use a smaller tile size (prediction) or a smaller "
-                "patch size / batch size or more micro-batches (training), or choose the CPU device.")
+        return (
+            f"Out of memory during {what}. Use a smaller tile size (prediction) or a smaller "
+            "patch size / batch size or more micro-batches (training), or choose the CPU device."
+        )
     if isinstance(exc, Cancelled):
         return f"{what.capitalize()} was cancelled."
     if isinstance(exc, DataError):
@@ -53,7 +55,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if oom is not None and isinstance(exc, oom):
         return True
     return isinstance(exc, (RuntimeError, MemoryError)) and (
-        isinstance(exc, MemoryError) or "out of memory" in str(exc).lower())
+        isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+    )
 
 
 def notify_error(exc: BaseException, *, what: str = "the operation") -> str:
@@ -82,15 +85,24 @@ class Job:
     all callbacks (for a widget that is going away) and stops the job.
     """
 
-    def __init__(self, func: Callable[..., Generator], *args: Any,
-                 yielded: Callable[[Any], None] | None = None,
-                 returned: Callable[[Any], None] | None = None,
-                 errored: Callable[[BaseException], None] | None = None,
-                 cancelled: Callable[[], None] | None = None,
-                 finished: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Generator],
+        *args: Any,
+        yielded: Callable[[Any], None] | None = None,
+        returned: Callable[[Any], None] | None = None,
+        errored: Callable[[BaseException], None] | None = None,
+        cancelled: Callable[[], None] | None = None,
+        finished: Callable[[], None] | None = None,
+    ) -> None:
         self.func, self.args = func, args
-        self._callbacks = {"yielded": yielded, "returned": returned, "errored": errored,
-                           "cancelled": cancelled, "finished": finished}
+        self._callbacks = {
+            "yielded": yielded,
+            "returned": returned,
+            "errored": errored,
+            "cancelled": cancelled,
+            "finished": finished,
+        }
         self.worker = None
         self.running = False
         self._quit = threading.Event()
@@ -105,8 +117,9 @@ class Job:
 
         # superqt's generator worker (the base of napari.qt.threading.thread_worker)
         # without napari's generic error relay: `errored` shows a specific message.
-        self.worker = create_worker(self._wrapped, _start_thread=False,
-                                    _connect={"errored": self._on_error})
+        self.worker = create_worker(
+            self._wrapped, _start_thread=False, _connect={"errored": self._on_error}
+        )
         self.worker.yielded.connect(self._on_yield)
         self.worker.returned.connect(self._on_return)
         self.worker.finished.connect(self._on_finished)
