@@ -114,6 +114,8 @@ def main() -> None:
                         "accelerator": "cpu", "devices": 1,
                         "enable_model_summary": False},
         num_workers=0,
+        **({"masked_pixel_percentage": float(job["masked_pixel_percentage"])}
+           if job.get("masked_pixel_percentage") else {}),
         seed=int(job.get("seed", 0)) + 1,  # CAREamics wants seed > 0
     )
     result = {"careamics": careamics.__version__, "torch": torch.__version__,

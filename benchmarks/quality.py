@@ -65,7 +65,7 @@ PRESETS = {
                    (0.0, 0.5, 1.0, 1.5, 2.0), True),
 }
 
-METHODS = ("raw", "N2V", "N2V conv", "DN lambda=0", "DN lambda=1", "CAREamics N2V")
+METHODS = ("raw", "N2V", "N2V conv", "DN lambda=0", "DN lambda=1", "CAREamics N2V", "CAREamics N2V 3.1% masked")
 
 
 def log(*a):
@@ -98,7 +98,7 @@ def scores(ds: datasets.Dataset, denoised: np.ndarray, phantom: np.ndarray | Non
 
 
 def run_dataset(ds: datasets.Dataset, p: Preset, precision: str, peer_py, seed: int, sweep: bool,
-                sigmas) -> dict:
+                sigmas, peer_matched: bool = False) -> dict:
     res: dict = {"description": ds.description, "methods": {}, "sweep": {}, "images": {}}
     m = res["methods"]
     img = res["images"]
@@ -123,22 +123,26 @@ def run_dataset(ds: datasets.Dataset, p: Preset, precision: str, peer_py, seed: 
     res["sweep"][ds.sigma] = {"psnr": m["DN lambda=1"]["psnr"], "phantom_psnr": m["DN lambda=1"]["phantom_psnr"],
                               "ssim": m["DN lambda=1"]["ssim"]}
 
-    if peer_py is not None:
+    peer_runs = [("CAREamics N2V", None)]
+    if peer_matched:
+        # CAREamics' default masks 0.2 % of the pixels per patch, ours 1/32 = 3.125 %.
+        peer_runs.append(("CAREamics N2V 3.1% masked", 100 / 32))
+    for key, mask_pct in peer_runs if peer_py is not None else []:
         with common.tempfile.TemporaryDirectory() as tmp:
             src, dst = Path(tmp) / "noisy.npy", Path(tmp) / "out.npy"
             np.save(src, ds.noisy)
             job = {"mode": "quality", "noisy": str(src), "out": str(dst), "steps": p.steps, "depth": p.depth,
                    "channels": p.channels, "patch": p.patch, "batch": p.batch, "seed": seed,
-                   "precision": "bf16" if precision == "bf16" else "fp32"}
+                   "precision": "bf16" if precision == "bf16" else "fp32", "masked_pixel_percentage": mask_pct}
             try:
                 r = common.run_peer(peer_py, job)
                 den = np.load(dst).reshape(ds.noisy.shape)
-                m["CAREamics N2V"] = scores(ds, den, den) | {"train_s": r["train_seconds"], "peer": r}
-                img["CAREamics N2V"] = den
-                log(f"  {ds.name}: CAREamics N2V {m['CAREamics N2V']['psnr']:.2f} dB ({r['train_seconds']:.0f} s)")
+                m[key] = scores(ds, den, den) | {"train_s": r["train_seconds"], "peer": r}
+                img[key] = den
+                log(f"  {ds.name}: {key} {m[key]['psnr']:.2f} dB ({r['train_seconds']:.0f} s)")
             except Exception as e:  # noqa: BLE001 - report and go on
                 res["peer_error"] = str(e)[-1500:]
-                log(f"  {ds.name}: CAREamics failed: {str(e)[-500:]}")
+                log(f"  {ds.name}: {key} failed: {str(e)[-500:]}")
 
     if sweep:
         for sg in sigmas:
@@ -163,7 +167,7 @@ def fmt_table(results: dict) -> str:
     for name, r in results.items():
         for meth in METHODS:
             if meth not in r["methods"]:
-                if meth == "CAREamics N2V":
+                if meth == "CAREamics N2V":  # the matched-masking run is optional
                     lines.append(f"| {name} | {meth} | n/a | n/a | | not run |")
                 continue
             s = r["methods"][meth]
@@ -244,7 +248,7 @@ def figure_sigma(results: dict, path: Path, info: dict) -> None:
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
     for name, r in results.items():
-        sw = r["sweep"]
+        sw = {float(k): v for k, v in r["sweep"].items()}
         if len(sw) < 2:
             continue
         s = sorted(sw)
@@ -254,8 +258,8 @@ def figure_sigma(results: dict, path: Path, info: dict) -> None:
             a1.axhline(r["methods"]["CAREamics N2V"]["psnr"], color=l1.get_color(), ls="--", lw=1,
                        label=f"{name}: CAREamics N2V")
         a2.plot(s, [sw[k]["phantom_psnr"] for k in s], "o-", color=l1.get_color(), label=name)
-        a1.axvline(r["_ds"].sigma, color="grey", lw=0.5)
-        a2.axvline(r["_ds"].sigma, color="grey", lw=0.5)
+        a1.axvline(r["sigma"], color="grey", lw=0.5)
+        a2.axvline(r["sigma"], color="grey", lw=0.5)
     a1.set_xlabel("PSF sigma used in training (px); data made with 1.0")
     a1.set_ylabel("denoising PSNR vs clean (dB)")
     a2.set_xlabel("PSF sigma used in training (px)")
@@ -281,10 +285,21 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-peer", action="store_true", help="do not run CAREamics")
     ap.add_argument("--no-install", action="store_true", help="do not install CAREamics if missing")
     ap.add_argument("--no-sweep", action="store_true", help="skip the PSF-mismatch sweep")
+    ap.add_argument("--peer-matched", action="store_true",
+                    help="also run CAREamics with our masked fraction (3.125 %% instead of its 0.2 %%)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "quality")
     ap.add_argument("--figures", type=Path, help="where the PNGs go (default docs/images, or --out with --smoke)")
+    ap.add_argument("--replot-sigma", type=Path, metavar="QUALITY_JSON",
+                    help="only redraw bench_sigma.png from a saved quality.json")
     a = ap.parse_args(argv)
+    if a.replot_sigma:
+        saved = json.loads(a.replot_sigma.read_text())
+        for r in saved["results"].values():
+            r.setdefault("sigma", 1.0)
+        out = a.figures or common.ROOT / "docs" / "images"
+        figure_sigma(saved["results"], out / "bench_sigma.png", saved["machine"])
+        return saved
 
     name = "smoke" if a.smoke else "quick" if a.quick else "full" if a.full else "default"
     p = PRESETS[name]
@@ -316,8 +331,9 @@ def main(argv=None) -> dict:
             continue
         log(f"{dname}: {ds.description}; {ds.noisy.shape}")
         r = run_dataset(ds, p, precision, peer_py, a.seed, sweep=not a.no_sweep and dname in p.sweep,
-                        sigmas=p.sigmas)
+                        sigmas=p.sigmas, peer_matched=a.peer_matched)
         r["_ds"] = ds
+        r["sigma"] = ds.sigma
         results[dname] = r
     elapsed = time.perf_counter() - t0
 
