@@ -227,18 +227,20 @@ def test_apply_compare_and_psnr(qtbot, viewer, train_widget, sample, sync_worker
     assert {layer.name: layer.visible for layer in viewer.layers} == before
     assert [layer.name for layer in viewer.layers] == order
 
-    # the menu command compares the selected result
-    from napari_deconoising._widgets import compare_command
+    # the menu command (run through napari's app model, as the menu does) compares the
+    # selected result
+    from napari._app_model import get_app_model
 
+    app = get_app_model()
     viewer.layers.selection.active = den
-    compare_command(viewer)
+    app.commands.execute_command("napari-deconoising.compare").result()
     assert grid.enabled
     assert [layer.name for layer in viewer.layers if layer.visible] == [
         "stack",
         "stack denoised",
         "stack deconvolved",
     ]
-    compare_command(viewer)
+    app.commands.execute_command("napari-deconoising.compare").result()
     assert not grid.enabled
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from napari.layers import Image, Layer
+from napari.viewer import Viewer
 from napari.utils.notifications import show_info, show_warning
 
 from ..core import psnr
@@ -38,8 +39,14 @@ class CompareState:
 _STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _unwrap(viewer):
+    """The real viewer behind napari's PublicOnlyProxy (what plugin commands receive),
+    so the saved layout and layer identities match between calls."""
+    return getattr(viewer, "__wrapped__", viewer)
+
+
 def is_comparing(viewer) -> bool:
-    return viewer in _STATES
+    return _unwrap(viewer) in _STATES
 
 
 def toggle_compare(viewer, layers: list[Layer]) -> bool:
@@ -47,6 +54,8 @@ def toggle_compare(viewer, layers: list[Layer]) -> bool:
 
     Returns True if the comparison is now shown, False if the layout was restored.
     """
+    viewer = _unwrap(viewer)
+    layers = [getattr(layer, "__wrapped__", layer) for layer in layers]
     if viewer in _STATES:
         restore_layout(viewer)
         return False
@@ -83,6 +92,7 @@ def toggle_compare(viewer, layers: list[Layer]) -> bool:
 
 def restore_layout(viewer) -> None:
     """Put back grid settings, visibility and layer order saved by :func:`toggle_compare`."""
+    viewer = _unwrap(viewer)
     state: CompareState | None = _STATES.pop(viewer, None)
     if state is None:
         return
@@ -156,8 +166,9 @@ def find_result_layers(viewer) -> tuple[Layer, Layer, Layer] | None:
     return raw, den, dec
 
 
-def compare_command(viewer) -> None:
+def compare_command(viewer: Viewer) -> None:
     """Menu command: compare the selected (or latest) result with its raw image, or go back."""
+    viewer = _unwrap(viewer)
     if is_comparing(viewer):
         restore_layout(viewer)
         return
