@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from napari.layers import Image, Layer
-from napari.viewer import Viewer
 from napari.utils.notifications import show_info, show_warning
+from napari.viewer import Viewer
 
 from ..core import psnr
 from ._layers import PROVENANCE_KEY
