@@ -64,6 +64,7 @@ def test_train_end_to_end_in_a_thread(
     assert not notifications["error"], notifications["error"]
     assert len(ticks) > 3, "the GUI event loop was blocked during training"
     assert w.plot.n_points == 4  # 2 epochs x (train + validation)
+    qtbot.waitUntil(lambda: w.plot.draw_count >= 1, timeout=5_000)  # throttled redraws ran
     w.plot.redraw()
     assert len(w.plot.val_line.get_xdata()) == 2
     den = viewer.layers["noisy denoised"]
@@ -202,7 +203,9 @@ def test_apply_compare_and_psnr(qtbot, viewer, train_widget, sample, sync_worker
     assert a.model_combo.value == w.model_name  # the trained model is offered
     a.image.value = other
     assert a.axes.value == "SYX"
-    a.tile_size.value = 80  # several tiles per slice
+    from napari_deconoising.core.predict import tile_halo
+
+    a.tile_size.value = 2 * tile_halo(w.model) + 16  # several tiles per slice
     assert a.run()
     assert not notifications["error"], notifications["error"]
     den = viewer.layers["stack denoised"]
@@ -251,7 +254,9 @@ def test_apply_threaded_with_cancel(qtbot, viewer, sample, notifications, traine
     big = np.tile(sample.noisy, (8, 1, 1))
     layer = viewer.add_image(big, name="big")
     a.image.value = layer
-    a.tile_size.value = 72
+    from napari_deconoising.core.predict import tile_halo
+
+    a.tile_size.value = 2 * tile_halo(trained) + 8  # many small tiles
     assert a.run()
     assert a.busy and a.cancel_button.enabled
     a.cancel()
