@@ -65,9 +65,10 @@ def test_truncated_foreign_newer_missing(trained, tmp_path):
         load_model(tmp_path / "damaged.pt")
     with pytest.raises(ModelFileError, match="not found"):
         load_model(tmp_path / "missing.pt")
-    (tmp_path / "text.pt").write_text("hello")
-    with pytest.raises(ModelFileError):
-        load_model(tmp_path / "text.pt")
+    for i, junk in enumerate([b"hello", b"junk", b"PK\x03\x04garbage", b"\x80\x02}q\x00."]):
+        (tmp_path / f"junk{i}.pt").write_bytes(junk)
+        with pytest.raises(ModelFileError):
+            load_model(tmp_path / f"junk{i}.pt")
 
 
 def test_failed_save_keeps_the_old_file(trained, tmp_path, monkeypatch):

@@ -81,17 +81,18 @@ def test_auto_tile_size_is_sane(trained):
     assert t % 2**trained.config.depth == 0 and 2 * tile_halo(trained) < t <= 2048
 
 
-def test_memory_stays_bounded_on_a_large_image(trained, tmp_path):
-    """1536x1536 prediction in a fresh process: peak RSS stays far below 'all tiles at once'."""
+def test_memory_stays_bounded_on_a_large_image(tmp_path):
+    """Prediction in a fresh process holds a couple of tiles' activations, never all of them."""
     import subprocess
     import sys
 
-    trained.save(tmp_path / "m.pt")
-    code = f"""
-import numpy as np, resource, torch
-from napari_deconoising.core import load_model
-m = load_model({str(tmp_path / 'm.pt')!r})
-img = np.random.default_rng(0).integers(0, 1000, (1536, 1536)).astype(np.uint16)
+    code = """
+import numpy as np, resource
+from napari_deconoising.core import DecoNoisingModel, DecoNoisingNet, TrainConfig, gaussian_psf
+cfg = TrainConfig(depth=2, channels=32, psf_sigma=1.5)
+net = DecoNoisingNet(gaussian_psf(1.5), depth=2, channels=32)
+m = DecoNoisingModel(cfg, net.state_dict(), 100.0, 10.0, gaussian_psf(1.5))
+img = np.random.default_rng(0).integers(0, 1000, (1024, 1024)).astype(np.uint16)
 m.predict(img[:300, :300], device="cpu", tile_size=256, batch_size=2)  # warm up kernels
 before = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS")][0]
 p = m.predict(img, device="cpu", tile_size=256, batch_size=2)
@@ -102,6 +103,6 @@ print(before * 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     assert r.returncode == 0, r.stderr
     before, peak = map(int, r.stdout.split())
     print(f"RSS growth {(peak - before) / 2**20:.0f} MiB")
-    # Expected: normalised and padded copies of one slice and two float32 outputs (~6 x 9 MiB)
-    # plus two 256 px tiles of an 8-channel net (~2 x 21 MiB). All 49 tiles at once would be ~1 GiB.
-    assert peak - before < 300 * 2**20, f"prediction grew RSS by {(peak - before) / 2**20:.0f} MiB"
+    # 36 tiles of 256 px through a 32-channel U-Net: ~84 MiB of activations each (~3 GiB for
+    # all at once). Two per batch plus a few image-sized float32 copies is ~200 MiB.
+    assert peak - before < 1024**3, f"prediction grew RSS by {(peak - before) / 2**20:.0f} MiB"

@@ -117,9 +117,9 @@ def test_measured_psf_and_argument_checks(sample, tiny_config):
 
 def test_small_image_shrinks_patch_with_warning(tiny_config):
     s = make_sample((40, 48), seed=2)
-    with pytest.warns(UserWarning):
-        tr = Trainer(s.noisy, tiny_config.replace(patch_size=64))
-    assert tr.patch == 40 and tr.warnings
+    tr = Trainer(s.noisy, tiny_config.replace(patch_size=64))
+    assert tr.patch == 40
+    assert any("smaller than the patch" in w for w in tr.warnings)
 
 
 def test_devices():

@@ -22,10 +22,11 @@ def test_paper_defaults():
     assert net.depth == 3 and net.down[0][0].out_channels == 64
 
 
+@pytest.mark.parametrize("upsampling", ["bilinear", "transpose"])
 @pytest.mark.parametrize("depth", [1, 2, 3])
-def test_receptive_radius_bounds_the_influence_of_a_pixel(depth):
+def test_receptive_radius_bounds_the_influence_of_a_pixel(depth, upsampling):
     torch.manual_seed(0)
-    net = UNet(depth=depth, channels=4).eval()
+    net = UNet(depth=depth, channels=4, upsampling=upsampling).eval()
     n = 160
     c = 64  # multiple of 2**depth: pooling grid aligned
     x = torch.zeros(1, 1, n, n)

@@ -10,14 +10,13 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .core.config import ConfigError, TrainConfig
-from .core.data import DataError, DataWarning
+from .core.data import DataError
 from .core.modelfile import ModelFileError
 from .core.predict import Cancelled
 from .core.psf import PSFError
@@ -156,6 +155,8 @@ def run_training(images, cfg: TrainConfig, *, axes=None, psf=None, resume=None, 
     out = out or sys.stderr
 
     trainer = Trainer(images, cfg, axes=axes, psf=psf, resume=resume)
+    for note in trainer.warnings:
+        print(f"deconoising: warning: {note}", file=out)
     per_step = trainer.estimate_step_seconds(steps=1)
     print(f"{label}training {cfg.epochs} epochs x {cfg.steps_per_epoch} steps of {cfg.batch_size} "
           f"{trainer.patch}px patches on {trainer.plan.device} ({trainer.plan.precision}); "
@@ -288,25 +289,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deconoising`` console script."""
     args = build_parser().parse_args(argv)
-    warnings.simplefilter("ignore", DataWarning)  # shown below as plain lines instead
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
-        try:
-            code = args.func(args)
-        except (CLIError, DataError, ConfigError, PSFError, ModelFileError, Cancelled) as e:
-            print(f"deconoising: error: {e}", file=sys.stderr)
-            return 2
-        except RuntimeError as e:  # device not available, out of memory
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            if "out of memory" in msg.lower():
-                msg += " (try a smaller --patch-size/--batch-size, more --micro-batches or a smaller --tile-size)"
-            print(f"deconoising: error: {msg}", file=sys.stderr)
-            return 2
-        finally:
-            for w in caught:
-                if issubclass(w.category, DataWarning):
-                    print(f"deconoising: warning: {w.message}", file=sys.stderr)
-    return code
+    try:
+        return args.func(args)
+    except (CLIError, DataError, ConfigError, PSFError, ModelFileError, Cancelled) as e:
+        print(f"deconoising: error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # device not available, out of memory
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "out of memory" in msg.lower():
+            msg += " (try a smaller --patch-size/--batch-size, more --micro-batches or a smaller --tile-size)"
+        print(f"deconoising: error: {msg}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

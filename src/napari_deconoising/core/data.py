@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -187,8 +187,16 @@ class Region:
         return self.y1 - self.y0, self.x1 - self.x0
 
 
-def fit_patch_size(slices: Sequence[np.ndarray], patch_size: int, multiple: int, minimum: int) -> int:
-    """The patch size to use: ``patch_size``, or smaller (with a warning) for small images."""
+def _warn(message: str) -> None:
+    warnings.warn(message, DataWarning, stacklevel=3)
+
+
+def fit_patch_size(slices: Sequence[np.ndarray], patch_size: int, multiple: int, minimum: int,
+                   warn: Callable[[str], None] = _warn) -> int:
+    """The patch size to use: ``patch_size``, or smaller (with a warning) for small images.
+
+    ``warn`` receives the warning text (default: a :class:`DataWarning`).
+    """
     smallest = min(min(s.shape) for s in slices)
     if smallest >= patch_size:
         return patch_size
@@ -198,15 +206,12 @@ def fit_patch_size(slices: Sequence[np.ndarray], patch_size: int, multiple: int,
             f"the image is too small ({smallest} px along its shorter side); the network needs at "
             f"least {minimum} px (use a smaller depth)"
         )
-    warnings.warn(
-        f"the image ({smallest} px) is smaller than the patch size {patch_size}; using {fitted} px patches",
-        DataWarning,
-        stacklevel=2,
-    )
+    warn(f"the image ({smallest} px) is smaller than the patch size {patch_size}; using {fitted} px patches")
     return fitted
 
 
-def split_regions(slices: Sequence[np.ndarray], val_fraction: float, patch: int) -> tuple[list[Region], list[Region]]:
+def split_regions(slices: Sequence[np.ndarray], val_fraction: float, patch: int,
+                  warn: Callable[[str], None] = _warn) -> tuple[list[Region], list[Region]]:
     """Split the data into training and validation regions.
 
     With several slices the last ``val_fraction`` of the slices (at least one) are held
@@ -224,11 +229,9 @@ def split_regions(slices: Sequence[np.ndarray], val_fraction: float, patch: int)
     length = max(h, w)
     cut = max(patch, math.ceil(val_fraction * length))
     if length - cut < patch:
-        warnings.warn(
+        warn(
             f"the image ({h}x{w}) is too small to hold out a separate validation part for "
-            f"{patch} px patches; validation uses the training image, so it cannot detect overfitting",
-            DataWarning,
-            stacklevel=2,
+            f"{patch} px patches; validation uses the training image, so it cannot detect overfitting"
         )
         return full, full
     if h >= w:

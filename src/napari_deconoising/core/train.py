@@ -6,7 +6,6 @@ import copy
 import math
 import threading
 import time
-import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
@@ -15,7 +14,6 @@ import torch
 
 from .config import TrainConfig
 from .data import (
-    DataWarning,
     PatchSampler,
     as_image_set,
     check_values,
@@ -77,6 +75,11 @@ class Trainer:
         Continue from this model: its weights, normalisation and PSF are kept, and its
         architecture overrides ``config``'s depth, channels and PSF fields.
 
+    Attributes
+    ----------
+    warnings : list of str
+        Adjustments made to fit the data (e.g. a smaller patch); show them to the user.
+
     Examples
     --------
     >>> trainer = Trainer(noisy, TrainConfig(epochs=5))        # doctest: +SKIP
@@ -95,17 +98,16 @@ class Trainer:
             config = config.replace(depth=rc.depth, channels=rc.channels, psf=rc.psf,
                                     psf_sigma=rc.psf_sigma, ndim=rc.ndim)
         self.config = config
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", DataWarning)
-            image_set = as_image_set(images, axes)
-            check_values(image_set.slices)
-            self.slices = image_set.slices
-            m = 2**config.depth
-            self.patch = fit_patch_size(self.slices, config.patch_size, m, max(2 * m, 2 * config.mask_radius + 1))
-            train_regions, val_regions = split_regions(self.slices, config.val_fraction, self.patch)
-        for w in caught:
-            self.warnings.append(str(w.message))
-            warnings.warn(str(w.message), DataWarning, stacklevel=2)
+        # Adjustments are collected, not warned: this may run in a GUI worker thread,
+        # where the global warnings machinery is not thread-safe. Callers show them.
+        image_set = as_image_set(images, axes)
+        check_values(image_set.slices)
+        self.slices = image_set.slices
+        m = 2**config.depth
+        self.patch = fit_patch_size(self.slices, config.patch_size, m, max(2 * m, 2 * config.mask_radius + 1),
+                                    warn=self.warnings.append)
+        train_regions, val_regions = split_regions(self.slices, config.val_fraction, self.patch,
+                                                   warn=self.warnings.append)
 
         if resume is not None:
             self.mean, self.std = resume.mean, resume.std

@@ -28,9 +28,14 @@ class _DoubleConv(nn.Sequential):
 class UNet(nn.Module):
     """The U-Net of the Noise2Void/DecoNoising lineage.
 
-    Two 3x3 convolutions with ReLU per level, 2x2 max-pooling, transposed-convolution
-    upsampling, skip connections merged by concatenation, a final 1x1 convolution and
-    no normalisation layers (batch norm would couple the blind spots of a batch).
+    Two 3x3 convolutions with ReLU per level, 2x2 max-pooling, upsampling, skip
+    connections merged by concatenation, a final 1x1 convolution and no normalisation
+    layers (batch norm would couple the blind spots of a batch).
+
+    Upsampling is a 1x1 convolution followed by bilinear interpolation by default.
+    Transposed convolutions (the reference code's choice) leave a 2-pixel checkerboard
+    in the phantom: the PSF blurs it away in the denoised image, so the loss never sees
+    it, but it shows in the deconvolved image.
 
     Parameters
     ----------
@@ -42,6 +47,8 @@ class UNet(nn.Module):
         2 for images, 3 for volumes.
     in_channels, out_channels : int
         Image channels in and out.
+    upsampling : {"bilinear", "transpose"}
+        How the decoder doubles the resolution.
 
     Notes
     -----
@@ -50,10 +57,12 @@ class UNet(nn.Module):
     """
 
     def __init__(self, depth: int = 3, channels: int = 64, ndim: int = 2,
-                 in_channels: int = 1, out_channels: int = 1) -> None:
+                 in_channels: int = 1, out_channels: int = 1, upsampling: str = "bilinear") -> None:
         super().__init__()
         conv, pool, up = _layers(ndim)
-        self.depth, self.ndim = depth, ndim
+        if upsampling not in ("bilinear", "transpose"):
+            raise ValueError(f"upsampling must be 'bilinear' or 'transpose', got {upsampling!r}")
+        self.depth, self.ndim, self.upsampling = depth, ndim, upsampling
         ch = [channels * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList()
         cin = in_channels
@@ -65,7 +74,16 @@ class UNet(nn.Module):
         self.up = nn.ModuleList()
         self.up_conv = nn.ModuleList()
         for i in reversed(range(depth)):
-            self.up.append(up(ch[i + 1], ch[i], 2, stride=2))
+            if upsampling == "transpose":
+                self.up.append(up(ch[i + 1], ch[i], 2, stride=2))
+            else:
+                # 1x1 conv at the coarse scale, then interpolate: the same as interpolating
+                # first (both are linear) at a quarter of the cost.
+                self.up.append(nn.Sequential(
+                    conv(ch[i + 1], ch[i], 1),
+                    nn.Upsample(scale_factor=2, mode="bilinear" if ndim == 2 else "trilinear",
+                                align_corners=False),
+                ))
             self.up_conv.append(_DoubleConv(conv, 2 * ch[i], ch[i]))
         self.head = conv(ch[0], out_channels, 1)
         for m in self.modules():
@@ -101,12 +119,14 @@ def unet_receptive_radius(depth: int) -> int:
     """Upper bound on how far (in pixels) an output pixel of :class:`UNet` can see.
 
     Each level contributes two 3x3 convolutions on the way down and two on the way
-    up (radius 2 each at that level's scale), a pooling and an up-sampling (up to
-    ``2**level`` each), and the bottleneck two convolutions at scale ``2**depth``.
+    up (radius 2 each at that level's scale), a pooling window (``2**level``) and an
+    up-sampling (bilinear interpolation reaches one coarse pixel, ``2**(level+1)``;
+    a transposed convolution less), and the bottleneck two convolutions at scale
+    ``2**depth``.
     """
     r = 2 * 2**depth  # bottleneck
     for level in range(depth):
         s = 2**level
         r += 2 * s + 2 * s  # convolutions down and up
-        r += s + s  # pooling window and transposed-conv footprint
+        r += s + 2 * s  # pooling window and up-sampling footprint
     return r
