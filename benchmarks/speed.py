@@ -185,9 +185,9 @@ def main(argv=None) -> dict:
     train_cfgs = ["tiny"] if a.smoke else ["paper", "paper104", "demo"]
     no_peer_cfgs = {"paper"}  # 100 px patches are not allowed by CAREamics at depth 3
     pred_cfgs = ["tiny"] if a.smoke else ["demo"] if a.quick else ["demo", "paper104"]
-    precisions = ["fp32", "bf16"] if cpu_has_bf16() else ["fp32"]
+    precisions = ["fp32", "bf16"] if cpu_has_bf16() and not a.smoke else ["fp32"]
     steps = a.steps or (1 if a.smoke else 3 if a.quick else 5)
-    pred_size, rss_size = (256, 512) if a.smoke else (2048, 4096)
+    pred_size, rss_size = (128, 512) if a.smoke else (2048, 4096)
     rss_cfg = "tiny" if a.smoke else "demo" if a.quick else "paper"
 
     info = common.machine_info()
@@ -199,7 +199,7 @@ def main(argv=None) -> dict:
         peer_py, peer_note = common.peer_python(install=not a.no_install, log=log)
     log(peer_note)
 
-    train_img = make_sample((1024, 1024) if not a.smoke else (128, 128), sigma=1.0, seed=0).noisy
+    train_img = make_sample((1024, 1024) if not a.smoke else (64, 64), sigma=1.0, seed=0).noisy
     rng = np.random.default_rng(1)
     big = np.tile(make_sample((512, 512), sigma=1.0, seed=0).noisy,
                   (max(1, pred_size // 512),) * 2)[:pred_size, :pred_size]
@@ -255,7 +255,7 @@ def main(argv=None) -> dict:
                     log(f"CAREamics failed: {str(e)[-400:]}")
             rows.append(row)
 
-    psf_rows = psf_methods(sizes=(5, 15) if a.smoke else (5, 9, 15, 21, 31), repeats=2 if a.smoke else 5)
+    psf_rows = psf_methods(sizes=(5,) if a.smoke else (5, 9, 15, 21, 31), repeats=1 if a.smoke else 5)
     for r in psf_rows:
         log(f"PSF {r['size']}x{r['size']}: direct {r['direct'] * 1e3:.1f} ms, FFT {r['fft'] * 1e3:.1f} ms")
     rows += psf_rows
