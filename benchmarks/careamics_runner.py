@@ -92,11 +92,26 @@ def main() -> None:
     warmup = int(job.get("warmup", 0))
 
     class Timer(Callback):
+        """Start and end of every training batch, and its size.
+
+        ``end - start`` covers what Lightning does per step (N2V masking of the batch,
+        forward, loss, backward, optimiser); patch extraction happens before it and is
+        not counted (it is cheap). Partial last batches of an epoch are left out.
+        """
+
         def __init__(self):
-            self.t = []
+            self.t, self.steps = [], []
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            x = getattr(x, "data", x)
+            self._n = int(x.shape[0]) if hasattr(x, "shape") else -1
+            self._t0 = time.perf_counter()
 
         def on_train_batch_end(self, *a, **k):
-            self.t.append(time.perf_counter())
+            now = time.perf_counter()
+            self.t.append(now)
+            self.steps.append((now - self._t0, self._n))
 
     timer = Timer()
     precision = {"fp32": "32-true", "bf16": "bf16-mixed"}[job.get("precision", "fp32")]
@@ -132,14 +147,15 @@ def main() -> None:
         result["train_seconds"] = time.perf_counter() - t0
         t = timer.t
         result["steps_done"] = len(t)
+        full = [d for d, n in timer.steps[warmup:] if n in (int(job["batch"]), -1)]
+        if full:
+            result["step_seconds"] = float(np.median(full))
+            result["step_seconds_mean"] = float(np.mean(full))
+            result["step_seconds_min"] = float(np.min(full))
+            result["step_durations"] = [float(v) for v in full]
+            result["batch_sizes"] = [n for _, n in timer.steps]
         if len(t) > warmup + 1:
-            timed = t[warmup:]
-            # Mean of step-to-step intervals, without epoch boundaries (validation).
-            d = np.diff(timed)
-            result["step_seconds"] = float(np.median(d))
-            result["step_seconds_mean"] = float(np.mean(d))
-            result["step_seconds_min"] = float(np.min(d))
-            result["step_intervals"] = [float(v) for v in d]
+            result["step_intervals"] = [float(v) for v in np.diff(t[warmup:])]
         if job["mode"] == "quality":
             t0 = time.perf_counter()
             pred, _ = cm.predict(noisy, axes="YX" if noisy.ndim == 2 else "SYX")
