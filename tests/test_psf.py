@@ -58,18 +58,20 @@ def test_convolution_equals_scipy_convolve_reflect(method):
 def test_separable_gaussian_matches_direct():
     k = gaussian_psf((1.3, 2.1))
     x = torch.randn(3, 1, 40, 37)
-    sep = PSFConvolution(k)
-    assert sep.method == "separable"
+    sep = PSFConvolution(k, method="separable")
     direct = PSFConvolution(k, method="direct")
     torch.testing.assert_close(sep(x), direct(x), atol=1e-5, rtol=1e-5)
 
 
-def test_auto_picks_fft_for_large_nonseparable_kernels():
+def test_auto_picks_fft_except_for_tiny_kernels():
     rng = np.random.default_rng(1)
-    k = rng.random((21, 21)).astype(np.float32)
-    assert PSFConvolution(k / k.sum()).method == "fft"
-    k = rng.random((5, 5)).astype(np.float32)
-    assert PSFConvolution(k / k.sum()).method == "direct"
+    for shape in ((21, 21), (5, 5), (9, 9)):
+        k = rng.random(shape).astype(np.float32)
+        assert PSFConvolution(k / k.sum()).method == "fft"
+    assert PSFConvolution(gaussian_psf(1.0)).method == "fft"
+    assert PSFConvolution(np.full((3, 3), 1 / 9, np.float32)).method == "direct"
+    with pytest.raises(PSFError, match="separable"):
+        PSFConvolution(_asymmetric_kernel(), method="separable")
 
 
 def test_convolution_preserves_constants_and_is_differentiable():

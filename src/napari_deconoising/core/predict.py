@@ -234,7 +234,18 @@ def _pad(norm: np.ndarray, halo: int, cores: tuple[int, int], core: int) -> np.n
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident memory of this process (Linux/macOS), for benchmarks."""
+    """Peak resident memory of this process, for benchmarks.
+
+    On Linux this is ``VmHWM``, which starts anew at ``exec``; ``ru_maxrss`` would carry
+    a large parent's peak over into a fresh subprocess.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
 
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
