@@ -62,6 +62,7 @@ def _stub_torchvision() -> bool:
 
                 def f(*a, **k):
                     raise RuntimeError(f"{_n}.{attr} is not available (torchvision stub)")
+
                 return f
 
             m.__getattr__ = missing
@@ -75,16 +76,16 @@ def _stub_torchvision() -> bool:
 
 
 def main() -> None:
-    job = json.load(open(sys.argv[1]))
+    with open(sys.argv[1]) as f:
+        job = json.load(f)
     warnings.filterwarnings("ignore")
     stubbed = _stub_torchvision()
+    import careamics
     import numpy as np
     import torch
-    from lightning.pytorch import Callback
-
-    import careamics
     from careamics import CAREamist
     from careamics.config import create_advanced_n2v_config
+    from lightning.pytorch import Callback
 
     torch.set_num_threads(int(job.get("threads", os.cpu_count() or 1)))
     noisy = np.load(job["noisy"]).astype(np.float32)
@@ -125,21 +126,37 @@ def main() -> None:
         num_epochs=10**6,
         n_val_patches=n_val,
         model_params={"depth": int(job["depth"]), "num_channels_init": int(job["channels"])},
-        trainer_params={"max_steps": steps + warmup, "precision": precision,
-                        "accelerator": "cpu", "devices": 1,
-                        "enable_model_summary": False},
+        trainer_params={
+            "max_steps": steps + warmup,
+            "precision": precision,
+            "accelerator": "cpu",
+            "devices": 1,
+            "enable_model_summary": False,
+        },
         num_workers=0,
-        **({"masked_pixel_percentage": float(job["masked_pixel_percentage"])}
-           if job.get("masked_pixel_percentage") else {}),
+        **(
+            {"masked_pixel_percentage": float(job["masked_pixel_percentage"])}
+            if job.get("masked_pixel_percentage")
+            else {}
+        ),
         seed=int(job.get("seed", 0)) + 1,  # CAREamics wants seed > 0
     )
-    result = {"careamics": careamics.__version__, "torch": torch.__version__,
-              "torchvision_stub": stubbed, "config": {
-                  "depth": int(job["depth"]), "channels": int(job["channels"]),
-                  "patch": int(job["patch"]), "batch": int(job["batch"]), "steps": steps,
-                  "precision": precision, "batch_norm": cfg.algorithm_config.model.use_batch_norm,
-                  "masked_pixel_percentage": cfg.algorithm_config.n2v_config.masked_pixel_percentage,
-                  "roi_size": cfg.algorithm_config.n2v_config.roi_size}}
+    result = {
+        "careamics": careamics.__version__,
+        "torch": torch.__version__,
+        "torchvision_stub": stubbed,
+        "config": {
+            "depth": int(job["depth"]),
+            "channels": int(job["channels"]),
+            "patch": int(job["patch"]),
+            "batch": int(job["batch"]),
+            "steps": steps,
+            "precision": precision,
+            "batch_norm": cfg.algorithm_config.model.use_batch_norm,
+            "masked_pixel_percentage": cfg.algorithm_config.n2v_config.masked_pixel_percentage,
+            "roi_size": cfg.algorithm_config.n2v_config.roi_size,
+        },
+    }
     with tempfile.TemporaryDirectory() as work:
         cm = CAREamist(cfg, work_dir=work, callbacks=[timer], enable_progress_bar=False)
         t0 = time.perf_counter()
@@ -173,7 +190,8 @@ def main() -> None:
     import resource
 
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    json.dump(result, open(sys.argv[2], "w"))
+    with open(sys.argv[2], "w") as f:
+        json.dump(result, f)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,11 @@ def machine_info() -> dict:
         m = re.search(r"Model name:\s*(.+)", out)
         model = m.group(1).strip() if m else model
         flags = re.search(r"Flags:\s*(.+)", out)
-        isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if flags and f in flags.group(1).split()]
+        isa = [
+            f
+            for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+            if flags and f in flags.group(1).split()
+        ]
     except OSError:
         isa = []
     try:
@@ -51,7 +55,7 @@ def machine_info() -> dict:
     except OSError:
         load = float("nan")
     return {
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": model,
         "cores": cores,
         "isa": isa,
@@ -68,10 +72,13 @@ def machine_info() -> dict:
 
 def machine_line(info: dict) -> str:
     """One Markdown line describing where and when a result was measured."""
-    return (f"{info['date']}; CPU {info['cpu']} ({info['cores']} cores, {', '.join(info['isa']) or 'no AVX-512'}), "
-            f"{info['ram_gib']} GiB RAM, no GPU; Python {info['python']}, torch {info['torch']}, "
-            f"napari-deconoising {info['napari_deconoising']}; 1-min load average at start "
-            f"{info['load_avg_1min_at_start']} (the CPU is shared with other work)")
+    return (
+        f"{info['date']}; CPU {info['cpu']} "
+        f"({info['cores']} cores, {', '.join(info['isa']) or 'no AVX-512'}), "
+        f"{info['ram_gib']} GiB RAM, no GPU; Python {info['python']}, torch {info['torch']}, "
+        f"napari-deconoising {info['napari_deconoising']}; 1-min load average at start "
+        f"{info['load_avg_1min_at_start']} (the CPU is shared with other work)"
+    )
 
 
 # -- metrics -------------------------------------------------------------------
@@ -106,7 +113,11 @@ def _ssim_scipy(x: np.ndarray, y: np.ndarray, rng: float, win: int = 7) -> float
     n = win**2
     cov_norm = n / (n - 1)
     ux, uy = uniform_filter(x, win), uniform_filter(y, win)
-    uxx, uyy, uxy = uniform_filter(x * x, win), uniform_filter(y * y, win), uniform_filter(x * y, win)
+    uxx, uyy, uxy = (
+        uniform_filter(x * x, win),
+        uniform_filter(y * y, win),
+        uniform_filter(x * y, win),
+    )
     vx, vy, vxy = cov_norm * (uxx - ux * ux), cov_norm * (uyy - uy * uy), cov_norm * (uxy - ux * uy)
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
     p = (win - 1) // 2
@@ -154,9 +165,13 @@ def peer_python(install: bool = True, log=print) -> tuple[Path | None, str]:
 
 def _careamics_deps(py: Path) -> list[str]:
     """CAREamics' declared requirements, without torch and torchvision."""
-    code = ("import importlib.metadata as m, json; "
-            "print(json.dumps([r for r in (m.requires('careamics') or []) if 'extra ==' not in r]))")
-    reqs = json.loads(subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True).stdout)
+    code = (
+        "import importlib.metadata as m, json; "
+        "print(json.dumps([r for r in (m.requires('careamics') or []) if 'extra ==' not in r]))"
+    )
+    reqs = json.loads(
+        subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True).stdout
+    )
     keep = []
     for r in reqs:
         name = re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].strip().lower()
@@ -172,8 +187,14 @@ def run_peer(py: Path, job: dict, timeout: float = 3600) -> dict:
         jf, rf = Path(tmp) / "job.json", Path(tmp) / "result.json"
         jf.write_text(json.dumps(job))
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        r = subprocess.run([str(py), str(RUNNER), str(jf), str(rf)], capture_output=True, text=True,
-                           timeout=timeout, env=env, cwd=tmp)
+        r = subprocess.run(
+            [str(py), str(RUNNER), str(jf), str(rf)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=tmp,
+        )
         if r.returncode != 0 or not rf.exists():
             raise RuntimeError(f"CAREamics job failed (exit {r.returncode}):\n{r.stderr[-2000:]}")
         return json.loads(rf.read_text())

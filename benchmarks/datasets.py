@@ -40,12 +40,47 @@ import torch
 from napari_deconoising.core import PSFConvolution, gaussian_psf
 from napari_deconoising.core.sample import make_phantom
 
-CACHE = Path(os.environ.get("DECONOISING_BENCH_CACHE", Path(__file__).resolve().parent.parent / "bench-output" / "cache"))
+CACHE = Path(
+    os.environ.get(
+        "DECONOISING_BENCH_CACHE", Path(__file__).resolve().parent.parent / "bench-output" / "cache"
+    )
+)
 STARDIST_PIN = "stardist==0.9.2"
 
-WORDS = ("deconvolution denoising noise void blind spot phantom point spread function microscope "
-         "fluorescence photon shot read camera network convolution gaussian sigma pixel signal "
-         "filament nucleus membrane actin tubulin lambda positivity patch batch epoch").split()
+WORDS = [
+    "deconvolution",
+    "denoising",
+    "noise",
+    "void",
+    "blind",
+    "spot",
+    "phantom",
+    "point",
+    "spread",
+    "function",
+    "microscope",
+    "fluorescence",
+    "photon",
+    "shot",
+    "read",
+    "camera",
+    "network",
+    "convolution",
+    "gaussian",
+    "sigma",
+    "pixel",
+    "signal",
+    "filament",
+    "nucleus",
+    "membrane",
+    "actin",
+    "tubulin",
+    "lambda",
+    "positivity",
+    "patch",
+    "batch",
+    "epoch",
+]
 
 
 @dataclass
@@ -88,32 +123,54 @@ def render_text(size: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(img, np.float32) / 255.0
 
 
-def make_text(n: int = 3, size: int = 256, sigma: float = 1.0, noise_std: float = 0.25,
-              seed: int = 0) -> Dataset:
+def make_text(
+    n: int = 3, size: int = 256, sigma: float = 1.0, noise_std: float = 0.25, seed: int = 0
+) -> Dataset:
     rng = np.random.default_rng(seed)
     phantom = np.stack([render_text(size, rng) for _ in range(n)]).astype(np.float32)
     phantom = 0.1 + phantom  # dim background, text at 1.1
     clean = blur(phantom, sigma)
     noisy = clean + rng.normal(0, noise_std, clean.shape).astype(np.float32)
-    return Dataset("text", noisy.astype(np.float32), clean, phantom, sigma,
-                   f"rendered text (DejaVu Sans), PSF sigma {sigma} px, Gaussian noise std {noise_std} "
-                   f"(signal range 1.0)")
+    return Dataset(
+        "text",
+        noisy.astype(np.float32),
+        clean,
+        phantom,
+        sigma,
+        f"rendered text (DejaVu Sans), PSF sigma {sigma} px, Gaussian noise std {noise_std} "
+        f"(signal range 1.0)",
+    )
 
 
 def _poisson_read(clean: np.ndarray, read_noise: float, rng: np.random.Generator) -> np.ndarray:
-    return (rng.poisson(np.clip(clean, 0, None)).astype(np.float32)
-            + rng.normal(0, read_noise, clean.shape).astype(np.float32))
+    return rng.poisson(np.clip(clean, 0, None)).astype(np.float32) + rng.normal(
+        0, read_noise, clean.shape
+    ).astype(np.float32)
 
 
-def make_filaments(n: int = 3, size: int = 256, sigma: float = 1.0, photons: float = 30.0,
-                   read_noise: float = 2.0, seed: int = 0) -> Dataset:
+def make_filaments(
+    n: int = 3,
+    size: int = 256,
+    sigma: float = 1.0,
+    photons: float = 30.0,
+    read_noise: float = 2.0,
+    seed: int = 0,
+) -> Dataset:
     rng = np.random.default_rng(seed + 1)
-    phantom = np.stack([make_phantom((size, size), seed=seed + 100 + i) for i in range(n)]) * np.float32(photons)
+    phantom = np.stack(
+        [make_phantom((size, size), seed=seed + 100 + i) for i in range(n)]
+    ) * np.float32(photons)
     clean = blur(phantom, sigma)
     noisy = _poisson_read(clean, read_noise, rng)
-    return Dataset("filaments", noisy, clean, phantom.astype(np.float32), sigma,
-                   f"filaments and blobs (make_phantom), PSF sigma {sigma} px, Poisson noise "
-                   f"({photons:g} photons at peak) + Gaussian read noise {read_noise:g}")
+    return Dataset(
+        "filaments",
+        noisy,
+        clean,
+        phantom.astype(np.float32),
+        sigma,
+        f"filaments and blobs (make_phantom), PSF sigma {sigma} px, Poisson noise "
+        f"({photons:g} photons at peak) + Gaussian read noise {read_noise:g}",
+    )
 
 
 def stardist_nuclei(log=print) -> np.ndarray | None:
@@ -128,8 +185,11 @@ def stardist_nuclei(log=print) -> np.ndarray | None:
         return None
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", STARDIST_PIN, "-d", tmp],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", STARDIST_PIN, "-d", tmp],
+            capture_output=True,
+            text=True,
+        )
         wheels = list(Path(tmp).glob("stardist-*.whl"))
         if r.returncode != 0 or not wheels:
             log(f"nuclei: could not download {STARDIST_PIN} ({r.stderr.strip()[-200:]}); skipped")
@@ -141,8 +201,15 @@ def stardist_nuclei(log=print) -> np.ndarray | None:
     return img
 
 
-def make_nuclei(n: int = 3, size: int = 256, sigma: float = 1.0, photons: float = 30.0,
-                read_noise: float = 2.0, seed: int = 0, log=print) -> Dataset | None:
+def make_nuclei(
+    n: int = 3,
+    size: int = 256,
+    sigma: float = 1.0,
+    photons: float = 30.0,
+    read_noise: float = 2.0,
+    seed: int = 0,
+    log=print,
+) -> Dataset | None:
     img = stardist_nuclei(log)
     if img is None:
         return None
@@ -157,13 +224,19 @@ def make_nuclei(n: int = 3, size: int = 256, sigma: float = 1.0, photons: float 
     for i in range(n):  # disjoint-ish crops, in a fixed order
         y = (i * size) % max(1, h - size + 1)
         x = ((i * 3 * size) // 2) % max(1, w - size + 1)
-        crops.append(img[y:y + size, x:x + size])
+        crops.append(img[y : y + size, x : x + size])
     phantom = (0.05 + np.stack(crops)).astype(np.float32) * np.float32(photons)
     clean = blur(phantom, sigma)
     noisy = _poisson_read(clean, read_noise, rng)
-    return Dataset("nuclei", noisy, clean, phantom, sigma,
-                   f"stardist img2d.tif nuclei as phantom, PSF sigma {sigma} px, Poisson noise "
-                   f"({photons:g} photons) + Gaussian read noise {read_noise:g}")
+    return Dataset(
+        "nuclei",
+        noisy,
+        clean,
+        phantom,
+        sigma,
+        f"stardist img2d.tif nuclei as phantom, PSF sigma {sigma} px, Poisson noise "
+        f"({photons:g} photons) + Gaussian read noise {read_noise:g}",
+    )
 
 
 def make(name: str, n: int, size: int, seed: int = 0, log=print) -> Dataset | None:

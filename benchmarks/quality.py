@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 import datasets  # noqa: E402
+
 from napari_deconoising.core import TrainConfig, Trainer  # noqa: E402
 
 
@@ -56,26 +57,82 @@ class Preset:
 
 
 PRESETS = {
-    "smoke": Preset(64, 2, 2, 8, 32, 4, 2, 2, ("text", "filaments"), ("text",), (0.0, 1.0, 2.0), False),
-    "quick": Preset(256, 3, 2, 32, 64, 16, 150, 10, ("text", "filaments"), ("text",),
-                    (0.0, 0.5, 1.0, 1.5, 2.0), True),
-    "default": Preset(256, 3, 2, 32, 64, 16, 600, 10, ("text", "filaments", "nuclei"), ("text", "filaments"),
-                      (0.0, 0.5, 1.0, 1.5, 2.0), True),
-    "full": Preset(512, 4, 3, 64, 100, 20, 2000, 10, ("text", "filaments", "nuclei"), ("text", "filaments"),
-                   (0.0, 0.5, 1.0, 1.5, 2.0), True),
+    "smoke": Preset(
+        64, 2, 2, 8, 32, 4, 2, 2, ("text", "filaments"), ("text",), (0.0, 1.0, 2.0), False
+    ),
+    "quick": Preset(
+        256,
+        3,
+        2,
+        32,
+        64,
+        16,
+        150,
+        10,
+        ("text", "filaments"),
+        ("text",),
+        (0.0, 0.5, 1.0, 1.5, 2.0),
+        True,
+    ),
+    "default": Preset(
+        256,
+        3,
+        2,
+        32,
+        64,
+        16,
+        600,
+        10,
+        ("text", "filaments", "nuclei"),
+        ("text", "filaments"),
+        (0.0, 0.5, 1.0, 1.5, 2.0),
+        True,
+    ),
+    "full": Preset(
+        512,
+        4,
+        3,
+        64,
+        100,
+        20,
+        2000,
+        10,
+        ("text", "filaments", "nuclei"),
+        ("text", "filaments"),
+        (0.0, 0.5, 1.0, 1.5, 2.0),
+        True,
+    ),
 }
 
-METHODS = ("raw", "N2V", "N2V conv", "DN lambda=0", "DN lambda=1", "CAREamics N2V", "CAREamics N2V 3.1% masked")
+METHODS = (
+    "raw",
+    "N2V",
+    "N2V conv",
+    "DN lambda=0",
+    "DN lambda=1",
+    "CAREamics N2V",
+    "CAREamics N2V 3.1% masked",
+)
 
 
 def log(*a):
     print(*a, flush=True)
 
 
-def train_ours(noisy: np.ndarray, p: Preset, precision: str, seed: int, **cfg) -> tuple[dict, float]:
-    config = TrainConfig(epochs=max(1, p.steps // p.steps_per_epoch), steps_per_epoch=min(p.steps, p.steps_per_epoch),
-                         batch_size=p.batch, patch_size=p.patch, depth=p.depth, channels=p.channels,
-                         seed=seed, precision=precision, **cfg)
+def train_ours(
+    noisy: np.ndarray, p: Preset, precision: str, seed: int, **cfg
+) -> tuple[dict, float]:
+    config = TrainConfig(
+        epochs=max(1, p.steps // p.steps_per_epoch),
+        steps_per_epoch=min(p.steps, p.steps_per_epoch),
+        batch_size=p.batch,
+        patch_size=p.patch,
+        depth=p.depth,
+        channels=p.channels,
+        seed=seed,
+        precision=precision,
+        **cfg,
+    )
     t0 = time.perf_counter()
     trainer = Trainer(noisy, config, axes="SYX")
     for _ in trainer.run():
@@ -93,12 +150,22 @@ def scores(ds: datasets.Dataset, denoised: np.ndarray, phantom: np.ndarray | Non
         "ssim": float(np.mean([common.ssim(ds.clean[i], denoised[i]) for i in range(n)])),
     }
     if phantom is not None:
-        out["phantom_psnr"] = float(np.mean([common.psnr(ds.phantom[i], phantom[i]) for i in range(n)]))
+        out["phantom_psnr"] = float(
+            np.mean([common.psnr(ds.phantom[i], phantom[i]) for i in range(n)])
+        )
     return out
 
 
-def run_dataset(ds: datasets.Dataset, p: Preset, precision: str, peer_py, seed: int, sweep: bool,
-                sigmas, peer_matched: bool = False) -> dict:
+def run_dataset(
+    ds: datasets.Dataset,
+    p: Preset,
+    precision: str,
+    peer_py,
+    seed: int,
+    sweep: bool,
+    sigmas,
+    peer_matched: bool = False,
+) -> dict:
     res: dict = {"description": ds.description, "methods": {}, "sweep": {}, "images": {}}
     m = res["methods"]
     img = res["images"]
@@ -111,17 +178,28 @@ def run_dataset(ds: datasets.Dataset, p: Preset, precision: str, peer_py, seed: 
     conv = datasets.blur(out["denoised"], ds.sigma)
     m["N2V conv"] = scores(ds, conv, None) | {"train_s": s}
     img["N2V conv"] = conv
-    log(f"  {ds.name}: N2V {m['N2V']['psnr']:.2f} dB, N2V conv {m['N2V conv']['psnr']:.2f} dB ({s:.0f} s)")
+    log(
+        f"  {ds.name}: N2V {m['N2V']['psnr']:.2f} dB, "
+        f"N2V conv {m['N2V conv']['psnr']:.2f} dB ({s:.0f} s)"
+    )
 
     for lam in (0.0, 1.0):
         key = f"DN lambda={lam:g}"
-        out, s = train_ours(ds.noisy, p, precision, seed, psf="gaussian", psf_sigma=ds.sigma, positivity=lam)
+        out, s = train_ours(
+            ds.noisy, p, precision, seed, psf="gaussian", psf_sigma=ds.sigma, positivity=lam
+        )
         m[key] = scores(ds, out["denoised"], out["phantom"]) | {"train_s": s}
         img[key] = out["denoised"]
         img[key + " phantom"] = out["phantom"]
-        log(f"  {ds.name}: {key} {m[key]['psnr']:.2f} dB, phantom {m[key]['phantom_psnr']:.2f} dB ({s:.0f} s)")
-    res["sweep"][ds.sigma] = {"psnr": m["DN lambda=1"]["psnr"], "phantom_psnr": m["DN lambda=1"]["phantom_psnr"],
-                              "ssim": m["DN lambda=1"]["ssim"]}
+        log(
+            f"  {ds.name}: {key} {m[key]['psnr']:.2f} dB, "
+            f"phantom {m[key]['phantom_psnr']:.2f} dB ({s:.0f} s)"
+        )
+    res["sweep"][ds.sigma] = {
+        "psnr": m["DN lambda=1"]["psnr"],
+        "phantom_psnr": m["DN lambda=1"]["phantom_psnr"],
+        "ssim": m["DN lambda=1"]["ssim"],
+    }
 
     peer_runs = [("CAREamics N2V", None)]
     if peer_matched:
@@ -131,9 +209,19 @@ def run_dataset(ds: datasets.Dataset, p: Preset, precision: str, peer_py, seed: 
         with common.tempfile.TemporaryDirectory() as tmp:
             src, dst = Path(tmp) / "noisy.npy", Path(tmp) / "out.npy"
             np.save(src, ds.noisy)
-            job = {"mode": "quality", "noisy": str(src), "out": str(dst), "steps": p.steps, "depth": p.depth,
-                   "channels": p.channels, "patch": p.patch, "batch": p.batch, "seed": seed,
-                   "precision": "bf16" if precision == "bf16" else "fp32", "masked_pixel_percentage": mask_pct}
+            job = {
+                "mode": "quality",
+                "noisy": str(src),
+                "out": str(dst),
+                "steps": p.steps,
+                "depth": p.depth,
+                "channels": p.channels,
+                "patch": p.patch,
+                "batch": p.batch,
+                "seed": seed,
+                "precision": "bf16" if precision == "bf16" else "fp32",
+                "masked_pixel_percentage": mask_pct,
+            }
             try:
                 r = common.run_peer(peer_py, job)
                 den = np.load(dst).reshape(ds.noisy.shape)
@@ -148,22 +236,25 @@ def run_dataset(ds: datasets.Dataset, p: Preset, precision: str, peer_py, seed: 
         for sg in sigmas:
             if sg == ds.sigma:
                 continue
-            if sg == 0:
-                r0 = m["N2V"]
-                # sigma 0 with lambda=1 equals N2V with positivity on the output
-                out, s = train_ours(ds.noisy, p, precision, seed, psf="gaussian", psf_sigma=0.0, positivity=1.0)
-            else:
-                out, s = train_ours(ds.noisy, p, precision, seed, psf="gaussian", psf_sigma=sg, positivity=1.0)
+            # sigma 0 with lambda=1 is Noise2Void with the positivity term on its output
+            out, s = train_ours(
+                ds.noisy, p, precision, seed, psf="gaussian", psf_sigma=sg, positivity=1.0
+            )
             r = scores(ds, out["denoised"], out["phantom"])
             res["sweep"][sg] = r
-            log(f"  {ds.name}: sweep sigma={sg:g}: {r['psnr']:.2f} dB, phantom {r['phantom_psnr']:.2f} dB ({s:.0f} s)")
+            log(
+                f"  {ds.name}: sweep sigma={sg:g}: {r['psnr']:.2f} dB, "
+                f"phantom {r['phantom_psnr']:.2f} dB ({s:.0f} s)"
+            )
         res["sweep"] = dict(sorted(res["sweep"].items()))
     return res
 
 
 def fmt_table(results: dict) -> str:
-    lines = ["| dataset | method | PSNR (dB) | SSIM | phantom PSNR (dB) | train time (s) |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| dataset | method | PSNR (dB) | SSIM | phantom PSNR (dB) | train time (s) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for name, r in results.items():
         for meth in METHODS:
             if meth not in r["methods"]:
@@ -178,8 +269,11 @@ def fmt_table(results: dict) -> str:
 
 
 def fmt_targets(results: dict) -> str:
-    lines = ["| dataset | DN(lambda=1) - N2V (dB) | DN(lambda=1) - CAREamics N2V (dB) | best DN - N2V (dB) | sweep peak at sigma |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| dataset | DN(lambda=1) - N2V (dB) | DN(lambda=1) - CAREamics N2V (dB) "
+        "| best DN - N2V (dB) | sweep peak at sigma |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, r in results.items():
         m = r["methods"]
         dn = m["DN lambda=1"]["psnr"]
@@ -187,7 +281,10 @@ def fmt_targets(results: dict) -> str:
         peer = f"{dn - m['CAREamics N2V']['psnr']:+.2f}" if "CAREamics N2V" in m else "n/a"
         sw = r["sweep"]
         peak = f"{max(sw, key=lambda k: sw[k]['psnr']):g}" if len(sw) > 1 else "-"
-        lines.append(f"| {name} | {dn - m['N2V']['psnr']:+.2f} | {peer} | {best - m['N2V']['psnr']:+.2f} | {peak} |")
+        lines.append(
+            f"| {name} | {dn - m['N2V']['psnr']:+.2f} | {peer} | "
+            f"{best - m['N2V']['psnr']:+.2f} | {peak} |"
+        )
     return "\n".join(lines)
 
 
@@ -197,11 +294,21 @@ def figure_quality(results: dict, path: Path, info: dict, crop: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = ["raw", "N2V", "N2V conv", "CAREamics N2V", "DN lambda=0", "DN lambda=1", "DN lambda=1 phantom",
-            "clean", "phantom"]
+    cols = [
+        "raw",
+        "N2V",
+        "N2V conv",
+        "CAREamics N2V",
+        "DN lambda=0",
+        "DN lambda=1",
+        "DN lambda=1 phantom",
+        "clean",
+        "phantom",
+    ]
     names = list(results)
-    fig, axes = plt.subplots(len(names), len(cols), figsize=(1.9 * len(cols), 2.1 * len(names) + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(names), len(cols), figsize=(1.9 * len(cols), 2.1 * len(names) + 0.6), squeeze=False
+    )
     for i, name in enumerate(names):
         r = results[name]
         ds = r["_ds"]
@@ -232,9 +339,12 @@ def figure_quality(results: dict, path: Path, info: dict, crop: int) -> None:
             ax.imshow(a[sl], cmap="magma", vmin=vlo, vmax=vhi, interpolation="nearest")
             ax.set_title(title, fontsize=7)
         axes[i, 0].set_ylabel(name, fontsize=9)
-    fig.suptitle(f"{crop}x{crop} crops; PSNR vs clean image (phantom column: vs true phantom). "
-                 f"{info['command']}; {info['date']}; {info['cpu']}, {info['cores']} cores; torch {info['torch']}",
-                 fontsize=7)
+    fig.suptitle(
+        f"{crop}x{crop} crops; PSNR vs clean image (phantom column: vs true phantom). "
+        f"{info['command']}; {info['date']}; {info['cpu']}, {info['cores']} cores; "
+        f"torch {info['torch']}",
+        fontsize=7,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -253,10 +363,21 @@ def figure_sigma(results: dict, path: Path, info: dict) -> None:
             continue
         s = sorted(sw)
         l1 = a1.plot(s, [sw[k]["psnr"] for k in s], "o-", label=f"{name}: DecoNoising")[0]
-        a1.axhline(r["methods"]["N2V"]["psnr"], color=l1.get_color(), ls=":", lw=1, label=f"{name}: N2V (ours)")
+        a1.axhline(
+            r["methods"]["N2V"]["psnr"],
+            color=l1.get_color(),
+            ls=":",
+            lw=1,
+            label=f"{name}: N2V (ours)",
+        )
         if "CAREamics N2V" in r["methods"]:
-            a1.axhline(r["methods"]["CAREamics N2V"]["psnr"], color=l1.get_color(), ls="--", lw=1,
-                       label=f"{name}: CAREamics N2V")
+            a1.axhline(
+                r["methods"]["CAREamics N2V"]["psnr"],
+                color=l1.get_color(),
+                ls="--",
+                lw=1,
+                label=f"{name}: CAREamics N2V",
+            )
         a2.plot(s, [sw[k]["phantom_psnr"] for k in s], "o-", color=l1.get_color(), label=name)
         a1.axvline(r["sigma"], color="grey", lw=0.5)
         a2.axvline(r["sigma"], color="grey", lw=0.5)
@@ -266,8 +387,11 @@ def figure_sigma(results: dict, path: Path, info: dict) -> None:
     a2.set_ylabel("phantom PSNR vs true phantom (dB)")
     a1.legend(fontsize=6)
     a2.legend(fontsize=6)
-    fig.suptitle(f"PSF mismatch, lambda=1.\n{info['command']}; {info['date']}; {info['cpu']}, "
-                 f"{info['cores']} cores; torch {info['torch']}", fontsize=7)
+    fig.suptitle(
+        f"PSF mismatch, lambda=1.\n{info['command']}; {info['date']}; {info['cpu']}, "
+        f"{info['cores']} cores; torch {info['torch']}",
+        fontsize=7,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -276,22 +400,37 @@ def figure_sigma(results: dict, path: Path, info: dict) -> None:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     g = ap.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true", help="small budget, text + filaments (< 10 min on 2 cores)")
+    g.add_argument(
+        "--quick", action="store_true", help="small budget, text + filaments (< 10 min on 2 cores)"
+    )
     g.add_argument("--full", action="store_true", help="the paper's network and budget (use a GPU)")
-    ap.add_argument("--smoke", action="store_true", help="tiny images, 2 steps, no CAREamics (for tests)")
+    ap.add_argument(
+        "--smoke", action="store_true", help="tiny images, 2 steps, no CAREamics (for tests)"
+    )
     ap.add_argument("--steps", type=int, help="override the number of training steps")
     ap.add_argument("--datasets", help="comma-separated subset of text,filaments,nuclei")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--no-peer", action="store_true", help="do not run CAREamics")
     ap.add_argument("--no-install", action="store_true", help="do not install CAREamics if missing")
     ap.add_argument("--no-sweep", action="store_true", help="skip the PSF-mismatch sweep")
-    ap.add_argument("--peer-matched", action="store_true",
-                    help="also run CAREamics with our masked fraction (3.125 %% instead of its 0.2 %%)")
+    ap.add_argument(
+        "--peer-matched",
+        action="store_true",
+        help="also run CAREamics with our masked fraction (3.125 %% instead of its 0.2 %%)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "quality")
-    ap.add_argument("--figures", type=Path, help="where the PNGs go (default docs/images, or --out with --smoke)")
-    ap.add_argument("--replot-sigma", type=Path, metavar="QUALITY_JSON",
-                    help="only redraw bench_sigma.png from a saved quality.json")
+    ap.add_argument(
+        "--figures",
+        type=Path,
+        help="where the PNGs go (default docs/images, or --out with --smoke)",
+    )
+    ap.add_argument(
+        "--replot-sigma",
+        type=Path,
+        metavar="QUALITY_JSON",
+        help="only redraw bench_sigma.png from a saved quality.json",
+    )
     a = ap.parse_args(argv)
     if a.replot_sigma:
         saved = json.loads(a.replot_sigma.read_text())
@@ -330,8 +469,16 @@ def main(argv=None) -> dict:
         if ds is None:
             continue
         log(f"{dname}: {ds.description}; {ds.noisy.shape}")
-        r = run_dataset(ds, p, precision, peer_py, a.seed, sweep=not a.no_sweep and dname in p.sweep,
-                        sigmas=p.sigmas, peer_matched=a.peer_matched)
+        r = run_dataset(
+            ds,
+            p,
+            precision,
+            peer_py,
+            a.seed,
+            sweep=not a.no_sweep and dname in p.sweep,
+            sigmas=p.sigmas,
+            peer_matched=a.peer_matched,
+        )
         r["_ds"] = ds
         r["sigma"] = ds.sigma
         results[dname] = r
@@ -342,17 +489,29 @@ def main(argv=None) -> dict:
     figure_quality(results, figs / "bench_quality.png", info, crop=min(96, p.size))
     figure_sigma(results, figs / "bench_sigma.png", info)
 
-    summary = {"machine": info, "preset": p.__dict__, "precision": precision, "peer": peer_note,
-               "elapsed_s": elapsed,
-               "results": {k: {kk: vv for kk, vv in v.items() if kk not in ("_ds", "images")}
-                           for k, v in results.items()}}
+    summary = {
+        "machine": info,
+        "preset": p.__dict__,
+        "precision": precision,
+        "peer": peer_note,
+        "elapsed_s": elapsed,
+        "results": {
+            k: {kk: vv for kk, vv in v.items() if kk not in ("_ds", "images")}
+            for k, v in results.items()
+        },
+    }
     (a.out / "quality.json").write_text(json.dumps(summary, indent=1, default=str))
     (a.out / "quality.md").write_text(
-        f"Command: `python benchmarks/quality.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
+        "Command: `python benchmarks/quality.py "
+        f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
         f"{common.machine_line(info)}\n\nPreset {name}: {p}; precision {precision}; {peer_note}; "
-        f"took {elapsed / 60:.1f} min\n\n{table}\n\n{targets}\n")
-    log(f"done in {elapsed / 60:.1f} min; wrote {a.out / 'quality.json'}, {figs / 'bench_quality.png'}, "
-        f"{figs / 'bench_sigma.png'}")
+        f"took {elapsed / 60:.1f} min\n\n{table}\n\n{targets}\n"
+    )
+    log(
+        f"done in {elapsed / 60:.1f} min; wrote {a.out / 'quality.json'}, "
+        f"{figs / 'bench_quality.png'}, "
+        f"{figs / 'bench_sigma.png'}"
+    )
     return summary
 
 

@@ -56,7 +56,9 @@ def _model(cfgname: str):
     from napari_deconoising.core import DecoNoisingModel, DecoNoisingNet, TrainConfig, gaussian_psf
 
     c = CONFIGS[cfgname]
-    tc = TrainConfig(depth=c["depth"], channels=c["channels"], patch_size=c["patch"], batch_size=c["batch"])
+    tc = TrainConfig(
+        depth=c["depth"], channels=c["channels"], patch_size=c["patch"], batch_size=c["batch"]
+    )
     torch.manual_seed(0)
     psf = gaussian_psf(1.0)
     net = DecoNoisingNet(psf, depth=tc.depth, channels=tc.channels)
@@ -73,8 +75,15 @@ def train_ours(cfgname: str, precision: str, steps: int, image: np.ndarray) -> d
     from napari_deconoising.core import TrainConfig, Trainer
 
     c = CONFIGS[cfgname]
-    tc = TrainConfig(depth=c["depth"], channels=c["channels"], patch_size=c["patch"], batch_size=c["batch"],
-                     precision=precision, psf="gaussian", psf_sigma=1.0)
+    tc = TrainConfig(
+        depth=c["depth"],
+        channels=c["channels"],
+        patch_size=c["patch"],
+        batch_size=c["batch"],
+        precision=precision,
+        psf="gaussian",
+        psf_sigma=1.0,
+    )
     tr = Trainer(image, tc)
     tr._step()  # warm-up (oneDNN primitive creation)
     times = []
@@ -93,7 +102,9 @@ def predict_ours(cfgname: str, image: np.ndarray, precision: str = "fp32") -> fl
     return time.perf_counter() - t0
 
 
-def psf_methods(sizes=(5, 9, 15, 21, 31), batch: int = 20, side: int = 100, repeats: int = 5) -> list[dict]:
+def psf_methods(
+    sizes=(5, 9, 15, 21, 31), batch: int = 20, side: int = 100, repeats: int = 5
+) -> list[dict]:
     """Forward+backward time of the PSF convolution per algorithm and kernel size.
 
     A non-separable kernel (a Gaussian times a ring) stands for a measured PSF; this
@@ -105,7 +116,7 @@ def psf_methods(sizes=(5, 9, 15, 21, 31), batch: int = 20, side: int = 100, repe
 
     rows = []
     for n in sizes:
-        r = np.hypot(*np.mgrid[-(n // 2):n // 2 + 1, -(n // 2):n // 2 + 1])
+        r = np.hypot(*np.mgrid[-(n // 2) : n // 2 + 1, -(n // 2) : n // 2 + 1])
         k = np.exp(-0.5 * (r / max(1.0, n / 6)) ** 2) * (1 + 0.3 * np.cos(r))
         row = {"what": "psf", "size": n, "taps": n * n}
         for method in ("direct", "fft"):
@@ -131,11 +142,17 @@ def rss_child(cfgname: str, size: int, baseline: bool) -> None:
 
     rng = np.random.default_rng(0)
     tile = make_sample((512, 512), sigma=1.0, seed=0).noisy
-    image = np.tile(tile, (size // 512, size // 512)) + rng.normal(0, 0.01, (size, size)).astype(np.float32)
+    image = np.tile(tile, (size // 512, size // 512)) + rng.normal(0, 0.01, (size, size)).astype(
+        np.float32
+    )
     t0 = time.perf_counter()
     if not baseline:
         _model(cfgname).predict(image)
-    print(json.dumps({"peak_rss_bytes": _vm_hwm() or peak_rss_bytes(), "seconds": time.perf_counter() - t0}))
+    print(
+        json.dumps(
+            {"peak_rss_bytes": _vm_hwm() or peak_rss_bytes(), "seconds": time.perf_counter() - t0}
+        )
+    )
 
 
 def _vm_hwm() -> int | None:
@@ -157,7 +174,9 @@ def _vm_hwm() -> int | None:
 
 
 def measure_rss(cfgname: str, size: int, baseline: bool) -> dict:
-    cmd = [sys.executable, __file__, "--rss-child", cfgname, str(size)] + (["--baseline"] if baseline else [])
+    cmd = [sys.executable, __file__, "--rss-child", cfgname, str(size)] + (
+        ["--baseline"] if baseline else []
+    )
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -166,7 +185,9 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="fewer steps, demo config prediction only")
-    g.add_argument("--smoke", action="store_true", help="tiny network and images, no CAREamics (tests)")
+    g.add_argument(
+        "--smoke", action="store_true", help="tiny network and images, no CAREamics (tests)"
+    )
     ap.add_argument("--steps", type=int, help="timed training steps per configuration")
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--no-install", action="store_true")
@@ -201,8 +222,9 @@ def main(argv=None) -> dict:
 
     train_img = make_sample((1024, 1024) if not a.smoke else (64, 64), sigma=1.0, seed=0).noisy
     rng = np.random.default_rng(1)
-    big = np.tile(make_sample((512, 512), sigma=1.0, seed=0).noisy,
-                  (max(1, pred_size // 512),) * 2)[:pred_size, :pred_size]
+    big = np.tile(
+        make_sample((512, 512), sigma=1.0, seed=0).noisy, (max(1, pred_size // 512),) * 2
+    )[:pred_size, :pred_size]
     big = (big + rng.normal(0, 0.01, big.shape)).astype(np.float32)
     rows = []
     tmp = tempfile.TemporaryDirectory()
@@ -214,20 +236,40 @@ def main(argv=None) -> dict:
         for prec in precisions:
             t = train_ours(cfg, prec, steps, train_img)
             s = t["median"]
-            row = {"what": "train", "config": cfg, "precision": prec, "ours_step_s": s,
-                   "ours_step_s_min": t["min"], "ours_all": t["all"]}
-            log(f"train {cfg} {prec}: ours {s:.3f} s/step (min {t['min']:.3f}) = {c['batch'] / s:.1f} patches/s")
+            row = {
+                "what": "train",
+                "config": cfg,
+                "precision": prec,
+                "ours_step_s": s,
+                "ours_step_s_min": t["min"],
+                "ours_all": t["all"],
+            }
+            log(
+                f"train {cfg} {prec}: ours {s:.3f} s/step (min {t['min']:.3f}) = "
+                f"{c['batch'] / s:.1f} patches/s"
+            )
             if peer_py is not None and cfg not in no_peer_cfgs:
-                job = {"mode": "speed", "noisy": str(Path(tmp.name) / "train.npy"), "steps": steps + 1,
-                       "warmup": 2, "depth": c["depth"], "channels": c["channels"], "patch": c["patch"],
-                       "batch": c["batch"], "precision": prec}
+                job = {
+                    "mode": "speed",
+                    "noisy": str(Path(tmp.name) / "train.npy"),
+                    "steps": steps + 1,
+                    "warmup": 2,
+                    "depth": c["depth"],
+                    "channels": c["channels"],
+                    "patch": c["patch"],
+                    "batch": c["batch"],
+                    "precision": prec,
+                }
                 try:
                     r = common.run_peer(peer_py, job)
                     row["peer_step_s"] = r["step_seconds"]
                     row["peer_step_s_min"] = r["step_seconds_min"]
                     row["peer_info"] = r
-                    log(f"train {cfg} {prec}: CAREamics {r['step_seconds']:.3f} s/step (min "
-                        f"{r['step_seconds_min']:.3f}) -> ours/theirs throughput {r['step_seconds'] / s:.2f}x")
+                    log(
+                        f"train {cfg} {prec}: CAREamics {r['step_seconds']:.3f} s/step (min "
+                        f"{r['step_seconds_min']:.3f}) -> ours/theirs throughput "
+                        f"{r['step_seconds'] / s:.2f}x"
+                    )
                 except Exception as e:  # noqa: BLE001
                     row["peer_error"] = str(e)[-1000:]
                     log(f"CAREamics failed: {str(e)[-400:]}")
@@ -238,34 +280,69 @@ def main(argv=None) -> dict:
         mp = big.size / 1e6
         for prec in precisions:
             s = predict_ours(cfg, big, prec)
-            row = {"what": "predict", "config": cfg, "precision": prec, "size": pred_size, "ours_s": s}
+            row = {
+                "what": "predict",
+                "config": cfg,
+                "precision": prec,
+                "size": pred_size,
+                "ours_s": s,
+            }
             log(f"predict {cfg} {pred_size}^2 {prec}: ours {s:.2f} s = {mp / s:.3f} MP/s")
             if peer_py is not None:
-                job = {"mode": "speed", "noisy": str(Path(tmp.name) / "train.npy"), "steps": 1, "warmup": 0,
-                       "depth": c["depth"], "channels": c["channels"], "patch": c["patch"], "batch": c["batch"],
-                       "precision": prec, "predict": str(Path(tmp.name) / "big.npy")}
+                job = {
+                    "mode": "speed",
+                    "noisy": str(Path(tmp.name) / "train.npy"),
+                    "steps": 1,
+                    "warmup": 0,
+                    "depth": c["depth"],
+                    "channels": c["channels"],
+                    "patch": c["patch"],
+                    "batch": c["batch"],
+                    "precision": prec,
+                    "predict": str(Path(tmp.name) / "big.npy"),
+                }
                 try:
                     r = common.run_peer(peer_py, job)
                     row["peer_s"] = r["predict_big_seconds"]
                     row["peer_info"] = r
-                    log(f"predict {cfg} {pred_size}^2 {prec}: CAREamics {r['predict_big_seconds']:.2f} s "
-                        f"-> ours/theirs {r['predict_big_seconds'] / s:.2f}x")
+                    log(
+                        f"predict {cfg} {pred_size}^2 {prec}: "
+                        f"CAREamics {r['predict_big_seconds']:.2f} s "
+                        f"-> ours/theirs {r['predict_big_seconds'] / s:.2f}x"
+                    )
                 except Exception as e:  # noqa: BLE001
                     row["peer_error"] = str(e)[-1000:]
                     log(f"CAREamics failed: {str(e)[-400:]}")
             rows.append(row)
 
-    psf_rows = psf_methods(sizes=(5,) if a.smoke else (5, 9, 15, 21, 31), repeats=1 if a.smoke else 5)
+    psf_rows = psf_methods(
+        sizes=(5,) if a.smoke else (5, 9, 15, 21, 31), repeats=1 if a.smoke else 5
+    )
     for r in psf_rows:
-        log(f"PSF {r['size']}x{r['size']}: direct {r['direct'] * 1e3:.1f} ms, FFT {r['fft'] * 1e3:.1f} ms")
+        log(
+            f"PSF {r['size']}x{r['size']}: direct {r['direct'] * 1e3:.1f} ms, "
+            f"FFT {r['fft'] * 1e3:.1f} ms"
+        )
     rows += psf_rows
 
     base = measure_rss(rss_cfg, rss_size, baseline=True)
     peak = measure_rss(rss_cfg, rss_size, baseline=False)
-    rows.append({"what": "rss", "config": rss_cfg, "size": rss_size, "peak_rss_bytes": peak["peak_rss_bytes"],
-                 "baseline_rss_bytes": base["peak_rss_bytes"], "seconds": peak["seconds"]})
-    log(f"peak RSS predicting {rss_size}^2 ({rss_cfg}, fp32): {peak['peak_rss_bytes'] / 2**30:.2f} GiB "
-        f"(process with torch + image only: {base['peak_rss_bytes'] / 2**30:.2f} GiB; took {peak['seconds']:.0f} s)")
+    rows.append(
+        {
+            "what": "rss",
+            "config": rss_cfg,
+            "size": rss_size,
+            "peak_rss_bytes": peak["peak_rss_bytes"],
+            "baseline_rss_bytes": base["peak_rss_bytes"],
+            "seconds": peak["seconds"],
+        }
+    )
+    log(
+        f"peak RSS predicting {rss_size}^2 ({rss_cfg}, fp32): "
+        f"{peak['peak_rss_bytes'] / 2**30:.2f} GiB "
+        f"(process with torch + image only: {base['peak_rss_bytes'] / 2**30:.2f} GiB; "
+        f"took {peak['seconds']:.0f} s)"
+    )
     tmp.cleanup()
     info["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
 
@@ -278,13 +355,22 @@ def main(argv=None) -> dict:
 
 
 def fmt(rows, info, peer_note, argv) -> str:
-    out = [f"Command: `python benchmarks/speed.py {' '.join(argv)}`", "", common.machine_line(info) +
-           f"; 1-min load average at end {info['load_avg_1min_at_end']}", "", peer_note, "",
-           "Training: median of the timed steps (fastest in brackets); ours: patch sampling, masking, forward, "
-           "backward, Adam; CAREamics: Lightning's batch start to batch end (masking, forward, backward, "
-           "optimiser), full batches only.", "",
-           "| training | precision | ours s/step | ours patches/s | CAREamics s/step | CAREamics patches/s | ours/theirs |",
-           "|---|---|---:|---:|---:|---:|---:|"]
+    out = [
+        f"Command: `python benchmarks/speed.py {' '.join(argv)}`",
+        "",
+        common.machine_line(info) + f"; 1-min load average at end {info['load_avg_1min_at_end']}",
+        "",
+        peer_note,
+        "",
+        "Training: median of the timed steps (fastest in brackets); ours: patch sampling, "
+        "masking, forward, backward, Adam; CAREamics: Lightning's batch start to batch end "
+        "(masking, forward, backward, "
+        "optimiser), full batches only.",
+        "",
+        "| training | precision | ours s/step | ours patches/s | CAREamics s/step "
+        "| CAREamics patches/s | ours/theirs |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         if r["what"] != "train":
             continue
@@ -292,16 +378,25 @@ def fmt(rows, info, peer_note, argv) -> str:
         c = CONFIGS[r["config"]]
         name = f"{r['config']} (depth {c['depth']}, {c['channels']} ch, {c['patch']} px, batch {b})"
         if "peer_step_s" in r:
-            peer = (f"{r['peer_step_s']:.3f} ({r['peer_step_s_min']:.3f}) | {b / r['peer_step_s']:.1f} | "
-                    f"{r['peer_step_s'] / r['ours_step_s']:.2f}x")
+            peer = (
+                f"{r['peer_step_s']:.3f} ({r['peer_step_s_min']:.3f}) | "
+                f"{b / r['peer_step_s']:.1f} | "
+                f"{r['peer_step_s'] / r['ours_step_s']:.2f}x"
+            )
         elif r["config"] == "paper":
             peer = "not allowed (patch must be a multiple of 8) | | see paper104"
         else:
             peer = "n/a | n/a | n/a"
-        out.append(f"| {name} | {r['precision']} | {r['ours_step_s']:.3f} ({r['ours_step_s_min']:.3f}) | "
-                   f"{b / r['ours_step_s']:.1f} | {peer} |")
-    out += ["", "| prediction | precision | image | ours s | ours MP/s | CAREamics s | CAREamics MP/s | ours/theirs |",
-            "|---|---|---|---:|---:|---:|---:|---:|"]
+        out.append(
+            f"| {name} | {r['precision']} | {r['ours_step_s']:.3f} ({r['ours_step_s_min']:.3f}) | "
+            f"{b / r['ours_step_s']:.1f} | {peer} |"
+        )
+    out += [
+        "",
+        "| prediction | precision | image | ours s | ours MP/s | CAREamics s | CAREamics MP/s "
+        "| ours/theirs |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         if r["what"] != "predict":
             continue
@@ -310,20 +405,34 @@ def fmt(rows, info, peer_note, argv) -> str:
             peer = f"{r['peer_s']:.2f} | {mp / r['peer_s']:.3f} | {r['peer_s'] / r['ours_s']:.2f}x"
         else:
             peer = "n/a | n/a | n/a"
-        out.append(f"| {r['config']} | {r['precision']} | {r['size']}x{r['size']} | {r['ours_s']:.2f} | "
-                   f"{mp / r['ours_s']:.3f} | {peer} |")
-    out += ["", "PSF convolution inside the network (non-separable kernel, batch 20 of 100x100, forward + "
-                "backward, fp32, fastest of 5); `auto` uses FFT from 225 taps (15x15) on:", "",
-            "| kernel | taps | direct ms | FFT ms |", "|---|---:|---:|---:|"]
+        out.append(
+            f"| {r['config']} | {r['precision']} | {r['size']}x{r['size']} | {r['ours_s']:.2f} | "
+            f"{mp / r['ours_s']:.3f} | {peer} |"
+        )
+    out += [
+        "",
+        "PSF convolution inside the network (non-separable kernel, batch 20 of 100x100, forward + "
+        "backward, fp32, fastest of 5); `auto` uses FFT from 225 taps (15x15) on:",
+        "",
+        "| kernel | taps | direct ms | FFT ms |",
+        "|---|---:|---:|---:|",
+    ]
     for r in rows:
         if r["what"] == "psf":
-            out.append(f"| {r['size']}x{r['size']} | {r['taps']} | {r['direct'] * 1e3:.1f} | {r['fft'] * 1e3:.1f} |")
+            out.append(
+                f"| {r['size']}x{r['size']} | {r['taps']} | {r['direct'] * 1e3:.1f} | "
+                f"{r['fft'] * 1e3:.1f} |"
+            )
     for r in rows:
         if r["what"] == "rss":
-            out += ["", f"Peak resident memory predicting {r['size']}x{r['size']} ({r['config']} config, fp32, "
-                        f"automatic tiles, fresh process): **{r['peak_rss_bytes'] / 2**30:.2f} GiB** "
-                        f"(a process that only imports torch and holds the image: "
-                        f"{r['baseline_rss_bytes'] / 2**30:.2f} GiB); {r['seconds']:.0f} s."]
+            out += [
+                "",
+                f"Peak resident memory predicting {r['size']}x{r['size']} "
+                f"({r['config']} config, fp32, "
+                f"automatic tiles, fresh process): **{r['peak_rss_bytes'] / 2**30:.2f} GiB** "
+                f"(a process that only imports torch and holds the image: "
+                f"{r['baseline_rss_bytes'] / 2**30:.2f} GiB); {r['seconds']:.0f} s.",
+            ]
     return "\n".join(out)
 
 
