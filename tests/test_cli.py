@@ -41,6 +41,11 @@ def test_train_and_predict_end_to_end(files, capsys):
                  "--deconvolved", str(out2), "--device", "cpu"]) == 0
     den, dec = tifffile.imread(out), tifffile.imread(out2)
     assert den.shape == dec.shape == (2, 80, 80) and den.dtype == np.float32
+    out3 = files / "den_bf16.tif"
+    assert main(["predict", str(model), str(files / "stack.tif"), "--denoised", str(out3),
+                 "--device", "cpu", "--precision", "bf16"]) == 0
+    fast = tifffile.imread(out3)
+    assert np.abs(fast - den).max() < 0.05 * (den.max() - den.min())  # close, not identical
 
 
 def test_train_with_measured_psf_no_psf_and_resume(files):

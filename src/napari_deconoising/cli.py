@@ -212,7 +212,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         bar.update(done, f"tile {done}/{total}")
 
     t0 = time.perf_counter()
-    pred = model.predict(data, axes, tile_size=args.tile_size, device=args.device, progress=progress)
+    pred = model.predict(data, axes, tile_size=args.tile_size, device=args.device,
+                         precision=args.precision, progress=progress)
     bar.close()
     write_tiff_atomic(args.denoised, pred.denoised)
     msg = f"denoised -> {args.denoised}"
@@ -274,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--axes")
     q.add_argument("--tile-size", type=int, help="tile side in pixels (default: from free memory)")
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    q.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="fp32 (default) is exact; bf16 is 3-4x faster on CPUs with AMX/AVX512-BF16")
     q.set_defaults(func=cmd_predict)
 
     m = sub.add_parser("demo", help="train and compare Noise2Void and DecoNoising on a synthetic sample")
