@@ -72,11 +72,8 @@ def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list[np.ndarra
         data, ax = read_tiff(p)
         arrays.append(data)
         found.append(ax)
-    if axes is None:
-        if len(set(found)) == 1 and found[0] and set(found[0]) <= set("STZCYX"):
-            axes = found[0]
-        else:
-            axes = None  # let the core guess per array shape
+    if axes is None and len(set(found)) == 1 and found[0] and set(found[0]) <= set("STZCYX"):
+        axes = found[0]  # else None: the core guesses per array shape
     return arrays, axes
 
 
