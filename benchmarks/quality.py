@@ -57,9 +57,7 @@ class Preset:
 
 
 PRESETS = {
-    "smoke": Preset(
-        64, 2, 2, 8, 32, 4, 2, 2, ("text", "filaments"), ("text",), (0.0, 1.0, 2.0), False
-    ),
+    "smoke": Preset(64, 2, 2, 8, 32, 4, 2, 2, ("text", "filaments"), ("text",), (0.0, 1.0, 2.0), False),
     "quick": Preset(
         256,
         3,
@@ -119,9 +117,7 @@ def log(*a):
     print(*a, flush=True)
 
 
-def train_ours(
-    noisy: np.ndarray, p: Preset, precision: str, seed: int, **cfg
-) -> tuple[dict, float]:
+def train_ours(noisy: np.ndarray, p: Preset, precision: str, seed: int, **cfg) -> tuple[dict, float]:
     config = TrainConfig(
         epochs=max(1, p.steps // p.steps_per_epoch),
         steps_per_epoch=min(p.steps, p.steps_per_epoch),
@@ -150,9 +146,7 @@ def scores(ds: datasets.Dataset, denoised: np.ndarray, phantom: np.ndarray | Non
         "ssim": float(np.mean([common.ssim(ds.clean[i], denoised[i]) for i in range(n)])),
     }
     if phantom is not None:
-        out["phantom_psnr"] = float(
-            np.mean([common.psnr(ds.phantom[i], phantom[i]) for i in range(n)])
-        )
+        out["phantom_psnr"] = float(np.mean([common.psnr(ds.phantom[i], phantom[i]) for i in range(n)]))
     return out
 
 
@@ -178,23 +172,15 @@ def run_dataset(
     conv = datasets.blur(out["denoised"], ds.sigma)
     m["N2V conv"] = scores(ds, conv, None) | {"train_s": s}
     img["N2V conv"] = conv
-    log(
-        f"  {ds.name}: N2V {m['N2V']['psnr']:.2f} dB, "
-        f"N2V conv {m['N2V conv']['psnr']:.2f} dB ({s:.0f} s)"
-    )
+    log(f"  {ds.name}: N2V {m['N2V']['psnr']:.2f} dB, N2V conv {m['N2V conv']['psnr']:.2f} dB ({s:.0f} s)")
 
     for lam in (0.0, 1.0):
         key = f"DN lambda={lam:g}"
-        out, s = train_ours(
-            ds.noisy, p, precision, seed, psf="gaussian", psf_sigma=ds.sigma, positivity=lam
-        )
+        out, s = train_ours(ds.noisy, p, precision, seed, psf="gaussian", psf_sigma=ds.sigma, positivity=lam)
         m[key] = scores(ds, out["denoised"], out["phantom"]) | {"train_s": s}
         img[key] = out["denoised"]
         img[key + " phantom"] = out["phantom"]
-        log(
-            f"  {ds.name}: {key} {m[key]['psnr']:.2f} dB, "
-            f"phantom {m[key]['phantom_psnr']:.2f} dB ({s:.0f} s)"
-        )
+        log(f"  {ds.name}: {key} {m[key]['psnr']:.2f} dB, phantom {m[key]['phantom_psnr']:.2f} dB ({s:.0f} s)")
     res["sweep"][ds.sigma] = {
         "psnr": m["DN lambda=1"]["psnr"],
         "phantom_psnr": m["DN lambda=1"]["phantom_psnr"],
@@ -237,15 +223,10 @@ def run_dataset(
             if sg == ds.sigma:
                 continue
             # sigma 0 with lambda=1 is Noise2Void with the positivity term on its output
-            out, s = train_ours(
-                ds.noisy, p, precision, seed, psf="gaussian", psf_sigma=sg, positivity=1.0
-            )
+            out, s = train_ours(ds.noisy, p, precision, seed, psf="gaussian", psf_sigma=sg, positivity=1.0)
             r = scores(ds, out["denoised"], out["phantom"])
             res["sweep"][sg] = r
-            log(
-                f"  {ds.name}: sweep sigma={sg:g}: {r['psnr']:.2f} dB, "
-                f"phantom {r['phantom_psnr']:.2f} dB ({s:.0f} s)"
-            )
+            log(f"  {ds.name}: sweep sigma={sg:g}: {r['psnr']:.2f} dB, phantom {r['phantom_psnr']:.2f} dB ({s:.0f} s)")
         res["sweep"] = dict(sorted(res["sweep"].items()))
     return res
 
@@ -281,10 +262,7 @@ def fmt_targets(results: dict) -> str:
         peer = f"{dn - m['CAREamics N2V']['psnr']:+.2f}" if "CAREamics N2V" in m else "n/a"
         sw = r["sweep"]
         peak = f"{max(sw, key=lambda k: sw[k]['psnr']):g}" if len(sw) > 1 else "-"
-        lines.append(
-            f"| {name} | {dn - m['N2V']['psnr']:+.2f} | {peer} | "
-            f"{best - m['N2V']['psnr']:+.2f} | {peak} |"
-        )
+        lines.append(f"| {name} | {dn - m['N2V']['psnr']:+.2f} | {peer} | {best - m['N2V']['psnr']:+.2f} | {peak} |")
     return "\n".join(lines)
 
 
@@ -306,9 +284,7 @@ def figure_quality(results: dict, path: Path, info: dict, crop: int) -> None:
         "phantom",
     ]
     names = list(results)
-    fig, axes = plt.subplots(
-        len(names), len(cols), figsize=(1.9 * len(cols), 2.1 * len(names) + 0.6), squeeze=False
-    )
+    fig, axes = plt.subplots(len(names), len(cols), figsize=(1.9 * len(cols), 2.1 * len(names) + 0.6), squeeze=False)
     for i, name in enumerate(names):
         r = results[name]
         ds = r["_ds"]
@@ -400,13 +376,9 @@ def figure_sigma(results: dict, path: Path, info: dict) -> None:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     g = ap.add_mutually_exclusive_group()
-    g.add_argument(
-        "--quick", action="store_true", help="small budget, text + filaments (< 10 min on 2 cores)"
-    )
+    g.add_argument("--quick", action="store_true", help="small budget, text + filaments (< 10 min on 2 cores)")
     g.add_argument("--full", action="store_true", help="the paper's network and budget (use a GPU)")
-    ap.add_argument(
-        "--smoke", action="store_true", help="tiny images, 2 steps, no CAREamics (for tests)"
-    )
+    ap.add_argument("--smoke", action="store_true", help="tiny images, 2 steps, no CAREamics (for tests)")
     ap.add_argument("--steps", type=int, help="override the number of training steps")
     ap.add_argument("--datasets", help="comma-separated subset of text,filaments,nuclei")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
@@ -482,6 +454,11 @@ def main(argv=None) -> dict:
         r["_ds"] = ds
         r["sigma"] = ds.sigma
         results[dname] = r
+        partial = {k: {kk: vv for kk, vv in v.items() if kk not in ("_ds", "images")} for k, v in results.items()}
+        # Written after every dataset, so an interrupted run keeps what it measured.
+        (a.out / "quality.partial.json").write_text(
+            json.dumps({"machine": info, "results": partial}, indent=1, default=str)
+        )
     elapsed = time.perf_counter() - t0
 
     table, targets = fmt_table(results), fmt_targets(results)
@@ -495,10 +472,7 @@ def main(argv=None) -> dict:
         "precision": precision,
         "peer": peer_note,
         "elapsed_s": elapsed,
-        "results": {
-            k: {kk: vv for kk, vv in v.items() if kk not in ("_ds", "images")}
-            for k, v in results.items()
-        },
+        "results": {k: {kk: vv for kk, vv in v.items() if kk not in ("_ds", "images")} for k, v in results.items()},
     }
     (a.out / "quality.json").write_text(json.dumps(summary, indent=1, default=str))
     (a.out / "quality.md").write_text(
