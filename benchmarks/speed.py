@@ -150,27 +150,9 @@ def rss_child(cfgname: str, size: int, baseline: bool) -> None:
         _model(cfgname).predict(image)
     print(
         json.dumps(
-            {"peak_rss_bytes": _vm_hwm() or peak_rss_bytes(), "seconds": time.perf_counter() - t0}
+            {"peak_rss_bytes": peak_rss_bytes(), "seconds": time.perf_counter() - t0}
         )
     )
-
-
-def _vm_hwm() -> int | None:
-    """Peak RSS of this process image from /proc (Linux).
-
-    ``getrusage().ru_maxrss`` is not usable in a subprocess: Linux carries the
-    parent's maximum over fork and exec, so a child of a large process reports at
-    least the parent's size. ``VmHWM`` belongs to the address space and starts anew
-    at exec.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def measure_rss(cfgname: str, size: int, baseline: bool) -> dict:
