@@ -1,5 +1,6 @@
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,3 +85,19 @@ def test_failed_save_keeps_the_old_file(trained, tmp_path, monkeypatch):
         trained.save(p)
     assert p.read_bytes() == before
     assert [f.name for f in tmp_path.iterdir()] == ["m.pt"]
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_a_model_file_from_format_1_still_loads_and_predicts_the_same():
+    # model_v1.pt was written by the code before the issue-7 refactor (tests/data/make_model_v1.py).
+    model = load_model(DATA / "model_v1.pt")
+    expected = np.load(DATA / "model_v1_expected.npz")
+    assert (model.config.depth, model.config.channels, model.config.psf) == (2, 8, "gaussian")
+    assert len(model.history) == 2
+    assert (model.mean, model.std) == (float(expected["mean"]), float(expected["std"]))
+    pred = model.predict(expected["image"], device="cpu")
+    # Tolerance only for float summation order on other CPUs; a format change moves far more.
+    np.testing.assert_allclose(pred.denoised, expected["denoised"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(pred.deconvolved, expected["deconvolved"], rtol=1e-5, atol=1e-4)
