@@ -7,11 +7,12 @@ and Gaussian (read) noise are added. The phantom is the target of deconvolution.
 
 from __future__ import annotations
 
-from importlib.resources import files
+from importlib.resources import as_file, files
 
 import numpy as np
 
 from .core import gaussian_psf, make_sample
+from .core.io import ImageFileError, read_image
 from .core.psf import PSFConvolution
 
 __all__ = ["synthetic_sample", "nuclei_sample", "load_nuclei_crop", "make_noisy", "NUCLEI_SIGMA"]
@@ -78,13 +79,10 @@ def synthetic_sample(
 
 def load_nuclei_crop() -> np.ndarray:
     """The 256x256 crop of StarDist's ``img2d.tif`` shipped with the plugin (uint16)."""
-    import tifffile
-
-    path = files("napari_deconoising") / "data" / "nuclei_crop.tif"
     try:
-        with path.open("rb") as f:
-            return tifffile.imread(f)
-    except FileNotFoundError:
+        with as_file(files("napari_deconoising") / "data" / "nuclei_crop.tif") as path:
+            return read_image(path)[0]
+    except (FileNotFoundError, ImageFileError):
         raise FileNotFoundError(
             "the nuclei sample image (napari_deconoising/data/nuclei_crop.tif) is missing from "
             "this installation; reinstall napari-deconoising or use the synthetic sample"

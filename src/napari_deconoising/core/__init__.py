@@ -11,6 +11,7 @@ Typical use::
 from .config import ConfigError, TrainConfig
 from .data import DataError, DataWarning, as_image_set
 from .device import available_devices, execution_plan, resolve_device
+from .io import ImageFileError, read_image, write_image
 from .model import DecoNoisingModel
 from .modelfile import ModelFileError, load_model, save_model
 from .network import DecoNoisingNet
@@ -27,6 +28,7 @@ __all__ = [
     "DataWarning",
     "DecoNoisingModel",
     "DecoNoisingNet",
+    "ImageFileError",
     "ModelFileError",
     "PSFConvolution",
     "PSFError",
@@ -47,7 +49,9 @@ __all__ = [
     "predict_iter",
     "prepare_psf",
     "psnr",
+    "read_image",
     "resolve_device",
     "save_model",
     "train",
+    "write_image",
 ]
