@@ -101,3 +101,32 @@ def test_a_model_file_from_format_1_still_loads_and_predicts_the_same():
     # Tolerance only for float summation order on other CPUs; a format change moves far more.
     np.testing.assert_allclose(pred.denoised, expected["denoised"], rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(pred.deconvolved, expected["deconvolved"], rtol=1e-5, atol=1e-4)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
+    return type(a) is type(b) and a == b
+
+
+def test_saving_a_loaded_model_writes_the_same_payload(tmp_path):
+    old = torch.load(DATA / "model_v1.pt", weights_only=True)
+    load_model(DATA / "model_v1.pt").save(tmp_path / "again.pt")
+    new = torch.load(tmp_path / "again.pt", weights_only=True)
+    old.pop("software_version"), new.pop("software_version")
+    assert _same(old, new)
+    assert not _same(old, {**new, "psf": None})  # the comparison can fail
+
+
+def test_read_payload_checks_the_envelope_only(tmp_path):
+    from napari_deconoising.core.modelfile import read_payload, write_payload
+
+    write_payload(tmp_path / "p.pt", {"anything": [1, 2.5, "x", torch.ones(2)]})
+    got = read_payload(tmp_path / "p.pt")
+    assert got["format_version"] == FORMAT_VERSION and got["anything"][:3] == [1, 2.5, "x"]
+    with pytest.raises(ModelFileError, match="damaged"):
+        load_model(tmp_path / "p.pt")

@@ -17,6 +17,7 @@ from ._console import ProgressBar, run_training
 from .core.config import ConfigError, TrainConfig
 from .core.data import DataError
 from .core.io import ImageFileError, image_format, read_image, write_image
+from .core.model import load_model
 from .core.modelfile import ModelFileError
 from .core.predict import Cancelled
 from .core.psf import PSFError
@@ -61,8 +62,6 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .core.modelfile import load_model
-
     cfg, psf_array = _config_from_args(args)
     out = Path(args.model)
     if not out.parent.exists():
@@ -76,8 +75,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .core.modelfile import load_model
-
     outputs = [Path(p) for p in (args.denoised, args.deconvolved) if p]
     for p in outputs:
         image_format(p)

@@ -12,8 +12,8 @@ from .config import ConfigError, TrainConfig
 from .data import DataError, DataWarning, as_image_set
 from .device import available_devices, execution_plan, resolve_device
 from .io import ImageFileError, read_image, write_image
-from .model import DecoNoisingModel
-from .modelfile import ModelFileError, load_model, save_model
+from .model import DecoNoisingModel, load_model, save_model
+from .modelfile import ModelFileError
 from .network import DecoNoisingNet
 from .predict import Cancelled, Prediction, predict, predict_iter
 from .psf import PSFConvolution, PSFError, gaussian_psf, load_psf, prepare_psf
