@@ -11,9 +11,8 @@ from importlib.resources import as_file, files
 
 import numpy as np
 
-from .core import gaussian_psf, make_sample
 from .core.io import ImageFileError, read_image
-from .core.psf import PSFConvolution
+from .core.sample import camera_noise, gaussian_blur, make_sample
 
 __all__ = ["synthetic_sample", "nuclei_sample", "load_nuclei_crop", "make_noisy", "NUCLEI_SIGMA"]
 
@@ -96,17 +95,10 @@ def make_noisy(
 
     Returns ``(noisy, clean, scaled_phantom)`` as float32 arrays.
     """
-    import torch
-
     p = np.asarray(phantom, np.float32)
     p = (p - p.min()) / max(float(p.max() - p.min()), 1e-12) * np.float32(photons)
-    with torch.no_grad():
-        clean = PSFConvolution(gaussian_psf(sigma))(torch.from_numpy(p)[None, None])[0, 0].numpy()
-    clean = np.clip(clean, 0, None).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    noisy = rng.poisson(clean).astype(np.float32) + rng.normal(0, read_noise, p.shape).astype(
-        np.float32
-    )
+    clean = np.clip(gaussian_blur(p, sigma), 0, None)
+    noisy = camera_noise(clean, read_noise, np.random.default_rng(seed))
     return noisy, clean, p
 
 
