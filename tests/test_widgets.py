@@ -161,37 +161,6 @@ def test_worker_error_reaches_user_and_resets_buttons(qtbot, viewer, notificatio
     assert w.start_button.enabled and not w.stop_button.enabled and not w.busy
 
 
-def test_out_of_memory_suggests_smaller_tiles():
-    import torch
-
-    from napari_deconoising._widgets._notify import describe_error
-
-    msg = describe_error(
-        RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), what="prediction"
-    )
-    assert "smaller tile size" in msg and "patch size" in msg
-    assert "smaller tile size" in describe_error(torch.OutOfMemoryError("boom"))
-
-
-@pytest.mark.parametrize(
-    ("exc", "start"),
-    [
-        ("DataError", "Cannot use this image: "),
-        ("ConfigError", "Invalid setting: "),
-        ("PSFError", "Problem with the PSF: "),
-        ("ModelFileError", "Cannot load the model: "),
-        ("Cancelled", "Training was cancelled"),
-    ],
-)
-def test_core_errors_are_translated(exc, start):
-    from napari_deconoising import core
-    from napari_deconoising._widgets._notify import describe_error
-
-    msg = describe_error(getattr(core, exc)("details here"), what="training")
-    assert msg.startswith(start)
-    assert exc == "Cancelled" or msg.endswith("details here")
-
-
 def test_apply_compare_and_psnr(qtbot, viewer, train_widget, sample, sync_workers, notifications):
     w = train_widget
     truth = viewer.layers["clean"]
@@ -304,30 +273,6 @@ def test_save_load_round_trip(tmp_path, viewer, train_widget, sync_workers, noti
     a = ApplyWidget(viewer)
     viewer.window.add_dock_widget(a)
     assert "model" in a.form.model.choices
-
-
-def test_reader_loads_model_into_apply_widget(
-    tmp_path, make_napari_viewer, fresh_registry, trained
-):
-    from napari_deconoising._reader import get_reader
-
-    viewer = make_napari_viewer()
-    path = tmp_path / "nuclei.pt"
-    trained.save(path)
-    assert get_reader(str(tmp_path / "other.tif")) is None
-    (tmp_path / "foreign.pt").write_bytes(b"junk")
-    assert get_reader(str(tmp_path / "foreign.pt")) is None
-    reader = get_reader(str(path))
-    assert reader(str(path)) == [(None,)]
-    assert "nuclei" in fresh_registry
-    widgets = [d.widget() for d in viewer.window._wrapped_dock_widgets.values()]
-    apply = [x for x in widgets if isinstance(x, ApplyWidget)]
-    assert apply and apply[0].form.model.value == "nuclei"
-    # the same through napari's own file opening (what drag and drop does)
-    n_layers = len(viewer.layers)
-    viewer.open(str(path), plugin="napari-deconoising")
-    assert "nuclei [2]" in fresh_registry and apply[0].form.model.value == "nuclei [2]"
-    assert len(viewer.layers) == n_layers
 
 
 def test_tiny_settings_are_the_documented_ones():

@@ -56,6 +56,13 @@ class Field:
     choices: Callable[[Any], list] | None = None
     section: str = "main"
 
+    @classmethod
+    def setting(
+        cls, name: str, widget: type[ValueWidget], label: str, section: str = "main", **options: Any
+    ) -> Field:
+        """A row whose widget sets the config field of the same name (no parsing)."""
+        return cls(name, widget, label, options, config=name, section=section)
+
 
 class Form:
     """The widgets of a :class:`Field` table, one magicgui ``Container`` per section."""

@@ -85,13 +85,10 @@ class PredictionFlow:
             f"{request.status_prefix}Restoring '{request.layer.name}' with "
             f"'{request.model_name}'…"
         )
+        args = (request.model, request.data, request.axes, request.tile_size, request.device)
         self.job = Job(
             predict_job,
-            request.model,
-            request.data,
-            request.axes,
-            request.tile_size,
-            request.device,
+            *args,
             yielded=self._on_progress,
             returned=self._on_predicted,
             errored=self._on_error,

@@ -24,6 +24,16 @@ NEW_MODEL = "(new model)"
 _PSF_CONFIG = {PSF_GAUSSIAN: "gaussian", PSF_LAYER: "measured", PSF_FILE: "measured", PSF_NONE: "none"}
 
 
+_TIPS = {
+    "axes": "Axis letters of the image: YX for one image; SYX, TYX or ZYX for stacks (trained slice by slice)",
+    "sigma": "Gaussian PSF standard deviation in pixels: about 0.21 * wavelength / NA / pixel size "
+    "(see the user guide)",
+    "positivity": "Penalty on negative intensities in the deconvolved image; 0 switches it off",
+    "resume": "Continue training a model from this session or a loaded file",
+    "micro_batches": "Virtual batch: split each batch into this many passes (gradient accumulation) to save memory",
+}
+
+
 def _parse_lr(text: Any) -> float:
     try:
         return float(text)
@@ -36,121 +46,35 @@ def _resume_choices(_viewer: Any) -> list[str]:
 
 
 def train_fields() -> tuple[Field, ...]:
-    """The Train form, top to bottom; "advanced" rows go in the collapsible section."""
-    adv = "advanced"
+    """The Train form, top to bottom; "advanced" rows go in the collapsible section.
+
+    A new training option is one row here (``Field.setting`` when the widget's name is
+    the :class:`TrainConfig` field it sets).
+    """
+    adv, setting, tip = "advanced", Field.setting, _TIPS
     return (
         image_field("Noisy image or stack to train on (single channel)"),
-        axes_field(
-            "Axis letters of the image: YX for one image; "
-            "SYX, TYX or ZYX for stacks (trained slice by slice)"
-        ),
-        Field(
-            "psf_kind",
-            ComboBox,
-            "PSF",
-            {"choices": list(_PSF_CONFIG), "value": PSF_GAUSSIAN},
-            config="psf",
-            parse=_PSF_CONFIG.__getitem__,
-        ),
-        Field(
-            "sigma",
-            FloatSpinBox,
-            "PSF sigma (px)",
-            {
-                "min": 0.0,
-                "max": 50.0,
-                "step": 0.1,
-                "tooltip": "Gaussian PSF standard deviation in pixels: about "
-                "0.21 * wavelength / NA / pixel size (see the user guide)",
-            },
-            config="psf_sigma",
-            parse=float,
-        ),
-        Field(
-            "psf_layer",
-            ComboBox,
-            "PSF layer",
-            {"nullable": True, "value": None, "visible": False},
-            choices=grey_image_choices,
-        ),
-        Field(
-            "psf_file", FileEdit, "PSF file", {"mode": "r", "filter": "*.tif *.tiff", "visible": False}
-        ),
-        Field(
-            "positivity",
-            FloatSpinBox,
-            "Positivity λ",
-            {
-                "min": 0.0,
-                "max": 1000.0,
-                "step": 0.1,
-                "tooltip": "Penalty on negative intensities in the deconvolved image; "
-                "0 switches it off",
-            },
-            config="positivity",
-            parse=float,
-        ),
-        Field(
-            "resume",
-            ComboBox,
-            "Start from",
-            {
-                "value": NEW_MODEL,
-                "tooltip": "Continue training a model from this session or a loaded file",
-            },
-            choices=_resume_choices,
-        ),
-        Field("epochs", SpinBox, "Epochs", {"min": 1, "max": 100_000}, "epochs", section=adv),
-        Field(
-            "steps_per_epoch",
-            SpinBox,
-            "Steps per epoch",
-            {"min": 1, "max": 100_000},
-            "steps_per_epoch",
-            section=adv,
-        ),
-        Field("batch_size", SpinBox, "Batch size", {"min": 1, "max": 4096}, "batch_size", section=adv),
-        Field(
-            "patch_size",
-            SpinBox,
-            "Patch size",
-            {"min": 8, "max": 4096, "step": 8},
-            "patch_size",
-            section=adv,
-        ),
-        Field(
-            "micro_batches",
-            SpinBox,
-            "Micro-batches",
-            {
-                "min": 1,
-                "max": 4096,
-                "tooltip": "Virtual batch: split each batch into this many "
-                "passes (gradient accumulation) to save memory",
-            },
-            "micro_batches",
-            section=adv,
-        ),
-        Field(
-            "lr",
-            LineEdit,
-            "Learning rate",
-            {"value": f"{TrainConfig().lr:g}"},
-            "lr",
-            parse=_parse_lr,
-            section=adv,
-        ),
-        Field("depth", SpinBox, "U-Net depth", {"min": 1, "max": 6}, "depth", section=adv),
-        Field("channels", SpinBox, "Channels", {"min": 1, "max": 1024}, "channels", section=adv),
-        Field(
-            "val_fraction",
-            FloatSpinBox,
-            "Validation fraction",
-            {"min": 0.01, "max": 0.9, "step": 0.05},
-            "val_fraction",
-            section=adv,
-        ),
-        Field("seed", SpinBox, "Seed", {"min": 0, "max": 2**31 - 1}, "seed", section=adv),
+        axes_field(tip["axes"]),
+        Field("psf_kind", ComboBox, "PSF", {"choices": list(_PSF_CONFIG), "value": PSF_GAUSSIAN},
+              config="psf", parse=_PSF_CONFIG.__getitem__),
+        Field("sigma", FloatSpinBox, "PSF sigma (px)", {"min": 0.0, "max": 50.0, "step": 0.1, "tooltip": tip["sigma"]},
+              config="psf_sigma", parse=float),
+        Field("psf_layer", ComboBox, "PSF layer", {"nullable": True, "value": None, "visible": False},
+              choices=grey_image_choices),
+        Field("psf_file", FileEdit, "PSF file", {"mode": "r", "filter": "*.tif *.tiff", "visible": False}),
+        setting("positivity", FloatSpinBox, "Positivity λ", min=0.0, max=1000.0, step=0.1, tooltip=tip["positivity"]),
+        Field("resume", ComboBox, "Start from", {"value": NEW_MODEL, "tooltip": tip["resume"]},
+              choices=_resume_choices),
+        setting("epochs", SpinBox, "Epochs", adv, min=1, max=100_000),
+        setting("steps_per_epoch", SpinBox, "Steps per epoch", adv, min=1, max=100_000),
+        setting("batch_size", SpinBox, "Batch size", adv, min=1, max=4096),
+        setting("patch_size", SpinBox, "Patch size", adv, min=8, max=4096, step=8),
+        setting("micro_batches", SpinBox, "Micro-batches", adv, min=1, max=4096, tooltip=tip["micro_batches"]),
+        Field("lr", LineEdit, "Learning rate", {"value": f"{TrainConfig().lr:g}"}, "lr", _parse_lr, section=adv),
+        setting("depth", SpinBox, "U-Net depth", adv, min=1, max=6),
+        setting("channels", SpinBox, "Channels", adv, min=1, max=1024),
+        setting("val_fraction", FloatSpinBox, "Validation fraction", adv, min=0.01, max=0.9, step=0.05),
+        setting("seed", SpinBox, "Seed", adv, min=0, max=2**31 - 1),
         device_field(section=adv),
     )
 
