@@ -112,12 +112,12 @@ class ApplyWidget(DeconoisingWidget):
             pass
 
     def _on_model_changed(self, name) -> None:
-        info = self.form.model_info
+        box = self.form.model_info
         if name and name in REGISTRY:
-            info.value = REGISTRY.get(name).summary()
-            info.tooltip = info.value
+            box.value = REGISTRY.get(name).summary()
+            box.tooltip = box.value
         else:
-            info.value = "no model: train one or load a file"
+            box.value = "no model: train one or load a file"
 
     @property
     def busy(self) -> bool:

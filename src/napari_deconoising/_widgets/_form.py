@@ -65,7 +65,12 @@ class Field:
 
 
 class Form:
-    """The widgets of a :class:`Field` table, one magicgui ``Container`` per section."""
+    """The widgets of a :class:`Field` table, one magicgui ``Container`` per section.
+
+    Widgets are reached as ``form.<name>``; :meth:`config_values` reads the rows that
+    set a config field. A form with ``image`` and ``axes`` rows guesses the axes
+    whenever the image changes.
+    """
 
     def __init__(self, fields: Iterable[Field], viewer: Any, defaults: object | None = None):
         self.fields: dict[str, Field] = {}
