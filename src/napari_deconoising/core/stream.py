@@ -162,6 +162,9 @@ def read_tile(plan: StreamPlan, src: Any, lead: Sequence[int], origin: Sequence[
     """One normalised input tile (core plus halo, canonical order, float32)."""
     spans, gathers = plan.grid.read_spans(origin)
     block = plan.to_canonical(np.asarray(src[plan.index(lead, spans)]))
+    if block.dtype.kind == "f" and not np.isfinite(block).all():
+        raise DataError(f"the image contains NaN or infinite values (near {tuple(lead)} {tuple(origin)}); "
+                        "fill or crop them first")
     for axis, g in enumerate(gathers):
         if g is not None:
             block = np.take(block, g, axis=axis)
