@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import numpy as np
 from ._console import ProgressBar, run_training
 from .core.config import ConfigError, TrainConfig
 from .core.data import DataError
-from .core.io import ImageFileError, image_format, read_image, write_image
+from ._batch import UsageError
+from .core.io import ImageFileError, read_image
 from .core.model import load_model
 from .core.modelfile import ModelFileError
 from .core.predict import Cancelled
@@ -75,33 +75,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    outputs = [Path(p) for p in (args.denoised, args.deconvolved) if p]
-    for p in outputs:
-        image_format(p)
-        if not p.parent.exists():
-            raise CLIError(f"output folder does not exist: {p.parent}")
-        if p.exists() and Path(args.input).exists() and p.resolve() == Path(args.input).resolve():
-            raise CLIError(f"refusing to overwrite the input image {p}")
-    model = load_model(args.model)
-    data, found = read_image(args.input)
-    axes = args.axes or (found if found and set(found) <= set("STZCYX") else None)
-    bar = ProgressBar(1, sys.stderr)
+    from ._batch import run_predict
 
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done, f"tile {done}/{total}")
-
-    t0 = time.perf_counter()
-    pred = model.predict(data, axes, tile_size=args.tile_size, device=args.device,
-                         precision=args.precision, progress=progress)
-    bar.close()
-    write_image(args.denoised, pred.denoised, axes)
-    msg = f"denoised -> {args.denoised}"
-    if args.deconvolved:
-        write_image(args.deconvolved, pred.deconvolved, axes)
-        msg += f", deconvolved -> {args.deconvolved}"
-    print(f"{msg} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
-    return 0
+    return run_predict(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -147,16 +123,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="MODEL.pt", help="continue training this model")
     t.set_defaults(func=cmd_train)
 
-    q = sub.add_parser("predict", help="denoise (and deconvolve) an image with a trained model")
+    q = sub.add_parser("predict", help="denoise (and deconvolve) images of any size with a trained model",
+                       description="Predict tile by tile: inputs are read lazily and outputs written as "
+                                   "they are computed, so images larger than memory work.")
     q.add_argument("model", metavar="MODEL.pt")
-    q.add_argument("input", metavar="INPUT.tif")
-    q.add_argument("--denoised", required=True, metavar="OUT.tif")
-    q.add_argument("--deconvolved", metavar="OUT2.tif")
+    q.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="TIFF files, zarr/OME-Zarr images (.zarr), folders of them or glob patterns")
+    q.add_argument("--output-dir", metavar="DIR",
+                   help="write DIR/<name>_denoised.<ext> and DIR/<name>_deconvolved.<ext> for every input")
+    q.add_argument("--format", choices=[".tif", ".zarr"],
+                   help="output format with --output-dir (default: the input's); .zarr writes OME-Zarr")
+    q.add_argument("--no-deconvolved", action="store_true", help="with --output-dir: only the denoised images")
+    q.add_argument("--denoised", metavar="OUT", help="output of a single input (.tif: BigTIFF, .zarr: OME-Zarr)")
+    q.add_argument("--deconvolved", metavar="OUT2")
     q.add_argument("--axes")
     q.add_argument("--tile-size", type=int, help="tile side in pixels (default: from free memory)")
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     q.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"],
                    help="fp32 (default) is exact; bf16 is 3-4x faster on CPUs with AMX/AVX512-BF16")
+    cluster = q.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=int, metavar="N",
+                         help="run the tiles on a local Dask cluster of N worker processes")
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="run the tiles on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
     q.set_defaults(func=cmd_predict)
 
     m = sub.add_parser("demo", help="train and compare Noise2Void and DecoNoising on a synthetic sample")
@@ -174,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CLIError, DataError, ConfigError, PSFError, ModelFileError, ImageFileError, Cancelled) as e:
+    except (CLIError, UsageError, DataError, ConfigError, PSFError, ModelFileError, ImageFileError,
+            Cancelled) as e:
         print(f"deconoising: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:  # device not available, out of memory
