@@ -16,7 +16,8 @@ from ._console import ProgressBar, run_training
 from .core.config import ConfigError, TrainConfig
 from .core.data import DataError
 from ._batch import UsageError
-from .core.io import ImageFileError, read_image
+from .core.io import ImageFileError
+from .core.lazy_io import open_lazy
 from .core.model import load_model
 from .core.modelfile import ModelFileError
 from .core.predict import Cancelled
@@ -27,12 +28,13 @@ class CLIError(Exception):
     """A user error: reported as one line on stderr, exit status 2."""
 
 
-def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list[np.ndarray], str | None]:
+def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list, str | None]:
+    """The training images, opened lazily (dask arrays): patches are read as they are drawn."""
     arrays, found = [], []
     for p in paths:
-        data, ax = read_image(p)
-        arrays.append(data)
-        found.append(ax)
+        lazy = open_lazy(p)
+        arrays.append(lazy.dask())
+        found.append(lazy.axes)
     if axes is None and len(set(found)) == 1 and found[0] and set(found[0]) <= set("STZCYX"):
         axes = found[0]  # else None: the core guesses per array shape
     return arrays, axes

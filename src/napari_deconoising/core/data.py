@@ -109,6 +109,7 @@ def as_image_set(data: np.ndarray | Sequence[np.ndarray], axes: str | None = Non
     data : array or list of arrays
         One image, a stack, or a list of differently-sized images/stacks, of any real
         dtype. Never modified or copied (except where a transpose forces a copy).
+        Dask and zarr arrays stay lazy: their slices are dask arrays, read piece by piece.
     axes : str, optional
         Axis letters of each array (``YX``, ``SYX``, ``TYX``, ``ZYX``, ``TZYX``...). All
         axes other than Y and X are treated as a stack of 2D images. Guessed when
@@ -125,7 +126,7 @@ def as_image_set(data: np.ndarray | Sequence[np.ndarray], axes: str | None = Non
         raise DataError("no images given")
     slices, shapes, layouts, counts = [], [], [], []
     for k, a in enumerate(arrays):
-        a = np.asarray(a)
+        a = _array_or_lazy(a)
         name = f"image {k}" if len(arrays) > 1 else "the image"
         if a.dtype.kind not in "biuf":
             raise DataError(f"{name} has dtype {a.dtype}; need real numbers (uint8, uint16, float, ...)")
@@ -141,6 +142,25 @@ def as_image_set(data: np.ndarray | Sequence[np.ndarray], axes: str | None = Non
         layouts.append((perm, canon))
         counts.append(n)
     return ImageSet(slices, shapes, layouts, counts)
+
+
+def _array_or_lazy(a):
+    """numpy for array-likes in memory; a dask array for lazy ones (dask, zarr), read piece by piece."""
+    if isinstance(a, np.ndarray) or not hasattr(a, "shape") or not hasattr(a, "__getitem__"):
+        return np.asarray(a)
+    import dask.array as da
+
+    # name=False: a random task name; hashing the content for one would read it all.
+    return a if isinstance(a, da.Array) else da.from_array(a, chunks=getattr(a, "chunks", "auto"), name=False)
+
+
+def _materialise(patches: list) -> list[np.ndarray]:
+    """Patches as numpy; lazy ones in one dask pass (a chunk shared by patches is read once)."""
+    if not any(hasattr(p, "dask") for p in patches):
+        return patches
+    import dask
+
+    return list(dask.compute(*patches, scheduler="synchronous"))
 
 
 def check_values(slices: Sequence[np.ndarray]) -> None:
@@ -260,16 +280,16 @@ class PatchSampler:
         p = self.patch
         out = np.empty((n, 1, p, p), dtype=np.float32)
         which = self.rng.choice(len(self.regions), size=n, p=self.weights)
-        for j, r_i in enumerate(which):
+        raw, moves = [], []
+        for r_i in which:
             r = self.regions[r_i]
             y = r.y0 + int(self.rng.integers(0, r.shape[0] - p + 1))
             x = r.x0 + int(self.rng.integers(0, r.shape[1] - p + 1))
-            patch = self.slices[r.index][y:y + p, x:x + p]
-            if self.augment:
-                patch = np.rot90(patch, int(self.rng.integers(0, 4)))
-                if self.rng.integers(0, 2):
-                    patch = patch[:, ::-1]
-            out[j, 0] = patch
+            raw.append(self.slices[r.index][y:y + p, x:x + p])
+            moves.append((int(self.rng.integers(0, 4)), bool(self.rng.integers(0, 2))) if self.augment else (0, False))
+        for j, (patch, (k, mirror)) in enumerate(zip(_materialise(raw), moves)):
+            patch = np.rot90(patch, k)
+            out[j, 0] = patch[:, ::-1] if mirror else patch
         out -= self.mean
         out /= self.std
         return out

@@ -81,7 +81,7 @@ class LazyImage:
         chunks = getattr(array, "chunks", None)
         if self.ref.kind == "memmap" or not chunks:
             chunks = tuple(1 if i < len(self.shape) - 2 else min(n, 2048) for i, n in enumerate(self.shape))
-        return da.from_array(array, chunks=chunks, asarray=True, fancy=False)
+        return da.from_array(array, chunks=chunks, asarray=True, fancy=False, name=False)
 
 
 def open_lazy(path: str | Path) -> LazyImage:
