@@ -6,11 +6,13 @@ Runs the same core functions as the napari widgets, in the foreground.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ._console import ProgressBar, run_training
 from .core.config import ConfigError, TrainConfig
@@ -64,15 +66,33 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .core.distributed import from_environment, shutdown
+
     cfg, psf_array = _config_from_args(args)
     out = Path(args.model)
     if not out.parent.exists():
         raise CLIError(f"output folder does not exist: {out.parent}")
-    images, axes = _load_inputs(args.inputs, args.axes)
-    resume = load_model(args.resume) if args.resume else None
-    model, _ = run_training(images, cfg, axes=axes, psf=psf_array, resume=resume)
-    model.save(out)
-    print(f"saved model to {out}: {model.summary()}", file=sys.stderr)
+    ddp = from_environment(args.device)  # under torchrun: join the other processes
+    log = sys.stderr
+    try:
+        if ddp is not None:
+            if cfg.batch_size // cfg.micro_batches < ddp.world:
+                raise CLIError(f"--batch-size {cfg.batch_size} is too small to share among {ddp.world} processes"
+                               + (f" and {cfg.micro_batches} micro-batches" if cfg.micro_batches > 1 else ""))
+            cfg = cfg.replace(device=ddp.device(cfg.device))
+            if not ddp.is_main:
+                log = open(os.devnull, "w")  # noqa: SIM115 - one report, from rank 0
+            print(f"DDP: {ddp.world} processes ({torch.distributed.get_backend()}), {cfg.batch_size} patches "
+                  f"per step in total", file=log)
+        images, axes = _load_inputs(args.inputs, args.axes)
+        resume = load_model(args.resume) if args.resume else None
+        model, _ = run_training(images, cfg, axes=axes, psf=psf_array, resume=resume, out=log, ddp=ddp)
+        if ddp is None or ddp.is_main:
+            model.save(out)
+            print(f"saved model to {out}: {model.summary()}", file=log)
+    finally:
+        if ddp is not None:
+            shutdown()
     return 0
 
 

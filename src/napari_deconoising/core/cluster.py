@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -70,19 +70,20 @@ def _network(token: str, model: DecoNoisingModel, device: str, precision: str) -
         return _NETS[token]
 
 
-def _remote_job(job: tuple, *, model: DecoNoisingModel, plan: StreamPlan, source: ArrayRef,
-                outputs: Sequence[ArrayRef | None], device: str, precision: str, token: str) -> int:
-    from .stream import run_job
-
+def _remote_job(job: tuple, *, run_job: Callable[..., int], model: DecoNoisingModel, plan: StreamPlan,
+                source: ArrayRef, outputs: Sequence[ArrayRef | None], device: str, precision: str, token: str) -> int:
     net, exec_plan = _network(token, model, device, precision)
     sinks = [None if o is None else o.open(write=True) for o in outputs]
     return run_job(plan, net, exec_plan, source.open(), sinks, job)
 
 
-def run_on_cluster(client: Any, model: DecoNoisingModel, plan: StreamPlan, source: ArrayRef,
-                   outputs: Sequence[ArrayRef | None], work: Sequence[tuple], device: str,
+def run_on_cluster(client: Any, run_job: Callable[..., int], model: DecoNoisingModel, plan: StreamPlan,
+                   source: ArrayRef, outputs: Sequence[ArrayRef | None], work: Sequence[tuple], device: str,
                    precision: str) -> Iterator[int]:
     """Submit every batch of tiles; yield each finished batch's tile count as it completes.
+
+    ``run_job(plan, net, exec_plan, source, sinks, job)`` (:func:`.stream.run_job`) runs
+    one batch on a worker.
 
     Closing the generator (a cancel, an error) cancels the batches not yet run.
     """
@@ -93,7 +94,7 @@ def run_on_cluster(client: Any, model: DecoNoisingModel, plan: StreamPlan, sourc
     # One copy of the weights per worker, rather than one per task.
     model_future = client.scatter(model, broadcast=True)
     token = uuid.uuid4().hex
-    futures = client.map(_remote_job, list(work), model=model_future, plan=plan, source=source,
+    futures = client.map(_remote_job, list(work), run_job=run_job, model=model_future, plan=plan, source=source,
                          outputs=list(outputs), device=device, precision=precision, token=token, pure=False)
     try:
         for future in as_completed(futures):

@@ -275,10 +275,16 @@ class PatchSampler:
         area = np.array([(r.shape[0] - patch + 1) * (r.shape[1] - patch + 1) for r in self.regions], float)
         self.weights = area / area.sum()
 
-    def sample(self, n: int) -> np.ndarray:
-        """Return ``n`` patches as a float32 array of shape ``(n, 1, patch, patch)``."""
+    def sample(self, n: int, rows: Sequence[int] | None = None) -> np.ndarray:
+        """Return ``n`` patches as a float32 array of shape ``(n, 1, patch, patch)``.
+
+        With ``rows``, all ``n`` positions are drawn (the random stream advances as for
+        ``n``) but only those patches are read and returned, in that order: each
+        process of a data-parallel run reads its share of one batch.
+        """
         p = self.patch
-        out = np.empty((n, 1, p, p), dtype=np.float32)
+        keep = range(n) if rows is None else [int(r) for r in rows]
+        out = np.empty((len(keep), 1, p, p), dtype=np.float32)
         which = self.rng.choice(len(self.regions), size=n, p=self.weights)
         raw, moves = [], []
         for r_i in which:
@@ -287,6 +293,7 @@ class PatchSampler:
             x = r.x0 + int(self.rng.integers(0, r.shape[1] - p + 1))
             raw.append(self.slices[r.index][y:y + p, x:x + p])
             moves.append((int(self.rng.integers(0, 4)), bool(self.rng.integers(0, 2))) if self.augment else (0, False))
+        raw, moves = [raw[i] for i in keep], [moves[i] for i in keep]
         for j, (patch, (k, mirror)) in enumerate(zip(_materialise(raw), moves)):
             patch = np.rot90(patch, k)
             out[j, 0] = patch[:, ::-1] if mirror else patch

@@ -247,8 +247,8 @@ def predict_lazy(model: DecoNoisingModel, source: Any, denoised: Any, deconvolve
     if client is not None:
         from .cluster import run_on_cluster
 
-        events: Iterator[int] = run_on_cluster(client, model, plan, source, (denoised, deconvolved), work,
-                                               device, precision)
+        events: Iterator[int] = run_on_cluster(client, run_job, model, plan, source, (denoised, deconvolved),
+                                               work, device, precision)
     else:
         events = _run_here(model, plan, exec_plan, source, (denoised, deconvolved), work)
     done = 0
