@@ -26,7 +26,7 @@ from .predict import _BYTES_PER_PIXEL_CHANNEL, _MAX_TILE_BATCH, Cancelled, _avai
 if TYPE_CHECKING:
     from .model import DecoNoisingModel
 
-__all__ = ["TileGrid", "StreamPlan", "plan_stream", "predict_lazy", "reflect_indices"]
+__all__ = ["TileGrid", "StreamPlan", "plan_stream", "predict_lazy", "predict_lazy_iter", "reflect_indices"]
 
 
 def reflect_indices(lo: int, hi: int, n: int, edge: bool = False) -> np.ndarray:
@@ -215,9 +215,8 @@ def default_batch(model: DecoNoisingModel, plan: StreamPlan, device: torch.devic
 
 
 def predict_lazy(model: DecoNoisingModel, source: Any, denoised: Any, deconvolved: Any = None, *,
-                 plan: StreamPlan, device: str = "auto", precision: str = "fp32", batch_size: int | None = None,
-                 progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None,
-                 client: Any = None) -> None:
+                 plan: StreamPlan, progress: Callable[[int, int], None] | None = None,
+                 cancel: Callable[[], bool] | None = None, **kwargs: Any) -> None:
     """Predict ``source`` tile by tile into ``denoised`` (and ``deconvolved``).
 
     Parameters
@@ -230,14 +229,32 @@ def predict_lazy(model: DecoNoisingModel, source: Any, denoised: Any, deconvolve
         Writable float32 outputs of the input's shape (``deconvolved`` may be None).
     plan : StreamPlan
         From :func:`plan_stream`.
-    device, precision, batch_size
-        As for :func:`.predict.predict`.
     progress, cancel : callable, optional
         ``progress(done, total)`` after every batch; ``cancel()`` returning True
         raises :class:`.predict.Cancelled` (finished tiles stay written).
+    device, precision, batch_size
+        As for :func:`.predict.predict`.
     client : distributed.Client, optional
         Run the batches on this Dask cluster instead (see :mod:`.cluster`); ``source``
         and the outputs must then be ArrayRefs every worker can open.
+    """
+    gen = predict_lazy_iter(model, source, denoised, deconvolved, plan=plan, **kwargs)
+    try:
+        for done, total in gen:
+            if progress is not None:
+                progress(done, total)
+            if cancel is not None and cancel():
+                raise Cancelled("prediction cancelled")
+    finally:
+        gen.close()
+
+
+def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, deconvolved: Any = None, *,
+                      plan: StreamPlan, device: str = "auto", precision: str = "fp32",
+                      batch_size: int | None = None, client: Any = None) -> Iterator[tuple[int, int]]:
+    """Generator form of :func:`predict_lazy`: yields ``(done, total)`` tiles.
+
+    Closing it stops the work after the current batch; finished tiles stay written.
     """
     exec_plan = execution_plan(device, precision)
     shape = source.shape
@@ -255,10 +272,7 @@ def predict_lazy(model: DecoNoisingModel, source: Any, denoised: Any, deconvolve
     try:
         for n in events:
             done += n
-            if progress is not None:
-                progress(done, total)
-            if cancel is not None and cancel():
-                raise Cancelled("prediction cancelled")
+            yield done, total
     finally:
         events.close()
 
