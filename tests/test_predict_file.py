@@ -15,11 +15,10 @@ def stack(trained):
 
 
 def test_zarr_in_zarr_out_equals_in_memory(trained, stack, tmp_path):
+    import zarr
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
     from ome_zarr.writer import write_image as ome_write
-
-    import zarr
 
     # A two-level image written by the ome-zarr library itself (NGFF 0.5 / zarr v3), with a pixel size.
     root = zarr.open_group(str(tmp_path / "in.zarr"), mode="w")

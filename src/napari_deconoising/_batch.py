@@ -70,7 +70,8 @@ def plan_outputs(sources: list[Path], args: argparse.Namespace) -> list[Job]:
         for s in sources:
             ext = args.format if args.format else s.suffix.lower() if s.suffix.lower() in _SUFFIXES else ".tif"
             stem = s.name[:-len(s.suffix)] if s.suffix else s.name
-            jobs.append(Job(s, d / f"{stem}_denoised{ext}", None if args.no_deconvolved else d / f"{stem}_deconvolved{ext}"))
+            dec = None if args.no_deconvolved else d / f"{stem}_deconvolved{ext}"
+            jobs.append(Job(s, d / f"{stem}_denoised{ext}", dec))
         names = [j.denoised for j in jobs]
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
@@ -118,7 +119,7 @@ def run_predict(args: argparse.Namespace) -> int:
                              progress=progress, client=client)
             except (ImageFileError, DataError, ValueError) as e:
                 if n == 1:
-                    raise
+                    raise e if isinstance(e, (ImageFileError, DataError)) else UsageError(str(e)) from None
                 failed.append((job.source, str(e)))
                 bar.println(f"deconoising: skipped {job.source}: {e}")
                 continue

@@ -10,8 +10,8 @@ from typing import IO
 import numpy as np
 
 from .core.config import TrainConfig
-from .core.formatting import format_seconds
 from .core.distributed import DDP
+from .core.formatting import format_seconds
 from .core.model import DecoNoisingModel
 from .core.train import Trainer
 
@@ -67,7 +67,8 @@ class ProgressBar:
 
 def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *, axes: str | None = None,
                  psf: np.ndarray | None = None, resume: DecoNoisingModel | None = None,
-                 out: IO[str] | None = None, label: str = "", ddp: DDP | None = None) -> tuple[DecoNoisingModel, Trainer]:
+                 out: IO[str] | None = None, label: str = "",
+                 ddp: DDP | None = None) -> tuple[DecoNoisingModel, Trainer]:
     """Train in the foreground, printing an estimate, a progress bar and one line per epoch.
 
     Ctrl-C stops training and keeps the best model so far.

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._console import ProgressBar, run_training
+from ._batch import UsageError
+from ._console import run_training
 from .core.config import ConfigError, TrainConfig
 from .core.data import DataError
-from ._batch import UsageError
 from .core.io import ImageFileError
 from .core.lazy_io import open_lazy
 from .core.model import load_model

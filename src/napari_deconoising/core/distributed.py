@@ -120,7 +120,8 @@ def ddp_step(trainer: Any) -> float:
         trainer.optimizer.step()
     total = ddp.mean(total)
     if not np.isfinite(total):
-        raise FloatingPointError("training diverged (loss is not finite); try a lower learning rate or precision='fp32'")
+        raise FloatingPointError(
+            "training diverged (loss is not finite); try a lower learning rate or precision='fp32'")
     return total
 
 
