@@ -29,11 +29,10 @@ export DECONOISING_WHEEL="$PWD/${wheels[0]}" DECONOISING_SDIST="$PWD/${sdists[0]
 
 newer=()
 for v in 3.12 3.13; do
-  py=$(command -v "python$v" || true)
-  if [ -z "$py" ]; then
-    for cand in "$HOME"/.pyenv/versions/"$v".*/bin/python"$v"; do [ -x "$cand" ] && py=$cand; done
-  fi
-  if [ -n "$py" ]; then newer+=("$py"); fi
+  # A pyenv shim is found on PATH even where it cannot run that version: try each candidate.
+  for cand in $(command -v "python$v" || true) "$HOME"/.pyenv/versions/"$v".*/bin/python"$v"; do
+    if "$cand" -c "import venv" >/dev/null 2>&1; then newer+=("$cand"); break; fi
+  done
 done
 for py in "${newer[@]}"; do
   ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
