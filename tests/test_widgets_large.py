@@ -82,3 +82,28 @@ def test_cancel_keeps_the_finished_tiles(qtbot, viewer, trained, tmp_path, notif
     assert "finished tiles are kept" in a.status.value and a.run_button.enabled
     assert "lazy denoised" in viewer.layers  # what was done stays visible
     assert not notifications["error"]
+
+
+def test_train_on_a_dask_layer_reads_patches_lazily(viewer, sample, tmp_path, monkeypatch, sync_workers,
+                                                    notifications):
+    import tempfile
+
+    import zarr
+    from conftest import set_tiny
+
+    from napari_deconoising._widgets import TrainWidget
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the results' temporary folder
+    stack = np.stack([sample.noisy, sample.noisy[::-1], sample.noisy[:, ::-1]]).astype(np.float32)
+    layer = viewer.add_image(no_whole_compute(stack, (1, 48, 48)), name="lazy")
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.form.image.value = layer
+    w.form.axes.value = "TYX"
+    set_tiny(w)
+    assert w.start()
+    assert not notifications["error"], notifications["error"]
+    assert w.model is not None and len(w.model.history) == 2
+    den = viewer.layers["lazy denoised"]
+    assert isinstance(den.data, zarr.Array) and den.data.shape == stack.shape
+    assert np.isfinite(den.data[...]).all()

@@ -10,11 +10,9 @@ from magicgui.widgets import ComboBox, LineEdit, PushButton, SpinBox
 from qtpy.QtWidgets import QFileDialog
 
 from ..core import DataError, DecoNoisingModel
-from ..core.device import execution_plan
-from ..core.stream import plan_stream
 from ._base import DeconoisingWidget, button_row
 from ._form import Field, Form, axes_field, device_field, image_field
-from ._large import LazyResults, is_large, sample_region
+from ._large import is_large, large_outputs, sample_region
 from ._layers import full_resolution, layer_array, layer_shape
 from ._notify import notify_error, warning
 from ._prediction import PredictRequest
@@ -193,11 +191,9 @@ class ApplyWidget(DeconoisingWidget):
         try:
             if is_large(layer):  # never copied: tiles are read as they are predicted
                 data = None
-                plan = plan_stream(model, shape, full_resolution(layer).dtype, axes,
-                                   int(self.form.tile_size.value) or None, execution_plan(
-                                       str(self.form.device.value), "fp32").device)
+                large, plan = large_outputs(model, layer, axes, int(self.form.tile_size.value) or None,
+                                            str(self.form.device.value), self.form.store.value.strip() or None)
                 mismatch = intensity_mismatch(model, sample_region(full_resolution(layer), plan.axes))
-                large = LazyResults(self.form.store.value.strip() or None, layer, plan)
             else:
                 data = layer_array(layer)
                 mismatch = intensity_mismatch(model, data)

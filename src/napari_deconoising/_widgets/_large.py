@@ -19,11 +19,13 @@ import numpy as np
 from napari.layers import Image
 
 from ..core import DecoNoisingModel
+from ..core.device import execution_plan
 from ..core.ome import create_ome_zarr
-from ..core.stream import StreamPlan, predict_lazy_iter
-from ._layers import PROVENANCE_KEY, full_resolution, provenance, unique_name
+from ..core.stream import StreamPlan, plan_stream, predict_lazy_iter
+from ._layers import PROVENANCE_KEY, full_resolution, layer_array, provenance, unique_name
 
-__all__ = ["LARGE_BYTES", "is_large", "LazyResults", "large_predict_job", "sample_region"]
+__all__ = ["LARGE_BYTES", "is_large", "layer_data", "LazyResults", "large_outputs", "large_predict_job",
+           "sample_region"]
 
 #: Layers above this size (or not held in memory) are predicted into a zarr store.
 LARGE_BYTES = 1 << 30
@@ -33,6 +35,25 @@ def is_large(layer: Image) -> bool:
     """True for a dask/zarr-backed or multiscale layer, or an in-memory one above :data:`LARGE_BYTES`."""
     data = full_resolution(layer)
     return getattr(layer, "multiscale", False) or not isinstance(data, np.ndarray) or data.nbytes > LARGE_BYTES
+
+
+def layer_data(layer: Image) -> Any:
+    """What the core gets: the lazy array itself for a large layer, else a private NumPy copy."""
+    return full_resolution(layer) if is_large(layer) else layer_array(layer)
+
+
+def large_outputs(model: DecoNoisingModel, layer: Image, axes: str, tile_size: int | None, device: str,
+                  folder: str | None) -> tuple[LazyResults, StreamPlan]:
+    """Plan the tiles for a large layer and create its two OME-Zarr outputs in ``folder``.
+
+    Raises
+    ------
+    DataError, ValueError
+        The layer's layout does not fit the model, or a bad tile size.
+    """
+    data = full_resolution(layer)
+    plan = plan_stream(model, data.shape, data.dtype, axes, tile_size, execution_plan(device, "fp32").device)
+    return LazyResults(folder, layer, plan), plan
 
 
 def sample_region(data: Any, axes: str, side: int = 512) -> np.ndarray:
