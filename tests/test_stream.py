@@ -3,20 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from napari_deconoising.core import Cancelled
 from napari_deconoising.core.predict import tile_halo
-from napari_deconoising.core.stream import plan_stream, predict_lazy, reflect_indices
-
-
-@given(n=st.integers(1, 9), lo=st.integers(1, 30), hi=st.integers(1, 30))
-@settings(max_examples=60, deadline=None)
-def test_reflect_indices_match_numpy_pad(n, lo, hi):
-    a = np.arange(n)
-    mode = "reflect" if n > 1 else "edge"
-    np.testing.assert_array_equal(np.pad(a, (lo, hi), mode=mode), reflect_indices(-lo, n + hi, n))
+from napari_deconoising.core.stream import plan_stream, predict_lazy
 
 
 def _lazy(model, image, axes, tile, batch=2, **kw):
