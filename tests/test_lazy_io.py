@@ -77,3 +77,13 @@ def test_ome_zarr_cannot_hold_axes_out_of_order(tmp_path):
     with pytest.raises(ImageFileError, match="order"), create_output(tmp_path / "o.zarr", (8, 9, 2), "YXT"):
         pass
     assert not list(tmp_path.iterdir())
+
+
+def test_pyramidal_tiff_reads_level_0(tmp_path):
+    img = np.random.default_rng(2).random((256, 200)).astype(np.float32)
+    with tifffile.TiffWriter(tmp_path / "p.tif") as tw:
+        tw.write(img, subifds=1, tile=(64, 64))
+        tw.write(img[::2, ::2], subfiletype=1, tile=(64, 64))
+    lazy = open_lazy(tmp_path / "p.tif")
+    assert lazy.shape == img.shape and lazy.ref.kind == "tiff"
+    np.testing.assert_array_equal(lazy.ref.open()[10:90, 5:150], img[10:90, 5:150])

@@ -57,7 +57,8 @@ class ArrayRef:
         if self.kind == "tiff":
             import tifffile
 
-            return zarr.open_array(tifffile.imread(self.path, aszarr=True), mode="r")
+            # Level 0 of series 0, as read_image reads it (a pyramid's other levels are not used).
+            return zarr.open_array(tifffile.imread(self.path, aszarr=True, series=0, level=0), mode="r")
         raise ValueError(f"unknown array kind {self.kind!r}")
 
 
@@ -159,7 +160,7 @@ def create_output(path: str | Path, shape: Sequence[int], axes: str, *, chunks: 
 def _create_tiff(tmp: Path, shape: Sequence[int], axes: str) -> ArrayRef:
     import tifffile
 
-    metadata = {"axes": "".join(_TO_TIFF[a] for a in axes)} if axes else {}
+    metadata = {"axes": "".join(_TO_TIFF.get(a, "Q") for a in axes)} if axes else {}
     # An empty (sparse) file of the final size; pixels are filled through a memory map.
     tifffile.imwrite(tmp, shape=tuple(shape), dtype=np.float32, bigtiff=True, photometric="minisblack",
                      metadata=metadata)

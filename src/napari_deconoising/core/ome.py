@@ -25,7 +25,7 @@ NGFF_VERSION = "0.4"
 
 _TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
 # NGFF order: time, then channel or one custom axis, then space.
-_RANK = {"T": 0, "C": 1, "S": 1, "Z": 2, "Y": 3, "X": 4}
+_RANK = {"T": 0, "C": 1, "S": 1, "Q": 1, "Z": 2, "Y": 3, "X": 4}
 
 
 def ngff_axes(axes: str, unit: str | None = None) -> list[dict[str, str]]:
