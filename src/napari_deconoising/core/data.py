@@ -163,29 +163,48 @@ def _materialise(patches: list) -> list[np.ndarray]:
     return list(dask.compute(*patches, scheduler="synchronous"))
 
 
+def _per_slice(slices: Sequence[np.ndarray], fn: Callable) -> list:
+    """``fn(slice)`` for every slice; lazy (dask) results in one pass that reads each chunk once."""
+    out = [fn(s) for s in slices]
+    if any(hasattr(v, "dask") for o in out for v in (o if isinstance(o, tuple) else (o,))):
+        import dask
+
+        out = list(dask.compute(*out))
+    return out
+
+
 def check_values(slices: Sequence[np.ndarray]) -> None:
     """Raise :class:`DataError` for NaN/inf values or data that is constant everywhere."""
-    lo, hi = math.inf, -math.inf
-    for i, s in enumerate(slices):
-        if s.dtype.kind == "f" and not np.isfinite(s).all():
+    found = _per_slice(slices, lambda s: (np.isfinite(s).all() if s.dtype.kind == "f" else True, s.min(), s.max()))
+    for i, (finite, _, _) in enumerate(found):
+        if not finite:
             where = f" (slice {i})" if len(slices) > 1 else ""
             raise DataError(f"the image contains NaN or infinite values{where}; fill or crop them first")
-        lo, hi = min(lo, float(s.min())), max(hi, float(s.max()))
+    lo, hi = min(float(f[1]) for f in found), max(float(f[2]) for f in found)
     if lo == hi:
         raise DataError(f"the image is constant (every pixel is {lo:g}); there is nothing to denoise")
 
 
 def normalisation_stats(slices: Sequence[np.ndarray]) -> tuple[float, float]:
-    """Mean and standard deviation over all pixels, accumulated slice by slice in float64."""
-    n, s1, s2 = 0, 0.0, 0.0
-    for s in slices:
-        f = s.astype(np.float64, copy=False)
-        n += f.size
-        s1 += float(f.sum())
+    """Mean and standard deviation over all pixels, accumulated slice by slice in float64.
+
+    Two passes over the data (mean, then spread around it), each a single pass over a
+    lazy input's chunks.
+    """
+    sums = _per_slice(slices, lambda s: s.astype(np.float64, copy=False).sum())
+    n = sum(s.size for s in slices)
+    s1 = 0.0
+    for v in sums:
+        s1 += float(v)
     mean = s1 / n
-    for s in slices:
+
+    def spread(s):
         f = s.astype(np.float64, copy=False) - mean
-        s2 += float((f * f).sum())
+        return (f * f).sum()
+
+    s2 = 0.0
+    for v in _per_slice(slices, spread):
+        s2 += float(v)
     std = math.sqrt(s2 / n)
     if std == 0:
         raise DataError("the image is constant; there is nothing to denoise")
