@@ -117,12 +117,14 @@ def run_predict(args: argparse.Namespace) -> int:
                 predict_file(model, job.source, job.denoised, job.deconvolved, axes=args.axes,
                              tile_size=args.tile_size, device=args.device, precision=args.precision,
                              progress=progress, client=client)
-            except (ImageFileError, DataError, ValueError) as e:
+            except (ImageFileError, DataError) as e:  # this file cannot be used: report it, go on
                 if n == 1:
-                    raise e if isinstance(e, (ImageFileError, DataError)) else UsageError(str(e)) from None
+                    raise
                 failed.append((job.source, str(e)))
                 bar.println(f"deconoising: skipped {job.source}: {e}")
                 continue
+            except ValueError as e:  # a setting wrong for every file (e.g. --tile-size): stop
+                raise UsageError(str(e)) from None
             outs = ", ".join(str(p) for p in (job.denoised, job.deconvolved) if p is not None)
             bar.println(f"{job.source} -> {outs}")
     bar.close()
