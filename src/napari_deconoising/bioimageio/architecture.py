@@ -60,9 +60,7 @@ class BioimageioDecoNoisingNet(DecoNoisingNet):
 
 def _sync_psf(module: BioimageioDecoNoisingNet, incompatible_keys) -> None:
     # The convolution keeps its own flipped copy (torch's conv is a correlation).
+    # (A PSF of another shape never gets here: load_state_dict reports the size mismatch.)
     kernel = getattr(module, PSF_KEY)
-    if tuple(kernel.shape) != tuple(module.psf.kernel.shape[2:]):
-        raise RuntimeError(f"PSF of shape {tuple(kernel.shape)} does not fit the network's "
-                           f"{tuple(module.psf.kernel.shape[2:])}")
     with torch.no_grad():
         module.psf.kernel.copy_(torch.flip(kernel, tuple(range(kernel.ndim)))[None, None])
