@@ -35,10 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from napari_deconoising.core import PSFConvolution, gaussian_psf
-from napari_deconoising.core.sample import make_phantom
+from napari_deconoising.core.sample import camera_noise, gaussian_blur, make_phantom
 
 CACHE = Path(
     os.environ.get(
@@ -93,14 +91,6 @@ class Dataset:
     description: str
 
 
-def blur(phantom: np.ndarray, sigma: float) -> np.ndarray:
-    """Convolve each image of a stack with the Gaussian PSF (reflecting borders)."""
-    conv = PSFConvolution(gaussian_psf(sigma))
-    with torch.no_grad():
-        t = torch.from_numpy(np.ascontiguousarray(phantom, np.float32))[:, None]
-        return conv(t)[:, 0].numpy()
-
-
 def _font_path() -> str:
     import matplotlib
 
@@ -129,7 +119,7 @@ def make_text(
     rng = np.random.default_rng(seed)
     phantom = np.stack([render_text(size, rng) for _ in range(n)]).astype(np.float32)
     phantom = 0.1 + phantom  # dim background, text at 1.1
-    clean = blur(phantom, sigma)
+    clean = gaussian_blur(phantom, sigma)
     noisy = clean + rng.normal(0, noise_std, clean.shape).astype(np.float32)
     return Dataset(
         "text",
@@ -140,12 +130,6 @@ def make_text(
         f"rendered text (DejaVu Sans), PSF sigma {sigma} px, Gaussian noise std {noise_std} "
         f"(signal range 1.0)",
     )
-
-
-def _poisson_read(clean: np.ndarray, read_noise: float, rng: np.random.Generator) -> np.ndarray:
-    return rng.poisson(np.clip(clean, 0, None)).astype(np.float32) + rng.normal(
-        0, read_noise, clean.shape
-    ).astype(np.float32)
 
 
 def make_filaments(
@@ -160,8 +144,8 @@ def make_filaments(
     phantom = np.stack(
         [make_phantom((size, size), seed=seed + 100 + i) for i in range(n)]
     ) * np.float32(photons)
-    clean = blur(phantom, sigma)
-    noisy = _poisson_read(clean, read_noise, rng)
+    clean = gaussian_blur(phantom, sigma)
+    noisy = camera_noise(clean, read_noise, rng)
     return Dataset(
         "filaments",
         noisy,
@@ -226,8 +210,8 @@ def make_nuclei(
         x = ((i * 3 * size) // 2) % max(1, w - size + 1)
         crops.append(img[y : y + size, x : x + size])
     phantom = (0.05 + np.stack(crops)).astype(np.float32) * np.float32(photons)
-    clean = blur(phantom, sigma)
-    noisy = _poisson_read(clean, read_noise, rng)
+    clean = gaussian_blur(phantom, sigma)
+    noisy = camera_noise(clean, read_noise, rng)
     return Dataset(
         "nuclei",
         noisy,

@@ -169,7 +169,7 @@ def run_dataset(
     out, s = train_ours(ds.noisy, p, precision, seed, psf="none", positivity=0.0)
     m["N2V"] = scores(ds, out["denoised"], out["denoised"]) | {"train_s": s}
     img["N2V"] = out["denoised"]
-    conv = datasets.blur(out["denoised"], ds.sigma)
+    conv = datasets.gaussian_blur(out["denoised"], ds.sigma)
     m["N2V conv"] = scores(ds, conv, None) | {"train_s": s}
     img["N2V conv"] = conv
     log(f"  {ds.name}: N2V {m['N2V']['psnr']:.2f} dB, N2V conv {m['N2V conv']['psnr']:.2f} dB ({s:.0f} s)")

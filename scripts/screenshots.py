@@ -69,12 +69,12 @@ def run_demo(
         "napari-deconoising", "Train model", tabify=False
     )
     assert isinstance(train, TrainWidget)
-    train.image.value = noisy
+    train.form.image.value = noisy
     sigma = noisy.metadata["napari-deconoising sample"]["psf_sigma_px"]
-    train.sigma.value = sigma
-    train.positivity.value = 1.0
+    train.form.sigma.value = sigma
+    train.form.positivity.value = 1.0
     for k, v in {**(QUICK_SETTINGS if quick else DOC_SETTINGS), **(settings or {})}.items():
-        getattr(train, k).value = v
+        getattr(train.form, k).value = v
     train.truth_combo.value = clean
     t0 = time.perf_counter()
     if not train.start():
@@ -92,7 +92,7 @@ def run_demo(
         "sample": sample,
         "settings": train.config().to_dict(),
         "seconds": round(seconds, 1),
-        "device": train._run.get("device"),
+        "device": train.train_run.device,
         "epochs": len(train.model.history),
         "psnr_raw_vs_clean": psnr(clean.data, raw.data),
         "psnr_denoised_vs_clean": psnr(clean.data, den.data),
@@ -104,7 +104,7 @@ def run_demo(
         "napari-deconoising", "Apply model", tabify=True
     )
     assert isinstance(apply, ApplyWidget)
-    apply.image.value = noisy
+    apply.form.image.value = noisy
     return {"train": train, "apply": apply, "numbers": numbers}
 
 

@@ -65,21 +65,15 @@ def fresh_registry():
 
 @pytest.fixture
 def notifications(monkeypatch):
-    """Collect the messages the widgets show, by level ('error', 'warning', 'info')."""
+    """Collect the messages the plugin shows, by level ('error', 'warning', 'info')."""
+    from napari_deconoising._widgets import _notify
+
     seen: dict[str, list[str]] = {"error": [], "warning": [], "info": []}
-    targets = {
-        "error": ["_worker", "_train"],
-        "warning": ["_train", "_apply", "_compare"],
-        "info": ["_train", "_apply", "_compare", "_base"],
-    }
-    for level, modules in targets.items():
-        for mod in modules:
-            monkeypatch.setattr(f"napari_deconoising._widgets.{mod}.show_{level}",
-                                lambda msg, _l=level: seen[_l].append(str(msg)))
+    monkeypatch.setattr(_notify, "show", lambda level, msg: seen[level].append(str(msg)))
     return seen
 
 
 def set_tiny(widget, **overrides):
     """Fill a TrainWidget's advanced settings with the tiny setup."""
     for k, v in {**TINY_GUI, **overrides}.items():
-        getattr(widget, k).value = v
+        getattr(widget.form, k).value = v

@@ -62,6 +62,7 @@ def test_train_with_measured_psf_no_psf_and_resume(files):
 @pytest.mark.parametrize("case, msg", [
     (["train", "{d}/missing.tif"], "not found"),
     (["train", "{d}/junk.tif"], "cannot read"),
+    (["train", "{d}/noisy.png"], "not supported"),
     (["train", "{d}/nan.tif"], "NaN"),
     (["train", "{d}/rgb.tif"], "channels"),
     (["train", "{d}/line.tif"], "at least 2"),
@@ -93,6 +94,24 @@ def test_predict_bad_input_fails_cleanly(files, capsys, case, msg, trained):
     err = capsys.readouterr().err
     assert err.startswith("deconoising: error:") and msg in err
     assert not out.exists()
+
+
+def test_predict_checks_the_output_suffix_before_predicting(files, capsys, trained):
+    trained.save(files / "m.pt")
+    out = files / "never.png"
+    assert main(["predict", str(files / "m.pt"), str(files / "noisy.tif"), "--denoised", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deconoising: error:") and "'.png' files are not supported" in err
+    assert "tile" not in err and not out.exists()
+
+
+def test_predict_keeps_the_stack_axes(files, trained, capsys):
+    trained.save(files / "m.pt")
+    out = files / "stack_den.tif"
+    assert main(["predict", str(files / "m.pt"), str(files / "stack.tif"), "--denoised", str(out),
+                 "--device", "cpu"]) == 0
+    with tifffile.TiffFile(out) as tif:
+        assert tif.series[0].axes == "TYX" and tif.series[0].shape == (2, 80, 80)
 
 
 def test_predict_refuses_to_overwrite_input(files, capsys, trained):

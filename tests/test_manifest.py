@@ -45,4 +45,4 @@ def test_widgets_open_from_the_plugin(make_napari_viewer):
     assert isinstance(train, TrainWidget) and isinstance(apply, ApplyWidget)
     viewer.open_sample("napari-deconoising", "synthetic")
     assert "synthetic noisy" in viewer.layers
-    assert train.image.value is viewer.layers["synthetic noisy"]
+    assert train.form.image.value is viewer.layers["synthetic noisy"]

@@ -1,5 +1,6 @@
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,3 +85,48 @@ def test_failed_save_keeps_the_old_file(trained, tmp_path, monkeypatch):
         trained.save(p)
     assert p.read_bytes() == before
     assert [f.name for f in tmp_path.iterdir()] == ["m.pt"]
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_a_model_file_from_format_1_still_loads_and_predicts_the_same():
+    # model_v1.pt was written by the code before the issue-7 refactor (tests/data/make_model_v1.py).
+    model = load_model(DATA / "model_v1.pt")
+    expected = np.load(DATA / "model_v1_expected.npz")
+    assert (model.config.depth, model.config.channels, model.config.psf) == (2, 8, "gaussian")
+    assert len(model.history) == 2
+    assert (model.mean, model.std) == (float(expected["mean"]), float(expected["std"]))
+    pred = model.predict(expected["image"], device="cpu")
+    # Tolerance only for float summation order on other CPUs; a format change moves far more.
+    np.testing.assert_allclose(pred.denoised, expected["denoised"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(pred.deconvolved, expected["deconvolved"], rtol=1e-5, atol=1e-4)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
+    return type(a) is type(b) and a == b
+
+
+def test_saving_a_loaded_model_writes_the_same_payload(tmp_path):
+    old = torch.load(DATA / "model_v1.pt", weights_only=True)
+    load_model(DATA / "model_v1.pt").save(tmp_path / "again.pt")
+    new = torch.load(tmp_path / "again.pt", weights_only=True)
+    old.pop("software_version"), new.pop("software_version")
+    assert _same(old, new)
+    assert not _same(old, {**new, "psf": None})  # the comparison can fail
+
+
+def test_read_payload_checks_the_envelope_only(tmp_path):
+    from napari_deconoising.core.modelfile import read_payload, write_payload
+
+    write_payload(tmp_path / "p.pt", {"anything": [1, 2.5, "x", torch.ones(2)]})
+    got = read_payload(tmp_path / "p.pt")
+    assert got["format_version"] == FORMAT_VERSION and got["anything"][:3] == [1, 2.5, "x"]
+    with pytest.raises(ModelFileError, match="damaged"):
+        load_model(tmp_path / "p.pt")

@@ -28,7 +28,7 @@ def viewer(make_napari_viewer, fresh_registry):
 def train_widget(viewer, tiny_sample_layer):
     w = TrainWidget(viewer)
     viewer.window.add_dock_widget(w, name="Train")
-    w.image.value = tiny_sample_layer
+    w.form.image.value = tiny_sample_layer
     set_tiny(w)
     return w
 
@@ -45,7 +45,7 @@ def test_train_end_to_end_in_a_thread(
     """Real thread worker: loss plot gets points, both result layers appear with the
     source's shape, scale and translate, and the viewer's event loop keeps running."""
     w = train_widget
-    assert w.axes.value == "YX"
+    assert w.form.axes.value == "YX"
     ticks = []
     from qtpy.QtCore import QTimer
 
@@ -125,24 +125,24 @@ def test_refused_inputs_notify(viewer, sync_workers, notifications):
     assert not w.start()  # no layer at all
     assert "no image layer" in notifications["error"][-1]
     rgb = viewer.add_image(np.zeros((64, 64, 3), np.uint8), rgb=True, name="photo")
-    w.image.value = rgb
+    w.form.image.value = rgb
     assert not w.start()
     assert "RGB" in notifications["error"][-1]
     labels = viewer.add_labels(np.zeros((64, 64), np.int32), name="seg")
-    w.image.value = labels
+    w.form.image.value = labels
     assert not w.start()
     assert "labels layer" in notifications["error"][-1]
     img = viewer.add_image(np.random.default_rng(0).random((64, 64)).astype(np.float32), name="img")
-    w.image.value = img
-    w.lr.value = "fast"
+    w.form.image.value = img
+    w.form.lr.value = "fast"
     assert not w.start()
     assert "learning rate" in notifications["error"][-1]
-    w.lr.value = "1e-3"
+    w.form.lr.value = "1e-3"
     set_tiny(w, micro_batches=8)  # more micro-batches than patches
     assert not w.start()
     assert notifications["error"][-1].startswith("Invalid setting: micro_batches")
     set_tiny(w)
-    w.psf_kind.value = "Measured PSF: TIFF file"
+    w.form.psf_kind.value = "Measured PSF: TIFF file"
     assert not w.start()
     assert "PSF" in notifications["error"][-1]
     assert not w.busy and w.start_button.enabled
@@ -152,44 +152,13 @@ def test_worker_error_reaches_user_and_resets_buttons(qtbot, viewer, notificatio
     """A real thread worker whose generator raises: specific message, buttons reset."""
     w = TrainWidget(viewer)
     viewer.window.add_dock_widget(w)
-    w.image.value = viewer.add_image(np.full((96, 96), 7.0, np.float32), name="flat")
+    w.form.image.value = viewer.add_image(np.full((96, 96), 7.0, np.float32), name="flat")
     set_tiny(w)
     assert w.start()  # the constant image is refused inside the worker (DataError)
     _wait_idle(qtbot, w)
     assert notifications["error"] and notifications["error"][-1].startswith("Cannot use this image")
     assert "constant" in notifications["error"][-1]
     assert w.start_button.enabled and not w.stop_button.enabled and not w.busy
-
-
-def test_out_of_memory_suggests_smaller_tiles():
-    import torch
-
-    from napari_deconoising._widgets._worker import describe_error
-
-    msg = describe_error(
-        RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), what="prediction"
-    )
-    assert "smaller tile size" in msg and "patch size" in msg
-    assert "smaller tile size" in describe_error(torch.OutOfMemoryError("boom"))
-
-
-@pytest.mark.parametrize(
-    ("exc", "start"),
-    [
-        ("DataError", "Cannot use this image: "),
-        ("ConfigError", "Invalid setting: "),
-        ("PSFError", "Problem with the PSF: "),
-        ("ModelFileError", "Cannot load the model: "),
-        ("Cancelled", "Training was cancelled"),
-    ],
-)
-def test_core_errors_are_translated(exc, start):
-    from napari_deconoising import core
-    from napari_deconoising._widgets._worker import describe_error
-
-    msg = describe_error(getattr(core, exc)("details here"), what="training")
-    assert msg.startswith(start)
-    assert exc == "Cancelled" or msg.endswith("details here")
 
 
 def test_apply_compare_and_psnr(qtbot, viewer, train_widget, sample, sync_workers, notifications):
@@ -200,12 +169,12 @@ def test_apply_compare_and_psnr(qtbot, viewer, train_widget, sample, sync_worker
     other_hidden = viewer.add_image(sample.noisy, name="distractor")
     a = ApplyWidget(viewer)
     viewer.window.add_dock_widget(a, name="Apply")
-    assert a.model_combo.value == w.model_name  # the trained model is offered
-    a.image.value = other
-    assert a.axes.value == "SYX"
+    assert a.form.model.value == w.model_name  # the trained model is offered
+    a.form.image.value = other
+    assert a.form.axes.value == "SYX"
     from napari_deconoising.core.predict import tile_halo
 
-    a.tile_size.value = 2 * tile_halo(w.model) + 16  # several tiles per slice
+    a.form.tile_size.value = 2 * tile_halo(w.model) + 16  # several tiles per slice
     assert a.run()
     assert not notifications["error"], notifications["error"]
     den = viewer.layers["stack denoised"]
@@ -253,10 +222,10 @@ def test_apply_threaded_with_cancel(qtbot, viewer, sample, notifications, traine
     a.select_model(trained, "core-trained")
     big = np.tile(sample.noisy, (8, 1, 1))
     layer = viewer.add_image(big, name="big")
-    a.image.value = layer
+    a.form.image.value = layer
     from napari_deconoising.core.predict import tile_halo
 
-    a.tile_size.value = 2 * tile_halo(trained) + 8  # many small tiles
+    a.form.tile_size.value = 2 * tile_halo(trained) + 8  # many small tiles
     assert a.run()
     assert a.busy and a.cancel_button.enabled
     a.cancel()
@@ -270,16 +239,16 @@ def test_apply_refuses_mismatch(viewer, sample, sync_workers, notifications, tra
     a = ApplyWidget(viewer)
     viewer.window.add_dock_widget(a)
     layer = viewer.add_image(sample.noisy, name="img")
-    a.image.value = layer
+    a.form.image.value = layer
     assert not a.run()
     assert "no model selected" in notifications["error"][-1]
     a.select_model(trained, "m")
-    a.axes.value = "TYX"
+    a.form.axes.value = "TYX"
     assert not a.run()
     assert "3 letters" in notifications["error"][-1] or "axes" in notifications["error"][-1]
-    a.axes.value = "YX"
+    a.form.axes.value = "YX"
     bright = viewer.add_image(sample.noisy * 1000 + 5e4, name="bright")
-    a.image.value = bright
+    a.form.image.value = bright
     assert a.run()
     assert any("differ strongly" in m for m in notifications["warning"])
 
@@ -296,38 +265,14 @@ def test_save_load_round_trip(tmp_path, viewer, train_widget, sync_workers, noti
     assert notifications["error"][-1].startswith("Cannot load the model")
     model = w.load_model(path)
     assert model is not None and len(model.history) == 2
-    assert w.resume.value == "model"
+    assert w.form.resume.value == "model"
     assert w.plot.n_points == 4
     # continue training the loaded model: history grows
     assert w.start()
     assert len(w.model.history) == 4
     a = ApplyWidget(viewer)
     viewer.window.add_dock_widget(a)
-    assert "model" in a.model_combo.choices
-
-
-def test_reader_loads_model_into_apply_widget(
-    tmp_path, make_napari_viewer, fresh_registry, trained
-):
-    from napari_deconoising._reader import get_reader
-
-    viewer = make_napari_viewer()
-    path = tmp_path / "nuclei.pt"
-    trained.save(path)
-    assert get_reader(str(tmp_path / "other.tif")) is None
-    (tmp_path / "foreign.pt").write_bytes(b"junk")
-    assert get_reader(str(tmp_path / "foreign.pt")) is None
-    reader = get_reader(str(path))
-    assert reader(str(path)) == [(None,)]
-    assert "nuclei" in fresh_registry
-    widgets = [d.widget() for d in viewer.window._wrapped_dock_widgets.values()]
-    apply = [x for x in widgets if isinstance(x, ApplyWidget)]
-    assert apply and apply[0].model_combo.value == "nuclei"
-    # the same through napari's own file opening (what drag and drop does)
-    n_layers = len(viewer.layers)
-    viewer.open(str(path), plugin="napari-deconoising")
-    assert "nuclei [2]" in fresh_registry and apply[0].model_combo.value == "nuclei [2]"
-    assert len(viewer.layers) == n_layers
+    assert "model" in a.form.model.choices
 
 
 def test_tiny_settings_are_the_documented_ones():
@@ -338,7 +283,7 @@ def test_tiny_settings_are_the_documented_ones():
 def test_trainer_warnings_are_shown(viewer, sample, sync_workers, notifications):
     w = TrainWidget(viewer)
     viewer.window.add_dock_widget(w)
-    w.image.value = viewer.add_image(sample.noisy[:48, :48], name="small")
+    w.form.image.value = viewer.add_image(sample.noisy[:48, :48], name="small")
     set_tiny(w, patch_size=64)  # larger than the image: the core shrinks it and says so
     assert w.start()
     assert not notifications["error"], notifications["error"]
@@ -355,12 +300,12 @@ def test_stack_axes_and_psf_from_layer(viewer, sample, sync_workers, notificatio
         np.stack([sample.noisy, sample.noisy.T, sample.noisy[::-1]]), name="tyx"
     )
     psf = viewer.add_image(gaussian_psf(1.5), name="psf")
-    w.image.value = stack
-    assert w.axes.value == "SYX"
-    w.axes.value = "tyx"
-    w.psf_kind.value = "Measured PSF: image layer"
-    assert not w.psf_layer.native.isHidden() and w.sigma.native.isHidden()
-    w.psf_layer.value = psf
+    w.form.image.value = stack
+    assert w.form.axes.value == "SYX"
+    w.form.axes.value = "tyx"
+    w.form.psf_kind.value = "Measured PSF: image layer"
+    assert not w.form.psf_layer.native.isHidden() and w.form.sigma.native.isHidden()
+    w.form.psf_layer.value = psf
     set_tiny(w)
     assert w.start()
     assert not notifications["error"], notifications["error"]
@@ -378,7 +323,7 @@ def test_closing_napari_window_stops_training(qtbot, make_napari_viewer, fresh_r
     viewer = make_napari_viewer(show=True)
     w = TrainWidget(viewer)
     viewer.window.add_dock_widget(w)
-    w.image.value = viewer.add_image(sample.noisy, name="noisy")
+    w.form.image.value = viewer.add_image(sample.noisy, name="noisy")
     set_tiny(w, epochs=500, steps_per_epoch=5)
     assert w.start()
     qtbot.waitUntil(lambda: w.progress.value() >= 1, timeout=30_000)
@@ -402,8 +347,8 @@ def test_psf_from_tiff_and_plot_follows_theme(
     w = train_widget
     path = tmp_path / "bead.tif"
     tifffile.imwrite(path, gaussian_psf(1.2))
-    w.psf_kind.value = "Measured PSF: TIFF file"
-    w.psf_file.value = path
+    w.form.psf_kind.value = "Measured PSF: TIFF file"
+    w.form.psf_file.value = path
     assert w.start()
     assert not notifications["error"], notifications["error"]
     assert w.model.config.psf == "measured"

@@ -34,9 +34,9 @@ def get_reader(path):
 
 def _open_model(model, path) -> list[tuple]:
     import napari
-    from napari.utils.notifications import show_info
 
     from ._widgets import REGISTRY, ApplyWidget
+    from ._widgets._notify import info
 
     viewer = napari.current_viewer()
     name = None
@@ -50,5 +50,5 @@ def _open_model(model, path) -> list[tuple]:
     if name is None:
         name = REGISTRY.name_of(model) or REGISTRY.add(model, Path(path).stem, path=path)
     REGISTRY.entry(name).path = str(path)
-    show_info(f"Loaded model '{name}': {model.summary()}")
+    info(f"Loaded model '{name}': {model.summary()}")
     return [(None,)]

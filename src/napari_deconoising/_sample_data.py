@@ -7,12 +7,12 @@ and Gaussian (read) noise are added. The phantom is the target of deconvolution.
 
 from __future__ import annotations
 
-from importlib.resources import files
+from importlib.resources import as_file, files
 
 import numpy as np
 
-from .core import gaussian_psf, make_sample
-from .core.psf import PSFConvolution
+from .core.io import ImageFileError, read_image
+from .core.sample import camera_noise, gaussian_blur, make_sample
 
 __all__ = ["synthetic_sample", "nuclei_sample", "load_nuclei_crop", "make_noisy", "NUCLEI_SIGMA"]
 
@@ -78,13 +78,10 @@ def synthetic_sample(
 
 def load_nuclei_crop() -> np.ndarray:
     """The 256x256 crop of StarDist's ``img2d.tif`` shipped with the plugin (uint16)."""
-    import tifffile
-
-    path = files("napari_deconoising") / "data" / "nuclei_crop.tif"
     try:
-        with path.open("rb") as f:
-            return tifffile.imread(f)
-    except FileNotFoundError:
+        with as_file(files("napari_deconoising") / "data" / "nuclei_crop.tif") as path:
+            return read_image(path)[0]
+    except (FileNotFoundError, ImageFileError):
         raise FileNotFoundError(
             "the nuclei sample image (napari_deconoising/data/nuclei_crop.tif) is missing from "
             "this installation; reinstall napari-deconoising or use the synthetic sample"
@@ -98,17 +95,10 @@ def make_noisy(
 
     Returns ``(noisy, clean, scaled_phantom)`` as float32 arrays.
     """
-    import torch
-
     p = np.asarray(phantom, np.float32)
     p = (p - p.min()) / max(float(p.max() - p.min()), 1e-12) * np.float32(photons)
-    with torch.no_grad():
-        clean = PSFConvolution(gaussian_psf(sigma))(torch.from_numpy(p)[None, None])[0, 0].numpy()
-    clean = np.clip(clean, 0, None).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    noisy = rng.poisson(clean).astype(np.float32) + rng.normal(0, read_noise, p.shape).astype(
-        np.float32
-    )
+    clean = np.clip(gaussian_blur(p, sigma), 0, None)
+    noisy = camera_noise(clean, read_noise, np.random.default_rng(seed))
     return noisy, clean, p
 
 

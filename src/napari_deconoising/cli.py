@@ -6,17 +6,18 @@ Runs the same core functions as the napari widgets, in the foreground.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ._console import ProgressBar, run_training
 from .core.config import ConfigError, TrainConfig
 from .core.data import DataError
+from .core.io import ImageFileError, image_format, read_image, write_image
+from .core.model import load_model
 from .core.modelfile import ModelFileError
 from .core.predict import Cancelled
 from .core.psf import PSFError
@@ -26,99 +27,15 @@ class CLIError(Exception):
     """A user error: reported as one line on stderr, exit status 2."""
 
 
-# -- TIFF input/output ------------------------------------------------------------
-
-# tifffile's axis letters -> ours. tifffile's "S" means samples (RGB), ours means stack.
-_TIFF_AXES = {"S": "C", "Q": "S", "I": "S", "T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X"}
-
-
-def read_tiff(path: str | os.PathLike) -> tuple[np.ndarray, str]:
-    """Read a TIFF and return the array and its axes in our letters."""
-    import tifffile
-
-    p = Path(path)
-    if not p.is_file():
-        raise CLIError(f"input file not found: {p}")
-    try:
-        with tifffile.TiffFile(p) as tif:
-            series = tif.series[0]
-            data = series.asarray()
-            axes = "".join(_TIFF_AXES.get(a, "S") for a in series.axes)
-    except Exception as e:  # tifffile raises many kinds of errors for broken files
-        raise CLIError(f"cannot read {p} as a TIFF image: {e}") from None
-    if len(set(axes)) != len(axes):  # e.g. two unknown axes both mapped to S
-        axes = ""
-    return data, axes
-
-
-def write_tiff_atomic(path: str | os.PathLike, data: np.ndarray) -> None:
-    """Write a float32 TIFF via a temporary file, so no half-written output is left."""
-    import tifffile
-
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
-    os.close(fd)
-    try:
-        tifffile.imwrite(tmp, np.asarray(data, np.float32))
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list[np.ndarray], str | None]:
     arrays, found = [], []
     for p in paths:
-        data, ax = read_tiff(p)
+        data, ax = read_image(p)
         arrays.append(data)
         found.append(ax)
     if axes is None and len(set(found)) == 1 and found[0] and set(found[0]) <= set("STZCYX"):
         axes = found[0]  # else None: the core guesses per array shape
     return arrays, axes
-
-
-# -- progress -----------------------------------------------------------------------
-
-def _fmt_seconds(s: float) -> str:
-    s = int(round(s))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr (redrawn in place when stderr is a terminal)."""
-
-    def __init__(self, total: int, stream=None, width: int = 30) -> None:
-        self.total, self.width = total, width
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self._last = 0.0
-
-    def update(self, done: int, text: str = "") -> None:
-        now = time.monotonic()
-        if self.tty and done < self.total and now - self._last < 0.1:
-            return
-        self._last = now
-        frac = done / self.total if self.total else 1.0
-        bar = "#" * int(frac * self.width)
-        line = f"[{bar:<{self.width}}] {frac:4.0%} {text}"
-        if self.tty:
-            self.stream.write("\r\033[K" + line)
-            self.stream.flush()
-
-    def println(self, line: str) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K")
-        self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
 
 
 # -- commands -----------------------------------------------------------------------
@@ -144,40 +61,7 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray
     return cfg, psf_array
 
 
-def run_training(images, cfg: TrainConfig, *, axes=None, psf=None, resume=None, out=None,
-                 label: str = "") -> tuple:
-    """Train in the foreground with a progress bar; returns (model, trainer)."""
-    from .core.train import Trainer
-
-    out = out or sys.stderr
-
-    trainer = Trainer(images, cfg, axes=axes, psf=psf, resume=resume)
-    for note in trainer.warnings:
-        print(f"deconoising: warning: {note}", file=out)
-    per_step = trainer.estimate_step_seconds(steps=1)
-    print(f"{label}training {cfg.epochs} epochs x {cfg.steps_per_epoch} steps of {cfg.batch_size} "
-          f"{trainer.patch}px patches on {trainer.plan.device} ({trainer.plan.precision}); "
-          f"estimated {_fmt_seconds(per_step * cfg.total_steps)} ({per_step:.2f} s/step)", file=out)
-    bar = ProgressBar(cfg.total_steps, out)
-    try:
-        for ev in trainer.run():
-            if ev.kind == "step":
-                bar.update(ev.step, f"epoch {ev.epoch}/{ev.epochs} loss {ev.train_loss:.4f} "
-                                    f"left {_fmt_seconds(ev.eta_s)}")
-            else:
-                star = " *" if ev.is_best else ""
-                bar.println(f"{label}epoch {ev.epoch:4d}/{ev.epochs}  train {ev.train_loss:.5f}  "
-                            f"val {ev.val_loss:.5f}  lr {ev.lr:.2e}  {_fmt_seconds(ev.elapsed_s)}{star}")
-    except KeyboardInterrupt:
-        bar.println("interrupted: keeping the best model so far")
-    finally:
-        bar.close()
-    return trainer.model, trainer
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    from .core.modelfile import load_model
-
     cfg, psf_array = _config_from_args(args)
     out = Path(args.model)
     if not out.parent.exists():
@@ -191,16 +75,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .core.modelfile import load_model
-
     outputs = [Path(p) for p in (args.denoised, args.deconvolved) if p]
     for p in outputs:
+        image_format(p)
         if not p.parent.exists():
             raise CLIError(f"output folder does not exist: {p.parent}")
         if p.exists() and Path(args.input).exists() and p.resolve() == Path(args.input).resolve():
             raise CLIError(f"refusing to overwrite the input image {p}")
     model = load_model(args.model)
-    data, found = read_tiff(args.input)
+    data, found = read_image(args.input)
     axes = args.axes or (found if found and set(found) <= set("STZCYX") else None)
     bar = ProgressBar(1, sys.stderr)
 
@@ -212,10 +95,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     pred = model.predict(data, axes, tile_size=args.tile_size, device=args.device,
                          precision=args.precision, progress=progress)
     bar.close()
-    write_tiff_atomic(args.denoised, pred.denoised)
+    write_image(args.denoised, pred.denoised, axes)
     msg = f"denoised -> {args.denoised}"
     if args.deconvolved:
-        write_tiff_atomic(args.deconvolved, pred.deconvolved)
+        write_image(args.deconvolved, pred.deconvolved, axes)
         msg += f", deconvolved -> {args.deconvolved}"
     print(f"{msg} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0
@@ -291,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CLIError, DataError, ConfigError, PSFError, ModelFileError, Cancelled) as e:
+    except (CLIError, DataError, ConfigError, PSFError, ModelFileError, ImageFileError, Cancelled) as e:
         print(f"deconoising: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:  # device not available, out of memory

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ._console import run_training
 from .core.config import TrainConfig
+from .core.io import write_image
 from .core.sample import make_sample, psnr
 
 # CPU-sized network: a few minutes on a 2-core laptop CPU for both methods together.
@@ -39,17 +41,13 @@ def save_comparison_png(path: Path, panels: list[tuple[str, np.ndarray]], crop: 
 def run_demo(out: Path, steps: int = 300, size: int = 256, viewer: bool = True, device: str = "auto",
              seed: int = 0) -> int:
     """Run the demo and write its outputs to ``out``; returns an exit status."""
-    import tifffile
-
-    from .cli import run_training, write_tiff_atomic
-
     out.mkdir(parents=True, exist_ok=True)
     sample = make_sample((size, size), sigma=1.5, seed=seed)
     print(f"sample: {size}x{size} filaments and blobs, Gaussian PSF sigma {sample.sigma} px, "
           "Poisson + Gaussian read noise", file=sys.stderr)
-    tifffile.imwrite(out / "noisy.tif", sample.noisy)
-    tifffile.imwrite(out / "ground_truth.tif", sample.clean)
-    tifffile.imwrite(out / "phantom.tif", sample.phantom)
+    write_image(out / "noisy.tif", sample.noisy, "YX")
+    write_image(out / "ground_truth.tif", sample.clean, "YX")
+    write_image(out / "phantom.tif", sample.phantom, "YX")
 
     epochs = max(1, steps // DEMO_CONFIG.steps_per_epoch)
     base = DEMO_CONFIG.replace(epochs=epochs, device=device, seed=seed)
@@ -60,9 +58,9 @@ def run_demo(out: Path, steps: int = 300, size: int = 256, viewer: bool = True, 
         model, _ = run_training(sample.noisy, cfg, label=f"[{name}] ")
         model.save(out / f"{name.lower()}.pt")
         results[name] = model.predict(sample.noisy, device=device)
-    write_tiff_atomic(out / "n2v_denoised.tif", results["Noise2Void"].denoised)
-    write_tiff_atomic(out / "denoised.tif", results["DecoNoising"].denoised)
-    write_tiff_atomic(out / "deconvolved.tif", results["DecoNoising"].deconvolved)
+    write_image(out / "n2v_denoised.tif", results["Noise2Void"].denoised, "YX")
+    write_image(out / "denoised.tif", results["DecoNoising"].denoised, "YX")
+    write_image(out / "deconvolved.tif", results["DecoNoising"].deconvolved, "YX")
 
     rng = float(sample.clean.max() - sample.clean.min())
     rows = [

@@ -1,27 +1,32 @@
-"""What the train and apply widgets share: layer pickers, compare section, closing."""
+"""What the train and apply widgets share: form, layer pickers, prediction, compare, closing."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton
-from napari.layers import Image, Labels, Layer
-from napari.utils.notifications import show_info
+from napari.layers import Image, Layer
 from qtpy.QtCore import QEvent, QObject
-from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from ._compare import compare_psnr, is_comparing, toggle_compare
+from ._form import Form
+from ._layers import PROVENANCE_KEY, grey_image_choices
+from ._notify import info
+from ._prediction import PredictionFlow
 from ._worker import Job
 
-__all__ = ["DeconoisingWidget", "format_seconds"]
+__all__ = ["DeconoisingWidget", "button_row"]
 
 
-def format_seconds(s: float) -> str:
-    s = max(0, int(round(s)))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
+def button_row(*widgets: QWidget) -> QWidget:
+    """Widgets side by side, without margins."""
+    row = QWidget()
+    lay = QHBoxLayout(row)
+    lay.setContentsMargins(0, 0, 0, 0)
+    for w in widgets:
+        lay.addWidget(w)
+    return row
 
 class _TextLabel(QLabel):
     """A QLabel with a ``value`` property like magicgui's Label."""
@@ -70,11 +75,17 @@ class _CloseWatcher(QObject):
 
 
 class DeconoisingWidget(QWidget):
-    """Base dock widget: a viewer, a magicgui form, progress, and the compare section."""
+    """Base dock widget: a viewer, a form, progress, prediction, and the compare section.
 
-    def __init__(self, napari_viewer) -> None:
+    napari calls :meth:`reset_choices` on every layer insert, removal, move and rename
+    for a dock widget that has one (``Window.add_dock_widget``); the layer pickers
+    refresh there.
+    """
+
+    def __init__(self, napari_viewer, form: Form) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        self.form = form
         self._lifetime = _Lifetime()
         lifetime = self._lifetime
         # The lambda holds the lifetime object, not the widget.
@@ -83,18 +94,18 @@ class DeconoisingWidget(QWidget):
         self.last_results: tuple[Layer | None, Layer | None, Layer | None] | None = None
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(4, 4, 4, 4)
-        self._combos: list[ComboBox] = []
-        self._image_pickers: list[ComboBox] = []
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setTextVisible(True)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
+        self.prediction = PredictionFlow(self, finished=self._update_buttons)
         # compare section
+        viewer = napari_viewer
         self.truth_combo = ComboBox(
             label="Ground truth",
-            choices=self._truth_choices,
+            choices=lambda _w: grey_image_choices(viewer),
             nullable=True,
             value=None,
             tooltip="Optional noise-free image: PSNR of each result against it",
@@ -109,64 +120,47 @@ class DeconoisingWidget(QWidget):
         self.psnr_label = _TextLabel()
         self.compare_box = Container(widgets=[self.truth_combo, self.compare_button])
         self.compare_box.native.layout().addWidget(self.psnr_label)
-        self._register_combo(self.truth_combo)
-        layers = self.viewer.layers
-        layers.events.inserted.connect(self._on_layers_changed)
-        layers.events.removed.connect(self._on_layers_changed)
-        layers.events.moved.connect(self._on_layers_changed)
-        for layer in layers:
-            layer.events.name.connect(self._on_layers_changed)
 
     # -- layer pickers -------------------------------------------------------------
-    def _image_choices(self, _widget=None) -> list[tuple[str, Layer]]:
-        """Image layers, and labels layers (refused with a message if chosen)."""
-        return [
-            (layer.name, layer)
-            for layer in self.viewer.layers
-            if isinstance(layer, (Image, Labels))
-        ]
-
-    def _truth_choices(self, _widget=None) -> list[tuple[str, Layer]]:
-        return [
-            (layer.name, layer)
-            for layer in self.viewer.layers
-            if isinstance(layer, Image) and not layer.rgb
-        ]
-
-    def _register_combo(self, combo: ComboBox) -> None:
-        self._combos.append(combo)
-
-    def _on_layers_changed(self, event=None) -> None:
-        inserted = None
-        if event is not None and getattr(event, "type", None) == "inserted":
-            inserted = event.value
-            inserted.events.name.connect(self._on_layers_changed)
-        for combo in self._combos:
-            try:
-                combo.reset_choices()
-            except RuntimeError:  # widget already deleted
-                return
-        if inserted is not None:
-            self._follow_new_layer(inserted)
+    def reset_choices(self, event: Any = None) -> None:
+        """Refresh the layer and model pickers; follow a newly inserted raw image."""
+        try:
+            self.form.reset_choices()
+            self.compare_box.reset_choices()
+        except RuntimeError:  # widget already deleted (napari keeps the connection)
+            return
+        if getattr(event, "type", None) == "inserted":
+            self._follow_new_layer(event.value)
 
     def _follow_new_layer(self, layer: Layer) -> None:
         """Pick a newly added visible raw image unless the user picked a visible one."""
-        from ._layers import PROVENANCE_KEY
-
         if not isinstance(layer, Image) or layer.rgb or not layer.visible:
             return
         if PROVENANCE_KEY in (layer.metadata or {}):
             return  # our own results
-        for combo in self._image_pickers:
-            current = combo.value
-            if current is None or not current.visible:
-                combo.value = layer
+        current = self.form.image.value
+        if current is None or not current.visible:
+            self.form.image.value = layer
+
+    # -- jobs ------------------------------------------------------------------------
+    def track(self, job: Job, controller: Any = None) -> None:
+        """Stop ``job`` (and ``controller``) when the widget or its window closes."""
+        self._lifetime.track(job, controller)
+
+    def results_added(self, raw: Layer, denoised: Layer, deconvolved: Layer) -> None:
+        """The latest results, for compare and PSNR."""
+        self.last_results = (raw, denoised, deconvolved)
+        if self.truth_combo.value is not None:
+            self.update_psnr()
+
+    def _update_buttons(self) -> None:
+        """Enable the buttons that fit the current state (subclasses)."""
 
     # -- compare ---------------------------------------------------------------------
     def toggle_compare(self, *_args) -> bool:
         """Side by side view of the latest results, or back to the previous layout."""
         if not is_comparing(self.viewer) and self.last_results is None:
-            show_info("Nothing to compare yet: run a model first.")
+            info("Nothing to compare yet: run a model first.")
             return False
         shown = toggle_compare(self.viewer, list(self.last_results or ()))
         self.compare_button.text = "Back to previous view" if shown else "Compare side by side"

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from napari.layers import Image, Layer
-from napari.utils.notifications import show_info, show_warning
 from napari.viewer import Viewer
 
 from ..core import psnr
-from ._layers import PROVENANCE_KEY
+from ._layers import PROVENANCE_KEY, full_resolution
+from ._notify import info, warning
 
 __all__ = [
     "CompareState",
@@ -61,7 +61,7 @@ def toggle_compare(viewer, layers: list[Layer]) -> bool:
         return False
     layers = [layer for layer in layers if layer is not None and layer in viewer.layers]
     if not layers:
-        show_warning("Nothing to compare yet: train a model or apply one first.")
+        warning("Nothing to compare yet: train a model or apply one first.")
         return False
     grid = _grid(viewer)
     state = CompareState(
@@ -118,12 +118,12 @@ def compare_psnr(truth: Layer | None, layers: dict[str, Layer | None]) -> dict[s
     """PSNR (dB) of each layer's data against the ground-truth layer, where shapes match."""
     if truth is None:
         return {}
-    t = np.asarray(truth.data[0] if getattr(truth, "multiscale", False) else truth.data)
+    t = np.asarray(full_resolution(truth))
     out = {}
     for label, layer in layers.items():
         if layer is None:
             continue
-        d = np.asarray(layer.data[0] if getattr(layer, "multiscale", False) else layer.data)
+        d = np.asarray(full_resolution(layer))
         if d.shape == t.shape:
             out[label] = psnr(t, d)
     return out
@@ -174,7 +174,7 @@ def compare_command(viewer: Viewer) -> None:
         return
     found = find_result_layers(viewer)
     if found is None:
-        show_info("No DecoNoising results yet: train a model or apply one first.")
+        info("No DecoNoising results yet: train a model or apply one first.")
         return
     toggle_compare(viewer, list(found))
 

@@ -11,6 +11,10 @@ from ..core.data import default_axes
 
 __all__ = [
     "check_layer",
+    "full_resolution",
+    "image_choices",
+    "grey_image_choices",
+    "layer_shape",
     "layer_array",
     "guess_axes",
     "unique_name",
@@ -41,16 +45,35 @@ def check_layer(layer: Layer | None) -> None:
         )
 
 
+def image_choices(viewer) -> list[tuple[str, Layer]]:
+    """Image layers, and labels layers (refused with a message if chosen)."""
+    return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, (Image, Labels))]
+
+
+def grey_image_choices(viewer) -> list[tuple[str, Layer]]:
+    """Single-channel image layers (ground truth, measured PSF)."""
+    return [
+        (layer.name, layer)
+        for layer in viewer.layers
+        if isinstance(layer, Image) and not layer.rgb
+    ]
+
+
+def full_resolution(layer: Layer):
+    """The layer's data, or its finest level if it is multiscale (array-like, not copied)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
 def layer_array(layer: Image, copy: bool = True) -> np.ndarray:
     """The layer's full-resolution data as a NumPy array (a copy by default, so the
     worker thread never shares memory the user can edit)."""
-    data = layer.data[0] if layer.multiscale else layer.data
+    data = full_resolution(layer)
     return np.array(data, copy=True) if copy else np.asarray(data)
 
 
-def layer_shape(layer: Image) -> tuple[int, ...]:
-    data = layer.data[0] if layer.multiscale else layer.data
-    return tuple(int(n) for n in data.shape)
+def layer_shape(layer: Layer) -> tuple[int, ...]:
+    """Shape of the layer's full-resolution data."""
+    return tuple(int(n) for n in full_resolution(layer).shape)
 
 
 def guess_axes(layer: Layer | None) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Any
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
@@ -17,11 +19,12 @@ class LossPlot(QWidget):
 
     Lines are created once and updated with ``set_data``; redraws are coalesced by
     a single-shot timer (at most one every ``interval_ms``), so a fast stream of
-    events costs almost nothing.
+    events costs almost nothing. Given a ``viewer``, the plot takes the colours of
+    its theme and follows theme changes.
     """
 
     def __init__(
-        self, parent: QWidget | None = None, interval_ms: int = 500, theme: dict | None = None
+        self, parent: QWidget | None = None, interval_ms: int = 500, viewer: Any = None
     ) -> None:
         super().__init__(parent)
         self.figure = Figure(figsize=(3.2, 2.2), dpi=100, layout="constrained")
@@ -54,8 +57,10 @@ class LossPlot(QWidget):
         self._timer.setSingleShot(True)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.redraw)
-        if theme:
-            self.apply_theme(theme)
+        self._viewer = viewer
+        if viewer is not None:
+            viewer.events.theme.connect(self._on_theme)
+            self._on_theme()
 
     # -- data ------------------------------------------------------------------------
     def clear(self) -> None:
@@ -105,6 +110,16 @@ class LossPlot(QWidget):
         self.ax.autoscale_view()
         self.canvas.draw_idle()
         self.draw_count += 1
+
+    def _on_theme(self, _event: Any = None) -> None:
+        try:
+            from napari.utils.theme import get_theme
+
+            theme = get_theme(self._viewer.theme).to_rgb_dict()
+        except Exception:  # theme support is cosmetic
+            return
+        with contextlib.suppress(RuntimeError):  # plot already deleted
+            self.apply_theme(theme)
 
     def apply_theme(self, theme: dict) -> None:
         """Colour the figure like the napari theme (``get_theme(name).to_rgb_dict()``)."""

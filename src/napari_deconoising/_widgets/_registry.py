@@ -74,7 +74,7 @@ REGISTRY = ModelRegistry()
 def read_model_file(path: str | Path) -> DecoNoisingModel | None:
     """Load a model file; on failure show a specific error notification and return None."""
     from ..core import ModelFileError, load_model
-    from ._worker import notify_error
+    from ._notify import notify_error
 
     try:
         return load_model(path)

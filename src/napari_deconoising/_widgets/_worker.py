@@ -1,4 +1,4 @@
-"""Running core generators off the GUI thread, and turning their errors into messages.
+"""Running core generators off the GUI thread.
 
 The worker thread only iterates a generator from the core and forwards what it
 yields; every widget or layer update happens in the main thread through the
@@ -12,58 +12,10 @@ import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
-from napari.utils.notifications import show_error
-
-__all__ = ["SYNC", "Job", "describe_error", "notify_error"]
+__all__ = ["SYNC", "Job"]
 
 #: Run jobs synchronously in the calling thread instead of a worker thread.
 SYNC = False
-
-
-def describe_error(exc: BaseException, *, what: str = "the operation") -> str:
-    """A message for the user that says what went wrong and what to do about it."""
-    from ..core import Cancelled, ConfigError, DataError, ModelFileError, PSFError
-
-    text = str(exc) or type(exc).__name__
-    if is_out_of_memory(exc):
-        return (
-            f"Out of memory during {what}. Use a smaller tile size (prediction) or a smaller "
-            "patch size / batch size or more micro-batches (training), or choose the CPU device."
-        )
-    if isinstance(exc, Cancelled):
-        return f"{what.capitalize()} was cancelled."
-    if isinstance(exc, DataError):
-        return f"Cannot use this image: {text}"
-    if isinstance(exc, ConfigError):
-        return f"Invalid setting: {text}"
-    if isinstance(exc, PSFError):
-        return f"Problem with the PSF: {text}"
-    if isinstance(exc, ModelFileError):
-        return f"Cannot load the model: {text}"
-    if isinstance(exc, FloatingPointError):
-        return f"{what.capitalize()} failed: {text}"
-    if isinstance(exc, (ValueError, RuntimeError, OSError)):
-        return f"{what.capitalize()} failed: {text}"
-    return f"{what.capitalize()} failed ({type(exc).__name__}): {text}"
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """torch.OutOfMemoryError, or a RuntimeError saying "out of memory" (older torch, MPS)."""
-    import torch
-
-    oom = getattr(torch, "OutOfMemoryError", None)
-    if oom is not None and isinstance(exc, oom):
-        return True
-    return isinstance(exc, (RuntimeError, MemoryError)) and (
-        isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
-    )
-
-
-def notify_error(exc: BaseException, *, what: str = "the operation") -> str:
-    """Show :func:`describe_error` as a napari error notification and return it."""
-    msg = describe_error(exc, what=what)
-    show_error(msg)
-    return msg
 
 
 _CANCELLED = object()

@@ -11,8 +11,9 @@ Typical use::
 from .config import ConfigError, TrainConfig
 from .data import DataError, DataWarning, as_image_set
 from .device import available_devices, execution_plan, resolve_device
-from .model import DecoNoisingModel
-from .modelfile import ModelFileError, load_model, save_model
+from .io import ImageFileError, read_image, write_image
+from .model import DecoNoisingModel, load_model, save_model
+from .modelfile import ModelFileError
 from .network import DecoNoisingNet
 from .predict import Cancelled, Prediction, predict, predict_iter
 from .psf import PSFConvolution, PSFError, gaussian_psf, load_psf, prepare_psf
@@ -27,6 +28,7 @@ __all__ = [
     "DataWarning",
     "DecoNoisingModel",
     "DecoNoisingNet",
+    "ImageFileError",
     "ModelFileError",
     "PSFConvolution",
     "PSFError",
@@ -47,7 +49,9 @@ __all__ = [
     "predict_iter",
     "prepare_psf",
     "psnr",
+    "read_image",
     "resolve_device",
     "save_model",
     "train",
+    "write_image",
 ]

@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
+from .modelfile import ModelFileError, read_payload, write_payload
 from .network import DecoNoisingNet
 
-__all__ = ["DecoNoisingModel"]
+__all__ = ["DecoNoisingModel", "ModelFileError", "load_model", "save_model"]
 
 
 @dataclass
@@ -79,18 +80,54 @@ class DecoNoisingModel:
         return predict_iter(self, image, axes, **kwargs)
 
     # -- files ------------------------------------------------------------------
+    def to_payload(self) -> dict[str, Any]:
+        """The model as plain data (tensors, numbers, strings, lists, dicts) for :mod:`.modelfile`."""
+        return {
+            "config": self.config.to_dict(),
+            "state_dict": {k: v.detach().cpu().clone() for k, v in self.state_dict.items()},
+            "normalisation": {"mean": float(self.mean), "std": float(self.std)},
+            "psf": None if self.psf is None else torch.from_numpy(np.ascontiguousarray(self.psf, np.float32)),
+            "history": [{k: _plain(v) for k, v in h.items()} for h in self.history],
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], source: str | PathLike = "the model file") -> DecoNoisingModel:
+        """Rebuild a model from :meth:`to_payload`'s data, checking the weights fit the network.
+
+        Raises
+        ------
+        ModelFileError
+            Keys are missing or wrong, or the weights do not fit (``source`` names the file).
+        """
+        try:
+            norm, psf = payload["normalisation"], payload["psf"]
+            model = cls(
+                config=TrainConfig.from_dict(payload["config"]),
+                state_dict=dict(payload["state_dict"]),
+                mean=float(norm["mean"]),
+                std=float(norm["std"]),
+                psf=None if psf is None else psf.numpy().astype(np.float32),
+                history=list(payload.get("history", [])),
+            )
+            model.build_network()  # checks that the weights fit the architecture
+        except (ConfigError, KeyError, TypeError, AttributeError, RuntimeError) as e:
+            raise ModelFileError(f"{source} is damaged: {e}") from None
+        return model
+
     def save(self, path: str | PathLike) -> None:
         """Write the model atomically to ``path`` (see :mod:`.modelfile`)."""
-        from .modelfile import save_model
-
-        save_model(self, path)
+        write_payload(path, self.to_payload())
 
     @classmethod
     def load(cls, path: str | PathLike) -> DecoNoisingModel:
-        """Read a model file safely (no code in it is ever executed)."""
-        from .modelfile import load_model
+        """Read a model file safely (no code in it is ever executed).
 
-        return load_model(path)
+        Raises
+        ------
+        ModelFileError
+            No such file, not a model file, unsafe content, a newer format, or damaged.
+        """
+        return cls.from_payload(read_payload(path), source=path)
 
     def summary(self) -> str:
         """One line describing the model, for logs and widgets."""
@@ -104,3 +141,28 @@ class DecoNoisingModel:
         best = min((h["val_loss"] for h in self.history if h.get("val_loss") is not None), default=None)
         val = f", best val loss {best:.4g}" if best is not None else ""
         return f"U-Net depth {c.depth}/{c.channels} ch, {psf}, {len(self.history)} epochs{val}"
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars as Python numbers: ``weights_only`` loading refuses numpy objects."""
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    return v
+
+
+def save_model(model: DecoNoisingModel, path: str | PathLike) -> None:
+    """Write ``model`` to ``path`` atomically; same as ``model.save(path)``."""
+    model.save(path)
+
+
+def load_model(path: str | PathLike) -> DecoNoisingModel:
+    """Read a model file safely; same as ``DecoNoisingModel.load(path)``.
+
+    Raises
+    ------
+    ModelFileError
+        With a message saying what is wrong: no such file, not a model file (corrupt,
+        truncated or another program's), unsafe content, a newer format version, or
+        weights that do not fit the network.
+    """
+    return DecoNoisingModel.load(path)

@@ -1,7 +1,11 @@
 """The model file: one ``.pt`` file that is safe to load from a stranger.
 
-Only tensors, numbers, strings, lists and dicts are stored, and loading uses
-``torch.load(..., weights_only=True)``, which refuses anything that would run code.
+This module knows the file, not the model: it writes a payload of plain data (tensors,
+numbers, strings, lists, dicts) inside a versioned envelope, atomically, and reads it
+back with ``torch.load(..., weights_only=True)``, which refuses anything that would run
+code. What the payload holds, and how it becomes a model, is
+:meth:`~napari_deconoising.core.model.DecoNoisingModel.to_payload` /
+:meth:`~napari_deconoising.core.model.DecoNoisingModel.from_payload`.
 """
 
 from __future__ import annotations
@@ -11,14 +15,11 @@ import pickle
 import tempfile
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 
-from .config import ConfigError, TrainConfig
-from .model import DecoNoisingModel
-
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "save_model", "load_model"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "write_payload", "read_payload"]
 
 FORMAT_NAME = "napari-deconoising-model"
 FORMAT_VERSION = 1
@@ -28,31 +29,30 @@ class ModelFileError(ValueError):
     """A model file cannot be read: missing, corrupt, foreign, unsafe or too new."""
 
 
-def save_model(model: DecoNoisingModel, path: str | PathLike) -> None:
-    """Write ``model`` to ``path`` atomically.
+def write_payload(path: str | PathLike, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` atomically, inside the format's envelope.
 
-    The file is first written next to its destination and then renamed over it, so a
-    crash or a full disk never leaves a half-written model (an existing file at
-    ``path`` stays intact until the new one is complete).
+    The envelope adds ``format``, ``format_version`` and ``software_version``. The file
+    is first written next to its destination and then renamed over it, so a crash or a
+    full disk never leaves a half-written model (an existing file at ``path`` stays
+    intact until the new one is complete).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file.
+    payload : dict
+        Plain data only: anything else would be refused by :func:`read_payload`.
     """
     from .. import __version__
 
     path = Path(path)
-    payload = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "software_version": str(__version__),
-        "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict.items()},
-        "normalisation": {"mean": float(model.mean), "std": float(model.std)},
-        "psf": None if model.psf is None else torch.from_numpy(np.ascontiguousarray(model.psf, np.float32)),
-        "history": [{k: _plain(v) for k, v in h.items()} for h in model.history],
-    }
+    envelope = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "software_version": str(__version__)}
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            torch.save({**envelope, **payload}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -61,14 +61,13 @@ def save_model(model: DecoNoisingModel, path: str | PathLike) -> None:
         raise
 
 
-def _plain(v):
-    if isinstance(v, (np.floating, np.integer)):
-        return v.item()
-    return v
+def read_payload(path: str | PathLike) -> dict[str, Any]:
+    """Read and check a file written by :func:`write_payload`; no code in it ever runs.
 
-
-def load_model(path: str | PathLike) -> DecoNoisingModel:
-    """Read a model written by :func:`save_model`.
+    Returns
+    -------
+    dict
+        The whole payload, envelope keys included.
 
     Raises
     ------
@@ -98,19 +97,4 @@ def load_model(path: str | PathLike) -> DecoNoisingModel:
             f"{path} was written by a newer napari-deconoising (model format {version}, this "
             f"version reads up to {FORMAT_VERSION}); please upgrade"
         )
-    try:
-        config = TrainConfig.from_dict(payload["config"])
-        norm = payload["normalisation"]
-        psf = payload["psf"]
-        model = DecoNoisingModel(
-            config=config,
-            state_dict=dict(payload["state_dict"]),
-            mean=float(norm["mean"]),
-            std=float(norm["std"]),
-            psf=None if psf is None else psf.numpy().astype(np.float32),
-            history=list(payload.get("history", [])),
-        )
-        model.build_network()  # checks that the weights fit the architecture
-    except (ConfigError, KeyError, TypeError, AttributeError, RuntimeError) as e:
-        raise ModelFileError(f"{path} is damaged: {e}") from None
-    return model
+    return payload

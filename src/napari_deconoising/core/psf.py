@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .io import ImageFileError, read_image
+
 __all__ = ["PSFError", "gaussian_psf", "prepare_psf", "load_psf", "PSFConvolution"]
 
 # From this many kernel taps on, ``method="auto"`` uses the FFT. Measured (docs/benchmarks.md,
@@ -97,15 +99,11 @@ def prepare_psf(psf: np.ndarray, ndim: int = 2) -> np.ndarray:
 
 
 def load_psf(path: str | PathLike, ndim: int = 2) -> np.ndarray:
-    """Read a measured PSF from a TIFF file and :func:`prepare_psf` it."""
-    import tifffile
-
+    """Read a measured PSF from an image file (see :mod:`.io`) and :func:`prepare_psf` it."""
     try:
-        data = tifffile.imread(path)
-    except FileNotFoundError:
-        raise PSFError(f"PSF file not found: {path}") from None
-    except Exception as e:  # tifffile raises many types for broken files
-        raise PSFError(f"cannot read PSF file {path}: {e}") from None
+        data, _ = read_image(path)
+    except ImageFileError as e:
+        raise PSFError(f"PSF: {e}") from None
     return prepare_psf(data, ndim=ndim)
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .psf import PSFConvolution, gaussian_psf
 
-__all__ = ["Sample", "make_phantom", "make_sample", "psnr"]
+__all__ = ["Sample", "camera_noise", "gaussian_blur", "make_phantom", "make_sample", "psnr"]
 
 
 @dataclass
@@ -89,16 +90,57 @@ def make_sample(shape: tuple[int, int] = (256, 256), sigma: float = 1.5, photons
     seed : int
         Seed for structure and noise.
     """
-    import torch
-
     rng = np.random.default_rng(seed + 10_000)
     phantom = make_phantom(shape, seed=seed) * np.float32(photons)
+    clean = np.clip(gaussian_blur(phantom, sigma), 0, None)
+    noisy = camera_noise(clean, read_noise, rng)
+    return Sample(noisy=noisy, clean=clean, phantom=phantom, sigma=float(sigma))
+
+
+def gaussian_blur(images: np.ndarray, sigma: float | tuple[float, float]) -> np.ndarray:
+    """Blur a 2D image, or each 2D image of a stack ``(..., Y, X)``, with a Gaussian PSF.
+
+    The same convolution the network uses (:class:`.psf.PSFConvolution`, reflecting
+    borders), so synthetic data is blurred exactly as the model assumes.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        One image ``(Y, X)`` or a stack of them.
+    sigma : float or (float, float)
+        PSF standard deviation in pixels, one value or one per axis (Y, X).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, the shape of ``images``.
+    """
+    a = np.ascontiguousarray(images, np.float32)
     conv = PSFConvolution(gaussian_psf(sigma))
     with torch.no_grad():
-        clean = conv(torch.from_numpy(phantom)[None, None])[0, 0].numpy()
-    clean = np.clip(clean, 0, None)
-    noisy = rng.poisson(clean).astype(np.float32) + rng.normal(0, read_noise, shape).astype(np.float32)
-    return Sample(noisy=noisy, clean=clean.astype(np.float32), phantom=phantom, sigma=float(sigma))
+        out = conv(torch.from_numpy(a.reshape(-1, 1, *a.shape[-2:])))
+    return out.numpy().reshape(a.shape)
+
+
+def camera_noise(clean: np.ndarray, read_noise: float, rng: np.random.Generator) -> np.ndarray:
+    """What a camera records of ``clean``: Poisson shot noise plus Gaussian read noise.
+
+    Parameters
+    ----------
+    clean : numpy.ndarray
+        Expected photon counts per pixel (negative values count as 0).
+    read_noise : float
+        Standard deviation of the read noise, in photons.
+    rng : numpy.random.Generator
+        Source of randomness; the shot noise is drawn first, then the read noise.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, the shape of ``clean``.
+    """
+    shot = rng.poisson(np.clip(clean, 0, None)).astype(np.float32)
+    return shot + rng.normal(0, read_noise, np.shape(clean)).astype(np.float32)
 
 
 def psnr(truth: np.ndarray, estimate: np.ndarray, data_range: float | None = None) -> float:

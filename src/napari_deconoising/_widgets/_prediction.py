@@ -1,0 +1,153 @@
+"""Predict an image layer in a worker thread and add the result layers.
+
+One flow for the Train widget (after training) and the Apply widget: progress bar
+and ETA, error messages, cancelling, and ``<name> denoised`` / ``<name> deconvolved``
+layers with provenance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from magicgui.widgets import Label
+from napari.layers import Image, Layer
+from qtpy.QtWidgets import QProgressBar
+
+from ..core import DecoNoisingModel, Prediction
+from ..core.formatting import format_seconds
+from ._layers import add_result_layers
+from ._notify import info, notify_error
+from ._worker import Job
+
+__all__ = ["PredictRequest", "PredictionFlow", "predict_job"]
+
+
+def predict_job(
+    model: DecoNoisingModel, data: np.ndarray, axes: str, tile_size: int | None, device: str
+) -> Generator[tuple[int, int], None, Prediction]:
+    """Worker-thread generator: tiled prediction, yields (done, total), returns the Prediction."""
+    return (yield from model.predict_iter(data, axes, tile_size=tile_size, device=device))
+
+
+@dataclass
+class PredictRequest:
+    """One prediction: what to restore, with which model, and what to tell the user."""
+
+    layer: Image
+    data: np.ndarray | None  # a private copy of the layer's data; dropped when done
+    model: DecoNoisingModel
+    model_name: str | None
+    axes: str
+    run_id: str
+    step: str  # provenance: how the model relates to this layer
+    tile_size: int | None = None
+    device: str = "auto"
+    status_prefix: str = ""  # kept in front of the progress and result messages
+    cancelled_text: str = "Cancelled; no layers added."
+    t0: float = field(default_factory=time.perf_counter)
+
+
+class PredictionHost(Protocol):
+    """What the flow needs from the dock widget that runs it."""
+
+    viewer: Any
+    progress: QProgressBar
+    status: Label
+
+    def track(self, job: Job) -> None: ...
+
+    def results_added(self, raw: Layer, denoised: Layer, deconvolved: Layer) -> None: ...
+
+
+class PredictionFlow:
+    """Runs :class:`PredictRequest` s one at a time for a dock widget."""
+
+    def __init__(self, host: PredictionHost, finished: Callable[[], None]) -> None:
+        self.host = host
+        self.job: Job | None = None
+        self.request: PredictRequest | None = None
+        self.succeeded = False
+        self._finished = finished
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def start(self, request: PredictRequest) -> Job:
+        """Start predicting in a worker thread (the caller checks :attr:`running` first)."""
+        self.request, self.succeeded = request, False
+        self.host.progress.setRange(0, 0)  # busy until the first tile is done
+        self.host.status.value = (
+            f"{request.status_prefix}Restoring '{request.layer.name}' with "
+            f"'{request.model_name}'…"
+        )
+        args = (request.model, request.data, request.axes, request.tile_size, request.device)
+        self.job = Job(
+            predict_job,
+            *args,
+            yielded=self._on_progress,
+            returned=self._on_predicted,
+            errored=self._on_error,
+            cancelled=self._on_cancelled,
+            finished=self._on_finished,
+        )
+        self.host.track(self.job)
+        self.job.start()
+        return self.job
+
+    def cancel(self) -> bool:
+        """Ask the running prediction to stop at its next tile; False if none runs."""
+        if not self.running:
+            return False
+        self.job.quit()
+        return True
+
+    # -- worker callbacks (main thread) ------------------------------------------------
+    def _on_progress(self, value: tuple[int, int]) -> None:
+        done, total = value
+        self.host.progress.setRange(0, total)
+        self.host.progress.setValue(done)
+        request = self.request
+        elapsed = time.perf_counter() - request.t0
+        left = elapsed / done * (total - done) if done else 0
+        self.host.status.value = (
+            f"{request.status_prefix}Tile {done}/{total} · {format_seconds(left)} left"
+        )
+
+    def _on_predicted(self, prediction: Prediction) -> None:
+        request = self.request
+        den, dec = add_result_layers(
+            self.host.viewer,
+            request.layer,
+            prediction.denoised,
+            prediction.deconvolved,
+            request.model,
+            request.model_name,
+            request.axes,
+            run_id=request.run_id,
+            step=request.step,
+        )
+        self.succeeded = True
+        secs = format_seconds(time.perf_counter() - request.t0)
+        self.host.status.value = (
+            f"{request.status_prefix}Done in {secs}: added '{den.name}' and '{dec.name}'."
+        )
+        self.host.results_added(request.layer, den, dec)
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.host.status.value = notify_error(exc, what="prediction")
+
+    def _on_cancelled(self) -> None:
+        self.host.status.value = self.request.cancelled_text
+        info("Prediction cancelled.")
+
+    def _on_finished(self) -> None:
+        if self.request is not None:
+            self.request.data = None  # free the copy of the image
+        self.host.progress.setRange(0, 1)
+        self.host.progress.setValue(1 if self.succeeded else 0)
+        self._finished()

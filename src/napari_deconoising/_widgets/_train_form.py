@@ -1,0 +1,116 @@
+"""The Train widget's inputs, as a table of fields, and their reading into a TrainConfig."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, LineEdit, SpinBox
+
+from ..core import ConfigError, PSFError, TrainConfig, load_psf
+from ._form import Field, Form, axes_field, device_field, image_field
+from ._layers import grey_image_choices, layer_array
+from ._registry import REGISTRY
+
+__all__ = ["NEW_MODEL", "PSF_FILE", "PSF_GAUSSIAN", "PSF_LAYER", "PSF_NONE", "TrainForm"]
+
+PSF_GAUSSIAN = "Gaussian (sigma)"
+PSF_LAYER = "Measured PSF: image layer"
+PSF_FILE = "Measured PSF: TIFF file"
+PSF_NONE = "None (plain Noise2Void)"
+NEW_MODEL = "(new model)"
+
+_PSF_CONFIG = {PSF_GAUSSIAN: "gaussian", PSF_LAYER: "measured", PSF_FILE: "measured", PSF_NONE: "none"}
+
+
+_TIPS = {
+    "axes": "Axis letters of the image: YX for one image; SYX, TYX or ZYX for stacks (trained slice by slice)",
+    "sigma": "Gaussian PSF standard deviation in pixels: about 0.21 * wavelength / NA / pixel size "
+    "(see the user guide)",
+    "positivity": "Penalty on negative intensities in the deconvolved image; 0 switches it off",
+    "resume": "Continue training a model from this session or a loaded file",
+    "micro_batches": "Virtual batch: split each batch into this many passes (gradient accumulation) to save memory",
+}
+
+
+def _parse_lr(text: Any) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"learning rate {text!r} is not a number (e.g. 1e-3)") from None
+
+
+def _resume_choices(_viewer: Any) -> list[str]:
+    return [NEW_MODEL, *REGISTRY.names()]
+
+
+def train_fields() -> tuple[Field, ...]:
+    """The Train form, top to bottom; "advanced" rows go in the collapsible section.
+
+    A new training option is one row here (``Field.setting`` when the widget's name is
+    the :class:`TrainConfig` field it sets).
+    """
+    adv, setting, tip = "advanced", Field.setting, _TIPS
+    return (
+        image_field("Noisy image or stack to train on (single channel)"),
+        axes_field(tip["axes"]),
+        Field("psf_kind", ComboBox, "PSF", {"choices": list(_PSF_CONFIG), "value": PSF_GAUSSIAN},
+              config="psf", parse=_PSF_CONFIG.__getitem__),
+        Field("sigma", FloatSpinBox, "PSF sigma (px)", {"min": 0.0, "max": 50.0, "step": 0.1, "tooltip": tip["sigma"]},
+              config="psf_sigma", parse=float),
+        Field("psf_layer", ComboBox, "PSF layer", {"nullable": True, "value": None, "visible": False},
+              choices=grey_image_choices),
+        Field("psf_file", FileEdit, "PSF file", {"mode": "r", "filter": "*.tif *.tiff", "visible": False}),
+        setting("positivity", FloatSpinBox, "Positivity λ", min=0.0, max=1000.0, step=0.1, tooltip=tip["positivity"]),
+        Field("resume", ComboBox, "Start from", {"value": NEW_MODEL, "tooltip": tip["resume"]},
+              choices=_resume_choices),
+        setting("epochs", SpinBox, "Epochs", adv, min=1, max=100_000),
+        setting("steps_per_epoch", SpinBox, "Steps per epoch", adv, min=1, max=100_000),
+        setting("batch_size", SpinBox, "Batch size", adv, min=1, max=4096),
+        setting("patch_size", SpinBox, "Patch size", adv, min=8, max=4096, step=8),
+        setting("micro_batches", SpinBox, "Micro-batches", adv, min=1, max=4096, tooltip=tip["micro_batches"]),
+        Field("lr", LineEdit, "Learning rate", {"value": f"{TrainConfig().lr:g}"}, "lr", _parse_lr, section=adv),
+        setting("depth", SpinBox, "U-Net depth", adv, min=1, max=6),
+        setting("channels", SpinBox, "Channels", adv, min=1, max=1024),
+        setting("val_fraction", FloatSpinBox, "Validation fraction", adv, min=0.01, max=0.9, step=0.05),
+        setting("seed", SpinBox, "Seed", adv, min=0, max=2**31 - 1),
+        device_field(section=adv),
+    )
+
+
+class TrainForm(Form):
+    """The Train widget's inputs: ``config()`` reads them into a :class:`TrainConfig`."""
+
+    def __init__(self, viewer: Any) -> None:
+        super().__init__(train_fields(), viewer, defaults=TrainConfig())
+        self.psf_kind.changed.connect(self._on_psf_kind)
+
+    def config(self) -> TrainConfig:
+        """The :class:`TrainConfig` the form describes (raises ConfigError)."""
+        return TrainConfig(**self.config_values())
+
+    def resume_name(self) -> str | None:
+        """The session model to continue training, or None for a new model."""
+        name = self.resume.value
+        return None if name in (None, NEW_MODEL) else name
+
+    def measured_psf(self) -> np.ndarray | None:
+        """The measured PSF chosen in the form (None for a Gaussian or no PSF)."""
+        kind = self.psf_kind.value
+        if kind == PSF_LAYER:
+            layer = self.psf_layer.value
+            if layer is None:
+                raise PSFError("choose the image layer that holds the measured PSF")
+            return layer_array(layer)
+        if kind == PSF_FILE:
+            path = self.psf_file.value
+            if path is None or not str(path) or Path(path).is_dir():
+                raise PSFError("choose the TIFF file that holds the measured PSF")
+            return load_psf(path)
+        return None
+
+    def _on_psf_kind(self, kind: str) -> None:
+        self.sigma.visible = kind == PSF_GAUSSIAN
+        self.psf_layer.visible = kind == PSF_LAYER
+        self.psf_file.visible = kind == PSF_FILE

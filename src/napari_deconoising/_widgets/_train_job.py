@@ -1,0 +1,91 @@
+"""A training run: the worker-thread generator, its messages and the run's state."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+from napari.layers import Image
+
+from ..core import DecoNoisingModel, TrainConfig, Trainer, TrainEvent
+
+__all__ = ["Ready", "TrainControl", "TrainRun", "train_job"]
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Sent once by :func:`train_job` when data and network are set up."""
+
+    warnings: list[str]
+    patch: int
+    device: str
+    precision: str
+
+
+@dataclass
+class TrainRun:
+    """What the Train widget knows about the current (or last) training run."""
+
+    layer: Image
+    axes: str
+    data: np.ndarray | None  # the training copy; dropped once the prediction has ended
+    config: TrainConfig
+    run_id: str
+    epoch_offset: int = 0  # epochs the resumed model had already trained
+    resumed: str | None = None
+    device: str | None = None  # known once the worker sends Ready
+    last_event: TrainEvent | None = None
+    t0: float = field(default_factory=time.perf_counter)
+
+    def plot_x(self, ev: TrainEvent) -> float:
+        """Fractional epoch of a step event, counting the resumed model's epochs."""
+        spe = self.config.steps_per_epoch
+        in_epoch = (ev.step - 1) % spe + 1
+        return self.epoch_offset + ev.epoch - 1 + in_epoch / spe
+
+
+class TrainControl:
+    """Shared between the GUI and the worker thread: holds the trainer and the stop flag."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self.trainer: Trainer | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+        trainer = self.trainer
+        if trainer is not None:
+            trainer.stop()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+
+def train_job(
+    control: TrainControl,
+    data: np.ndarray,
+    config: TrainConfig,
+    axes: str,
+    psf: np.ndarray | None,
+    resume: DecoNoisingModel | None,
+) -> Generator[Ready | TrainEvent, None, DecoNoisingModel]:
+    """Worker-thread generator: build the trainer, then forward its events.
+
+    Yields one :class:`Ready` and then :class:`TrainEvent` objects; returns the best model.
+    """
+    trainer = Trainer(data, config, axes=axes, psf=psf, resume=resume)
+    control.trainer = trainer
+    if control.stop_requested:
+        trainer.stop()
+    yield Ready(
+        warnings=list(trainer.warnings),
+        patch=trainer.patch,
+        device=str(trainer.plan.device),
+        precision=trainer.plan.precision,
+    )
+    model = yield from trainer.run()
+    return model

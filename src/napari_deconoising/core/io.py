@@ -1,0 +1,166 @@
+"""Image files: read an array with its axis letters, write one atomically.
+
+One entry point per direction, :func:`read_image` and :func:`write_image`, dispatching
+on the file name's suffix to a backend (TIFF today). A new format (zarr, OME-Zarr) is a
+reader and a writer added to :data:`FORMATS`; the callers (CLI, demo, PSF loading,
+sample data, widgets) do not change.
+
+Axis letters are ours (see :mod:`.data`): ``S`` stack of independent images, ``T``
+time, ``Z`` depth, ``C`` channel, ``Y``, ``X``. An empty string means "unknown".
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ImageFileError", "ImageFormat", "FORMATS", "image_format", "read_image", "write_image"]
+
+
+class ImageFileError(ValueError):
+    """An image file cannot be read or written: missing, unreadable or of an unsupported type."""
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """One file format: its name, the suffixes it owns, and how to read and write it.
+
+    ``read(path) -> (array, axes)`` may raise anything for a broken file (it is turned
+    into :class:`ImageFileError`); ``write(path, data, axes)`` writes to exactly ``path``
+    (a temporary name chosen by :func:`write_image`).
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    read: Callable[[Path], tuple[np.ndarray, str]]
+    write: Callable[[Path, np.ndarray, str | None], None]
+
+
+# -- TIFF --------------------------------------------------------------------------
+
+# tifffile's axis letters -> ours. tifffile's "S" means samples (RGB), ours means stack.
+_FROM_TIFF = {"S": "C", "Q": "S", "I": "S", "T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X"}
+# Ours -> tifffile's, for writing: our stack is tifffile's generic "Q".
+_TO_TIFF = {"S": "Q", "T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X"}
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        data = series.asarray()
+        axes = "".join(_FROM_TIFF.get(a, "S") for a in series.axes)
+    if len(set(axes)) != len(axes):  # e.g. two unknown axes both mapped to S
+        axes = ""
+    return data, axes
+
+
+def _write_tiff(path: Path, data: np.ndarray, axes: str | None) -> None:
+    import tifffile
+
+    metadata = {"axes": "".join(_TO_TIFF[a] for a in axes)} if axes else {}
+    # minisblack: else tifffile stores a (3, Y, X) stack as one RGB image.
+    tifffile.imwrite(path, data, metadata=metadata, photometric="minisblack")
+
+
+#: The known formats; the first whose suffixes match a file name handles it.
+FORMATS: list[ImageFormat] = [
+    ImageFormat("TIFF", (".tif", ".tiff", ".btf", ".tf2", ".tf8"), _read_tiff, _write_tiff),
+]
+
+
+# -- dispatch ------------------------------------------------------------------------
+
+def image_format(path: str | os.PathLike) -> ImageFormat:
+    """The format that handles ``path``, from its suffix (case-insensitive).
+
+    Raises
+    ------
+    ImageFileError
+        No known format owns the suffix. Callers check outputs with this before
+        long work, so a typo fails at once rather than after training.
+    """
+    suffix = Path(path).suffix.lower()
+    for fmt in FORMATS:
+        if suffix in fmt.suffixes:
+            return fmt
+    known = ", ".join(s for fmt in FORMATS for s in fmt.suffixes)
+    what = f"'{suffix}' files" if suffix else "files without a suffix"
+    raise ImageFileError(f"cannot handle {Path(path)}: {what} are not supported (use one of {known})")
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """Read an image file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its suffix picks the format.
+
+    Returns
+    -------
+    data : numpy.ndarray
+        The pixels, in the file's dtype.
+    axes : str
+        Axis letters in our convention, one per dimension of ``data``; ``""`` when the
+        file does not say (or says something ambiguous).
+
+    Raises
+    ------
+    ImageFileError
+        The file does not exist, its suffix is not supported, or it cannot be read.
+    """
+    p = Path(path)
+    fmt = image_format(p)
+    if not p.exists():
+        raise ImageFileError(f"image file not found: {p}")
+    try:
+        return fmt.read(p)
+    except Exception as e:  # readers raise many kinds of errors for broken files
+        raise ImageFileError(f"cannot read {p} as a {fmt.name} image: {e}") from None
+
+
+def write_image(path: str | os.PathLike, data: np.ndarray, axes: str | None = None) -> None:
+    """Write ``data`` to ``path`` atomically, in the format its suffix names.
+
+    The file is written under a temporary name in the same folder and renamed over
+    ``path`` when complete, so a crash or a full disk never leaves a half-written
+    file, and an existing file stays intact until the new one is ready.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination; its folder must exist.
+    data : numpy.ndarray
+        Written in its own dtype.
+    axes : str, optional
+        Our axis letters for ``data``, stored in the file where the format allows.
+
+    Raises
+    ------
+    ImageFileError
+        Unsupported suffix, missing folder, or ``axes`` that do not fit ``data``.
+    """
+    p = Path(path)
+    fmt = image_format(p)
+    data = np.asarray(data)
+    axes = axes.upper() if axes else None
+    if axes and (len(axes) != data.ndim or not set(axes) <= set(_TO_TIFF) or len(set(axes)) != len(axes)):
+        raise ImageFileError(f"axes {axes!r} do not describe an array of shape {data.shape}")
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise ImageFileError(f"output folder does not exist: {folder}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=folder)
+    os.close(fd)
+    try:
+        fmt.write(Path(tmp), data, axes)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

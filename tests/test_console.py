@@ -1,0 +1,42 @@
+"""The console progress bar and the foreground training loop."""
+
+from __future__ import annotations
+
+import io
+
+from napari_deconoising._console import ProgressBar, run_training
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_redraws_in_place():
+    s = _Tty()
+    bar = ProgressBar(4, s, width=8)
+    bar.update(4, "done")
+    bar.println("epoch 1")
+    bar.close()
+    out = s.getvalue()
+    assert "\r\033[K[########] 100% done" in out
+    assert out.count("epoch 1\n") == 1 and out.endswith("\r\033[K")
+
+
+def test_progress_bar_in_a_log_writes_only_lines():
+    s = io.StringIO()
+    bar = ProgressBar(4, s)
+    bar.update(2, "half")
+    bar.println("epoch 1")
+    bar.close()
+    assert s.getvalue() == "epoch 1\n"
+
+
+def test_run_training_prints_estimate_and_epochs(sample, tiny_config):
+    cfg = tiny_config.replace(epochs=2, steps_per_epoch=2)
+    s = io.StringIO()
+    model, trainer = run_training(sample.noisy, cfg, out=s, label="[x] ")
+    lines = s.getvalue().splitlines()
+    assert lines[0].startswith("[x] training 2 epochs x 2 steps") and "estimated 0:" in lines[0]
+    assert [ln.split()[2] for ln in lines[1:]] == ["1/2", "2/2"]
+    assert len(model.history) == 2 and trainer.history == model.history

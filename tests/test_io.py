@@ -1,0 +1,77 @@
+"""Image files: suffix dispatch, axis letters, specific errors, atomic writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from napari_deconoising.core import ImageFileError, read_image, write_image
+from napari_deconoising.core.io import image_format
+
+
+@settings(max_examples=15, deadline=None)
+@given(axes=st.sampled_from(["YX", "SYX", "TYX", "ZYX", "TZYX", "SZYX"]),
+       dtype=st.sampled_from([np.float32, np.uint16, np.uint8]))
+def test_write_then_read_gives_back_data_and_axes(tmp_path_factory, axes, dtype):
+    path = tmp_path_factory.mktemp("io") / "img.tif"
+    shape = (2, 3, 5, 7)[-len(axes) + 2:] + (6, 8) if len(axes) > 2 else (6, 8)
+    data = np.arange(np.prod(shape)).reshape(shape).astype(dtype)
+    write_image(path, data, axes)
+    got, got_axes = read_image(path)
+    np.testing.assert_array_equal(got, data)
+    assert got.dtype == data.dtype and got_axes == axes
+
+
+def test_a_stack_of_three_is_not_written_as_rgb(tmp_path):
+    data = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)
+    write_image(tmp_path / "s.tif", data)
+    got, axes = read_image(tmp_path / "s.tif")
+    np.testing.assert_array_equal(got, data)
+    assert "C" not in axes
+
+
+def test_reads_tifffile_axis_letters_in_ours(tmp_path):
+    tifffile.imwrite(tmp_path / "t.tif", np.zeros((3, 8, 8), np.float32), metadata={"axes": "TYX"},
+                     photometric="minisblack")
+    tifffile.imwrite(tmp_path / "rgb.TIFF", np.zeros((8, 8, 3), np.uint8), photometric="rgb")
+    assert read_image(tmp_path / "t.tif")[1] == "TYX"
+    assert read_image(tmp_path / "rgb.TIFF")[1] == "YXC"  # tifffile's S (samples) is our C
+
+
+def test_specific_errors(tmp_path):
+    with pytest.raises(ImageFileError, match="not found"):
+        read_image(tmp_path / "missing.tif")
+    (tmp_path / "junk.tif").write_bytes(b"not a tiff")
+    with pytest.raises(ImageFileError, match="cannot read .* as a TIFF"):
+        read_image(tmp_path / "junk.tif")
+    (tmp_path / "a.png").write_bytes(b"")
+    for name in ("a.png", "noext"):
+        with pytest.raises(ImageFileError, match="not supported"):
+            read_image(tmp_path / name)
+        with pytest.raises(ImageFileError, match="not supported"):
+            write_image(tmp_path / name, np.zeros((4, 4)))
+    with pytest.raises(ImageFileError, match="folder does not exist"):
+        write_image(tmp_path / "no" / "x.tif", np.zeros((4, 4)))
+    with pytest.raises(ImageFileError, match="axes"):
+        write_image(tmp_path / "x.tif", np.zeros((4, 4)), "ZYX")
+    assert not (tmp_path / "x.tif").exists()
+    assert isinstance(ImageFileError("x"), ValueError)
+    assert image_format("A.OME.TIF").name == "TIFF"
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "out.tif"
+    write_image(path, np.ones((4, 4), np.float32))
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tifffile, "imwrite", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_image(path, np.zeros((4, 4), np.float32))
+    assert path.read_bytes() == before
+    assert [f.name for f in tmp_path.iterdir()] == ["out.tif"]

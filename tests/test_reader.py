@@ -1,0 +1,37 @@
+"""Dropping a model file on napari loads it into the session and the Apply widget."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.gui]
+
+pytest.importorskip("napari")
+
+from napari_deconoising._widgets import ApplyWidget  # noqa: E402
+
+
+def test_reader_loads_model_into_apply_widget(
+    tmp_path, make_napari_viewer, fresh_registry, trained, notifications
+):
+    from napari_deconoising._reader import get_reader
+
+    viewer = make_napari_viewer()
+    path = tmp_path / "nuclei.pt"
+    trained.save(path)
+    assert get_reader(str(tmp_path / "other.tif")) is None
+    (tmp_path / "foreign.pt").write_bytes(b"junk")
+    assert get_reader(str(tmp_path / "foreign.pt")) is None
+    reader = get_reader(str(path))
+    assert reader(str(path)) == [(None,)]
+    assert "nuclei" in fresh_registry
+    widgets = [d.widget() for d in viewer.window._wrapped_dock_widgets.values()]
+    apply = [x for x in widgets if isinstance(x, ApplyWidget)]
+    assert apply and apply[0].form.model.value == "nuclei"
+    # the same through napari's own file opening (what drag and drop does)
+    n_layers = len(viewer.layers)
+    viewer.open(str(path), plugin="napari-deconoising")
+    assert "nuclei [2]" in fresh_registry and apply[0].form.model.value == "nuclei [2]"
+    assert len(viewer.layers) == n_layers
+
+    assert any(m.startswith("Loaded model 'nuclei'") for m in notifications["info"])

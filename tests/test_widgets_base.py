@@ -1,0 +1,71 @@
+"""What both dock widgets share: pickers refreshed by napari, following new images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.gui]
+
+pytest.importorskip("napari")
+
+from napari_deconoising._widgets import ApplyWidget, TrainWidget  # noqa: E402
+from napari_deconoising._widgets._layers import PROVENANCE_KEY  # noqa: E402
+
+
+def _names(combo) -> list[str]:
+    """The names the picker shows (magicgui keeps unchanged items where they are)."""
+    return sorted(combo.native.itemText(i) for i in range(combo.native.count()))
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, fresh_registry):
+    return make_napari_viewer()
+
+
+@pytest.mark.parametrize("cls", [TrainWidget, ApplyWidget])
+def test_napari_drives_the_pickers(viewer, cls):
+    """add_dock_widget connects reset_choices to insert, remove, move and rename."""
+    w = cls(viewer)
+    viewer.window.add_dock_widget(w)
+    a = viewer.add_image(np.zeros((16, 16), np.float32), name="a")
+    viewer.add_labels(np.zeros((16, 16), np.int32), name="seg")
+    assert _names(w.form.image) == ["a", "seg"]
+    assert _names(w.truth_combo) == ["-----", "a"]  # no labels layers for ground truth
+    a.name = "renamed"
+    assert _names(w.form.image) == ["renamed", "seg"]
+    assert "renamed" in _names(w.truth_combo)
+    viewer.layers.remove(a)
+    assert _names(w.form.image) == ["seg"]
+    assert w.truth_combo.value is None
+
+
+def test_new_raw_images_are_followed(viewer):
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    first = viewer.add_image(np.zeros((16, 16), np.float32), name="first")
+    assert w.form.image.value is first
+    viewer.add_image(np.zeros((16, 16), np.float32), name="hidden", visible=False)
+    viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="photo", rgb=True)
+    meta = {PROVENANCE_KEY: {"role": "denoised"}}
+    viewer.add_image(np.zeros((16, 16), np.float32), name="result", metadata=meta)
+    assert w.form.image.value is first  # the visible raw image the user has stays picked
+    first.visible = False
+    second = viewer.add_image(np.zeros((16, 16), np.float32), name="second")
+    assert w.form.image.value is second  # the picked one was hidden
+
+
+def test_a_removed_widget_ignores_later_layer_events(viewer):
+    """napari keeps the reset_choices connection after the dock widget is removed."""
+    w = ApplyWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    viewer.window.remove_dock_widget(w)
+    w.close()
+    w.deleteLater()
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    with pytest.raises(RuntimeError):
+        w.form.image.native.count()  # the Qt side is gone
+    w.reset_choices()  # what napari's connection calls: must not raise
+    viewer.add_image(np.zeros((16, 16), np.float32), name="after")
