@@ -202,19 +202,9 @@ def _output(key: str, model: DecoNoisingModel, geo: Geometry, work: Path) -> Any
 
 
 def _payload(model: DecoNoisingModel, version: str) -> dict[str, Any]:
-    """What our importer needs beyond the weights (all plain YAML values)."""
-
-    def plain(v: Any) -> Any:
-        return v.item() if isinstance(v, np.generic) else v
-
-    return {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "software_version": str(version),
-        "config": model.config.to_dict(),
-        "normalisation": {"mean": float(model.mean), "std": float(model.std)},
-        "history": [{k: plain(v) for k, v in h.items()} for h in model.history],
-    }
+    """What our importer needs beyond the weights (which hold the PSF): plain YAML values."""
+    plain = {k: v for k, v in model.to_payload().items() if k not in ("state_dict", "psf")}
+    return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "software_version": str(version), **plain}
 
 
 def _package_tested(descr: Any, path: Path, work: Path) -> None:

@@ -15,12 +15,10 @@ from os import PathLike
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..core.config import ConfigError, TrainConfig
-from ..core.model import DecoNoisingModel
-from ..core.modelfile import FORMAT_NAME, FORMAT_VERSION, load_model
+from ..core.model import DecoNoisingModel, load_model
+from ..core.modelfile import FORMAT_NAME, FORMAT_VERSION
 from .architecture import PSF_KEY
 from .errors import BioimageioModelError
 
@@ -146,21 +144,10 @@ def _our_parts(rdf: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _model(payload: dict[str, Any], state: Any, path: Path) -> DecoNoisingModel:
-    try:
-        if not isinstance(state, dict) or PSF_KEY not in state:
-            raise KeyError(f"no {PSF_KEY} in the weights")
-        state = dict(state)
-        kernel = state.pop(PSF_KEY).numpy().astype(np.float32)
-        norm = payload["normalisation"]
-        model = DecoNoisingModel(
-            config=TrainConfig.from_dict(payload["config"]),
-            state_dict=state,
-            mean=float(norm["mean"]),
-            std=float(norm["std"]),
-            psf=None if kernel.size == 1 else kernel,
-            history=list(payload.get("history") or []),
-        )
-        model.build_network()  # checks that the weights fit the architecture
-    except (ConfigError, KeyError, TypeError, AttributeError, RuntimeError, ValueError) as e:
-        raise BioimageioModelError(f"{path} is damaged: {e}") from None
-    return model
+    """The model from rdf.yaml's payload and the weights (whose PSF entry is the model's PSF)."""
+    if not isinstance(state, dict) or not isinstance(state.get(PSF_KEY), torch.Tensor):
+        raise BioimageioModelError(f"{path} is damaged: no {PSF_KEY} in the weights")
+    state = dict(state)
+    kernel = state.pop(PSF_KEY)
+    return DecoNoisingModel.from_payload(
+        {**payload, "state_dict": state, "psf": None if kernel.numel() == 1 else kernel}, source=path)
