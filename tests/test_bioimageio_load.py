@@ -3,51 +3,19 @@
 The packages here are built by hand (no bioimageio needed), as the importer itself needs none.
 """
 
-import hashlib
 import zipfile
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from napari_deconoising.bioimageio import BioimageioModelError, is_bioimageio_source, load_any_model
-from napari_deconoising.bioimageio.export import ARCHITECTURE, _payload
-from napari_deconoising.bioimageio.files import build_net
 from napari_deconoising.core import ModelFileError
 
 
-def _write(folder, trained, *, rdf_changes=None, weights=None):
-    folder.mkdir(parents=True, exist_ok=True)
-    raw = weights
-    if raw is None:
-        torch.save(build_net(trained).state_dict(), folder / "weights.pt")
-        raw = (folder / "weights.pt").read_bytes()
-    else:
-        (folder / "weights.pt").write_bytes(raw)
-    rdf = {
-        "type": "model", "format_version": "0.5.12", "name": "hand made",
-        "weights": {"pytorch_state_dict": {
-            "source": "weights.pt", "sha256": hashlib.sha256(raw).hexdigest(),
-            "architecture": {"import_from": ARCHITECTURE[0], "callable": ARCHITECTURE[1], "kwargs": {}}}},
-        "config": {"napari_deconoising": _payload(trained, "test")},
-    }
-    for change in rdf_changes or []:
-        change(rdf)
-    (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf))
-    return folder / "rdf.yaml"
-
-
-def _zip(folder, out):
-    with zipfile.ZipFile(out, "w") as z:
-        for f in folder.iterdir():
-            z.write(f, f.name)
-    return out
-
-
-def test_our_package_loads_as_folder_and_zip(trained, tmp_path, sample):
-    rdf = _write(tmp_path / "pkg", trained)
-    for source in (rdf, _zip(tmp_path / "pkg", tmp_path / "pkg.zip")):
+def test_our_package_loads_as_folder_and_zip(trained, tmp_path, sample, hand_package):
+    rdf = hand_package(tmp_path / "pkg", trained)
+    for source in (rdf, hand_package.zip(tmp_path / "pkg", tmp_path / "pkg.zip")):
         model = load_any_model(source)
         assert model.config == trained.config and model.history == trained.history
         a = model.predict(sample.noisy, "YX", device="cpu").deconvolved
@@ -84,14 +52,14 @@ def _escape(rdf):
     (_newer, "newer napari-deconoising"),
     (_escape, "outside the package"),
 ])
-def test_foreign_newer_and_escaping_packages_are_refused(trained, tmp_path, change, message):
-    rdf = _write(tmp_path / "pkg", trained, rdf_changes=[change])
+def test_foreign_newer_and_escaping_packages_are_refused(trained, tmp_path, change, message, hand_package):
+    rdf = hand_package(tmp_path / "pkg", trained, rdf_changes=[change])
     with pytest.raises(BioimageioModelError, match=message):
         load_any_model(rdf)
 
 
-def test_damaged_weights_are_refused(trained, tmp_path):
-    rdf = _write(tmp_path / "pkg", trained)
+def test_damaged_weights_are_refused(trained, tmp_path, hand_package):
+    rdf = hand_package(tmp_path / "pkg", trained)
     data = bytearray((tmp_path / "pkg" / "weights.pt").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (tmp_path / "pkg" / "weights.pt").write_bytes(bytes(data))
@@ -104,12 +72,12 @@ class _Evil:
         return (print, ("code ran",))
 
 
-def test_weights_with_code_are_not_run(trained, tmp_path, capsys):
+def test_weights_with_code_are_not_run(trained, tmp_path, capsys, hand_package):
     import io
 
     buf = io.BytesIO()
     torch.save({"x": _Evil()}, buf)
-    rdf = _write(tmp_path / "pkg", trained, weights=buf.getvalue())
+    rdf = hand_package(tmp_path / "pkg", trained, weights=buf.getvalue())
     with pytest.raises(BioimageioModelError, match="not plain data"):
         load_any_model(rdf)
     assert "code ran" not in capsys.readouterr().out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..core.modelfile import ModelFileError
 
 __all__ = ["BioimageioUnavailable", "BioimageioExportError", "BioimageioModelError",
-           "INSTALL_HINT", "require_bioimageio"]
+           "ForeignModelError", "INSTALL_HINT", "require_bioimageio"]
 
 INSTALL_HINT = "pip install napari-deconoising[bioimageio]"
 PYDANTIC_BELOW = "2.14"
@@ -21,6 +21,10 @@ class BioimageioExportError(ValueError):
 
 class BioimageioModelError(ModelFileError):
     """A bioimage.io package cannot be opened as a napari-deconoising model."""
+
+
+class ForeignModelError(BioimageioModelError):
+    """A valid-looking bioimage.io model that this project did not export."""
 
 
 def require_bioimageio() -> None:

@@ -20,7 +20,7 @@ import torch
 from ..core.model import DecoNoisingModel, load_model
 from ..core.modelfile import FORMAT_NAME, FORMAT_VERSION
 from .architecture import PSF_KEY
-from .errors import BioimageioModelError
+from .errors import BioimageioModelError, ForeignModelError
 
 __all__ = ["is_bioimageio_source", "load_bioimageio_model", "load_any_model"]
 
@@ -131,7 +131,7 @@ def _our_parts(rdf: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     arch = weights.get("architecture") or {}
     if (not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME
             or (arch.get("import_from"), arch.get("callable")) != _ARCHITECTURE):
-        raise BioimageioModelError(f"{path} is {FOREIGN}")
+        raise ForeignModelError(f"{path} is {FOREIGN}")
     version = payload.get("format_version")
     if not isinstance(version, int):
         raise BioimageioModelError(f"{path} has no valid napari-deconoising format version")
