@@ -45,8 +45,8 @@ def test_reader_opens_our_bioimageio_package_and_explains_foreign_ones(
     from napari_deconoising._reader import get_reader
 
     make_napari_viewer()
-    pkg = hand_package.zip(tmp_path / "pkg", tmp_path / "filaments.zip")
     hand_package(tmp_path / "unpacked", trained)
+    pkg = hand_package.zip(tmp_path / "unpacked", tmp_path / "filaments.zip")
     for path, name in ((pkg, "filaments"), (tmp_path / "unpacked" / "rdf.yaml", "unpacked")):
         reader = get_reader(str(path))
         assert reader is not None and reader(str(path)) == [(None,)]
