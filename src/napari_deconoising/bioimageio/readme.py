@@ -27,19 +27,28 @@ def _psf_text(model: DecoNoisingModel) -> str:
     return f"measured, kernel {model.psf.shape} (normalised to sum 1, stored in the weights)"
 
 
+def _losses(history: list[dict]) -> str:
+    if not history:
+        return "not recorded"
+    last = history[-1]
+    parts = []
+    if last.get("train_loss") is not None:
+        parts.append(f"final training loss {last['train_loss']:.4g}")
+    if last.get("val_loss") is not None:
+        parts.append(f"final validation loss {last['val_loss']:.4g}")
+    vals = [h["val_loss"] for h in history if h.get("val_loss") is not None]
+    if vals:
+        parts.append(f"best validation loss {min(vals):.4g}")
+    return ", ".join(parts) or "not recorded"
+
+
 def write_readme(model: DecoNoisingModel, path: Path, *, name: str, description: str,
                  geo: Geometry) -> Path:
     """A README for people deciding whether this model fits their data."""
     from .. import __version__
 
     c = model.config
-    hist = model.history
-    last = hist[-1] if hist else {}
-    vals = [h["val_loss"] for h in hist if h.get("val_loss") is not None]
-    losses = (f"final training loss {last.get('train_loss', float('nan')):.4g}, final validation loss "
-              f"{last.get('val_loss') if last.get('val_loss') is None else format(last['val_loss'], '.4g')}, "
-              f"best validation loss {min(vals):.4g}" if hist and vals else "not recorded")
-    epochs = len(hist)
+    epochs = len(model.history)
     patches = epochs * c.steps_per_epoch * c.batch_size
     text = f"""# {name}
 
@@ -63,9 +72,10 @@ Exported with napari-deconoising {__version__}.
 | U-Net | depth {c.depth}, {c.channels} first-level channels, {c.ndim}D |
 | Normalisation | fixed mean {model.mean:.6g}, standard deviation {model.std:.6g} (input units) |
 | Loss | blind-spot masked MSE ({c.mask_fraction:g} of pixels masked) + positivity weight {c.positivity:g} |
-| Schedule | {epochs} epochs x {c.steps_per_epoch} steps x {c.batch_size} patches of {c.patch_size} px, Adam lr {c.lr:g} |
+| Schedule | {epochs} epochs x {c.steps_per_epoch} steps x {c.batch_size} patches of {c.patch_size} px, \
+Adam lr {c.lr:g} |
 | Patches seen | {patches} |
-| Losses | {losses} |
+| Losses | {_losses(model.history)} |
 | Seed | {c.seed} |
 
 The size of the training data set is not recorded in the model file. The full training
