@@ -91,7 +91,8 @@ def hand_package():
     import torch
     import yaml
 
-    from napari_deconoising.bioimageio.export import ARCHITECTURE, _payload
+    from napari_deconoising.bioimageio.architecture import ARCHITECTURE
+    from napari_deconoising.bioimageio.export import _payload
     from napari_deconoising.bioimageio.files import build_net
 
     def write(folder, model, *, rdf_changes=(), weights=None):

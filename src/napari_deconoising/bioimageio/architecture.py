@@ -15,9 +15,11 @@ import torch
 
 from ..core.network import DecoNoisingNet
 
-__all__ = ["BioimageioDecoNoisingNet", "PSF_KEY"]
+__all__ = ["BioimageioDecoNoisingNet", "PSF_KEY", "ARCHITECTURE", "CONFIG_KEY"]
 
 PSF_KEY = "psf_kernel"
+#: Key of our own data (training config, normalisation, history) in rdf.yaml's ``config``.
+CONFIG_KEY = "napari_deconoising"
 
 
 class BioimageioDecoNoisingNet(DecoNoisingNet):
@@ -64,3 +66,7 @@ def _sync_psf(module: BioimageioDecoNoisingNet, incompatible_keys) -> None:
     kernel = getattr(module, PSF_KEY)
     with torch.no_grad():
         module.psf.kernel.copy_(torch.flip(kernel, tuple(range(kernel.ndim)))[None, None])
+
+
+#: ``import_from`` and ``callable`` of the pytorch_state_dict architecture in rdf.yaml.
+ARCHITECTURE = (BioimageioDecoNoisingNet.__module__, BioimageioDecoNoisingNet.__name__)

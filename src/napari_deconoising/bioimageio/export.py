@@ -13,16 +13,23 @@ import numpy as np
 
 from ..core.model import DecoNoisingModel
 from ..core.modelfile import FORMAT_NAME, FORMAT_VERSION
+from .architecture import ARCHITECTURE, CONFIG_KEY
 from .errors import BioimageioExportError, require_bioimageio
-from .files import Geometry, build_net, geometry, test_image, write_environment, write_torchscript, write_weights
+from .files import (
+    Geometry,
+    build_net,
+    geometry,
+    package_test_image,
+    write_environment,
+    write_torchscript,
+    write_weights,
+)
 from .readme import N2V_CITATION, PAPER_CITATION, write_cover, write_readme
 
-__all__ = ["export_bioimageio", "CONFIG_KEY", "ARCHITECTURE"]
+__all__ = ["export_bioimageio"]
 
-CONFIG_KEY = "napari_deconoising"
-ARCHITECTURE = ("napari_deconoising.bioimageio.architecture", "BioimageioDecoNoisingNet")
-# Outputs are compared to the test outputs (our own tiled prediction) with
-# |out - expected| <= ABS * std + REL * |expected|: float32 rounding of the same operations.
+# bioimage.io's test accepts |out - expected| <= ABS * std + REL * |expected|, expected being
+# our network's output on the test input: room for float32 rounding, not for other weights.
 REL_TOLERANCE = 1e-4
 ABS_TOLERANCE = 1e-4
 
@@ -83,7 +90,7 @@ def export_bioimageio(model: DecoNoisingModel, path: str | PathLike, *, name: st
     if not path.parent.is_dir():
         raise BioimageioExportError(f"folder does not exist: {path.parent}")
     try:
-        raw = test_image(model, sample)
+        raw = package_test_image(model, sample)
     except ValueError as e:
         raise BioimageioExportError(str(e)) from None
     with tempfile.TemporaryDirectory(prefix="deconoising-bioimageio-") as tmp:

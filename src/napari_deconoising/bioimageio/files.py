@@ -17,7 +17,7 @@ from ..core.model import DecoNoisingModel
 from ..core.predict import tile_halo
 from .architecture import BioimageioDecoNoisingNet
 
-__all__ = ["Geometry", "geometry", "test_image", "write_weights", "write_torchscript",
+__all__ = ["Geometry", "geometry", "package_test_image", "build_net", "write_weights", "write_torchscript",
            "write_environment", "SPATIAL_AXES"]
 
 SPATIAL_AXES = ("z", "y", "x")
@@ -48,7 +48,7 @@ def geometry(model: DecoNoisingModel) -> Geometry:
     return Geometry(halo=halo, min=2 * halo + step, step=step, axes=SPATIAL_AXES[-model.ndim:])
 
 
-def test_image(model: DecoNoisingModel, sample: np.ndarray | None) -> np.ndarray:
+def package_test_image(model: DecoNoisingModel, sample: np.ndarray | None) -> np.ndarray:
     """The package's test input: a centre crop of ``sample`` of a valid size, float32.
 
     Without a sample, a synthetic image (:func:`~napari_deconoising.core.sample.make_sample`)
@@ -99,11 +99,6 @@ def build_net(model: DecoNoisingModel) -> BioimageioDecoNoisingNet:
     c = model.config
     return BioimageioDecoNoisingNet.from_parts(model.state_dict, model.psf, depth=c.depth,
                                                channels=c.channels, ndim=c.ndim)
-
-
-def architecture_kwargs(net: BioimageioDecoNoisingNet) -> dict[str, object]:
-    return {"depth": net.unet.depth, "channels": int(net.unet.down[0][0].out_channels),
-            "ndim": net.unet.ndim, "psf_shape": [int(n) for n in net.psf.kernel.shape[2:]]}
 
 
 def write_weights(net: BioimageioDecoNoisingNet, path: Path) -> Path:

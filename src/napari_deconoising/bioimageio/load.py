@@ -19,14 +19,12 @@ import torch
 
 from ..core.model import DecoNoisingModel, load_model
 from ..core.modelfile import FORMAT_NAME, FORMAT_VERSION
-from .architecture import PSF_KEY
+from .architecture import ARCHITECTURE, CONFIG_KEY, PSF_KEY
 from .errors import BioimageioModelError, ForeignModelError
 
 __all__ = ["is_bioimageio_source", "load_bioimageio_model", "load_any_model"]
 
 RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
-_CONFIG_KEY = "napari_deconoising"
-_ARCHITECTURE = ("napari_deconoising.bioimageio.architecture", "BioimageioDecoNoisingNet")
 FOREIGN = "not a napari-deconoising model; run it with bioimageio.core instead"
 
 
@@ -126,11 +124,11 @@ def _our_parts(rdf: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(rdf, dict) or rdf.get("type") != "model":
         raise BioimageioModelError(f"{path} does not describe a bioimage.io model")
     config = rdf.get("config") or {}
-    payload = config.get(_CONFIG_KEY) if isinstance(config, dict) else None
+    payload = config.get(CONFIG_KEY) if isinstance(config, dict) else None
     weights = (rdf.get("weights") or {}).get("pytorch_state_dict") or {}
     arch = weights.get("architecture") or {}
     if (not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME
-            or (arch.get("import_from"), arch.get("callable")) != _ARCHITECTURE):
+            or (arch.get("import_from"), arch.get("callable")) != ARCHITECTURE):
         raise ForeignModelError(f"{path} is {FOREIGN}")
     version = payload.get("format_version")
     if not isinstance(version, int):
