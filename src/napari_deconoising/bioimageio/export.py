@@ -78,8 +78,8 @@ def export_bioimageio(model: DecoNoisingModel, path: str | PathLike, *, name: st
     require_bioimageio()
     path = Path(path)
     authors = [a.strip() for a in authors if a and a.strip()]
-    if not name.strip():
-        raise BioimageioExportError("the package needs a name")
+    if len(name.strip()) < 5:
+        raise BioimageioExportError(f"the package name needs at least 5 characters, got {name.strip()!r}")
     if not authors:
         raise BioimageioExportError("the package needs at least one author")
     if any("/" in a for a in authors):
@@ -87,6 +87,7 @@ def export_bioimageio(model: DecoNoisingModel, path: str | PathLike, *, name: st
     if model.std < 1e-6:
         raise BioimageioExportError(f"the model's standard deviation {model.std:g} is below bioimage.io's "
                                     "minimum of 1e-6 for fixed normalisation")
+    _check_license(license)
     if not path.parent.is_dir():
         raise BioimageioExportError(f"folder does not exist: {path.parent}")
     try:
@@ -168,7 +169,24 @@ def _describe(model: DecoNoisingModel, work: Path, raw: np.ndarray, *, name: str
             ),
         )
     except ValueError as e:  # pydantic's ValidationError lists every field at fault
-        raise BioimageioExportError(f"the package description is invalid: {e}") from None
+        raise BioimageioExportError(f"the package description is invalid: {_one_line(e)}") from None
+
+
+def _check_license(license: str) -> None:
+    from bioimageio.spec.model import v0_5 as s
+
+    try:
+        s.LicenseId(license)
+    except ValueError:
+        raise BioimageioExportError(f"unknown licence {license!r}: use an SPDX identifier such as CC-BY-4.0, "
+                                    "CC0-1.0 or MIT") from None
+
+
+def _one_line(e: ValueError) -> str:
+    errors = getattr(e, "errors", None)
+    if not callable(errors):
+        return str(e).splitlines()[0]
+    return "; ".join(f"{'.'.join(map(str, err['loc'])) or 'model'}: {err['msg']}" for err in errors())[:1000]
 
 
 def _input(model: DecoNoisingModel, geo: Geometry, work: Path) -> Any:
