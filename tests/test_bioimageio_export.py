@@ -163,6 +163,9 @@ def test_bad_arguments_are_refused_before_any_work(trained, tmp_path):
     with pytest.raises(BioimageioExportError, match="too small"):
         export_bioimageio(trained, tmp_path / "a.zip", name="some model", description="x", authors=["A"],
                           sample=np.zeros((20, 300), np.float32))
+    with pytest.raises(BioimageioExportError, match="NaN"):
+        export_bioimageio(trained, tmp_path / "a.zip", name="some model", description="x", authors=["A"],
+                          sample=np.full((100, 100), np.nan, np.float32))
     with pytest.raises(BioimageioExportError, match="at least 5 characters"):
         export_bioimageio(trained, tmp_path / "a.zip", name="abc", description="x", authors=["A"])
     with pytest.raises(BioimageioExportError, match="unknown licence 'MY-OWN'"):

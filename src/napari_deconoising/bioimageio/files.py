@@ -58,7 +58,8 @@ def package_test_image(model: DecoNoisingModel, sample: np.ndarray | None) -> np
     Raises
     ------
     ValueError
-        If the sample has the wrong dimensionality or is smaller than the minimum size.
+        If the sample has the wrong dimensionality, is smaller than the minimum size or
+        is not finite.
     """
     geo = geometry(model)
     if sample is None:
@@ -85,8 +86,10 @@ def package_test_image(model: DecoNoisingModel, sample: np.ndarray | None) -> np
                          f"plus {geo.step})")
     sizes = [_valid_size(min(n, max(TEST_SIDE, geo.min)), geo, down=True) for n in a.shape]
     start = [(n - s) // 2 for n, s in zip(a.shape, sizes)]
-    crop = a[tuple(slice(b, b + s) for b, s in zip(start, sizes))]
-    return np.ascontiguousarray(crop, dtype=np.float32)
+    crop = np.ascontiguousarray(a[tuple(slice(b, b + s) for b, s in zip(start, sizes))], dtype=np.float32)
+    if not np.all(np.isfinite(crop)):
+        raise ValueError("the sample image contains NaN or infinite values")
+    return crop
 
 
 def _valid_size(n: int, geo: Geometry, down: bool = False) -> int:
