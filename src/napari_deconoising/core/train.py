@@ -13,19 +13,13 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
-from .data import (
-    PatchSampler,
-    as_image_set,
-    check_values,
-    fit_patch_size,
-    normalisation_stats,
-    split_regions,
-)
+from .data import as_image_set, check_values, normalisation_stats
 from .device import execution_plan, release_memory
 from .loss import deconoising_loss
 from .masking import apply_blind_spots
 from .model import DecoNoisingModel
 from .network import DecoNoisingNet
+from .patches import PatchSampler, fit_patch_size, split_regions
 from .psf import gaussian_psf, prepare_psf
 
 __all__ = ["TrainEvent", "Trainer", "train"]
