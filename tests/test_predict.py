@@ -28,7 +28,7 @@ def test_halo_is_needed(trained, monkeypatch):
 
     img = np.random.default_rng(1).normal(trained.mean, trained.std, (96, 96)).astype(np.float32)
     whole = trained.predict(img, device="cpu", tile_size=4096)
-    monkeypatch.setattr(P, "tile_halo", lambda m: 8)
+    monkeypatch.setattr(P, "tile_halos", lambda m: (8, 8))
     tiled = trained.predict(img, device="cpu", tile_size=32)
     assert _rel(tiled.denoised, whole.denoised) > 1e-3
 

@@ -90,17 +90,15 @@ class Trainer:
         if resume is not None:
             rc = resume.config
             config = config.replace(depth=rc.depth, channels=rc.channels, psf=rc.psf,
-                                    psf_sigma=rc.psf_sigma, ndim=rc.ndim)
-        self.config = config
+                                    psf_sigma=rc.psf_sigma, ndim=rc.ndim, pool_z=rc.pool_z)
         # Adjustments are collected, not warned: this may run in a GUI worker thread,
         # where the global warnings machinery is not thread-safe. Callers show them.
-        image_set = as_image_set(images, axes)
+        image_set = as_image_set(images, axes, ndim=config.ndim)
         check_values(image_set.slices)
         self.slices = image_set.slices
-        m = 2**config.depth
-        self.patch = fit_patch_size(self.slices, config.patch_size, m, max(2 * m, 2 * config.mask_radius + 1),
-                                    warn=self.warnings.append)
-        train_regions, val_regions = split_regions(self.slices, config.val_fraction, self.patch,
+        self.patch_shape, config = self._fit_patch(config)
+        self.config = config
+        train_regions, val_regions = split_regions(self.slices, config.val_fraction, self.patch_shape,
                                                    warn=self.warnings.append)
 
         if resume is not None:
@@ -112,19 +110,20 @@ class Trainer:
 
         self.plan = execution_plan(config.device, config.precision)
         torch.manual_seed(config.seed)
-        self.net = DecoNoisingNet(self.psf, depth=config.depth, channels=config.channels, ndim=config.ndim)
+        self.net = DecoNoisingNet(self.psf, depth=config.depth, channels=config.channels, ndim=config.ndim,
+                                  pool_z=config.pools_z())
         if resume is not None:
             self.net.load_state_dict(resume.state_dict)
         self.net.to(self.plan.device)
         if self.plan.channels_last:
-            self.net.to(memory_format=torch.channels_last)
+            self.net.to(memory_format=self.plan.memory_format(config.ndim))
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience)
         self.scaler = torch.amp.GradScaler(self.plan.device.type) if self.plan.use_grad_scaler else None
 
         rng = np.random.default_rng(config.seed)
-        self.sampler = PatchSampler(self.slices, train_regions, self.patch, self.mean, self.std, rng)
+        self.sampler = PatchSampler(self.slices, train_regions, self.patch_shape, self.mean, self.std, rng)
         self.gen = torch.Generator(device=self.plan.device).manual_seed(config.seed)
         self._make_validation_set(val_regions)
 
@@ -137,6 +136,30 @@ class Trainer:
         self._zero_level = self.mean / self.std
 
     # -- setup --------------------------------------------------------------------
+    @property
+    def patch(self) -> int | tuple[int, ...]:
+        """The patch size in use: one int for square (cubic) patches, else one per axis."""
+        p = self.patch_shape
+        return p[0] if len(set(p)) == 1 else p
+
+    def _fit_patch(self, config: TrainConfig) -> tuple[tuple[int, ...], TrainConfig]:
+        """Fit the patch to the data; in 3D also settle (and record) whether Z is pooled."""
+        m = 2**config.depth
+        smallest = 2 * config.mask_radius + 1
+        warn = self.warnings.append
+        if config.ndim == 2 and not isinstance(config.patch_size, tuple):
+            p = fit_patch_size(self.slices, config.patch_size, m, max(2 * m, smallest), warn=warn)
+            return (p, p), config
+        want = config.patch_per_axis
+        if config.ndim == 3:
+            z_avail = min(want[0], min(s.shape[0] for s in self.slices))
+            config = config.replace(pool_z=config.pools_z(z_avail))
+        mults = [m] * config.ndim
+        mins = [max(2 * m, smallest)] * config.ndim
+        if not config.pools_z():
+            mults[0], mins[0] = 1, smallest
+        return fit_patch_size(self.slices, want, mults, mins, warn=warn), config
+
     @staticmethod
     def _make_psf(config: TrainConfig, psf: np.ndarray | None) -> np.ndarray | None:
         if config.psf == "measured":
@@ -152,7 +175,7 @@ class Trainer:
     def _make_validation_set(self, regions) -> None:
         """A fixed set of masked validation patches, so epochs are comparable."""
         rng = np.random.default_rng(self.config.seed + 1)
-        sampler = PatchSampler(self.slices, regions, self.patch, self.mean, self.std, rng, augment=False)
+        sampler = PatchSampler(self.slices, regions, self.patch_shape, self.mean, self.std, rng, augment=False)
         n = max(1, min(self.config.batch_size, 64))
         x = torch.from_numpy(sampler.sample(n)).to(self.plan.device)
         gen = torch.Generator(device=self.plan.device).manual_seed(self.config.seed + 1)
@@ -181,7 +204,7 @@ class Trainer:
     # -- the work -----------------------------------------------------------------
     def _forward_loss(self, x: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor):
         if self.plan.channels_last:
-            masked = masked.contiguous(memory_format=torch.channels_last)
+            masked = masked.contiguous(memory_format=self.plan.memory_format(self.config.ndim))
         with self.plan.autocast():
             denoised, phantom = self.net(masked)
         return deconoising_loss(denoised, phantom, x, mask, self.config.positivity, self._zero_level)
