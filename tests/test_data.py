@@ -86,7 +86,7 @@ def test_3d_odd_axis_order_restores():
 
 @pytest.mark.parametrize("data, axes, msg", [
     (np.zeros((3, 20, 20)), "SYX", "needs a Z axis"),
-    (np.zeros((20, 20)), None, "at least 3"),
+    (np.zeros((20, 20)), None, "needs a Z axis"),
     (np.zeros((2, 2, 3, 20, 20)), None, "cannot guess"),
 ])
 def test_3d_bad_input(data, axes, msg):

@@ -143,8 +143,9 @@ def as_image_set(data: np.ndarray | Sequence[np.ndarray], axes: str | None = Non
         if a.dtype.kind not in "biuf":
             raise DataError(f"{name} has dtype {a.dtype}; need real numbers (uint8, uint16, float, ...)")
         if a.ndim < ndim:
-            need = "Y, X" if ndim == 2 else "Z, Y, X"
-            raise DataError(f"{name} has {a.ndim} dimension(s) {a.shape}; need at least {ndim} ({need})")
+            if ndim == 3:
+                raise DataError(f"3D needs a Z axis, but {name} has {a.ndim} dimension(s) {a.shape}")
+            raise DataError(f"{name} has {a.ndim} dimension(s) {a.shape}; need at least 2 (Y, X)")
         if a.size == 0:
             raise DataError(f"{name} is empty {a.shape}")
         ax = axes if axes is not None else default_axes(a.shape, ndim)
