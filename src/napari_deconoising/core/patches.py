@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import TrainConfig
 from .data import DataError, DataWarning
 
-__all__ = ["Region", "fit_patch_size", "split_regions", "PatchSampler"]
+__all__ = ["Region", "fit_patch_size", "fit_patch_to_data", "split_regions", "PatchSampler"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,29 @@ def fit_patch_size(slices: Sequence[np.ndarray], patch_size: int | Sequence[int]
              f"patches along {name}")
         out.append(fitted)
     return tuple(out)
+
+
+def fit_patch_to_data(slices: Sequence[np.ndarray], config: TrainConfig,
+                      warn: Callable[[str], None] = _warn) -> tuple[tuple[int, ...], TrainConfig]:
+    """The patch shape for ``config`` on this data, and the config with ``pool_z`` settled.
+
+    In 3D, whether Z is pooled is decided from the Z patch size actually available
+    (see ``TrainConfig.pool_z``) and recorded, so a saved model rebuilds the same net.
+    """
+    m = 2**config.depth
+    smallest = 2 * config.mask_radius + 1
+    if config.ndim == 2 and not isinstance(config.patch_size, tuple):
+        p = fit_patch_size(slices, config.patch_size, m, max(2 * m, smallest), warn=warn)
+        return (p, p), config
+    want = config.patch_per_axis
+    if config.ndim == 3:
+        z_avail = min(want[0], min(s.shape[0] for s in slices))
+        config = config.replace(pool_z=config.pools_z(z_avail))
+    mults = [m] * config.ndim
+    mins = [max(2 * m, smallest)] * config.ndim
+    if not config.pools_z():
+        mults[0], mins[0] = 1, smallest
+    return fit_patch_size(slices, want, mults, mins, warn=warn), config
 
 
 def split_regions(slices: Sequence[np.ndarray], val_fraction: float, patch: int | Sequence[int],

@@ -19,7 +19,7 @@ from .loss import deconoising_loss
 from .masking import apply_blind_spots
 from .model import DecoNoisingModel
 from .network import DecoNoisingNet
-from .patches import PatchSampler, fit_patch_size, split_regions
+from .patches import PatchSampler, fit_patch_to_data, split_regions
 from .psf import gaussian_psf, prepare_psf
 
 __all__ = ["TrainEvent", "Trainer", "train"]
@@ -96,7 +96,7 @@ class Trainer:
         image_set = as_image_set(images, axes, ndim=config.ndim)
         check_values(image_set.slices)
         self.slices = image_set.slices
-        self.patch_shape, config = self._fit_patch(config)
+        self.patch_shape, config = fit_patch_to_data(self.slices, config, warn=self.warnings.append)
         self.config = config
         train_regions, val_regions = split_regions(self.slices, config.val_fraction, self.patch_shape,
                                                    warn=self.warnings.append)
@@ -141,24 +141,6 @@ class Trainer:
         """The patch size in use: one int for square (cubic) patches, else one per axis."""
         p = self.patch_shape
         return p[0] if len(set(p)) == 1 else p
-
-    def _fit_patch(self, config: TrainConfig) -> tuple[tuple[int, ...], TrainConfig]:
-        """Fit the patch to the data; in 3D also settle (and record) whether Z is pooled."""
-        m = 2**config.depth
-        smallest = 2 * config.mask_radius + 1
-        warn = self.warnings.append
-        if config.ndim == 2 and not isinstance(config.patch_size, tuple):
-            p = fit_patch_size(self.slices, config.patch_size, m, max(2 * m, smallest), warn=warn)
-            return (p, p), config
-        want = config.patch_per_axis
-        if config.ndim == 3:
-            z_avail = min(want[0], min(s.shape[0] for s in self.slices))
-            config = config.replace(pool_z=config.pools_z(z_avail))
-        mults = [m] * config.ndim
-        mins = [max(2 * m, smallest)] * config.ndim
-        if not config.pools_z():
-            mults[0], mins[0] = 1, smallest
-        return fit_patch_size(self.slices, want, mults, mins, warn=warn), config
 
     @staticmethod
     def _make_psf(config: TrainConfig, psf: np.ndarray | None) -> np.ndarray | None:
