@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -136,7 +138,7 @@ def test_3d_tiled_equals_whole_volume(pool_z, shape):
     whole = model.predict(vol, "ZYX", device="cpu", tile_size=(400, 400, 400))
     mz = m if pool_z else 1
     # cores that split every axis in two or three
-    cores = [-(-(-(-n // 2)) // k) * k for n, k in zip(shape, (mz, m, m))]
+    cores = [math.ceil(math.ceil(n / 2) / k) * k for n, k in zip(shape, (mz, m, m))]
     tiles = tuple(c + 2 * h for c, h in zip(cores, halos))
     calls = []
     tiled = model.predict(vol, "ZYX", device="cpu", tile_size=tiles, batch_size=3,

@@ -220,3 +220,12 @@ def test_3d_resume_keeps_the_architecture(trained3d, sample3d, tiny_config):
                               depth=3, pool_z=True)
     tr = Trainer(sample3d.noisy, cfg, axes="ZYX", resume=trained3d)
     assert tr.config.depth == 2 and tr.config.pool_z is False and not tr.net.unet.pool_z
+
+
+def test_resume_refuses_to_switch_between_2d_and_3d(trained3d, trained, sample3d, sample, tiny_config):
+    from napari_deconoising.core import ConfigError
+
+    with pytest.raises(ConfigError, match="resume is 3D"):
+        Trainer(sample3d.noisy, tiny_config, axes="ZYX", resume=trained3d)
+    with pytest.raises(ConfigError, match="resume is 2D"):
+        Trainer(sample3d.noisy, tiny_config.replace(ndim=3, patch_size=(8, 32, 32)), axes="ZYX", resume=trained)

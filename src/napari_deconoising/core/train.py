@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .data import as_image_set, check_values, normalisation_stats
 from .device import execution_plan, release_memory
 from .loss import deconoising_loss
@@ -67,7 +67,8 @@ class Trainer:
         A measured PSF (used when ``config.psf == "measured"``).
     resume : DecoNoisingModel, optional
         Continue from this model: its weights, normalisation and PSF are kept, and its
-        architecture overrides ``config``'s depth, channels and PSF fields.
+        architecture overrides ``config``'s depth, channels, PSF and ``pool_z`` fields.
+        ``config.ndim`` must match the model's.
 
     Attributes
     ----------
@@ -89,6 +90,9 @@ class Trainer:
         self.warnings: list[str] = []
         if resume is not None:
             rc = resume.config
+            if rc.ndim != config.ndim:  # 2D <-> 3D is a different network, never a silent switch
+                raise ConfigError(f"ndim={config.ndim}: the model to resume is {rc.ndim}D; train it in "
+                                  f"{rc.ndim}D ({'--3d' if rc.ndim == 3 else 'without --3d'} on the command line)")
             config = config.replace(depth=rc.depth, channels=rc.channels, psf=rc.psf,
                                     psf_sigma=rc.psf_sigma, ndim=rc.ndim, pool_z=rc.pool_z)
         # Adjustments are collected, not warned: this may run in a GUI worker thread,
