@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--pool-z", default=None, choices=["auto", "yes", "no"])
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--out", default="bench-output", help="folder for quality3d.json")
+    ap.add_argument("--methods", nargs="+", choices=range(len(METHODS)), type=int, default=list(range(len(METHODS))),
+                    help="which methods to run: " + ", ".join(f"{i} = {m}" for i, m in enumerate(METHODS)))
     ap.add_argument("--smoke", action="store_true", help="a tiny run to check the script works")
     args = ap.parse_args(argv)
     args.pool_z = {None: None, "auto": None, "yes": True, "no": False}[args.pool_z]
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
         row = {"raw": {"denoised": common.psnr(s.clean, s.noisy), "deconvolved": common.psnr(s.phantom, s.noisy)}}
         log(f"seed {seed}: raw {row['raw']['denoised']:.2f} dB (vs clean), {row['raw']['deconvolved']:.2f} dB "
             "(vs phantom)")
-        for name in METHODS:
+        for name in (METHODS[i] for i in args.methods):
             out, seconds = run_method(s.noisy, name, args, seed)
             row[name] = {"denoised": common.psnr(s.clean, out["denoised"]),
                          "deconvolved": common.psnr(s.phantom, out["phantom"]), "seconds": seconds,
