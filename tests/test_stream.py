@@ -52,3 +52,30 @@ def test_cancel_keeps_finished_tiles(trained):
     core = plan.grid.cores
     assert np.isfinite(den[:core[0], :2 * core[1]]).all()  # the two finished tiles
     assert np.isnan(den).mean() > 0.5
+
+
+@pytest.mark.parametrize("pool_z", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_lazy_3d_equals_in_memory(pool_z, tmp_path):
+    """A 3D model: halos in Z, Y and X; a TZYX zarr input predicted volume by volume."""
+    import zarr
+
+    from napari_deconoising.core import DecoNoisingModel, TrainConfig
+    from napari_deconoising.core.network import DecoNoisingNet
+    from napari_deconoising.core.predict import tile_halos
+    from napari_deconoising.core.psf import gaussian_psf
+
+    sigma = (1.5, 1.0, 1.0)
+    cfg = TrainConfig(ndim=3, depth=2, channels=4, psf_sigma=sigma, patch_size=(16, 32, 32), pool_z=pool_z)
+    psf = gaussian_psf(sigma, ndim=3)
+    torch.manual_seed(0)
+    net = DecoNoisingNet(psf, depth=2, channels=4, ndim=3, pool_z=pool_z)
+    model = DecoNoisingModel(cfg, {k: v.clone() for k, v in net.state_dict().items()}, 0.5, 0.2, psf)
+    img = np.random.default_rng(3).random((2, 11, 26, 22)).astype(np.float32)
+    h = tile_halos(model)
+    tile = tuple(2 * x + c for x, c in zip(h, (8, 16, 16)))  # 2 x 2 x 2 tiles per volume
+    ref = model.predict(img, "TZYX", device="cpu", tile_size=tile, batch_size=2)
+    z = zarr.create_array(str(tmp_path / "v.zarr"), shape=img.shape, chunks=(1, 5, 10, 10), dtype="f4")
+    z[...] = img
+    den, dec = _lazy(model, z, "TZYX", tile)
+    np.testing.assert_allclose(den, ref.denoised, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dec, ref.deconvolved, rtol=1e-5, atol=1e-5)

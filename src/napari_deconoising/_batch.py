@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._console import ProgressBar
+from .bioimageio import load_any_model
 from .core.data import DataError
 from .core.io import FORMATS, ImageFileError, image_format
-from .core.model import load_model
 from .core.predict_file import predict_file
 
 __all__ = ["Job", "expand_inputs", "plan_outputs", "run_predict"]
@@ -100,7 +100,7 @@ def run_predict(args: argparse.Namespace) -> int:
     jobs = plan_outputs(expand_inputs(args.inputs), args)
     if args.output_dir:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    model = load_model(args.model)
+    model = load_any_model(args.model)
     n = len(jobs)
     bar = ProgressBar(n, sys.stderr)
     failed: list[tuple[Path, str]] = []

@@ -57,8 +57,6 @@ _LOCK = threading.Lock()
 
 
 def _network(token: str, model: DecoNoisingModel, device: str, precision: str) -> tuple[Any, Any]:
-    import torch
-
     from .device import execution_plan
 
     with _LOCK:
@@ -67,7 +65,7 @@ def _network(token: str, model: DecoNoisingModel, device: str, precision: str) -
             plan = execution_plan(device, precision)
             net = model.build_network().to(plan.device)
             if plan.channels_last:
-                net = net.to(memory_format=torch.channels_last)
+                net = net.to(memory_format=plan.memory_format(model.config.ndim))
             _NETS[token] = (net, plan)
         return _NETS[token]
 

@@ -21,7 +21,15 @@ import torch
 from .data import DataError, default_axes
 from .device import execution_plan, release_memory
 from .lazy_io import ArrayRef
-from .predict import _BYTES_PER_PIXEL_CHANNEL, _MAX_TILE_BATCH, Cancelled, _available_bytes, auto_tile_size, tile_halo
+from .predict import (
+    _BYTES_PER_PIXEL_CHANNEL,
+    _MAX_TILE_BATCH,
+    Cancelled,
+    _available_bytes,
+    _multiples,
+    auto_tile_shape,
+    tile_halos,
+)
 from .tiles import TileGrid
 
 if TYPE_CHECKING:
@@ -71,7 +79,7 @@ class StreamPlan:
 
 
 def plan_stream(model: DecoNoisingModel, shape: Sequence[int], dtype: Any, axes: str | None,
-                tile_size: int | None, device: torch.device) -> StreamPlan:
+                tile_size: int | Sequence[int] | None, device: torch.device) -> StreamPlan:
     """Check the input's layout and cut its spatial axes into the prediction tiles.
 
     Raises
@@ -80,27 +88,33 @@ def plan_stream(model: DecoNoisingModel, shape: Sequence[int], dtype: Any, axes:
         Unusable dtype, axes that do not fit, or several channels.
     """
     shape = tuple(int(n) for n in shape)
-    axes = (axes or default_axes(shape)).upper()
+    axes = (axes or default_axes(shape, model.config.ndim)).upper()
     if np.dtype(dtype).kind not in "biuf":
         raise DataError(f"the image has dtype {dtype}; need real numbers (uint8, uint16, float, ...)")
     if len(axes) != len(shape) or len(set(axes)) != len(axes) or not set(axes) <= set("STCZYXQ"):
         raise DataError(f"axes {axes!r} do not describe an image of shape {shape}")
-    spatial = "YX"
+    nd = model.config.ndim
+    spatial = "ZYX"[-nd:]
     if not set(spatial) <= set(axes):
-        raise DataError(f"axes {axes!r} must contain {', '.join(spatial)}")
+        raise DataError(f"axes {axes!r} must contain {', '.join(spatial)}"
+                        + (" for a 3D model" if nd == 3 else ""))
     if "C" in axes and shape[axes.index("C")] > 1:
         raise DataError(f"the image has {shape[axes.index('C')]} channels (axis C); DecoNoising works on one "
                         "channel at a time")
-    m = 2**model.config.depth
-    halo = tile_halo(model)
-    size = int(tile_size) if tile_size else auto_tile_size(model, device)
-    if size < 2 * halo + m:
-        raise ValueError(f"tile_size {size} is too small: each tile carries {halo} px of context on every "
-                         f"side, so it must be at least {2 * halo + m} px")
-    core = (size - 2 * halo) // m * m
+    # The in-memory tiling's halos and pooling multiples, per spatial axis.
+    halos, mults = tile_halos(model), _multiples(model.config)
     sp_shape = tuple(shape[axes.index(a)] for a in spatial)
-    cores = tuple(min(core, -(-n // m) * m) for n in sp_shape)
-    grid = TileGrid(sp_shape, cores, (halo,) * len(spatial), edge=min(sp_shape) == 1)
+    if tile_size is None:
+        tile_size = auto_tile_shape(model, device, sp_shape)
+    sizes = tuple(int(t) for t in tile_size) if isinstance(tile_size, (tuple, list)) else (int(tile_size),) * nd
+    if len(sizes) != nd:
+        raise ValueError(f"tile_size {tile_size} needs 1 or {nd} values for a {nd}D model")
+    for t, h, m in zip(sizes, halos, mults):
+        if t < 2 * h + m:
+            raise ValueError(f"tile_size {tile_size} is too small: each tile carries {h} px of context on every "
+                             f"side, so it must be at least {2 * h + m} px")
+    cores = tuple(min((t - 2 * h) // m * m, -(-n // m) * m) for t, h, m, n in zip(sizes, halos, mults, sp_shape))
+    grid = TileGrid(sp_shape, cores, halos, edge=min(sp_shape) == 1)
     return StreamPlan(axes, spatial, grid, float(model.mean), float(model.std))
 
 
@@ -135,7 +149,7 @@ def run_job(plan: StreamPlan, net: torch.nn.Module, exec_plan: Any, src: Any, si
     tiles = np.stack([read_tile(plan, src, lead, o) for o in origins])[:, None]
     x_t = torch.from_numpy(tiles).to(exec_plan.device)
     if exec_plan.channels_last:
-        x_t = x_t.contiguous(memory_format=torch.channels_last)
+        x_t = x_t.contiguous(memory_format=exec_plan.memory_format(len(plan.spatial)))
     with torch.inference_mode(), exec_plan.autocast():
         outs = net(x_t)
     outs = [o.float().cpu().numpy()[:, 0] for o in outs]
@@ -234,7 +248,7 @@ def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, decon
 def _run_here(model, plan, exec_plan, source, outputs, work) -> Iterator[int]:
     net = model.build_network().to(exec_plan.device)
     if exec_plan.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+        net = net.to(memory_format=exec_plan.memory_format(len(plan.spatial)))
     try:
         for job in work:
             # Handles are reopened per batch: a memory map's pages then leave our resident set.
