@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .optics import Optics
 
 PSF_KINDS = ("gaussian", "measured", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -64,6 +67,9 @@ class TrainConfig:
     precision : {"auto", "fp32", "bf16", "fp16"}
         Numeric precision of the forward pass. ``"auto"`` uses mixed precision on a
         GPU and bf16 on CPUs that have native bf16 units, else fp32.
+    optics : Optics or dict, optional
+        The microscope a ``"measured"`` PSF was computed from (:mod:`.optics`); kept
+        as a record, the PSF array itself travels with the model.
     """
 
     psf: str = "gaussian"
@@ -86,11 +92,20 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     ndim: int = field(default=2)
+    optics: Optics | None = None
 
     def __post_init__(self) -> None:
         sigma = self.psf_sigma
         if isinstance(sigma, list):
             object.__setattr__(self, "psf_sigma", tuple(float(s) for s in sigma))
+        if self.optics is not None:
+            from .optics import Optics, OpticsError  # lazy: only configs with optics need it
+
+            try:
+                if not isinstance(self.optics, Optics):
+                    object.__setattr__(self, "optics", Optics.from_dict(self.optics))
+            except OpticsError as e:
+                raise ConfigError(f"optics: {e}") from None
         self.validate()
 
     # -- validation -------------------------------------------------------------
@@ -132,6 +147,8 @@ class TrainConfig:
         need(_is_int(self.seed) and self.seed >= 0, "seed", "must be a whole number >= 0")
         need(self.device in DEVICES, "device", f"must be one of {DEVICES}")
         need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
+        need(self.optics is None or self.psf == "measured", "optics",
+             "is the record of a PSF computed from optics: needs psf='measured'")
         need(self.ndim == 2, "ndim", "only 2D training is supported (3D stacks train slice by slice)")
 
     # -- helpers ----------------------------------------------------------------
