@@ -23,7 +23,6 @@ from .core.optics import gaussian_sigma, optics_psf, parse_optics
 from .core.predict import Cancelled
 from .core.psf import PSFError
 
-
 _OPTICS_EXAMPLE = '"na=1.4,wavelength=520,n=1.518,pixel=65,z_step=200,modality=widefield"'
 
 
