@@ -179,6 +179,8 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         if isinstance(d["psf_sigma"], tuple):
             d["psf_sigma"] = list(d["psf_sigma"])
+        if d["optics"] is None:  # files without optics stay exactly as before this field
+            del d["optics"]
         return d
 
     @classmethod
