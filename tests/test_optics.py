@@ -202,3 +202,11 @@ def test_model_file_keeps_the_optics_and_summary_shows_them(tmp_path):
     np.testing.assert_array_equal(back.psf, optics_psf(o))
     assert "widefield PSF NA 1.4, 520 nm, n 1.518, 65 nm px" in back.summary()
     assert f"≈ Gaussian sigma {gaussian_sigma(o)[1]:.2f} px" in back.summary()
+
+
+def test_without_a_z_step_2d_works_and_the_axial_sigma_is_nan():
+    o = Optics(**{**OIL, "z_step_nm": None})
+    sz, sy, _ = gaussian_sigma(o)
+    assert np.isnan(sz) and sy == pytest.approx(gaussian_sigma(Optics(**OIL))[1])
+    np.testing.assert_array_equal(optics_psf(o, ndim=2), optics_psf(Optics(**OIL), ndim=2))
+    assert "z step" not in o.describe() and "planes" not in o.describe(ndim=3)

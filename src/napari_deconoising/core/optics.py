@@ -174,15 +174,15 @@ def gaussian_sigma(optics: Optics) -> tuple[float, float, float]:
 
     The non-paraxial least-squares Gaussian approximations of Zhang, Zerubia & Olivo-Marin
     (Applied Optics 46, 1819, 2007), as computed by ``psf``; the lateral one is about
-    0.22 wavelength / NA for a widefield microscope. Without a Z step, z is in nm.
+    0.22 wavelength / NA for a widefield microscope. Without a Z step, z is NaN.
     """
     lib = _psf_lib()
     kind = lib.GAUSSIAN | (lib.CONFOCAL if optics.modality == "confocal" else lib.EMISSION)
     model = lib.PSF(kind, shape=(8, 8), dims=(1.0, 1.0), **_psf_kwargs(optics))
     sz_um, sr_um = model.sigma.um
-    z_step = optics.z_step_nm if optics.z_step_nm is not None else 1.0
+    sz = math.nan if optics.z_step_nm is None else 1000 * sz_um / optics.z_step_nm
     sr = 1000 * sr_um / optics.pixel_nm
-    return 1000 * sz_um / z_step, sr, sr
+    return sz, sr, sr
 
 
 def optics_psf(optics: Optics, ndim: int = 2, size: int | tuple[int, ...] | None = None) -> np.ndarray:
@@ -218,6 +218,7 @@ def optics_psf(optics: Optics, ndim: int = 2, size: int | tuple[int, ...] | None
     factor = 1
     if optics.modality == "confocal":
         factor = max(1, math.ceil(_CONFOCAL_STEPS_PER_LAMBDA_NA * optics.pixel_nm * optics.na / optics.wavelength_nm))
+    # (a 2D PSF uses only the centre of its 3 planes, so any spacing serves without a Z step)
     z_um = hz * (optics.z_step_nm or optics.pixel_nm) / 1000
     r_um = hr * optics.pixel_nm / 1000
     kind = lib.ISOTROPIC | (lib.CONFOCAL if optics.modality == "confocal" else lib.EMISSION)
@@ -225,7 +226,7 @@ def optics_psf(optics: Optics, ndim: int = 2, size: int | tuple[int, ...] | None
     # volume() mirrors the (z, r) samples into (2hz+1, 2R+1, 2R+1); every factor-th sample
     # lies on the pixel grid, the centre included.
     vol = model.volume()[:, ::factor, ::factor]
-    vol = vol[hz] if ndim == 2 else vol[hz - half[0]:hz + half[0] + 1]
+    vol = vol[hz] if ndim == 2 else vol
     vol = vol[(Ellipsis, *(slice(hr - h, hr + h + 1) for h in half[-2:]))]
     vol = np.clip(vol, 0, None)
     return (vol / vol.sum()).astype(np.float32)
@@ -237,7 +238,8 @@ def _half_sizes(optics: Optics, ndim: int, size: int | tuple[int, ...] | None) -
     if size is None:
         sz, sr, _ = gaussian_sigma(optics)
         lateral = max(4 * sr, 2 * optics.wavelength_nm / optics.na / optics.pixel_nm)
-        halves = (math.ceil(4 * sz), math.ceil(lateral), math.ceil(lateral))
+        axial = 4 * sz if ndim == 3 else 0  # sz is NaN without a Z step (2D only)
+        halves = (math.ceil(axial), math.ceil(lateral), math.ceil(lateral))
         return halves[-ndim:]
     sizes = (size,) * ndim if isinstance(size, int) else tuple(size)
     if len(sizes) != ndim or not all(isinstance(s, int) and s >= 1 and s % 2 == 1 for s in sizes):
