@@ -14,11 +14,12 @@ from magicgui.widgets import ComboBox, FloatSpinBox, Label, PushButton
 from ..core.optics import MODALITIES, Optics, OpticsError, gaussian_sigma, optics_psf
 from ._form import Field
 
-__all__ = ["CONFOCAL_ROWS", "OPTICS_ROWS", "optics_fields", "preview_psf", "read_optics", "sigma_text"]
+__all__ = ["CONFOCAL_ROWS", "OPTICS_INPUTS", "OPTICS_ROWS", "optics_fields", "preview_psf", "read_optics", "sigma_text"]
 
-#: rows shown only for "From optics", and of those, only for a confocal microscope
-OPTICS_ROWS = ("na", "emission_nm", "n_immersion", "pixel_nm", "z_step_nm", "modality", "excitation_nm",
-               "pinhole", "preview_psf", "psf_sigma_info")
+#: the optical parameters; all rows shown only for "From optics"; some only for a confocal
+OPTICS_INPUTS = ("na", "emission_nm", "n_immersion", "pixel_nm", "z_step_nm", "modality", "excitation_nm",
+                 "pinhole")
+OPTICS_ROWS = (*OPTICS_INPUTS, "preview_psf", "psf_sigma_info")
 CONFOCAL_ROWS = ("excitation_nm", "pinhole")
 
 _TIPS = {

@@ -13,7 +13,15 @@ from ..core.optics import optics_psf
 from ._form import Field, Form, axes_field, device_field, image_field
 from ._layers import grey_image_choices, layer_array
 from ._notify import notify_error
-from ._optics_rows import CONFOCAL_ROWS, OPTICS_ROWS, optics_fields, preview_psf, read_optics, sigma_text
+from ._optics_rows import (
+    CONFOCAL_ROWS,
+    OPTICS_INPUTS,
+    OPTICS_ROWS,
+    optics_fields,
+    preview_psf,
+    read_optics,
+    sigma_text,
+)
 from ._registry import REGISTRY
 
 __all__ = ["NEW_MODEL", "PSF_FILE", "PSF_GAUSSIAN", "PSF_LAYER", "PSF_NONE", "PSF_OPTICS", "TrainForm"]
@@ -93,7 +101,7 @@ class TrainForm(Form):
         self.viewer = viewer
         self.psf_kind.changed.connect(self._on_psf_kind)
         self.modality.changed.connect(lambda *_: self._on_psf_kind(self.psf_kind.value))
-        for name in OPTICS_ROWS[:-2]:
+        for name in OPTICS_INPUTS:
             self.widgets[name].changed.connect(self._update_sigma)
         self.preview_psf.changed.connect(self._preview)
         self._update_sigma()
