@@ -20,11 +20,14 @@ from ._console import run_training
 from .bioimageio import BioimageioExportError, BioimageioUnavailable, load_any_model
 from .core.config import ConfigError, TrainConfig
 from .core.data import DataError
-from .core.io import ImageFileError, read_image
+from .core.io import ImageFileError, image_format, read_image, write_image
 from .core.lazy_io import open_lazy
 from .core.modelfile import ModelFileError
+from .core.optics import gaussian_sigma, optics_psf, parse_optics
 from .core.predict import Cancelled
 from .core.psf import PSFError
+
+_OPTICS_EXAMPLE = '"na=1.4,wavelength=520,n=1.518,pixel=65,z_step=200,modality=widefield"'
 
 
 class CLIError(Exception):
@@ -54,8 +57,10 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray
         if values is not None and len(values) not in (1, ndim):
             hint = "" if ndim == 3 or len(values) != 3 else " (3 values need --3d)"
             raise CLIError(f"{flag} takes one value or {ndim} ({axes}), got {len(values)}{hint}")
-    psf_array = None
-    if args.no_psf:
+    psf_array, optics = None, None
+    if args.psf_optics is not None:
+        psf_kind, sigma, optics = "measured", 0.0, parse_optics(args.psf_optics)
+    elif args.no_psf:
         psf_kind, sigma = "none", 0.0
     elif args.psf is not None:
         psf_kind, sigma = "measured", 0.0
@@ -72,7 +77,11 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, micro_batches=args.micro_batches,
         patch_size=patch, val_fraction=args.val_fraction, lr=args.lr, depth=args.depth,
         channels=args.channels, seed=args.seed, device=args.device, precision=args.precision, ndim=ndim,
+        optics=optics,
     )
+    if optics is not None:
+        psf_array = optics_psf(optics, ndim=cfg.ndim)
+        print(f"PSF from optics: {optics.describe(cfg.ndim)}, {psf_array.shape} pixels", file=sys.stderr)
     return cfg, psf_array
 
 
@@ -84,6 +93,8 @@ _DEFAULT_PATCH_3D = (16, 64, 64)
 def cmd_train(args: argparse.Namespace) -> int:
     from .core.distributed import from_environment, shutdown
 
+    if args.resume and args.psf_optics:
+        raise CLIError("--psf-optics with --resume: a resumed model keeps its own PSF")
     cfg, psf_array = _config_from_args(args)
     out = Path(args.model)
     if not out.parent.exists():
@@ -139,6 +150,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_psf(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    image_format(out)
+    if not out.parent.exists():
+        raise CLIError(f"output folder does not exist: {out.parent}")
+    optics = parse_optics(args.optics)
+    ndim = 3 if args.three_d else 2
+    size = None if args.size is None else (args.size[0] if len(args.size) == 1 else tuple(args.size))
+    kernel = optics_psf(optics, ndim=ndim, size=size)
+    write_image(out, kernel, "ZYX"[-ndim:])
+    sz, sy, sx = gaussian_sigma(optics)
+    zsig = f"z {sz:.3f} planes, " if ndim == 3 else ""
+    print(f"{optics.describe(ndim)}: {kernel.shape} -> {out}", file=sys.stderr)
+    print(f"equivalent Gaussian sigma: {zsig}y {sy:.3f} px, x {sx:.3f} px (Zhang et al. 2007)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -166,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     psf.add_argument("--psf", metavar="PSF.tif",
                      help="measured PSF (TIFF), instead of a Gaussian; YX, or ZYX with --3d")
     psf.add_argument("--no-psf", action="store_true", help="no PSF: plain Noise2Void")
+    psf.add_argument("--psf-optics", metavar="OPTICS", help=f"PSF computed from the microscope, e.g. {_OPTICS_EXAMPLE} "
+                     "(lengths in nm; confocal: modality=confocal,excitation=488,pinhole=1)")
     t.add_argument("--positivity", type=float, default=d.positivity, help="positivity weight lambda (0 = off)")
     t.add_argument("--epochs", type=int, default=d.epochs)
     t.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
@@ -226,6 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sample", metavar="IMAGE.tif",
                    help="image like the training data, for the test image and cover (default: synthetic)")
     e.set_defaults(func=cmd_export)
+
+    o = sub.add_parser("psf", help="compute the PSF of a microscope from its optics and write it as a TIFF")
+    o.add_argument("optics", metavar="OPTICS", help=f"e.g. {_OPTICS_EXAMPLE} (see train --psf-optics)")
+    o.add_argument("--out", required=True, metavar="PSF.tif", help="where to write the PSF")
+    o.add_argument("--3d", dest="three_d", action="store_true", help="a ZYX volume (needs z_step) instead of "
+                   "the in-focus plane")
+    o.add_argument("--size", type=int, nargs="+", metavar="N", help="odd size, one value or one per axis")
+    o.set_defaults(func=cmd_psf)
 
     m = sub.add_parser("demo", help="train and compare Noise2Void and DecoNoising on a synthetic sample")
     m.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
