@@ -41,3 +41,22 @@ def test_cluster_error_reaches_the_caller_and_leaves_no_output(trained, tmp_path
         predict_file(trained, tmp_path / "nan.zarr", tmp_path / "out.zarr", client=client, device="cpu",
                      tile_size=2 * tile_halo(trained) + 8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.zarr"]
+
+
+def test_cli_scheduler_uses_an_existing_cluster(trained, tmp_path, capsys):
+    from distributed import LocalCluster
+
+    from napari_deconoising.cli import main
+
+    img = np.random.default_rng(2).normal(trained.mean, trained.std, (50, 40)).astype(np.float32)
+    write_image(tmp_path / "in.tif", img)
+    trained.save(tmp_path / "m.pt")
+    tile = str(2 * tile_halo(trained) + 8)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        assert main(["predict", str(tmp_path / "m.pt"), str(tmp_path / "in.tif"), "--denoised",
+                     str(tmp_path / "c.zarr"), "--tile-size", tile, "--device", "cpu",
+                     "--scheduler", cluster.scheduler_address]) == 0
+    assert f"Dask: 1 worker at {cluster.scheduler_address}" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "m.pt"), str(tmp_path / "in.tif"), "--denoised",
+                 str(tmp_path / "one.zarr"), "--tile-size", tile, "--device", "cpu"]) == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "c.zarr")[0], read_image(tmp_path / "one.zarr")[0])

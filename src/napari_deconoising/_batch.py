@@ -107,7 +107,8 @@ def run_predict(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with _client(args) as client:
         if client is not None:
-            print(f"Dask: {len(client.scheduler_info()['workers'])} workers at {client.scheduler.address}",
+            n_workers = len(client.scheduler_info()["workers"])
+            print(f"Dask: {n_workers} worker{'s' if n_workers != 1 else ''} at {client.scheduler.address}",
                   file=sys.stderr)
         for k, job in enumerate(jobs):
             def progress(done: int, total: int, k: int = k, name: str = job.source.name) -> None:
