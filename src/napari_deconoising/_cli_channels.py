@@ -29,6 +29,10 @@ def channel_count(images: Sequence[np.ndarray], axes: str | None) -> int:
     if len(axes) != images[0].ndim:
         raise CLIError(f"--axes {axes} has {len(axes)} letters but the image has {images[0].ndim} dimensions "
                        f"{images[0].shape}")
+    if axes.upper().endswith("XC"):
+        # channels after X are a TIFF's RGB(A) samples: a colour picture, not fluorescence channels
+        raise CLIError("the image has its channels last (RGB samples, axes ...YXC); DecoNoising needs raw "
+                       "fluorescence channels, stored channel by channel (e.g. CYX)")
     return int(images[0].shape[axes.upper().index("C")])
 
 
