@@ -10,7 +10,7 @@ from magicgui.widgets import PushButton
 from qtpy.QtWidgets import QFileDialog
 from superqt import QCollapsible
 
-from ..core import DecoNoisingModel, TrainConfig, TrainEvent
+from ..core import ChannelModels, DataError, DecoNoisingModel, TrainConfig, TrainEvent
 from ..core.formatting import format_seconds
 from ._base import DeconoisingWidget, button_row
 from ._layers import layer_array
@@ -95,6 +95,8 @@ class TrainWidget(DeconoisingWidget):
             config = self.form.config()
             resumed = self.form.resume_name()
             resume = REGISTRY.get(resumed) if resumed is not None else None
+            if isinstance(resume, ChannelModels):
+                raise DataError(f"'{resumed}' holds one model per channel; continuing it is not supported yet")
             # a resumed model keeps its own PSF
             psf = self.form.measured_psf() if resume is None else None
         except ValueError as exc:

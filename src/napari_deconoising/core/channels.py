@@ -7,7 +7,7 @@ models are ordinary :class:`~napari_deconoising.core.model.DecoNoisingModel` obj
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -106,6 +106,31 @@ class ChannelModels:
             den.append(p.denoised)
             dec.append(p.deconvolved)
         c = axes.upper().index("C") if "C" in axes.upper() else 0
+        return Prediction(np.stack(den, axis=c), np.stack(dec, axis=c))
+
+    def predict_iter(self, image: np.ndarray, axes: str, **kwargs: Any
+                     ) -> Generator[tuple[int, int], None, Prediction]:
+        """Generator form of :meth:`predict`: yields ``(done, total)`` tiles over all channels
+        (later channels are assumed to need as many tiles) and returns the Prediction."""
+        if axes is None or "C" not in axes.upper():
+            raise DataError(f"the model has one network per channel ({len(self.models)}): the image needs a "
+                            "channel axis (C) in its axes, e.g. CYX or CZYX")
+        views, rest = split_channels(image, axes)
+        if len(views) != len(self.models):
+            raise DataError(f"the image has {len(views)} channel(s) but the model has {len(self.models)}")
+        den, dec, finished = [], [], 0
+        for k, (model, view) in enumerate(zip(self.models, views)):
+            gen, total = model.predict_iter(view, rest, **kwargs), 0
+            try:
+                while True:
+                    done, total = next(gen)
+                    yield finished + done, finished + total * (len(views) - k)
+            except StopIteration as stop:
+                p = stop.value
+            finished += total
+            den.append(p.denoised)
+            dec.append(p.deconvolved)
+        c = axes.upper().index("C")
         return Prediction(np.stack(den, axis=c), np.stack(dec, axis=c))
 
     def summary(self) -> str:
