@@ -56,3 +56,20 @@ def test_psf_count_must_match_the_channels(cyx, capsys, case, msg):
     err = capsys.readouterr().err.strip()
     assert err.startswith("deconoising: error: ") and msg in err and "\n" not in err
     assert not out.exists()
+
+
+def test_3d_channels_each_with_a_zyx_sigma(cyx, capsys):
+    from napari_deconoising.core.sample3d import make_sample_3d
+
+    v = make_sample_3d((8, 32, 32), sigma=(2.0, 1.0, 1.0), seed=4)
+    tifffile.imwrite(cyx / "czyx.tif", np.stack([v.noisy, 2 * v.noisy]), metadata={"axes": "CZYX"})
+    model = cyx / "c3d.pt"
+    tiny = [a for a in TINY_ARGS if a not in ("--patch-size", "32")]
+    assert main(["train", str(cyx / "czyx.tif"), "--3d", "--psf-sigma", "2", "1", "1", "--psf-sigma", "1",
+                 "--patch-size", "8", "32", "32", "--model", str(model), *tiny, "--epochs", "1"]) == 0
+    loaded = load_model(model)
+    assert [m.config.psf_sigma for m in loaded.models] == [(2.0, 1.0, 1.0), 1.0]
+    assert all(m.config.ndim == 3 for m in loaded.models)
+    den = cyx / "den3d.tif"
+    assert main(["predict", str(model), str(cyx / "czyx.tif"), "--denoised", str(den), "--device", "cpu"]) == 0
+    assert tifffile.imread(den).shape == (2, 8, 32, 32)
