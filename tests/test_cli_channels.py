@@ -73,3 +73,13 @@ def test_3d_channels_each_with_a_zyx_sigma(cyx, capsys):
     den = cyx / "den3d.tif"
     assert main(["predict", str(model), str(cyx / "czyx.tif"), "--denoised", str(den), "--device", "cpu"]) == 0
     assert tifffile.imread(den).shape == (2, 8, 32, 32)
+
+
+def test_export_refuses_a_model_per_channel(cyx, capsys):
+    model = cyx / "exp.pt"
+    assert main(["train", str(cyx / "cyx.tif"), "--model", str(model), *TINY_ARGS, "--epochs", "1"]) == 0
+    out = cyx / "never.zip"
+    assert main(["export", str(model), str(out), "--author", "me"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("deconoising: error: ") and "one model per channel" in err[-1]
+    assert not out.exists()

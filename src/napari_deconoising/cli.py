@@ -148,6 +148,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if Path(args.model).exists() and out.exists() and out.resolve() == Path(args.model).resolve():
         raise CLIError(f"refusing to overwrite the model {out}")
     model = load_any_model(args.model)
+    if isinstance(model, ChannelModels):
+        raise CLIError(f"{args.model} holds one model per channel; a bioimage.io package takes a single model")
     sample = read_image(args.sample)[0] if args.sample else None
     name = args.name or f"DecoNoising {Path(args.model).stem}"
     t0 = time.perf_counter()
