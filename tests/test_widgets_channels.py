@@ -67,3 +67,25 @@ def test_a_model_per_channel_is_not_exported_to_bioimageio(apply_widget, notific
     _, w = apply_widget
     assert w.open_export_dialog() is None
     assert any("one model per channel" in m for m in notifications["error"]), notifications["error"]
+
+
+def test_a_channels_file_opens_for_apply_but_not_for_training(tmp_path, make_napari_viewer, fresh_registry,
+                                                              cyx_models, notifications):
+    from napari_deconoising._reader import get_reader
+    from napari_deconoising._widgets import TrainWidget
+
+    path = tmp_path / "two.pt"
+    cyx_models[1].save(path)
+    viewer = make_napari_viewer()
+    train = TrainWidget(viewer)
+    assert train.load_model(path) is None and train.model is None
+    assert "two" in fresh_registry
+    assert any("one model per channel" in m for m in notifications["warning"]), notifications["warning"]
+    train.form.image.value = viewer.add_image(cyx_models[0][0], name="yx")
+    train.form.resume.reset_choices()
+    train.form.resume.value = "two"
+    assert not train.start()
+    assert any("continuing it is not supported" in m for m in notifications["error"]), notifications["error"]
+    reader = get_reader(str(path))
+    assert reader is not None and reader(str(path)) == [(None,)]
+    assert "two [2]" in fresh_registry

@@ -239,6 +239,10 @@ class TrainWidget(DeconoisingWidget):
         if model is None:
             return None
         name = REGISTRY.add(model, Path(path).stem, path=path)
+        if isinstance(model, ChannelModels):
+            warning(f"'{name}' holds one model per channel: use it in the Apply widget (training it further "
+                    "is not supported yet).")
+            return None
         self.model, self.model_name = model, name
         self.form.resume.reset_choices()
         self.form.resume.value = name
