@@ -81,8 +81,9 @@ def test_a_channels_file_opens_for_apply_but_not_for_training(tmp_path, make_nap
     assert train.load_model(path) is None and train.model is None
     assert "two" in fresh_registry
     assert any("one model per channel" in m for m in notifications["warning"]), notifications["warning"]
-    train.form.image.value = viewer.add_image(cyx_models[0][0], name="yx")
-    train.form.resume.reset_choices()
+    layer = viewer.add_image(cyx_models[0][0], name="yx")
+    train.form.reset_choices()
+    train.form.image.value = layer
     train.form.resume.value = "two"
     assert not train.start()
     assert any("continuing it is not supported" in m for m in notifications["error"]), notifications["error"]
