@@ -71,8 +71,7 @@ def test_3d_channels_and_one_config_for_all(sample3d, tiny_config):
 
 def test_channels_round_trip_through_one_file(two_channels, tiny_config, tmp_path, monkeypatch):
     from napari_deconoising.bioimageio import load_any_model
-    from napari_deconoising.core import DecoNoisingModel, ModelFileError, load_model
-    from napari_deconoising.core import modelfile
+    from napari_deconoising.core import DecoNoisingModel, ModelFileError, load_model, modelfile
 
     noisy, _ = two_channels
     cfg = tiny_config.replace(epochs=1, steps_per_epoch=1, batch_size=2)
