@@ -67,3 +67,42 @@ def test_3d_channels_and_one_config_for_all(sample3d, tiny_config):
     assert set(events) == {0, 1}
     pred = models.predict(czyx, "ZCYX", device="cpu")
     assert pred.denoised.shape == czyx.shape
+
+
+def test_channels_round_trip_through_one_file(two_channels, tiny_config, tmp_path, monkeypatch):
+    from napari_deconoising.bioimageio import load_any_model
+    from napari_deconoising.core import DecoNoisingModel, ModelFileError, load_model, modelfile
+
+    noisy, _ = two_channels
+    cfg = tiny_config.replace(epochs=1, steps_per_epoch=1, batch_size=2)
+    models = train_channels(noisy, [cfg.replace(psf_sigma=1.0), cfg.replace(psf_sigma=2.0)], "CYX")
+    models.save(tmp_path / "c.pt")
+    models.models[0].save(tmp_path / "single.pt")
+    before = models.predict(noisy, "CYX", device="cpu")
+    for loader in (load_model, load_any_model):
+        again = loader(tmp_path / "c.pt")
+        assert isinstance(again, ChannelModels) and len(again.models) == 2
+        after = again.predict(noisy, "CYX", device="cpu")
+        np.testing.assert_array_equal(after.denoised, before.denoised)
+        np.testing.assert_array_equal(after.deconvolved, before.deconvolved)
+        assert [m.config for m in again.models] == [m.config for m in models.models]
+    # one model per file stays format 1; the channels file is format 2, which a format-1 reader refuses
+    assert modelfile.read_payload(tmp_path / "single.pt")["format_version"] == 1
+    assert modelfile.read_payload(tmp_path / "c.pt")["format_version"] == 2
+    assert isinstance(load_model(tmp_path / "single.pt"), DecoNoisingModel)
+    with pytest.raises(ModelFileError, match="one model per channel"):
+        DecoNoisingModel.load(tmp_path / "c.pt")
+    monkeypatch.setattr(modelfile, "FORMAT_VERSION", 1)
+    with pytest.raises(ModelFileError, match="newer napari-deconoising"):
+        modelfile.read_payload(tmp_path / "c.pt")
+
+
+def test_a_damaged_channel_list_is_refused(tmp_path):
+    from napari_deconoising.core import ModelFileError, load_model
+    from napari_deconoising.core.modelfile import write_payload
+
+    write_payload(tmp_path / "bad.pt", {"channels": []})
+    with pytest.raises(ModelFileError, match="damaged"):
+        load_model(tmp_path / "bad.pt")
+    with pytest.raises(DataError, match="axes"):
+        ChannelModels([]).predict(np.zeros((2, 8, 8)), None)

@@ -38,5 +38,14 @@ def test_run_training_prints_estimate_and_epochs(sample, tiny_config):
     model, trainer = run_training(sample.noisy, cfg, out=s, label="[x] ")
     lines = s.getvalue().splitlines()
     assert lines[0].startswith("[x] training 2 epochs x 2 steps") and "estimated 0:" in lines[0]
+    assert "of 8 32x32px patches" in lines[0]
     assert [ln.split()[2] for ln in lines[1:]] == ["1/2", "2/2"]
     assert len(model.history) == 2 and trainer.history == model.history
+
+
+def test_run_training_names_a_3d_patch_by_its_axes(sample3d, tiny_config):
+    cfg = tiny_config.replace(ndim=3, patch_size=(8, 32, 32), psf_sigma=(2, 1, 1), batch_size=2,
+                              epochs=1, steps_per_epoch=1)
+    s = io.StringIO()
+    run_training(sample3d.noisy, cfg, axes="ZYX", out=s)
+    assert any("of 2 8x32x32px patches" in line for line in s.getvalue().splitlines())

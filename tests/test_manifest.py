@@ -16,7 +16,7 @@ def test_manifest_is_valid_and_imports():
     widgets = {w.display_name for w in manifest.contributions.widgets}
     assert widgets == {"Train model", "Apply model"}
     keys = {s.key for s in manifest.contributions.sample_data}
-    assert keys == {"synthetic", "nuclei"}
+    assert keys == {"synthetic", "synthetic_3d", "nuclei"}
     commands = {c.id for c in manifest.contributions.commands}
     assert "napari-deconoising.compare" in commands
     menus = manifest.contributions.menus

@@ -10,6 +10,7 @@ from napari_deconoising._sample_data import (
     make_noisy,
     nuclei_sample,
     synthetic_sample,
+    synthetic_sample_3d,
 )
 from napari_deconoising.core import psnr
 
@@ -32,6 +33,14 @@ def test_synthetic_sample():
     layers = synthetic_sample()
     _check(layers, "synthetic")
     assert layers[0][0].shape == (256, 256)
+
+
+def test_synthetic_sample_3d_keeps_the_z_spacing():
+    layers = synthetic_sample_3d(shape=(8, 40, 40), z_step=3.0)
+    _check(layers, "synthetic 3D")
+    assert layers[0][0].shape == (8, 40, 40)
+    assert all(kwargs["scale"] == (3.0, 1.0, 1.0) for _, kwargs, _ in layers)
+    assert layers[2][1]["metadata"]["napari-deconoising sample"]["psf_sigma_px"] == [2.0, 1.0, 1.0]
 
 
 def test_nuclei_crop_is_shipped():

@@ -96,8 +96,9 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
     for note in trainer.warnings:
         print(f"deconoising: warning: {note}", file=out)
     per_step = trainer.estimate_step_seconds(steps=1)
+    patch = "x".join(map(str, trainer.patch_shape))
     print(f"{label}training {cfg.epochs} epochs x {cfg.steps_per_epoch} steps of {cfg.batch_size} "
-          f"{trainer.patch}px patches on {trainer.plan.device} ({trainer.plan.precision}); "
+          f"{patch}px patches on {trainer.plan.device} ({trainer.plan.precision}); "
           f"estimated {format_seconds(per_step * cfg.total_steps)} ({per_step:.2f} s/step)", file=out)
     bar = ProgressBar(cfg.total_steps, out)
     try:

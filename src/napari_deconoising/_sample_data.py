@@ -13,22 +13,23 @@ import numpy as np
 
 from .core.io import ImageFileError, read_image
 from .core.sample import camera_noise, gaussian_blur, make_sample
+from .core.sample3d import make_sample_3d
 
-__all__ = ["synthetic_sample", "nuclei_sample", "load_nuclei_crop", "make_noisy", "NUCLEI_SIGMA"]
+__all__ = ["synthetic_sample", "synthetic_sample_3d", "nuclei_sample", "load_nuclei_crop", "make_noisy", "NUCLEI_SIGMA"]
 
 #: Gaussian PSF sigma (px) used for the nuclei sample.
 NUCLEI_SIGMA = 2.0
 
 
-def _layers(stem: str, noisy, clean, phantom, sigma: float, source: str) -> list[tuple]:
+def _layers(stem: str, noisy, clean, phantom, sigma, source: str, scale: tuple | None = None) -> list[tuple]:
     meta = {
         "napari-deconoising sample": {
-            "psf_sigma_px": sigma,
+            "psf_sigma_px": list(sigma) if isinstance(sigma, tuple) else sigma,
             "source": source,
             "noise": "Poisson + Gaussian read noise",
         }
     }
-    return [
+    layers = [
         (
             phantom,
             {
@@ -59,6 +60,10 @@ def _layers(stem: str, noisy, clean, phantom, sigma: float, source: str) -> list
             "image",
         ),
     ]
+    if scale is not None:
+        for _, kwargs, _ in layers:
+            kwargs["scale"] = scale
+    return layers
 
 
 def synthetic_sample(
@@ -73,6 +78,25 @@ def synthetic_sample(
         s.phantom,
         s.sigma,
         f"napari_deconoising.core.make_sample(shape={shape}, sigma={sigma}, photons={photons})",
+    )
+
+
+def synthetic_sample_3d(
+    shape: tuple[int, int, int] = (32, 128, 128), sigma: tuple[float, float, float] = (2.0, 1.0, 1.0),
+    photons: float = 100.0, z_step: float = 2.0, seed: int = 0,
+) -> list[tuple]:
+    """A synthetic stack of 3D filaments and vesicles (ZYX), blurred more along Z, with its
+    clean stack and ground truth; the layers' scale carries the Z spacing (``z_step`` pixels)."""
+    s = make_sample_3d(shape=shape, sigma=sigma, photons=photons, z_step=z_step, seed=seed)
+    return _layers(
+        "synthetic 3D",
+        s.noisy,
+        s.clean,
+        s.phantom,
+        s.sigma,
+        f"napari_deconoising.core.sample3d.make_sample_3d(shape={shape}, sigma={sigma}, "
+        f"photons={photons}, z_step={z_step})",
+        scale=(float(z_step), 1.0, 1.0),
     )
 
 

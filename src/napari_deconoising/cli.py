@@ -16,8 +16,10 @@ import numpy as np
 import torch
 
 from ._batch import UsageError
+from ._cli_channels import CLIError, channel_count, per_channel_args, train_per_channel
 from ._console import run_training
 from .bioimageio import BioimageioExportError, BioimageioUnavailable, load_any_model
+from .core.channels import ChannelModels
 from .core.config import ConfigError, TrainConfig
 from .core.data import DataError
 from .core.io import ImageFileError, image_format, read_image, write_image
@@ -28,10 +30,6 @@ from .core.predict import Cancelled
 from .core.psf import PSFError
 
 _OPTICS_EXAMPLE = '"na=1.4,wavelength=520,n=1.518,pixel=65,z_step=200,modality=widefield"'
-
-
-class CLIError(Exception):
-    """A user error: reported as one line on stderr, exit status 2."""
 
 
 def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list, str | None]:
@@ -95,10 +93,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume and args.psf_optics:
         raise CLIError("--psf-optics with --resume: a resumed model keeps its own PSF")
-    cfg, psf_array = _config_from_args(args)
     out = Path(args.model)
     if not out.parent.exists():
         raise CLIError(f"output folder does not exist: {out.parent}")
+    images, axes = _load_inputs(args.inputs, args.axes)
+    channels = channel_count(images, axes)
+    built = [_config_from_args(a) for a in per_channel_args(args, channels)]
+    if channels:
+        if args.resume:
+            raise CLIError("--resume with a channel axis (C): continuing a multi-channel model is not supported yet")
+        if os.environ.get("WORLD_SIZE", "1") != "1":
+            raise CLIError("one model per channel (a C axis) trains in one process; run it without torchrun")
+        # One model per channel holds each channel in memory while it trains.
+        model = train_per_channel(np.asarray(images[0]), axes, built)
+        model.save(out)
+        print(f"saved model to {out}: {model.summary()}", file=sys.stderr)
+        return 0
+    resume = load_any_model(args.resume) if args.resume else None
+    if isinstance(resume, ChannelModels):
+        raise CLIError(f"{args.resume} holds one model per channel: resume needs an image with a C axis")
+    cfg, psf_array = built[0]
     ddp = from_environment(args.device)  # under torchrun: join the other processes
     log = sys.stderr
     try:
@@ -111,8 +125,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                 log = open(os.devnull, "w")  # noqa: SIM115 - one report, from rank 0
             print(f"DDP: {ddp.world} processes ({torch.distributed.get_backend()}), {cfg.batch_size} patches "
                   f"per step in total", file=log)
-        images, axes = _load_inputs(args.inputs, args.axes)
-        resume = load_any_model(args.resume) if args.resume else None
         model, _ = run_training(images, cfg, axes=axes, psf=psf_array, resume=resume, out=log, ddp=ddp)
         if ddp is None or ddp.is_main:
             model.save(out)
@@ -140,6 +152,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if Path(args.model).exists() and out.exists() and out.resolve() == Path(args.model).resolve():
         raise CLIError(f"refusing to overwrite the model {out}")
     model = load_any_model(args.model)
+    if isinstance(model, ChannelModels):
+        raise CLIError(f"{args.model} holds one model per channel; a bioimage.io package takes a single model")
     sample = read_image(args.sample)[0] if args.sample else None
     name = args.name or f"DecoNoising {Path(args.model).stem}"
     t0 = time.perf_counter()
@@ -188,11 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("inputs", nargs="+", metavar="INPUT.tif", help="noisy image(s); stacks allowed")
     t.add_argument("--model", required=True, metavar="OUT.pt", help="where to save the model")
     psf = t.add_mutually_exclusive_group()
-    psf.add_argument("--psf-sigma", type=float, nargs="+", default=[1.0], metavar="S",
+    psf.add_argument("--psf-sigma", type=float, nargs="+", action="append", metavar="S",
                      help="Gaussian PSF sigma in pixels, one value or one per axis: Y X, or Z Y X with --3d "
-                          "(default 1.0)")
-    psf.add_argument("--psf", metavar="PSF.tif",
-                     help="measured PSF (TIFF), instead of a Gaussian; YX, or ZYX with --3d")
+                          "(default 1.0); repeat once per channel for data with a C axis")
+    psf.add_argument("--psf", metavar="PSF.tif", action="append",
+                     help="measured PSF (TIFF), instead of a Gaussian; YX, or ZYX with --3d; repeat once per "
+                          "channel for data with a C axis")
     psf.add_argument("--no-psf", action="store_true", help="no PSF: plain Noise2Void")
     psf.add_argument("--psf-optics", metavar="OPTICS", help=f"PSF computed from the microscope, e.g. {_OPTICS_EXAMPLE} "
                      "(lengths in nm; confocal: modality=confocal,excitation=488,pinhole=1)")
@@ -212,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=d.lr)
     t.add_argument("--depth", type=int, default=d.depth)
     t.add_argument("--channels", type=int, default=d.channels)
-    t.add_argument("--axes", help="axis letters of the inputs, e.g. YX, SYX, TYX, ZYX, TZYX (default: from the file)")
+    t.add_argument("--axes", help="axis letters of the inputs, e.g. YX, SYX, TYX, ZYX, TZYX, CYX, CZYX (default: "
+                   "from the file); with C, one model per channel")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     t.add_argument("--seed", type=int, default=d.seed)

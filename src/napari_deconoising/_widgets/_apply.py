@@ -9,7 +9,8 @@ import numpy as np
 from magicgui.widgets import ComboBox, LineEdit, PushButton, SpinBox
 from qtpy.QtWidgets import QFileDialog
 
-from ..core import DataError, DecoNoisingModel
+from ..core import ChannelModels, DataError, DecoNoisingModel
+from ..core.channels import split_channels
 from ._base import DeconoisingWidget, button_row
 from ._form import Field, Form, axes_field, device_field, image_field
 from ._large import is_large, large_outputs, sample_region
@@ -37,6 +38,17 @@ def intensity_mismatch(model: DecoNoisingModel, data: np.ndarray) -> str | None:
             "poor. Was the model trained on this kind of image (same camera, gain, bit depth)?"
         )
     return None
+
+
+def _check_channels(model: ChannelModels, name: str, layer: str, axes: str, shape: tuple[int, ...]) -> None:
+    """Refuse a layer whose C axis does not match a model per channel."""
+    n = len(model.models)
+    if "C" not in axes or len(axes) != len(shape):
+        raise DataError(f"the model ('{name}') has one network per channel ({n}); give layer '{layer}' "
+                        f"axes with a channel axis C and one letter per dimension of {shape}, e.g. CYX")
+    if shape[axes.index("C")] != n:
+        raise DataError(f"layer '{layer}' has {shape[axes.index('C')]} channel(s) (axis C) but the model "
+                        f"('{name}') has {n}")
 
 
 def _model_choices(_viewer: Any) -> list[str]:
@@ -176,6 +188,11 @@ class ApplyWidget(DeconoisingWidget):
             notify_error(DataError("no model selected: train one or load a model file first"),
                          what="the bioimage.io export")
             return None
+        if isinstance(REGISTRY.get(name), ChannelModels):
+            notify_error(DataError(f"'{name}' holds one model per channel; a bioimage.io package takes a "
+                                   "single model (export each channel's model on its own)"),
+                         what="the bioimage.io export")
+            return None
         self.export_dialog = ExportDialog(self.viewer, REGISTRY.get(name), name, track=self.track, parent=self)
         self.export_dialog.show()
         return self.export_dialog
@@ -192,7 +209,10 @@ class ApplyWidget(DeconoisingWidget):
             model = REGISTRY.get(name)
             layer, axes = self.form.image_and_axes()
             shape = layer_shape(layer)
-            if "C" in axes and len(axes) == len(shape) and shape[axes.index("C")] > 1:
+            per_channel = isinstance(model, ChannelModels)
+            if per_channel:
+                _check_channels(model, name, layer.name, axes, shape)
+            elif "C" in axes and len(axes) == len(shape) and shape[axes.index("C")] > 1:
                 raise DataError(
                     f"the model ('{name}') restores one channel; layer '{layer.name}' has "
                     f"{shape[axes.index('C')]} channels (axis C): split them first"
@@ -207,19 +227,24 @@ class ApplyWidget(DeconoisingWidget):
             return False
         large, plan = None, None
         try:
+            if per_channel and is_large(layer):
+                raise DataError("a model with one network per channel runs on layers that fit in memory; "
+                                "this layer is too large (split the channels and use one model per channel)")
             if is_large(layer):  # never copied: tiles are read as they are predicted
                 data = None
                 large, plan = large_outputs(model, layer, axes, int(self.form.tile_size.value) or None,
                                             str(self.form.device.value), self.form.store.value.strip() or None)
-                mismatch = intensity_mismatch(model, sample_region(full_resolution(layer), plan.axes))
+                pairs = [(model, sample_region(full_resolution(layer), plan.axes))]
             else:
                 data = layer_array(layer)
-                mismatch = intensity_mismatch(model, data)
+                pairs = zip(model.models, split_channels(data, axes)[0]) if per_channel else [(model, data)]
         except (ValueError, OSError) as exc:
             notify_error(exc, what="prediction")
             return False
-        if mismatch:
-            warning(mismatch)
+        for k, (one, channel) in enumerate(pairs):
+            mismatch = intensity_mismatch(one, channel)
+            if mismatch:
+                warning(f"Channel {k + 1}: {mismatch}" if per_channel else mismatch)
         self._run_counter += 1
         self.prediction.start(
             PredictRequest(

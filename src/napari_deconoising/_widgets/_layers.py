@@ -6,7 +6,7 @@ import numpy as np
 from napari.layers import Image, Labels, Layer
 
 from .. import __version__
-from ..core import DataError, DecoNoisingModel
+from ..core import ChannelModels, DataError, DecoNoisingModel
 from ..core.data import default_axes
 
 __all__ = [
@@ -114,20 +114,29 @@ def contrast(data: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
-def provenance(
-    model: DecoNoisingModel, source: Layer, role: str, model_name: str | None, axes: str, **extra
-) -> dict:
-    """What produced a result layer, stored in ``layer.metadata``."""
+def _model_facts(model: DecoNoisingModel | ChannelModels) -> dict:
+    if isinstance(model, ChannelModels):
+        return {"model_summary": model.summary(), "channels": [_model_facts(m) for m in model.models]}
     return {
-        "role": role,
-        "source_layer": source.name,
-        "axes": axes,
-        "model_name": model_name,
         "model_summary": model.summary(),
         "config": model.config.to_dict(),
         "psf_shape": None if model.psf is None else list(model.psf.shape),
         "normalisation": {"mean": float(model.mean), "std": float(model.std)},
         "epochs_trained": len(model.history),
+    }
+
+
+def provenance(
+    model: DecoNoisingModel | ChannelModels, source: Layer, role: str, model_name: str | None, axes: str, **extra
+) -> dict:
+    """What produced a result layer, stored in ``layer.metadata`` (per channel for a
+    model per channel)."""
+    return {
+        "role": role,
+        "source_layer": source.name,
+        "axes": axes,
+        "model_name": model_name,
+        **_model_facts(model),
         "software": f"napari-deconoising {__version__}",
         **extra,
     }
@@ -138,7 +147,7 @@ def add_result_layers(
     source: Image,
     denoised: np.ndarray,
     deconvolved: np.ndarray,
-    model: DecoNoisingModel,
+    model: DecoNoisingModel | ChannelModels,
     model_name: str | None,
     axes: str,
     **extra,

@@ -10,7 +10,7 @@ from magicgui.widgets import PushButton
 from qtpy.QtWidgets import QFileDialog
 from superqt import QCollapsible
 
-from ..core import DecoNoisingModel, TrainConfig, TrainEvent
+from ..core import ChannelModels, DataError, DecoNoisingModel, TrainConfig, TrainEvent
 from ..core.formatting import format_seconds
 from ._base import DeconoisingWidget, button_row
 from ._large import is_large, large_outputs, layer_data
@@ -95,6 +95,8 @@ class TrainWidget(DeconoisingWidget):
             config = self.form.config()
             resumed = self.form.resume_name()
             resume = REGISTRY.get(resumed) if resumed is not None else None
+            if isinstance(resume, ChannelModels):
+                raise DataError(f"'{resumed}' holds one model per channel; continuing it is not supported yet")
             # a resumed model keeps its own PSF
             psf = self.form.measured_psf() if resume is None else None
         except ValueError as exc:
@@ -247,6 +249,10 @@ class TrainWidget(DeconoisingWidget):
         if model is None:
             return None
         name = REGISTRY.add(model, Path(path).stem, path=path)
+        if isinstance(model, ChannelModels):
+            warning(f"'{name}' holds one model per channel: use it in the Apply widget (training it further "
+                    "is not supported yet).")
+            return None
         self.model, self.model_name = model, name
         self.form.resume.reset_choices()
         self.form.resume.value = name

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, LineEdit, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, LineEdit, SpinBox
 
 from ..core import ConfigError, PSFError, TrainConfig, load_psf
 from ..core.optics import optics_psf
@@ -43,6 +43,9 @@ _TIPS = {
     "(see the user guide)",
     "positivity": "Penalty on negative intensities in the deconvolved image; 0 switches it off",
     "resume": "Continue training a model from this session or a loaded file",
+    "three_d": "Train a 3D network on whole volumes (needs a Z axis); off: slice by slice in 2D",
+    "z_patch": "Planes per training patch along Z (3D only); patches are Z x size x size",
+    "sigma_z": "Gaussian PSF standard deviation along Z, in planes (3D only)",
     "micro_batches": "Virtual batch: split each batch into this many passes (gradient accumulation) to save memory",
 }
 
@@ -70,8 +73,12 @@ def train_fields() -> tuple[Field, ...]:
         axes_field(tip["axes"]),
         Field("psf_kind", ComboBox, "PSF", {"choices": list(_PSF_CONFIG), "value": PSF_GAUSSIAN},
               config="psf", parse=_PSF_CONFIG.__getitem__),
+        Field("three_d", CheckBox, "3D", {"value": False, "enabled": False, "tooltip": tip["three_d"]},
+              config="ndim", parse=lambda on: 3 if on else 2),
         Field("sigma", FloatSpinBox, "PSF sigma (px)", {"min": 0.0, "max": 50.0, "step": 0.1, "tooltip": tip["sigma"]},
               config="psf_sigma", parse=float),
+        Field("sigma_z", FloatSpinBox, "PSF sigma Z (px)", {"min": 0.0, "max": 50.0, "step": 0.1, "value": 2.0,
+                                                            "visible": False, "tooltip": tip["sigma_z"]}),
         Field("psf_layer", ComboBox, "PSF layer", {"nullable": True, "value": None, "visible": False},
               choices=grey_image_choices),
         Field("psf_file", FileEdit, "PSF file", {"mode": "r", "filter": "*.tif *.tiff", "visible": False}),
@@ -83,6 +90,8 @@ def train_fields() -> tuple[Field, ...]:
         setting("steps_per_epoch", SpinBox, "Steps per epoch", adv, min=1, max=100_000),
         setting("batch_size", SpinBox, "Batch size", adv, min=1, max=4096),
         setting("patch_size", SpinBox, "Patch size", adv, min=8, max=4096, step=8),
+        Field("z_patch", SpinBox, "Z patch size", {"min": 1, "max": 4096, "value": 16, "visible": False,
+                                                   "tooltip": tip["z_patch"]}, section=adv),
         setting("micro_batches", SpinBox, "Micro-batches", adv, min=1, max=4096, tooltip=tip["micro_batches"]),
         Field("lr", LineEdit, "Learning rate", {"value": f"{TrainConfig().lr:g}"}, "lr", _parse_lr, section=adv),
         setting("depth", SpinBox, "U-Net depth", adv, min=1, max=6),
@@ -104,13 +113,28 @@ class TrainForm(Form):
         for name in OPTICS_INPUTS:
             self.widgets[name].changed.connect(self._update_sigma)
         self.preview_psf.changed.connect(self._preview)
+        self.axes.changed.connect(self._update_3d)
+        self.image.changed.connect(self._update_3d)
+        self.three_d.changed.connect(self._update_3d)
         self._update_sigma()
+        self._update_3d()
+
+    @property
+    def is_3d(self) -> bool:
+        """Whether the form asks for a 3D model (the switch is on and the axes have a Z)."""
+        return bool(self.three_d.value) and self.three_d.enabled
 
     def config(self) -> TrainConfig:
         """The :class:`TrainConfig` the form describes (raises ConfigError, OpticsError)."""
         values = self.config_values()
         if self.psf_kind.value == PSF_OPTICS and self.resume_name() is None:
             values["optics"] = read_optics(self)  # a resumed model keeps its own PSF
+        if self.is_3d:
+            p, s = values["patch_size"], values["psf_sigma"]
+            values.update(ndim=3, patch_size=(int(self.z_patch.value), p, p),
+                          psf_sigma=(float(self.sigma_z.value), s, s))
+        else:
+            values["ndim"] = 2
         return TrainConfig(**values)
 
     def resume_name(self) -> str | None:
@@ -132,11 +156,23 @@ class TrainForm(Form):
                 raise PSFError("choose the TIFF file that holds the measured PSF")
             return load_psf(path)
         if kind == PSF_OPTICS:
-            return optics_psf(read_optics(self))
+            return optics_psf(read_optics(self), ndim=3 if self.is_3d else 2)
         return None
+
+    def _axes_text(self) -> str:
+        return (self.axes.value or "").strip().upper()
+
+    def _update_3d(self, *_args: Any) -> None:
+        # 3D needs a Z axis; the switch keeps its state so that choosing a stack again restores it
+        self.three_d.enabled = "Z" in self._axes_text()
+        on = self.is_3d
+        self.z_patch.visible = on
+        self.sigma_z.visible = on and self.psf_kind.value == PSF_GAUSSIAN
+        self._update_sigma()
 
     def _on_psf_kind(self, kind: str) -> None:
         self.sigma.visible = kind == PSF_GAUSSIAN
+        self.sigma_z.visible = kind == PSF_GAUSSIAN and self.is_3d
         self.psf_layer.visible = kind == PSF_LAYER
         self.psf_file.visible = kind == PSF_FILE
         confocal = self.modality.value == "confocal"
@@ -144,11 +180,11 @@ class TrainForm(Form):
             self.widgets[name].visible = kind == PSF_OPTICS and (confocal or name not in CONFOCAL_ROWS)
 
     def _update_sigma(self, *_args: Any) -> None:
-        self.psf_sigma_info.value = sigma_text(self)
+        self.psf_sigma_info.value = sigma_text(self, ndim=3 if self.is_3d else 2)
 
     def _preview(self, *_args: Any) -> None:
         try:
-            preview_psf(self, self.viewer)
+            preview_psf(self, self.viewer, ndim=3 if self.is_3d else 2)
         except ValueError as exc:
             notify_error(exc, what="the PSF preview")
         self._update_sigma()

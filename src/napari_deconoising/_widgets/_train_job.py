@@ -20,7 +20,7 @@ class Ready:
     """Sent once by :func:`train_job` when data and network are set up."""
 
     warnings: list[str]
-    patch: int
+    patch: str  # e.g. "64x64", "16x64x64"
     device: str
     precision: str
 
@@ -83,7 +83,7 @@ def train_job(
         trainer.stop()
     yield Ready(
         warnings=list(trainer.warnings),
-        patch=trainer.patch,
+        patch="x".join(map(str, trainer.patch_shape)),
         device=str(trainer.plan.device),
         precision=trainer.plan.precision,
     )

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..core.model import DecoNoisingModel
-from ..core.modelfile import FORMAT_NAME, FORMAT_VERSION
+from ..core.modelfile import FORMAT_NAME, SINGLE_FORMAT_VERSION
 from .architecture import ARCHITECTURE, CONFIG_KEY
 from .errors import BioimageioExportError, require_bioimageio
 from .files import (
@@ -229,7 +229,7 @@ def _output(key: str, model: DecoNoisingModel, geo: Geometry, work: Path) -> Any
 def _payload(model: DecoNoisingModel, version: str) -> dict[str, Any]:
     """What our importer needs beyond the weights (which hold the PSF): plain YAML values."""
     plain = {k: v for k, v in model.to_payload().items() if k not in ("state_dict", "psf")}
-    return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "software_version": str(version), **plain}
+    return {"format": FORMAT_NAME, "format_version": SINGLE_FORMAT_VERSION, "software_version": str(version), **plain}
 
 
 def _package_tested(descr: Any, path: Path, work: Path) -> None:

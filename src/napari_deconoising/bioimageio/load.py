@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
-from ..core.model import DecoNoisingModel, load_model
-from ..core.modelfile import FORMAT_NAME, FORMAT_VERSION
+from ..core.channels import ChannelModels, load_model
+from ..core.model import DecoNoisingModel
+from ..core.modelfile import FORMAT_NAME, SINGLE_FORMAT_VERSION
 from .architecture import ARCHITECTURE, CONFIG_KEY, PSF_KEY
 from .errors import BioimageioModelError, ForeignModelError
 
@@ -34,8 +35,9 @@ def is_bioimageio_source(path: str | PathLike) -> bool:
     return name.endswith(".zip") or name in RDF_NAMES or name.endswith((".rdf.yaml", ".bioimageio.yaml"))
 
 
-def load_any_model(path: str | PathLike) -> DecoNoisingModel:
-    """Open a model file (``.pt``) or a bioimage.io package exported by this project."""
+def load_any_model(path: str | PathLike) -> DecoNoisingModel | ChannelModels:
+    """Open a model file (``.pt``, one model or one per channel) or a bioimage.io package
+    exported by this project."""
     if is_bioimageio_source(path):
         return load_bioimageio_model(path)
     return load_model(path)
@@ -133,9 +135,9 @@ def _our_parts(rdf: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     version = payload.get("format_version")
     if not isinstance(version, int):
         raise BioimageioModelError(f"{path} has no valid napari-deconoising format version")
-    if version > FORMAT_VERSION:
+    if version > SINGLE_FORMAT_VERSION:
         raise BioimageioModelError(f"{path} was written by a newer napari-deconoising (model format "
-                                   f"{version}, this version reads up to {FORMAT_VERSION}); please upgrade")
+                                   f"{version}, this version reads up to {SINGLE_FORMAT_VERSION}); please upgrade")
     if not isinstance(weights.get("source"), str):
         raise BioimageioModelError(f"{path} has no pytorch_state_dict weights file")
     return payload, weights

@@ -11,11 +11,12 @@ Typical use::
     model3d = train(stack, TrainConfig(ndim=3, psf_sigma=(2, 1, 1), patch_size=(16, 64, 64)), axes="ZYX")
 """
 
+from .channels import ChannelModels, load_model
 from .config import ConfigError, TrainConfig
 from .data import DataError, DataWarning, as_image_set
 from .device import available_devices, execution_plan, resolve_device
 from .io import ImageFileError, read_image, write_image
-from .model import DecoNoisingModel, load_model, save_model
+from .model import DecoNoisingModel, save_model
 from .modelfile import ModelFileError
 from .network import DecoNoisingNet
 from .predict import Cancelled, Prediction, predict, predict_iter
@@ -27,6 +28,7 @@ from .unet import UNet
 
 __all__ = [
     "Cancelled",
+    "ChannelModels",
     "ConfigError",
     "DataError",
     "DataWarning",

@@ -7,21 +7,23 @@ models are ordinary :class:`~napari_deconoising.core.model.DecoNoisingModel` obj
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from os import PathLike
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from .data import DataError
 from .model import DecoNoisingModel
+from .modelfile import CHANNELS_FORMAT_VERSION, ModelFileError, read_payload, write_payload
 from .predict import Prediction
 
 if TYPE_CHECKING:
     from .config import TrainConfig
     from .train import TrainEvent
 
-__all__ = ["ChannelModels", "split_channels", "per_channel", "train_channels"]
+__all__ = ["ChannelModels", "load_model", "split_channels", "per_channel", "train_channels"]
 
 T = TypeVar("T")
 
@@ -83,6 +85,9 @@ class ChannelModels:
         arguments (``tile_size``, ``device``, ``cancel``, ...) are passed to
         :meth:`DecoNoisingModel.predict` for each channel.
         """
+        if axes is None:
+            raise DataError(f"give the axes of the image (e.g. CYX or CZYX): the model has {len(self.models)} "
+                            "channels, one per index of the C axis")
         views, rest = split_channels(image, axes)
         if len(views) != len(self.models):
             raise DataError(f"the image has {len(views)} channel(s) but the model has {len(self.models)}")
@@ -103,9 +108,69 @@ class ChannelModels:
         c = axes.upper().index("C") if "C" in axes.upper() else 0
         return Prediction(np.stack(den, axis=c), np.stack(dec, axis=c))
 
+    def predict_iter(self, image: np.ndarray, axes: str, **kwargs: Any
+                     ) -> Generator[tuple[int, int], None, Prediction]:
+        """Generator form of :meth:`predict`: yields ``(done, total)`` tiles over all channels
+        (later channels are assumed to need as many tiles) and returns the Prediction."""
+        if axes is None or "C" not in axes.upper():
+            raise DataError(f"the model has one network per channel ({len(self.models)}): the image needs a "
+                            "channel axis (C) in its axes, e.g. CYX or CZYX")
+        views, rest = split_channels(image, axes)
+        if len(views) != len(self.models):
+            raise DataError(f"the image has {len(views)} channel(s) but the model has {len(self.models)}")
+        den, dec, finished = [], [], 0
+        for k, (model, view) in enumerate(zip(self.models, views)):
+            gen, total = model.predict_iter(view, rest, **kwargs), 0
+            try:
+                while True:
+                    done, total = next(gen)
+                    yield finished + done, finished + total * (len(views) - k)
+            except StopIteration as stop:
+                p = stop.value
+            finished += total
+            den.append(p.denoised)
+            dec.append(p.deconvolved)
+        c = axes.upper().index("C")
+        return Prediction(np.stack(den, axis=c), np.stack(dec, axis=c))
+
     def summary(self) -> str:
         """One line per channel."""
         return "\n".join(f"channel {k}: {m.summary()}" for k, m in enumerate(self.models))
+
+    # -- files ------------------------------------------------------------------
+    def to_payload(self) -> dict[str, Any]:
+        """``{"channels": [model payload, ...]}``, in channel order."""
+        return {"channels": [m.to_payload() for m in self.models]}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], source: str | PathLike = "the model file") -> ChannelModels:
+        """Rebuild every channel's model (raises ModelFileError if one is damaged)."""
+        channels = payload.get("channels")
+        if not isinstance(channels, list) or not channels or not all(isinstance(c, dict) for c in channels):
+            raise ModelFileError(f"{source} is damaged: its channel list is empty or not a list of models")
+        return cls([DecoNoisingModel.from_payload(c, source=f"{source} (channel {k})")
+                    for k, c in enumerate(channels)])
+
+    def save(self, path: str | PathLike) -> None:
+        """Write all channels' models into one file, atomically (format version 2)."""
+        write_payload(path, self.to_payload(), CHANNELS_FORMAT_VERSION)
+
+
+def load_model(path: str | PathLike) -> DecoNoisingModel | ChannelModels:
+    """Read a model file safely: a :class:`DecoNoisingModel`, or a :class:`ChannelModels` for a
+    file with one model per channel.
+
+    Raises
+    ------
+    ModelFileError
+        With a message saying what is wrong: no such file, not a model file (corrupt,
+        truncated or another program's), unsafe content, a newer format version, or
+        weights that do not fit the network.
+    """
+    payload = read_payload(path)
+    if "channels" in payload:
+        return ChannelModels.from_payload(payload, source=path)
+    return DecoNoisingModel.from_payload(payload, source=path)
 
 
 def train_channels(image: np.ndarray, configs: TrainConfig | Sequence[TrainConfig], axes: str, *,

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 from .config import ConfigError, TrainConfig
-from .modelfile import ModelFileError, read_payload, write_payload
+from .modelfile import SINGLE_FORMAT_VERSION, ModelFileError, read_payload, write_payload
 from .network import DecoNoisingNet
 
-__all__ = ["DecoNoisingModel", "ModelFileError", "load_model", "save_model"]
+__all__ = ["DecoNoisingModel", "ModelFileError", "save_model"]
 
 
 @dataclass
@@ -99,6 +99,9 @@ class DecoNoisingModel:
         ModelFileError
             Keys are missing or wrong, or the weights do not fit (``source`` names the file).
         """
+        if "channels" in payload:
+            raise ModelFileError(f"{source} holds one model per channel ({len(payload['channels'])} channels); "
+                                 "open it with load_model")
         try:
             norm, psf = payload["normalisation"], payload["psf"]
             model = cls(
@@ -116,7 +119,7 @@ class DecoNoisingModel:
 
     def save(self, path: str | PathLike) -> None:
         """Write the model atomically to ``path`` (see :mod:`.modelfile`)."""
-        write_payload(path, self.to_payload())
+        write_payload(path, self.to_payload(), SINGLE_FORMAT_VERSION)
 
     @classmethod
     def load(cls, path: str | PathLike) -> DecoNoisingModel:
@@ -156,16 +159,3 @@ def _plain(v: Any) -> Any:
 def save_model(model: DecoNoisingModel, path: str | PathLike) -> None:
     """Write ``model`` to ``path`` atomically; same as ``model.save(path)``."""
     model.save(path)
-
-
-def load_model(path: str | PathLike) -> DecoNoisingModel:
-    """Read a model file safely; same as ``DecoNoisingModel.load(path)``.
-
-    Raises
-    ------
-    ModelFileError
-        With a message saying what is wrong: no such file, not a model file (corrupt,
-        truncated or another program's), unsafe content, a newer format version, or
-        weights that do not fit the network.
-    """
-    return DecoNoisingModel.load(path)

@@ -19,17 +19,23 @@ from typing import Any
 
 import torch
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "ModelFileError", "write_payload", "read_payload"]
+__all__ = ["CHANNELS_FORMAT_VERSION", "FORMAT_NAME", "FORMAT_VERSION", "SINGLE_FORMAT_VERSION", "ModelFileError",
+           "write_payload", "read_payload"]
 
 FORMAT_NAME = "napari-deconoising-model"
-FORMAT_VERSION = 1
+#: One model (one channel): unchanged since the first release.
+SINGLE_FORMAT_VERSION = 1
+#: One model per channel (``{"channels": [payload, ...]}``); version 1 readers refuse it as too new.
+CHANNELS_FORMAT_VERSION = 2
+#: The newest version this release reads and writes.
+FORMAT_VERSION = CHANNELS_FORMAT_VERSION
 
 
 class ModelFileError(ValueError):
     """A model file cannot be read: missing, corrupt, foreign, unsafe or too new."""
 
 
-def write_payload(path: str | PathLike, payload: dict[str, Any]) -> None:
+def write_payload(path: str | PathLike, payload: dict[str, Any], format_version: int = FORMAT_VERSION) -> None:
     """Write ``payload`` to ``path`` atomically, inside the format's envelope.
 
     The envelope adds ``format``, ``format_version`` and ``software_version``. The file
@@ -43,11 +49,14 @@ def write_payload(path: str | PathLike, payload: dict[str, Any]) -> None:
         Destination file.
     payload : dict
         Plain data only: anything else would be refused by :func:`read_payload`.
+    format_version : int
+        The lowest version that describes ``payload``, so that older readers load
+        everything they can (a single model is written as version 1).
     """
     from .. import __version__
 
     path = Path(path)
-    envelope = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "software_version": str(__version__)}
+    envelope = {"format": FORMAT_NAME, "format_version": format_version, "software_version": str(__version__)}
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:

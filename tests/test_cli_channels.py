@@ -1,0 +1,85 @@
+"""``deconoising train/predict`` on images with a channel axis: one model per channel, one file."""
+
+import numpy as np
+import pytest
+import tifffile
+from test_cli import TINY_ARGS
+
+from napari_deconoising.cli import main
+from napari_deconoising.core import ChannelModels, load_model, make_sample
+
+
+@pytest.fixture(scope="module")
+def cyx(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli_channels")
+    a, b = make_sample((64, 64), sigma=1.0, seed=1), make_sample((64, 64), sigma=2.0, seed=2)
+    tifffile.imwrite(d / "cyx.tif", np.stack([a.noisy, 3 * b.noisy]), metadata={"axes": "CYX"})
+    tifffile.imwrite(d / "yx.tif", a.noisy)
+    return d
+
+
+def test_train_per_channel_psf_and_predict_keeps_c(cyx, capsys):
+    model = cyx / "c.pt"
+    assert main(["train", str(cyx / "cyx.tif"), "--axes", "CYX", "--psf-sigma", "1", "--psf-sigma", "2",
+                 "--model", str(model), *TINY_ARGS]) == 0
+    err = capsys.readouterr().err
+    assert "channel 1/2: training" in err and "channel 2/2: training" in err
+    loaded = load_model(model)
+    assert isinstance(loaded, ChannelModels)
+    assert [m.config.psf_sigma for m in loaded.models] == [1.0, 2.0]
+    den, dec = cyx / "den.tif", cyx / "dec.tif"
+    assert main(["predict", str(model), str(cyx / "cyx.tif"), "--denoised", str(den), "--deconvolved", str(dec),
+                 "--device", "cpu"]) == 0
+    image = tifffile.imread(cyx / "cyx.tif")
+    with tifffile.TiffFile(den) as f:
+        assert f.series[0].axes == "CYX" and f.asarray().shape == image.shape
+    expected = loaded.predict(image, "CYX", device="cpu")
+    np.testing.assert_allclose(tifffile.imread(dec), expected.deconvolved, rtol=1e-5, atol=1e-5)
+
+
+def test_one_psf_sigma_applies_to_every_channel(cyx):
+    model = cyx / "one.pt"
+    assert main(["train", str(cyx / "cyx.tif"), "--psf-sigma", "1.5", "--model", str(model), *TINY_ARGS,
+                 "--epochs", "1"]) == 0
+    assert [m.config.psf_sigma for m in load_model(model).models] == [1.5, 1.5]
+
+
+@pytest.mark.parametrize("case, msg", [
+    (["cyx.tif", "--psf-sigma", "1", "--psf-sigma", "2", "--psf-sigma", "3"],
+     "--psf-sigma given 3 times but the image has 2 channels"),
+    (["yx.tif", "--psf-sigma", "1", "--psf-sigma", "2"], "--psf-sigma given 2 times but the image has no channel"),
+    (["cyx.tif", "--psf", "a.tif", "--psf", "b.tif", "--psf", "c.tif"], "--psf given 3 times"),
+])
+def test_psf_count_must_match_the_channels(cyx, capsys, case, msg):
+    out = cyx / "never.pt"
+    assert main(["train", str(cyx / case[0]), *case[1:], "--model", str(out), *TINY_ARGS]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("deconoising: error: ") and msg in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_3d_channels_each_with_a_zyx_sigma(cyx, capsys):
+    from napari_deconoising.core.sample3d import make_sample_3d
+
+    v = make_sample_3d((8, 32, 32), sigma=(2.0, 1.0, 1.0), seed=4)
+    tifffile.imwrite(cyx / "czyx.tif", np.stack([v.noisy, 2 * v.noisy]), metadata={"axes": "CZYX"})
+    model = cyx / "c3d.pt"
+    tiny = [a for a in TINY_ARGS if a not in ("--patch-size", "32")]
+    assert main(["train", str(cyx / "czyx.tif"), "--3d", "--psf-sigma", "2", "1", "1", "--psf-sigma", "1",
+                 "--patch-size", "8", "32", "32", "--model", str(model), *tiny, "--epochs", "1"]) == 0
+    loaded = load_model(model)
+    assert [m.config.psf_sigma for m in loaded.models] == [(2.0, 1.0, 1.0), 1.0]
+    assert all(m.config.ndim == 3 for m in loaded.models)
+    den = cyx / "den3d.tif"
+    assert main(["predict", str(model), str(cyx / "czyx.tif"), "--denoised", str(den), "--device", "cpu"]) == 0
+    assert tifffile.imread(den).shape == (2, 8, 32, 32)
+
+
+def test_export_refuses_a_model_per_channel(cyx, capsys):
+    model = cyx / "exp.pt"
+    assert main(["train", str(cyx / "cyx.tif"), "--model", str(model), *TINY_ARGS, "--epochs", "1"]) == 0
+    out = cyx / "never.zip"
+    assert main(["export", str(model), str(out), "--author", "me"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("deconoising: error: ") and "one model per channel" in err[-1]
+    assert not out.exists()

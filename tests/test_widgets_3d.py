@@ -1,0 +1,73 @@
+"""The Train widget's 3D switch, Z patch and Z sigma, on tiny stacks."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import set_tiny
+
+pytestmark = [pytest.mark.gui]
+
+napari = pytest.importorskip("napari")
+
+from napari_deconoising._widgets import TrainWidget  # noqa: E402
+from napari_deconoising._widgets._layers import PROVENANCE_KEY  # noqa: E402
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, fresh_registry):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def widget(viewer):
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Train")
+    return w
+
+
+def test_3d_switch_needs_a_z_axis(viewer, widget, sample, sample3d):
+    form = widget.form
+    form.image.value = viewer.add_image(sample.noisy, name="yx")
+    assert form.axes.value == "YX" and not form.three_d.enabled
+    form.three_d.value = True  # a checked but disabled switch still trains in 2D
+    assert not form.is_3d and form.config().ndim == 2
+    form.image.value = viewer.add_image(sample3d.noisy, name="zyx")
+    form.axes.value = "ZYX"
+    assert form.three_d.enabled and form.is_3d
+    assert not form.z_patch.native.isHidden() and not form.sigma_z.native.isHidden()
+    form.axes.value = "SYX"  # a plain stack: slice by slice
+    assert not form.three_d.enabled and form.z_patch.native.isHidden()
+
+
+def test_3d_config_from_the_form(viewer, widget, sample3d):
+    form = widget.form
+    form.image.value = viewer.add_image(sample3d.noisy, name="zyx")
+    form.axes.value = "ZYX"
+    form.three_d.value = True
+    form.patch_size.value, form.z_patch.value = 32, 8
+    form.sigma.value, form.sigma_z.value = 1.0, 2.5
+    cfg = form.config()
+    assert cfg.ndim == 3 and cfg.patch_size == (8, 32, 32) and cfg.psf_sigma == (2.5, 1.0, 1.0)
+    form.three_d.value = False
+    cfg = form.config()
+    assert cfg.ndim == 2 and cfg.patch_size == 32 and cfg.psf_sigma == 1.0
+
+
+def test_3d_training_adds_3d_layers_with_the_scale(viewer, widget, sample3d, sync_workers, notifications):
+    layer = viewer.add_image(sample3d.noisy, name="vol", scale=(2.0, 0.5, 0.5), translate=(1, 2, 3))
+    form = widget.form
+    form.image.value = layer
+    form.axes.value = "ZYX"
+    form.three_d.value = True
+    set_tiny(widget, patch_size=32, batch_size=2)
+    form.z_patch.value, form.sigma.value, form.sigma_z.value = 8, 1.0, 2.0
+    assert widget.start()
+    assert not notifications["error"], notifications["error"]
+    assert widget.model.config.ndim == 3 and widget.model.psf.ndim == 3
+    for role in ("denoised", "deconvolved"):
+        out = viewer.layers[f"vol {role}"]
+        assert out.data.shape == sample3d.noisy.shape
+        assert tuple(out.scale) == (2.0, 0.5, 0.5) and tuple(out.translate) == (1, 2, 3)
+        assert out.metadata[PROVENANCE_KEY]["config"]["ndim"] == 3
+    viewer.dims.ndisplay = 3  # the volumes render in 3D
+    assert viewer.dims.ndisplay == 3
