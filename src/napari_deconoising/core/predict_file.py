@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .device import execution_plan
+from .data import DataError
 from .io import ImageFileError
 from .lazy_io import create_output, open_lazy
 from .stream import plan_stream, predict_lazy
@@ -65,6 +66,9 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
         if p.exists() and p.resolve() == Path(source).resolve():
             raise ImageFileError(f"refusing to overwrite the input image {p}")
     axes = axes or (src.axes if src.axes and set(src.axes) <= set("STZCYX") else None)
+    if hasattr(model, "models"):  # one model per channel (ChannelModels): channel by channel, in memory
+        return _predict_channels(model, src, outputs, axes, tile_size=tile_size, device=device,
+                                 precision=precision, progress=progress, cancel=cancel)
     plan = plan_stream(model, src.shape, src.ref.dtype, axes, tile_size, execution_plan(device, precision).device)
     scale = src.scale if src.scale and axes == src.axes else None
     with ExitStack() as stack:
@@ -73,3 +77,24 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
         predict_lazy(model, src.ref, refs[0], refs[1] if len(refs) > 1 else None, plan=plan, device=device,
                      precision=precision, batch_size=batch_size, progress=progress, cancel=cancel, client=client)
     return plan.axes
+
+
+def _predict_channels(model: Any, src: Any, outputs: list[Path], axes: str | None, **kwargs: Any) -> str:
+    """A :class:`.channels.ChannelModels` runs each channel through its own model.
+
+    The per-channel models predict from memory (the file is read once, the outputs
+    keep its C axis); out-of-core streaming covers single models only.
+    """
+    import numpy as np
+
+    if axes is None:
+        raise DataError(f"give the axes of the image (e.g. CYX): the model has {len(model.models)} channels")
+    pred = model.predict(np.asarray(src.ref.open()), axes, **kwargs)
+    with ExitStack() as stack:
+        refs = [stack.enter_context(create_output(p, src.shape, axes)) for p in outputs]
+        for ref, result in zip(refs, (pred.denoised, pred.deconvolved)):
+            out = ref.open(write=True)
+            out[...] = result
+            if hasattr(out, "flush"):
+                out.flush()
+    return axes
