@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 import datasets  # noqa: E402
+import seeds as seedstats  # noqa: E402
 
 from napari_deconoising.core import TrainConfig, Trainer  # noqa: E402
 
@@ -233,7 +234,7 @@ def run_dataset(
 
 def fmt_table(results: dict) -> str:
     lines = [
-        "| dataset | method | PSNR (dB) | SSIM | phantom PSNR (dB) | train time (s) |",
+        "| dataset | method | PSNR (dB) | SSIM | phantom PSNR (dB) | train time (s, mean) |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
@@ -243,9 +244,10 @@ def fmt_table(results: dict) -> str:
                     lines.append(f"| {name} | {meth} | n/a | n/a | | not run |")
                 continue
             s = r["methods"][meth]
-            ph = f"{s['phantom_psnr']:.2f}" if "phantom_psnr" in s and meth != "raw" else ""
+            ph = seedstats.pm(s, "phantom_psnr") if meth != "raw" else ""
             t = f"{s['train_s']:.0f}" if s.get("train_s") else ""
-            lines.append(f"| {name} | {meth} | {s['psnr']:.2f} | {s['ssim']:.3f} | {ph} | {t} |")
+            lines.append(f"| {name} | {meth} | {seedstats.pm(s, 'psnr')} | {seedstats.pm(s, 'ssim', '.3f')} "
+                         f"| {ph} | {t} |")
     return "\n".join(lines)
 
 
@@ -390,7 +392,9 @@ def main(argv=None) -> dict:
         action="store_true",
         help="also run CAREamics with our masked fraction (3.125 %% instead of its 0.2 %%)",
     )
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the data (and of training without --seeds)")
+    ap.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                    help="train every configuration once per seed (same data) and report mean ± sd")
     ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "quality")
     ap.add_argument(
         "--figures",
@@ -441,16 +445,20 @@ def main(argv=None) -> dict:
         if ds is None:
             continue
         log(f"{dname}: {ds.description}; {ds.noisy.shape}")
-        r = run_dataset(
-            ds,
-            p,
-            precision,
-            peer_py,
-            a.seed,
-            sweep=not a.no_sweep and dname in p.sweep,
-            sigmas=p.sigmas,
-            peer_matched=a.peer_matched,
-        )
+        runs = []
+        for seed in a.seeds or [a.seed]:
+            log(f"{dname}: training seed {seed}")
+            runs.append(run_dataset(
+                ds,
+                p,
+                precision,
+                peer_py,
+                seed,
+                sweep=not a.no_sweep and dname in p.sweep,
+                sigmas=p.sigmas,
+                peer_matched=a.peer_matched,
+            ))
+        r = seedstats.combine(runs)
         r["_ds"] = ds
         r["sigma"] = ds.sigma
         results[dname] = r
@@ -462,6 +470,9 @@ def main(argv=None) -> dict:
     elapsed = time.perf_counter() - t0
 
     table, targets = fmt_table(results), fmt_targets(results)
+    diffs = seedstats.fmt_differences(results, [("DN lambda=1", "N2V"), ("DN lambda=0", "N2V"),
+                                                ("DN lambda=1", "CAREamics N2V")])
+    table = f"Training seeds: {a.seeds or [a.seed]} (data seed {a.seed})\n\n{table}\n\n{diffs}"
     log("\n" + table + "\n\n" + targets)
     figure_quality(results, figs / "bench_quality.png", info, crop=min(96, p.size))
     figure_sigma(results, figs / "bench_sigma.png", info)
