@@ -4,8 +4,8 @@ For each dataset and true sigma, on data made with that sigma:
 
 * ``true``: DecoNoising trained with the true sigma (the reference PSNR);
 * route (a), ``learned``: one run whose PSF sigma is a trainable parameter
-  (:mod:`napari_deconoising.core.learned_psf`), started at ``--init-sigma``; then a
-  training with the learned sigma fixed;
+  (:mod:`napari_deconoising.core.learned_psf`), started at ``--init-sigma``; its PSNR
+  is that run's own best model (with the learned sigma fixed: no retraining);
 * route (b), ``search``: :func:`napari_deconoising.core.psf_search.search_psf_sigma`
   (short runs scored by validation loss), then a training with the chosen sigma.
 
@@ -32,7 +32,7 @@ import common  # noqa: E402
 import datasets  # noqa: E402
 
 from napari_deconoising.core import TrainConfig, Trainer  # noqa: E402
-from napari_deconoising.core.learned_psf import learned_sigma_trainer  # noqa: E402
+from napari_deconoising.core.learned_psf import learned_sigma_model, learned_sigma_trainer  # noqa: E402
 from napari_deconoising.core.psf_search import search_psf_sigma  # noqa: E402
 
 
@@ -40,19 +40,25 @@ def log(*a):
     print(*a, flush=True)
 
 
+def model_psnr(ds: datasets.Dataset, model) -> float:
+    den = model.predict(ds.noisy, axes="SYX", precision="fp32").denoised
+    return float(np.mean([common.psnr(ds.clean[i], den[i]) for i in range(len(den))]))
+
+
 def psnr_of(ds: datasets.Dataset, config: TrainConfig) -> float:
     trainer = Trainer(ds.noisy, config, axes="SYX")
     for _ in trainer.run():
         pass
-    den = trainer.model.predict(ds.noisy, axes="SYX", precision="fp32").denoised
-    return float(np.mean([common.psnr(ds.clean[i], den[i]) for i in range(len(den))]))
+    return model_psnr(ds, trainer.model)
 
 
-def learned_sigma(ds: datasets.Dataset, config: TrainConfig, init: float) -> float:
+def learned(ds: datasets.Dataset, config: TrainConfig, init: float) -> tuple[float, float]:
+    """Route (a) in one run: the learned sigma and the PSNR of that same model."""
     trainer = learned_sigma_trainer(ds.noisy, config, axes="SYX", init_sigma=init)
     for _ in trainer.run():
         pass
-    return float(np.mean(trainer.net.psf.sigma_values()))
+    model = learned_sigma_model(trainer)
+    return float(np.mean(model.config.sigma_per_axis)), model_psnr(ds, model)
 
 
 def main(argv=None) -> dict:
@@ -61,7 +67,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--sigmas", type=float, nargs="+", default=[0.7, 1.0, 1.5, 2.0, 2.5])
     ap.add_argument("--routes", default="learned,search")
     ap.add_argument("--steps", type=int, default=300, help="steps of every full training")
-    ap.add_argument("--search-steps", type=int, default=100, help="steps of each short search run")
+    ap.add_argument("--search-steps", type=int, default=150, help="steps of each short search run")
     ap.add_argument("--init-sigma", type=float, default=3.0, help="route (a): starting sigma")
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--channels", type=int, default=16)
@@ -86,8 +92,8 @@ def main(argv=None) -> dict:
             row = {"dataset": name, "true_sigma": sigma,
                    "psnr_true": psnr_of(ds, base.replace(psf_sigma=sigma))}
             if "learned" in routes:
-                est = learned_sigma(ds, base, a.init_sigma)
-                row |= {"learned_sigma": est, "psnr_learned": psnr_of(ds, base.replace(psf_sigma=round(est, 3)))}
+                est, psnr = learned(ds, base, a.init_sigma)
+                row |= {"learned_sigma": est, "psnr_learned": psnr}
             if "search" in routes:
                 res = search_psf_sigma(ds.noisy, base, axes="SYX", steps=a.search_steps)
                 row |= {"search_sigma": res.sigma, "search_clear": res.clear, "search_message": res.message,

@@ -143,3 +143,38 @@ def test_demo_smoke(tmp_path, capsys, monkeypatch):
     assert "Noise2Void" in err and "DecoNoising denoised" in err and "dB" in err
     for f in ("noisy.tif", "denoised.tif", "deconvolved.tif", "n2v_denoised.tif", "comparison.png"):
         assert (tmp_path / f).stat().st_size > 0
+
+
+def test_psf_sigma_auto_estimates_reports_and_saves(files, capsys):
+    model = files / "auto.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(model), "--psf-sigma", "auto",
+                 "--psf-search-steps", "2", *TINY_ARGS]) == 0
+    err = capsys.readouterr().err
+    assert "estimating the PSF sigma" in err and err.count("validation loss") >= 7
+    m = load_model(model)
+    assert m.psf_estimate is not None and m.config.psf_sigma == m.psf_estimate["sigma"]
+    assert m.psf_estimate["message"] in err
+    assert ("estimated from the data" if m.psf_estimate["clear"] else "no clear estimate") in m.summary()
+    assert m.summary() in err
+
+
+@pytest.mark.parametrize("extra, msg", [
+    (["--psf-sigma", "auto", "2"], "auto takes no further values"),
+    (["--psf-sigma", "wide"], "numbers or 'auto'"),
+    (["--psf-sigma", "auto", "--psf-search-steps", "0"], "--psf-search-steps must be >= 1"),
+])
+def test_psf_sigma_auto_bad_use_is_one_line_error(files, capsys, extra, msg):
+    out = files / "never.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(out), *extra, *TINY_ARGS]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deconoising: error:") and msg in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_psf_sigma_auto_refuses_resume(files, capsys):
+    base = files / "base_for_auto.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(base), *TINY_ARGS]) == 0
+    capsys.readouterr()
+    assert main(["train", str(files / "noisy.tif"), "--model", str(files / "r.pt"), "--psf-sigma", "auto",
+                 "--resume", str(base), *TINY_ARGS]) == 2
+    assert "--resume" in capsys.readouterr().err

@@ -12,9 +12,10 @@ import numpy as np
 from .core.config import TrainConfig
 from .core.formatting import format_seconds
 from .core.model import DecoNoisingModel
+from .core.psf_search import SigmaSearch, iter_psf_search
 from .core.train import Trainer
 
-__all__ = ["ProgressBar", "run_training"]
+__all__ = ["ProgressBar", "run_psf_search", "run_training"]
 
 
 class ProgressBar:
@@ -110,3 +111,23 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
     finally:
         bar.close()
     return trainer.model, trainer
+
+
+def run_psf_search(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *, axes: str | None = None,
+                   steps: int | None = None, out: IO[str] | None = None) -> SigmaSearch:
+    """Estimate the Gaussian PSF sigma in the foreground, one line per short run."""
+    out = out or sys.stderr
+    kwargs = {"steps": steps} if steps is not None else {}
+    gen = iter_psf_search(images, cfg, axes=axes, **kwargs)
+    print("estimating the PSF sigma from the data: one short training run per candidate sigma", file=out)
+    t0 = time.monotonic()
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as stop:
+            result: SigmaSearch = stop.value
+            break
+        print(f"  sigma {ev.sigma:5.2f} px: validation loss {ev.score:.5f}  ({ev.done}/{ev.total}, "
+              f"{format_seconds(time.monotonic() - t0)})", file=out, flush=True)
+    print(f"deconoising: {result.message}", file=out)
+    return result

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._console import ProgressBar, run_training
+from ._console import ProgressBar, run_psf_search, run_training
 from .core.config import ConfigError, TrainConfig
 from .core.data import DataError
 from .core.io import ImageFileError, image_format, read_image, write_image
@@ -21,6 +21,7 @@ from .core.model import load_model
 from .core.modelfile import ModelFileError
 from .core.predict import Cancelled
 from .core.psf import PSFError
+from .core.psf_search import DEFAULT_STEPS
 
 
 class CLIError(Exception):
@@ -51,7 +52,7 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray
         psf_array = load_psf(args.psf)
     else:
         psf_kind = "gaussian"
-        sigma = tuple(args.psf_sigma) if len(args.psf_sigma) > 1 else args.psf_sigma[0]
+        sigma = _sigma_values(args.psf_sigma)
     cfg = TrainConfig(
         psf=psf_kind, psf_sigma=sigma, positivity=args.positivity, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, micro_batches=args.micro_batches,
@@ -61,14 +62,46 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray
     return cfg, psf_array
 
 
+def _sigma_values(values: Sequence[str]) -> float | tuple[float, ...]:
+    """``--psf-sigma`` as numbers; ``auto`` is resolved by the caller (it stands for 1.0 here)."""
+    if _wants_auto(values):
+        return 1.0
+    try:
+        nums = tuple(float(v) for v in values)
+    except ValueError:
+        raise CLIError(f"--psf-sigma takes numbers or 'auto', got {' '.join(values)}") from None
+    return nums if len(nums) > 1 else nums[0]
+
+
+def _wants_auto(values: Sequence[str]) -> bool:
+    if any(v.lower() == "auto" for v in values):
+        if len(values) > 1:
+            raise CLIError("--psf-sigma auto takes no further values")
+        return True
+    return False
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     cfg, psf_array = _config_from_args(args)
+    auto = not args.no_psf and args.psf is None and _wants_auto(args.psf_sigma)
+    if auto and args.resume:
+        raise CLIError("--psf-sigma auto cannot be combined with --resume (a resumed model keeps its PSF)")
+    if args.psf_search_steps is not None and args.psf_search_steps < 1:
+        raise CLIError("--psf-search-steps must be >= 1")
     out = Path(args.model)
     if not out.parent.exists():
         raise CLIError(f"output folder does not exist: {out.parent}")
     images, axes = _load_inputs(args.inputs, args.axes)
     resume = load_model(args.resume) if args.resume else None
+    search = None
+    if auto:
+        search = run_psf_search(images, cfg, axes=axes, steps=args.psf_search_steps)
+        cfg = cfg.replace(psf_sigma=search.sigma)
     model, _ = run_training(images, cfg, axes=axes, psf=psf_array, resume=resume)
+    if search is not None:
+        model.psf_estimate = search.to_dict()
+    elif resume is not None:
+        model.psf_estimate = resume.psf_estimate
     model.save(out)
     print(f"saved model to {out}: {model.summary()}", file=sys.stderr)
     return 0
@@ -125,10 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("inputs", nargs="+", metavar="INPUT.tif", help="noisy image(s); stacks allowed")
     t.add_argument("--model", required=True, metavar="OUT.pt", help="where to save the model")
     psf = t.add_mutually_exclusive_group()
-    psf.add_argument("--psf-sigma", type=float, nargs="+", default=[1.0], metavar="S",
-                     help="Gaussian PSF sigma in pixels, one value or one per axis (Y X) (default 1.0)")
+    psf.add_argument("--psf-sigma", nargs="+", default=["1.0"], metavar="S",
+                     help="Gaussian PSF sigma in pixels, one value or one per axis (Y X) (default 1.0), "
+                          "or 'auto': estimate it from the data first (short runs, see docs/benchmarks.md)")
     psf.add_argument("--psf", metavar="PSF.tif", help="measured PSF (TIFF), instead of a Gaussian")
     psf.add_argument("--no-psf", action="store_true", help="no PSF: plain Noise2Void")
+    t.add_argument("--psf-search-steps", type=int, metavar="N",
+                   help=f"with --psf-sigma auto: training steps per candidate sigma (default {DEFAULT_STEPS})")
     t.add_argument("--positivity", type=float, default=d.positivity, help="positivity weight lambda (0 = off)")
     t.add_argument("--epochs", type=int, default=d.epochs)
     t.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)

@@ -12,6 +12,7 @@ from superqt import QCollapsible
 
 from ..core import DecoNoisingModel, TrainConfig, TrainEvent
 from ..core.formatting import format_seconds
+from ..core.psf_search import SearchProgress, SigmaSearch
 from ._base import DeconoisingWidget, button_row
 from ._layers import layer_array
 from ._notify import error, info, notify_error, warning
@@ -132,6 +133,7 @@ class TrainWidget(DeconoisingWidget):
             axes,
             psf,
             resume,
+            self.form.estimate_sigma(),
             yielded=self._on_train_message,
             returned=self._on_trained,
             errored=self._on_train_error,
@@ -153,8 +155,16 @@ class TrainWidget(DeconoisingWidget):
         elif self.prediction.cancel():
             self.status.value = "Cancelling prediction…"
 
-    def _on_train_message(self, message: Ready | TrainEvent) -> None:
+    def _on_train_message(self, message: SearchProgress | SigmaSearch | Ready | TrainEvent) -> None:
         run = self.train_run
+        if isinstance(message, SearchProgress):
+            self.status.value = (f"Estimating the PSF sigma: short run {message.done}/{message.total}, "
+                                 f"sigma {message.sigma:.2f} px → val {message.score:.4g}…")
+            return
+        if isinstance(message, SigmaSearch):
+            (info if message.clear else warning)(message.message)
+            self.status.value = f"{message.message}. Preparing the training…"
+            return
         if isinstance(message, Ready):
             for text in message.warnings:
                 warning(text)
@@ -189,6 +199,8 @@ class TrainWidget(DeconoisingWidget):
             f"Training {done} after {format_seconds(secs)} ({len(model.history)} "
             f"epochs). Model '{self.model_name}'. "
         )
+        if model.psf_estimate is not None:
+            prefix += f"{model.psf_estimate['message']}. "
         data, run.data = run.data, None  # the prediction owns the copy from here on
         self.prediction.start(
             PredictRequest(

@@ -11,6 +11,7 @@ import numpy as np
 from napari.layers import Image
 
 from ..core import DecoNoisingModel, TrainConfig, Trainer, TrainEvent
+from ..core.psf_search import SearchProgress, SigmaSearch, iter_psf_search
 
 __all__ = ["Ready", "TrainControl", "TrainRun", "train_job"]
 
@@ -72,11 +73,19 @@ def train_job(
     axes: str,
     psf: np.ndarray | None,
     resume: DecoNoisingModel | None,
-) -> Generator[Ready | TrainEvent, None, DecoNoisingModel]:
-    """Worker-thread generator: build the trainer, then forward its events.
+    estimate_sigma: bool = False,
+) -> Generator[SearchProgress | SigmaSearch | Ready | TrainEvent, None, DecoNoisingModel]:
+    """Worker-thread generator: estimate the PSF sigma if asked, build the trainer, forward its events.
 
-    Yields one :class:`Ready` and then :class:`TrainEvent` objects; returns the best model.
+    With ``estimate_sigma`` (ignored when resuming: the model keeps its PSF) it first
+    yields a :class:`SearchProgress` per short run and the :class:`SigmaSearch`; then
+    one :class:`Ready` and :class:`TrainEvent` objects. Returns the best model.
     """
+    search = None
+    if estimate_sigma and resume is None:
+        search = yield from iter_psf_search(data, config, axes=axes, should_stop=lambda: control.stop_requested)
+        yield search
+        config = config.replace(psf_sigma=search.sigma)
     trainer = Trainer(data, config, axes=axes, psf=psf, resume=resume)
     control.trainer = trainer
     if control.stop_requested:
@@ -88,4 +97,5 @@ def train_job(
         precision=trainer.plan.precision,
     )
     model = yield from trainer.run()
+    model.psf_estimate = search.to_dict() if search is not None else model.psf_estimate
     return model

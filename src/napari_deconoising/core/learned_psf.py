@@ -21,9 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TrainConfig
+from .model import DecoNoisingModel
+from .psf import gaussian_psf
 from .train import Trainer
 
-__all__ = ["LearnableGaussianPSF", "learned_sigma_trainer"]
+__all__ = ["LearnableGaussianPSF", "learned_sigma_model", "learned_sigma_trainer"]
 
 
 class LearnableGaussianPSF(nn.Module):
@@ -94,3 +96,21 @@ def learned_sigma_trainer(images: np.ndarray | Sequence[np.ndarray], config: Tra
     trainer.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         trainer.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience)
     return trainer
+
+
+def learned_sigma_model(trainer: Trainer) -> DecoNoisingModel:
+    """The trainer's best model as an ordinary model with a fixed Gaussian PSF.
+
+    The sigma is the one learned at the best epoch; the U-Net weights were trained
+    with exactly that blur, so no retraining is needed.
+    """
+    model = trainer.model
+    state = dict(model.state_dict)
+    raw = state.pop("psf.raw")
+    psf: LearnableGaussianPSF = trainer.net.psf
+    sigma = psf.min_sigma + (psf.max_sigma - psf.min_sigma) * torch.sigmoid(raw.float())
+    per_axis = tuple(round(float(s), 4) for s in sigma)
+    value = per_axis[0] if len(set(per_axis)) == 1 else per_axis
+    config = model.config.replace(psf="gaussian", psf_sigma=value)
+    return DecoNoisingModel(config=config, state_dict=state, mean=model.mean, std=model.std,
+                            psf=gaussian_psf(per_axis, ndim=config.ndim), history=model.history)

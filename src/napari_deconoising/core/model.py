@@ -35,6 +35,10 @@ class DecoNoisingModel:
         The PSF inside the network; None for a Noise2Void model.
     history : list of dict
         One entry per epoch (epoch, train_loss, val_loss, lr, seconds).
+    psf_estimate : dict or None
+        How the Gaussian sigma was chosen when it was estimated from the data
+        (:meth:`~napari_deconoising.core.psf_search.SigmaSearch.to_dict`); None when
+        the user gave it.
     """
 
     config: TrainConfig
@@ -43,6 +47,7 @@ class DecoNoisingModel:
     std: float
     psf: np.ndarray | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    psf_estimate: dict[str, Any] | None = None
 
     @property
     def is_noise2void(self) -> bool:
@@ -88,6 +93,7 @@ class DecoNoisingModel:
             "normalisation": {"mean": float(self.mean), "std": float(self.std)},
             "psf": None if self.psf is None else torch.from_numpy(np.ascontiguousarray(self.psf, np.float32)),
             "history": [{k: _plain(v) for k, v in h.items()} for h in self.history],
+            "psf_estimate": self.psf_estimate,
         }
 
     @classmethod
@@ -108,6 +114,7 @@ class DecoNoisingModel:
                 std=float(norm["std"]),
                 psf=None if psf is None else psf.numpy().astype(np.float32),
                 history=list(payload.get("history", [])),
+                psf_estimate=payload.get("psf_estimate"),  # absent in files before issue 12
             )
             model.build_network()  # checks that the weights fit the architecture
         except (ConfigError, KeyError, TypeError, AttributeError, RuntimeError) as e:
@@ -136,6 +143,9 @@ class DecoNoisingModel:
             psf = "no PSF (Noise2Void)"
         elif c.psf == "gaussian":
             psf = f"Gaussian PSF sigma={c.psf_sigma}"
+            est = self.psf_estimate
+            if est is not None:
+                psf += " (estimated from the data)" if est.get("clear") else " (default: no clear estimate from the data)"
         else:
             psf = f"measured PSF {tuple(self.psf.shape)}"
         best = min((h["val_loss"] for h in self.history if h.get("val_loss") is not None), default=None)

@@ -17,7 +17,7 @@ answer: the result says so and falls back to :data:`DEFAULT_SIGMA`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,12 +26,15 @@ import numpy as np
 from .config import TrainConfig
 from .train import Trainer
 
-__all__ = ["DEFAULT_SIGMA", "COARSE_SIGMAS", "SigmaSearch", "search_psf_sigma", "short_run_config"]
+__all__ = ["COARSE_SIGMAS", "DEFAULT_SIGMA", "DEFAULT_STEPS", "SearchProgress", "SigmaSearch", "iter_psf_search",
+           "search_psf_sigma", "short_run_config"]
 
 #: What training uses when the data does not single out a sigma (the TrainConfig default).
 DEFAULT_SIGMA = 1.0
 #: First pass of candidates, in pixels; refined by half a step around the best.
 COARSE_SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+#: Optimiser steps of each short run.
+DEFAULT_STEPS = 150
 #: The scores must span at least this fraction of the best score for a clear answer.
 MIN_RELATIVE_SPREAD = 2e-3
 
@@ -77,13 +80,39 @@ def short_run_config(config: TrainConfig, sigma: float, steps: int) -> TrainConf
                           steps_per_epoch=per_epoch)
 
 
+@dataclass(frozen=True)
+class SearchProgress:
+    """Sent by :func:`iter_psf_search` after each short run (``total`` may grow by refinement)."""
+
+    done: int
+    total: int
+    sigma: float
+    score: float
+
+
 def search_psf_sigma(images: np.ndarray | Sequence[np.ndarray], config: TrainConfig | None = None, *,
-                     axes: str | None = None, candidates: Sequence[float] = COARSE_SIGMAS,
-                     steps: int = 150, refine: bool = True, default: float = DEFAULT_SIGMA,
-                     min_spread: float = MIN_RELATIVE_SPREAD,
-                     progress: Callable[[int, int, float, float], None] | None = None,
-                     should_stop: Callable[[], bool] | None = None) -> SigmaSearch:
+                     progress: Callable[[SearchProgress], None] | None = None, **kwargs: Any) -> SigmaSearch:
+    """Run :func:`iter_psf_search` to the end; ``progress`` sees every :class:`SearchProgress`."""
+    gen = iter_psf_search(images, config, **kwargs)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(event)
+
+
+def iter_psf_search(images: np.ndarray | Sequence[np.ndarray], config: TrainConfig | None = None, *,
+                    axes: str | None = None, candidates: Sequence[float] = COARSE_SIGMAS,
+                    steps: int = DEFAULT_STEPS, refine: bool = True, default: float = DEFAULT_SIGMA,
+                    min_spread: float = MIN_RELATIVE_SPREAD,
+                    should_stop: Callable[[], bool] | None = None,
+                    ) -> Generator[SearchProgress, None, SigmaSearch]:
     """Score candidate PSF sigmas by the validation loss of short training runs.
+
+    Yields a :class:`SearchProgress` after every short run and returns the
+    :class:`SigmaSearch`.
 
     Parameters
     ----------
@@ -102,11 +131,8 @@ def search_psf_sigma(images: np.ndarray | Sequence[np.ndarray], config: TrainCon
         Returned as ``sigma`` when the answer is not clear.
     min_spread : float
         Relative spread of the scores below which the answer counts as unclear.
-    progress : callable, optional
-        ``progress(done, total, sigma, score)`` after every short run; ``total`` may
-        grow by the refinement runs.
     should_stop : callable, optional
-        Polled between runs; when it returns True the search ends early with the
+        Polled during the runs; when it returns True the search ends early with the
         runs done so far (unclear if fewer than three).
     """
     config = config or TrainConfig()
@@ -115,27 +141,27 @@ def search_psf_sigma(images: np.ndarray | Sequence[np.ndarray], config: TrainCon
         raise ValueError("candidates must hold at least two sigmas >= 0")
     if steps < 1:
         raise ValueError("steps must be >= 1")
+    stopped = should_stop or (lambda: False)
     scores: dict[float, float] = {}
+    todo = list(cands)
     total = len(cands) + (2 if refine else 0)
-
-    def score(sigma: float) -> None:
-        if sigma in scores or (should_stop is not None and should_stop()):
-            return
+    while todo and not stopped():
+        sigma = todo.pop(0)
+        if sigma in scores:
+            continue
         trainer = Trainer(images, short_run_config(config, sigma, steps), axes=axes)
         for _ in trainer.run():
-            pass
+            if stopped():
+                trainer.stop()
+        if stopped():
+            break
         scores[sigma] = float(trainer.best_val)
-        if progress is not None:
-            progress(len(scores), total, sigma, scores[sigma])
-
-    for s in cands:
-        score(s)
-    if refine and scores:
-        best = min(scores, key=scores.get)
-        half = min(b - a for a, b in zip(cands, cands[1:])) / 2
-        for s in (best - half, best + half):
-            if s >= 0:
-                score(round(s, 6))
+        yield SearchProgress(len(scores), total, sigma, scores[sigma])
+        if refine and not todo and len(scores) == len(cands):
+            best = min(scores, key=scores.get)
+            half = min(b - a for a, b in zip(cands, cands[1:])) / 2
+            todo = [round(s, 6) for s in (best - half, best + half) if s >= 0]
+            total = len(cands) + len(todo)
     return _decide(scores, cands[-1], default, min_spread, steps)
 
 
