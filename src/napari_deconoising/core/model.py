@@ -87,14 +87,16 @@ class DecoNoisingModel:
     # -- files ------------------------------------------------------------------
     def to_payload(self) -> dict[str, Any]:
         """The model as plain data (tensors, numbers, strings, lists, dicts) for :mod:`.modelfile`."""
-        return {
+        payload = {
             "config": self.config.to_dict(),
             "state_dict": {k: v.detach().cpu().clone() for k, v in self.state_dict.items()},
             "normalisation": {"mean": float(self.mean), "std": float(self.std)},
             "psf": None if self.psf is None else torch.from_numpy(np.ascontiguousarray(self.psf, np.float32)),
             "history": [{k: _plain(v) for k, v in h.items()} for h in self.history],
-            "psf_estimate": self.psf_estimate,
         }
+        if self.psf_estimate is not None:  # only then: older files round-trip unchanged
+            payload["psf_estimate"] = self.psf_estimate
+        return payload
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], source: str | PathLike = "the model file") -> DecoNoisingModel:
