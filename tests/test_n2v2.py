@@ -1,0 +1,63 @@
+"""N2V2 building blocks: anti-aliased pooling and median blind-spot replacement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from napari_deconoising.core.n2v2 import MaxBlurPool, median_blind_spots
+
+
+@pytest.mark.parametrize("ndim, factor, shape, out", [
+    (2, 2, (2, 3, 16, 12), (2, 3, 8, 6)),
+    (3, 2, (1, 2, 8, 8, 8), (1, 2, 4, 4, 4)),
+    (3, (1, 2, 2), (1, 2, 5, 8, 8), (1, 2, 5, 4, 4)),
+])
+def test_blur_pool_halves_the_pooled_axes(ndim, factor, shape, out):
+    assert MaxBlurPool(ndim, factor)(torch.rand(shape)).shape == out
+
+
+def test_blur_pool_keeps_constants_and_ignores_a_one_pixel_shift():
+    pool = MaxBlurPool(2)
+    torch.testing.assert_close(pool(torch.full((1, 1, 8, 8), 3.0)), torch.full((1, 1, 4, 4), 3.0))
+    yy, xx = np.indices((32, 32))
+    board = torch.from_numpy(((yy + xx) % 2).astype(np.float32))[None, None]
+    shifted = torch.roll(board, 1, dims=3)
+    # A one-pixel shift of the input must not change the pooled result (shift invariance
+    # is the point; away from the last row/column, where the border padding differs).
+    a, b = pool(board), pool(shifted)
+    torch.testing.assert_close(a[..., :-1, :-1], b[..., :-1, :-1])
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+
+
+def test_blur_pool_rejects_bad_factors():
+    with pytest.raises(ValueError, match="factor"):
+        MaxBlurPool(2, (2, 3))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), radius=st.integers(1, 3), ndim=st.sampled_from([2, 3]))
+def test_median_replacement_is_the_median_of_non_spot_neighbours(seed, radius, ndim):
+    gen = torch.Generator().manual_seed(seed)
+    shape = (2, 1) + ((16, 16) if ndim == 2 else (8, 10, 10))
+    x = torch.rand(shape, generator=gen)
+    masked, mask = median_blind_spots(x, 0.05, radius, gen)
+    assert mask.sum() > 0
+    torch.testing.assert_close(masked[~mask], x[~mask])  # only spots change
+    spots = mask[:, 0].nonzero()
+    for row in spots[:5]:
+        bi, p = int(row[0]), row[1:].tolist()
+        vals = []
+        for off in np.ndindex(*([2 * radius + 1] * ndim)):
+            o = [v - radius for v in off]
+            if not any(o):
+                continue
+            q = [pi + oi for pi, oi in zip(p, o)]
+            q = [pi - oi if not 0 <= qi < n else qi for pi, oi, qi, n in zip(p, o, q, shape[2:])]
+            if not mask[(bi, 0, *q)]:
+                vals.append(float(x[(bi, 0, *q)]))
+        assert float(masked[(bi, 0, *p)]) == pytest.approx(float(torch.tensor(vals).median()))
+        assert float(masked[(bi, 0, *p)]) != float(x[(bi, 0, *p)])
