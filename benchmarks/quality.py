@@ -118,8 +118,12 @@ def log(*a):
     print(*a, flush=True)
 
 
+N2V2 = False  # --n2v2: every training of ours uses N2V2
+
+
 def train_ours(noisy: np.ndarray, p: Preset, precision: str, seed: int, **cfg) -> tuple[dict, float]:
     config = TrainConfig(
+        n2v2=N2V2,
         epochs=max(1, p.steps // p.steps_per_epoch),
         steps_per_epoch=min(p.steps, p.steps_per_epoch),
         batch_size=p.batch,
@@ -145,9 +149,12 @@ def scores(ds: datasets.Dataset, denoised: np.ndarray, phantom: np.ndarray | Non
     out = {
         "psnr": float(np.mean([common.psnr(ds.clean[i], denoised[i]) for i in range(n)])),
         "ssim": float(np.mean([common.ssim(ds.clean[i], denoised[i]) for i in range(n)])),
+        "checker_db": float(np.mean([common.checkerboard_db(ds.clean[i], denoised[i]) for i in range(n)])),
     }
     if phantom is not None:
         out["phantom_psnr"] = float(np.mean([common.psnr(ds.phantom[i], phantom[i]) for i in range(n)]))
+        out["phantom_checker_db"] = float(np.mean([common.checkerboard_db(ds.phantom[i], phantom[i])
+                                                   for i in range(n)]))
     return out
 
 
@@ -232,20 +239,23 @@ def run_dataset(
 
 def fmt_table(results: dict) -> str:
     lines = [
-        "| dataset | method | PSNR (dB) | SSIM | phantom PSNR (dB) | train time (s, mean) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| dataset | method | PSNR (dB) | SSIM | phantom PSNR (dB) | checkerboard (dB) | phantom checkerboard (dB) "
+        "| train time (s, mean) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
         for meth in METHODS:
             if meth not in r["methods"]:
                 if meth == "CAREamics N2V":  # the matched-masking run is optional
-                    lines.append(f"| {name} | {meth} | n/a | n/a | | not run |")
+                    lines.append(f"| {name} | {meth} | n/a | n/a | | | | not run |")
                 continue
             s = r["methods"][meth]
             ph = seedstats.pm(s, "phantom_psnr") if meth != "raw" else ""
             t = f"{s['train_s']:.0f}" if s.get("train_s") else ""
+            cb = seedstats.pm(s, "checker_db", ".1f")
+            pcb = seedstats.pm(s, "phantom_checker_db", ".1f") if meth != "raw" else ""
             lines.append(f"| {name} | {meth} | {seedstats.pm(s, 'psnr')} | {seedstats.pm(s, 'ssim', '.3f')} "
-                         f"| {ph} | {t} |")
+                         f"| {ph} | {cb} | {pcb} | {t} |")
     return "\n".join(lines)
 
 
@@ -391,6 +401,7 @@ def main(argv=None) -> dict:
         help="also run CAREamics with our masked fraction (3.125 %% instead of its 0.2 %%)",
     )
     ap.add_argument("--seed", type=int, default=0, help="seed of the data (and of training without --seeds)")
+    ap.add_argument("--n2v2", action="store_true", help="train all our models with N2V2")
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 1.0],
                     help="positivity weights of the DecoNoising runs (1 must be among them)")
     ap.add_argument("--seeds", type=int, nargs="+", metavar="S",
@@ -416,6 +427,8 @@ def main(argv=None) -> dict:
         figure_sigma(saved["results"], out / "bench_sigma.png", saved["machine"])
         return saved
 
+    global N2V2
+    N2V2 = a.n2v2
     name = "smoke" if a.smoke else "quick" if a.quick else "full" if a.full else "default"
     p = PRESETS[name]
     if a.steps:

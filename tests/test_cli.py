@@ -178,3 +178,9 @@ def test_psf_sigma_auto_refuses_resume(files, capsys):
     assert main(["train", str(files / "noisy.tif"), "--model", str(files / "r.pt"), "--psf-sigma", "auto",
                  "--resume", str(base), *TINY_ARGS]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_n2v2_flag_is_saved_with_the_model(files, capsys):
+    model = files / "n2v2.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(model), "--n2v2", *TINY_ARGS]) == 0
+    assert load_model(model).config.n2v2 and "N2V2" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_deconoising.core import DecoNoisingModel, ModelFileError, load_model
+from napari_deconoising.core import DecoNoisingModel, ModelFileError, TrainConfig, load_model
 from napari_deconoising.core.modelfile import FORMAT_VERSION
 
 
@@ -118,6 +118,11 @@ def test_saving_a_loaded_model_writes_the_same_payload(tmp_path):
     load_model(DATA / "model_v1.pt").save(tmp_path / "again.pt")
     new = torch.load(tmp_path / "again.pt", weights_only=True)
     old.pop("software_version"), new.pop("software_version")
+    # Config fields added since (issue 12: n2v2) are written with their defaults, which
+    # is what an older file means; everything else must be unchanged.
+    added = {k: v for k, v in new["config"].items() if k not in old["config"]}
+    assert added == {k: getattr(TrainConfig(), k) for k in added}
+    new["config"] = {k: v for k, v in new["config"].items() if k in old["config"]}
     assert _same(old, new)
     assert not _same(old, {**new, "psf": None})  # the comparison can fail
 

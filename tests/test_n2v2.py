@@ -61,3 +61,45 @@ def test_median_replacement_is_the_median_of_non_spot_neighbours(seed, radius, n
                 vals.append(float(x[(bi, 0, *q)]))
         assert float(masked[(bi, 0, *p)]) == pytest.approx(float(torch.tensor(vals).median()))
         assert float(masked[(bi, 0, *p)]) != float(x[(bi, 0, *p)])
+
+
+def test_n2v2_unet_has_no_top_skip_and_blur_pools():
+    from napari_deconoising.core import UNet
+
+    plain, n2v2 = UNet(depth=2, channels=8), UNet(depth=2, channels=8, n2v2=True)
+    assert isinstance(n2v2.pool, MaxBlurPool) and not isinstance(plain.pool, MaxBlurPool)
+    assert n2v2.up_conv[-1][0].in_channels == 8 and plain.up_conv[-1][0].in_channels == 16
+    assert n2v2.up_conv[0][0].in_channels == plain.up_conv[0][0].in_channels  # deeper skips kept
+    x = torch.rand(1, 1, 36, 44)
+    assert n2v2(x).shape == x.shape
+
+
+def test_n2v2_model_trains_saves_loads_and_tiles_exactly(sample, tiny_config, tmp_path):
+    from napari_deconoising.core import load_model, train
+
+    model = train(sample.noisy, tiny_config.replace(epochs=1, n2v2=True))
+    assert model.config.n2v2 and "N2V2" in model.summary()
+    model.save(tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt")
+    assert loaded.config.n2v2
+    img = np.tile(sample.noisy, (2, 2))  # room for several tiles with N2V2's wider halo
+    whole = loaded.predict(img, device="cpu", tile_size=4096).denoised
+    tiled = loaded.predict(img, device="cpu", tile_size=88).denoised
+    np.testing.assert_allclose(tiled, whole, rtol=1e-4, atol=1e-4)
+
+
+def test_trainer_uses_median_replacement_with_n2v2(sample, tiny_config):
+    from napari_deconoising.core import Trainer
+    from napari_deconoising.core.masking import apply_blind_spots
+
+    assert Trainer(sample.noisy, tiny_config.replace(n2v2=True))._mask is median_blind_spots
+    assert Trainer(sample.noisy, tiny_config)._mask is apply_blind_spots
+
+
+def test_old_model_files_load_without_n2v2():
+    from pathlib import Path
+
+    from napari_deconoising.core import load_model
+
+    old = load_model(Path(__file__).resolve().parent / "data" / "model_v1.pt")
+    assert old.config.n2v2 is False

@@ -376,3 +376,10 @@ def test_estimate_sigma_from_data(viewer, train_widget, sync_workers, notificati
     assert est["message"] in w.status.value
     w.form.psf_kind.value = "None (plain Noise2Void)"
     assert w.form.sigma_auto.native.isHidden() and not w.form.estimate_sigma()
+
+
+def test_n2v2_checkbox_sets_the_config(viewer, train_widget):
+    w = train_widget
+    assert w.config().n2v2 is False
+    w.form.n2v2.value = True
+    assert w.config().n2v2 is True

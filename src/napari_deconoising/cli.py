@@ -58,6 +58,7 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, micro_batches=args.micro_batches,
         patch_size=args.patch_size, val_fraction=args.val_fraction, lr=args.lr, depth=args.depth,
         channels=args.channels, seed=args.seed, device=args.device, precision=args.precision,
+        n2v2=args.n2v2,
     )
     return cfg, psf_array
 
@@ -176,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=d.lr)
     t.add_argument("--depth", type=int, default=d.depth)
     t.add_argument("--channels", type=int, default=d.channels)
+    t.add_argument("--n2v2", action="store_true",
+                   help="N2V2 against checkerboard artefacts: blur pooling, no top skip connection, "
+                        "median blind-spot replacement (off by default, see docs/benchmarks.md)")
     t.add_argument("--axes", help="axis letters of the inputs, e.g. YX, SYX, TYX, ZYX (default: from the file)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])

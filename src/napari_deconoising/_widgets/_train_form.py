@@ -30,6 +30,8 @@ _TIPS = {
     "(see the user guide)",
     "sigma_auto": "Find sigma before training: one short run per candidate sigma, scored by the "
     "self-supervised validation loss (several minutes); when the data gives no clear answer, 1.0 px is used",
+    "n2v2": "N2V2: blur pooling, no top-level skip connection and median replacement of blind spots, "
+    "against checkerboard artefacts (see docs/benchmarks.md for when it helps)",
     "positivity": "Penalty on negative intensities in the deconvolved image; 0 switches it off",
     "resume": "Continue training a model from this session or a loaded file",
     "micro_batches": "Virtual batch: split each batch into this many passes (gradient accumulation) to save memory",
@@ -76,6 +78,7 @@ def train_fields() -> tuple[Field, ...]:
         Field("lr", LineEdit, "Learning rate", {"value": f"{TrainConfig().lr:g}"}, "lr", _parse_lr, section=adv),
         setting("depth", SpinBox, "U-Net depth", adv, min=1, max=6),
         setting("channels", SpinBox, "Channels", adv, min=1, max=1024),
+        setting("n2v2", CheckBox, "N2V2 (fewer checkerboards)", adv, tooltip=tip["n2v2"]),
         setting("val_fraction", FloatSpinBox, "Validation fraction", adv, min=0.01, max=0.9, step=0.05),
         setting("seed", SpinBox, "Seed", adv, min=0, max=2**31 - 1),
         device_field(section=adv),

@@ -64,6 +64,10 @@ class TrainConfig:
     precision : {"auto", "fp32", "bf16", "fp16"}
         Numeric precision of the forward pass. ``"auto"`` uses mixed precision on a
         GPU and bf16 on CPUs that have native bf16 units, else fp32.
+    n2v2 : bool
+        N2V2 (Hoeck et al. 2022) against checkerboard artefacts: blur pooling, no
+        top-level skip connection, blind spots replaced by their neighbourhood's median.
+        Part of the architecture (saved with the model; older files load as False).
     """
 
     psf: str = "gaussian"
@@ -86,6 +90,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     ndim: int = field(default=2)
+    n2v2: bool = False
 
     def __post_init__(self) -> None:
         sigma = self.psf_sigma
@@ -132,6 +137,7 @@ class TrainConfig:
         need(_is_int(self.seed) and self.seed >= 0, "seed", "must be a whole number >= 0")
         need(self.device in DEVICES, "device", f"must be one of {DEVICES}")
         need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
+        need(isinstance(self.n2v2, bool), "n2v2", "must be True or False")
         need(self.ndim == 2, "ndim", "only 2D training is supported (3D stacks train slice by slice)")
 
     # -- helpers ----------------------------------------------------------------

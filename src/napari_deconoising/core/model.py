@@ -61,7 +61,7 @@ class DecoNoisingModel:
     def build_network(self) -> DecoNoisingNet:
         """A fresh :class:`DecoNoisingNet` holding these weights (on the CPU)."""
         net = DecoNoisingNet(self.psf, depth=self.config.depth, channels=self.config.channels,
-                             ndim=self.config.ndim)
+                             ndim=self.config.ndim, n2v2=self.config.n2v2)
         net.load_state_dict(self.state_dict)
         return net.eval()
 
@@ -150,6 +150,8 @@ class DecoNoisingModel:
                 psf += " (estimated from the data)" if est.get("clear") else " (default: no clear estimate from the data)"
         else:
             psf = f"measured PSF {tuple(self.psf.shape)}"
+        if c.n2v2:
+            psf += ", N2V2"
         best = min((h["val_loss"] for h in self.history if h.get("val_loss") is not None), default=None)
         val = f", best val loss {best:.4g}" if best is not None else ""
         return f"U-Net depth {c.depth}/{c.channels} ch, {psf}, {len(self.history)} epochs{val}"

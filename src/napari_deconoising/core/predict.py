@@ -44,7 +44,7 @@ def tile_halo(model: DecoNoisingModel) -> int:
     precision and no blending is needed.
     """
     psf_r = 0 if model.psf is None else max(n // 2 for n in model.psf.shape)
-    radius = unet_receptive_radius(model.config.depth) + psf_r
+    radius = unet_receptive_radius(model.config.depth, model.config.n2v2) + psf_r
     m = 2**model.config.depth
     return int(math.ceil(radius / m) * m)
 

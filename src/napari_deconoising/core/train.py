@@ -24,6 +24,7 @@ from .data import (
 from .device import execution_plan, release_memory
 from .loss import deconoising_loss
 from .masking import apply_blind_spots
+from .n2v2 import median_blind_spots
 from .model import DecoNoisingModel
 from .network import DecoNoisingNet
 from .psf import gaussian_psf, prepare_psf
@@ -96,7 +97,7 @@ class Trainer:
         if resume is not None:
             rc = resume.config
             config = config.replace(depth=rc.depth, channels=rc.channels, psf=rc.psf,
-                                    psf_sigma=rc.psf_sigma, ndim=rc.ndim)
+                                    psf_sigma=rc.psf_sigma, ndim=rc.ndim, n2v2=rc.n2v2)
         self.config = config
         # Adjustments are collected, not warned: this may run in a GUI worker thread,
         # where the global warnings machinery is not thread-safe. Callers show them.
@@ -118,7 +119,9 @@ class Trainer:
 
         self.plan = execution_plan(config.device, config.precision)
         torch.manual_seed(config.seed)
-        self.net = DecoNoisingNet(self.psf, depth=config.depth, channels=config.channels, ndim=config.ndim)
+        self.net = DecoNoisingNet(self.psf, depth=config.depth, channels=config.channels, ndim=config.ndim,
+                                  n2v2=config.n2v2)
+        self._mask = median_blind_spots if config.n2v2 else apply_blind_spots
         if resume is not None:
             self.net.load_state_dict(resume.state_dict)
         self.net.to(self.plan.device)
@@ -162,7 +165,7 @@ class Trainer:
         n = max(1, min(self.config.batch_size, 64))
         x = torch.from_numpy(sampler.sample(n)).to(self.plan.device)
         gen = torch.Generator(device=self.plan.device).manual_seed(self.config.seed + 1)
-        self.val_x, self.val_mask = apply_blind_spots(x, self.config.mask_fraction, self.config.mask_radius, gen)
+        self.val_x, self.val_mask = self._mask(x, self.config.mask_fraction, self.config.mask_radius, gen)
         self.val_target = x
 
     # -- control --------------------------------------------------------------------
@@ -199,7 +202,7 @@ class Trainer:
         patches = torch.from_numpy(self.sampler.sample(cfg.batch_size)).to(self.plan.device)
         total = 0.0
         for chunk in torch.tensor_split(patches, cfg.micro_batches):
-            masked, mask = apply_blind_spots(chunk, cfg.mask_fraction, cfg.mask_radius, self.gen)
+            masked, mask = self._mask(chunk, cfg.mask_fraction, cfg.mask_radius, self.gen)
             loss, _, _ = self._forward_loss(chunk, masked, mask)
             loss = loss * (chunk.shape[0] / cfg.batch_size)
             if self.scaler is not None:
