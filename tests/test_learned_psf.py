@@ -46,3 +46,46 @@ def test_training_moves_sigma(sample, tiny_config):
         pass
     after = trainer.net.psf.sigma_values()
     assert after != before and all(0.2 < s < 4.0 for s in after)
+
+
+def test_trainer_records_sigma_and_exports_a_fixed_psf_model(sample, tiny_config, tmp_path):
+    from napari_deconoising.core import load_model
+    from napari_deconoising.core.learned_psf import LearnedSigmaTrainer
+
+    trainer = LearnedSigmaTrainer(sample.noisy, tiny_config.replace(epochs=2, steps_per_epoch=2), init_sigma=2.0)
+    model = None
+    gen = trainer.run()
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        model = stop.value
+    assert [len(h["psf_sigma"]) for h in trainer.history] == [2, 2]
+    assert "psf.raw" not in model.state_dict and model.config.psf == "gaussian"
+    sig = model.config.sigma_per_axis
+    best = min(range(2), key=lambda i: trainer.history[i]["val_loss"])
+    np.testing.assert_allclose(sig, trainer.history[best]["psf_sigma"], atol=0.08)  # one value if axes agree
+    model.save(tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt")  # an ordinary model: loads and predicts
+    assert loaded.predict(sample.noisy, device="cpu").denoised.shape == sample.noisy.shape
+
+
+def _estimate_for(trail, init=3.0):
+    from napari_deconoising.core.learned_psf import LearnedSigmaTrainer
+
+    class Fake:  # the decision only reads the history, the start value and the exported sigma
+        history = [{"psf_sigma": list(t), "val_loss": 1.0} for t in trail]
+        init_sigma = init
+        model = type("M", (), {"config": type("C", (), {"psf_sigma": float(np.mean(trail[-1]))})()})()
+
+    return LearnedSigmaTrainer.estimate(Fake())
+
+
+def test_estimate_is_clear_only_when_sigma_settled_below_its_start():
+    settled = [(3.0 - 0.15 * i,) * 2 for i in range(10)] + [(1.52, 1.49)] * 10
+    est = _estimate_for(settled)
+    assert est["clear"] and est["sigma"] == pytest.approx(1.505) and "learned from the data" in est["message"]
+    stuck = _estimate_for([(2.95, 2.97)] * 10)
+    assert not stuck["clear"] and stuck["sigma"] == 1.0 and "start value" in stuck["message"]
+    moving = _estimate_for([(3.0 - 0.1 * i,) * 2 for i in range(20)])
+    assert not moving["clear"] and "still moving" in moving["message"] and "default 1 px" in moving["message"]

@@ -357,13 +357,7 @@ def test_psf_from_tiff_and_plot_follows_theme(
     assert w.plot.figure.get_facecolor() != dark
 
 
-def test_estimate_sigma_from_data(viewer, train_widget, sync_workers, notifications, monkeypatch):
-    import functools
-
-    from napari_deconoising._widgets import _train_job
-
-    tiny_search = functools.partial(_train_job.iter_psf_search, candidates=(0.0, 1.0, 2.0), steps=2)
-    monkeypatch.setattr(_train_job, "iter_psf_search", tiny_search)
+def test_estimate_sigma_from_data(viewer, train_widget, sync_workers, notifications):
     w = train_widget
     assert w.form.sigma.enabled and not w.form.sigma_auto.value
     w.form.sigma_auto.value = True
@@ -371,7 +365,7 @@ def test_estimate_sigma_from_data(viewer, train_widget, sync_workers, notificati
     assert w.start()
     assert not notifications["error"], notifications["error"]
     est = w.model.psf_estimate
-    assert est is not None and w.model.config.psf_sigma == est["sigma"]
+    assert est is not None and est["method"] == "learned" and w.model.config.psf_sigma == est["sigma"]
     assert est["message"] in notifications["info"] + notifications["warning"]
     assert est["message"] in w.status.value
     w.form.psf_kind.value = "None (plain Noise2Void)"

@@ -12,10 +12,9 @@ import numpy as np
 from .core.config import TrainConfig
 from .core.formatting import format_seconds
 from .core.model import DecoNoisingModel
-from .core.psf_search import SigmaSearch, iter_psf_search
 from .core.train import Trainer
 
-__all__ = ["ProgressBar", "run_psf_search", "run_training"]
+__all__ = ["ProgressBar", "run_training"]
 
 
 class ProgressBar:
@@ -67,7 +66,8 @@ class ProgressBar:
 
 def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *, axes: str | None = None,
                  psf: np.ndarray | None = None, resume: DecoNoisingModel | None = None,
-                 out: IO[str] | None = None, label: str = "") -> tuple[DecoNoisingModel, Trainer]:
+                 out: IO[str] | None = None, label: str = "",
+                 trainer: Trainer | None = None) -> tuple[DecoNoisingModel, Trainer]:
     """Train in the foreground, printing an estimate, a progress bar and one line per epoch.
 
     Ctrl-C stops training and keeps the best model so far.
@@ -80,6 +80,9 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
         Where to print; standard error by default.
     label : str
         Prefix for the printed lines (the demo trains two models).
+    trainer : Trainer, optional
+        An already built trainer (e.g. one that learns the PSF sigma) instead of one
+        made from the other arguments.
 
     Returns
     -------
@@ -89,7 +92,8 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
         The finished trainer (its history, plan and warnings).
     """
     out = out or sys.stderr
-    trainer = Trainer(images, cfg, axes=axes, psf=psf, resume=resume)
+    trainer = trainer or Trainer(images, cfg, axes=axes, psf=psf, resume=resume)
+    cfg = trainer.config
     for note in trainer.warnings:
         print(f"deconoising: warning: {note}", file=out)
     per_step = trainer.estimate_step_seconds(steps=1)
@@ -112,22 +116,3 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
         bar.close()
     return trainer.model, trainer
 
-
-def run_psf_search(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *, axes: str | None = None,
-                   steps: int | None = None, out: IO[str] | None = None) -> SigmaSearch:
-    """Estimate the Gaussian PSF sigma in the foreground, one line per short run."""
-    out = out or sys.stderr
-    kwargs = {"steps": steps} if steps is not None else {}
-    gen = iter_psf_search(images, cfg, axes=axes, **kwargs)
-    print("estimating the PSF sigma from the data: one short training run per candidate sigma", file=out)
-    t0 = time.monotonic()
-    while True:
-        try:
-            ev = next(gen)
-        except StopIteration as stop:
-            result: SigmaSearch = stop.value
-            break
-        print(f"  sigma {ev.sigma:5.2f} px: validation loss {ev.score:.5f}  ({ev.done}/{ev.total}, "
-              f"{format_seconds(time.monotonic() - t0)})", file=out, flush=True)
-    print(f"deconoising: {result.message}", file=out)
-    return result

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._console import ProgressBar, run_psf_search, run_training
+from ._console import ProgressBar, run_training
 from .core.config import ConfigError, TrainConfig
 from .core.data import DataError
 from .core.io import ImageFileError, image_format, read_image, write_image
@@ -21,7 +21,6 @@ from .core.model import load_model
 from .core.modelfile import ModelFileError
 from .core.predict import Cancelled
 from .core.psf import PSFError
-from .core.psf_search import DEFAULT_STEPS
 
 
 class CLIError(Exception):
@@ -87,25 +86,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     auto = not args.no_psf and args.psf is None and _wants_auto(args.psf_sigma)
     if auto and args.resume:
         raise CLIError("--psf-sigma auto cannot be combined with --resume (a resumed model keeps its PSF)")
-    if args.psf_search_steps is not None and args.psf_search_steps < 1:
-        raise CLIError("--psf-search-steps must be >= 1")
     out = Path(args.model)
     if not out.parent.exists():
         raise CLIError(f"output folder does not exist: {out.parent}")
     images, axes = _load_inputs(args.inputs, args.axes)
     resume = load_model(args.resume) if args.resume else None
-    search = None
     if auto:
-        search = run_psf_search(images, cfg, axes=axes, steps=args.psf_search_steps)
-        cfg = cfg.replace(psf_sigma=search.sigma)
-    model, _ = run_training(images, cfg, axes=axes, psf=psf_array, resume=resume)
-    if search is not None:
-        model.psf_estimate = search.to_dict()
-    elif resume is not None:
-        model.psf_estimate = resume.psf_estimate
+        model = _train_learning_sigma(images, cfg, axes)
+    else:
+        model, _ = run_training(images, cfg, axes=axes, psf=psf_array, resume=resume)
+        model.psf_estimate = resume.psf_estimate if resume is not None else None
     model.save(out)
     print(f"saved model to {out}: {model.summary()}", file=sys.stderr)
     return 0
+
+
+def _train_learning_sigma(images: list[np.ndarray], cfg: TrainConfig, axes: str | None):
+    """``--psf-sigma auto``: train with a learnable sigma; retrain with the default if unclear."""
+    from .core.learned_psf import INIT_SIGMA, LearnedSigmaTrainer
+
+    print(f"learning the PSF sigma with the network (starting at {INIT_SIGMA:g} px)", file=sys.stderr)
+    trainer = LearnedSigmaTrainer(images, cfg, axes=axes)
+    model, trainer = run_training(images, cfg, axes=axes, trainer=trainer)
+    estimate = trainer.estimate()
+    print(f"deconoising: {estimate['message']}", file=sys.stderr)
+    if not estimate["clear"]:
+        model, _ = run_training(images, cfg.replace(psf_sigma=estimate["sigma"]), axes=axes)
+    model.psf_estimate = estimate
+    return model
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -161,11 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     psf = t.add_mutually_exclusive_group()
     psf.add_argument("--psf-sigma", nargs="+", default=["1.0"], metavar="S",
                      help="Gaussian PSF sigma in pixels, one value or one per axis (Y X) (default 1.0), "
-                          "or 'auto': estimate it from the data first (short runs, see docs/benchmarks.md)")
+                          "or 'auto': learn it with the network, starting wide (see docs/benchmarks.md)")
     psf.add_argument("--psf", metavar="PSF.tif", help="measured PSF (TIFF), instead of a Gaussian")
     psf.add_argument("--no-psf", action="store_true", help="no PSF: plain Noise2Void")
-    t.add_argument("--psf-search-steps", type=int, metavar="N",
-                   help=f"with --psf-sigma auto: training steps per candidate sigma (default {DEFAULT_STEPS})")
     t.add_argument("--positivity", type=float, default=d.positivity, help="positivity weight lambda (0 = off)")
     t.add_argument("--epochs", type=int, default=d.epochs)
     t.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)

@@ -12,7 +12,6 @@ from superqt import QCollapsible
 
 from ..core import DecoNoisingModel, TrainConfig, TrainEvent
 from ..core.formatting import format_seconds
-from ..core.psf_search import SearchProgress, SigmaSearch
 from ._base import DeconoisingWidget, button_row
 from ._layers import layer_array
 from ._notify import error, info, notify_error, warning
@@ -155,15 +154,13 @@ class TrainWidget(DeconoisingWidget):
         elif self.prediction.cancel():
             self.status.value = "Cancelling prediction…"
 
-    def _on_train_message(self, message: SearchProgress | SigmaSearch | Ready | TrainEvent) -> None:
+    def _on_train_message(self, message: Ready | TrainEvent | dict) -> None:
         run = self.train_run
-        if isinstance(message, SearchProgress):
-            self.status.value = (f"Estimating the PSF sigma: short run {message.done}/{message.total}, "
-                                 f"sigma {message.sigma:.2f} px → val {message.score:.4g}…")
-            return
-        if isinstance(message, SigmaSearch):
-            (info if message.clear else warning)(message.message)
-            self.status.value = f"{message.message}. Preparing the training…"
+        if isinstance(message, dict):  # the PSF sigma learned with the network
+            (info if message["clear"] else warning)(message["message"])
+            self.status.value = message["message"]
+            if not message["clear"]:
+                self.plot.clear()  # a second run with the default sigma follows
             return
         if isinstance(message, Ready):
             for text in message.warnings:

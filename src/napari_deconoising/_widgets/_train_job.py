@@ -11,7 +11,7 @@ import numpy as np
 from napari.layers import Image
 
 from ..core import DecoNoisingModel, TrainConfig, Trainer, TrainEvent
-from ..core.psf_search import SearchProgress, SigmaSearch, iter_psf_search
+from ..core.learned_psf import LearnedSigmaTrainer
 
 __all__ = ["Ready", "TrainControl", "TrainRun", "train_job"]
 
@@ -74,19 +74,30 @@ def train_job(
     psf: np.ndarray | None,
     resume: DecoNoisingModel | None,
     estimate_sigma: bool = False,
-) -> Generator[SearchProgress | SigmaSearch | Ready | TrainEvent, None, DecoNoisingModel]:
-    """Worker-thread generator: estimate the PSF sigma if asked, build the trainer, forward its events.
+) -> Generator[Ready | TrainEvent | dict, None, DecoNoisingModel]:
+    """Worker-thread generator: build the trainer, then forward its events.
 
-    With ``estimate_sigma`` (ignored when resuming: the model keeps its PSF) it first
-    yields a :class:`SearchProgress` per short run and the :class:`SigmaSearch`; then
-    one :class:`Ready` and :class:`TrainEvent` objects. Returns the best model.
+    Yields one :class:`Ready` and then :class:`TrainEvent` objects; returns the best model.
+    With ``estimate_sigma`` (ignored when resuming: the model keeps its PSF) the network
+    learns the PSF sigma; then the estimate (a dict, see
+    :meth:`~napari_deconoising.core.learned_psf.LearnedSigmaTrainer.estimate`) is
+    yielded after training, and when it is not clear a second run with the default
+    sigma follows (another Ready and its events).
     """
-    search = None
     if estimate_sigma and resume is None:
-        search = yield from iter_psf_search(data, config, axes=axes, should_stop=lambda: control.stop_requested)
-        yield search
-        config = config.replace(psf_sigma=search.sigma)
-    trainer = Trainer(data, config, axes=axes, psf=psf, resume=resume)
+        learner = LearnedSigmaTrainer(data, config, axes=axes)
+        model = yield from _forward(control, learner)
+        estimate = learner.estimate()
+        yield estimate
+        if not estimate["clear"] and not control.stop_requested:
+            model = yield from _forward(control, Trainer(data, config.replace(psf_sigma=estimate["sigma"]), axes=axes))
+        model.psf_estimate = estimate
+        return model
+    return (yield from _forward(control, Trainer(data, config, axes=axes, psf=psf, resume=resume)))
+
+
+def _forward(control: TrainControl, trainer: Trainer) -> Generator[Ready | TrainEvent, None, DecoNoisingModel]:
+    """Announce ``trainer`` (Ready) and pass its events on; returns its best model."""
     control.trainer = trainer
     if control.stop_requested:
         trainer.stop()
@@ -97,5 +108,4 @@ def train_job(
         precision=trainer.plan.precision,
     )
     model = yield from trainer.run()
-    model.psf_estimate = search.to_dict() if search is not None else model.psf_estimate
     return model
