@@ -88,4 +88,6 @@ def test_estimate_is_clear_only_when_sigma_settled_below_its_start():
     stuck = _estimate_for([(2.95, 2.97)] * 10)
     assert not stuck["clear"] and stuck["sigma"] == 1.0 and "start value" in stuck["message"]
     moving = _estimate_for([(3.0 - 0.1 * i,) * 2 for i in range(20)])
-    assert not moving["clear"] and "still moving" in moving["message"] and "default 1 px" in moving["message"]
+    assert moving["clear"] and "still moving" in moving["message"] and moving["sigma"] == pytest.approx(1.1)
+    assert "still moving" not in est["message"]
+    assert "default 1 px" in stuck["message"]

@@ -157,8 +157,10 @@ class LearnedSigmaTrainer(Trainer):
     def estimate(self, default: float = DEFAULT_SIGMA) -> dict:
         """How far to trust the learned sigma, as plain data for the model file.
 
-        Not clear when sigma stayed near its start (the data did not pull it down) or
-        was still moving by more than 0.1 px over the last fifth of the epochs.
+        Not clear when sigma stayed near its start (the data did not pull it down):
+        then ``sigma`` is ``default``. A sigma still moving by more than 0.1 px over the
+        last fifth of the epochs is kept, with a note to train longer (at 300 steps it
+        was within 0.2 px of the truth while still moving, docs/benchmarks.md).
         """
         sigma = self.model.config.psf_sigma
         trail = [h["psf_sigma"] for h in self.history if "psf_sigma" in h]
@@ -169,14 +171,13 @@ class LearnedSigmaTrainer(Trainer):
             why = "no epoch finished"
         elif max(trail[-1]) > self.init_sigma - 0.1:
             why = f"sigma stayed near its start value {self.init_sigma:g} px"
-        else:
+        if why is None:
             tail = trail[-max(2, len(trail) // 5):]
             moved = max(abs(a - b) for a, b in zip(tail[0], tail[-1]))
-            if len(trail) < 2 or moved > 0.1:
-                why = f"sigma was still moving ({moved:.2f} px over the last epochs); train longer"
-        if why is None:
+            note = (f" (still moving: {moved:.2f} px over the last {len(tail)} epochs; train longer for a "
+                    "firmer estimate)") if moved > 0.1 else ""
             return {"method": "learned", "clear": True, "sigma": sigma, "learned": sigma,
-                    "message": f"PSF sigma learned from the data: {shown} px"}
+                    "message": f"PSF sigma learned from the data: {shown} px{note}"}
         return {"method": "learned", "clear": False, "sigma": default, "learned": sigma,
                 "message": f"PSF sigma: the data gave no clear answer ({why}; learned {shown} px); "
                            f"using the default {default:g} px"}
