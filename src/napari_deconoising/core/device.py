@@ -70,6 +70,12 @@ class ExecutionPlan:
     def precision(self) -> str:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
+    def memory_format(self, ndim: int) -> torch.memory_format:
+        """The memory format for ``ndim``-D feature maps (channels-last when the plan says so)."""
+        if not self.channels_last:
+            return torch.contiguous_format
+        return torch.channels_last if ndim == 2 else torch.channels_last_3d
+
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()

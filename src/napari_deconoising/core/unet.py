@@ -51,6 +51,9 @@ class UNet(nn.Module):
         Image channels in and out.
     upsampling : {"bilinear", "transpose"}
         How the decoder doubles the resolution.
+    pool_z : bool
+        3D only: pool and upsample along Z too. With False every level keeps the full
+        Z resolution (pooling 1x2x2), for thin stacks and anisotropic voxels.
     n2v2 : bool
         N2V2's architecture: :class:`~napari_deconoising.core.n2v2.MaxBlurPool` instead of
         max pooling and no skip connection at the top level.
@@ -58,36 +61,39 @@ class UNet(nn.Module):
     Notes
     -----
     Inputs of any size are accepted: they are reflect-padded to a multiple of
-    ``2**depth`` and the output is cropped back.
+    ``2**depth`` along every pooled axis and the output is cropped back.
     """
 
     def __init__(self, depth: int = 3, channels: int = 64, ndim: int = 2,
                  in_channels: int = 1, out_channels: int = 1, upsampling: str = "bilinear",
-                 n2v2: bool = False) -> None:
+                 pool_z: bool = True, n2v2: bool = False) -> None:
         super().__init__()
         conv, pool, up = _layers(ndim)
         if upsampling not in ("bilinear", "transpose"):
             raise ValueError(f"upsampling must be 'bilinear' or 'transpose', got {upsampling!r}")
         self.depth, self.ndim, self.upsampling, self.n2v2 = depth, ndim, upsampling, n2v2
+        self.pool_z = bool(pool_z) or ndim == 2
+        factor = 2 if self.pool_z else (1, 2, 2)
         ch = [channels * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList()
         cin = in_channels
         for c in ch[:-1]:
             self.down.append(_DoubleConv(conv, cin, c))
             cin = c
-        self.pool = MaxBlurPool(ndim, 2) if n2v2 else pool(2)
+        self.pool = MaxBlurPool(ndim, factor) if n2v2 else pool(factor)
         self.bottom = _DoubleConv(conv, ch[-2], ch[-1])
         self.up = nn.ModuleList()
         self.up_conv = nn.ModuleList()
         for i in reversed(range(depth)):
             if upsampling == "transpose":
-                self.up.append(up(ch[i + 1], ch[i], 2, stride=2))
+                self.up.append(up(ch[i + 1], ch[i], factor, stride=factor))
             else:
                 # 1x1 conv at the coarse scale, then interpolate: the same as interpolating
                 # first (both are linear) at a quarter of the cost.
                 self.up.append(nn.Sequential(
                     conv(ch[i + 1], ch[i], 1),
-                    nn.Upsample(scale_factor=2, mode="bilinear" if ndim == 2 else "trilinear",
+                    nn.Upsample(scale_factor=factor if ndim == 2 else _as_floats(factor),
+                                mode="bilinear" if ndim == 2 else "trilinear",
                                 align_corners=False),
                 ))
             top_skip = not (n2v2 and i == 0)
@@ -100,11 +106,16 @@ class UNet(nn.Module):
         # A small head keeps the initial output near the (normalised) data mean.
         nn.init.normal_(self.head.weight, std=1e-2)
 
+    @property
+    def multiples(self) -> tuple[int, ...]:
+        """Per spatial axis, the size multiple the pooling needs (1 for an unpooled Z)."""
+        m = 2**self.depth
+        return (m,) * self.ndim if self.pool_z else (1,) + (m,) * (self.ndim - 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[2:]
-        m = 2**self.depth
         pad = []
-        for n in reversed(size):
+        for n, m in zip(reversed(size), reversed(self.multiples)):
             pad += [0, (-n) % m]
         if any(pad):
             x = F.pad(x, pad, mode="reflect" if all(p < n for p, n in zip(pad[1::2], reversed(size))) else "replicate")
@@ -128,15 +139,19 @@ class UNet(nn.Module):
         return x
 
 
-def unet_receptive_radius(depth: int, n2v2: bool = False) -> int:
+def unet_receptive_radius(depth: int, pooled: bool = True, n2v2: bool = False) -> int:
     """Upper bound on how far (in pixels) an output pixel of :class:`UNet` can see.
 
     Each level contributes two 3x3 convolutions on the way down and two on the way
     up (radius 2 each at that level's scale), a pooling window (``2**level``) and an
     up-sampling (bilinear interpolation reaches one coarse pixel, ``2**(level+1)``;
     a transposed convolution less), and the bottleneck two convolutions at scale
-    ``2**depth``. N2V2's blur pooling reaches ``2 * 2**level`` further per level.
+    ``2**depth``. Along an axis that is not pooled (``pooled=False``, Z of a thin
+    stack) every scale is 1 and pooling and up-sampling reach nothing. N2V2's blur
+    pooling reaches ``2 * 2**level`` further per level along pooled axes.
     """
+    if not pooled:
+        return 2 + 4 * depth
     r = 2 * 2**depth  # bottleneck
     for level in range(depth):
         s = 2**level
@@ -144,3 +159,7 @@ def unet_receptive_radius(depth: int, n2v2: bool = False) -> int:
         r += s + 2 * s  # pooling window and up-sampling footprint
         r += 2 * s if n2v2 else 0  # the blur after the stride-1 max
     return r
+
+
+def _as_floats(factor: int | tuple[int, ...]) -> float | tuple[float, ...]:
+    return float(factor) if isinstance(factor, int) else tuple(float(f) for f in factor)
