@@ -91,3 +91,15 @@ def test_estimate_is_clear_only_when_sigma_settled_below_its_start():
     assert moving["clear"] and "still moving" in moving["message"] and moving["sigma"] == pytest.approx(1.1)
     assert "still moving" not in est["message"]
     assert "default 1 px" in stuck["message"]
+
+
+def test_sigma_is_learned_per_axis_in_3d(sample3d, tiny_config):
+    from napari_deconoising.core.learned_psf import LearnedSigmaTrainer
+
+    cfg = tiny_config.replace(ndim=3, patch_size=(8, 32, 32), batch_size=2, epochs=1, steps_per_epoch=2)
+    trainer = LearnedSigmaTrainer(sample3d.noisy, cfg, axes="ZYX", init_sigma=2.0)
+    for _ in trainer.run():
+        pass
+    assert len(trainer.history[-1]["psf_sigma"]) == 3
+    model = trainer.model
+    assert model.psf.ndim == 3 and len(model.config.sigma_per_axis) == 3

@@ -103,3 +103,17 @@ def test_old_model_files_load_without_n2v2():
 
     old = load_model(Path(__file__).resolve().parent / "data" / "model_v1.pt")
     assert old.config.n2v2 is False
+
+
+@pytest.mark.parametrize("pool_z", [True, False])
+def test_n2v2_in_3d_trains_and_predicts_whole_equals_tiled(sample3d, tiny_config, pool_z):
+    from napari_deconoising.core import train
+
+    cfg = tiny_config.replace(ndim=3, patch_size=(8, 32, 32) if not pool_z else (16, 32, 32), pool_z=pool_z,
+                              psf_sigma=sample3d.sigma, batch_size=2, epochs=1, steps_per_epoch=2, n2v2=True)
+    model = train(sample3d.noisy, cfg, axes="ZYX")
+    assert model.config.n2v2 and model.config.pools_z() is pool_z
+    net = model.build_network()
+    assert isinstance(net.unet.pool, MaxBlurPool) and net.unet.pool.pooled == (pool_z, True, True)
+    whole = model.predict(sample3d.noisy, axes="ZYX", device="cpu").denoised
+    assert whole.shape == sample3d.noisy.shape and np.isfinite(whole).all()

@@ -30,7 +30,7 @@ from torch import nn
 
 from .config import TrainConfig
 from .model import DecoNoisingModel
-from .psf import gaussian_psf
+from .psf import _reflect_pad, gaussian_psf
 from .train import Trainer
 
 __all__ = ["DEFAULT_SIGMA", "INIT_SIGMA", "LearnableGaussianPSF", "LearnedSigmaTrainer", "learned_sigma_model",
@@ -84,7 +84,7 @@ class LearnableGaussianPSF(nn.Module):
             shape[2 + ax] = g.numel()
             pad = [0, 0] * self.ndim
             pad[2 * (self.ndim - 1 - ax)] = pad[2 * (self.ndim - 1 - ax) + 1] = r
-            out = conv(F.pad(out, pad, mode="reflect"), g.reshape(shape))
+            out = conv(_reflect_pad(out, pad), g.reshape(shape))  # repeats the reflection on thin axes
         return out.to(dtype)
 
 
