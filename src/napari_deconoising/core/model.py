@@ -147,7 +147,8 @@ class DecoNoisingModel:
             psf = f"Gaussian PSF sigma={c.psf_sigma}"
             est = self.psf_estimate
             if est is not None:
-                psf += " (estimated from the data)" if est.get("clear") else " (default: no clear estimate from the data)"
+                psf += (" (estimated from the data)" if est.get("clear")
+                        else " (default: no clear estimate from the data)")
         else:
             psf = f"measured PSF {tuple(self.psf.shape)}"
         if c.n2v2:
