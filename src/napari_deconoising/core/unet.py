@@ -130,8 +130,9 @@ class UNet(nn.Module):
         for up, block, skip in zip(self.up, self.up_conv, reversed(skips)):
             x = block(up(x) if skip is None else torch.cat([up(x), skip], dim=1))
         # The 1x1 head runs in fp32 even under bf16 autocast: rounding the phantom to bf16
-        # (8 significant bits) before the PSF cost DecoNoising 1.4 dB on the filaments
-        # benchmark while Noise2Void lost nothing (docs/benchmarks.md, "Evidence over seeds").
+        # (8 significant bits) before the PSF cost DecoNoising 1.4 dB in a filaments run
+        # while Noise2Void lost nothing (one seed; docs/benchmarks.md, "The cause: the
+        # phantom was rounded to bf16 before the PSF").
         with torch.autocast(x.device.type, enabled=False):
             x = self.head(x.float())
         if any(pad):
