@@ -223,11 +223,11 @@ def make_nuclei(
     )
 
 
-def make(name: str, n: int, size: int, seed: int = 0, log=print) -> Dataset | None:
+def make(name: str, n: int, size: int, seed: int = 0, log=print, sigma: float = 1.0) -> Dataset | None:
     if name == "text":
-        return make_text(n, size, seed=seed)
+        return make_text(n, size, sigma=sigma, seed=seed)
     if name == "filaments":
-        return make_filaments(n, size, seed=seed)
+        return make_filaments(n, size, sigma=sigma, seed=seed)
     if name == "nuclei":
-        return make_nuclei(n, size, seed=seed, log=log)
+        return make_nuclei(n, size, sigma=sigma, seed=seed, log=log)
     raise ValueError(f"unknown dataset {name!r}")

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 import datasets  # noqa: E402
+import seeds as seedstats  # noqa: E402
 
 from napari_deconoising.core import TrainConfig, Trainer  # noqa: E402
 
@@ -117,8 +118,12 @@ def log(*a):
     print(*a, flush=True)
 
 
+N2V2 = False  # --n2v2: every training of ours uses N2V2
+
+
 def train_ours(noisy: np.ndarray, p: Preset, precision: str, seed: int, **cfg) -> tuple[dict, float]:
     config = TrainConfig(
+        n2v2=N2V2,
         epochs=max(1, p.steps // p.steps_per_epoch),
         steps_per_epoch=min(p.steps, p.steps_per_epoch),
         batch_size=p.batch,
@@ -144,9 +149,12 @@ def scores(ds: datasets.Dataset, denoised: np.ndarray, phantom: np.ndarray | Non
     out = {
         "psnr": float(np.mean([common.psnr(ds.clean[i], denoised[i]) for i in range(n)])),
         "ssim": float(np.mean([common.ssim(ds.clean[i], denoised[i]) for i in range(n)])),
+        "checker_db": float(np.mean([common.checkerboard_db(ds.clean[i], denoised[i]) for i in range(n)])),
     }
     if phantom is not None:
         out["phantom_psnr"] = float(np.mean([common.psnr(ds.phantom[i], phantom[i]) for i in range(n)]))
+        out["phantom_checker_db"] = float(np.mean([common.checkerboard_db(ds.phantom[i], phantom[i])
+                                                   for i in range(n)]))
     return out
 
 
@@ -159,6 +167,7 @@ def run_dataset(
     sweep: bool,
     sigmas,
     peer_matched: bool = False,
+    lambdas: tuple[float, ...] = (0.0, 1.0),
 ) -> dict:
     res: dict = {"description": ds.description, "methods": {}, "sweep": {}, "images": {}}
     m = res["methods"]
@@ -174,18 +183,15 @@ def run_dataset(
     img["N2V conv"] = conv
     log(f"  {ds.name}: N2V {m['N2V']['psnr']:.2f} dB, N2V conv {m['N2V conv']['psnr']:.2f} dB ({s:.0f} s)")
 
-    for lam in (0.0, 1.0):
+    for lam in lambdas:
         key = f"DN lambda={lam:g}"
         out, s = train_ours(ds.noisy, p, precision, seed, psf="gaussian", psf_sigma=ds.sigma, positivity=lam)
         m[key] = scores(ds, out["denoised"], out["phantom"]) | {"train_s": s}
         img[key] = out["denoised"]
         img[key + " phantom"] = out["phantom"]
         log(f"  {ds.name}: {key} {m[key]['psnr']:.2f} dB, phantom {m[key]['phantom_psnr']:.2f} dB ({s:.0f} s)")
-    res["sweep"][ds.sigma] = {
-        "psnr": m["DN lambda=1"]["psnr"],
-        "phantom_psnr": m["DN lambda=1"]["phantom_psnr"],
-        "ssim": m["DN lambda=1"]["ssim"],
-    }
+    if "DN lambda=1" in m:
+        res["sweep"][ds.sigma] = {k: m["DN lambda=1"][k] for k in ("psnr", "phantom_psnr", "ssim")}
 
     peer_runs = [("CAREamics N2V", None)]
     if peer_matched:
@@ -233,19 +239,23 @@ def run_dataset(
 
 def fmt_table(results: dict) -> str:
     lines = [
-        "| dataset | method | PSNR (dB) | SSIM | phantom PSNR (dB) | train time (s) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| dataset | method | PSNR (dB) | SSIM | phantom PSNR (dB) | checkerboard (dB) | phantom checkerboard (dB) "
+        "| train time (s, mean) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
         for meth in METHODS:
             if meth not in r["methods"]:
                 if meth == "CAREamics N2V":  # the matched-masking run is optional
-                    lines.append(f"| {name} | {meth} | n/a | n/a | | not run |")
+                    lines.append(f"| {name} | {meth} | n/a | n/a | | | | not run |")
                 continue
             s = r["methods"][meth]
-            ph = f"{s['phantom_psnr']:.2f}" if "phantom_psnr" in s and meth != "raw" else ""
+            ph = seedstats.pm(s, "phantom_psnr") if meth != "raw" else ""
             t = f"{s['train_s']:.0f}" if s.get("train_s") else ""
-            lines.append(f"| {name} | {meth} | {s['psnr']:.2f} | {s['ssim']:.3f} | {ph} | {t} |")
+            cb = seedstats.pm(s, "checker_db", ".1f")
+            pcb = seedstats.pm(s, "phantom_checker_db", ".1f") if meth != "raw" else ""
+            lines.append(f"| {name} | {meth} | {seedstats.pm(s, 'psnr')} | {seedstats.pm(s, 'ssim', '.3f')} "
+                         f"| {ph} | {cb} | {pcb} | {t} |")
     return "\n".join(lines)
 
 
@@ -258,7 +268,7 @@ def fmt_targets(results: dict) -> str:
     for name, r in results.items():
         m = r["methods"]
         dn = m["DN lambda=1"]["psnr"]
-        best = max(m["DN lambda=0"]["psnr"], dn)
+        best = max(m.get("DN lambda=0", m["DN lambda=1"])["psnr"], dn)
         peer = f"{dn - m['CAREamics N2V']['psnr']:+.2f}" if "CAREamics N2V" in m else "n/a"
         sw = r["sweep"]
         peak = f"{max(sw, key=lambda k: sw[k]['psnr']):g}" if len(sw) > 1 else "-"
@@ -390,7 +400,12 @@ def main(argv=None) -> dict:
         action="store_true",
         help="also run CAREamics with our masked fraction (3.125 %% instead of its 0.2 %%)",
     )
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the data (and of training without --seeds)")
+    ap.add_argument("--n2v2", action="store_true", help="train all our models with N2V2")
+    ap.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 1.0],
+                    help="positivity weights of the DecoNoising runs (1 must be among them)")
+    ap.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                    help="train every configuration once per seed (same data) and report mean ± sd")
     ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "quality")
     ap.add_argument(
         "--figures",
@@ -412,6 +427,8 @@ def main(argv=None) -> dict:
         figure_sigma(saved["results"], out / "bench_sigma.png", saved["machine"])
         return saved
 
+    global N2V2
+    N2V2 = a.n2v2
     name = "smoke" if a.smoke else "quick" if a.quick else "full" if a.full else "default"
     p = PRESETS[name]
     if a.steps:
@@ -441,16 +458,21 @@ def main(argv=None) -> dict:
         if ds is None:
             continue
         log(f"{dname}: {ds.description}; {ds.noisy.shape}")
-        r = run_dataset(
-            ds,
-            p,
-            precision,
-            peer_py,
-            a.seed,
-            sweep=not a.no_sweep and dname in p.sweep,
-            sigmas=p.sigmas,
-            peer_matched=a.peer_matched,
-        )
+        runs = []
+        for seed in a.seeds or [a.seed]:
+            log(f"{dname}: training seed {seed}")
+            runs.append(run_dataset(
+                ds,
+                p,
+                precision,
+                peer_py,
+                seed,
+                sweep=not a.no_sweep and dname in p.sweep,
+                sigmas=p.sigmas,
+                peer_matched=a.peer_matched,
+                lambdas=tuple(a.lambdas),
+            ))
+        r = seedstats.combine(runs)
         r["_ds"] = ds
         r["sigma"] = ds.sigma
         results[dname] = r
@@ -462,6 +484,9 @@ def main(argv=None) -> dict:
     elapsed = time.perf_counter() - t0
 
     table, targets = fmt_table(results), fmt_targets(results)
+    diffs = seedstats.fmt_differences(results, [("DN lambda=1", "N2V"), ("DN lambda=0", "N2V"),
+                                                ("DN lambda=1", "CAREamics N2V")])
+    table = f"Training seeds: {a.seeds or [a.seed]} (data seed {a.seed})\n\n{table}\n\n{diffs}"
     log("\n" + table + "\n\n" + targets)
     figure_quality(results, figs / "bench_quality.png", info, crop=min(96, p.size))
     figure_sigma(results, figs / "bench_sigma.png", info)

@@ -237,3 +237,44 @@ def test_batch_predict_glob_format_and_usage_errors(files, trained, tmp_path, ca
         assert main(args) == 2
         err = capsys.readouterr().err
         assert err.startswith("deconoising: error:") and msg in err and len(err.strip().splitlines()) == 1
+def test_psf_sigma_auto_estimates_reports_and_saves(files, capsys):
+    model = files / "auto.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(model), "--psf-sigma", "auto",
+                 *TINY_ARGS]) == 0
+    err = capsys.readouterr().err
+    assert "learning the PSF sigma" in err
+    m = load_model(model)
+    assert m.psf_estimate is not None and m.psf_estimate["method"] == "learned"
+    assert m.config.psf_sigma == m.psf_estimate["sigma"]
+    assert m.psf_estimate["message"] in err
+    if not m.psf_estimate["clear"]:  # 4 steps rarely settle sigma: then a second run with the default
+        assert err.count("epoch    2/2") == 2 and m.config.psf_sigma == 1.0
+    assert ("estimated from the data" if m.psf_estimate["clear"] else "no clear estimate") in m.summary()
+    assert m.summary() in err
+
+
+@pytest.mark.parametrize("extra, msg", [
+    (["--psf-sigma", "auto", "2"], "auto takes no further values"),
+    (["--psf-sigma", "wide"], "numbers or 'auto'"),
+])
+def test_psf_sigma_auto_bad_use_is_one_line_error(files, capsys, extra, msg):
+    out = files / "never.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(out), *extra, *TINY_ARGS]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deconoising: error:") and msg in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_psf_sigma_auto_refuses_resume(files, capsys):
+    base = files / "base_for_auto.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(base), *TINY_ARGS]) == 0
+    capsys.readouterr()
+    assert main(["train", str(files / "noisy.tif"), "--model", str(files / "r.pt"), "--psf-sigma", "auto",
+                 "--resume", str(base), *TINY_ARGS]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_n2v2_flag_is_saved_with_the_model(files, capsys):
+    model = files / "n2v2.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(model), "--n2v2", *TINY_ARGS]) == 0
+    assert load_model(model).config.n2v2 and "N2V2" in capsys.readouterr().err

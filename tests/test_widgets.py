@@ -355,3 +355,25 @@ def test_psf_from_tiff_and_plot_follows_theme(
     dark = w.plot.figure.get_facecolor()
     viewer.theme = "light"
     assert w.plot.figure.get_facecolor() != dark
+
+
+def test_estimate_sigma_from_data(viewer, train_widget, sync_workers, notifications):
+    w = train_widget
+    assert w.form.sigma.enabled and not w.form.sigma_auto.value
+    w.form.sigma_auto.value = True
+    assert not w.form.sigma.enabled and w.form.estimate_sigma()
+    assert w.start()
+    assert not notifications["error"], notifications["error"]
+    est = w.model.psf_estimate
+    assert est is not None and est["method"] == "learned" and w.model.config.psf_sigma == est["sigma"]
+    assert est["message"] in notifications["info"] + notifications["warning"]
+    assert est["message"] in w.status.value
+    w.form.psf_kind.value = "None (plain Noise2Void)"
+    assert w.form.sigma_auto.native.isHidden() and not w.form.estimate_sigma()
+
+
+def test_n2v2_checkbox_sets_the_config(viewer, train_widget):
+    w = train_widget
+    assert w.config().n2v2 is False
+    w.form.n2v2.value = True
+    assert w.config().n2v2 is True

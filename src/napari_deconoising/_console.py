@@ -68,7 +68,7 @@ class ProgressBar:
 def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *, axes: str | None = None,
                  psf: np.ndarray | None = None, resume: DecoNoisingModel | None = None,
                  out: IO[str] | None = None, label: str = "",
-                 ddp: DDP | None = None) -> tuple[DecoNoisingModel, Trainer]:
+                 ddp: DDP | None = None, trainer: Trainer | None = None) -> tuple[DecoNoisingModel, Trainer]:
     """Train in the foreground, printing an estimate, a progress bar and one line per epoch.
 
     Ctrl-C stops training and keeps the best model so far.
@@ -83,6 +83,9 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
         Prefix for the printed lines (the demo trains two models).
     ddp : DDP, optional
         This process' place in a ``torchrun`` run.
+    trainer : Trainer, optional
+        An already built trainer (e.g. one that learns the PSF sigma) instead of one
+        made from the other arguments.
 
     Returns
     -------
@@ -92,7 +95,8 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
         The finished trainer (its history, plan and warnings).
     """
     out = out or sys.stderr
-    trainer = Trainer(images, cfg, axes=axes, psf=psf, resume=resume, ddp=ddp)
+    trainer = trainer or Trainer(images, cfg, axes=axes, psf=psf, resume=resume, ddp=ddp)
+    cfg = trainer.config
     for note in trainer.warnings:
         print(f"deconoising: warning: {note}", file=out)
     per_step = trainer.estimate_step_seconds(steps=1)
@@ -115,3 +119,4 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
     finally:
         bar.close()
     return trainer.model, trainer
+

@@ -17,6 +17,7 @@ import torch
 
 from ._batch import UsageError
 from ._cli_channels import CLIError, channel_count, per_channel_args, train_per_channel
+from ._cli_sigma import sigma_values, train_learning_sigma, wants_auto
 from ._console import run_training
 from .bioimageio import BioimageioExportError, BioimageioUnavailable, load_any_model
 from .core.channels import ChannelModels
@@ -65,7 +66,7 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray
         psf_array = load_psf(args.psf, ndim=ndim)
     else:
         psf_kind = "gaussian"
-        sigma = tuple(args.psf_sigma) if len(args.psf_sigma) > 1 else args.psf_sigma[0]
+        sigma = sigma_values(args.psf_sigma)
     if args.patch_size is None:
         patch = _DEFAULT_PATCH_3D if ndim == 3 else TrainConfig.patch_size
     else:
@@ -75,7 +76,7 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, micro_batches=args.micro_batches,
         patch_size=patch, val_fraction=args.val_fraction, lr=args.lr, depth=args.depth,
         channels=args.channels, seed=args.seed, device=args.device, precision=args.precision, ndim=ndim,
-        optics=optics,
+        optics=optics, n2v2=args.n2v2,
     )
     if optics is not None:
         psf_array = optics_psf(optics, ndim=cfg.ndim)
@@ -99,6 +100,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     images, axes = _load_inputs(args.inputs, args.axes)
     channels = channel_count(images, axes)
     built = [_config_from_args(a) for a in per_channel_args(args, channels)]
+    auto = not args.no_psf and not args.psf and any(wants_auto(v) for v in (args.psf_sigma or []))
+    if auto and (args.resume or channels or os.environ.get("WORLD_SIZE", "1") != "1"):
+        raise CLIError("--psf-sigma auto trains one single-channel model in one process: it cannot be combined "
+                       "with --resume (a resumed model keeps its PSF), a channel axis (C) or torchrun")
     if channels:
         if args.resume:
             raise CLIError("--resume with a channel axis (C): continuing a multi-channel model is not supported yet")
@@ -113,6 +118,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if isinstance(resume, ChannelModels):
         raise CLIError(f"{args.resume} holds one model per channel: resume needs an image with a C axis")
     cfg, psf_array = built[0]
+    if auto:
+        model = train_learning_sigma(images, cfg, axes)
+        model.save(out)
+        print(f"saved model to {out}: {model.summary()}", file=sys.stderr)
+        return 0
     ddp = from_environment(args.device)  # under torchrun: join the other processes
     log = sys.stderr
     try:
@@ -126,6 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"DDP: {ddp.world} processes ({torch.distributed.get_backend()}), {cfg.batch_size} patches "
                   f"per step in total", file=log)
         model, _ = run_training(images, cfg, axes=axes, psf=psf_array, resume=resume, out=log, ddp=ddp)
+        model.psf_estimate = resume.psf_estimate if resume is not None else None
         if ddp is None or ddp.is_main:
             model.save(out)
             print(f"saved model to {out}: {model.summary()}", file=log)
@@ -202,9 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("inputs", nargs="+", metavar="INPUT.tif", help="noisy image(s); stacks allowed")
     t.add_argument("--model", required=True, metavar="OUT.pt", help="where to save the model")
     psf = t.add_mutually_exclusive_group()
-    psf.add_argument("--psf-sigma", type=float, nargs="+", action="append", metavar="S",
+    psf.add_argument("--psf-sigma", nargs="+", action="append", metavar="S",
                      help="Gaussian PSF sigma in pixels, one value or one per axis: Y X, or Z Y X with --3d "
-                          "(default 1.0); repeat once per channel for data with a C axis")
+                          "(default 1.0); or 'auto': learn it with the network, starting wide (see "
+                          "docs/benchmarks.md); repeat once per channel for data with a C axis")
     psf.add_argument("--psf", metavar="PSF.tif", action="append",
                      help="measured PSF (TIFF), instead of a Gaussian; YX, or ZYX with --3d; repeat once per "
                           "channel for data with a C axis")
@@ -227,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=d.lr)
     t.add_argument("--depth", type=int, default=d.depth)
     t.add_argument("--channels", type=int, default=d.channels)
+    t.add_argument("--n2v2", action="store_true",
+                   help="N2V2 against checkerboard artefacts: blur pooling, no top skip connection, "
+                        "median blind-spot replacement (off by default, see docs/benchmarks.md)")
     t.add_argument("--axes", help="axis letters of the inputs, e.g. YX, SYX, TYX, ZYX, TZYX, CYX, CZYX (default: "
                    "from the file); with C, one model per channel")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])

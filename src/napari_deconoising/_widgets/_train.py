@@ -134,6 +134,7 @@ class TrainWidget(DeconoisingWidget):
             axes,
             psf,
             resume,
+            self.form.estimate_sigma(),
             yielded=self._on_train_message,
             returned=self._on_trained,
             errored=self._on_train_error,
@@ -155,8 +156,14 @@ class TrainWidget(DeconoisingWidget):
         elif self.prediction.cancel():
             self.status.value = "Cancelling prediction…"
 
-    def _on_train_message(self, message: Ready | TrainEvent) -> None:
+    def _on_train_message(self, message: Ready | TrainEvent | dict) -> None:
         run = self.train_run
+        if isinstance(message, dict):  # the PSF sigma learned with the network
+            (info if message["clear"] else warning)(message["message"])
+            self.status.value = message["message"]
+            if not message["clear"]:
+                self.plot.clear()  # a second run with the default sigma follows
+            return
         if isinstance(message, Ready):
             for text in message.warnings:
                 warning(text)
@@ -191,6 +198,8 @@ class TrainWidget(DeconoisingWidget):
             f"Training {done} after {format_seconds(secs)} ({len(model.history)} "
             f"epochs). Model '{self.model_name}'. "
         )
+        if model.psf_estimate is not None:
+            prefix += f"{model.psf_estimate['message']}. "
         data, run.data = run.data, None  # the prediction owns the copy from here on
         large = plan = None
         if is_large(run.layer):  # tiles into OME-Zarr in a temporary folder, shown as they finish

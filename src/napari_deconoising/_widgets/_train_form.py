@@ -41,6 +41,10 @@ _TIPS = {
     "axes": "Axis letters of the image: YX for one image; SYX, TYX or ZYX for stacks (trained slice by slice)",
     "sigma": "Gaussian PSF standard deviation in pixels: about 0.21 * wavelength / NA / pixel size "
     "(see the user guide)",
+    "sigma_auto": "Learn sigma with the network, starting wide (3 px); the result is reported and saved "
+    "with the model. When the data gives no clear answer, training runs again with 1.0 px",
+    "n2v2": "N2V2: blur pooling, no top-level skip connection and median replacement of blind spots, "
+    "against checkerboard artefacts (see docs/benchmarks.md for when it helps)",
     "positivity": "Penalty on negative intensities in the deconvolved image; 0 switches it off",
     "resume": "Continue training a model from this session or a loaded file",
     "three_d": "Train a 3D network on whole volumes (needs a Z axis); off: slice by slice in 2D",
@@ -79,6 +83,7 @@ def train_fields() -> tuple[Field, ...]:
               config="psf_sigma", parse=float),
         Field("sigma_z", FloatSpinBox, "PSF sigma Z (px)", {"min": 0.0, "max": 50.0, "step": 0.1, "value": 2.0,
                                                             "visible": False, "tooltip": tip["sigma_z"]}),
+        Field("sigma_auto", CheckBox, "Estimate sigma from data", {"value": False, "tooltip": tip["sigma_auto"]}),
         Field("psf_layer", ComboBox, "PSF layer", {"nullable": True, "value": None, "visible": False},
               choices=grey_image_choices),
         Field("psf_file", FileEdit, "PSF file", {"mode": "r", "filter": "*.tif *.tiff", "visible": False}),
@@ -96,6 +101,7 @@ def train_fields() -> tuple[Field, ...]:
         Field("lr", LineEdit, "Learning rate", {"value": f"{TrainConfig().lr:g}"}, "lr", _parse_lr, section=adv),
         setting("depth", SpinBox, "U-Net depth", adv, min=1, max=6),
         setting("channels", SpinBox, "Channels", adv, min=1, max=1024),
+        setting("n2v2", CheckBox, "N2V2 (fewer checkerboards)", adv, tooltip=tip["n2v2"]),
         setting("val_fraction", FloatSpinBox, "Validation fraction", adv, min=0.01, max=0.9, step=0.05),
         setting("seed", SpinBox, "Seed", adv, min=0, max=2**31 - 1),
         device_field(section=adv),
@@ -116,6 +122,7 @@ class TrainForm(Form):
         self.axes.changed.connect(self._update_3d)
         self.image.changed.connect(self._update_3d)
         self.three_d.changed.connect(self._update_3d)
+        self.sigma_auto.changed.connect(self._on_sigma_auto)
         self._update_sigma()
         self._update_3d()
 
@@ -136,6 +143,10 @@ class TrainForm(Form):
         else:
             values["ndim"] = 2
         return TrainConfig(**values)
+
+    def estimate_sigma(self) -> bool:
+        """True when the Gaussian sigma is to be estimated from the data before training."""
+        return self.psf_kind.value == PSF_GAUSSIAN and bool(self.sigma_auto.value)
 
     def resume_name(self) -> str | None:
         """The session model to continue training, or None for a new model."""
@@ -171,13 +182,16 @@ class TrainForm(Form):
         self._update_sigma()
 
     def _on_psf_kind(self, kind: str) -> None:
-        self.sigma.visible = kind == PSF_GAUSSIAN
+        self.sigma.visible = self.sigma_auto.visible = kind == PSF_GAUSSIAN
         self.sigma_z.visible = kind == PSF_GAUSSIAN and self.is_3d
         self.psf_layer.visible = kind == PSF_LAYER
         self.psf_file.visible = kind == PSF_FILE
         confocal = self.modality.value == "confocal"
         for name in OPTICS_ROWS:
             self.widgets[name].visible = kind == PSF_OPTICS and (confocal or name not in CONFOCAL_ROWS)
+
+    def _on_sigma_auto(self, auto: bool) -> None:
+        self.sigma.enabled = self.sigma_z.enabled = not auto
 
     def _update_sigma(self, *_args: Any) -> None:
         self.psf_sigma_info.value = sigma_text(self, ndim=3 if self.is_3d else 2)

@@ -11,6 +11,7 @@ import numpy as np
 from napari.layers import Image
 
 from ..core import DecoNoisingModel, TrainConfig, Trainer, TrainEvent
+from ..core.learned_psf import LearnedSigmaTrainer
 
 __all__ = ["Ready", "TrainControl", "TrainRun", "train_job"]
 
@@ -72,12 +73,31 @@ def train_job(
     axes: str,
     psf: np.ndarray | None,
     resume: DecoNoisingModel | None,
-) -> Generator[Ready | TrainEvent, None, DecoNoisingModel]:
+    estimate_sigma: bool = False,
+) -> Generator[Ready | TrainEvent | dict, None, DecoNoisingModel]:
     """Worker-thread generator: build the trainer, then forward its events.
 
     Yields one :class:`Ready` and then :class:`TrainEvent` objects; returns the best model.
+    With ``estimate_sigma`` (ignored when resuming: the model keeps its PSF) the network
+    learns the PSF sigma; then the estimate (a dict, see
+    :meth:`~napari_deconoising.core.learned_psf.LearnedSigmaTrainer.estimate`) is
+    yielded after training, and when it is not clear a second run with the default
+    sigma follows (another Ready and its events).
     """
-    trainer = Trainer(data, config, axes=axes, psf=psf, resume=resume)
+    if estimate_sigma and resume is None:
+        learner = LearnedSigmaTrainer(data, config, axes=axes)
+        model = yield from _forward(control, learner)
+        estimate = learner.estimate()
+        yield estimate
+        if not estimate["clear"] and not control.stop_requested:
+            model = yield from _forward(control, Trainer(data, config.replace(psf_sigma=estimate["sigma"]), axes=axes))
+        model.psf_estimate = estimate
+        return model
+    return (yield from _forward(control, Trainer(data, config, axes=axes, psf=psf, resume=resume)))
+
+
+def _forward(control: TrainControl, trainer: Trainer) -> Generator[Ready | TrainEvent, None, DecoNoisingModel]:
+    """Announce ``trainer`` (Ready) and pass its events on; returns its best model."""
     control.trainer = trainer
     if control.stop_requested:
         trainer.stop()

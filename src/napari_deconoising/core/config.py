@@ -81,6 +81,10 @@ class TrainConfig:
     optics : Optics or dict, optional
         The microscope a ``"measured"`` PSF was computed from (:mod:`.optics`); kept
         as a record, the PSF array itself travels with the model.
+    n2v2 : bool
+        N2V2 (Hoeck et al. 2022) against checkerboard artefacts: blur pooling, no
+        top-level skip connection, blind spots replaced by their neighbourhood's median.
+        Part of the architecture (saved with the model; older files load as False).
     """
 
     psf: str = "gaussian"
@@ -105,6 +109,7 @@ class TrainConfig:
     ndim: int = field(default=2)
     pool_z: bool | None = None
     optics: Optics | None = None
+    n2v2: bool = False
 
     def __post_init__(self) -> None:
         # Lists come from JSON/model files; tuples keep the config hashable.
@@ -163,6 +168,7 @@ class TrainConfig:
         need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
         need(self.optics is None or self.psf == "measured", "optics",
              "is the record of a PSF computed from optics: needs psf='measured'")
+        need(isinstance(self.n2v2, bool), "n2v2", "must be True or False")
 
     def _validate_patch(self, need: Callable[[bool, str, str], None]) -> None:
         p = self.patch_size

@@ -35,6 +35,10 @@ class DecoNoisingModel:
         The PSF inside the network; None for a Noise2Void model.
     history : list of dict
         One entry per epoch (epoch, train_loss, val_loss, lr, seconds).
+    psf_estimate : dict or None
+        How the Gaussian sigma was chosen when it was estimated from the data
+        (:meth:`~napari_deconoising.core.psf_search.SigmaSearch.to_dict`); None when
+        the user gave it.
     """
 
     config: TrainConfig
@@ -43,6 +47,7 @@ class DecoNoisingModel:
     std: float
     psf: np.ndarray | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    psf_estimate: dict[str, Any] | None = None
 
     @property
     def is_noise2void(self) -> bool:
@@ -56,7 +61,7 @@ class DecoNoisingModel:
     def build_network(self) -> DecoNoisingNet:
         """A fresh :class:`DecoNoisingNet` holding these weights (on the CPU)."""
         net = DecoNoisingNet(self.psf, depth=self.config.depth, channels=self.config.channels,
-                             ndim=self.config.ndim, pool_z=self.config.pools_z())
+                             ndim=self.config.ndim, pool_z=self.config.pools_z(), n2v2=self.config.n2v2)
         net.load_state_dict(self.state_dict)
         return net.eval()
 
@@ -82,13 +87,16 @@ class DecoNoisingModel:
     # -- files ------------------------------------------------------------------
     def to_payload(self) -> dict[str, Any]:
         """The model as plain data (tensors, numbers, strings, lists, dicts) for :mod:`.modelfile`."""
-        return {
+        payload = {
             "config": self.config.to_dict(),
             "state_dict": {k: v.detach().cpu().clone() for k, v in self.state_dict.items()},
             "normalisation": {"mean": float(self.mean), "std": float(self.std)},
             "psf": None if self.psf is None else torch.from_numpy(np.ascontiguousarray(self.psf, np.float32)),
             "history": [{k: _plain(v) for k, v in h.items()} for h in self.history],
         }
+        if self.psf_estimate is not None:  # only then: older files round-trip unchanged
+            payload["psf_estimate"] = self.psf_estimate
+        return payload
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], source: str | PathLike = "the model file") -> DecoNoisingModel:
@@ -111,6 +119,7 @@ class DecoNoisingModel:
                 std=float(norm["std"]),
                 psf=None if psf is None else psf.numpy().astype(np.float32),
                 history=list(payload.get("history", [])),
+                psf_estimate=payload.get("psf_estimate"),  # absent in files before issue 12
             )
             model.build_network()  # checks that the weights fit the architecture
         except (ConfigError, KeyError, TypeError, AttributeError, RuntimeError) as e:
@@ -139,10 +148,16 @@ class DecoNoisingModel:
             psf = "no PSF (Noise2Void)"
         elif c.psf == "gaussian":
             psf = f"Gaussian PSF sigma={c.psf_sigma}"
+            est = self.psf_estimate
+            if est is not None:
+                psf += (" (estimated from the data)" if est.get("clear")
+                        else " (default: no clear estimate from the data)")
         elif c.optics is not None:
             psf = f"{c.optics.describe(c.ndim)}, {tuple(self.psf.shape)}"
         else:
             psf = f"measured PSF {tuple(self.psf.shape)}"
+        if c.n2v2:
+            psf += ", N2V2"
         best = min((h["val_loss"] for h in self.history if h.get("val_loss") is not None), default=None)
         val = f", best val loss {best:.4g}" if best is not None else ""
         dims = "" if c.ndim == 2 else f"3D ({'' if c.pools_z() else 'no '}Z pooling) "

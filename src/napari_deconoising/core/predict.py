@@ -51,7 +51,7 @@ def tile_halos(model: DecoNoisingModel) -> tuple[int, ...]:
     radii = (0,) * cfg.ndim if model.psf is None else tuple(n // 2 for n in model.psf.shape)
     out = []
     for mult, psf_r in zip(_multiples(cfg), radii):
-        r = unet_receptive_radius(cfg.depth, pooled=mult > 1) + psf_r
+        r = unet_receptive_radius(cfg.depth, pooled=mult > 1, n2v2=cfg.n2v2) + psf_r
         out.append(int(math.ceil(r / mult) * mult))
     return tuple(out)
 

@@ -8,8 +8,8 @@ from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .device import execution_plan
 from .data import DataError
+from .device import execution_plan
 from .io import ImageFileError
 from .lazy_io import create_output, open_lazy
 from .stream import plan_stream, predict_lazy

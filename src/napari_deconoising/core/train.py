@@ -19,6 +19,7 @@ from .distributed import DDP, ddp_step
 from .loss import deconoising_loss
 from .masking import apply_blind_spots
 from .model import DecoNoisingModel
+from .n2v2 import median_blind_spots
 from .network import DecoNoisingNet
 from .patches import PatchSampler, fit_patch_to_data, split_regions
 from .psf import gaussian_psf, prepare_psf
@@ -98,7 +99,7 @@ class Trainer:
                 raise ConfigError(f"ndim={config.ndim}: the model to resume is {rc.ndim}D; train it in "
                                   f"{rc.ndim}D ({'--3d' if rc.ndim == 3 else 'without --3d'} on the command line)")
             config = config.replace(depth=rc.depth, channels=rc.channels, psf=rc.psf,
-                                    psf_sigma=rc.psf_sigma, ndim=rc.ndim, pool_z=rc.pool_z)
+                                    psf_sigma=rc.psf_sigma, ndim=rc.ndim, pool_z=rc.pool_z, n2v2=rc.n2v2)
         # Adjustments are collected, not warned: this may run in a GUI worker thread,
         # where the global warnings machinery is not thread-safe. Callers show them.
         image_set = as_image_set(images, axes, ndim=config.ndim)
@@ -119,7 +120,8 @@ class Trainer:
         self.plan = execution_plan(config.device, config.precision)
         torch.manual_seed(config.seed)
         self.net = DecoNoisingNet(self.psf, depth=config.depth, channels=config.channels, ndim=config.ndim,
-                                  pool_z=config.pools_z())
+                                  pool_z=config.pools_z(), n2v2=config.n2v2)
+        self._mask = median_blind_spots if config.n2v2 else apply_blind_spots
         if resume is not None:
             self.net.load_state_dict(resume.state_dict)
         self.net.to(self.plan.device)
@@ -170,7 +172,7 @@ class Trainer:
         n = max(1, min(self.config.batch_size, 64))
         x = torch.from_numpy(sampler.sample(n)).to(self.plan.device)
         gen = torch.Generator(device=self.plan.device).manual_seed(self.config.seed + 1)
-        self.val_x, self.val_mask = apply_blind_spots(x, self.config.mask_fraction, self.config.mask_radius, gen)
+        self.val_x, self.val_mask = self._mask(x, self.config.mask_fraction, self.config.mask_radius, gen)
         self.val_target = x
 
     # -- control --------------------------------------------------------------------
@@ -209,7 +211,7 @@ class Trainer:
         patches = torch.from_numpy(self.sampler.sample(cfg.batch_size)).to(self.plan.device)
         total = 0.0
         for chunk in torch.tensor_split(patches, cfg.micro_batches):
-            masked, mask = apply_blind_spots(chunk, cfg.mask_fraction, cfg.mask_radius, self.gen)
+            masked, mask = self._mask(chunk, cfg.mask_fraction, cfg.mask_radius, self.gen)
             loss, _, _ = self._forward_loss(chunk, masked, mask)
             loss = loss * (chunk.shape[0] / cfg.batch_size)
             if self.scaler is not None:

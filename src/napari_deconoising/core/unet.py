@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .n2v2 import MaxBlurPool
+
 __all__ = ["UNet", "unet_receptive_radius"]
 
 
@@ -52,6 +54,9 @@ class UNet(nn.Module):
     pool_z : bool
         3D only: pool and upsample along Z too. With False every level keeps the full
         Z resolution (pooling 1x2x2), for thin stacks and anisotropic voxels.
+    n2v2 : bool
+        N2V2's architecture: :class:`~napari_deconoising.core.n2v2.MaxBlurPool` instead of
+        max pooling and no skip connection at the top level.
 
     Notes
     -----
@@ -61,12 +66,12 @@ class UNet(nn.Module):
 
     def __init__(self, depth: int = 3, channels: int = 64, ndim: int = 2,
                  in_channels: int = 1, out_channels: int = 1, upsampling: str = "bilinear",
-                 pool_z: bool = True) -> None:
+                 pool_z: bool = True, n2v2: bool = False) -> None:
         super().__init__()
         conv, pool, up = _layers(ndim)
         if upsampling not in ("bilinear", "transpose"):
             raise ValueError(f"upsampling must be 'bilinear' or 'transpose', got {upsampling!r}")
-        self.depth, self.ndim, self.upsampling = depth, ndim, upsampling
+        self.depth, self.ndim, self.upsampling, self.n2v2 = depth, ndim, upsampling, n2v2
         self.pool_z = bool(pool_z) or ndim == 2
         factor = 2 if self.pool_z else (1, 2, 2)
         ch = [channels * 2**i for i in range(depth + 1)]
@@ -75,7 +80,7 @@ class UNet(nn.Module):
         for c in ch[:-1]:
             self.down.append(_DoubleConv(conv, cin, c))
             cin = c
-        self.pool = pool(factor)
+        self.pool = MaxBlurPool(ndim, factor) if n2v2 else pool(factor)
         self.bottom = _DoubleConv(conv, ch[-2], ch[-1])
         self.up = nn.ModuleList()
         self.up_conv = nn.ModuleList()
@@ -91,7 +96,8 @@ class UNet(nn.Module):
                                 mode="bilinear" if ndim == 2 else "trilinear",
                                 align_corners=False),
                 ))
-            self.up_conv.append(_DoubleConv(conv, 2 * ch[i], ch[i]))
+            top_skip = not (n2v2 and i == 0)
+            self.up_conv.append(_DoubleConv(conv, (2 if top_skip else 1) * ch[i], ch[i]))
         self.head = conv(ch[0], out_channels, 1)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
@@ -119,15 +125,22 @@ class UNet(nn.Module):
             skips.append(x)
             x = self.pool(x)
         x = self.bottom(x)
+        if self.n2v2:
+            skips[0] = None  # N2V2: the input's own pixel grid does not reach the output directly
         for up, block, skip in zip(self.up, self.up_conv, reversed(skips)):
-            x = block(torch.cat([up(x), skip], dim=1))
-        x = self.head(x)
+            x = block(up(x) if skip is None else torch.cat([up(x), skip], dim=1))
+        # The 1x1 head runs in fp32 even under bf16 autocast: rounding the phantom to bf16
+        # (8 significant bits) before the PSF cost DecoNoising 1.4 dB in a filaments run
+        # while Noise2Void lost nothing (one seed; docs/benchmarks.md, "The cause: the
+        # phantom was rounded to bf16 before the PSF").
+        with torch.autocast(x.device.type, enabled=False):
+            x = self.head(x.float())
         if any(pad):
             x = x[(slice(None), slice(None)) + tuple(slice(0, n) for n in size)]
         return x
 
 
-def unet_receptive_radius(depth: int, pooled: bool = True) -> int:
+def unet_receptive_radius(depth: int, pooled: bool = True, n2v2: bool = False) -> int:
     """Upper bound on how far (in pixels) an output pixel of :class:`UNet` can see.
 
     Each level contributes two 3x3 convolutions on the way down and two on the way
@@ -135,7 +148,8 @@ def unet_receptive_radius(depth: int, pooled: bool = True) -> int:
     up-sampling (bilinear interpolation reaches one coarse pixel, ``2**(level+1)``;
     a transposed convolution less), and the bottleneck two convolutions at scale
     ``2**depth``. Along an axis that is not pooled (``pooled=False``, Z of a thin
-    stack) every scale is 1 and pooling and up-sampling reach nothing.
+    stack) every scale is 1 and pooling and up-sampling reach nothing. N2V2's blur
+    pooling reaches ``2 * 2**level`` further per level along pooled axes.
     """
     if not pooled:
         return 2 + 4 * depth
@@ -144,6 +158,7 @@ def unet_receptive_radius(depth: int, pooled: bool = True) -> int:
         s = 2**level
         r += 2 * s + 2 * s  # convolutions down and up
         r += s + 2 * s  # pooling window and up-sampling footprint
+        r += 2 * s if n2v2 else 0  # the blur after the stride-1 max
     return r
 
 

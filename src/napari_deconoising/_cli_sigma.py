@@ -1,0 +1,48 @@
+"""The command line's ``--psf-sigma``: numbers, or ``auto`` to learn sigma with the network."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._cli_channels import CLIError
+from ._console import run_training
+from .core.config import TrainConfig
+
+__all__ = ["sigma_values", "wants_auto", "train_learning_sigma"]
+
+
+def sigma_values(values: Sequence[str]) -> float | tuple[float, ...]:
+    """``--psf-sigma`` as numbers; ``auto`` is resolved by the caller (it stands for 1.0 here)."""
+    if wants_auto(values):
+        return 1.0
+    try:
+        nums = tuple(float(v) for v in values)
+    except ValueError:
+        raise CLIError(f"--psf-sigma takes numbers or 'auto', got {' '.join(values)}") from None
+    return nums if len(nums) > 1 else nums[0]
+
+
+def wants_auto(values: Sequence[str]) -> bool:
+    if any(str(v).lower() == "auto" for v in values):
+        if len(values) > 1:
+            raise CLIError("--psf-sigma auto takes no further values")
+        return True
+    return False
+
+
+def train_learning_sigma(images: list[np.ndarray], cfg: TrainConfig, axes: str | None):
+    """``--psf-sigma auto``: train with a learnable sigma; retrain with the default if unclear."""
+    from .core.learned_psf import INIT_SIGMA, LearnedSigmaTrainer
+
+    print(f"learning the PSF sigma with the network (starting at {INIT_SIGMA:g} px)", file=sys.stderr)
+    trainer = LearnedSigmaTrainer(images, cfg, axes=axes)
+    model, trainer = run_training(images, cfg, axes=axes, trainer=trainer)
+    estimate = trainer.estimate()
+    print(f"deconoising: {estimate['message']}", file=sys.stderr)
+    if not estimate["clear"]:
+        model, _ = run_training(images, cfg.replace(psf_sigma=estimate["sigma"]), axes=axes)
+    model.psf_estimate = estimate
+    return model

@@ -1,0 +1,195 @@
+"""PSF width from the data (``--psf-sigma auto``): sigma as a trainable parameter.
+
+:class:`LearnableGaussianPSF` replaces the fixed :class:`~.psf.PSFConvolution` inside a
+:class:`~.network.DecoNoisingNet`; its sigma (one per spatial axis) is trained with the
+weights by the same blind-spot loss.
+
+Why this works and how collapse is avoided: the blind-spot loss estimates
+``noise variance + MSE(denoised, clean)``. A PSF wider than the truth cannot produce
+the image's sharpest detail and costs loss; a narrower one costs (almost) nothing,
+because the network can output a sharper phantom. The loss is therefore steep above
+the true sigma and nearly flat below it, so a sigma started *above* the truth walks
+down the steep side and comes to rest near the knee, the true sigma, instead of
+drifting to 0 (the trivial Noise2Void solution of blind deconvolution). Sigma starts
+at :data:`INIT_SIGMA` and lives in ``[min_sigma, max_sigma]`` through a sigmoid; no
+other regulariser is used. Started at 1 px on data blurred with 1.5 px it went *down*
+to 0.8 px, which is why the start is wide. Measured in docs/benchmarks.md ("PSF width
+from the data"), against the validation-loss search of :mod:`.psf_search` (which picks
+the best *denoiser* of a short budget, about 1 px whatever the truth).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrainConfig
+from .model import DecoNoisingModel
+from .psf import _reflect_pad, gaussian_psf
+from .train import Trainer
+
+__all__ = ["DEFAULT_SIGMA", "INIT_SIGMA", "LearnableGaussianPSF", "LearnedSigmaTrainer", "learned_sigma_model",
+           "learned_sigma_trainer"]
+
+
+class LearnableGaussianPSF(nn.Module):
+    """Separable Gaussian blur whose sigma (per axis) is a trainable parameter.
+
+    Parameters
+    ----------
+    sigma : float or sequence of float
+        Initial sigma in pixels, one for all axes or one per axis.
+    ndim : int
+        Number of spatial axes (2 or 3).
+    min_sigma, max_sigma : float
+        Range sigma is confined to; the kernel radius is ``ceil(4 * max_sigma)``.
+    """
+
+    def __init__(self, sigma: float | Sequence[float] = 1.0, ndim: int = 2, min_sigma: float = 0.2,
+                 max_sigma: float = 4.0) -> None:
+        super().__init__()
+        sig = [float(sigma)] * ndim if isinstance(sigma, (int, float)) else [float(s) for s in sigma]
+        if len(sig) != ndim or not all(min_sigma < s < max_sigma for s in sig):
+            raise ValueError(f"sigma must be {ndim} values in ({min_sigma}, {max_sigma}), got {sigma}")
+        self.ndim, self.min_sigma, self.max_sigma = ndim, min_sigma, max_sigma
+        frac = [(s - min_sigma) / (max_sigma - min_sigma) for s in sig]
+        self.raw = nn.Parameter(torch.tensor([math.log(f / (1 - f)) for f in frac], dtype=torch.float32))
+        r = int(math.ceil(4 * max_sigma))
+        self.radius = (r,) * ndim
+        self.register_buffer("taps", torch.arange(-r, r + 1, dtype=torch.float32), persistent=False)
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        """Current sigma per axis, in pixels."""
+        return self.min_sigma + (self.max_sigma - self.min_sigma) * torch.sigmoid(self.raw)
+
+    def sigma_values(self) -> tuple[float, ...]:
+        return tuple(float(s) for s in self.sigma.detach().cpu())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Blur ``x`` of shape (N, 1, *spatial) along every spatial axis (reflect padding)."""
+        dtype = x.dtype
+        out = x.float()  # a sigma gradient in bf16 is too coarse to move it
+        conv = F.conv2d if self.ndim == 2 else F.conv3d
+        r = self.radius[0]
+        for ax, s in enumerate(self.sigma):
+            g = torch.exp(-0.5 * (self.taps / s) ** 2)
+            g = g / g.sum()
+            shape = [1, 1] + [1] * self.ndim
+            shape[2 + ax] = g.numel()
+            pad = [0, 0] * self.ndim
+            pad[2 * (self.ndim - 1 - ax)] = pad[2 * (self.ndim - 1 - ax) + 1] = r
+            out = conv(_reflect_pad(out, pad), g.reshape(shape))  # repeats the reflection on thin axes
+        return out.to(dtype)
+
+
+#: Where sigma starts: above the blur of most data, see the module docstring.
+INIT_SIGMA = 3.0
+#: Used when the learned sigma is not trustworthy (the TrainConfig default).
+DEFAULT_SIGMA = 1.0
+
+
+class LearnedSigmaTrainer(Trainer):
+    """A :class:`Trainer` whose network learns the Gaussian PSF sigma (per axis).
+
+    Every epoch's sigma is added to :attr:`history` (``"psf_sigma"``). :attr:`model`
+    is an ordinary model with the sigma of its best epoch fixed (the U-Net weights were
+    trained with exactly that blur, so no retraining is needed), and :meth:`estimate`
+    says whether that sigma can be trusted.
+
+    Parameters
+    ----------
+    images, config, axes :
+        As for :class:`Trainer`; ``config``'s PSF fields are replaced.
+    init_sigma : float
+        Starting sigma in pixels.
+    sigma_lr : float
+        Learning rate of sigma (its own Adam parameter group): at the weights' rate one
+        step moves sigma by about 1e-3 px, too slow for a run of a few hundred steps.
+    """
+
+    def __init__(self, images: np.ndarray | Sequence[np.ndarray], config: TrainConfig, *,
+                 axes: str | None = None, init_sigma: float = INIT_SIGMA, sigma_lr: float = 1e-2) -> None:
+        super().__init__(images, config.replace(psf="gaussian", psf_sigma=init_sigma), axes=axes)
+        self.init_sigma = init_sigma
+        psf = LearnableGaussianPSF(init_sigma, ndim=self.config.ndim).to(self.plan.device)
+        self.net.psf = psf
+        weights = [p for n, p in self.net.named_parameters() if not n.startswith("psf.")]
+        self.optimizer = torch.optim.Adam([{"params": weights, "lr": self.config.lr},
+                                           {"params": list(psf.parameters()), "lr": sigma_lr}])
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=self.config.lr_factor, patience=self.config.lr_patience)
+
+    def run(self):
+        """As :meth:`Trainer.run`, recording sigma after every epoch."""
+        gen = super().run()
+        try:
+            while True:
+                ev = next(gen)
+                if ev.kind == "epoch":
+                    self.history[-1]["psf_sigma"] = [round(v, 4) for v in self.net.psf.sigma_values()]
+                yield ev
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            gen.close()
+
+    @property
+    def model(self) -> DecoNoisingModel:
+        """The best model so far, with its learned sigma fixed."""
+        model = super().model
+        state = dict(model.state_dict)
+        raw = state.pop("psf.raw")
+        psf: LearnableGaussianPSF = self.net.psf
+        per_axis = tuple(round(float(v), 4) for v in
+                         psf.min_sigma + (psf.max_sigma - psf.min_sigma) * torch.sigmoid(raw.float()))
+        # One value when the axes agree within the accuracy the estimate has (0.15 px).
+        value = round(sum(per_axis) / len(per_axis), 4) if max(per_axis) - min(per_axis) <= 0.15 else per_axis
+        config = model.config.replace(psf="gaussian", psf_sigma=value)
+        return DecoNoisingModel(config=config, state_dict=state, mean=model.mean, std=model.std,
+                                psf=gaussian_psf(config.sigma_per_axis, ndim=config.ndim), history=model.history)
+
+    def estimate(self, default: float = DEFAULT_SIGMA) -> dict:
+        """How far to trust the learned sigma, as plain data for the model file.
+
+        Not clear when sigma stayed near its start (the data did not pull it down):
+        then ``sigma`` is ``default``. A sigma still moving by more than 0.1 px over the
+        last fifth of the epochs is kept, with a note to train longer (at 300 steps it
+        was within 0.2 px of the truth while still moving, docs/benchmarks.md).
+        """
+        sigma = self.model.config.psf_sigma
+        trail = [h["psf_sigma"] for h in self.history if "psf_sigma" in h]
+        shown = f"{sigma:.2f}" if isinstance(sigma, float) else " x ".join(f"{v:.2f}" for v in sigma)
+        sigma = sigma if isinstance(sigma, float) else list(sigma)
+        why = None
+        if not trail:
+            why = "no epoch finished"
+        elif max(trail[-1]) > self.init_sigma - 0.1:
+            why = f"sigma stayed near its start value {self.init_sigma:g} px"
+        if why is None:
+            tail = trail[-max(2, len(trail) // 5):]
+            moved = max(abs(a - b) for a, b in zip(tail[0], tail[-1]))
+            note = (f" (still moving: {moved:.2f} px over the last {len(tail)} epochs; train longer for a "
+                    "firmer estimate)") if moved > 0.1 else ""
+            return {"method": "learned", "clear": True, "sigma": sigma, "learned": sigma,
+                    "message": f"PSF sigma learned from the data: {shown} px{note}"}
+        return {"method": "learned", "clear": False, "sigma": default, "learned": sigma,
+                "message": f"PSF sigma: the data gave no clear answer ({why}; learned {shown} px); "
+                           f"using the default {default:g} px"}
+
+
+def learned_sigma_trainer(images: np.ndarray | Sequence[np.ndarray], config: TrainConfig, *,
+                          axes: str | None = None, init_sigma: float = INIT_SIGMA,
+                          sigma_lr: float = 1e-2) -> LearnedSigmaTrainer:
+    """Same as ``LearnedSigmaTrainer(images, config, ...)`` (kept for the benchmark script)."""
+    return LearnedSigmaTrainer(images, config, axes=axes, init_sigma=init_sigma, sigma_lr=sigma_lr)
+
+
+def learned_sigma_model(trainer: LearnedSigmaTrainer) -> DecoNoisingModel:
+    """The trainer's best model with the learned sigma fixed (``trainer.model``)."""
+    return trainer.model
