@@ -10,6 +10,19 @@ from napari_deconoising.core.predict_file import predict_file
 pytest.importorskip("distributed")
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Dask starts its worker processes with one thread per library (its nanny sets
+    OMP_NUM_THREADS=1), and a sum over more threads rounds differently in the last bit.
+    With the same thread count on both sides the results must be identical."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_local_cluster_equals_single_process(trained, tmp_path):
     from napari_deconoising.core.cluster import dask_client
 
