@@ -62,7 +62,7 @@ class DecoNoisingModel:
 
     # -- prediction -------------------------------------------------------------
     def predict(self, image: np.ndarray | Sequence[np.ndarray], axes: str | None = None, *,
-                tile_size: int | None = None, device: str = "auto", precision: str = "fp32",
+                tile_size: int | None = None, device: str = "auto", precision: str = "auto",
                 batch_size: int | None = None,
                 progress: Callable[[int, int], None] | None = None,
                 cancel: Callable[[], bool] | None = None):

@@ -26,6 +26,7 @@ from .loss import deconoising_loss
 from .masking import apply_blind_spots
 from .model import DecoNoisingModel
 from .network import DecoNoisingNet
+from .probe import training_probe
 from .psf import gaussian_psf, prepare_psf
 
 __all__ = ["TrainEvent", "Trainer", "train"]
@@ -116,7 +117,10 @@ class Trainer:
             self.mean, self.std = normalisation_stats(self.slices)
             self.psf = self._make_psf(config, psf)
 
-        self.plan = execution_plan(config.device, config.precision)
+        self.plan = execution_plan(config.device, config.precision, probe=training_probe(
+            dict(depth=config.depth, channels=config.channels, ndim=config.ndim), self.psf,
+            (self.patch,) * config.ndim, config.batch_size // config.micro_batches,
+            None if resume is None else resume.state_dict))
         torch.manual_seed(config.seed)
         self.net = DecoNoisingNet(self.psf, depth=config.depth, channels=config.channels, ndim=config.ndim)
         if resume is not None:
