@@ -91,6 +91,7 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
     trainer = Trainer(images, cfg, axes=axes, psf=psf, resume=resume)
     for note in trainer.warnings:
         print(f"deconoising: warning: {note}", file=out)
+    print(f"{label}precision {trainer.plan.precision} on {trainer.plan.device}: {trainer.plan.reason}", file=out)
     per_step = trainer.estimate_step_seconds(steps=1)
     print(f"{label}training {cfg.epochs} epochs x {cfg.steps_per_epoch} steps of {cfg.batch_size} "
           f"{trainer.patch}px patches on {trainer.plan.device} ({trainer.plan.precision}); "

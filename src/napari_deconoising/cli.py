@@ -91,9 +91,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(done, f"tile {done}/{total}")
 
+    def on_plan(plan) -> None:
+        bar.println(f"precision {plan.precision} on {plan.device}: {plan.reason}")
+
     t0 = time.perf_counter()
     pred = model.predict(data, axes, tile_size=args.tile_size, device=args.device,
-                         precision=args.precision, progress=progress)
+                         precision=args.precision, progress=progress, on_plan=on_plan)
     bar.close()
     write_image(args.denoised, pred.denoised, axes)
     msg = f"denoised -> {args.denoised}"

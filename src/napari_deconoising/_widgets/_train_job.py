@@ -23,6 +23,7 @@ class Ready:
     patch: int
     device: str
     precision: str
+    reason: str = ""  # why this precision (the measured choice, or "requested")
 
 
 @dataclass
@@ -86,6 +87,7 @@ def train_job(
         patch=trainer.patch,
         device=str(trainer.plan.device),
         precision=trainer.plan.precision,
+        reason=trainer.plan.reason,
     )
     model = yield from trainer.run()
     return model

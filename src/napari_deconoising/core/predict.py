@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,14 +12,14 @@ import numpy as np
 import torch
 
 from .data import as_image_set, check_values
-from .device import execution_plan, release_memory
+from .device import ExecutionPlan, execution_plan, release_memory
 from .probe import prediction_probe
 from .unet import unet_receptive_radius
 
 if TYPE_CHECKING:
     from .model import DecoNoisingModel
 
-__all__ = ["Prediction", "Cancelled", "predict", "predict_iter", "auto_tile_size", "tile_halo"]
+__all__ = ["Prediction", "Cancelled", "predict", "predict_iter", "prediction_plan", "auto_tile_size", "tile_halo"]
 
 
 class Cancelled(Exception):
@@ -114,6 +114,9 @@ def predict(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], a
         Tiles per forward pass; from the memory budget when omitted.
     progress : callable, optional
         ``progress(done, total)`` after every batch of tiles.
+    on_plan : callable, optional
+        ``on_plan(plan)`` with the :class:`~napari_deconoising.core.device.ExecutionPlan`
+        (device, precision and ``reason``), before the first tile.
     cancel : callable, optional
         Polled between batches; returning True raises :class:`Cancelled`.
 
@@ -140,14 +143,18 @@ def predict(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], a
 
 def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], axes: str | None = None,
                  *, tile_size: int | None = None, device: str = "auto", precision: str = "auto",
-                 batch_size: int | None = None) -> Generator[tuple[int, int], None, Prediction]:
+                 batch_size: int | None = None,
+                 on_plan: Callable[[ExecutionPlan], None] | None = None) -> Generator[tuple[int, int], None, Prediction]:
     """Generator form of :func:`predict`: yields ``(done, total)`` tiles, returns the Prediction.
 
-    Closing the generator stops the work at the next batch of tiles.
+    Closing the generator stops the work at the next batch of tiles. ``on_plan(plan)``
+    is called once the input has been checked and device and precision are chosen.
     """
     images = as_image_set(image, axes)
     check_values(images.slices)
-    plan = execution_plan(device, precision, probe=_probe(model))
+    plan = prediction_plan(model, device, precision)
+    if on_plan is not None:
+        on_plan(plan)
     net = model.build_network().to(plan.device)
     if plan.channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -216,13 +223,18 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
     return Prediction(den_stacks[0], dec_stacks[0])
 
 
-def _probe(model: DecoNoisingModel):
-    """What ``precision="auto"`` times: this network on one tile with a 256 px core."""
+def prediction_plan(model: DecoNoisingModel, device: str = "auto", precision: str = "auto") -> ExecutionPlan:
+    """Device and precision :func:`predict` will use, and why (``plan.reason``).
+
+    ``precision="auto"`` times this network on one tile with a 256 px core in each
+    precision the device runs natively, once per machine and network shape (cached).
+    """
     m, halo = 2**model.config.depth, tile_halo(model)
     side = 2 * halo + 256 // m * m
     kwargs = dict(depth=model.config.depth, channels=model.config.channels, ndim=model.config.ndim)
-    return prediction_probe(model.build_network, kwargs, None if model.psf is None else model.psf.shape,
-                            (side,) * model.config.ndim)
+    probe = prediction_probe(model.build_network, kwargs, None if model.psf is None else model.psf.shape,
+                             (side,) * model.config.ndim)
+    return execution_plan(device, precision, probe=probe)
 
 
 def _tile_origins(shape: tuple[int, int], core: int, m: int) -> tuple[list[tuple[int, int]], tuple[int, int]]:
