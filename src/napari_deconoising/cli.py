@@ -110,8 +110,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    if args.minutes <= 0 or (args.steps is not None and args.steps <= 0):
+        raise CLIError("--steps and --minutes must be positive")
     return run_demo(Path(args.out), steps=args.steps, size=args.size, viewer=not args.no_viewer,
-                    device=args.device)
+                    device=args.device, minutes=args.minutes)
 
 
 # -- parser --------------------------------------------------------------------------
@@ -165,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", help="train and compare Noise2Void and DecoNoising on a synthetic sample")
     m.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
-    m.add_argument("--steps", type=int, default=300, help="training steps per method (default 300)")
+    m.add_argument("--steps", type=int, help="training steps per method (default: as many as fit into "
+                                                  "--minutes, from a measured step)")
+    m.add_argument("--minutes", type=float, default=3.0, help="about how long the demo may take (default 3)")
     m.add_argument("--size", type=int, default=256, help="sample image size (default 256)")
     m.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     m.add_argument("--no-viewer", action="store_true", help="do not open napari at the end")
