@@ -105,3 +105,36 @@ def test_execution_plan_errors():
         execution_plan("cpu", "fp16")
     with pytest.raises(ValueError, match="unknown precision"):
         execution_plan("cpu", "int8")
+
+
+def test_to_device_on_cpu_is_a_channels_last_view():
+    import numpy as np
+
+    a = np.zeros((2, 1, 8, 8), np.float32)
+    t = execution_plan("cpu", "fp32").to_device(a)
+    assert t.device.type == "cpu" and t.is_contiguous(memory_format=torch.channels_last)
+    assert t.data_ptr() == torch.from_numpy(a).data_ptr()  # C=1: channels-last is the same memory
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+def test_cuda_plan_sets_up_the_gpu_path(tmp_path):
+    import numpy as np
+
+    plan = execution_plan("cuda", "auto", probe=_probe(), cache=DecisionCache(tmp_path))
+    assert plan.precision in ("fp32", "bf16", "fp16") and plan.channels_last and "measured" in plan.reason
+    assert torch.backends.cudnn.benchmark
+    t = plan.to_device(np.ones((2, 1, 16, 16), np.float32))
+    assert t.device.type == "cuda" and float(t.sum()) == 512.0
+
+
+@needs_cuda
+def test_cuda_prediction_within_tolerance_of_fp32(trained, sample):
+    import numpy as np
+
+    exact = trained.predict(sample.noisy, device="cuda", precision="fp32").denoised
+    for precision in ("auto", "bf16" if torch.cuda.is_bf16_supported() else "fp16"):
+        fast = trained.predict(sample.noisy, device="cuda", precision=precision).denoised
+        assert np.sqrt(np.mean((fast - exact) ** 2)) / exact.std() < 0.02

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from napari_deconoising.core import Cancelled, DataError
 from napari_deconoising.core.predict import auto_tile_size, tile_halo
@@ -13,9 +15,9 @@ def _rel(a, b):
 def test_tiled_equals_whole_image(trained, shape):
     img = np.random.default_rng(0).normal(trained.mean, trained.std, shape).astype(np.float32)
     halo = tile_halo(trained)
-    whole = trained.predict(img, device="cpu", tile_size=4096)
+    whole = trained.predict(img, device="cpu", tile_size=4096, precision="fp32")
     for tile in (2 * halo + 8, 2 * halo + 24):
-        tiled = trained.predict(img, device="cpu", tile_size=tile, batch_size=3)
+        tiled = trained.predict(img, device="cpu", tile_size=tile, batch_size=3, precision="fp32")
         assert _rel(tiled.denoised, whole.denoised) < 1e-4
         assert _rel(tiled.deconvolved, whole.deconvolved) < 1e-4
 
@@ -27,9 +29,9 @@ def test_halo_is_needed(trained, monkeypatch):
     P = sys.modules["napari_deconoising.core.predict"]
 
     img = np.random.default_rng(1).normal(trained.mean, trained.std, (96, 96)).astype(np.float32)
-    whole = trained.predict(img, device="cpu", tile_size=4096)
+    whole = trained.predict(img, device="cpu", tile_size=4096, precision="fp32")
     monkeypatch.setattr(P, "tile_halo", lambda m: 8)
-    tiled = trained.predict(img, device="cpu", tile_size=32)
+    tiled = trained.predict(img, device="cpu", tile_size=32, precision="fp32")
     assert _rel(tiled.denoised, whole.denoised) > 1e-3
 
 
@@ -106,3 +108,25 @@ print(before * 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     # 36 tiles of 256 px through a 32-channel U-Net: ~84 MiB of activations each (~3 GiB for
     # all at once). Two per batch plus a few image-sized float32 copies is ~200 MiB.
     assert peak - before < 1024**3, f"prediction grew RSS by {(peak - before) / 2**20:.0f} MiB"
+
+
+@given(st.integers(1, 5000), st.integers(1, 64), st.sampled_from([1, 4, 8, 16]))
+def test_balanced_tiles_cover_the_image_with_no_more_tiles(n, core_m, m):
+    """Balanced cores: same tile count as the requested core, never larger, image covered."""
+    import sys
+
+    P = sys.modules["napari_deconoising.core.predict"]
+    core = core_m * m
+    origins, cores = P._tile_origins((n, 7), core, m)
+    ys = sorted({y for y, _ in origins})
+    assert len(ys) == -(-n // core)
+    assert cores[0] % m == 0 and cores[0] <= max(core, -(-n // m) * m)
+    assert ys[-1] + cores[0] >= n and ys[-1] < n
+
+
+def test_balanced_tiles_example():
+    import sys
+
+    P = sys.modules["napari_deconoising.core.predict"]
+    origins, cores = P._tile_origins((2048, 2048), 720, 4)
+    assert cores == (684, 684) and len(origins) == 9

@@ -7,11 +7,12 @@ import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .precision import PrecisionChoice, candidates, choose, cpu_info, native_bf16
 from .precision_cache import DecisionCache, cache_key
-from .probe import Probe, autocast, measure, uses_channels_last
+from .probe import Probe, autocast, measure, memory_format, uses_channels_last
 
 __all__ = ["available_devices", "resolve_device", "ExecutionPlan", "execution_plan", "choose_precision",
            "release_memory"]
@@ -85,6 +86,19 @@ class ExecutionPlan:
         """One line for users: device, precision and why."""
         return f"{self.device} {self.precision} ({self.reason})"
 
+    def to_device(self, array: np.ndarray) -> torch.Tensor:
+        """A host array as a tensor on the plan's device, in the plan's memory layout.
+
+        To a GPU through pinned (page-locked) memory without blocking, so the copy
+        overlaps with the kernels still queued; the CPU gets a view, not a copy.
+        """
+        t = torch.from_numpy(array)
+        if self.device.type == "cuda":
+            t = t.pin_memory().to(self.device, non_blocking=True)
+        elif self.device.type != "cpu":
+            t = t.to(self.device)
+        return t.contiguous(memory_format=memory_format(self.channels_last, t.ndim - 2))
+
 
 def _machine(dev: torch.device) -> str:
     if dev.type == "cuda":
@@ -143,6 +157,9 @@ def execution_plan(device: str | torch.device = "auto", precision: str = "auto",
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     if dtype is torch.float16 and dev.type == "cpu":
         raise RuntimeError("fp16 is not supported on the CPU; use bf16 or fp32")
+    if dev.type == "cuda":
+        # Patches and tiles keep one shape for a whole run: let cuDNN time its algorithms once.
+        torch.backends.cudnn.benchmark = True
     return ExecutionPlan(dev, dtype, uses_channels_last(dev.type), use_grad_scaler=dtype is torch.float16,
                          reason=reason)
 

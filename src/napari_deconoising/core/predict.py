@@ -51,8 +51,10 @@ def tile_halo(model: DecoNoisingModel) -> int:
 
 
 # Peak inference memory per tile pixel and first-level channel: about ten fp32 feature
-# maps of the first level are alive at once (measured: 29-49 bytes, see tests/test_predict.py).
+# maps of the first level are alive at once (measured: 29-49 bytes, see tests/test_predict.py;
+# 24-29 bytes channels-last). bf16 activations take half (measured 13.7 bytes, issue 8).
 _BYTES_PER_PIXEL_CHANNEL = 40
+_BYTES_PER_PIXEL_CHANNEL_REDUCED = 20
 # Batching tiles pays off on a GPU; on the CPU it only multiplies memory.
 _MAX_TILE_BATCH = {"cuda": 16, "mps": 4, "cpu": 2}
 
@@ -71,21 +73,27 @@ def _available_bytes(device: torch.device) -> int:
     return 2 * 1024**3 // 4
 
 
-def auto_tile_size(model: DecoNoisingModel, device: torch.device, cap_bytes: int = 768 * 1024**2) -> int:
+def auto_tile_size(model: DecoNoisingModel, device: torch.device, cap_bytes: int = 768 * 1024**2, *,
+                   reduced: bool = False) -> int:
     """Largest input tile side whose activations fit a memory budget.
 
     The budget is half the free GPU memory, or a quarter of the available RAM, and
     at most ``cap_bytes`` on the CPU (larger tiles stop paying off there).
+    ``reduced``: activations in bf16/fp16, half the bytes of fp32.
     """
     budget = _available_bytes(device)
     if device.type != "cuda":
         budget = min(budget, cap_bytes)
-    per_pixel = _BYTES_PER_PIXEL_CHANNEL * model.config.channels
+    per_pixel = _bytes_per_pixel_channel(reduced) * model.config.channels
     side = int(math.sqrt(budget / per_pixel))
     m = 2**model.config.depth
     halo = tile_halo(model)
     side = max(2 * halo + 4 * m, min(side, 2048))
     return side // m * m
+
+
+def _bytes_per_pixel_channel(reduced: bool) -> int:
+    return _BYTES_PER_PIXEL_CHANNEL_REDUCED if reduced else _BYTES_PER_PIXEL_CHANNEL
 
 
 def predict(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], axes: str | None = None,
@@ -161,7 +169,7 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
     m = 2**model.config.depth
     halo = tile_halo(model)
     if tile_size is None:
-        tile_size = auto_tile_size(model, plan.device)
+        tile_size = auto_tile_size(model, plan.device, reduced=plan.dtype is not None)
     tile_size = int(tile_size)
     if tile_size < 2 * halo + m:
         raise ValueError(
@@ -170,7 +178,7 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
         )
     core = (tile_size - 2 * halo) // m * m
     if batch_size is None:
-        per_tile = _BYTES_PER_PIXEL_CHANNEL * model.config.channels * (core + 2 * halo) ** 2
+        per_tile = _bytes_per_pixel_channel(plan.dtype is not None) * model.config.channels * (core + 2 * halo) ** 2
         budget = _available_bytes(plan.device)
         if plan.device.type != "cuda":
             budget = min(budget, 768 * 1024**2)
@@ -196,9 +204,7 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
                     chunk = origins[b:b + batch_size]
                     tiles = np.stack([padded[y:y + cores[0] + 2 * halo, x:x + cores[1] + 2 * halo]
                                       for y, x in chunk])[:, None]
-                    x_t = torch.from_numpy(tiles).to(plan.device)
-                    if plan.channels_last:
-                        x_t = x_t.contiguous(memory_format=torch.channels_last)
+                    x_t = plan.to_device(tiles)
                     with torch.inference_mode(), plan.autocast():
                         d_t, p_t = net(x_t)
                     d_np = d_t.float().cpu().numpy()[:, 0]
@@ -240,12 +246,20 @@ def prediction_plan(model: DecoNoisingModel, device: str = "auto", precision: st
 def _tile_origins(shape: tuple[int, int], core: int, m: int) -> tuple[list[tuple[int, int]], tuple[int, int]]:
     """Top-left corners (in image coordinates) of the tile cores, and the core size.
 
-    Images smaller than one core get a single core rounded up to a multiple of ``m``.
+    Cores are balanced: as many per axis as ``core`` needs, each only as large as that
+    count requires (a multiple of ``m``), so the last tile does not run mostly over
+    padding (2048 px with 720 px cores: three 684 px cores instead of 720). Images
+    smaller than one core get a single core rounded up to a multiple of ``m``.
     """
-    cores = tuple(min(core, -(-n // m) * m) for n in shape)
+    cores = tuple(_balanced_core(n, core, m) for n in shape)
     ys = range(0, shape[0], cores[0])
     xs = range(0, shape[1], cores[1])
     return [(y, x) for y in ys for x in xs], cores
+
+
+def _balanced_core(n: int, core: int, m: int) -> int:
+    count = -(-n // core)  # tiles needed along the axis
+    return -(-(-(-n // count)) // m) * m  # ceil(ceil(n / count) / m) * m
 
 
 def _pad(norm: np.ndarray, halo: int, cores: tuple[int, int], core: int) -> np.ndarray:

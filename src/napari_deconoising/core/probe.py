@@ -11,20 +11,27 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Probe", "autocast", "uses_channels_last", "measure", "relative_error", "training_probe",
+__all__ = ["Probe", "autocast", "uses_channels_last", "memory_format", "measure", "relative_error", "training_probe",
            "prediction_probe"]
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def uses_channels_last(device_type: str, ndim: int = 2) -> bool:
-    """Channels-last feature maps on the CPU and CUDA (2D only).
+def uses_channels_last(device_type: str) -> bool:
+    """Channels-last feature maps on the CPU and CUDA, in every precision.
 
-    On the CPU oneDNN's convolutions run channels-last natively: per 512^2 tile fp32
-    prediction took 0.62x the time of contiguous memory and bf16 needs it to use its
+    On the CPU oneDNN's convolutions run channels-last natively: fp32 prediction of a
+    2048^2 image took 0.58x the time of contiguous memory, and bf16 needs it to use its
     bf16 kernels at all (issue 8, docs/benchmarks.md); on CUDA tensor cores want it.
     """
-    return ndim == 2 and device_type in ("cpu", "cuda")
+    return device_type in ("cpu", "cuda")
+
+
+def memory_format(channels_last: bool, ndim: int) -> torch.memory_format:
+    """The layout for ``ndim``-D feature maps (batch and channel axes not counted)."""
+    if not channels_last:
+        return torch.contiguous_format
+    return torch.channels_last if ndim == 2 else torch.channels_last_3d
 
 
 def autocast(device_type: str, precision: str) -> contextlib.AbstractContextManager:
@@ -108,10 +115,7 @@ def measure(probe: Probe, device: torch.device, precisions: Sequence[str],
     net = probe.build().to(device)
     net.train(probe.task == "train")
     x = probe.inputs().to(device)
-    layouts = {}
-    for p in precisions:
-        cl = uses_channels_last(device.type, x.ndim - 2)
-        layouts[p] = torch.channels_last if cl else torch.contiguous_format
+    layouts = {p: memory_format(uses_channels_last(device.type), x.ndim - 2) for p in precisions}
     outputs = {}
     for p in precisions:  # warm-up: oneDNN/cuDNN pick and build kernels on the first call
         net.to(memory_format=layouts[p])

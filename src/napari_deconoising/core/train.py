@@ -200,7 +200,7 @@ class Trainer:
         cfg = self.config
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
-        patches = torch.from_numpy(self.sampler.sample(cfg.batch_size)).to(self.plan.device)
+        patches = self.plan.to_device(self.sampler.sample(cfg.batch_size))
         total = 0.0
         for chunk in torch.tensor_split(patches, cfg.micro_batches):
             masked, mask = apply_blind_spots(chunk, cfg.mask_fraction, cfg.mask_radius, self.gen)
