@@ -55,6 +55,10 @@ def tile_halo(model: DecoNoisingModel) -> int:
 # 24-29 bytes channels-last). bf16 activations take half (measured 13.7 bytes, issue 8).
 _BYTES_PER_PIXEL_CHANNEL = 40
 _BYTES_PER_PIXEL_CHANNEL_REDUCED = 20
+# Activation budget of one tile on the CPU. 1 GiB by the estimate above is about 0.7 GiB
+# in fact; predicting 4096^2 at the paper's size stays below 2 GiB in all (docs/benchmarks.md).
+# Larger tiles carry less halo: 1.4x the tile area ran 15-18 % faster (issue 8).
+_CPU_CAP_BYTES = 1024 * 1024**2
 # Batching tiles pays off on a GPU; on the CPU it only multiplies memory.
 _MAX_TILE_BATCH = {"cuda": 16, "mps": 4, "cpu": 2}
 
@@ -73,7 +77,7 @@ def _available_bytes(device: torch.device) -> int:
     return 2 * 1024**3 // 4
 
 
-def auto_tile_size(model: DecoNoisingModel, device: torch.device, cap_bytes: int = 768 * 1024**2, *,
+def auto_tile_size(model: DecoNoisingModel, device: torch.device, cap_bytes: int = _CPU_CAP_BYTES, *,
                    reduced: bool = False) -> int:
     """Largest input tile side whose activations fit a memory budget.
 
@@ -181,7 +185,7 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
         per_tile = _bytes_per_pixel_channel(plan.dtype is not None) * model.config.channels * (core + 2 * halo) ** 2
         budget = _available_bytes(plan.device)
         if plan.device.type != "cuda":
-            budget = min(budget, 768 * 1024**2)
+            budget = min(budget, _CPU_CAP_BYTES)
         batch_size = max(1, min(_MAX_TILE_BATCH.get(plan.device.type, 2), int(budget // per_tile)))
 
     plans = [_tile_origins(s.shape, core, m) for s in images.slices]
