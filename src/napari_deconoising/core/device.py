@@ -130,7 +130,7 @@ def choose_precision(dev: torch.device, probe: Probe | None = None, cache: Decis
         return hit
     seconds, errors = (measure_fn or measure)(probe, dev, cands)
     choice = choose(seconds, errors, probe.task)
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     cache.put(key, choice, {"machine": machine, "task": probe.task, "network": dict(probe.network),
                             "torch": torch.__version__, "measured": when})
     return choice

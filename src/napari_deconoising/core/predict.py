@@ -155,8 +155,8 @@ def predict(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], a
 
 def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], axes: str | None = None,
                  *, tile_size: int | None = None, device: str = "auto", precision: str = "auto",
-                 batch_size: int | None = None,
-                 on_plan: Callable[[ExecutionPlan], None] | None = None) -> Generator[tuple[int, int], None, Prediction]:
+                 batch_size: int | None = None, on_plan: Callable[[ExecutionPlan], None] | None = None,
+                 ) -> Generator[tuple[int, int], None, Prediction]:
     """Generator form of :func:`predict`: yields ``(done, total)`` tiles, returns the Prediction.
 
     Closing the generator stops the work at the next batch of tiles. ``on_plan(plan)``
@@ -261,9 +261,13 @@ def _tile_origins(shape: tuple[int, int], core: int, m: int) -> tuple[list[tuple
     return [(y, x) for y in ys for x in xs], cores
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def _balanced_core(n: int, core: int, m: int) -> int:
-    count = -(-n // core)  # tiles needed along the axis
-    return -(-(-(-n // count)) // m) * m  # ceil(ceil(n / count) / m) * m
+    count = _ceil_div(n, core)  # tiles needed along the axis
+    return _ceil_div(_ceil_div(n, count), m) * m
 
 
 def _pad(norm: np.ndarray, halo: int, cores: tuple[int, int], core: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -66,7 +66,6 @@ class Probe:
     build: Callable[[], nn.Module]
     inputs: Callable[[], torch.Tensor]
     repeats: int = 3
-    extra: Mapping = field(default_factory=dict)
 
 
 def relative_error(out: Sequence[torch.Tensor], ref: Sequence[torch.Tensor]) -> float:
