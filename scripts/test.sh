@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Set up everything and run the whole test suite under a virtual X server.
-# Usage: scripts/test.sh [pytest arguments]
+# Usage: scripts/test.sh [--wheel] [pytest arguments]
+#   default  tests the checkout, editable-installed in ./.venv (the developer loop)
+#   --wheel  builds the sdist and wheel, checks them and tests the installed wheel in a fresh
+#            environment (build/venv-wheel); this is what CI runs (.ci/run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+WHEEL_MODE=0
+if [ "${1:-}" = --wheel ]; then WHEEL_MODE=1; shift; fi
 
 missing=()
 command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
@@ -18,10 +23,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 EXTRAS=testing
-source scripts/_venv.sh
+if [ "$WHEEL_MODE" = 1 ]; then
+  source scripts/_wheel.sh  # sets VENV to the fresh environment holding the installed wheel
+else
+  source scripts/_venv.sh
+fi
 
 # pytest-xvfb starts Xvfb for the session; an inherited offscreen platform could not draw napari's canvas.
 unset QT_QPA_PLATFORM
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-echo "== running tests"
-exec .venv/bin/python -m pytest "$@"
+echo "== running tests ($VENV)"
+exec "$VENV/bin/python" -m pytest "$@"

@@ -83,3 +83,48 @@ def set_tiny(widget, **overrides):
     """Fill a TrainWidget's advanced settings with the tiny setup."""
     for k, v in {**TINY_GUI, **overrides}.items():
         getattr(widget.form, k).value = v
+
+
+# -- bioimage.io packages made by hand (the importer needs no bioimageio) ---------------------
+
+@pytest.fixture
+def hand_package():
+    """``hand_package(folder, model, rdf_changes=[...], weights=bytes)`` writes a package folder
+    like our exporter's (rdf.yaml + weights.pt) and returns its rdf.yaml; ``.zip(folder, out)``."""
+    import hashlib
+    import zipfile
+
+    import torch
+    import yaml
+
+    from napari_deconoising.bioimageio.architecture import ARCHITECTURE
+    from napari_deconoising.bioimageio.export import _payload
+    from napari_deconoising.bioimageio.files import build_net
+
+    def write(folder, model, *, rdf_changes=(), weights=None):
+        folder.mkdir(parents=True, exist_ok=True)
+        if weights is None:
+            torch.save(build_net(model).state_dict(), folder / "weights.pt")
+        else:
+            (folder / "weights.pt").write_bytes(weights)
+        raw = (folder / "weights.pt").read_bytes()
+        rdf = {
+            "type": "model", "format_version": "0.5.12", "name": "hand made",
+            "weights": {"pytorch_state_dict": {
+                "source": "weights.pt", "sha256": hashlib.sha256(raw).hexdigest(),
+                "architecture": {"import_from": ARCHITECTURE[0], "callable": ARCHITECTURE[1], "kwargs": {}}}},
+            "config": {"napari_deconoising": _payload(model, "test")},
+        }
+        for change in rdf_changes:
+            change(rdf)
+        (folder / "rdf.yaml").write_text(yaml.safe_dump(rdf))
+        return folder / "rdf.yaml"
+
+    def to_zip(folder, out):
+        with zipfile.ZipFile(out, "w") as z:
+            for f in folder.iterdir():
+                z.write(f, f.name)
+        return out
+
+    write.zip = to_zip
+    return write

@@ -23,7 +23,8 @@ def test_manifest_is_valid_and_imports():
     assert any(
         item.command == "napari-deconoising.compare" for items in menus.values() for item in items
     )
-    assert manifest.contributions.readers[0].filename_patterns == ["*.pt"]
+    assert manifest.contributions.readers[0].filename_patterns == [
+        "*.pt", "*.zip", "rdf.yaml", "*.rdf.yaml", "bioimageio.yaml", "*.bioimageio.yaml"]
 
 
 def test_entry_point_registers_the_manifest():

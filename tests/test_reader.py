@@ -35,3 +35,31 @@ def test_reader_loads_model_into_apply_widget(
     assert len(viewer.layers) == n_layers
 
     assert any(m.startswith("Loaded model 'nuclei'") for m in notifications["info"])
+
+
+def test_reader_opens_our_bioimageio_package_and_explains_foreign_ones(
+    tmp_path, make_napari_viewer, fresh_registry, trained, notifications, hand_package
+):
+    import yaml
+
+    from napari_deconoising._reader import get_reader
+
+    make_napari_viewer()
+    hand_package(tmp_path / "unpacked", trained)
+    pkg = hand_package.zip(tmp_path / "unpacked", tmp_path / "filaments.zip")
+    for path, name in ((pkg, "filaments"), (tmp_path / "unpacked" / "rdf.yaml", "unpacked")):
+        reader = get_reader(str(path))
+        assert reader is not None and reader(str(path)) == [(None,)]
+        assert name in fresh_registry
+    foreign = tmp_path / "foreign.zip"
+    import zipfile
+
+    with zipfile.ZipFile(foreign, "w") as z:
+        z.writestr("rdf.yaml", yaml.safe_dump({"type": "model", "weights": {"onnx": {"source": "w.onnx"}}}))
+    assert get_reader(str(foreign)) is None
+    assert any("run it with bioimageio.core instead" in m for m in notifications["warning"])
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as z:
+        z.writestr("a.txt", "not a model")
+    n_warnings = len(notifications["warning"])
+    assert get_reader(str(tmp_path / "photos.zip")) is None  # not a package at all: silent
+    assert len(notifications["warning"]) == n_warnings

@@ -1,4 +1,4 @@
-"""The ``deconoising`` command line: train, predict and a self-contained demo.
+"""The ``deconoising`` command line: train, predict, export and a self-contained demo.
 
 Runs the same core functions as the napari widgets, in the foreground.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from ._console import ProgressBar, run_training
+from .bioimageio import BioimageioExportError, BioimageioUnavailable, load_any_model
 from .core.config import ConfigError, TrainConfig
 from .core.data import DataError
 from .core.io import ImageFileError, image_format, read_image, write_image
-from .core.model import load_model
 from .core.modelfile import ModelFileError
 from .core.predict import Cancelled
 from .core.psf import PSFError
@@ -67,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not out.parent.exists():
         raise CLIError(f"output folder does not exist: {out.parent}")
     images, axes = _load_inputs(args.inputs, args.axes)
-    resume = load_model(args.resume) if args.resume else None
+    resume = load_any_model(args.resume) if args.resume else None
     model, _ = run_training(images, cfg, axes=axes, psf=psf_array, resume=resume)
     model.save(out)
     print(f"saved model to {out}: {model.summary()}", file=sys.stderr)
@@ -82,7 +82,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise CLIError(f"output folder does not exist: {p.parent}")
         if p.exists() and Path(args.input).exists() and p.resolve() == Path(args.input).resolve():
             raise CLIError(f"refusing to overwrite the input image {p}")
-    model = load_model(args.model)
+    model = load_any_model(args.model)
     data, found = read_image(args.input)
     axes = args.axes or (found if found and set(found) <= set("STZCYX") else None)
     bar = ProgressBar(1, sys.stderr)
@@ -104,6 +104,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
         write_image(args.deconvolved, pred.deconvolved, axes)
         msg += f", deconvolved -> {args.deconvolved}"
     print(f"{msg} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .bioimageio import export_bioimageio
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".zip":
+        raise CLIError(f"the bioimage.io package must be a .zip file, got {out.name}")
+    if not out.parent.exists():
+        raise CLIError(f"output folder does not exist: {out.parent}")
+    if Path(args.model).exists() and out.exists() and out.resolve() == Path(args.model).resolve():
+        raise CLIError(f"refusing to overwrite the model {out}")
+    model = load_any_model(args.model)
+    sample = read_image(args.sample)[0] if args.sample else None
+    name = args.name or f"DecoNoising {Path(args.model).stem}"
+    t0 = time.perf_counter()
+    print("exporting and running bioimage.io's model test...", file=sys.stderr)
+    export_bioimageio(model, out, name=name, description=args.description or model.summary(),
+                      authors=args.author, license=args.license, sample=sample)
+    print(f"bioimage.io package -> {out} (tested, {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0
 
 
@@ -153,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     q = sub.add_parser("predict", help="denoise (and deconvolve) an image with a trained model")
-    q.add_argument("model", metavar="MODEL.pt")
+    q.add_argument("model", metavar="MODEL", help="model file (.pt) or bioimage.io package (.zip, rdf.yaml) "
+                   "exported by napari-deconoising")
     q.add_argument("input", metavar="INPUT.tif")
     q.add_argument("--denoised", required=True, metavar="OUT.tif")
     q.add_argument("--deconvolved", metavar="OUT2.tif")
@@ -164,6 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): the fastest precision within 1%% of fp32, measured once per "
                         "machine and model size; fp32 is exact")
     q.set_defaults(func=cmd_predict)
+
+    e = sub.add_parser("export", help="write a model as a bioimage.io Model Zoo package (tested before writing)")
+    e.add_argument("model", metavar="MODEL.pt")
+    e.add_argument("output", metavar="OUT.zip")
+    e.add_argument("--name", help="model name in the zoo, 5 characters or more (default: from the file name)")
+    e.add_argument("--description", help="one-line description (default: the model's summary)")
+    e.add_argument("--author", action="append", required=True, metavar="NAME",
+                   help="an author's name; repeat for several")
+    e.add_argument("--license", default="CC-BY-4.0", help="SPDX licence identifier (default CC-BY-4.0)")
+    e.add_argument("--sample", metavar="IMAGE.tif",
+                   help="image like the training data, for the test image and cover (default: synthetic)")
+    e.set_defaults(func=cmd_export)
 
     m = sub.add_parser("demo", help="train and compare Noise2Void and DecoNoising on a synthetic sample")
     m.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
@@ -182,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CLIError, DataError, ConfigError, PSFError, ModelFileError, ImageFileError, Cancelled) as e:
+    except (CLIError, DataError, ConfigError, PSFError, ModelFileError, ImageFileError, Cancelled,
+            BioimageioExportError, BioimageioUnavailable) as e:
         print(f"deconoising: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:  # device not available, out of memory

@@ -79,17 +79,21 @@ class ApplyWidget(DeconoisingWidget):
         super().__init__(napari_viewer, Form(apply_fields(), napari_viewer))
         self._run_counter = 0
         self.load_button = PushButton(text="Load model file…")
+        self.export_button = PushButton(text="Export to bioimage.io…")
+        self.export_button.tooltip = "Save the selected model as a bioimage.io Model Zoo package (.zip)"
+        self.export_dialog = None
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.load_button.changed.connect(self._load_dialog)
+        self.export_button.changed.connect(self.open_export_dialog)
         self.form.model.changed.connect(self._on_model_changed)
         REGISTRY.changed.connect(self._on_registry_changed)
 
         lay = self._layout
         lay.addWidget(self.form.sections["main"].native)
-        lay.addWidget(self.load_button.native)
+        lay.addWidget(button_row(self.load_button.native, self.export_button.native))
         lay.addWidget(button_row(self.run_button.native, self.cancel_button.native))
         lay.addWidget(self.progress)
         lay.addWidget(self.status.native)
@@ -146,10 +150,24 @@ class ApplyWidget(DeconoisingWidget):
 
     def _load_dialog(self, *_args) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Load DecoNoising model", "", "Model files (*.pt)"
+            self, "Load DecoNoising model", "",
+            "Model files (*.pt *.zip rdf.yaml *.rdf.yaml);;bioimage.io packages (*.zip rdf.yaml);;All files (*)"
         )
         if path:
             self.load_model(path)
+
+    def open_export_dialog(self, *_args):
+        """Show the bioimage.io export form for the selected model (None if no model)."""
+        from ._export import ExportDialog
+
+        name = self.form.model.value
+        if not name or name not in REGISTRY:
+            notify_error(DataError("no model selected: train one or load a model file first"),
+                         what="the bioimage.io export")
+            return None
+        self.export_dialog = ExportDialog(self.viewer, REGISTRY.get(name), name, track=self.track, parent=self)
+        self.export_dialog.show()
+        return self.export_dialog
 
     def run(self, *_args) -> bool:
         """Start the prediction in a worker thread; False (with a notification) if refused."""

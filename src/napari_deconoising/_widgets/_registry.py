@@ -72,12 +72,13 @@ REGISTRY = ModelRegistry()
 
 
 def read_model_file(path: str | Path) -> DecoNoisingModel | None:
-    """Load a model file; on failure show a specific error notification and return None."""
-    from ..core import ModelFileError, load_model
+    """Load a model file or bioimage.io package; on failure show a specific error notification and return None."""
+    from ..bioimageio import load_any_model
+    from ..core import ModelFileError
     from ._notify import notify_error
 
     try:
-        return load_model(path)
+        return load_any_model(path)
     except ModelFileError as exc:
         notify_error(exc, what="loading the model")
     except Exception as exc:  # torch's unpickler can fail in other ways on foreign files

@@ -1,0 +1,129 @@
+"""The "Export to bioimage.io…" dialog: a small form, then the export in a worker thread.
+
+All the work (test image, weights, README, bioimage.io's model test) is in
+:func:`napari_deconoising.bioimageio.export_bioimageio`; this only collects its arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, PushButton
+from qtpy.QtWidgets import QDialog, QVBoxLayout, QWidget
+
+from ..core import DataError, DecoNoisingModel
+from ._base import button_row
+from ._form import Field, Form
+from ._layers import full_resolution, grey_image_choices
+from ._notify import info, notify_error
+from ._worker import Job
+
+__all__ = ["ExportDialog", "export_fields", "LICENSES"]
+
+#: Licences offered (SPDX identifiers); bioimage.io recommends CC-BY-4.0.
+LICENSES = ["CC-BY-4.0", "CC0-1.0", "MIT", "BSD-3-Clause", "Apache-2.0"]
+
+
+def export_fields(default_name: str, description: str) -> tuple[Field, ...]:
+    return (
+        Field("name", LineEdit, "Name", {"value": default_name, "tooltip": "Shown in the Model Zoo (5+ characters)"}),
+        Field("description", LineEdit, "Description", {"value": description}),
+        Field("authors", LineEdit, "Authors", {"value": "", "tooltip": "Names separated by commas"}),
+        Field("license", ComboBox, "Licence", {"choices": LICENSES, "value": LICENSES[0]}),
+        Field("sample", ComboBox, "Sample image",
+              {"nullable": True, "value": None,
+               "tooltip": "A layer like the training data, for the test image and the cover; "
+                          "empty: a synthetic image"},
+              choices=grey_image_choices),
+        Field("path", FileEdit, "Save as", {"mode": "w", "filter": "*.zip", "value": ""}),
+    )
+
+
+def _export(model: DecoNoisingModel, path: Path, kwargs: dict[str, Any]) -> Generator[str, None, Path]:
+    from ..bioimageio import export_bioimageio
+
+    yield "exporting"
+    return export_bioimageio(model, path, **kwargs)
+
+
+class ExportDialog(QDialog):
+    """Export ``model`` as a tested bioimage.io package.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        Offers its single-channel image layers as the sample.
+    model : DecoNoisingModel
+        What to export.
+    model_name : str
+        The model's name in the session (the default package name).
+    track : callable, optional
+        Registers the worker with the owning widget, so closing napari waits for it.
+    """
+
+    def __init__(self, viewer: Any, model: DecoNoisingModel, model_name: str,
+                 track: Callable[[Job], None] | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export to bioimage.io")
+        self.model, self._track, self.job = model, track, None
+        self.form = Form(export_fields(f"DecoNoising {model_name}", model.summary()), viewer)
+        self.export_button = PushButton(text="Export")
+        self.export_button.changed.connect(self.export)
+        self.status = Label(value="The package is tested with bioimage.io's model test before it is written.")
+        self.status.native.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.form.sections["main"].native)
+        lay.addWidget(button_row(self.export_button.native))
+        lay.addWidget(self.status.native)
+
+    def arguments(self) -> tuple[Path, dict[str, Any]]:
+        """The package path and :func:`export_bioimageio`'s keyword arguments; DataError if unusable."""
+        f = self.form
+        raw = str(f.path.value or "").strip()
+        if not raw or raw == ".":
+            raise DataError("choose where to save the package (a .zip file)")
+        path = Path(raw)
+        if path.suffix.lower() != ".zip":
+            path = path.with_name(path.name + ".zip")
+        authors = [a.strip() for a in str(f.authors.value).replace(";", ",").split(",") if a.strip()]
+        if not authors:
+            raise DataError("enter at least one author (names separated by commas)")
+        sample = None
+        if f.sample.value is not None:
+            data = full_resolution(f.sample.value)
+            while data.ndim > self.model.ndim:  # a stack: its first plane
+                data = data[0]
+            sample = np.asarray(data)
+        return path, {"name": str(f.name.value), "description": str(f.description.value),
+                      "authors": authors, "license": str(f.license.value), "sample": sample}
+
+    def export(self, *_args) -> bool:
+        """Start the export in a worker thread; False (with a notification) if refused."""
+        if self.job is not None and self.job.running:
+            return False
+        try:
+            path, kwargs = self.arguments()
+        except DataError as exc:
+            notify_error(exc, what="the bioimage.io export")
+            return False
+        self.export_button.enabled = False
+        self.status.value = f"Exporting and testing {path.name}…"
+        self.job = Job(_export, self.model, path, kwargs, returned=self._done, errored=self._failed,
+                       finished=self._finished)
+        if self._track is not None:
+            self._track(self.job)
+        self.job.start()
+        return True
+
+    def _done(self, path: Path) -> None:
+        self.status.value = f"Saved {path} (bioimage.io model test passed)."
+        info(f"Exported to bioimage.io package {path} (model test passed)")
+
+    def _failed(self, exc: BaseException) -> None:
+        self.status.value = notify_error(exc, what="the bioimage.io export")
+
+    def _finished(self) -> None:
+        self.export_button.enabled = True

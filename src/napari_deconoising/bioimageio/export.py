@@ -1,0 +1,259 @@
+"""Export a model as a bioimage.io Model Zoo package (model format 0.5)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.model import DecoNoisingModel
+from ..core.modelfile import FORMAT_NAME, FORMAT_VERSION
+from .architecture import ARCHITECTURE, CONFIG_KEY
+from .errors import BioimageioExportError, require_bioimageio
+from .files import (
+    Geometry,
+    build_net,
+    geometry,
+    package_test_image,
+    write_environment,
+    write_torchscript,
+    write_weights,
+)
+from .readme import N2V_CITATION, PAPER_CITATION, write_cover, write_readme
+
+__all__ = ["export_bioimageio"]
+
+# bioimage.io's test accepts |out - expected| <= ABS * std + REL * |expected|, expected being
+# our network's output on the test input: room for float32 rounding, not for other weights.
+REL_TOLERANCE = 1e-4
+ABS_TOLERANCE = 1e-4
+
+
+def export_bioimageio(model: DecoNoisingModel, path: str | PathLike, *, name: str, description: str,
+                      authors: Sequence[str], license: str = "CC-BY-4.0",
+                      sample: np.ndarray | None = None, tags: Sequence[str] = ()) -> Path:
+    """Write ``model`` as a tested bioimage.io model package (a zip).
+
+    The package has one input ``raw`` and two outputs ``denoised`` and ``deconvolved``,
+    ``pytorch_state_dict`` weights (architecture from this package) and ``torchscript``
+    weights (no package needed), a test image with our own predictions as the expected
+    outputs, a cover image and a README. bioimage.io's model test runs on the finished
+    package before it is moved to ``path``; a package that fails is not written.
+
+    Parameters
+    ----------
+    model : DecoNoisingModel
+        The trained model.
+    path : path-like
+        The zip file to write (replaced atomically if it exists).
+    name, description : str
+        Shown in the Model Zoo.
+    authors : sequence of str
+        At least one author's name.
+    license : str
+        SPDX licence identifier of the package.
+    sample : numpy.ndarray, optional
+        An image like the training data for the test image and cover (a centre crop is
+        used; a stack gives its first plane). Without it a synthetic image is made.
+    tags : sequence of str
+        Extra Model Zoo tags.
+
+    Returns
+    -------
+    pathlib.Path
+        The package written.
+
+    Raises
+    ------
+    BioimageioUnavailable
+        If the ``bioimageio`` extra is not installed.
+    BioimageioExportError
+        If the inputs are unusable or the package fails the model test (with the reason).
+    """
+    require_bioimageio()
+    path = Path(path)
+    authors = [a.strip() for a in authors if a and a.strip()]
+    if len(name.strip()) < 5:
+        raise BioimageioExportError(f"the package name needs at least 5 characters, got {name.strip()!r}")
+    if not authors:
+        raise BioimageioExportError("the package needs at least one author")
+    if any("/" in a for a in authors):
+        raise BioimageioExportError("author names must not contain '/'")
+    if model.std < 1e-6:
+        raise BioimageioExportError(f"the model's standard deviation {model.std:g} is below bioimage.io's "
+                                    "minimum of 1e-6 for fixed normalisation")
+    _check_license(license)
+    if not path.parent.is_dir():
+        raise BioimageioExportError(f"folder does not exist: {path.parent}")
+    try:
+        raw = package_test_image(model, sample)
+    except ValueError as e:
+        raise BioimageioExportError(str(e)) from None
+    with tempfile.TemporaryDirectory(prefix="deconoising-bioimageio-") as tmp:
+        work = Path(tmp)
+        descr = _describe(model, work, raw, name=name.strip(), description=description.strip() or name,
+                          authors=authors, license=license, tags=tags)
+        _package_tested(descr, path, work)
+    return path
+
+
+def _describe(model: DecoNoisingModel, work: Path, raw: np.ndarray, *, name: str, description: str,
+              authors: list[str], license: str, tags: Sequence[str]) -> Any:
+    import torch
+    from bioimageio.spec.model import v0_5 as s
+
+    from .. import __version__
+
+    geo = geometry(model)
+    net = build_net(model)
+    # bioimage.io's reproducibility test feeds the test input unpadded and compares the whole
+    # output, halo included: the expected outputs are the network's on exactly that input.
+    x = torch.from_numpy((raw - np.float32(model.mean)) / np.float32(model.std))[None, None]
+    with torch.inference_mode():
+        outputs = {key: (t[0, 0].numpy() * np.float32(model.std) + np.float32(model.mean))
+                   for key, t in zip(("denoised", "deconvolved"), net(x))}
+    np.save(work / "test_raw.npy", raw[None, None])
+    for key, arr in outputs.items():
+        np.save(work / f"test_{key}.npy", arr[None, None].astype(np.float32))
+    # The cover shows what users get: our tiled prediction, with its border handling.
+    pred = model.predict(raw, "YX" if model.ndim == 2 else "ZYX", device="cpu", precision="fp32")
+    write_weights(net, work / "weights.pt")
+    write_torchscript(net, raw, work / "weights_torchscript.pt")
+    write_environment(work / "environment.yaml")
+    write_readme(model, work / "README.md", name=name, description=description, geo=geo)
+    write_cover(raw, pred.denoised, pred.deconvolved, work / "cover.png")
+
+    c = model.config
+    torch_version = s.Version(torch.__version__.split("+")[0])
+    try:
+        return s.ModelDescr(
+            name=name,
+            description=description,
+            authors=[s.Author(name=a) for a in authors],
+            cite=[s.CiteEntry(text=PAPER_CITATION[0], doi=s.Doi(PAPER_CITATION[1])),
+                  s.CiteEntry(text=N2V_CITATION[0], doi=s.Doi(N2V_CITATION[1]))],
+            license=s.LicenseId(license),
+            documentation=s.FileDescr(source=work / "README.md"),
+            covers=[s.FileDescr(source=work / "cover.png")],
+            tags=sorted({"denoising", "deconvolution", "noise2void", "deconoising", "self-supervised",
+                         "fluorescence-light-microscopy", f"{c.ndim}d", "pytorch", *tags}),
+            inputs=[_input(model, geo, work)],
+            outputs=[_output(key, model, geo, work) for key in outputs],
+            weights=s.WeightsDescr(
+                pytorch_state_dict=s.PytorchStateDictWeightsDescr(
+                    source=work / "weights.pt",
+                    architecture=s.ArchitectureFromLibraryDescr(
+                        import_from=ARCHITECTURE[0], callable=s.Identifier(ARCHITECTURE[1]),
+                        kwargs={"depth": c.depth, "channels": c.channels, "ndim": c.ndim,
+                                "psf_shape": [int(n) for n in net.psf.kernel.shape[2:]]}),
+                    pytorch_version=torch_version,
+                    dependencies=s.FileDescr(source=work / "environment.yaml"),
+                ),
+                torchscript=s.TorchscriptWeightsDescr(source=work / "weights_torchscript.pt",
+                                                      pytorch_version=torch_version,
+                                                      parent="pytorch_state_dict"),
+            ),
+            config=s.Config(
+                bioimageio=s.BioimageioConfig(
+                    reproducibility_tolerance=[s.ReproducibilityTolerance(
+                        relative_tolerance=REL_TOLERANCE, absolute_tolerance=ABS_TOLERANCE * model.std,
+                        mismatched_elements_per_million=0)],
+                    architecture_type="U-Net + PSF convolution", task="denoising",
+                    modality="fluorescence microscopy"),
+                **{CONFIG_KEY: _payload(model, __version__)},
+            ),
+        )
+    except ValueError as e:  # pydantic's ValidationError lists every field at fault
+        raise BioimageioExportError(f"the package description is invalid: {_one_line(e)}") from None
+
+
+def _check_license(license: str) -> None:
+    from bioimageio.spec.model import v0_5 as s
+
+    try:
+        s.LicenseId(license)
+    except ValueError:
+        raise BioimageioExportError(f"unknown licence {license!r}: use an SPDX identifier such as CC-BY-4.0, "
+                                    "CC0-1.0 or MIT") from None
+
+
+def _one_line(e: ValueError) -> str:
+    errors = getattr(e, "errors", None)
+    if not callable(errors):
+        return str(e).splitlines()[0]
+    return "; ".join(f"{'.'.join(map(str, err['loc'])) or 'model'}: {err['msg']}" for err in errors())[:1000]
+
+
+def _input(model: DecoNoisingModel, geo: Geometry, work: Path) -> Any:
+    from bioimageio.spec.model import v0_5 as s
+
+    return s.InputTensorDescr(
+        id=s.TensorId("raw"),
+        description="noisy image, any intensity units",
+        axes=[s.BatchAxis(), s.ChannelAxis(channel_names=[s.Identifier("raw")]),
+              *[s.SpaceInputAxis(id=s.AxisId(a), size=s.ParameterizedSize(min=geo.min, step=geo.step))
+                for a in geo.axes]],
+        test_tensor=s.FileDescr(source=work / "test_raw.npy"),
+        pad=s.ReflectPadding(mode="reflect"),  # as our tiled predictor; explicit, or it is not written
+        preprocessing=[s.FixedZeroMeanUnitVarianceDescr(
+            kwargs=s.FixedZeroMeanUnitVarianceKwargs(mean=float(model.mean), std=float(model.std)))],
+    )
+
+
+def _output(key: str, model: DecoNoisingModel, geo: Geometry, work: Path) -> Any:
+    from bioimageio.spec.model import v0_5 as s
+
+    what = {"denoised": "phantom convolved with the PSF, input units",
+            "deconvolved": "the phantom (fluorophore density), input units"}[key]
+    post = []
+    if (model.std, model.mean) != (1.0, 0.0):  # bioimage.io refuses an identity scaling
+        post.append(s.ScaleLinearDescr(kwargs=s.ScaleLinearKwargs(gain=float(model.std),
+                                                                   offset=float(model.mean))))
+    return s.OutputTensorDescr(
+        id=s.TensorId(key),
+        description=what,
+        axes=[s.BatchAxis(), s.ChannelAxis(channel_names=[s.Identifier(key)]),
+              *[s.SpaceOutputAxisWithHalo(id=s.AxisId(a), halo=geo.halo,
+                                          size=s.SizeReference(tensor_id=s.TensorId("raw"), axis_id=s.AxisId(a)))
+                for a in geo.axes]],
+        test_tensor=s.FileDescr(source=work / f"test_{key}.npy"),
+        postprocessing=post,
+    )
+
+
+def _payload(model: DecoNoisingModel, version: str) -> dict[str, Any]:
+    """What our importer needs beyond the weights (which hold the PSF): plain YAML values."""
+    plain = {k: v for k, v in model.to_payload().items() if k not in ("state_dict", "psf")}
+    return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "software_version": str(version), **plain}
+
+
+def _package_tested(descr: Any, path: Path, work: Path) -> None:
+    """Zip the package next to ``path``, run the model test on the zip, then move it in place."""
+    from bioimageio.core import test_model
+    from bioimageio.spec import save_bioimageio_package
+
+    directory = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".zip", dir=directory)
+    os.close(fd)
+    try:
+        save_bioimageio_package(descr, output_path=Path(tmp))
+        summary = test_model(Path(tmp), devices=["cpu"], working_dir=work / "test")
+        if summary.status != "passed":
+            raise BioimageioExportError(f"bioimage.io's model test failed; no package written: {_failures(summary)}")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _failures(summary: Any) -> str:
+    lines = []
+    for d in summary.details:
+        if d.status == "failed":
+            errs = "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" if e.loc else e.msg for e in d.errors)
+            lines.append(f"{d.name}: {errs or 'failed'}")
+    return " | ".join(lines)[:2000] or "unknown reason"
