@@ -236,11 +236,11 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
 def prediction_plan(model: DecoNoisingModel, device: str = "auto", precision: str = "auto") -> ExecutionPlan:
     """Device and precision :func:`predict` will use, and why (``plan.reason``).
 
-    ``precision="auto"`` times this network on one tile with a 256 px core in each
+    ``precision="auto"`` times this network on one tile with a 512 px core in each
     precision the device runs natively, once per machine and network shape (cached).
     """
     m, halo = 2**model.config.depth, tile_halo(model)
-    side = 2 * halo + 256 // m * m
+    side = 2 * halo + 512 // m * m
     kwargs = dict(depth=model.config.depth, channels=model.config.channels, ndim=model.config.ndim)
     probe = prediction_probe(model.build_network, kwargs, None if model.psf is None else model.psf.shape,
                              (side,) * model.config.ndim)
