@@ -38,6 +38,23 @@ def trained(sample, tiny_config):
     return train(sample.noisy, tiny_config.replace(psf_sigma=sample.sigma))
 
 
+@pytest.fixture(scope="session")
+def sample3d():
+    from napari_deconoising.core.sample3d import make_sample_3d
+
+    return make_sample_3d((12, 48, 48), sigma=(2.0, 1.0, 1.0), seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained3d(sample3d, tiny_config):
+    """A tiny trained 3D DecoNoising model (8-plane patches: no Z pooling)."""
+    from napari_deconoising.core import train
+
+    cfg = tiny_config.replace(ndim=3, patch_size=(8, 32, 32), psf_sigma=sample3d.sigma, batch_size=4,
+                              epochs=2, steps_per_epoch=3)
+    return train(sample3d.noisy, cfg, axes="ZYX")
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

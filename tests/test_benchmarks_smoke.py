@@ -59,3 +59,14 @@ def test_ssim_fallback_matches_skimage():
     b = a + rng.normal(0, 0.1, a.shape)
     ref = skimage_metrics.structural_similarity(a, b, data_range=float(a.max() - a.min()))
     assert common._ssim_scipy(a, b, float(a.max() - a.min())) == pytest.approx(ref, abs=1e-6)
+
+
+def test_quality3d_smoke(tmp_path):
+    quality3d = _load("quality3d")
+    summary = quality3d.main(["--smoke", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "quality3d.json").read_text())
+    row = saved["results"]["0"]
+    assert set(row) == {"raw", *quality3d.METHODS}
+    assert all(math.isfinite(v["denoised"]) and math.isfinite(v["deconvolved"]) for v in row.values())
+    assert row["3D DecoNoising"]["pool_z"] is False and row["2D slice-by-slice DecoNoising"]["pool_z"] is None
+    assert summary["results"]["0"]["raw"] == row["raw"]

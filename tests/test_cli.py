@@ -7,6 +7,7 @@ import tifffile
 
 from napari_deconoising.cli import main
 from napari_deconoising.core import gaussian_psf, load_model, make_sample
+from napari_deconoising.core.sample3d import make_sample_3d
 
 TINY_ARGS = ["--depth", "2", "--channels", "8", "--patch-size", "32", "--batch-size", "4",
              "--epochs", "2", "--steps-per-epoch", "2", "--device", "cpu", "--precision", "fp32"]
@@ -20,6 +21,9 @@ def files(tmp_path_factory):
     tifffile.imwrite(d / "stack.tif", np.stack([s.noisy, s.noisy.T]), metadata={"axes": "TYX"})
     tifffile.imwrite(d / "psf.tif", gaussian_psf(1.5))
     tifffile.imwrite(d / "psf3d.tif", gaussian_psf(1.5, ndim=3))
+    v = make_sample_3d((10, 40, 40), sigma=(2.0, 1.0, 1.0), seed=3)
+    tifffile.imwrite(d / "vol.tif", v.noisy, metadata={"axes": "ZYX"})
+    tifffile.imwrite(d / "psf3d_measured.tif", gaussian_psf((2.0, 1.0, 1.0), ndim=3))
     bad = s.noisy.copy()
     bad[5, 5] = np.nan
     tifffile.imwrite(d / "nan.tif", bad)
@@ -66,7 +70,12 @@ def test_train_with_measured_psf_no_psf_and_resume(files):
     (["train", "{d}/nan.tif"], "NaN"),
     (["train", "{d}/rgb.tif"], "channels"),
     (["train", "{d}/line.tif"], "at least 2"),
-    (["train", "{d}/noisy.tif", "--psf", "{d}/psf3d.tif"], "dimensions"),
+    (["train", "{d}/noisy.tif", "--psf", "{d}/psf3d.tif"], "2D model needs a 2D PSF"),
+    (["train", "{d}/noisy.tif", "--3d"], "needs a Z axis"),
+    (["train", "{d}/vol.tif", "--3d", "--psf", "{d}/psf.tif"], "3D model needs a 3D PSF"),
+    (["train", "{d}/vol.tif", "--psf-sigma", "2", "1", "1"], "(3 values need --3d)"),
+    (["train", "{d}/vol.tif", "--3d", "--patch-size", "8", "32"], "--patch-size takes one value or 3"),
+    (["train", "{d}/vol.tif", "--3d", "--patch-size", "2", "32", "32"], "along Z"),
     (["train", "{d}/noisy.tif", "--epochs", "0"], "epochs"),
     (["train", "{d}/noisy.tif", "--resume", "{d}/junk.tif"], "not a readable model"),
 ])
@@ -172,3 +181,38 @@ def test_cli_prints_the_precision_decision(files, capsys, monkeypatch, tmp_path)
     assert main(["predict", str(model), str(files / "noisy.tif"), "--denoised", str(tmp_path / "d.tif")]) == 0
     assert "precision fp32 on cpu: cached measured: fp32" in capsys.readouterr().err
     assert calls == ["train", "predict"]
+
+
+TINY_3D = [a for a in TINY_ARGS if a not in ("--patch-size", "32")]
+
+
+def test_train_3d_and_predict_reads_3d_from_the_model(files, capsys):
+    model = files / "m3d.pt"
+    assert main(["train", str(files / "vol.tif"), "--model", str(model), "--3d", "--psf-sigma", "2", "1", "1",
+                 "--patch-size", "16", "32", "32", *TINY_3D]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "along Z" in err  # 10 planes: the 16-plane patch shrinks
+    m = load_model(model)
+    assert m.ndim == 3 and m.config.psf_sigma == (2.0, 1.0, 1.0) and m.config.patch_size == (16, 32, 32)
+    assert m.psf.shape == (17, 9, 9) and m.config.pool_z is False
+    out = files / "den3d.tif"
+    assert main(["predict", str(model), str(files / "vol.tif"), "--denoised", str(out), "--device", "cpu"]) == 0
+    assert tifffile.imread(out).shape == (10, 40, 40)
+
+
+def test_train_3d_with_measured_psf_and_one_patch_value(files):
+    model = files / "m3d_psf.pt"
+    assert main(["train", str(files / "vol.tif"), "--model", str(model), "--3d", "--psf",
+                 str(files / "psf3d_measured.tif"), "--patch-size", "8", *TINY_3D]) == 0
+    m = load_model(model)
+    assert m.config.psf == "measured" and m.psf.ndim == 3 and m.config.patch_size == 8
+
+
+def test_without_3d_a_stack_trains_slice_by_slice(files):
+    model = files / "m_slices.pt"
+    assert main(["train", str(files / "vol.tif"), "--model", str(model), *TINY_ARGS]) == 0
+    m = load_model(model)
+    assert m.ndim == 2 and m.config.patch_size == 32
+    out = files / "den_slices.tif"
+    assert main(["predict", str(model), str(files / "vol.tif"), "--denoised", str(out), "--device", "cpu"]) == 0
+    assert tifffile.imread(out).shape == (10, 40, 40)

@@ -32,3 +32,41 @@ def test_noise2void_modes():
     assert not TrainConfig(psf="none").uses_psf
     assert not TrainConfig(psf_sigma=0).uses_psf
     assert TrainConfig(psf="measured").uses_psf
+
+
+def test_3d_config_per_axis_sizes_and_round_trip():
+    c = TrainConfig(ndim=3, psf_sigma=(2.0, 1.0, 1.0), patch_size=(16, 64, 64), depth=2)
+    assert c.patch_per_axis == (16, 64, 64) and c.sigma_per_axis == (2.0, 1.0, 1.0)
+    d = c.to_dict()
+    assert d["patch_size"] == [16, 64, 64] and d["pool_z"] is None
+    assert TrainConfig.from_dict(d) == c
+    assert TrainConfig(ndim=3, patch_size=32).patch_per_axis == (32, 32, 32)
+
+
+def test_old_2d_config_dicts_still_load():
+    old = {k: v for k, v in TrainConfig(epochs=3).to_dict().items() if k != "pool_z"}
+    c = TrainConfig.from_dict(old)
+    assert c.ndim == 2 and c.pool_z is None and c.patch_size == 100 and c.pools_z()
+
+
+def test_z_pooling_is_automatic_for_thick_patches_only():
+    # depth 2: the coarsest level keeps >= 4 planes from 16 planes on
+    assert TrainConfig(ndim=3, depth=2, patch_size=(16, 64, 64)).pools_z()
+    assert not TrainConfig(ndim=3, depth=2, patch_size=(8, 64, 64)).pools_z()
+    assert not TrainConfig(ndim=3, depth=3, patch_size=(16, 64, 64)).pools_z()
+    assert TrainConfig(ndim=3, depth=2, patch_size=(8, 64, 64)).pools_z(z_patch=32)
+    assert not TrainConfig(ndim=3, depth=2, patch_size=(32, 64, 64), pool_z=False).pools_z()
+
+
+@pytest.mark.parametrize("changes, field", [
+    (dict(ndim=4), "ndim"),
+    (dict(ndim=3, patch_size=(4, 64, 64)), "patch_size"),  # Z smaller than the 5x5x5 neighbourhood
+    (dict(ndim=3, patch_size=(8, 64, 64), pool_z=True), "patch_size"),  # pooled Z needs 2*2**depth
+    (dict(ndim=3, patch_size=(16, 8, 64)), "patch_size"),
+    (dict(patch_size=(16, 64, 64)), "patch_size"),  # 3 sizes for 2D
+    (dict(ndim=3, psf_sigma=(1.0, 2.0)), "psf_sigma"),
+    (dict(ndim=3, pool_z="yes"), "pool_z"),
+])
+def test_invalid_3d_values_name_the_field(changes, field):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(**changes)

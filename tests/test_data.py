@@ -3,13 +3,9 @@ import pytest
 
 from napari_deconoising.core.data import (
     DataError,
-    DataWarning,
-    PatchSampler,
     as_image_set,
     check_values,
-    fit_patch_size,
     normalisation_stats,
-    split_regions,
 )
 
 
@@ -69,42 +65,30 @@ def test_normalisation_matches_numpy():
     assert m == pytest.approx(allpix.mean()) and s == pytest.approx(allpix.std())
 
 
-def test_patch_shrinks_with_warning_or_fails():
-    with pytest.warns(DataWarning, match="smaller than the patch"):
-        assert fit_patch_size([np.zeros((50, 70))], 100, 8, 16) == 48
-    with pytest.raises(DataError, match="too small"):
-        fit_patch_size([np.zeros((10, 70))], 100, 8, 16)
+# -- 3D ---------------------------------------------------------------------------------------
+
+def test_3d_views_volumes_without_copying():
+    a = np.random.default_rng(0).random((5, 6, 20, 30)).astype(np.float32)  # TZYX
+    s = as_image_set(a, "TZYX", ndim=3)
+    assert s.ndim == 3 and len(s.slices) == 5 and s.slices[0].shape == (6, 20, 30)
+    assert all(np.shares_memory(v, a) for v in s.slices)  # a time-lapse is never copied
+    np.testing.assert_array_equal(s.restore(0, np.stack(s.slices)), a)
+    assert as_image_set(a[0], ndim=3).slices[0].shape == (6, 20, 30)  # ZYX guessed
 
 
-def test_split_single_image_and_stack():
-    tr, va = split_regions([np.zeros((300, 200))], 0.1, 64)
-    assert tr[0].shape == (236, 200) and va[0].shape == (64, 200)
-    tr, va = split_regions([np.zeros((64, 64))] * 20, 0.1, 64)
-    assert len(tr) == 18 and len(va) == 2
-    with pytest.warns(DataWarning, match="validation"):
-        tr, va = split_regions([np.zeros((100, 100))], 0.1, 64)
-    assert tr == va
+def test_3d_odd_axis_order_restores():
+    a = np.arange(3 * 4 * 5 * 6).reshape(3, 4, 5, 6)
+    s = as_image_set(a, "YZXS", ndim=3)
+    assert len(s.slices) == 6 and s.slices[0].shape == (4, 3, 5)
+    np.testing.assert_array_equal(s.slices[2], a[..., 2].transpose(1, 0, 2))
+    np.testing.assert_array_equal(s.restore(0, np.stack(s.slices)), a)
 
 
-def test_patch_sampler_normalises_augments_and_does_not_touch_data():
-    rng = np.random.default_rng(0)
-    img = rng.random((80, 90)).astype(np.float32) * 100
-    before = img.copy()
-    tr, _ = split_regions([img], 0.1, 32)
-    sampler = PatchSampler([img], tr, 32, mean=50.0, std=10.0, rng=np.random.default_rng(1))
-    p = sampler.sample(64)
-    assert p.shape == (64, 1, 32, 32) and p.dtype == np.float32
-    np.testing.assert_array_equal(img, before)
-    assert abs(p.mean()) < 0.3  # roughly centred by the given mean/std
-    # every patch is some rotation/flip of a crop of the training region
-    crop = (p[0, 0] * 10 + 50)
-    found = False
-    for k in range(4):
-        for flip in (False, True):
-            q = np.rot90(crop, -k) if not flip else np.rot90(crop[:, ::-1], -k)
-            for y in range(tr[0].y0, tr[0].y1 - 31):
-                hits = np.where(np.abs(img[y, :] - q[0, 0]) < 1e-3)[0]
-                for x in hits:
-                    if x + 32 <= img.shape[1] and np.allclose(img[y:y + 32, x:x + 32], q, atol=1e-3):
-                        found = True
-    assert found
+@pytest.mark.parametrize("data, axes, msg", [
+    (np.zeros((3, 20, 20)), "SYX", "needs a Z axis"),
+    (np.zeros((20, 20)), None, "needs a Z axis"),
+    (np.zeros((2, 2, 3, 20, 20)), None, "cannot guess"),
+])
+def test_3d_bad_input(data, axes, msg):
+    with pytest.raises(DataError, match=msg):
+        as_image_set(data, axes, ndim=3)

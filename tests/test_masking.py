@@ -93,3 +93,57 @@ def test_loss_is_masked_mse_plus_weighted_positivity():
     assert total == pytest.approx(5.0)
     total0, _, pos0 = deconoising_loss(den, phantom, target, mask, positivity=0.0)
     assert total0 == pytest.approx(4.5) and pos0 == 0
+
+
+# -- 3D ---------------------------------------------------------------------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(d=st.integers(5, 20), h=st.integers(5, 40), w=st.integers(5, 40), radius=st.integers(1, 2),
+       seed=st.integers(0, 10_000), fraction=st.sampled_from([0.03125, 0.1, 0.2]))
+def test_3d_mask_never_copies_a_voxel_onto_itself_or_another_spot(d, h, w, radius, seed, fraction):
+    g = torch.Generator().manual_seed(seed)
+    spots, sources = blind_spot_mask((2, d, h, w), fraction, radius, generator=g)
+    assert spots.shape == sources.shape and spots.shape[1] == 4
+    assert (spots[:, 0] == sources[:, 0]).all()
+    offset = (sources[:, 1:] - spots[:, 1:]).abs()
+    assert (offset.max(dim=1).values >= 1).all()  # never itself, also at the borders
+    assert (offset <= radius).all()  # inside the (2r+1)^3 neighbourhood
+    assert (sources[:, 1:] >= 0).all()
+    assert (sources[:, 1:] < torch.tensor([d, h, w])).all()
+    spot_set = {tuple(s) for s in spots.tolist()}
+    assert len(spot_set) == len(spots)
+    assert not any(tuple(s) in spot_set for s in sources.tolist())
+
+
+def test_3d_mask_is_stratified_over_z_y_x_and_uses_z_neighbours():
+    g = torch.Generator().manual_seed(0)
+    n, d, h, w = 40, 16, 48, 48
+    spots, sources = blind_spot_mask((n, d, h, w), 0.03125, 2, generator=g)
+    # Integer box edges (floor(k * 3.17)) make the first boxes 3 wide, so thin patches get
+    # a few percent more spots than asked (7% at 16 planes, 2.6% at 64).
+    assert abs(len(spots) / (n * d * h * w) - 0.03125) / 0.03125 < 0.1
+    big, _ = blind_spot_mask((4, 64, 64, 64), 0.03125, 2, generator=g)
+    assert abs(len(big) / (4 * 64**3) - 0.03125) / 0.03125 < 0.05
+    for ax, size in zip((1, 2, 3), (d, h, w)):
+        assert set(spots[:, ax].tolist()) == set(range(size))  # every plane, row, column
+    # even spread: the count per Z plane is close to uniform
+    per_plane = torch.bincount(spots[:, 1], minlength=d).float()
+    assert per_plane.std() / per_plane.mean() < 0.1
+    # the replacement comes from other planes as well as from the same plane
+    dz = (sources[:, 1] - spots[:, 1]).abs()
+    assert (dz == 0).any() and (dz == 2).any()
+
+
+@pytest.mark.parametrize("psf", [None, gaussian_psf((2.0, 1.0, 1.0), ndim=3)])
+@pytest.mark.parametrize("pool_z", [True, False])
+def test_3d_blind_spot_is_real(psf, pool_z):
+    torch.manual_seed(0)
+    net = DecoNoisingNet(psf, depth=2, channels=4, ndim=3, pool_z=pool_z)
+    x = torch.randn(2, 1, 8, 20, 20, requires_grad=True)
+    masked, mask = apply_blind_spots(x, 0.05, 2, torch.Generator().manual_seed(2))
+    denoised, phantom = net(masked)
+    loss, _, _ = deconoising_loss(denoised, phantom, x.detach(), mask, positivity=1.0)
+    loss.backward()
+    assert mask.sum() > 0
+    assert x.grad[mask].abs().max() == 0
+    assert x.grad[~mask].abs().max() > 0

@@ -130,3 +130,17 @@ def test_read_payload_checks_the_envelope_only(tmp_path):
     assert got["format_version"] == FORMAT_VERSION and got["anything"][:3] == [1, 2.5, "x"]
     with pytest.raises(ModelFileError, match="damaged"):
         load_model(tmp_path / "p.pt")
+
+
+def test_3d_model_round_trip_predicts_identically(trained3d, sample3d, tmp_path):
+    p = tmp_path / "m3d.pt"
+    trained3d.save(p)
+    loaded = DecoNoisingModel.load(p)
+    assert loaded.config == trained3d.config
+    assert loaded.config.ndim == 3 and loaded.config.patch_size == (8, 32, 32)
+    assert loaded.config.pool_z is False and loaded.psf.ndim == 3
+    assert "3D (no Z pooling)" in loaded.summary()
+    a = trained3d.predict(sample3d.noisy, "ZYX", device="cpu")
+    b = loaded.predict(sample3d.noisy, "ZYX", device="cpu")
+    np.testing.assert_array_equal(a.denoised, b.denoised)
+    np.testing.assert_array_equal(a.deconvolved, b.deconvolved)

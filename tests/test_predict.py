@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -30,7 +32,7 @@ def test_halo_is_needed(trained, monkeypatch):
 
     img = np.random.default_rng(1).normal(trained.mean, trained.std, (96, 96)).astype(np.float32)
     whole = trained.predict(img, device="cpu", tile_size=4096, precision="fp32")
-    monkeypatch.setattr(P, "tile_halo", lambda m: 8)
+    monkeypatch.setattr(P, "tile_halos", lambda m: (8, 8))
     tiled = trained.predict(img, device="cpu", tile_size=32, precision="fp32")
     assert _rel(tiled.denoised, whole.denoised) > 1e-3
 
@@ -117,7 +119,7 @@ def test_balanced_tiles_cover_the_image_with_no_more_tiles(n, core_m, m):
 
     P = sys.modules["napari_deconoising.core.predict"]
     core = core_m * m
-    origins, cores = P._tile_origins((n, 7), core, m)
+    origins, cores = P._tile_origins((n, 7), (core, core), (m, m))
     ys = sorted({y for y, _ in origins})
     assert len(ys) == -(-n // core)
     assert cores[0] % m == 0 and cores[0] <= max(core, -(-n // m) * m)
@@ -128,5 +130,89 @@ def test_balanced_tiles_example():
     import sys
 
     P = sys.modules["napari_deconoising.core.predict"]
-    origins, cores = P._tile_origins((2048, 2048), 720, 4)
+    origins, cores = P._tile_origins((2048, 2048), (720, 720), (4, 4))
     assert cores == (684, 684) and len(origins) == 9
+
+
+# -- 3D ---------------------------------------------------------------------------------------
+
+def _random_3d_model(pool_z, sigma=(2.0, 1.0, 1.0)):
+    """An untrained 3D model: tiling must be exact for any weights."""
+    import torch
+
+    from napari_deconoising.core import DecoNoisingModel, DecoNoisingNet, TrainConfig, gaussian_psf
+
+    cfg = TrainConfig(ndim=3, depth=2, channels=4, psf_sigma=sigma, patch_size=(16, 32, 32), pool_z=pool_z)
+    psf = gaussian_psf(sigma, ndim=3)
+    torch.manual_seed(0)
+    net = DecoNoisingNet(psf, depth=2, channels=4, ndim=3, pool_z=pool_z)
+    return DecoNoisingModel(cfg, net.state_dict(), 10.0, 3.0, psf)
+
+
+@pytest.mark.parametrize("pool_z", [True, False])
+@pytest.mark.parametrize("shape", [(10, 20, 24), (7, 13, 30)])
+def test_3d_tiled_equals_whole_volume(pool_z, shape):
+    from napari_deconoising.core.predict import tile_halos
+
+    model = _random_3d_model(pool_z)
+    halos = tile_halos(model)
+    m = 4
+    assert halos[1] == halos[2] and halos[0] != halos[1]  # Z has its own context
+    vol = np.random.default_rng(0).normal(10, 3, shape).astype(np.float32)
+    whole = model.predict(vol, "ZYX", device="cpu", tile_size=(400, 400, 400), precision="fp32")
+    mz = m if pool_z else 1
+    # cores that split every axis in two or three
+    cores = [math.ceil(math.ceil(n / 2) / k) * k for n, k in zip(shape, (mz, m, m))]
+    tiles = tuple(c + 2 * h for c, h in zip(cores, halos))
+    calls = []
+    tiled = model.predict(vol, "ZYX", device="cpu", tile_size=tiles, batch_size=3, precision="fp32",
+                          progress=lambda d, t: calls.append(t))
+    assert calls[-1] >= 8
+    assert _rel(tiled.denoised, whole.denoised) < 1e-4
+    assert _rel(tiled.deconvolved, whole.deconvolved) < 1e-4
+
+
+def test_3d_z_halo_is_needed(monkeypatch):
+    import sys
+
+    from napari_deconoising.core.predict import tile_halos
+
+    P = sys.modules["napari_deconoising.core.predict"]
+    model = _random_3d_model(False)
+    vol = np.random.default_rng(1).normal(10, 3, (12, 16, 16)).astype(np.float32)
+    whole = model.predict(vol, "ZYX", device="cpu", tile_size=400, precision="fp32")
+    hz, hy, hx = tile_halos(model)
+    monkeypatch.setattr(P, "tile_halos", lambda m: (2, hy, hx))
+    tiled = model.predict(vol, "ZYX", device="cpu", tile_size=(8, 2 * hy + 16, 2 * hx + 16), precision="fp32")
+    assert _rel(tiled.denoised, whole.denoised) > 1e-3
+
+
+def test_3d_stack_of_volumes_layout_progress_and_cancel(trained3d, sample3d):
+    tzyx = np.stack([sample3d.noisy, sample3d.noisy[::-1]]).clip(0, None).astype(np.uint16)
+    calls = []
+    pred = trained3d.predict(tzyx, "TZYX", device="cpu", progress=lambda d, t: calls.append((d, t)))
+    assert pred.denoised.shape == tzyx.shape and pred.deconvolved.dtype == np.float32
+    assert calls[-1][0] == calls[-1][1] >= 2  # at least one tile per volume
+    one = trained3d.predict(tzyx[1], "ZYX", device="cpu")
+    np.testing.assert_allclose(pred.denoised[1], one.denoised, rtol=1e-5, atol=1e-4)
+    # axes in another order give the same result
+    moved = np.moveaxis(tzyx, 1, -1)  # TYXZ
+    pred2 = trained3d.predict(moved, "TYXZ", device="cpu")
+    np.testing.assert_allclose(np.moveaxis(pred2.denoised, -1, 1), pred.denoised, rtol=1e-5, atol=1e-4)
+    with pytest.raises(Cancelled):
+        trained3d.predict(tzyx, "TZYX", device="cpu", cancel=lambda: True)
+
+
+def test_3d_auto_tile_shape_and_bad_input(trained3d):
+    import torch
+
+    from napari_deconoising.core.predict import auto_tile_shape, tile_halos
+
+    hz, hy, _ = tile_halos(trained3d)
+    tz, ty, tx = auto_tile_shape(trained3d, torch.device("cpu"), (12, 500, 500))
+    assert tz == 12 + 2 * hz  # a thin stack is never split in Z
+    assert ty == tx and ty > 2 * hy and ty % 4 == 0
+    with pytest.raises(DataError, match="needs a Z axis"):
+        trained3d.predict(np.zeros((3, 40, 40)), "SYX", device="cpu")
+    with pytest.raises(ValueError, match="tile_size"):
+        trained3d.predict(np.random.rand(12, 40, 40), "ZYX", device="cpu", tile_size=(4, 200, 200))

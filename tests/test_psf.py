@@ -130,3 +130,65 @@ def test_load_psf_from_tiff(tmp_path):
     (tmp_path / "junk.tif").write_bytes(b"not a tiff")
     with pytest.raises(PSFError, match="cannot read"):
         load_psf(tmp_path / "junk.tif")
+
+
+# -- 3D ---------------------------------------------------------------------------------------
+
+@settings(max_examples=30, deadline=None)
+@given(sz=st.floats(0, 4), sy=st.floats(0, 3), sx=st.floats(0, 3))
+def test_3d_gaussian_psf_sums_to_one_and_is_centred(sz, sy, sx):
+    k = gaussian_psf((sz, sy, sx), ndim=3)
+    assert k.ndim == 3 and abs(float(k.sum()) - 1) < 1e-5
+    assert all(n % 2 == 1 for n in k.shape)
+    for ax in range(3):
+        np.testing.assert_allclose(k, np.flip(k, ax), atol=1e-7)
+    assert np.unravel_index(k.argmax(), k.shape) == tuple(n // 2 for n in k.shape)
+
+
+def test_3d_kernel_is_anisotropic():
+    assert gaussian_psf((2.0, 1.0, 1.0), ndim=3).shape == (17, 9, 9)
+    assert gaussian_psf((0.0, 1.0, 1.0), ndim=3).shape == (1, 9, 9)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_3d_convolution_equals_scipy_convolve_reflect(method):
+    rng = np.random.default_rng(4)
+    k = rng.random((5, 3, 7)).astype(np.float32)
+    k[0, 0, 0] = 4  # asymmetric
+    k /= k.sum()
+    vol = rng.random((9, 14, 17)).astype(np.float32)
+    got = PSFConvolution(k, method=method)(torch.from_numpy(vol)[None, None])[0, 0].numpy()
+    want = ndimage.convolve(vol.astype(np.float64), k.astype(np.float64), mode="mirror")
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    corr = ndimage.correlate(vol.astype(np.float64), k.astype(np.float64), mode="mirror")
+    assert np.abs(got - corr).max() > 1e-2
+
+
+def test_3d_gaussian_all_methods_agree_and_preserve_constants():
+    k = gaussian_psf((2.0, 1.0, 1.0), ndim=3)  # 17 planes: deeper than the volume below
+    x = torch.randn(2, 1, 12, 20, 18)
+    fft = PSFConvolution(k)
+    assert fft.method == "fft"
+    torch.testing.assert_close(fft(x), PSFConvolution(k, method="direct")(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fft(x), PSFConvolution(k, method="separable")(x), atol=1e-5, rtol=1e-5)
+    want = ndimage.convolve(x[0, 0].double().numpy(), k.astype(np.float64), mode="mirror")
+    np.testing.assert_allclose(fft(x)[0, 0].numpy(), want, atol=2e-5)
+    c = torch.full((1, 1, 6, 10, 10), 2.0)
+    torch.testing.assert_close(fft(c), c)
+
+
+def test_3d_measured_psf_from_tiff_and_dimension_mismatch(tmp_path):
+    import tifffile
+
+    raw = np.zeros((11, 8, 9))
+    raw[6, 3, 5] = 10.0
+    raw[5, 3, 5] = raw[7, 3, 5] = 5.0
+    raw[0, 0, 0] = -1.0
+    tifffile.imwrite(tmp_path / "psf3d.tif", raw.astype(np.float32))
+    psf = load_psf(tmp_path / "psf3d.tif", ndim=3)
+    assert psf.ndim == 3 and abs(psf.sum() - 1) < 1e-6 and psf.min() >= 0
+    assert psf[tuple(n // 2 for n in psf.shape)] == psf.max()
+    with pytest.raises(PSFError, match="3D model needs a 3D PSF"):
+        prepare_psf(gaussian_psf(1.0), ndim=3)
+    with pytest.raises(PSFError, match="2D model needs a 2D PSF"):
+        load_psf(tmp_path / "psf3d.tif", ndim=2)

@@ -159,3 +159,73 @@ def test_bf16_cpu_training_runs(sample, tiny_config):
         pytest.skip("CPU has no native bf16")
     model = train(sample.noisy, tiny_config.replace(precision="bf16", epochs=1))
     assert np.isfinite(model.predict(sample.noisy, device="cpu", precision="bf16").denoised).all()
+
+
+# -- 3D ---------------------------------------------------------------------------------------
+
+def test_short_3d_training_raises_psnr(tiny_config):
+    from napari_deconoising.core.sample3d import make_sample_3d
+
+    s = make_sample_3d((16, 64, 64), sigma=(2.0, 1.0, 1.0), seed=3)
+    cfg = tiny_config.replace(ndim=3, patch_size=(8, 32, 32), psf_sigma=s.sigma, batch_size=4,
+                              epochs=6, steps_per_epoch=6, lr=2e-3)
+    trainer = Trainer(s.noisy, cfg, axes="ZYX")
+    assert trainer.patch_shape == (8, 32, 32) and trainer.config.pool_z is False
+    assert trainer.psf.shape == (17, 9, 9)
+    epochs = [e for e in trainer.run() if e.kind == "epoch"]
+    assert epochs[-1].val_loss < epochs[0].val_loss
+    pred = trainer.model.predict(s.noisy, "ZYX", device="cpu")
+    assert pred.denoised.shape == s.noisy.shape
+    assert psnr(s.clean, pred.denoised) > psnr(s.clean, s.noisy) + 3
+
+
+def test_3d_patch_deeper_than_the_stack_shrinks_with_a_warning(sample3d, tiny_config):
+    cfg = tiny_config.replace(ndim=3, patch_size=(32, 32, 32), psf_sigma=(2.0, 1.0, 1.0))
+    tr = Trainer(sample3d.noisy, cfg, axes="ZYX")  # 12 planes
+    assert tr.patch_shape == (12, 32, 32) and tr.patch == (12, 32, 32)
+    assert any("along Z" in w and "smaller than the patch" in w for w in tr.warnings)
+    assert tr.config.pool_z is False  # decided from the 12 planes actually used, and recorded
+    assert tr.sampler.sample(2).shape == (2, 1, 12, 32, 32)
+    ten = sample3d.noisy[:10]
+    assert Trainer(ten, cfg, axes="ZYX").patch_shape == (10, 32, 32)
+    pooled = Trainer(ten, cfg.replace(pool_z=True), axes="ZYX")
+    assert pooled.patch_shape == (8, 32, 32)  # a pooled Z needs a multiple of 2**depth
+    assert pooled.net.unet.pool_z
+
+
+def test_3d_time_lapse_trains_volume_by_volume(sample3d, tiny_config):
+    tzyx = np.stack([sample3d.noisy, sample3d.noisy[:, ::-1], sample3d.noisy[:, :, ::-1]])
+    cfg = tiny_config.replace(ndim=3, patch_size=(8, 32, 32), batch_size=2, epochs=1, steps_per_epoch=2)
+    tr = Trainer(tzyx, cfg, axes="TZYX")
+    assert len(tr.slices) == 3 and all(np.shares_memory(v, tzyx) for v in tr.slices)  # never copied
+    assert tr.val_x.shape[2:] == (8, 32, 32)
+    model = train(tzyx, cfg, axes="TZYX")
+    assert model.predict(tzyx, "TZYX", device="cpu").denoised.shape == tzyx.shape
+
+
+def test_3d_bad_input(sample3d, tiny_config):
+    from napari_deconoising.core import PSFError, gaussian_psf
+
+    cfg = tiny_config.replace(ndim=3, patch_size=(8, 32, 32))
+    with pytest.raises(DataError, match="needs a Z axis"):
+        Trainer(sample3d.noisy, cfg, axes="SYX")
+    with pytest.raises(PSFError, match="3D model needs a 3D PSF"):
+        Trainer(sample3d.noisy, cfg.replace(psf="measured"), axes="ZYX", psf=gaussian_psf(1.0))
+    with pytest.raises(DataError, match="too small along Z"):
+        Trainer(sample3d.noisy[:4], cfg, axes="ZYX")
+
+
+def test_3d_resume_keeps_the_architecture(trained3d, sample3d, tiny_config):
+    cfg = tiny_config.replace(ndim=3, patch_size=(16, 32, 32), epochs=1, steps_per_epoch=1, batch_size=2,
+                              depth=3, pool_z=True)
+    tr = Trainer(sample3d.noisy, cfg, axes="ZYX", resume=trained3d)
+    assert tr.config.depth == 2 and tr.config.pool_z is False and not tr.net.unet.pool_z
+
+
+def test_resume_refuses_to_switch_between_2d_and_3d(trained3d, trained, sample3d, sample, tiny_config):
+    from napari_deconoising.core import ConfigError
+
+    with pytest.raises(ConfigError, match="resume is 3D"):
+        Trainer(sample3d.noisy, tiny_config, axes="ZYX", resume=trained3d)
+    with pytest.raises(ConfigError, match="resume is 2D"):
+        Trainer(sample3d.noisy, tiny_config.replace(ndim=3, patch_size=(8, 32, 32)), axes="ZYX", resume=trained)

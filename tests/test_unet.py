@@ -49,3 +49,32 @@ def test_network_returns_denoised_and_phantom():
     n2v = DecoNoisingNet(None, depth=2, channels=4)
     den, ph = n2v(torch.randn(1, 1, 30, 30))
     assert torch.equal(den, ph)
+
+
+@pytest.mark.parametrize("pool_z", [True, False])
+def test_3d_unet_takes_any_z_and_pools_z_only_when_asked(pool_z):
+    net = UNet(depth=2, channels=4, ndim=3, pool_z=pool_z)
+    for z in (5, 7, 16):
+        assert net(torch.randn(1, 1, z, 20, 17)).shape == (1, 1, z, 20, 17)
+    assert net.multiples == ((4, 4, 4) if pool_z else (1, 4, 4))
+    assert net.pool.kernel_size == (2 if pool_z else (1, 2, 2))
+
+
+@pytest.mark.parametrize("pool_z", [True, False])
+@pytest.mark.parametrize("upsampling", ["bilinear", "transpose"])
+def test_3d_receptive_radius_bounds_the_influence_of_a_voxel(pool_z, upsampling):
+    torch.manual_seed(0)
+    depth = 2
+    net = UNet(depth=depth, channels=2, ndim=3, pool_z=pool_z, upsampling=upsampling).eval()
+    n, c = 64, 32
+    x = torch.zeros(1, 1, n, n, n)
+    with torch.no_grad():
+        base = net(x)
+        x[0, 0, c, c, c] = 1.0
+        diff = (net(x) - base).abs()[0, 0]
+    zs, ys, xs = torch.nonzero(diff > 0, as_tuple=True)
+    reach_z = (zs - c).abs().max().item()
+    reach_yx = max((ys - c).abs().max(), (xs - c).abs().max()).item()
+    assert 0 < reach_yx <= unet_receptive_radius(depth)
+    rz = unet_receptive_radius(depth, pooled=pool_z)
+    assert 0 < reach_z <= rz and reach_z > rz // 2

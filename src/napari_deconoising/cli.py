@@ -43,22 +43,37 @@ def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list[np.ndarra
 def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray | None]:
     from .core.psf import load_psf
 
+    ndim = 3 if args.three_d else 2
+    axes = "Z Y X" if ndim == 3 else "Y X"
+    for flag, values in (("--psf-sigma", args.psf_sigma), ("--patch-size", args.patch_size)):
+        if values is not None and len(values) not in (1, ndim):
+            hint = "" if ndim == 3 or len(values) != 3 else " (3 values need --3d)"
+            raise CLIError(f"{flag} takes one value or {ndim} ({axes}), got {len(values)}{hint}")
     psf_array = None
     if args.no_psf:
         psf_kind, sigma = "none", 0.0
     elif args.psf is not None:
         psf_kind, sigma = "measured", 0.0
-        psf_array = load_psf(args.psf)
+        psf_array = load_psf(args.psf, ndim=ndim)
     else:
         psf_kind = "gaussian"
         sigma = tuple(args.psf_sigma) if len(args.psf_sigma) > 1 else args.psf_sigma[0]
+    if args.patch_size is None:
+        patch = _DEFAULT_PATCH_3D if ndim == 3 else TrainConfig.patch_size
+    else:
+        patch = tuple(args.patch_size) if len(args.patch_size) > 1 else args.patch_size[0]
     cfg = TrainConfig(
         psf=psf_kind, psf_sigma=sigma, positivity=args.positivity, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, micro_batches=args.micro_batches,
-        patch_size=args.patch_size, val_fraction=args.val_fraction, lr=args.lr, depth=args.depth,
-        channels=args.channels, seed=args.seed, device=args.device, precision=args.precision,
+        patch_size=patch, val_fraction=args.val_fraction, lr=args.lr, depth=args.depth,
+        channels=args.channels, seed=args.seed, device=args.device, precision=args.precision, ndim=ndim,
     )
     return cfg, psf_array
+
+
+# A 100^3 patch (the 2D default cubed) is 16x the voxels of the 16x64x64, and most
+# stacks are thinner than 100 planes anyway.
+_DEFAULT_PATCH_3D = (16, 64, 64)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -152,8 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", required=True, metavar="OUT.pt", help="where to save the model")
     psf = t.add_mutually_exclusive_group()
     psf.add_argument("--psf-sigma", type=float, nargs="+", default=[1.0], metavar="S",
-                     help="Gaussian PSF sigma in pixels, one value or one per axis (Y X) (default 1.0)")
-    psf.add_argument("--psf", metavar="PSF.tif", help="measured PSF (TIFF), instead of a Gaussian")
+                     help="Gaussian PSF sigma in pixels, one value or one per axis: Y X, or Z Y X with --3d "
+                          "(default 1.0)")
+    psf.add_argument("--psf", metavar="PSF.tif",
+                     help="measured PSF (TIFF), instead of a Gaussian; YX, or ZYX with --3d")
     psf.add_argument("--no-psf", action="store_true", help="no PSF: plain Noise2Void")
     t.add_argument("--positivity", type=float, default=d.positivity, help="positivity weight lambda (0 = off)")
     t.add_argument("--epochs", type=int, default=d.epochs)
@@ -161,12 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=d.batch_size, help="patches per optimiser step")
     t.add_argument("--micro-batches", type=int, default=d.micro_batches,
                    help="split each step into this many passes to save memory (gradient accumulation)")
-    t.add_argument("--patch-size", type=int, default=d.patch_size)
+    t.add_argument("--patch-size", type=int, nargs="+", metavar="N",
+                   help=f"patch size, one value or one per axis: Y X, or Z Y X with --3d; shrunk to fit the "
+                        f"data (default {d.patch_size}, with --3d {' '.join(map(str, _DEFAULT_PATCH_3D))})")
+    t.add_argument("--3d", dest="three_d", action="store_true",
+                   help="train a 3D model on volumes (the inputs need a Z axis); without it a Z-stack "
+                        "trains slice by slice")
     t.add_argument("--val-fraction", type=float, default=d.val_fraction)
     t.add_argument("--lr", type=float, default=d.lr)
     t.add_argument("--depth", type=int, default=d.depth)
     t.add_argument("--channels", type=int, default=d.channels)
-    t.add_argument("--axes", help="axis letters of the inputs, e.g. YX, SYX, TYX, ZYX (default: from the file)")
+    t.add_argument("--axes", help="axis letters of the inputs, e.g. YX, SYX, TYX, ZYX, TZYX (default: from the file)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     t.add_argument("--seed", type=int, default=d.seed)

@@ -6,6 +6,9 @@ Typical use::
     model = train(noisy, TrainConfig(psf_sigma=1.5))
     result = model.predict(noisy)
     result.denoised, result.deconvolved
+
+    # volumes: a 3D U-Net and a 3D PSF (sigma per axis, Z Y X)
+    model3d = train(stack, TrainConfig(ndim=3, psf_sigma=(2, 1, 1), patch_size=(16, 64, 64)), axes="ZYX")
 """
 
 from .config import ConfigError, TrainConfig
@@ -18,6 +21,7 @@ from .network import DecoNoisingNet
 from .predict import Cancelled, Prediction, predict, predict_iter
 from .psf import PSFConvolution, PSFError, gaussian_psf, load_psf, prepare_psf
 from .sample import Sample, make_sample, psnr
+from .sample3d import Sample3D, make_sample_3d
 from .train import Trainer, TrainEvent, train
 from .unet import UNet
 
@@ -34,6 +38,7 @@ __all__ = [
     "PSFError",
     "Prediction",
     "Sample",
+    "Sample3D",
     "TrainConfig",
     "TrainEvent",
     "Trainer",
@@ -45,6 +50,7 @@ __all__ = [
     "load_model",
     "load_psf",
     "make_sample",
+    "make_sample_3d",
     "predict",
     "predict_iter",
     "prepare_psf",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ class TrainConfig:
         with ``psf_sigma=0``) is plain Noise2Void.
     psf_sigma : float or tuple of float
         Standard deviation of the Gaussian PSF in pixels, one value for all axes or
-        one per spatial axis (Y, X).
+        one per spatial axis ((Y, X), or (Z, Y, X) when ``ndim=3``).
     positivity : float
         Weight lambda of the positivity term ``mean(max(0, -phantom))``; 0 disables it.
     epochs, steps_per_epoch : int
@@ -41,8 +42,10 @@ class TrainConfig:
     micro_batches : int
         Split each step into this many forward/backward passes (gradient accumulation)
         to save memory; the optimiser still sees ``batch_size`` patches per step.
-    patch_size : int
-        Side length of the square training patches, in pixels.
+    patch_size : int or tuple of int
+        Size of the training patches in pixels: one side for all axes (square or
+        cubic patches) or one per spatial axis ((Y, X) or (Z, Y, X)). A patch larger
+        than the data is shrunk to fit, with a warning.
     val_fraction : float
         Fraction of the data held out for validation (at least one patch).
     lr : float
@@ -64,6 +67,14 @@ class TrainConfig:
     precision : {"auto", "fp32", "bf16", "fp16"}
         Numeric precision of the forward pass. ``"auto"`` uses mixed precision on a
         GPU and bf16 on CPUs that have native bf16 units, else fp32.
+    ndim : {2, 3}
+        2 trains on images (a Z-stack slice by slice), 3 on volumes (Z, Y, X).
+    pool_z : bool or None
+        3D only: whether the U-Net also pools (and upsamples) along Z. ``None`` decides
+        from the Z patch size: Z is pooled when the patch has at least
+        ``4 * 2**depth`` planes, so that the coarsest level still holds 4 planes for its
+        3x3x3 convolutions; thinner patches (thin stacks, anisotropic voxels) keep
+        their full Z resolution at every level. Training stores the decision.
     """
 
     psf: str = "gaussian"
@@ -73,7 +84,7 @@ class TrainConfig:
     steps_per_epoch: int = 10
     batch_size: int = 20
     micro_batches: int = 1
-    patch_size: int = 100
+    patch_size: int | tuple[int, ...] = 100
     val_fraction: float = 0.1
     lr: float = 1e-3
     lr_patience: int = 10
@@ -86,11 +97,15 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     ndim: int = field(default=2)
+    pool_z: bool | None = None
 
     def __post_init__(self) -> None:
+        # Lists come from JSON/model files; tuples keep the config hashable.
         sigma = self.psf_sigma
         if isinstance(sigma, list):
             object.__setattr__(self, "psf_sigma", tuple(float(s) for s in sigma))
+        if isinstance(self.patch_size, list):
+            object.__setattr__(self, "patch_size", tuple(self.patch_size))
         self.validate()
 
     # -- validation -------------------------------------------------------------
@@ -101,6 +116,7 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: {what}")
 
+        need(self.ndim in (2, 3) and not isinstance(self.ndim, bool), "ndim", "must be 2 or 3")
         need(self.psf in PSF_KINDS, "psf", f"must be one of {PSF_KINDS}")
         sig = self.psf_sigma if isinstance(self.psf_sigma, tuple) else (self.psf_sigma,)
         need(
@@ -116,8 +132,7 @@ class TrainConfig:
                  "must be a whole number >= 1")
         need(self.depth <= 6, "depth", "must be <= 6")
         need(self.micro_batches <= self.batch_size, "micro_batches", "must be <= batch_size")
-        need(_is_int(self.patch_size) and self.patch_size >= 2 ** self.depth * 2,
-             "patch_size", f"must be a whole number >= {2 ** self.depth * 2} for depth {self.depth}")
+        need(self.pool_z is None or isinstance(self.pool_z, bool), "pool_z", "must be True, False or None")
         need(_is_real(self.val_fraction) and 0 < self.val_fraction < 1, "val_fraction",
              "must be between 0 and 1 (exclusive)")
         need(_is_real(self.lr) and 0 < self.lr < 1, "lr", "must be between 0 and 1")
@@ -127,12 +142,25 @@ class TrainConfig:
              "must be in (0, 0.25]")
         need(_is_int(self.mask_radius) and 1 <= self.mask_radius <= 10, "mask_radius",
              "must be a whole number from 1 to 10")
-        need(self.patch_size > 2 * self.mask_radius, "patch_size",
-             "must be larger than twice mask_radius")
+        self._validate_patch(need)
         need(_is_int(self.seed) and self.seed >= 0, "seed", "must be a whole number >= 0")
         need(self.device in DEVICES, "device", f"must be one of {DEVICES}")
         need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
-        need(self.ndim == 2, "ndim", "only 2D training is supported (3D stacks train slice by slice)")
+
+    def _validate_patch(self, need: Callable[[bool, str, str], None]) -> None:
+        p = self.patch_size
+        sizes = p if isinstance(p, tuple) else (p,)
+        axes = "ZYX"[-self.ndim:]
+        need(len(sizes) in (1, self.ndim) and all(_is_int(n) for n in sizes), "patch_size",
+             f"must be a whole number or {self.ndim} whole numbers ({' '.join(axes)})")
+        pooled = 2 ** self.depth * 2
+        unpooled = 2 * self.mask_radius + 1
+        for ax, n in zip(axes, self.patch_per_axis):
+            # An unpooled Z axis only needs room for the blind-spot neighbourhood.
+            smallest = unpooled if ax == "Z" and self.pool_z is not True else max(pooled, unpooled)
+            need(n >= smallest, "patch_size",
+                 f"must be >= {smallest} px along {ax} for depth {self.depth} and mask radius "
+                 f"{self.mask_radius}")
 
     # -- helpers ----------------------------------------------------------------
     @property
@@ -151,6 +179,27 @@ class TrainConfig:
         return tuple(float(v) for v in s) if isinstance(s, tuple) else (float(s),) * self.ndim
 
     @property
+    def patch_per_axis(self) -> tuple[int, ...]:
+        """The patch size expanded to one value per spatial axis."""
+        p = self.patch_size
+        if isinstance(p, tuple):
+            return p * self.ndim if len(p) == 1 else p
+        return (p,) * self.ndim
+
+    def pools_z(self, z_patch: int | None = None) -> bool:
+        """Whether a 3D U-Net pools along Z (always True in 2D, where there is no Z).
+
+        ``z_patch`` is the Z patch size actually used (after fitting it to the data);
+        it defaults to the configured one. See ``pool_z``.
+        """
+        if self.ndim == 2:
+            return True
+        if self.pool_z is not None:
+            return self.pool_z
+        z = self.patch_per_axis[0] if z_patch is None else z_patch
+        return z >= 4 * 2 ** self.depth
+
+    @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
 
@@ -160,8 +209,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        if isinstance(d["psf_sigma"], tuple):
-            d["psf_sigma"] = list(d["psf_sigma"])
+        for key in ("psf_sigma", "patch_size"):
+            if isinstance(d[key], tuple):
+                d[key] = list(d[key])
         return d
 
     @classmethod

@@ -1,10 +1,9 @@
-"""Turning user arrays into training patches: checks, normalisation, sampling."""
+"""Checking user arrays and viewing them as 2D images or 3D volumes; normalisation."""
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,10 +13,9 @@ __all__ = [
     "DataWarning",
     "ImageSet",
     "as_image_set",
+    "check_values",
     "default_axes",
     "normalisation_stats",
-    "PatchSampler",
-    "split_regions",
 ]
 
 AXES_LETTERS = "STCZYXQ"
@@ -33,37 +31,47 @@ class DataWarning(UserWarning):
 
 @dataclass
 class ImageSet:
-    """Images as a list of 2D views plus what is needed to restore the layout.
+    """Images as a list of 2D (or 3D) views plus what is needed to restore the layout.
 
     Attributes
     ----------
     slices : list of numpy.ndarray
-        2D views (Y, X) into the caller's arrays; never written to.
+        Views (Y, X), or (Z, Y, X) for 3D, into the caller's arrays; never written to.
     shapes : list of tuple
         Original shape of each input array.
     layouts : list of tuple
         ``(perm, canonical_shape)`` per input array: transposing the array by
-        ``perm`` and reshaping to ``(-1, Y, X)`` gives its slices.
+        ``perm`` and reshaping to ``(-1, *spatial)`` gives its slices.
     counts : list of int
         Number of slices per input array.
+    ndim : int
+        Spatial dimensions of each slice (2 or 3).
     """
 
     slices: list[np.ndarray]
     shapes: list[tuple[int, ...]]
     layouts: list[tuple[tuple[int, ...], tuple[int, ...]]]
     counts: list[int]
+    ndim: int = 2
 
     def restore(self, index: int, stack: np.ndarray) -> np.ndarray:
-        """Put a ``(S, Y, X)`` result for input ``index`` back into its input's layout."""
+        """Put a ``(S, *spatial)`` result for input ``index`` back into its input's layout."""
         perm, canon = self.layouts[index]
         inverse = np.argsort(perm)
         out = stack.reshape(canon).transpose(inverse)
         return out if out.flags.c_contiguous else np.ascontiguousarray(out)
 
 
-def default_axes(shape: Sequence[int]) -> str:
-    """Guess an axes string for an array shape (``YX``, ``SYX``, ``SZYX``)."""
+def default_axes(shape: Sequence[int], ndim: int = 2) -> str:
+    """Guess an axes string for an array shape (``YX``, ``SYX``, ``SZYX``; 3D: ``ZYX``, ``SZYX``)."""
     nd = len(shape)
+    if ndim == 3:
+        if nd == 3:
+            return "ZYX"
+        if nd == 4:
+            return "SZYX"
+        raise DataError(f"cannot guess the axes of a {nd}D array {tuple(shape)} for 3D: pass axes "
+                        "with a Z axis (e.g. 'ZYX' or 'TZYX')")
     if nd == 2:
         return "YX"
     if nd == 3:
@@ -78,7 +86,7 @@ def default_axes(shape: Sequence[int]) -> str:
     raise DataError(f"cannot guess the axes of a {nd}D array {tuple(shape)}: pass axes (e.g. 'TZYX')")
 
 
-def _layout(shape: tuple[int, ...], axes: str) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+def _layout(shape: tuple[int, ...], axes: str, ndim: int = 2) -> tuple[tuple[int, ...], tuple[int, ...], int]:
     axes = axes.upper()
     if len(axes) != len(shape):
         raise DataError(f"axes {axes!r} has {len(axes)} letters but the image has {len(shape)} dimensions {shape}")
@@ -89,20 +97,23 @@ def _layout(shape: tuple[int, ...], axes: str) -> tuple[tuple[int, ...], tuple[i
         raise DataError(f"axes {axes!r} repeats a letter")
     if "Y" not in axes or "X" not in axes:
         raise DataError(f"axes {axes!r} must contain Y and X")
+    if ndim == 3 and "Z" not in axes:
+        raise DataError(f"3D needs a Z axis, but the axes are {axes!r} (pass the axes, e.g. ZYX or TZYX)")
     if "C" in axes and shape[axes.index("C")] > 1:
         raise DataError(
             f"the image has {shape[axes.index('C')]} channels (axis C); DecoNoising works on one "
             "channel at a time: train a model per channel"
         )
-    rest = [i for i, a in enumerate(axes) if a not in "YX"]
-    perm = (*rest, axes.index("Y"), axes.index("X"))
-    h, w = shape[axes.index("Y")], shape[axes.index("X")]
+    spatial = "ZYX"[-ndim:]
+    rest = [i for i, a in enumerate(axes) if a not in spatial]
+    perm = (*rest, *(axes.index(a) for a in spatial))
     n = int(np.prod([shape[i] for i in rest])) if rest else 1
-    return perm, (*[shape[i] for i in rest], h, w) if rest else (h, w), n
+    return perm, tuple(shape[i] for i in perm), n
 
 
-def as_image_set(data: np.ndarray | Sequence[np.ndarray], axes: str | None = None) -> ImageSet:
-    """Check user data and view it as a list of 2D images.
+def as_image_set(data: np.ndarray | Sequence[np.ndarray], axes: str | None = None,
+                 ndim: int = 2) -> ImageSet:
+    """Check user data and view it as a list of 2D images or 3D volumes.
 
     Parameters
     ----------
@@ -111,14 +122,16 @@ def as_image_set(data: np.ndarray | Sequence[np.ndarray], axes: str | None = Non
         dtype. Never modified or copied (except where a transpose forces a copy).
     axes : str, optional
         Axis letters of each array (``YX``, ``SYX``, ``TYX``, ``ZYX``, ``TZYX``...). All
-        axes other than Y and X are treated as a stack of 2D images. Guessed when
-        omitted.
+        axes other than the spatial ones are treated as a stack. Guessed when omitted.
+    ndim : {2, 3}
+        2: the spatial axes are Y, X (a Z-stack is a stack of images). 3: Z, Y, X, and
+        a Z axis is required.
 
     Raises
     ------
     DataError
         For RGB or multichannel data, wrong dimensionality, non-numeric dtypes,
-        empty arrays, or an axes string that does not fit.
+        empty arrays, a missing Z axis in 3D, or an axes string that does not fit.
     """
     arrays = list(data) if isinstance(data, (list, tuple)) else [data]
     if not arrays:
@@ -129,18 +142,20 @@ def as_image_set(data: np.ndarray | Sequence[np.ndarray], axes: str | None = Non
         name = f"image {k}" if len(arrays) > 1 else "the image"
         if a.dtype.kind not in "biuf":
             raise DataError(f"{name} has dtype {a.dtype}; need real numbers (uint8, uint16, float, ...)")
-        if a.ndim < 2:
+        if a.ndim < ndim:
+            if ndim == 3:
+                raise DataError(f"3D needs a Z axis, but {name} has {a.ndim} dimension(s) {a.shape}")
             raise DataError(f"{name} has {a.ndim} dimension(s) {a.shape}; need at least 2 (Y, X)")
         if a.size == 0:
             raise DataError(f"{name} is empty {a.shape}")
-        ax = axes if axes is not None else default_axes(a.shape)
-        perm, canon, n = _layout(a.shape, ax)
-        stack = a.transpose(perm).reshape(-1, canon[-2], canon[-1])
+        ax = axes if axes is not None else default_axes(a.shape, ndim)
+        perm, canon, n = _layout(a.shape, ax, ndim)
+        stack = a.transpose(perm).reshape(-1, *canon[len(canon) - ndim:])
         slices.extend(stack[i] for i in range(stack.shape[0]))
         shapes.append(a.shape)
         layouts.append((perm, canon))
         counts.append(n)
-    return ImageSet(slices, shapes, layouts, counts)
+    return ImageSet(slices, shapes, layouts, counts, ndim)
 
 
 def check_values(slices: Sequence[np.ndarray]) -> None:
@@ -170,106 +185,3 @@ def normalisation_stats(slices: Sequence[np.ndarray]) -> tuple[float, float]:
     if std == 0:
         raise DataError("the image is constant; there is nothing to denoise")
     return mean, std
-
-
-@dataclass(frozen=True)
-class Region:
-    """Rows ``y0:y1`` and columns ``x0:x1`` of slice ``index`` that patches may come from."""
-
-    index: int
-    y0: int
-    y1: int
-    x0: int
-    x1: int
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.y1 - self.y0, self.x1 - self.x0
-
-
-def _warn(message: str) -> None:
-    warnings.warn(message, DataWarning, stacklevel=3)
-
-
-def fit_patch_size(slices: Sequence[np.ndarray], patch_size: int, multiple: int, minimum: int,
-                   warn: Callable[[str], None] = _warn) -> int:
-    """The patch size to use: ``patch_size``, or smaller (with a warning) for small images.
-
-    ``warn`` receives the warning text (default: a :class:`DataWarning`).
-    """
-    smallest = min(min(s.shape) for s in slices)
-    if smallest >= patch_size:
-        return patch_size
-    fitted = (smallest // multiple) * multiple
-    if fitted < minimum:
-        raise DataError(
-            f"the image is too small ({smallest} px along its shorter side); the network needs at "
-            f"least {minimum} px (use a smaller depth)"
-        )
-    warn(f"the image ({smallest} px) is smaller than the patch size {patch_size}; using {fitted} px patches")
-    return fitted
-
-
-def split_regions(slices: Sequence[np.ndarray], val_fraction: float, patch: int,
-                  warn: Callable[[str], None] = _warn) -> tuple[list[Region], list[Region]]:
-    """Split the data into training and validation regions.
-
-    With several slices the last ``val_fraction`` of the slices (at least one) are held
-    out. A single image is cut along its longer axis into a training part and a
-    validation strip of at least one patch. If the image is too small for that, both
-    use the whole image (with a warning).
-    """
-    usable = [i for i, s in enumerate(slices) if min(s.shape) >= patch]
-    full = [Region(i, 0, slices[i].shape[0], 0, slices[i].shape[1]) for i in usable]
-    if len(usable) >= 2:
-        n_val = min(len(usable) - 1, max(1, round(val_fraction * len(usable))))
-        return full[:-n_val], full[-n_val:]
-    (i,) = usable
-    h, w = slices[i].shape
-    length = max(h, w)
-    cut = max(patch, math.ceil(val_fraction * length))
-    if length - cut < patch:
-        warn(
-            f"the image ({h}x{w}) is too small to hold out a separate validation part for "
-            f"{patch} px patches; validation uses the training image, so it cannot detect overfitting"
-        )
-        return full, full
-    if h >= w:
-        return [Region(i, 0, h - cut, 0, w)], [Region(i, h - cut, h, 0, w)]
-    return [Region(i, 0, h, 0, w - cut)], [Region(i, 0, h, w - cut, w)]
-
-
-class PatchSampler:
-    """Random square patches, normalised and augmented, drawn on the fly.
-
-    Only the requested patches are ever materialised, so memory does not grow with
-    the length of a time-lapse. Augmentation draws one of the 8 symmetries of the
-    square (rotations by 90 degrees, with or without a mirror).
-    """
-
-    def __init__(self, slices: Sequence[np.ndarray], regions: Sequence[Region], patch: int,
-                 mean: float, std: float, rng: np.random.Generator, augment: bool = True) -> None:
-        self.slices, self.regions, self.patch = slices, list(regions), patch
-        self.mean, self.std, self.rng, self.augment = mean, std, rng, augment
-        # Pick regions in proportion to how many patch positions they hold.
-        area = np.array([(r.shape[0] - patch + 1) * (r.shape[1] - patch + 1) for r in self.regions], float)
-        self.weights = area / area.sum()
-
-    def sample(self, n: int) -> np.ndarray:
-        """Return ``n`` patches as a float32 array of shape ``(n, 1, patch, patch)``."""
-        p = self.patch
-        out = np.empty((n, 1, p, p), dtype=np.float32)
-        which = self.rng.choice(len(self.regions), size=n, p=self.weights)
-        for j, r_i in enumerate(which):
-            r = self.regions[r_i]
-            y = r.y0 + int(self.rng.integers(0, r.shape[0] - p + 1))
-            x = r.x0 + int(self.rng.integers(0, r.shape[1] - p + 1))
-            patch = self.slices[r.index][y:y + p, x:x + p]
-            if self.augment:
-                patch = np.rot90(patch, int(self.rng.integers(0, 4)))
-                if self.rng.integers(0, 2):
-                    patch = patch[:, ::-1]
-            out[j, 0] = patch
-        out -= self.mean
-        out /= self.std
-        return out

@@ -79,6 +79,10 @@ class ExecutionPlan:
     def precision(self) -> str:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
+    def memory_format(self, ndim: int) -> torch.memory_format:
+        """The memory format for ``ndim``-D feature maps (channels-last when the plan says so)."""
+        return memory_format(self.channels_last, ndim)
+
     def autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.device.type, self.precision)
 

@@ -56,7 +56,7 @@ class DecoNoisingModel:
     def build_network(self) -> DecoNoisingNet:
         """A fresh :class:`DecoNoisingNet` holding these weights (on the CPU)."""
         net = DecoNoisingNet(self.psf, depth=self.config.depth, channels=self.config.channels,
-                             ndim=self.config.ndim)
+                             ndim=self.config.ndim, pool_z=self.config.pools_z())
         net.load_state_dict(self.state_dict)
         return net.eval()
 
@@ -140,7 +140,8 @@ class DecoNoisingModel:
             psf = f"measured PSF {tuple(self.psf.shape)}"
         best = min((h["val_loss"] for h in self.history if h.get("val_loss") is not None), default=None)
         val = f", best val loss {best:.4g}" if best is not None else ""
-        return f"U-Net depth {c.depth}/{c.channels} ch, {psf}, {len(self.history)} epochs{val}"
+        dims = "" if c.ndim == 2 else f"3D ({'' if c.pools_z() else 'no '}Z pooling) "
+        return f"{dims}U-Net depth {c.depth}/{c.channels} ch, {psf}, {len(self.history)} epochs{val}"
 
 
 def _plain(v: Any) -> Any:

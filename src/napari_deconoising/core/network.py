@@ -20,16 +20,16 @@ class DecoNoisingNet(nn.Module):
     psf : numpy.ndarray or None
         Normalised PSF. ``None`` (or a 1-pixel kernel) makes the network plain
         Noise2Void: the denoised signal *is* the U-Net output.
-    depth, channels, ndim :
+    depth, channels, ndim, pool_z :
         See :class:`~napari_deconoising.core.unet.UNet`.
 
     The forward pass returns ``(denoised, phantom)``, both shaped like the input.
     """
 
     def __init__(self, psf: np.ndarray | None, depth: int = 3, channels: int = 64,
-                 ndim: int = 2) -> None:
+                 ndim: int = 2, pool_z: bool = True) -> None:
         super().__init__()
-        self.unet = UNet(depth=depth, channels=channels, ndim=ndim)
+        self.unet = UNet(depth=depth, channels=channels, ndim=ndim, pool_z=pool_z)
         if psf is None:
             psf = np.ones((1,) * ndim, dtype=np.float32)
         self.psf = PSFConvolution(psf)
@@ -41,6 +41,8 @@ class DecoNoisingNet(nn.Module):
             return self.psf(phantom.float()), phantom
 
     @property
-    def receptive_radius(self) -> int:
-        """How far an output pixel (denoised or phantom) can see into the input."""
-        return unet_receptive_radius(self.unet.depth) + max(self.psf.radius)
+    def receptive_radius(self) -> tuple[int, ...]:
+        """Per spatial axis, how far an output pixel (denoised or phantom) can see into the input."""
+        u = self.unet
+        return tuple(unet_receptive_radius(u.depth, pooled=m > 1) + r
+                     for m, r in zip(u.multiples, self.psf.radius))

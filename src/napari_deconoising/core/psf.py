@@ -80,7 +80,8 @@ def prepare_psf(psf: np.ndarray, ndim: int = 2) -> np.ndarray:
     if a.size == 0:
         raise PSFError("PSF is empty")
     if a.ndim != ndim:
-        raise PSFError(f"PSF has {a.ndim} dimensions {a.shape}, the model needs {ndim}")
+        raise PSFError(f"PSF has {a.ndim} dimensions {a.shape}, but a {ndim}D model needs a {ndim}D PSF "
+                       f"({'ZYX' if ndim == 3 else 'YX'})")
     if not np.all(np.isfinite(a)):
         raise PSFError("PSF contains NaN or infinite values")
     a = np.clip(a, 0, None)

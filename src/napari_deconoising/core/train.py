@@ -12,20 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import TrainConfig
-from .data import (
-    PatchSampler,
-    as_image_set,
-    check_values,
-    fit_patch_size,
-    normalisation_stats,
-    split_regions,
-)
+from .config import ConfigError, TrainConfig
+from .data import as_image_set, check_values, normalisation_stats
 from .device import execution_plan, release_memory
 from .loss import deconoising_loss
 from .masking import apply_blind_spots
 from .model import DecoNoisingModel
 from .network import DecoNoisingNet
+from .patches import PatchSampler, fit_patch_to_data, split_regions
 from .probe import training_probe
 from .psf import gaussian_psf, prepare_psf
 
@@ -74,7 +68,8 @@ class Trainer:
         A measured PSF (used when ``config.psf == "measured"``).
     resume : DecoNoisingModel, optional
         Continue from this model: its weights, normalisation and PSF are kept, and its
-        architecture overrides ``config``'s depth, channels and PSF fields.
+        architecture overrides ``config``'s depth, channels, PSF and ``pool_z`` fields.
+        ``config.ndim`` must match the model's.
 
     Attributes
     ----------
@@ -96,18 +91,19 @@ class Trainer:
         self.warnings: list[str] = []
         if resume is not None:
             rc = resume.config
+            if rc.ndim != config.ndim:  # 2D <-> 3D is a different network, never a silent switch
+                raise ConfigError(f"ndim={config.ndim}: the model to resume is {rc.ndim}D; train it in "
+                                  f"{rc.ndim}D ({'--3d' if rc.ndim == 3 else 'without --3d'} on the command line)")
             config = config.replace(depth=rc.depth, channels=rc.channels, psf=rc.psf,
-                                    psf_sigma=rc.psf_sigma, ndim=rc.ndim)
-        self.config = config
+                                    psf_sigma=rc.psf_sigma, ndim=rc.ndim, pool_z=rc.pool_z)
         # Adjustments are collected, not warned: this may run in a GUI worker thread,
         # where the global warnings machinery is not thread-safe. Callers show them.
-        image_set = as_image_set(images, axes)
+        image_set = as_image_set(images, axes, ndim=config.ndim)
         check_values(image_set.slices)
         self.slices = image_set.slices
-        m = 2**config.depth
-        self.patch = fit_patch_size(self.slices, config.patch_size, m, max(2 * m, 2 * config.mask_radius + 1),
-                                    warn=self.warnings.append)
-        train_regions, val_regions = split_regions(self.slices, config.val_fraction, self.patch,
+        self.patch_shape, config = fit_patch_to_data(self.slices, config, warn=self.warnings.append)
+        self.config = config
+        train_regions, val_regions = split_regions(self.slices, config.val_fraction, self.patch_shape,
                                                    warn=self.warnings.append)
 
         if resume is not None:
@@ -118,23 +114,24 @@ class Trainer:
             self.psf = self._make_psf(config, psf)
 
         self.plan = execution_plan(config.device, config.precision, probe=training_probe(
-            dict(depth=config.depth, channels=config.channels, ndim=config.ndim), self.psf,
-            (self.patch,) * config.ndim, config.batch_size // config.micro_batches,
+            dict(depth=config.depth, channels=config.channels, ndim=config.ndim, pool_z=config.pools_z()),
+            self.psf, self.patch_shape, config.batch_size // config.micro_batches,
             None if resume is None else resume.state_dict))
         torch.manual_seed(config.seed)
-        self.net = DecoNoisingNet(self.psf, depth=config.depth, channels=config.channels, ndim=config.ndim)
+        self.net = DecoNoisingNet(self.psf, depth=config.depth, channels=config.channels, ndim=config.ndim,
+                                  pool_z=config.pools_z())
         if resume is not None:
             self.net.load_state_dict(resume.state_dict)
         self.net.to(self.plan.device)
         if self.plan.channels_last:
-            self.net.to(memory_format=torch.channels_last)
+            self.net.to(memory_format=self.plan.memory_format(config.ndim))
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience)
         self.scaler = torch.amp.GradScaler(self.plan.device.type) if self.plan.use_grad_scaler else None
 
         rng = np.random.default_rng(config.seed)
-        self.sampler = PatchSampler(self.slices, train_regions, self.patch, self.mean, self.std, rng)
+        self.sampler = PatchSampler(self.slices, train_regions, self.patch_shape, self.mean, self.std, rng)
         self.gen = torch.Generator(device=self.plan.device).manual_seed(config.seed)
         self._make_validation_set(val_regions)
 
@@ -147,6 +144,12 @@ class Trainer:
         self._zero_level = self.mean / self.std
 
     # -- setup --------------------------------------------------------------------
+    @property
+    def patch(self) -> int | tuple[int, ...]:
+        """The patch size in use: one int for square (cubic) patches, else one per axis."""
+        p = self.patch_shape
+        return p[0] if len(set(p)) == 1 else p
+
     @staticmethod
     def _make_psf(config: TrainConfig, psf: np.ndarray | None) -> np.ndarray | None:
         if config.psf == "measured":
@@ -162,7 +165,7 @@ class Trainer:
     def _make_validation_set(self, regions) -> None:
         """A fixed set of masked validation patches, so epochs are comparable."""
         rng = np.random.default_rng(self.config.seed + 1)
-        sampler = PatchSampler(self.slices, regions, self.patch, self.mean, self.std, rng, augment=False)
+        sampler = PatchSampler(self.slices, regions, self.patch_shape, self.mean, self.std, rng, augment=False)
         n = max(1, min(self.config.batch_size, 64))
         x = torch.from_numpy(sampler.sample(n)).to(self.plan.device)
         gen = torch.Generator(device=self.plan.device).manual_seed(self.config.seed + 1)
@@ -191,7 +194,7 @@ class Trainer:
     # -- the work -----------------------------------------------------------------
     def _forward_loss(self, x: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor):
         if self.plan.channels_last:
-            masked = masked.contiguous(memory_format=torch.channels_last)
+            masked = masked.contiguous(memory_format=self.plan.memory_format(self.config.ndim))
         with self.plan.autocast():
             denoised, phantom = self.net(masked)
         return deconoising_loss(denoised, phantom, x, mask, self.config.positivity, self._zero_level)

@@ -49,39 +49,46 @@ class UNet(nn.Module):
         Image channels in and out.
     upsampling : {"bilinear", "transpose"}
         How the decoder doubles the resolution.
+    pool_z : bool
+        3D only: pool and upsample along Z too. With False every level keeps the full
+        Z resolution (pooling 1x2x2), for thin stacks and anisotropic voxels.
 
     Notes
     -----
     Inputs of any size are accepted: they are reflect-padded to a multiple of
-    ``2**depth`` and the output is cropped back.
+    ``2**depth`` along every pooled axis and the output is cropped back.
     """
 
     def __init__(self, depth: int = 3, channels: int = 64, ndim: int = 2,
-                 in_channels: int = 1, out_channels: int = 1, upsampling: str = "bilinear") -> None:
+                 in_channels: int = 1, out_channels: int = 1, upsampling: str = "bilinear",
+                 pool_z: bool = True) -> None:
         super().__init__()
         conv, pool, up = _layers(ndim)
         if upsampling not in ("bilinear", "transpose"):
             raise ValueError(f"upsampling must be 'bilinear' or 'transpose', got {upsampling!r}")
         self.depth, self.ndim, self.upsampling = depth, ndim, upsampling
+        self.pool_z = bool(pool_z) or ndim == 2
+        factor = 2 if self.pool_z else (1, 2, 2)
         ch = [channels * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList()
         cin = in_channels
         for c in ch[:-1]:
             self.down.append(_DoubleConv(conv, cin, c))
             cin = c
-        self.pool = pool(2)
+        self.pool = pool(factor)
         self.bottom = _DoubleConv(conv, ch[-2], ch[-1])
         self.up = nn.ModuleList()
         self.up_conv = nn.ModuleList()
         for i in reversed(range(depth)):
             if upsampling == "transpose":
-                self.up.append(up(ch[i + 1], ch[i], 2, stride=2))
+                self.up.append(up(ch[i + 1], ch[i], factor, stride=factor))
             else:
                 # 1x1 conv at the coarse scale, then interpolate: the same as interpolating
                 # first (both are linear) at a quarter of the cost.
                 self.up.append(nn.Sequential(
                     conv(ch[i + 1], ch[i], 1),
-                    nn.Upsample(scale_factor=2, mode="bilinear" if ndim == 2 else "trilinear",
+                    nn.Upsample(scale_factor=factor if ndim == 2 else _as_floats(factor),
+                                mode="bilinear" if ndim == 2 else "trilinear",
                                 align_corners=False),
                 ))
             self.up_conv.append(_DoubleConv(conv, 2 * ch[i], ch[i]))
@@ -93,11 +100,16 @@ class UNet(nn.Module):
         # A small head keeps the initial output near the (normalised) data mean.
         nn.init.normal_(self.head.weight, std=1e-2)
 
+    @property
+    def multiples(self) -> tuple[int, ...]:
+        """Per spatial axis, the size multiple the pooling needs (1 for an unpooled Z)."""
+        m = 2**self.depth
+        return (m,) * self.ndim if self.pool_z else (1,) + (m,) * (self.ndim - 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[2:]
-        m = 2**self.depth
         pad = []
-        for n in reversed(size):
+        for n, m in zip(reversed(size), reversed(self.multiples)):
             pad += [0, (-n) % m]
         if any(pad):
             x = F.pad(x, pad, mode="reflect" if all(p < n for p, n in zip(pad[1::2], reversed(size))) else "replicate")
@@ -118,18 +130,25 @@ class UNet(nn.Module):
         return x
 
 
-def unet_receptive_radius(depth: int) -> int:
+def unet_receptive_radius(depth: int, pooled: bool = True) -> int:
     """Upper bound on how far (in pixels) an output pixel of :class:`UNet` can see.
 
     Each level contributes two 3x3 convolutions on the way down and two on the way
     up (radius 2 each at that level's scale), a pooling window (``2**level``) and an
     up-sampling (bilinear interpolation reaches one coarse pixel, ``2**(level+1)``;
     a transposed convolution less), and the bottleneck two convolutions at scale
-    ``2**depth``.
+    ``2**depth``. Along an axis that is not pooled (``pooled=False``, Z of a thin
+    stack) every scale is 1 and pooling and up-sampling reach nothing.
     """
+    if not pooled:
+        return 2 + 4 * depth
     r = 2 * 2**depth  # bottleneck
     for level in range(depth):
         s = 2**level
         r += 2 * s + 2 * s  # convolutions down and up
         r += s + 2 * s  # pooling window and up-sampling footprint
     return r
+
+
+def _as_floats(factor: int | tuple[int, ...]) -> float | tuple[float, ...]:
+    return float(factor) if isinstance(factor, int) else tuple(float(f) for f in factor)
