@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_deconoising.core import DecoNoisingModel, ModelFileError, load_model
+from napari_deconoising.core import DecoNoisingModel, ModelFileError, TrainConfig, load_model
 from napari_deconoising.core.modelfile import FORMAT_VERSION
 
 
@@ -118,6 +118,11 @@ def test_saving_a_loaded_model_writes_the_same_payload(tmp_path):
     load_model(DATA / "model_v1.pt").save(tmp_path / "again.pt")
     new = torch.load(tmp_path / "again.pt", weights_only=True)
     old.pop("software_version"), new.pop("software_version")
+    # Later versions may add config fields; a re-saved old model carries them at their
+    # defaults and changes nothing else.
+    added = {k: new["config"].pop(k) for k in set(new["config"]) - set(old["config"])}
+    defaults = TrainConfig().to_dict()
+    assert added == {k: defaults[k] for k in added}
     assert _same(old, new)
     assert not _same(old, {**new, "psf": None})  # the comparison can fail
 
