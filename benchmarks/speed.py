@@ -207,6 +207,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--rss-precision", default="fp32", help=argparse.SUPPRESS)
     ap.add_argument("--configs", help="comma-separated configurations to run (default: all of the mode's)")
     ap.add_argument("--no-train", action="store_true", help="skip the training timings")
+    ap.add_argument("--no-predict", action="store_true", help="skip the prediction timings")
     ap.add_argument("--no-psf", action="store_true", help="skip the PSF convolution timings")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-memory measurement")
     a = ap.parse_args(argv)
@@ -228,8 +229,7 @@ def main(argv=None) -> dict:
         keep = set(a.configs.split(","))
         train_cfgs = [c for c in train_cfgs if c in keep]
         pred_cfgs = [c for c in pred_cfgs if c in keep]
-    if a.no_train:
-        train_cfgs = []
+    train_cfgs, pred_cfgs = [] if a.no_train else train_cfgs, [] if a.no_predict else pred_cfgs
     precisions = ["fp32", "bf16"] if cpu_has_bf16() and not a.smoke else ["fp32"]
     steps = a.steps or (1 if a.smoke else 3 if a.quick else 5)
     pred_size, rss_size = (128, 512) if a.smoke else (2048, 4096)
