@@ -216,3 +216,53 @@ def test_without_3d_a_stack_trains_slice_by_slice(files):
     out = files / "den_slices.tif"
     assert main(["predict", str(model), str(files / "vol.tif"), "--denoised", str(out), "--device", "cpu"]) == 0
     assert tifffile.imread(out).shape == (10, 40, 40)
+
+
+# -- batch prediction ---------------------------------------------------------------------
+
+def test_batch_predict_skips_a_bad_file_and_finishes_the_others(files, trained, tmp_path, capsys):
+    from napari_deconoising.core.io import read_image, write_image
+
+    trained.save(tmp_path / "m.pt")
+    src = tmp_path / "in"
+    src.mkdir()
+    s = make_sample((48, 40), sigma=1.5, seed=4)
+    tifffile.imwrite(src / "a.tif", s.noisy)
+    (src / "b.tif").write_bytes(b"not a tiff at all")  # unreadable, in the middle
+    write_image(src / "c.zarr", np.stack([s.noisy, s.noisy]), "TYX")
+    out = tmp_path / "out"
+    code = main(["predict", str(tmp_path / "m.pt"), str(src), "--output-dir", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err[-1] == err[-1].strip() and err[-1].startswith("deconoising: predicted 2 of 3 files")
+    assert "failed: b.tif" in err[-1]
+    assert any(line.startswith("deconoising: skipped") and "b.tif" in line for line in err)
+    assert sorted(p.name for p in out.iterdir()) == ["a_deconvolved.tif", "a_denoised.tif",
+                                                     "c_deconvolved.zarr", "c_denoised.zarr"]
+    den, axes = read_image(out / "c_denoised.zarr")
+    assert den.shape == (2, 48, 40) and axes == "TYX"
+    ref = trained.predict(s.noisy, device="cpu")
+    np.testing.assert_allclose(read_image(out / "a_denoised.tif")[0], ref.denoised, rtol=1e-4, atol=1e-4)
+
+
+def test_batch_predict_glob_format_and_usage_errors(files, trained, tmp_path, capsys):
+    trained.save(tmp_path / "m.pt")
+    s = make_sample((40, 40), sigma=1.5, seed=5)
+    for name in ("x1.tif", "x2.tif"):
+        tifffile.imwrite(tmp_path / name, s.noisy)
+    out = tmp_path / "o"
+    assert main(["predict", str(tmp_path / "m.pt"), str(tmp_path / "x*.tif"), "--output-dir", str(out),
+                 "--format", ".zarr", "--no-deconvolved", "--device", "cpu"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["x1_denoised.zarr", "x2_denoised.zarr"]
+    capsys.readouterr()
+    for extra, msg in ((["--denoised", str(tmp_path / "d.tif")], "one input"),
+                       ([], "--output-dir"),
+                       (["--output-dir", str(out), "--tile-size", "8"], "tile_size"),  # stops, not per file
+                       (["--output-dir", str(out), "--format", ".tif"], None)):
+        args = ["predict", str(tmp_path / "m.pt"), str(tmp_path / "x1.tif"), str(tmp_path / "x2.tif"), *extra]
+        if msg is None:  # the same stem twice
+            args = ["predict", str(tmp_path / "m.pt"), str(tmp_path / "x1.tif"), str(tmp_path / "x1.tif"), *extra]
+            msg = "both write"
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("deconoising: error:") and msg in err and len(err.strip().splitlines()) == 1

@@ -10,6 +10,7 @@ from typing import IO
 import numpy as np
 
 from .core.config import TrainConfig
+from .core.distributed import DDP
 from .core.formatting import format_seconds
 from .core.model import DecoNoisingModel
 from .core.train import Trainer
@@ -66,7 +67,8 @@ class ProgressBar:
 
 def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *, axes: str | None = None,
                  psf: np.ndarray | None = None, resume: DecoNoisingModel | None = None,
-                 out: IO[str] | None = None, label: str = "") -> tuple[DecoNoisingModel, Trainer]:
+                 out: IO[str] | None = None, label: str = "",
+                 ddp: DDP | None = None) -> tuple[DecoNoisingModel, Trainer]:
     """Train in the foreground, printing an estimate, a progress bar and one line per epoch.
 
     Ctrl-C stops training and keeps the best model so far.
@@ -79,6 +81,8 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
         Where to print; standard error by default.
     label : str
         Prefix for the printed lines (the demo trains two models).
+    ddp : DDP, optional
+        This process' place in a ``torchrun`` run.
 
     Returns
     -------
@@ -88,7 +92,7 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
         The finished trainer (its history, plan and warnings).
     """
     out = out or sys.stderr
-    trainer = Trainer(images, cfg, axes=axes, psf=psf, resume=resume)
+    trainer = Trainer(images, cfg, axes=axes, psf=psf, resume=resume, ddp=ddp)
     for note in trainer.warnings:
         print(f"deconoising: warning: {note}", file=out)
     print(f"{label}precision {trainer.plan.precision} on {trainer.plan.device}: {trainer.plan.reason}", file=out)

@@ -6,33 +6,41 @@ Runs the same core functions as the napari widgets, in the foreground.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ._console import ProgressBar, run_training
+from ._batch import UsageError
+from ._console import run_training
 from .bioimageio import BioimageioExportError, BioimageioUnavailable, load_any_model
 from .core.config import ConfigError, TrainConfig
 from .core.data import DataError
 from .core.io import ImageFileError, image_format, read_image, write_image
+from .core.lazy_io import open_lazy
 from .core.modelfile import ModelFileError
+from .core.optics import gaussian_sigma, optics_psf, parse_optics
 from .core.predict import Cancelled
 from .core.psf import PSFError
+
+_OPTICS_EXAMPLE = '"na=1.4,wavelength=520,n=1.518,pixel=65,z_step=200,modality=widefield"'
 
 
 class CLIError(Exception):
     """A user error: reported as one line on stderr, exit status 2."""
 
 
-def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list[np.ndarray], str | None]:
+def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list, str | None]:
+    """The training images, opened lazily (dask arrays): patches are read as they are drawn."""
     arrays, found = [], []
     for p in paths:
-        data, ax = read_image(p)
-        arrays.append(data)
-        found.append(ax)
+        lazy = open_lazy(p)
+        arrays.append(lazy.dask())
+        found.append(lazy.axes)
     if axes is None and len(set(found)) == 1 and found[0] and set(found[0]) <= set("STZCYX"):
         axes = found[0]  # else None: the core guesses per array shape
     return arrays, axes
@@ -49,8 +57,10 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray
         if values is not None and len(values) not in (1, ndim):
             hint = "" if ndim == 3 or len(values) != 3 else " (3 values need --3d)"
             raise CLIError(f"{flag} takes one value or {ndim} ({axes}), got {len(values)}{hint}")
-    psf_array = None
-    if args.no_psf:
+    psf_array, optics = None, None
+    if args.psf_optics is not None:
+        psf_kind, sigma, optics = "measured", 0.0, parse_optics(args.psf_optics)
+    elif args.no_psf:
         psf_kind, sigma = "none", 0.0
     elif args.psf is not None:
         psf_kind, sigma = "measured", 0.0
@@ -67,7 +77,11 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, micro_batches=args.micro_batches,
         patch_size=patch, val_fraction=args.val_fraction, lr=args.lr, depth=args.depth,
         channels=args.channels, seed=args.seed, device=args.device, precision=args.precision, ndim=ndim,
+        optics=optics,
     )
+    if optics is not None:
+        psf_array = optics_psf(optics, ndim=cfg.ndim)
+        print(f"PSF from optics: {optics.describe(cfg.ndim)}, {psf_array.shape} pixels", file=sys.stderr)
     return cfg, psf_array
 
 
@@ -77,49 +91,42 @@ _DEFAULT_PATCH_3D = (16, 64, 64)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .core.distributed import from_environment, shutdown
+
+    if args.resume and args.psf_optics:
+        raise CLIError("--psf-optics with --resume: a resumed model keeps its own PSF")
     cfg, psf_array = _config_from_args(args)
     out = Path(args.model)
     if not out.parent.exists():
         raise CLIError(f"output folder does not exist: {out.parent}")
-    images, axes = _load_inputs(args.inputs, args.axes)
-    resume = load_any_model(args.resume) if args.resume else None
-    model, _ = run_training(images, cfg, axes=axes, psf=psf_array, resume=resume)
-    model.save(out)
-    print(f"saved model to {out}: {model.summary()}", file=sys.stderr)
+    ddp = from_environment(args.device)  # under torchrun: join the other processes
+    log = sys.stderr
+    try:
+        if ddp is not None:
+            if cfg.batch_size // cfg.micro_batches < ddp.world:
+                raise CLIError(f"--batch-size {cfg.batch_size} is too small to share among {ddp.world} processes"
+                               + (f" and {cfg.micro_batches} micro-batches" if cfg.micro_batches > 1 else ""))
+            cfg = cfg.replace(device=ddp.device(cfg.device))
+            if not ddp.is_main:
+                log = open(os.devnull, "w")  # noqa: SIM115 - one report, from rank 0
+            print(f"DDP: {ddp.world} processes ({torch.distributed.get_backend()}), {cfg.batch_size} patches "
+                  f"per step in total", file=log)
+        images, axes = _load_inputs(args.inputs, args.axes)
+        resume = load_any_model(args.resume) if args.resume else None
+        model, _ = run_training(images, cfg, axes=axes, psf=psf_array, resume=resume, out=log, ddp=ddp)
+        if ddp is None or ddp.is_main:
+            model.save(out)
+            print(f"saved model to {out}: {model.summary()}", file=log)
+    finally:
+        if ddp is not None:
+            shutdown()
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    outputs = [Path(p) for p in (args.denoised, args.deconvolved) if p]
-    for p in outputs:
-        image_format(p)
-        if not p.parent.exists():
-            raise CLIError(f"output folder does not exist: {p.parent}")
-        if p.exists() and Path(args.input).exists() and p.resolve() == Path(args.input).resolve():
-            raise CLIError(f"refusing to overwrite the input image {p}")
-    model = load_any_model(args.model)
-    data, found = read_image(args.input)
-    axes = args.axes or (found if found and set(found) <= set("STZCYX") else None)
-    bar = ProgressBar(1, sys.stderr)
+    from ._batch import run_predict
 
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done, f"tile {done}/{total}")
-
-    def on_plan(plan) -> None:
-        bar.println(f"precision {plan.precision} on {plan.device}: {plan.reason}")
-
-    t0 = time.perf_counter()
-    pred = model.predict(data, axes, tile_size=args.tile_size, device=args.device,
-                         precision=args.precision, progress=progress, on_plan=on_plan)
-    bar.close()
-    write_image(args.denoised, pred.denoised, axes)
-    msg = f"denoised -> {args.denoised}"
-    if args.deconvolved:
-        write_image(args.deconvolved, pred.deconvolved, axes)
-        msg += f", deconvolved -> {args.deconvolved}"
-    print(f"{msg} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
-    return 0
+    return run_predict(args)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -140,6 +147,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     export_bioimageio(model, out, name=name, description=args.description or model.summary(),
                       authors=args.author, license=args.license, sample=sample)
     print(f"bioimage.io package -> {out} (tested, {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def cmd_psf(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    image_format(out)
+    if not out.parent.exists():
+        raise CLIError(f"output folder does not exist: {out.parent}")
+    optics = parse_optics(args.optics)
+    ndim = 3 if args.three_d else 2
+    size = None if args.size is None else (args.size[0] if len(args.size) == 1 else tuple(args.size))
+    kernel = optics_psf(optics, ndim=ndim, size=size)
+    write_image(out, kernel, "ZYX"[-ndim:])
+    sz, sy, sx = gaussian_sigma(optics)
+    zsig = f"z {sz:.3f} planes, " if ndim == 3 else ""
+    print(f"{optics.describe(ndim)}: {kernel.shape} -> {out}", file=sys.stderr)
+    print(f"equivalent Gaussian sigma: {zsig}y {sy:.3f} px, x {sx:.3f} px (Zhang et al. 2007)")
     return 0
 
 
@@ -172,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     psf.add_argument("--psf", metavar="PSF.tif",
                      help="measured PSF (TIFF), instead of a Gaussian; YX, or ZYX with --3d")
     psf.add_argument("--no-psf", action="store_true", help="no PSF: plain Noise2Void")
+    psf.add_argument("--psf-optics", metavar="OPTICS", help=f"PSF computed from the microscope, e.g. {_OPTICS_EXAMPLE} "
+                     "(lengths in nm; confocal: modality=confocal,excitation=488,pinhole=1)")
     t.add_argument("--positivity", type=float, default=d.positivity, help="positivity weight lambda (0 = off)")
     t.add_argument("--epochs", type=int, default=d.epochs)
     t.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
@@ -195,18 +221,31 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="MODEL.pt", help="continue training this model")
     t.set_defaults(func=cmd_train)
 
-    q = sub.add_parser("predict", help="denoise (and deconvolve) an image with a trained model")
+    q = sub.add_parser("predict", help="denoise (and deconvolve) images of any size with a trained model",
+                       description="Predict tile by tile: inputs are read lazily and outputs written as "
+                                   "they are computed, so images larger than memory work.")
     q.add_argument("model", metavar="MODEL", help="model file (.pt) or bioimage.io package (.zip, rdf.yaml) "
                    "exported by napari-deconoising")
-    q.add_argument("input", metavar="INPUT.tif")
-    q.add_argument("--denoised", required=True, metavar="OUT.tif")
-    q.add_argument("--deconvolved", metavar="OUT2.tif")
+    q.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="TIFF files, zarr/OME-Zarr images (.zarr), folders of them or glob patterns")
+    q.add_argument("--output-dir", metavar="DIR",
+                   help="write DIR/<name>_denoised.<ext> and DIR/<name>_deconvolved.<ext> for every input")
+    q.add_argument("--format", choices=[".tif", ".zarr"],
+                   help="output format with --output-dir (default: the input's); .zarr writes OME-Zarr")
+    q.add_argument("--no-deconvolved", action="store_true", help="with --output-dir: only the denoised images")
+    q.add_argument("--denoised", metavar="OUT", help="output of a single input (.tif: BigTIFF, .zarr: OME-Zarr)")
+    q.add_argument("--deconvolved", metavar="OUT2")
     q.add_argument("--axes")
     q.add_argument("--tile-size", type=int, help="tile side in pixels (default: from free memory)")
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     q.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto (default): the fastest precision within 1%% of fp32, measured once per "
                         "machine and model size; fp32 is exact")
+    cluster = q.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=int, metavar="N",
+                         help="run the tiles on a local Dask cluster of N worker processes")
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="run the tiles on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
     q.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("export", help="write a model as a bioimage.io Model Zoo package (tested before writing)")
@@ -220,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sample", metavar="IMAGE.tif",
                    help="image like the training data, for the test image and cover (default: synthetic)")
     e.set_defaults(func=cmd_export)
+
+    o = sub.add_parser("psf", help="compute the PSF of a microscope from its optics and write it as a TIFF")
+    o.add_argument("optics", metavar="OPTICS", help=f"e.g. {_OPTICS_EXAMPLE} (see train --psf-optics)")
+    o.add_argument("--out", required=True, metavar="PSF.tif", help="where to write the PSF")
+    o.add_argument("--3d", dest="three_d", action="store_true", help="a ZYX volume (needs z_step) instead of "
+                   "the in-focus plane")
+    o.add_argument("--size", type=int, nargs="+", metavar="N", help="odd size, one value or one per axis")
+    o.set_defaults(func=cmd_psf)
 
     m = sub.add_parser("demo", help="train and compare Noise2Void and DecoNoising on a synthetic sample")
     m.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
@@ -238,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CLIError, DataError, ConfigError, PSFError, ModelFileError, ImageFileError, Cancelled,
+    except (CLIError, UsageError, DataError, ConfigError, PSFError, ModelFileError, ImageFileError, Cancelled,
             BioimageioExportError, BioimageioUnavailable) as e:
         print(f"deconoising: error: {e}", file=sys.stderr)
         return 2

@@ -12,7 +12,8 @@ from qtpy.QtWidgets import QFileDialog
 from ..core import DataError, DecoNoisingModel
 from ._base import DeconoisingWidget, button_row
 from ._form import Field, Form, axes_field, device_field, image_field
-from ._layers import layer_array, layer_shape
+from ._large import is_large, large_outputs, sample_region
+from ._layers import full_resolution, layer_array, layer_shape
 from ._notify import notify_error, warning
 from ._prediction import PredictRequest
 from ._registry import REGISTRY, read_model_file
@@ -69,6 +70,16 @@ def apply_fields() -> tuple[Field, ...]:
             },
         ),
         device_field(),
+        Field(
+            "store",
+            LineEdit,
+            "Large-image folder",
+            {
+                "value": "",
+                "tooltip": "Large or dask/zarr-backed images are predicted tile by tile into OME-Zarr "
+                "images in this folder (empty: a new temporary folder), shown as they fill in.",
+            },
+        ),
     )
 
 
@@ -194,8 +205,19 @@ class ApplyWidget(DeconoisingWidget):
         except ValueError as exc:
             notify_error(exc, what="prediction")
             return False
-        data = layer_array(layer)
-        mismatch = intensity_mismatch(model, data)
+        large, plan = None, None
+        try:
+            if is_large(layer):  # never copied: tiles are read as they are predicted
+                data = None
+                large, plan = large_outputs(model, layer, axes, int(self.form.tile_size.value) or None,
+                                            str(self.form.device.value), self.form.store.value.strip() or None)
+                mismatch = intensity_mismatch(model, sample_region(full_resolution(layer), plan.axes))
+            else:
+                data = layer_array(layer)
+                mismatch = intensity_mismatch(model, data)
+        except (ValueError, OSError) as exc:
+            notify_error(exc, what="prediction")
+            return False
         if mismatch:
             warning(mismatch)
         self._run_counter += 1
@@ -203,6 +225,8 @@ class ApplyWidget(DeconoisingWidget):
             PredictRequest(
                 layer=layer,
                 data=data,
+                large=large,
+                plan=plan,
                 model=model,
                 model_name=name,
                 axes=axes,

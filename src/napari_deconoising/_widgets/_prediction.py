@@ -19,7 +19,9 @@ from qtpy.QtWidgets import QProgressBar
 
 from ..core import DecoNoisingModel, Prediction
 from ..core.formatting import format_seconds
-from ._layers import add_result_layers
+from ..core.stream import StreamPlan
+from ._large import LazyResults, large_predict_job
+from ._layers import add_result_layers, full_resolution
 from ._notify import info, notify_error
 from ._worker import Job
 
@@ -49,6 +51,9 @@ class PredictRequest:
     status_prefix: str = ""  # kept in front of the progress and result messages
     cancelled_text: str = "Cancelled; no layers added."
     t0: float = field(default_factory=time.perf_counter)
+    # A large or lazy layer: tiles go from the layer into these zarr outputs (data is None).
+    large: LazyResults | None = None
+    plan: StreamPlan | None = None
 
 
 class PredictionHost(Protocol):
@@ -85,9 +90,16 @@ class PredictionFlow:
             f"{request.status_prefix}Restoring '{request.layer.name}' with "
             f"'{request.model_name}'…"
         )
-        args = (request.model, request.data, request.axes, request.tile_size, request.device)
+        if request.large is not None:
+            request.large.add_layers(self.host.viewer, request.layer, request.model, request.model_name,
+                                     request.axes, run_id=request.run_id, step=request.step)
+            func, args = large_predict_job, (request.model, full_resolution(request.layer), request.large,
+                                             request.plan, request.device)
+        else:
+            func, args = predict_job, (request.model, request.data, request.axes, request.tile_size,
+                                       request.device)
         self.job = Job(
-            predict_job,
+            func,
             *args,
             yielded=self._on_progress,
             returned=self._on_predicted,
@@ -117,9 +129,20 @@ class PredictionFlow:
         self.host.status.value = (
             f"{request.status_prefix}Tile {done}/{total} · {format_seconds(left)} left"
         )
+        if request.large is not None:
+            request.large.refresh()
 
-    def _on_predicted(self, prediction: Prediction) -> None:
+    def _on_predicted(self, prediction: Prediction | None) -> None:
         request = self.request
+        if request.large is not None:
+            request.large.refresh(force=True)
+            den, dec = request.large.layers
+            self.succeeded = True
+            secs = format_seconds(time.perf_counter() - request.t0)
+            self.host.status.value = (f"{request.status_prefix}Done in {secs}: '{den.name}' and '{dec.name}' "
+                                      f"are saved in {request.large.folder}.")
+            self.host.results_added(request.layer, den, dec)
+            return
         den, dec = add_result_layers(
             self.host.viewer,
             request.layer,
@@ -142,7 +165,13 @@ class PredictionFlow:
         self.host.status.value = notify_error(exc, what="prediction")
 
     def _on_cancelled(self) -> None:
-        self.host.status.value = self.request.cancelled_text
+        large = self.request.large
+        if large is not None:
+            large.refresh(force=True)
+            self.host.status.value = (f"Cancelled: the finished tiles are kept in {large.folder}; the rest of "
+                                      "the result layers is empty (0).")
+        else:
+            self.host.status.value = self.request.cancelled_text
         info("Prediction cancelled.")
 
     def _on_finished(self) -> None:

@@ -13,7 +13,7 @@ from superqt import QCollapsible
 from ..core import DecoNoisingModel, TrainConfig, TrainEvent
 from ..core.formatting import format_seconds
 from ._base import DeconoisingWidget, button_row
-from ._layers import layer_array
+from ._large import is_large, large_outputs, layer_data
 from ._notify import error, info, notify_error, warning
 from ._plot import LossPlot
 from ._prediction import PredictRequest
@@ -111,7 +111,7 @@ class TrainWidget(DeconoisingWidget):
         self.train_run = TrainRun(
             layer=layer,
             axes=axes,
-            data=layer_array(layer),
+            data=layer_data(layer),  # a dask/zarr layer stays lazy: patches are read as drawn
             config=config,
             run_id=f"train-{id(self):x}-{self._run_counter}",
             epoch_offset=len(resume.history) if resume is not None else 0,
@@ -193,10 +193,20 @@ class TrainWidget(DeconoisingWidget):
             f"epochs). Model '{self.model_name}'. "
         )
         data, run.data = run.data, None  # the prediction owns the copy from here on
+        large = plan = None
+        if is_large(run.layer):  # tiles into OME-Zarr in a temporary folder, shown as they finish
+            try:
+                large, plan = large_outputs(model, run.layer, run.axes, None, run.config.device, None)
+            except (ValueError, OSError) as exc:
+                self.status.value = prefix + notify_error(exc, what="prediction")
+                return
+            data = None
         self.prediction.start(
             PredictRequest(
                 layer=run.layer,
                 data=data,
+                large=large,
+                plan=plan,
                 model=model,
                 model_name=self.model_name,
                 axes=run.axes,

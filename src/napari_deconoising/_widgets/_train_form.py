@@ -9,19 +9,32 @@ import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, LineEdit, SpinBox
 
 from ..core import ConfigError, PSFError, TrainConfig, load_psf
+from ..core.optics import optics_psf
 from ._form import Field, Form, axes_field, device_field, image_field
 from ._layers import grey_image_choices, layer_array
+from ._notify import notify_error
+from ._optics_rows import (
+    CONFOCAL_ROWS,
+    OPTICS_INPUTS,
+    OPTICS_ROWS,
+    optics_fields,
+    preview_psf,
+    read_optics,
+    sigma_text,
+)
 from ._registry import REGISTRY
 
-__all__ = ["NEW_MODEL", "PSF_FILE", "PSF_GAUSSIAN", "PSF_LAYER", "PSF_NONE", "TrainForm"]
+__all__ = ["NEW_MODEL", "PSF_FILE", "PSF_GAUSSIAN", "PSF_LAYER", "PSF_NONE", "PSF_OPTICS", "TrainForm"]
 
 PSF_GAUSSIAN = "Gaussian (sigma)"
 PSF_LAYER = "Measured PSF: image layer"
 PSF_FILE = "Measured PSF: TIFF file"
 PSF_NONE = "None (plain Noise2Void)"
+PSF_OPTICS = "From optics (NA, wavelength…)"
 NEW_MODEL = "(new model)"
 
-_PSF_CONFIG = {PSF_GAUSSIAN: "gaussian", PSF_LAYER: "measured", PSF_FILE: "measured", PSF_NONE: "none"}
+_PSF_CONFIG = {PSF_GAUSSIAN: "gaussian", PSF_LAYER: "measured", PSF_FILE: "measured", PSF_OPTICS: "measured",
+               PSF_NONE: "none"}
 
 
 _TIPS = {
@@ -62,6 +75,7 @@ def train_fields() -> tuple[Field, ...]:
         Field("psf_layer", ComboBox, "PSF layer", {"nullable": True, "value": None, "visible": False},
               choices=grey_image_choices),
         Field("psf_file", FileEdit, "PSF file", {"mode": "r", "filter": "*.tif *.tiff", "visible": False}),
+        *optics_fields(),
         setting("positivity", FloatSpinBox, "Positivity λ", min=0.0, max=1000.0, step=0.1, tooltip=tip["positivity"]),
         Field("resume", ComboBox, "Start from", {"value": NEW_MODEL, "tooltip": tip["resume"]},
               choices=_resume_choices),
@@ -84,11 +98,20 @@ class TrainForm(Form):
 
     def __init__(self, viewer: Any) -> None:
         super().__init__(train_fields(), viewer, defaults=TrainConfig())
+        self.viewer = viewer
         self.psf_kind.changed.connect(self._on_psf_kind)
+        self.modality.changed.connect(lambda *_: self._on_psf_kind(self.psf_kind.value))
+        for name in OPTICS_INPUTS:
+            self.widgets[name].changed.connect(self._update_sigma)
+        self.preview_psf.changed.connect(self._preview)
+        self._update_sigma()
 
     def config(self) -> TrainConfig:
-        """The :class:`TrainConfig` the form describes (raises ConfigError)."""
-        return TrainConfig(**self.config_values())
+        """The :class:`TrainConfig` the form describes (raises ConfigError, OpticsError)."""
+        values = self.config_values()
+        if self.psf_kind.value == PSF_OPTICS and self.resume_name() is None:
+            values["optics"] = read_optics(self)  # a resumed model keeps its own PSF
+        return TrainConfig(**values)
 
     def resume_name(self) -> str | None:
         """The session model to continue training, or None for a new model."""
@@ -108,9 +131,24 @@ class TrainForm(Form):
             if path is None or not str(path) or Path(path).is_dir():
                 raise PSFError("choose the TIFF file that holds the measured PSF")
             return load_psf(path)
+        if kind == PSF_OPTICS:
+            return optics_psf(read_optics(self))
         return None
 
     def _on_psf_kind(self, kind: str) -> None:
         self.sigma.visible = kind == PSF_GAUSSIAN
         self.psf_layer.visible = kind == PSF_LAYER
         self.psf_file.visible = kind == PSF_FILE
+        confocal = self.modality.value == "confocal"
+        for name in OPTICS_ROWS:
+            self.widgets[name].visible = kind == PSF_OPTICS and (confocal or name not in CONFOCAL_ROWS)
+
+    def _update_sigma(self, *_args: Any) -> None:
+        self.psf_sigma_info.value = sigma_text(self)
+
+    def _preview(self, *_args: Any) -> None:
+        try:
+            preview_psf(self, self.viewer)
+        except ValueError as exc:
+            notify_error(exc, what="the PSF preview")
+        self._update_sigma()

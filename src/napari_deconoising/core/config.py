@@ -6,7 +6,10 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .optics import Optics
 
 PSF_KINDS = ("gaussian", "measured", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -75,6 +78,9 @@ class TrainConfig:
         ``4 * 2**depth`` planes, so that the coarsest level still holds 4 planes for its
         3x3x3 convolutions; thinner patches (thin stacks, anisotropic voxels) keep
         their full Z resolution at every level. Training stores the decision.
+    optics : Optics or dict, optional
+        The microscope a ``"measured"`` PSF was computed from (:mod:`.optics`); kept
+        as a record, the PSF array itself travels with the model.
     """
 
     psf: str = "gaussian"
@@ -98,6 +104,7 @@ class TrainConfig:
     precision: str = "auto"
     ndim: int = field(default=2)
     pool_z: bool | None = None
+    optics: Optics | None = None
 
     def __post_init__(self) -> None:
         # Lists come from JSON/model files; tuples keep the config hashable.
@@ -106,6 +113,14 @@ class TrainConfig:
             object.__setattr__(self, "psf_sigma", tuple(float(s) for s in sigma))
         if isinstance(self.patch_size, list):
             object.__setattr__(self, "patch_size", tuple(self.patch_size))
+        if self.optics is not None:
+            from .optics import Optics, OpticsError  # lazy: only configs with optics need it
+
+            try:
+                if not isinstance(self.optics, Optics):
+                    object.__setattr__(self, "optics", Optics.from_dict(self.optics))
+            except OpticsError as e:
+                raise ConfigError(f"optics: {e}") from None
         self.validate()
 
     # -- validation -------------------------------------------------------------
@@ -146,6 +161,8 @@ class TrainConfig:
         need(_is_int(self.seed) and self.seed >= 0, "seed", "must be a whole number >= 0")
         need(self.device in DEVICES, "device", f"must be one of {DEVICES}")
         need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
+        need(self.optics is None or self.psf == "measured", "optics",
+             "is the record of a PSF computed from optics: needs psf='measured'")
 
     def _validate_patch(self, need: Callable[[bool, str, str], None]) -> None:
         p = self.patch_size
@@ -212,6 +229,8 @@ class TrainConfig:
         for key in ("psf_sigma", "patch_size"):
             if isinstance(d[key], tuple):
                 d[key] = list(d[key])
+        if d["optics"] is None:  # files without optics stay exactly as before this field
+            del d["optics"]
         return d
 
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,6 +120,7 @@ def as_image_set(data: np.ndarray | Sequence[np.ndarray], axes: str | None = Non
     data : array or list of arrays
         One image, a stack, or a list of differently-sized images/stacks, of any real
         dtype. Never modified or copied (except where a transpose forces a copy).
+        Dask and zarr arrays stay lazy: their slices are dask arrays, read piece by piece.
     axes : str, optional
         Axis letters of each array (``YX``, ``SYX``, ``TYX``, ``ZYX``, ``TZYX``...). All
         axes other than the spatial ones are treated as a stack. Guessed when omitted.
@@ -138,7 +139,7 @@ def as_image_set(data: np.ndarray | Sequence[np.ndarray], axes: str | None = Non
         raise DataError("no images given")
     slices, shapes, layouts, counts = [], [], [], []
     for k, a in enumerate(arrays):
-        a = np.asarray(a)
+        a = _array_or_lazy(a)
         name = f"image {k}" if len(arrays) > 1 else "the image"
         if a.dtype.kind not in "biuf":
             raise DataError(f"{name} has dtype {a.dtype}; need real numbers (uint8, uint16, float, ...)")
@@ -158,29 +159,73 @@ def as_image_set(data: np.ndarray | Sequence[np.ndarray], axes: str | None = Non
     return ImageSet(slices, shapes, layouts, counts, ndim)
 
 
+def _array_or_lazy(a):
+    """numpy for array-likes in memory; a dask array for lazy ones (dask, zarr), read piece by piece."""
+    if isinstance(a, np.ndarray) or not hasattr(a, "shape") or not hasattr(a, "__getitem__"):
+        return np.asarray(a)
+    import dask.array as da
+
+    # name=False: a random task name; hashing the content for one would read it all.
+    return a if isinstance(a, da.Array) else da.from_array(a, chunks=getattr(a, "chunks", "auto"), name=False)
+
+
+#: Lazy slices are reduced together up to this much input at a time (see :func:`_per_slice`).
+GROUP_BYTES = 64 * 2**20
+
+
+def _per_slice(slices: Sequence[np.ndarray], fn: Callable) -> list:
+    """``fn(slice)`` for every slice; lazy (dask) results in passes that read each chunk once.
+
+    Lazy slices are computed together, up to :data:`GROUP_BYTES` of input at a time: one
+    dask computation for a whole time-lapse would keep many chunks in flight.
+    """
+    if not any(hasattr(s, "dask") for s in slices):
+        return [fn(s) for s in slices]
+    import dask
+
+    out, group, size = [], [], 0
+    for s in slices:
+        group.append(fn(s))
+        size += s.nbytes
+        if size >= GROUP_BYTES:
+            out.extend(dask.compute(*group))
+            group, size = [], 0
+    out.extend(dask.compute(*group))
+    return out
+
+
 def check_values(slices: Sequence[np.ndarray]) -> None:
     """Raise :class:`DataError` for NaN/inf values or data that is constant everywhere."""
-    lo, hi = math.inf, -math.inf
-    for i, s in enumerate(slices):
-        if s.dtype.kind == "f" and not np.isfinite(s).all():
+    found = _per_slice(slices, lambda s: (np.isfinite(s).all() if s.dtype.kind == "f" else True, s.min(), s.max()))
+    for i, (finite, _, _) in enumerate(found):
+        if not finite:
             where = f" (slice {i})" if len(slices) > 1 else ""
             raise DataError(f"the image contains NaN or infinite values{where}; fill or crop them first")
-        lo, hi = min(lo, float(s.min())), max(hi, float(s.max()))
+    lo, hi = min(float(f[1]) for f in found), max(float(f[2]) for f in found)
     if lo == hi:
         raise DataError(f"the image is constant (every pixel is {lo:g}); there is nothing to denoise")
 
 
 def normalisation_stats(slices: Sequence[np.ndarray]) -> tuple[float, float]:
-    """Mean and standard deviation over all pixels, accumulated slice by slice in float64."""
-    n, s1, s2 = 0, 0.0, 0.0
-    for s in slices:
-        f = s.astype(np.float64, copy=False)
-        n += f.size
-        s1 += float(f.sum())
+    """Mean and standard deviation over all pixels, accumulated slice by slice in float64.
+
+    Two passes over the data (mean, then spread around it), each a single pass over a
+    lazy input's chunks.
+    """
+    sums = _per_slice(slices, lambda s: s.astype(np.float64, copy=False).sum())
+    n = sum(s.size for s in slices)
+    s1 = 0.0
+    for v in sums:
+        s1 += float(v)
     mean = s1 / n
-    for s in slices:
+
+    def spread(s):
         f = s.astype(np.float64, copy=False) - mean
-        s2 += float((f * f).sum())
+        return (f * f).sum()
+
+    s2 = 0.0
+    for v in _per_slice(slices, spread):
+        s2 += float(v)
     std = math.sqrt(s2 / n)
     if std == 0:
         raise DataError("the image is constant; there is nothing to denoise")

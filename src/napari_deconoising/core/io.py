@@ -1,9 +1,11 @@
 """Image files: read an array with its axis letters, write one atomically.
 
 One entry point per direction, :func:`read_image` and :func:`write_image`, dispatching
-on the file name's suffix to a backend (TIFF today). A new format (zarr, OME-Zarr) is a
-reader and a writer added to :data:`FORMATS`; the callers (CLI, demo, PSF loading,
-sample data, widgets) do not change.
+on the file name's suffix to a backend: TIFF, and zarr / OME-Zarr (a folder ending in
+``.zarr``, see :mod:`.ome`). A new format is a reader and a writer added to
+:data:`FORMATS`; the callers (CLI, demo, PSF loading, sample data, widgets) do not
+change. Outputs too large for memory are written tile by tile (:mod:`.lazy_io`) through
+the same atomic :func:`atomic_output`.
 
 Axis letters are ours (see :mod:`.data`): ``S`` stack of independent images, ``T``
 time, ``Z`` depth, ``C`` channel, ``Y``, ``X``. An empty string means "unknown".
@@ -12,14 +14,17 @@ time, ``Z`` depth, ``C`` channel, ``Y``, ``X``. An empty string means "unknown".
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ImageFileError", "ImageFormat", "FORMATS", "image_format", "read_image", "write_image"]
+__all__ = ["ImageFileError", "ImageFormat", "FORMATS", "image_format", "read_image", "write_image",
+           "atomic_output"]
 
 
 class ImageFileError(ValueError):
@@ -32,13 +37,15 @@ class ImageFormat:
 
     ``read(path) -> (array, axes)`` may raise anything for a broken file (it is turned
     into :class:`ImageFileError`); ``write(path, data, axes)`` writes to exactly ``path``
-    (a temporary name chosen by :func:`write_image`).
+    (a temporary name chosen by :func:`write_image`). A ``folder`` format stores an
+    image as a directory (zarr).
     """
 
     name: str
     suffixes: tuple[str, ...]
     read: Callable[[Path], tuple[np.ndarray, str]]
     write: Callable[[Path, np.ndarray, str | None], None]
+    folder: bool = False
 
 
 # -- TIFF --------------------------------------------------------------------------
@@ -69,9 +76,22 @@ def _write_tiff(path: Path, data: np.ndarray, axes: str | None) -> None:
     tifffile.imwrite(path, data, metadata=metadata, photometric="minisblack")
 
 
+def _read_zarr(path: Path) -> tuple[np.ndarray, str]:
+    from .ome import read_ome_zarr
+
+    return read_ome_zarr(path)
+
+
+def _write_zarr(path: Path, data: np.ndarray, axes: str | None) -> None:
+    from .ome import write_ome_zarr
+
+    write_ome_zarr(path, data, axes)
+
+
 #: The known formats; the first whose suffixes match a file name handles it.
 FORMATS: list[ImageFormat] = [
     ImageFormat("TIFF", (".tif", ".tiff", ".btf", ".tf2", ".tf8"), _read_tiff, _write_tiff),
+    ImageFormat("OME-Zarr", (".zarr",), _read_zarr, _write_zarr, folder=True),
 ]
 
 
@@ -86,7 +106,7 @@ def image_format(path: str | os.PathLike) -> ImageFormat:
         No known format owns the suffix. Callers check outputs with this before
         long work, so a typo fails at once rather than after training.
     """
-    suffix = Path(path).suffix.lower()
+    suffix = Path(str(path).rstrip("/")).suffix.lower()
     for fmt in FORMATS:
         if suffix in fmt.suffixes:
             return fmt
@@ -153,14 +173,60 @@ def write_image(path: str | os.PathLike, data: np.ndarray, axes: str | None = No
     axes = axes.upper() if axes else None
     if axes and (len(axes) != data.ndim or not set(axes) <= set(_TO_TIFF) or len(set(axes)) != len(axes)):
         raise ImageFileError(f"axes {axes!r} do not describe an array of shape {data.shape}")
+    with atomic_output(p) as tmp:
+        fmt.write(tmp, data, axes)
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it over ``path`` when the block succeeds.
+
+    The temporary file (or folder, for a folder format such as zarr) lives in the same
+    folder, so the final rename is atomic; a crash, an error or a cancel removes it and
+    leaves an existing ``path`` untouched. A folder replaces an existing one by two
+    renames (old aside, new in place) before the old one is deleted.
+
+    Raises
+    ------
+    ImageFileError
+        Unsupported suffix or missing folder.
+    """
+    p = Path(path)
+    fmt = image_format(p)
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise ImageFileError(f"output folder does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=folder)
-    os.close(fd)
+    if fmt.folder:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=p.suffix, dir=folder))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=folder)
+        os.close(fd)
+        tmp = Path(name)
     try:
-        fmt.write(Path(tmp), data, axes)
+        yield tmp
+        _replace(tmp, p)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _replace(tmp: Path, p: Path) -> None:
+    if not tmp.is_dir() or not p.exists():
+        os.replace(tmp, p)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{p.name}.old.", dir=p.parent))
+    os.replace(p, old / p.name)
+    try:
         os.replace(tmp, p)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        os.replace(old / p.name, p)  # put the user's data back
         raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove(tmp: Path) -> None:
+    if tmp.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.unlink(missing_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["blind_spot_mask", "apply_blind_spots"]
+__all__ = ["blind_spot_mask", "apply_blind_spots", "mask_spots"]
 
 
 def blind_spot_mask(
@@ -115,6 +115,11 @@ def apply_blind_spots(
     """
     spots, sources = blind_spot_mask((x.shape[0], *x.shape[2:]), fraction, radius,
                                      generator=generator, device=x.device)
+    return mask_spots(x, spots, sources)
+
+
+def mask_spots(x: torch.Tensor, spots: torch.Tensor, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace the ``spots`` of ``x`` by its ``sources`` (from :func:`blind_spot_mask`); the mask too."""
     masked = x.clone()
     zero = torch.zeros_like(spots[:, 0])
     spot_idx = (spots[:, 0], zero, *spots[:, 1:].unbind(1))

@@ -136,6 +136,8 @@ class DecoNoisingModel:
             psf = "no PSF (Noise2Void)"
         elif c.psf == "gaussian":
             psf = f"Gaussian PSF sigma={c.psf_sigma}"
+        elif c.optics is not None:
+            psf = f"{c.optics.describe(c.ndim)}, {tuple(self.psf.shape)}"
         else:
             psf = f"measured PSF {tuple(self.psf.shape)}"
         best = min((h["val_loss"] for h in self.history if h.get("val_loss") is not None), default=None)

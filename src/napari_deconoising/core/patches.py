@@ -140,6 +140,15 @@ def split_regions(slices: Sequence[np.ndarray], val_fraction: float, patch: int 
     return [Region(i, (0,) * nd, split_hi)], [Region(i, split_lo, shape)]
 
 
+def _materialise(patches: list) -> list[np.ndarray]:
+    """Patches as numpy; lazy ones in one dask pass (a chunk shared by patches is read once)."""
+    if not any(hasattr(p, "dask") for p in patches):
+        return patches
+    import dask
+
+    return list(dask.compute(*patches, scheduler="synchronous"))
+
+
 class PatchSampler:
     """Random patches, normalised and augmented, drawn on the fly.
 
@@ -169,23 +178,37 @@ class PatchSampler:
                           float)
         self.weights = counts / counts.sum()
 
-    def sample(self, n: int) -> np.ndarray:
-        """Return ``n`` patches as a float32 array of shape ``(n, 1, *patch)``."""
+    def sample(self, n: int, rows: Sequence[int] | None = None) -> np.ndarray:
+        """Return ``n`` patches as a float32 array of shape ``(n, 1, *patch)``.
+
+        With ``rows``, all ``n`` positions are drawn (the random stream advances as for
+        ``n``) but only those patches are read and returned, in that order: each
+        process of a data-parallel run reads its share of one batch.
+        """
         size = self.patch
         square = size[-1] == size[-2]
-        out = np.empty((n, 1, *size), dtype=np.float32)
+        keep = range(n) if rows is None else [int(r) for r in rows]
+        out = np.empty((len(keep), 1, *size), dtype=np.float32)
         which = self.rng.choice(len(self.regions), size=n, p=self.weights)
-        for j, r_i in enumerate(which):
+        raw, moves = [], []
+        for r_i in which:
             r = self.regions[r_i]
             start = [lo + int(self.rng.integers(0, m - p + 1)) for lo, m, p in zip(r.lo, r.shape, size)]
-            patch = self.slices[r.index][tuple(slice(a, a + p) for a, p in zip(start, size))]
+            raw.append(self.slices[r.index][tuple(slice(a, a + p) for a, p in zip(start, size))])
+            move = (0, False, False)
             if self.augment:
                 k = int(self.rng.integers(0, 4)) if square else 2 * int(self.rng.integers(0, 2))
-                patch = np.rot90(patch, k, axes=(-2, -1))
-                if self.rng.integers(0, 2):
-                    patch = patch[..., ::-1]
-                if patch.ndim == 3 and self.rng.integers(0, 2):
-                    patch = patch[::-1]
+                mirror = bool(self.rng.integers(0, 2))
+                flip_z = len(size) == 3 and bool(self.rng.integers(0, 2))
+                move = (k, mirror, flip_z)
+            moves.append(move)
+        raw, moves = [raw[i] for i in keep], [moves[i] for i in keep]
+        for j, (patch, (k, mirror, flip_z)) in enumerate(zip(_materialise(raw), moves)):
+            patch = np.rot90(patch, k, axes=(-2, -1))
+            if mirror:
+                patch = patch[..., ::-1]
+            if flip_z:
+                patch = patch[::-1]
             out[j, 0] = patch
         out -= self.mean
         out /= self.std

@@ -15,6 +15,7 @@ import torch
 from .config import ConfigError, TrainConfig
 from .data import as_image_set, check_values, normalisation_stats
 from .device import execution_plan, release_memory
+from .distributed import DDP, ddp_step
 from .loss import deconoising_loss
 from .masking import apply_blind_spots
 from .model import DecoNoisingModel
@@ -70,6 +71,8 @@ class Trainer:
         Continue from this model: its weights, normalisation and PSF are kept, and its
         architecture overrides ``config``'s depth, channels, PSF and ``pool_z`` fields.
         ``config.ndim`` must match the model's.
+    ddp : DDP, optional
+        This process' place in a ``torchrun`` run (see :mod:`.distributed`).
 
     Attributes
     ----------
@@ -86,8 +89,9 @@ class Trainer:
 
     def __init__(self, images: np.ndarray | Sequence[np.ndarray], config: TrainConfig | None = None, *,
                  axes: str | None = None, psf: np.ndarray | None = None,
-                 resume: DecoNoisingModel | None = None) -> None:
+                 resume: DecoNoisingModel | None = None, ddp: DDP | None = None) -> None:
         config = config or TrainConfig()
+        self.ddp = ddp
         self.warnings: list[str] = []
         if resume is not None:
             rc = resume.config
@@ -125,6 +129,7 @@ class Trainer:
         self.net.to(self.plan.device)
         if self.plan.channels_last:
             self.net.to(memory_format=self.plan.memory_format(config.ndim))
+        self._train_net = self.net if ddp is None else ddp.wrap(self.net, self.plan.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience)
@@ -192,14 +197,16 @@ class Trainer:
                                 history=copy.deepcopy(self.history))
 
     # -- the work -----------------------------------------------------------------
-    def _forward_loss(self, x: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor):
+    def _forward_loss(self, x: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor, train: bool = False):
         if self.plan.channels_last:
             masked = masked.contiguous(memory_format=self.plan.memory_format(self.config.ndim))
         with self.plan.autocast():
-            denoised, phantom = self.net(masked)
+            denoised, phantom = (self._train_net if train else self.net)(masked)
         return deconoising_loss(denoised, phantom, x, mask, self.config.positivity, self._zero_level)
 
     def _step(self) -> float:
+        if self.ddp is not None:
+            return ddp_step(self)
         cfg = self.config
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -277,7 +284,9 @@ class Trainer:
                     elapsed = time.perf_counter() - t0
                     yield TrainEvent("step", e, cfg.epochs, step, total, losses[-1], None, self._lr(),
                                      elapsed, elapsed / step * (total - step))
-                val = self.validation_loss()
+                # Rank 0 validates; all ranks then step their schedulers alike.
+                val = self.validation_loss() if self.ddp is None or self.ddp.is_main else 0.0
+                val = val if self.ddp is None else self.ddp.from_main(val)
                 self.scheduler.step(val)
                 is_best = val < self.best_val
                 if is_best:

@@ -1,0 +1,147 @@
+"""``deconoising predict`` over one file or many: output names, one progress bar, bad files skipped."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._console import ProgressBar
+from .bioimageio import load_any_model
+from .core.data import DataError
+from .core.io import FORMATS, ImageFileError, image_format
+from .core.predict import prediction_plan
+from .core.predict_file import predict_file
+
+__all__ = ["Job", "expand_inputs", "plan_outputs", "run_predict"]
+
+_SUFFIXES = {s for fmt in FORMATS for s in fmt.suffixes}
+
+
+class UsageError(Exception):
+    """The command line itself is wrong (reported like any CLI error, exit status 2)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and the outputs it gets."""
+
+    source: Path
+    denoised: Path
+    deconvolved: Path | None
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files from the command line: paths, folders (their image files) and glob patterns.
+
+    A ``.zarr`` folder is an image, not a folder of images. Unknown names are kept, so
+    that the run reports them as missing.
+    """
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if not p.exists() and glob.has_magic(item):
+            matches = sorted(glob.glob(item))
+            if not matches:
+                raise UsageError(f"no files match {item}")
+            out.extend(Path(m) for m in matches)
+        elif p.is_dir() and p.suffix.lower() not in _SUFFIXES:
+            found = sorted(c for c in p.iterdir() if c.suffix.lower() in _SUFFIXES and not c.name.startswith("."))
+            if not found:
+                raise UsageError(f"no image files (TIFF, zarr) in folder {p}")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
+def plan_outputs(sources: list[Path], args: argparse.Namespace) -> list[Job]:
+    """Output names: ``--denoised/--deconvolved`` for one input, or ``DIR/<stem>_denoised.<ext>``."""
+    if args.denoised:
+        if args.output_dir or len(sources) != 1:
+            raise UsageError("--denoised/--deconvolved name the outputs of one input; use --output-dir for several")
+        jobs = [Job(sources[0], Path(args.denoised), Path(args.deconvolved) if args.deconvolved else None)]
+    elif args.output_dir:
+        d = Path(args.output_dir)
+        jobs = []
+        for s in sources:
+            ext = args.format if args.format else s.suffix.lower() if s.suffix.lower() in _SUFFIXES else ".tif"
+            stem = s.name[:-len(s.suffix)] if s.suffix else s.name
+            dec = None if args.no_deconvolved else d / f"{stem}_deconvolved{ext}"
+            jobs.append(Job(s, d / f"{stem}_denoised{ext}", dec))
+        names = [j.denoised for j in jobs]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise UsageError(f"two inputs would both write {dup}; predict them into different folders")
+    else:
+        raise UsageError("say where to write: --output-dir DIR, or --denoised OUT for one input")
+    for job in jobs:
+        for p in (job.denoised, job.deconvolved):
+            if p is not None:
+                image_format(p)  # an unsupported suffix fails now, not after the first file
+                if args.denoised and not p.parent.exists():
+                    raise UsageError(f"output folder does not exist: {p.parent}")
+    return jobs
+
+
+def _client(args: argparse.Namespace):
+    if args.workers or args.scheduler:
+        from .core.cluster import dask_client
+
+        return dask_client(args.workers, args.scheduler)
+    return nullcontext(None)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Run ``deconoising predict``; returns the exit status (1 when some files failed)."""
+    jobs = plan_outputs(expand_inputs(args.inputs), args)
+    if args.output_dir:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    model = load_any_model(args.model)
+    n = len(jobs)
+    bar = ProgressBar(n, sys.stderr)
+    # Decided once for all files (measured the first time, then cached), said once a file is under way.
+    plan = prediction_plan(model, args.device, args.precision)
+    said: list[bool] = []
+    failed: list[tuple[Path, str]] = []
+    t0 = time.perf_counter()
+    with _client(args) as client:
+        if client is not None:
+            n_workers = len(client.scheduler_info()["workers"])
+            print(f"Dask: {n_workers} worker{'s' if n_workers != 1 else ''} at {client.scheduler.address}",
+                  file=sys.stderr)
+        for k, job in enumerate(jobs):
+            def progress(done: int, total: int, k: int = k, name: str = job.source.name) -> None:
+                if not said:
+                    said.append(True)
+                    bar.println(f"precision {plan.precision} on {plan.device}: {plan.reason}")
+                bar.update(k + done / total, f"file {k + 1}/{n} {name} tile {done}/{total}")
+
+            try:
+                predict_file(model, job.source, job.denoised, job.deconvolved, axes=args.axes,
+                             tile_size=args.tile_size, device=args.device, precision=plan.precision,
+                             progress=progress, client=client)
+            except (ImageFileError, DataError) as e:  # this file cannot be used: report it, go on
+                if n == 1:
+                    raise
+                failed.append((job.source, str(e)))
+                bar.println(f"deconoising: skipped {job.source}: {e}")
+                continue
+            except ValueError as e:  # a setting wrong for every file (e.g. --tile-size): stop
+                raise UsageError(str(e)) from None
+            outs = ", ".join(str(p) for p in (job.denoised, job.deconvolved) if p is not None)
+            bar.println(f"{job.source} -> {outs}")
+    bar.close()
+    seconds = time.perf_counter() - t0
+    if n == 1:
+        print(f"done in {seconds:.1f} s", file=sys.stderr)
+        return 0
+    summary = f"deconoising: predicted {n - len(failed)} of {n} files in {seconds:.1f} s"
+    if failed:
+        summary += f"; failed: {', '.join(p.name for p, _ in failed)}"
+    print(summary, file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,104 @@
+"""Prediction on a Dask cluster: the batches of tiles of :mod:`.stream`, run by ``dask.distributed``.
+
+Dask does the scheduling, retries and data movement; we only describe the work. The
+model is scattered once to every worker, each worker builds its network once per run,
+and every task reads its tiles (with their halo) from the input and writes their cores
+to the outputs itself, so no pixels travel through the scheduler. Inputs and outputs
+are :class:`.lazy_io.ArrayRef` s, which every worker can open on a shared filesystem.
+Tiles write whole output chunks, so parallel writes never touch the same chunk.
+
+Use an existing cluster (``Client("tcp://host:8786")``, e.g. one started by
+dask-jobqueue on SLURM/PBS) or :func:`dask_client` for a local one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from .lazy_io import ArrayRef
+
+if TYPE_CHECKING:
+    from .model import DecoNoisingModel
+    from .stream import StreamPlan
+
+__all__ = ["dask_client", "run_on_cluster"]
+
+
+@contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+    """A ``distributed.Client``: on ``scheduler`` (an address) or on a new local cluster.
+
+    A local cluster has ``workers`` processes of one thread each (Dask limits each
+    worker's BLAS/OpenMP threads to one), and is shut down at the end of the block.
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:  # an optional dependency
+        raise ImportError("Dask prediction needs the 'distributed' package: "
+                          "pip install 'napari-deconoising[cluster]'") from None
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    # silence_logs: Dask's own warnings (e.g. a slow worker shutdown) would break the one-line output.
+    with LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
+
+
+# Per worker process: the network of the current run, built from the scattered model.
+_NETS: dict[str, tuple[Any, Any]] = {}
+_LOCK = threading.Lock()
+
+
+def _network(token: str, model: DecoNoisingModel, device: str, precision: str) -> tuple[Any, Any]:
+    from .device import execution_plan
+
+    with _LOCK:
+        if token not in _NETS:
+            _NETS.clear()  # a worker serves one run at a time; drop older networks
+            plan = execution_plan(device, precision)
+            net = model.build_network().to(plan.device)
+            if plan.channels_last:
+                net = net.to(memory_format=plan.memory_format(model.config.ndim))
+            _NETS[token] = (net, plan)
+        return _NETS[token]
+
+
+def _remote_job(job: tuple, *, run_job: Callable[..., int], model: DecoNoisingModel, plan: StreamPlan,
+                source: ArrayRef, outputs: Sequence[ArrayRef | None], device: str, precision: str, token: str) -> int:
+    net, exec_plan = _network(token, model, device, precision)
+    sinks = [None if o is None else o.open(write=True) for o in outputs]
+    return run_job(plan, net, exec_plan, source.open(), sinks, job)
+
+
+def run_on_cluster(client: Any, run_job: Callable[..., int], model: DecoNoisingModel, plan: StreamPlan,
+                   source: ArrayRef, outputs: Sequence[ArrayRef | None], work: Sequence[tuple], device: str,
+                   precision: str) -> Iterator[int]:
+    """Submit every batch of tiles; yield each finished batch's tile count as it completes.
+
+    ``run_job(plan, net, exec_plan, source, sinks, job)`` (:func:`.stream.run_job`) runs
+    one batch on a worker.
+
+    Closing the generator (a cancel, an error) cancels the batches not yet run.
+    """
+    from distributed import as_completed
+
+    if not isinstance(source, ArrayRef) or not all(o is None or isinstance(o, ArrayRef) for o in outputs):
+        raise ValueError("prediction on a Dask cluster needs an input and outputs on disk (ArrayRef)")
+    # One copy of the weights per worker, rather than one per task.
+    model_future = client.scatter(model, broadcast=True)
+    token = uuid.uuid4().hex
+    futures = client.map(_remote_job, list(work), run_job=run_job, model=model_future, plan=plan, source=source,
+                         outputs=list(outputs), device=device, precision=precision, token=token, pure=False)
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        client.cancel(futures)
+        client.cancel(model_future)

@@ -1,0 +1,169 @@
+"""Images larger than memory: open inputs lazily, create outputs to fill tile by tile.
+
+An input or output is described by an :class:`ArrayRef`, a small picklable record
+(path, kind, shape, dtype) that any process can :meth:`~ArrayRef.open`: Dask workers
+open their own handles instead of receiving pixels. Handles are opened per use and
+dropped after, so a memory-mapped file's pages never pile up in a process' resident
+memory.
+
+- TIFF inputs are memory-mapped when the pixels are stored contiguously and
+  uncompressed; otherwise they are read through tifffile's zarr store, page by page.
+- Zarr arrays and OME-Zarr images (level 0) are read chunk by chunk.
+- Outputs are OME-Zarr when the name ends in ``.zarr`` and an uncompressed BigTIFF
+  otherwise, both created under a temporary name (:func:`.io.atomic_output`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .io import _FROM_TIFF, _TO_TIFF, ImageFileError, atomic_output, image_format
+
+__all__ = ["ArrayRef", "LazyImage", "open_lazy", "create_output"]
+
+
+@dataclass(frozen=True)
+class ArrayRef:
+    """How to reopen an array on disk, in any process.
+
+    ``kind`` is ``"memmap"`` (raw pixels at ``offset`` in a file, e.g. a contiguous
+    TIFF), ``"zarr"`` (the array at ``key`` in a zarr store) or ``"tiff"`` (a TIFF read
+    through tifffile's zarr store).
+    """
+
+    path: str
+    kind: str
+    shape: tuple[int, ...]
+    dtype: str
+    offset: int = 0
+    key: str = ""
+
+    def open(self, write: bool = False) -> Any:
+        """An array-like view (numpy indexing) of the pixels; writable with ``write``."""
+        if self.kind == "memmap":
+            return np.memmap(self.path, dtype=self.dtype, mode="r+" if write else "r", offset=self.offset,
+                             shape=self.shape)
+        import zarr
+
+        if self.kind == "zarr":
+            return zarr.open_array(str(Path(self.path) / self.key) if self.key else self.path,
+                                   mode="r+" if write else "r")
+        if self.kind == "tiff":
+            import tifffile
+
+            # Level 0 of series 0, as read_image reads it (a pyramid's other levels are not used).
+            return zarr.open_array(tifffile.imread(self.path, aszarr=True, series=0, level=0), mode="r")
+        raise ValueError(f"unknown array kind {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class LazyImage:
+    """An input opened without reading its pixels: where it is, its axes and pixel size."""
+
+    ref: ArrayRef
+    axes: str
+    scale: tuple[float, ...] | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.ref.shape
+
+    def dask(self) -> Any:
+        """The pixels as a dask array (for lazy training patches and napari layers)."""
+        import dask.array as da
+
+        array = self.ref.open()
+        chunks = getattr(array, "chunks", None)
+        if self.ref.kind == "memmap" or not chunks:
+            chunks = tuple(1 if i < len(self.shape) - 2 else min(n, 2048) for i, n in enumerate(self.shape))
+        return da.from_array(array, chunks=chunks, asarray=True, fancy=False, name=False)
+
+
+def open_lazy(path: str | Path) -> LazyImage:
+    """Open a TIFF, zarr array or OME-Zarr image without reading its pixels.
+
+    Raises
+    ------
+    ImageFileError
+        Missing file, unsupported suffix, or not readable as that format.
+    """
+    p = Path(path)
+    fmt = image_format(p)
+    if not p.exists():
+        raise ImageFileError(f"image file not found: {p}")
+    try:
+        if fmt.folder:
+            from .ome import open_zarr_level0
+
+            array, axes, scale, key = open_zarr_level0(p)
+            ref = ArrayRef(str(p), "zarr", tuple(array.shape), str(array.dtype), key=key)
+            return LazyImage(ref, axes, scale)
+        return LazyImage(*_open_tiff(p))
+    except ImageFileError:
+        raise
+    except Exception as e:  # readers raise many kinds of errors for broken files
+        raise ImageFileError(f"cannot read {p} as a {fmt.name} image: {e}") from None
+
+
+def _open_tiff(p: Path) -> tuple[ArrayRef, str]:
+    import tifffile
+
+    with tifffile.TiffFile(p) as tif:
+        series = tif.series[0]
+        axes = "".join(_FROM_TIFF.get(a, "S") for a in series.axes)
+        shape, dtype = tuple(series.shape), series.dtype
+        offset = series.dataoffset  # None unless contiguous and uncompressed
+        if series.levels and len(series.levels) > 1:
+            offset = None
+    if len(set(axes)) != len(axes):
+        axes = ""
+    if offset is not None and dtype.isnative:
+        return ArrayRef(str(p), "memmap", shape, dtype.str, offset=int(offset)), axes
+    return ArrayRef(str(p), "tiff", shape, dtype.str), axes
+
+
+@contextmanager
+def create_output(path: str | Path, shape: Sequence[int], axes: str, *, chunks: Sequence[int] | None = None,
+                  scale: Sequence[float] | None = None) -> Iterator[ArrayRef]:
+    """Create a float32 image to fill tile by tile; it appears under ``path`` when the block ends.
+
+    Yields an :class:`ArrayRef` to open for writing. A ``.zarr`` path becomes a
+    one-level OME-Zarr image chunked as ``chunks``; any TIFF suffix an uncompressed
+    BigTIFF whose pixels are memory-mapped. On an error or a cancel nothing appears
+    under ``path`` and an existing file there is left untouched.
+
+    Raises
+    ------
+    ImageFileError
+        Unsupported suffix or missing folder; ``axes`` that OME-Zarr cannot store.
+    """
+    fmt = image_format(path)
+    with atomic_output(path) as tmp:
+        if fmt.folder:
+            from .ome import create_ome_zarr
+
+            try:
+                create_ome_zarr(tmp, shape, axes, chunks=chunks, scale=scale)
+            except ValueError as e:
+                raise ImageFileError(f"cannot write {path}: {e}") from None
+            yield ArrayRef(str(tmp), "zarr", tuple(shape), "<f4", key="0")
+        else:
+            yield _create_tiff(tmp, shape, axes)
+
+
+def _create_tiff(tmp: Path, shape: Sequence[int], axes: str) -> ArrayRef:
+    import tifffile
+
+    metadata = {"axes": "".join(_TO_TIFF.get(a, "Q") for a in axes)} if axes else {}
+    # An empty (sparse) file of the final size; pixels are filled through a memory map.
+    tifffile.imwrite(tmp, shape=tuple(shape), dtype=np.float32, bigtiff=True, photometric="minisblack",
+                     metadata=metadata)
+    with tifffile.TiffFile(tmp) as tif:
+        offset = tif.series[0].dataoffset
+    return ArrayRef(str(tmp), "memmap", tuple(shape), "<f4", offset=int(offset))

@@ -1,0 +1,174 @@
+"""OME-Zarr images: the NGFF ``multiscales`` metadata, read and written with zarr.
+
+We write OME-NGFF 0.4 (zarr format 2), which napari, Fiji/MoBIE, the ``ome-zarr``
+library and older readers all open, and we read 0.4 and 0.5 (zarr format 3, metadata
+under ``"ome"``). Only level 0 of a multiscale image is used: prediction needs full
+resolution, and a one-level image is a valid multiscale image.
+
+Axis letters are ours (see :mod:`.io`); NGFF names them ``t``, ``c``, ``z``, ``y``,
+``x``, and our stack axis ``S`` becomes a custom axis ``s`` (NGFF allows one, in the
+channel's place).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["NGFF_VERSION", "ngff_axes", "multiscales_metadata", "read_ome_zarr", "open_zarr_level0",
+           "create_ome_zarr"]
+
+NGFF_VERSION = "0.4"
+
+_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
+# NGFF order: time, then channel or one custom axis, then space.
+_RANK = {"T": 0, "C": 1, "S": 1, "Q": 1, "Z": 2, "Y": 3, "X": 4}
+
+
+def ngff_axes(axes: str, unit: str | None = None) -> list[dict[str, str]]:
+    """NGFF ``axes`` entries for our axis letters.
+
+    Raises
+    ------
+    ValueError
+        The letters are not in NGFF's order (time, channel or stack, space) or hold
+        both a channel and a stack axis, which NGFF cannot describe.
+    """
+    ranks = [_RANK[a] for a in axes]
+    if ranks != sorted(ranks) or len(set(ranks)) != len(ranks) or not {"Y", "X"} <= set(axes):
+        raise ValueError(f"axes {axes!r} cannot be stored as OME-Zarr, which needs the order T, C (or S), Z, Y, X; "
+                         "write a TIFF instead or reorder the image")
+    out = []
+    for a in axes:
+        entry = {"name": a.lower()}
+        if a in _TYPES:
+            entry["type"] = _TYPES[a]
+        if unit and entry.get("type") == "space":
+            entry["unit"] = unit
+        out.append(entry)
+    return out
+
+
+def multiscales_metadata(axes: str, scale: Sequence[float] | None = None, name: str = "") -> dict[str, Any]:
+    """The ``multiscales`` attribute of a one-level OME-Zarr image whose level 0 is array ``"0"``."""
+    scale = [1.0] * len(axes) if scale is None else [float(s) for s in scale]
+    return {"multiscales": [{
+        "version": NGFF_VERSION,
+        "name": name,
+        "axes": ngff_axes(axes),
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+    }]}
+
+
+def _letters(ngff: list[Any]) -> str:
+    letters = []
+    for ax in ngff:
+        name = (ax["name"] if isinstance(ax, dict) else str(ax)).lower()
+        kind = ax.get("type") if isinstance(ax, dict) else None
+        if kind == "time" or name == "t":
+            letters.append("T")
+        elif kind == "channel" or name == "c":
+            letters.append("C")
+        elif name in ("z", "y", "x"):
+            letters.append(name.upper())
+        else:
+            letters.append("S")
+    return "".join(letters) if len(set(letters)) == len(letters) else ""
+
+
+def _multiscales(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    if "ome" in attrs and "multiscales" in attrs["ome"]:  # NGFF 0.5
+        return attrs["ome"]["multiscales"][0]
+    if "multiscales" in attrs:  # NGFF 0.4 and earlier
+        return attrs["multiscales"][0]
+    return None
+
+
+def open_zarr_level0(path: str | Path) -> tuple[Any, str, tuple[float, ...] | None, str]:
+    """Open a zarr array, or level 0 of an OME-Zarr image, without reading pixels.
+
+    Returns
+    -------
+    array : zarr.Array
+        Opened read-only.
+    axes : str
+        Our axis letters from the OME metadata (or the array's dimension names);
+        ``""`` when unknown.
+    scale : tuple of float or None
+        Level 0's pixel size per axis, when the metadata gives one.
+    key : str
+        The array's path inside the store (``""`` for a bare array).
+    """
+    import zarr
+
+    node = zarr.open(str(path), mode="r")
+    if isinstance(node, zarr.Array):
+        names = getattr(node.metadata, "dimension_names", None) or node.attrs.get("_ARRAY_DIMENSIONS")
+        return node, _letters(list(names)) if names else "", None, ""
+    ms = _multiscales(dict(node.attrs))
+    if ms is None:
+        raise ValueError("a zarr group without OME 'multiscales' metadata (not an OME-Zarr image)")
+    level0 = ms["datasets"][0]
+    array = node[level0["path"]]
+    axes = _letters(ms["axes"]) if "axes" in ms else ""
+    scale = None
+    for tr in level0.get("coordinateTransformations", []):
+        if tr.get("type") == "scale":
+            scale = tuple(float(s) for s in tr["scale"])
+    return array, axes, scale, level0["path"]
+
+
+def read_ome_zarr(path: Path) -> tuple[np.ndarray, str]:
+    """Read a zarr array or level 0 of an OME-Zarr image into memory (the :data:`.io.FORMATS` reader)."""
+    array, axes, _, _ = open_zarr_level0(path)
+    return np.asarray(array[...]), axes
+
+
+def create_ome_zarr(path: str | Path, shape: Sequence[int], axes: str, *, dtype: Any = np.float32,
+                    chunks: Sequence[int] | None = None, scale: Sequence[float] | None = None,
+                    data: np.ndarray | None = None) -> Any:
+    """Create a one-level OME-Zarr image at ``path`` (an empty or new folder) and return level 0.
+
+    Parameters
+    ----------
+    path : str or Path
+        The image folder; everything in it is replaced.
+    shape, dtype : sequence of int, dtype
+        Level 0's shape and dtype.
+    axes : str
+        Our axis letters, in NGFF order (see :func:`ngff_axes`).
+    chunks : sequence of int, optional
+        Chunk shape; one plane of at most 1024 x 1024 by default. Writers that fill the
+        image tile by tile pass their tile shape so every tile writes whole chunks.
+    scale : sequence of float, optional
+        Pixel size per axis, carried over from the input.
+    data : numpy.ndarray, optional
+        Pixels to write at once.
+
+    Returns
+    -------
+    zarr.Array
+        Level 0, open for writing.
+    """
+    import zarr
+
+    if chunks is None:
+        chunks = tuple(1 if a not in "YX" else min(n, 1024) for a, n in zip(axes, shape))
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root.attrs.update(multiscales_metadata(axes, scale, name=Path(path).name.split(".")[0]))
+    array = root.create_array("0", shape=tuple(shape), chunks=tuple(int(c) for c in chunks), dtype=dtype,
+                              chunk_key_encoding={"name": "v2", "separator": "/"}, fill_value=0)
+    if data is not None:
+        array[...] = data
+    return array
+
+
+def write_ome_zarr(path: Path, data: np.ndarray, axes: str | None) -> None:
+    """Write an array as a one-level OME-Zarr image (the :data:`.io.FORMATS` writer)."""
+    from .data import default_axes
+
+    axes = axes or default_axes(data.shape)
+    create_ome_zarr(path, data.shape, axes, dtype=data.dtype, data=data)

@@ -1,0 +1,75 @@
+"""Predict an image file into image files, of any size, on one machine or a Dask cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .device import execution_plan
+from .io import ImageFileError
+from .lazy_io import create_output, open_lazy
+from .stream import plan_stream, predict_lazy
+
+if TYPE_CHECKING:
+    from .model import DecoNoisingModel
+
+__all__ = ["predict_file"]
+
+
+def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str | PathLike,
+                 deconvolved: str | PathLike | None = None, *, axes: str | None = None,
+                 tile_size: int | None = None, device: str = "auto", precision: str = "fp32",
+                 batch_size: int | None = None, progress: Callable[[int, int], None] | None = None,
+                 cancel: Callable[[], bool] | None = None, client: Any = None) -> str:
+    """Denoise (and deconvolve) an image file into new files, tile by tile.
+
+    The input is opened lazily (:func:`.lazy_io.open_lazy`: memory-mapped TIFF, zarr,
+    OME-Zarr level 0) and the outputs are written tile by tile (OME-Zarr for a
+    ``.zarr`` name, BigTIFF otherwise), so memory stays at a few tiles whatever the
+    image size. Outputs appear under their names only when complete.
+
+    Parameters
+    ----------
+    model : DecoNoisingModel
+        The trained model.
+    source : path
+        The input image.
+    denoised, deconvolved : path
+        Output names; ``deconvolved`` is optional.
+    axes : str, optional
+        The input's axis letters; read from the file when omitted.
+    tile_size, device, precision, batch_size, progress, cancel
+        As for :func:`.stream.predict_lazy`.
+    client : distributed.Client, optional
+        Run on this Dask cluster (see :mod:`.cluster`).
+
+    Returns
+    -------
+    str
+        The axis letters used (the outputs have the input's shape and axes).
+
+    Raises
+    ------
+    ImageFileError
+        Unreadable input, unsupported output suffix, missing output folder, an output
+        that would overwrite the input, or axes an OME-Zarr output cannot hold.
+    DataError
+        The input cannot be used (dtype, channels, axes).
+    """
+    src = open_lazy(source)
+    outputs = [Path(p) for p in (denoised, deconvolved) if p is not None]
+    for p in outputs:
+        if p.exists() and p.resolve() == Path(source).resolve():
+            raise ImageFileError(f"refusing to overwrite the input image {p}")
+    axes = axes or (src.axes if src.axes and set(src.axes) <= set("STZCYX") else None)
+    plan = plan_stream(model, src.shape, src.ref.dtype, axes, tile_size, execution_plan(device, precision).device)
+    scale = src.scale if src.scale and axes == src.axes else None
+    with ExitStack() as stack:
+        refs = [stack.enter_context(create_output(p, src.shape, plan.axes, chunks=plan.out_chunks(src.shape),
+                                                  scale=scale)) for p in outputs]
+        predict_lazy(model, src.ref, refs[0], refs[1] if len(refs) > 1 else None, plan=plan, device=device,
+                     precision=precision, batch_size=batch_size, progress=progress, cancel=cancel, client=client)
+    return plan.axes

@@ -1,0 +1,85 @@
+"""The command line's PSF-from-optics options: ``train --psf-optics`` and ``deconoising psf``."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_deconoising.cli import main
+from napari_deconoising.core import load_model, make_sample
+
+pytest.importorskip("psf")
+
+from napari_deconoising.core.optics import gaussian_sigma, optics_psf, parse_optics  # noqa: E402
+
+OPTICS = "na=1.4,wavelength=520,n=1.518,pixel=65,z_step=200,modality=widefield"
+TINY_ARGS = ["--depth", "2", "--channels", "8", "--patch-size", "32", "--batch-size", "4",
+             "--epochs", "1", "--steps-per-epoch", "2", "--device", "cpu", "--precision", "fp32"]
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli_optics") / "noisy.tif"
+    tifffile.imwrite(path, make_sample((64, 64), sigma=1.2, seed=1).noisy)
+    return path
+
+
+def test_train_with_psf_optics_stores_them(noisy, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    assert main(["train", str(noisy), "--model", str(out), "--psf-optics", OPTICS, *TINY_ARGS]) == 0
+    err = capsys.readouterr().err
+    sigma = gaussian_sigma(parse_optics(OPTICS))[1]
+    assert f"≈ Gaussian sigma {sigma:.2f} px" in err and "PSF from optics" in err
+    model = load_model(out)
+    assert model.config.psf == "measured" and model.config.optics == parse_optics(OPTICS)
+    np.testing.assert_array_equal(model.psf, optics_psf(parse_optics(OPTICS)))
+    assert "widefield PSF NA 1.4" in model.summary()
+
+
+@pytest.mark.parametrize("extra, msg", [
+    (["--psf-optics", "na=1.4,wavelength=520,n=1.518"], "missing pixel"),
+    (["--psf-optics", "na=1.6,wavelength=520,n=1.518,pixel=65"], "is impossible"),
+    (["--psf-optics", "na=1.4,wavelength=520,n=1.518,pixel=65,colour=green"], "unknown key 'colour'"),
+    (["--psf-optics", OPTICS, "--resume", "{d}/m.pt"], "keeps its own PSF"),
+])
+def test_train_bad_optics_fail_cleanly(noisy, tmp_path, capsys, extra, msg):
+    out = tmp_path / "never.pt"
+    extra = [a.format(d=tmp_path) for a in extra]
+    assert main(["train", str(noisy), "--model", str(out), *extra, *TINY_ARGS]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deconoising: error:") and msg in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_psf_optics_excludes_the_other_psf_options(noisy, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(noisy), "--model", str(tmp_path / "m.pt"), "--psf-optics", OPTICS, "--psf-sigma", "1"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("args, shape, axes", [
+    ([], (25, 25), "YX"),
+    (["--3d"], (11, 25, 25), "ZYX"),
+    (["--3d", "--size", "5", "9", "9"], (5, 9, 9), "ZYX"),
+])
+def test_psf_command_writes_the_psf_and_prints_sigma(tmp_path, capsys, args, shape, axes):
+    out = tmp_path / "psf.tif"
+    assert main(["psf", OPTICS, "--out", str(out), *args]) == 0
+    with tifffile.TiffFile(out) as tif:
+        data = tif.asarray()
+        assert tif.series[0].axes == axes
+    assert data.shape == shape and data.sum() == pytest.approx(1.0, abs=1e-5)
+    sz, sy, _ = gaussian_sigma(parse_optics(OPTICS))
+    assert f"y {sy:.3f} px" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, msg", [
+    ([OPTICS, "--out", "{d}/psf.png"], "not supported"),
+    ([OPTICS, "--out", "{d}/missing/psf.tif"], "output folder does not exist"),
+    (["na=1.4,wavelength=520,n=1.518,pixel=65", "--out", "{d}/psf.tif", "--3d"], "Z step"),
+    ([OPTICS, "--out", "{d}/psf.tif", "--size", "4"], "odd"),
+])
+def test_psf_command_bad_input_fails_cleanly(tmp_path, capsys, args, msg):
+    assert main(["psf", *[a.format(d=tmp_path) for a in args]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deconoising: error:") and msg in err
+    assert not (tmp_path / "psf.tif").exists()

@@ -1,0 +1,62 @@
+"""Prediction on a real Dask cluster gives exactly the single-process result."""
+
+import numpy as np
+import pytest
+
+from napari_deconoising.core.io import read_image, write_image
+from napari_deconoising.core.predict import tile_halo
+from napari_deconoising.core.predict_file import predict_file
+
+pytest.importorskip("distributed")
+
+
+def test_local_cluster_equals_single_process(trained, tmp_path):
+    from napari_deconoising.core.cluster import dask_client
+
+    img = np.random.default_rng(0).normal(trained.mean, trained.std, (2, 70, 50)).astype(np.float32)
+    write_image(tmp_path / "in.zarr", img, "TYX")
+    kw = dict(tile_size=2 * tile_halo(trained) + 16, device="cpu", batch_size=2)
+    predict_file(trained, tmp_path / "in.zarr", tmp_path / "one.zarr", tmp_path / "one_dec.tif", **kw)
+    seen = []
+    # Two worker processes: the model, plan and file references travel pickled, as to a real cluster.
+    with dask_client(workers=2) as client:
+        assert len(client.scheduler_info()["workers"]) == 2
+        predict_file(trained, tmp_path / "in.zarr", tmp_path / "two.zarr", tmp_path / "two_dec.tif",
+                     client=client, progress=lambda d, t: seen.append((d, t)), **kw)
+    assert seen[-1][0] == seen[-1][1] > 2
+    for a, b in (("one.zarr", "two.zarr"), ("one_dec.tif", "two_dec.tif")):
+        np.testing.assert_array_equal(read_image(tmp_path / a)[0], read_image(tmp_path / b)[0])
+
+
+def test_cluster_error_reaches_the_caller_and_leaves_no_output(trained, tmp_path):
+    from distributed import Client, LocalCluster
+
+    from napari_deconoising.core import DataError
+
+    img = np.random.default_rng(1).normal(trained.mean, trained.std, (40, 40)).astype(np.float32)
+    img[30, 30] = np.nan
+    write_image(tmp_path / "nan.zarr", img, "YX")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client, pytest.raises(DataError, match="NaN"):
+        predict_file(trained, tmp_path / "nan.zarr", tmp_path / "out.zarr", client=client, device="cpu",
+                     tile_size=2 * tile_halo(trained) + 8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.zarr"]
+
+
+def test_cli_scheduler_uses_an_existing_cluster(trained, tmp_path, capsys):
+    from distributed import LocalCluster
+
+    from napari_deconoising.cli import main
+
+    img = np.random.default_rng(2).normal(trained.mean, trained.std, (50, 40)).astype(np.float32)
+    write_image(tmp_path / "in.tif", img)
+    trained.save(tmp_path / "m.pt")
+    tile = str(2 * tile_halo(trained) + 8)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        assert main(["predict", str(tmp_path / "m.pt"), str(tmp_path / "in.tif"), "--denoised",
+                     str(tmp_path / "c.zarr"), "--tile-size", tile, "--device", "cpu",
+                     "--scheduler", cluster.scheduler_address]) == 0
+    assert f"Dask: 1 worker at {cluster.scheduler_address}" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "m.pt"), str(tmp_path / "in.tif"), "--denoised",
+                 str(tmp_path / "one.zarr"), "--tile-size", tile, "--device", "cpu"]) == 0
+    np.testing.assert_array_equal(read_image(tmp_path / "c.zarr")[0], read_image(tmp_path / "one.zarr")[0])

@@ -1,0 +1,109 @@
+"""Apply on a dask-backed layer: tiles go into OME-Zarr, result layers are lazy, the layer is never loaded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.gui]
+
+napari = pytest.importorskip("napari")
+
+from napari_deconoising._widgets import ApplyWidget  # noqa: E402
+from napari_deconoising.core.predict import tile_halo  # noqa: E402
+
+
+def no_whole_compute(data: np.ndarray, chunks):
+    """A dask array that raises when it is computed or converted to NumPy as a whole.
+
+    Its slices are ordinary dask arrays: reading tiles (or the plane napari shows) works.
+    """
+    import dask.array as da
+
+    class NoWholeCompute(da.Array):
+        def __array__(self, *args, **kwargs):
+            raise AssertionError("the whole layer was converted to one NumPy array")
+
+        def compute(self, *args, **kwargs):
+            raise AssertionError("the whole layer was computed")
+
+    x = da.from_array(data, chunks=chunks)
+    return NoWholeCompute(x.dask, x.name, x.chunks, meta=x._meta)
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, fresh_registry):
+    return make_napari_viewer()
+
+
+def test_apply_on_a_dask_layer_never_materialises_it(viewer, trained, tmp_path, sync_workers, notifications):
+    import zarr
+
+    img = np.random.default_rng(0).normal(trained.mean, trained.std, (3, 70, 60)).astype(np.float32)
+    lazy = no_whole_compute(img, (1, 35, 30))
+    with pytest.raises(AssertionError, match="whole layer"):
+        np.asarray(lazy)  # the guard works
+    layer = viewer.add_image(lazy, name="lazy", contrast_limits=(float(img.min()), float(img.max())))
+    a = ApplyWidget(viewer)
+    viewer.window.add_dock_widget(a)
+    a.select_model(trained, "m")
+    a.form.image.value = layer
+    a.form.axes.value = "TYX"
+    tile = 2 * tile_halo(trained) + 16
+    a.form.tile_size.value = tile
+    a.form.store.value = str(tmp_path / "results")
+    assert a.run()
+    assert not notifications["error"], notifications["error"]
+    den, dec = viewer.layers["lazy denoised"], viewer.layers["lazy deconvolved"]
+    assert isinstance(den.data, zarr.Array) and isinstance(dec.data, zarr.Array)  # lazy, on disk
+    ref = trained.predict(img, "TYX", device="cpu", tile_size=tile)
+    np.testing.assert_allclose(den.data[...], ref.denoised, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dec.data[...], ref.deconvolved, rtol=1e-4, atol=1e-4)
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["lazy_deconvolved.zarr",
+                                                                        "lazy_denoised.zarr"]
+    assert "saved in" in a.status.value
+
+
+def test_cancel_keeps_the_finished_tiles(qtbot, viewer, trained, tmp_path, notifications):
+    import dask.array as da
+
+    img = np.random.default_rng(1).normal(trained.mean, trained.std, (6, 64, 64)).astype(np.float32)
+    layer = viewer.add_image(da.from_array(img, chunks=(1, 64, 64)), name="lazy")
+    a = ApplyWidget(viewer)
+    viewer.window.add_dock_widget(a)
+    a.select_model(trained, "m")
+    a.form.image.value = layer
+    a.form.axes.value = "TYX"
+    a.form.tile_size.value = 2 * tile_halo(trained) + 8
+    a.form.store.value = str(tmp_path)
+    assert a.run()
+    a.cancel()
+    qtbot.waitUntil(lambda: not a.busy, timeout=30_000)
+    assert "finished tiles are kept" in a.status.value and a.run_button.enabled
+    assert "lazy denoised" in viewer.layers  # what was done stays visible
+    assert not notifications["error"]
+
+
+def test_train_on_a_dask_layer_reads_patches_lazily(viewer, sample, tmp_path, monkeypatch, sync_workers,
+                                                    notifications):
+    import tempfile
+
+    import zarr
+    from conftest import set_tiny
+
+    from napari_deconoising._widgets import TrainWidget
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the results' temporary folder
+    stack = np.stack([sample.noisy, sample.noisy[::-1], sample.noisy[:, ::-1]]).astype(np.float32)
+    layer = viewer.add_image(no_whole_compute(stack, (1, 48, 48)), name="lazy")
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.form.image.value = layer
+    w.form.axes.value = "TYX"
+    set_tiny(w)
+    assert w.start()
+    assert not notifications["error"], notifications["error"]
+    assert w.model is not None and len(w.model.history) == 2
+    den = viewer.layers["lazy denoised"]
+    assert isinstance(den.data, zarr.Array) and den.data.shape == stack.shape
+    assert np.isfinite(den.data[...]).all()
