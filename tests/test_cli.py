@@ -162,6 +162,7 @@ def test_cli_prints_the_precision_decision(files, capsys, monkeypatch, tmp_path)
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(device_mod, "cpu_info", lambda: CPUInfo("Test", "x86_64", frozenset({"avx512_bf16"})))
+    monkeypatch.setattr(device_mod, "_cpu_busy", lambda: None)  # cache as on a quiet machine
     calls = []
 
     def fake_measure(probe, dev, precisions):

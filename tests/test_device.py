@@ -34,6 +34,24 @@ def _probe(channels=8):
 @pytest.fixture
 def bf16_cpu(monkeypatch):
     monkeypatch.setattr(device_mod, "cpu_info", lambda: BF16_CPU)
+    monkeypatch.setattr(device_mod, "_cpu_busy", lambda: None)  # the test machine's load must not matter
+
+
+def test_a_busy_cpu_decides_for_this_run_only(bf16_cpu, tmp_path, monkeypatch):
+    monkeypatch.setattr(device_mod, "_cpu_busy", lambda: "the CPU was busy (load average 9.0 on 2 cores)")
+    fake = FakeMeasure({"fp32": 1.0, "bf16": 1.1}, {})
+    c = choose_precision(CPU, _probe(), DecisionCache(tmp_path), fake)
+    assert c.precision == "fp32" and c.reason.endswith("not cached: the CPU was busy (load average 9.0 on 2 cores)")
+    choose_precision(CPU, _probe(), DecisionCache(tmp_path), fake)
+    assert len(fake.calls) == 2 and not (tmp_path / "precision.json").exists()
+
+
+def test_cpu_busy_compares_load_with_cores(monkeypatch):
+    monkeypatch.setattr(device_mod.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(device_mod.os, "getloadavg", lambda: (2.5, 1.0, 1.0))
+    assert device_mod._cpu_busy() == "the CPU was busy (load average 2.5 on 2 cores)"
+    monkeypatch.setattr(device_mod.os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    assert device_mod._cpu_busy() is None
 
 
 def test_no_native_bf16_means_fp32_without_measuring(monkeypatch, tmp_path):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -134,10 +136,24 @@ def choose_precision(dev: torch.device, probe: Probe | None = None, cache: Decis
         return hit
     seconds, errors = (measure_fn or measure)(probe, dev, cands)
     choice = choose(seconds, errors, probe.task)
+    busy = _cpu_busy() if dev.type == "cpu" else None
+    if busy is not None:
+        # Other work can make one precision look slower than it is; use the answer for this
+        # run only, and measure again next time (issue 8: a loaded CPU once made bf16 lose).
+        return dataclasses.replace(choice, reason=f"{choice.reason}; not cached: {busy}")
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     cache.put(key, choice, {"machine": machine, "task": probe.task, "network": dict(probe.network),
                             "torch": torch.__version__, "measured": when})
     return choice
+
+
+def _cpu_busy() -> str | None:
+    """Why the CPU is too busy for a measurement worth keeping (1-min load above the core count), or None."""
+    try:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    except (OSError, AttributeError):  # no load average on Windows
+        return None
+    return f"the CPU was busy (load average {load:.1f} on {cores} cores)" if load > cores else None
 
 
 def execution_plan(device: str | torch.device = "auto", precision: str = "auto", *,
