@@ -97,9 +97,9 @@ cfg = TrainConfig(depth=2, channels=32, psf_sigma=1.5)
 net = DecoNoisingNet(gaussian_psf(1.5), depth=2, channels=32)
 m = DecoNoisingModel(cfg, net.state_dict(), 100.0, 10.0, gaussian_psf(1.5))
 img = np.random.default_rng(0).integers(0, 1000, (1024, 1024)).astype(np.uint16)
-m.predict(img[:300, :300], device="cpu", tile_size=256, batch_size=2)  # warm up kernels
+m.predict(img[:300, :300], device="cpu", tile_size=256, batch_size=2, precision="fp32")  # warm up kernels
 before = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS")][0]
-p = m.predict(img, device="cpu", tile_size=256, batch_size=2)
+p = m.predict(img, device="cpu", tile_size=256, batch_size=2, precision="fp32")
 assert p.denoised.shape == img.shape
 print(before * 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
