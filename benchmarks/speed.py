@@ -4,8 +4,10 @@ Measured in one run on the same machine:
 
 * training steps/s and patches/s at the paper's configuration (U-Net depth 3, 64
   channels, 100 px patches, batch 20) and at the demo configuration (depth 2, 32
-  channels, 64 px patches, batch 16), in fp32 and bf16, for DecoNoising (sigma 1)
-  and for CAREamics' Noise2Void at the same network size, patch and batch size;
+  channels, 64 px patches, batch 16), in fp32 and (where the CPU has native bf16)
+  bf16, for DecoNoising (sigma 1) and for CAREamics' Noise2Void at the same network
+  size, patch and batch size; and with our default ``precision="auto"``, with the
+  precision it picked and why (decided in this run, in a fresh cache);
 * prediction megapixels/s on a 2048 x 2048 image (both tools' defaults: ours tiles
   automatically, CAREamics predicts the whole image at once);
 * peak resident memory while predicting a 4096 x 4096 image with our tiled
@@ -35,6 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
+import speed_report  # noqa: E402
 
 CONFIGS = {
     "paper": dict(depth=3, channels=64, patch=100, batch=20),
@@ -84,22 +87,47 @@ def train_ours(cfgname: str, precision: str, steps: int, image: np.ndarray) -> d
         psf="gaussian",
         psf_sigma=1.0,
     )
-    tr = Trainer(image, tc)
+    tr = Trainer(image, tc)  # with precision "auto" this runs (and caches) the precision probe
     tr._step()  # warm-up (oneDNN primitive creation)
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
         tr._step()
         times.append(time.perf_counter() - t0)
-    return {"median": float(np.median(times)), "min": float(np.min(times)), "all": times}
+    return {"median": float(np.median(times)), "min": float(np.min(times)), "all": times,
+            "picked": tr.plan.precision, "reason": tr.plan.reason}
 
 
-def predict_ours(cfgname: str, image: np.ndarray, precision: str = "fp32") -> float:
-    model = _model(cfgname)
-    model.predict(image[:256, :256], precision=precision)  # warm-up
+_TRAINED: dict = {}
+
+
+def trained_model(cfgname: str, image: np.ndarray, steps: int = 20):
+    """A model of the configuration trained for ``steps`` steps on ``image`` (once per configuration).
+
+    Prediction costs the same with any weights, but ``precision="auto"`` checks the
+    error of reduced precision on the model's own outputs, and an untrained network's
+    output is mostly cancellation noise (bf16 measured 2.4 % there, 0.1-0.5 % trained).
+    """
+    if cfgname not in _TRAINED:
+        from napari_deconoising.core import TrainConfig, train
+
+        c = CONFIGS[cfgname]
+        tc = TrainConfig(depth=c["depth"], channels=c["channels"], patch_size=c["patch"], batch_size=c["batch"],
+                         epochs=max(1, steps // 10), steps_per_epoch=min(steps, 10), psf="gaussian", psf_sigma=1.0)
+        t0 = time.perf_counter()
+        _TRAINED[cfgname] = train(image, tc)
+        log(f"trained the {cfgname} model for {tc.total_steps} steps ({time.perf_counter() - t0:.0f} s)")
+    return _TRAINED[cfgname]
+
+
+def predict_ours(cfgname: str, image: np.ndarray, precision: str = "fp32", train_image=None) -> tuple[float, dict]:
+    """Seconds to predict ``image`` (after a warm-up on a crop), and the plan that was used."""
+    model = _model(cfgname) if train_image is None else trained_model(cfgname, train_image)
+    plans = []
+    model.predict(image[:256, :256], precision=precision)  # warm-up (and the probe, for "auto")
     t0 = time.perf_counter()
-    model.predict(image, precision=precision)
-    return time.perf_counter() - t0
+    model.predict(image, precision=precision, on_plan=plans.append)
+    return time.perf_counter() - t0, {"picked": plans[0].precision, "reason": plans[0].reason}
 
 
 def psf_methods(
@@ -133,7 +161,7 @@ def psf_methods(
     return rows
 
 
-def rss_child(cfgname: str, size: int, baseline: bool) -> None:
+def rss_child(cfgname: str, size: int, baseline: bool, precision: str = "fp32") -> None:
     """Entry point of the fresh subprocess that measures peak RSS."""
     import torch  # noqa: F401
 
@@ -147,7 +175,7 @@ def rss_child(cfgname: str, size: int, baseline: bool) -> None:
     )
     t0 = time.perf_counter()
     if not baseline:
-        _model(cfgname).predict(image)
+        _model(cfgname).predict(image, precision=precision)
     print(
         json.dumps(
             {"peak_rss_bytes": peak_rss_bytes(), "seconds": time.perf_counter() - t0}
@@ -155,8 +183,8 @@ def rss_child(cfgname: str, size: int, baseline: bool) -> None:
     )
 
 
-def measure_rss(cfgname: str, size: int, baseline: bool) -> dict:
-    cmd = [sys.executable, __file__, "--rss-child", cfgname, str(size)] + (
+def measure_rss(cfgname: str, size: int, baseline: bool, precision: str = "fp32") -> dict:
+    cmd = [sys.executable, __file__, "--rss-child", cfgname, str(size), "--rss-precision", precision] + (
         ["--baseline"] if baseline else []
     )
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -176,10 +204,19 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "speed")
     ap.add_argument("--rss-child", nargs=2, metavar=("CONFIG", "SIZE"), help=argparse.SUPPRESS)
     ap.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--rss-precision", default="fp32", help=argparse.SUPPRESS)
+    ap.add_argument("--configs", help="comma-separated configurations to run (default: all of the mode's)")
+    ap.add_argument("--no-train", action="store_true", help="skip the training timings")
+    ap.add_argument("--no-predict", action="store_true", help="skip the prediction timings")
+    ap.add_argument("--no-psf", action="store_true", help="skip the PSF convolution timings")
+    ap.add_argument("--no-rss", action="store_true", help="skip the peak-memory measurement")
     a = ap.parse_args(argv)
     if a.rss_child:
-        rss_child(a.rss_child[0], int(a.rss_child[1]), a.baseline)
+        rss_child(a.rss_child[0], int(a.rss_child[1]), a.baseline, a.rss_precision)
         return {}
+    # "auto" decides in this run: a fresh precision cache, never the user's.
+    cache = tempfile.TemporaryDirectory()
+    os.environ["NAPARI_DECONOISING_CACHE"] = cache.name
 
     from napari_deconoising.core import make_sample
     from napari_deconoising.core.device import cpu_has_bf16
@@ -188,6 +225,11 @@ def main(argv=None) -> dict:
     train_cfgs = ["tiny"] if a.smoke else ["paper", "paper104", "demo"]
     no_peer_cfgs = {"paper"}  # 100 px patches are not allowed by CAREamics at depth 3
     pred_cfgs = ["tiny"] if a.smoke else ["demo"] if a.quick else ["demo", "paper104"]
+    if a.configs:
+        keep = set(a.configs.split(","))
+        train_cfgs = [c for c in train_cfgs if c in keep]
+        pred_cfgs = [c for c in pred_cfgs if c in keep]
+    train_cfgs, pred_cfgs = [] if a.no_train else train_cfgs, [] if a.no_predict else pred_cfgs
     precisions = ["fp32", "bf16"] if cpu_has_bf16() and not a.smoke else ["fp32"]
     steps = a.steps or (1 if a.smoke else 3 if a.quick else 5)
     pred_size, rss_size = (128, 512) if a.smoke else (2048, 4096)
@@ -195,6 +237,11 @@ def main(argv=None) -> dict:
 
     info = common.machine_info()
     info["mode"] = mode
+    from napari_deconoising.core.precision import cpu_info, native_bf16
+
+    cpu = cpu_info()
+    info["cpu_flags"] = (" ".join(sorted(f for f in cpu.flags if f.startswith(("avx", "amx", "sve", "bf16"))))
+                         + f"; native bf16: {'yes' if native_bf16(cpu) else 'no'}")
     a.out.mkdir(parents=True, exist_ok=True)
     log(common.machine_line(info))
     peer_py, peer_note = None, "CAREamics not run"
@@ -213,209 +260,83 @@ def main(argv=None) -> dict:
     np.save(Path(tmp.name) / "train.npy", train_img)
     np.save(Path(tmp.name) / "big.npy", big)
 
+    def peer(job: dict, row: dict, what: str) -> dict | None:
+        """Run one CAREamics job for ``row`` (same configuration and precision)."""
+        if peer_py is None:
+            return None
+        c = CONFIGS[row["config"]]
+        job = {"mode": "speed", "noisy": str(Path(tmp.name) / "train.npy"), "depth": c["depth"],
+               "channels": c["channels"], "patch": c["patch"], "batch": c["batch"],
+               "precision": row["precision"], **job}
+        try:
+            return common.run_peer(peer_py, job)
+        except Exception as e:  # noqa: BLE001
+            row["peer_error"] = str(e)[-1000:]
+            log(f"CAREamics failed ({what}): {str(e)[-400:]}")
+            return None
+
+    # "auto" (our default) is timed too and compared with CAREamics' default, fp32.
     for cfg in train_cfgs:
         c = CONFIGS[cfg]
-        for prec in precisions:
+        for prec in [*precisions, "auto"]:
             t = train_ours(cfg, prec, steps, train_img)
             s = t["median"]
-            row = {
-                "what": "train",
-                "config": cfg,
-                "precision": prec,
-                "ours_step_s": s,
-                "ours_step_s_min": t["min"],
-                "ours_all": t["all"],
-            }
-            log(
-                f"train {cfg} {prec}: ours {s:.3f} s/step (min {t['min']:.3f}) = "
-                f"{c['batch'] / s:.1f} patches/s"
-            )
-            if peer_py is not None and cfg not in no_peer_cfgs:
-                job = {
-                    "mode": "speed",
-                    "noisy": str(Path(tmp.name) / "train.npy"),
-                    "steps": steps + 1,
-                    "warmup": 2,
-                    "depth": c["depth"],
-                    "channels": c["channels"],
-                    "patch": c["patch"],
-                    "batch": c["batch"],
-                    "precision": prec,
-                }
-                try:
-                    r = common.run_peer(peer_py, job)
-                    row["peer_step_s"] = r["step_seconds"]
-                    row["peer_step_s_min"] = r["step_seconds_min"]
-                    row["peer_info"] = r
-                    log(
-                        f"train {cfg} {prec}: CAREamics {r['step_seconds']:.3f} s/step (min "
-                        f"{r['step_seconds_min']:.3f}) -> ours/theirs throughput "
-                        f"{r['step_seconds'] / s:.2f}x"
-                    )
-                except Exception as e:  # noqa: BLE001
-                    row["peer_error"] = str(e)[-1000:]
-                    log(f"CAREamics failed: {str(e)[-400:]}")
+            row = {"what": "train", "config": cfg, "precision": prec, "ours_step_s": s,
+                   "ours_step_s_min": t["min"], "ours_all": t["all"], "picked": t["picked"],
+                   "reason": t["reason"]}
+            log(f"train {cfg} {prec} ({t['picked']}): ours {s:.3f} s/step (min {t['min']:.3f}) = "
+                f"{c['batch'] / s:.1f} patches/s; {t['reason']}")
+            r = None if prec == "auto" or cfg in no_peer_cfgs else peer(
+                {"steps": steps + 1, "warmup": 2}, row, "train")
+            if r is not None:
+                row.update(peer_step_s=r["step_seconds"], peer_step_s_min=r["step_seconds_min"], peer_info=r)
+                log(f"train {cfg} {prec}: CAREamics {r['step_seconds']:.3f} s/step (min "
+                    f"{r['step_seconds_min']:.3f}) -> ours/theirs throughput {r['step_seconds'] / s:.2f}x")
             rows.append(row)
 
     for cfg in pred_cfgs:
-        c = CONFIGS[cfg]
         mp = big.size / 1e6
-        for prec in precisions:
-            s = predict_ours(cfg, big, prec)
-            row = {
-                "what": "predict",
-                "config": cfg,
-                "precision": prec,
-                "size": pred_size,
-                "ours_s": s,
-            }
-            log(f"predict {cfg} {pred_size}^2 {prec}: ours {s:.2f} s = {mp / s:.3f} MP/s")
-            if peer_py is not None:
-                job = {
-                    "mode": "speed",
-                    "noisy": str(Path(tmp.name) / "train.npy"),
-                    "steps": 1,
-                    "warmup": 0,
-                    "depth": c["depth"],
-                    "channels": c["channels"],
-                    "patch": c["patch"],
-                    "batch": c["batch"],
-                    "precision": prec,
-                    "predict": str(Path(tmp.name) / "big.npy"),
-                }
-                try:
-                    r = common.run_peer(peer_py, job)
-                    row["peer_s"] = r["predict_big_seconds"]
-                    row["peer_info"] = r
-                    log(
-                        f"predict {cfg} {pred_size}^2 {prec}: "
-                        f"CAREamics {r['predict_big_seconds']:.2f} s "
-                        f"-> ours/theirs {r['predict_big_seconds'] / s:.2f}x"
-                    )
-                except Exception as e:  # noqa: BLE001
-                    row["peer_error"] = str(e)[-1000:]
-                    log(f"CAREamics failed: {str(e)[-400:]}")
+        for prec in [*precisions, "auto"]:
+            s, plan = predict_ours(cfg, big, prec, None if a.smoke else train_img)
+            row = {"what": "predict", "config": cfg, "precision": prec, "size": pred_size, "ours_s": s, **plan}
+            log(f"predict {cfg} {pred_size}^2 {prec} ({plan['picked']}): ours {s:.2f} s = {mp / s:.3f} MP/s; "
+                f"{plan['reason']}")
+            r = None if prec == "auto" else peer(
+                {"steps": 1, "warmup": 0, "predict": str(Path(tmp.name) / "big.npy")}, row, "predict")
+            if r is not None:
+                row.update(peer_s=r["predict_big_seconds"], peer_info=r)
+                log(f"predict {cfg} {pred_size}^2 {prec}: CAREamics {r['predict_big_seconds']:.2f} s "
+                    f"-> ours/theirs {r['predict_big_seconds'] / s:.2f}x")
             rows.append(row)
 
-    psf_rows = psf_methods(
-        sizes=(5,) if a.smoke else (5, 9, 15, 21, 31), repeats=1 if a.smoke else 5
-    )
-    for r in psf_rows:
-        log(
-            f"PSF {r['size']}x{r['size']}: direct {r['direct'] * 1e3:.1f} ms, "
-            f"FFT {r['fft'] * 1e3:.1f} ms"
-        )
-    rows += psf_rows
+    if not a.no_psf:
+        psf_rows = psf_methods(sizes=(5,) if a.smoke else (5, 9, 15, 21, 31), repeats=1 if a.smoke else 5)
+        for r in psf_rows:
+            log(f"PSF {r['size']}x{r['size']}: direct {r['direct'] * 1e3:.1f} ms, FFT {r['fft'] * 1e3:.1f} ms")
+        rows += psf_rows
 
-    base = measure_rss(rss_cfg, rss_size, baseline=True)
-    peak = measure_rss(rss_cfg, rss_size, baseline=False)
-    rows.append(
-        {
-            "what": "rss",
-            "config": rss_cfg,
-            "size": rss_size,
-            "peak_rss_bytes": peak["peak_rss_bytes"],
-            "baseline_rss_bytes": base["peak_rss_bytes"],
-            "seconds": peak["seconds"],
-        }
-    )
-    log(
-        f"peak RSS predicting {rss_size}^2 ({rss_cfg}, fp32): "
-        f"{peak['peak_rss_bytes'] / 2**30:.2f} GiB "
-        f"(process with torch + image only: {base['peak_rss_bytes'] / 2**30:.2f} GiB; "
-        f"took {peak['seconds']:.0f} s)"
-    )
+    # Memory in every precision measured (auto picks one of them).
+    # The child's model is untrained, so it is given the precisions explicitly.
+    rss_precisions = ["fp32"] if a.smoke else precisions
+    base = None if a.no_rss else measure_rss(rss_cfg, rss_size, baseline=True)
+    for prec in [] if a.no_rss else rss_precisions:
+        peak = measure_rss(rss_cfg, rss_size, baseline=False, precision=prec)
+        rows.append({"what": "rss", "config": rss_cfg, "size": rss_size, "precision": prec,
+                     "peak_rss_bytes": peak["peak_rss_bytes"], "baseline_rss_bytes": base["peak_rss_bytes"],
+                     "seconds": peak["seconds"]})
+        log(f"peak RSS predicting {rss_size}^2 ({rss_cfg}, {prec}): {peak['peak_rss_bytes'] / 2**30:.2f} GiB "
+            f"(process with torch + image only: {base['peak_rss_bytes'] / 2**30:.2f} GiB; "
+            f"took {peak['seconds']:.0f} s)")
     tmp.cleanup()
+    cache.cleanup()
     info["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
 
-    md = fmt(rows, info, peer_note, argv if argv is not None else sys.argv[1:])
+    md = speed_report.fmt(rows, info, peer_note, argv if argv is not None else sys.argv[1:], CONFIGS)
     log("\n" + md)
     summary = {"machine": info, "peer": peer_note, "rows": rows}
     (a.out / "speed.json").write_text(json.dumps(summary, indent=1, default=str))
     (a.out / "speed.md").write_text(md + "\n")
     return summary
-
-
-def fmt(rows, info, peer_note, argv) -> str:
-    out = [
-        f"Command: `python benchmarks/speed.py {' '.join(argv)}`",
-        "",
-        common.machine_line(info) + f"; 1-min load average at end {info['load_avg_1min_at_end']}",
-        "",
-        peer_note,
-        "",
-        "Training: median of the timed steps (fastest in brackets); ours: patch sampling, "
-        "masking, forward, backward, Adam; CAREamics: Lightning's batch start to batch end "
-        "(masking, forward, backward, "
-        "optimiser), full batches only.",
-        "",
-        "| training | precision | ours s/step | ours patches/s | CAREamics s/step "
-        "| CAREamics patches/s | ours/theirs |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        if r["what"] != "train":
-            continue
-        b = CONFIGS[r["config"]]["batch"]
-        c = CONFIGS[r["config"]]
-        name = f"{r['config']} (depth {c['depth']}, {c['channels']} ch, {c['patch']} px, batch {b})"
-        if "peer_step_s" in r:
-            peer = (
-                f"{r['peer_step_s']:.3f} ({r['peer_step_s_min']:.3f}) | "
-                f"{b / r['peer_step_s']:.1f} | "
-                f"{r['peer_step_s'] / r['ours_step_s']:.2f}x"
-            )
-        elif r["config"] == "paper":
-            peer = "not allowed (patch must be a multiple of 8) | | see paper104"
-        else:
-            peer = "n/a | n/a | n/a"
-        out.append(
-            f"| {name} | {r['precision']} | {r['ours_step_s']:.3f} ({r['ours_step_s_min']:.3f}) | "
-            f"{b / r['ours_step_s']:.1f} | {peer} |"
-        )
-    out += [
-        "",
-        "| prediction | precision | image | ours s | ours MP/s | CAREamics s | CAREamics MP/s "
-        "| ours/theirs |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        if r["what"] != "predict":
-            continue
-        mp = r["size"] ** 2 / 1e6
-        if "peer_s" in r:
-            peer = f"{r['peer_s']:.2f} | {mp / r['peer_s']:.3f} | {r['peer_s'] / r['ours_s']:.2f}x"
-        else:
-            peer = "n/a | n/a | n/a"
-        out.append(
-            f"| {r['config']} | {r['precision']} | {r['size']}x{r['size']} | {r['ours_s']:.2f} | "
-            f"{mp / r['ours_s']:.3f} | {peer} |"
-        )
-    out += [
-        "",
-        "PSF convolution inside the network (non-separable kernel, batch 20 of 100x100, forward + "
-        "backward, fp32, fastest of 5); `auto` uses FFT from 225 taps (15x15) on:",
-        "",
-        "| kernel | taps | direct ms | FFT ms |",
-        "|---|---:|---:|---:|",
-    ]
-    for r in rows:
-        if r["what"] == "psf":
-            out.append(
-                f"| {r['size']}x{r['size']} | {r['taps']} | {r['direct'] * 1e3:.1f} | "
-                f"{r['fft'] * 1e3:.1f} |"
-            )
-    for r in rows:
-        if r["what"] == "rss":
-            out += [
-                "",
-                f"Peak resident memory predicting {r['size']}x{r['size']} "
-                f"({r['config']} config, fp32, "
-                f"automatic tiles, fresh process): **{r['peak_rss_bytes'] / 2**30:.2f} GiB** "
-                f"(a process that only imports torch and holds the image: "
-                f"{r['baseline_rss_bytes'] / 2**30:.2f} GiB); {r['seconds']:.0f} s.",
-            ]
-    return "\n".join(out)
 
 
 if __name__ == "__main__":

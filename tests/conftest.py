@@ -10,6 +10,12 @@ TINY = dict(depth=2, channels=8, patch_size=32, batch_size=8, steps_per_epoch=5,
             precision="fp32", device="cpu")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _precision_cache(tmp_path_factory):
+    """Measured precision choices go to a temporary folder, never the user's cache."""
+    os.environ["NAPARI_DECONOISING_CACHE"] = str(tmp_path_factory.mktemp("precision-cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_config():
     from napari_deconoising.core import TrainConfig

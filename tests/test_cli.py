@@ -154,6 +154,36 @@ def test_demo_smoke(tmp_path, capsys, monkeypatch):
         assert (tmp_path / f).stat().st_size > 0
 
 
+def test_cli_prints_the_precision_decision(files, capsys, monkeypatch, tmp_path):
+    """train and predict with --precision auto say what was chosen and why (injected timings)."""
+    from napari_deconoising.core import device as device_mod
+    from napari_deconoising.core.precision import CPUInfo
+    from napari_deconoising.core.precision_cache import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(device_mod, "cpu_info", lambda: CPUInfo("Test", "x86_64", frozenset({"avx512_bf16"})))
+    monkeypatch.setattr(device_mod, "_cpu_busy", lambda: None)  # cache as on a quiet machine
+    calls = []
+
+    def fake_measure(probe, dev, precisions):
+        calls.append(probe.task)
+        slow = {"train": 0.25, "predict": 2.0}[probe.task]  # bf16 4x faster to train, 2x slower to predict
+        return {"fp32": 1.0, "bf16": slow}, {"fp32": 0.0, "bf16": 0.003}
+
+    monkeypatch.setattr(device_mod, "measure", fake_measure)
+    model = tmp_path / "auto.pt"
+    args = [a if a != "fp32" else "auto" for a in TINY_ARGS]
+    assert main(["train", str(files / "noisy.tif"), "--model", str(model), *args]) == 0
+    err = capsys.readouterr().err
+    assert "precision bf16 on cpu: measured: bf16: 4.0x faster than fp32" in err
+    assert main(["predict", str(model), str(files / "noisy.tif"), "--denoised", str(tmp_path / "d.tif")]) == 0
+    err = capsys.readouterr().err
+    assert "precision fp32 on cpu: measured: fp32 (1 s/tile): bf16 0.50x fp32's speed" in err
+    assert main(["predict", str(model), str(files / "noisy.tif"), "--denoised", str(tmp_path / "d.tif")]) == 0
+    assert "precision fp32 on cpu: cached measured: fp32" in capsys.readouterr().err
+    assert calls == ["train", "predict"]
+
+
 TINY_3D = [a for a in TINY_ARGS if a not in ("--patch-size", "32")]
 
 

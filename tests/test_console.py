@@ -37,9 +37,10 @@ def test_run_training_prints_estimate_and_epochs(sample, tiny_config):
     s = io.StringIO()
     model, trainer = run_training(sample.noisy, cfg, out=s, label="[x] ")
     lines = s.getvalue().splitlines()
-    assert lines[0].startswith("[x] training 2 epochs x 2 steps") and "estimated 0:" in lines[0]
-    assert "of 8 32x32px patches" in lines[0]
-    assert [ln.split()[2] for ln in lines[1:]] == ["1/2", "2/2"]
+    assert lines[0] == "[x] precision fp32 on cpu: requested"
+    assert lines[1].startswith("[x] training 2 epochs x 2 steps") and "estimated 0:" in lines[1]
+    assert "of 8 32x32px patches" in lines[1]
+    assert [ln.split()[2] for ln in lines[2:]] == ["1/2", "2/2"]
     assert len(model.history) == 2 and trainer.history == model.history
 
 

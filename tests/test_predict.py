@@ -2,6 +2,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from napari_deconoising.core import Cancelled, DataError
 from napari_deconoising.core.predict import auto_tile_size, tile_halo
@@ -15,9 +17,9 @@ def _rel(a, b):
 def test_tiled_equals_whole_image(trained, shape):
     img = np.random.default_rng(0).normal(trained.mean, trained.std, shape).astype(np.float32)
     halo = tile_halo(trained)
-    whole = trained.predict(img, device="cpu", tile_size=4096)
+    whole = trained.predict(img, device="cpu", tile_size=4096, precision="fp32")
     for tile in (2 * halo + 8, 2 * halo + 24):
-        tiled = trained.predict(img, device="cpu", tile_size=tile, batch_size=3)
+        tiled = trained.predict(img, device="cpu", tile_size=tile, batch_size=3, precision="fp32")
         assert _rel(tiled.denoised, whole.denoised) < 1e-4
         assert _rel(tiled.deconvolved, whole.deconvolved) < 1e-4
 
@@ -29,9 +31,9 @@ def test_halo_is_needed(trained, monkeypatch):
     P = sys.modules["napari_deconoising.core.predict"]
 
     img = np.random.default_rng(1).normal(trained.mean, trained.std, (96, 96)).astype(np.float32)
-    whole = trained.predict(img, device="cpu", tile_size=4096)
+    whole = trained.predict(img, device="cpu", tile_size=4096, precision="fp32")
     monkeypatch.setattr(P, "tile_halos", lambda m: (8, 8))
-    tiled = trained.predict(img, device="cpu", tile_size=32)
+    tiled = trained.predict(img, device="cpu", tile_size=32, precision="fp32")
     assert _rel(tiled.denoised, whole.denoised) > 1e-3
 
 
@@ -95,9 +97,9 @@ cfg = TrainConfig(depth=2, channels=32, psf_sigma=1.5)
 net = DecoNoisingNet(gaussian_psf(1.5), depth=2, channels=32)
 m = DecoNoisingModel(cfg, net.state_dict(), 100.0, 10.0, gaussian_psf(1.5))
 img = np.random.default_rng(0).integers(0, 1000, (1024, 1024)).astype(np.uint16)
-m.predict(img[:300, :300], device="cpu", tile_size=256, batch_size=2)  # warm up kernels
+m.predict(img[:300, :300], device="cpu", tile_size=256, batch_size=2, precision="fp32")  # warm up kernels
 before = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS")][0]
-p = m.predict(img, device="cpu", tile_size=256, batch_size=2)
+p = m.predict(img, device="cpu", tile_size=256, batch_size=2, precision="fp32")
 assert p.denoised.shape == img.shape
 print(before * 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
@@ -108,6 +110,28 @@ print(before * 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     # 36 tiles of 256 px through a 32-channel U-Net: ~84 MiB of activations each (~3 GiB for
     # all at once). Two per batch plus a few image-sized float32 copies is ~200 MiB.
     assert peak - before < 1024**3, f"prediction grew RSS by {(peak - before) / 2**20:.0f} MiB"
+
+
+@given(st.integers(1, 5000), st.integers(1, 64), st.sampled_from([1, 4, 8, 16]))
+def test_balanced_tiles_cover_the_image_with_no_more_tiles(n, core_m, m):
+    """Balanced cores: same tile count as the requested core, never larger, image covered."""
+    import sys
+
+    P = sys.modules["napari_deconoising.core.predict"]
+    core = core_m * m
+    origins, cores = P._tile_origins((n, 7), (core, core), (m, m))
+    ys = sorted({y for y, _ in origins})
+    assert len(ys) == -(-n // core)
+    assert cores[0] % m == 0 and cores[0] <= max(core, -(-n // m) * m)
+    assert ys[-1] + cores[0] >= n and ys[-1] < n
+
+
+def test_balanced_tiles_example():
+    import sys
+
+    P = sys.modules["napari_deconoising.core.predict"]
+    origins, cores = P._tile_origins((2048, 2048), (720, 720), (4, 4))
+    assert cores == (684, 684) and len(origins) == 9
 
 
 # -- 3D ---------------------------------------------------------------------------------------
@@ -135,13 +159,13 @@ def test_3d_tiled_equals_whole_volume(pool_z, shape):
     m = 4
     assert halos[1] == halos[2] and halos[0] != halos[1]  # Z has its own context
     vol = np.random.default_rng(0).normal(10, 3, shape).astype(np.float32)
-    whole = model.predict(vol, "ZYX", device="cpu", tile_size=(400, 400, 400))
+    whole = model.predict(vol, "ZYX", device="cpu", tile_size=(400, 400, 400), precision="fp32")
     mz = m if pool_z else 1
     # cores that split every axis in two or three
     cores = [math.ceil(math.ceil(n / 2) / k) * k for n, k in zip(shape, (mz, m, m))]
     tiles = tuple(c + 2 * h for c, h in zip(cores, halos))
     calls = []
-    tiled = model.predict(vol, "ZYX", device="cpu", tile_size=tiles, batch_size=3,
+    tiled = model.predict(vol, "ZYX", device="cpu", tile_size=tiles, batch_size=3, precision="fp32",
                           progress=lambda d, t: calls.append(t))
     assert calls[-1] >= 8
     assert _rel(tiled.denoised, whole.denoised) < 1e-4
@@ -156,10 +180,10 @@ def test_3d_z_halo_is_needed(monkeypatch):
     P = sys.modules["napari_deconoising.core.predict"]
     model = _random_3d_model(False)
     vol = np.random.default_rng(1).normal(10, 3, (12, 16, 16)).astype(np.float32)
-    whole = model.predict(vol, "ZYX", device="cpu", tile_size=400)
+    whole = model.predict(vol, "ZYX", device="cpu", tile_size=400, precision="fp32")
     hz, hy, hx = tile_halos(model)
     monkeypatch.setattr(P, "tile_halos", lambda m: (2, hy, hx))
-    tiled = model.predict(vol, "ZYX", device="cpu", tile_size=(8, 2 * hy + 16, 2 * hx + 16))
+    tiled = model.predict(vol, "ZYX", device="cpu", tile_size=(8, 2 * hy + 16, 2 * hx + 16), precision="fp32")
     assert _rel(tiled.denoised, whole.denoised) > 1e-3
 
 

@@ -377,3 +377,14 @@ def test_n2v2_checkbox_sets_the_config(viewer, train_widget):
     assert w.config().n2v2 is False
     w.form.n2v2.value = True
     assert w.config().n2v2 is True
+def test_status_says_which_precision_and_why(viewer, sample, sync_workers, notifications):
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.form.image.value = viewer.add_image(sample.noisy, name="img")
+    set_tiny(w)
+    assert w.start()
+    assert not notifications["error"], notifications["error"]
+    # The status line moves on to epochs and results; the decision stays in its tooltip.
+    tip = w.status.tooltip
+    assert tip.startswith(("cpu fp32: ", "cpu bf16: ")), tip
+    assert "measured" in tip or "only candidate" in tip

@@ -14,6 +14,7 @@ from ._console import ProgressBar
 from .bioimageio import load_any_model
 from .core.data import DataError
 from .core.io import FORMATS, ImageFileError, image_format
+from .core.predict import prediction_plan
 from .core.predict_file import predict_file
 
 __all__ = ["Job", "expand_inputs", "plan_outputs", "run_predict"]
@@ -103,6 +104,9 @@ def run_predict(args: argparse.Namespace) -> int:
     model = load_any_model(args.model)
     n = len(jobs)
     bar = ProgressBar(n, sys.stderr)
+    # Decided once for all files (measured the first time, then cached), said once a file is under way.
+    plan = prediction_plan(model, args.device, args.precision)
+    said: list[bool] = []
     failed: list[tuple[Path, str]] = []
     t0 = time.perf_counter()
     with _client(args) as client:
@@ -112,11 +116,14 @@ def run_predict(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         for k, job in enumerate(jobs):
             def progress(done: int, total: int, k: int = k, name: str = job.source.name) -> None:
+                if not said:
+                    said.append(True)
+                    bar.println(f"precision {plan.precision} on {plan.device}: {plan.reason}")
                 bar.update(k + done / total, f"file {k + 1}/{n} {name} tile {done}/{total}")
 
             try:
                 predict_file(model, job.source, job.denoised, job.deconvolved, axes=args.axes,
-                             tile_size=args.tile_size, device=args.device, precision=args.precision,
+                             tile_size=args.tile_size, device=args.device, precision=plan.precision,
                              progress=progress, client=client)
             except (ImageFileError, DataError) as e:  # this file cannot be used: report it, go on
                 if n == 1:

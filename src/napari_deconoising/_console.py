@@ -99,6 +99,7 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
     cfg = trainer.config
     for note in trainer.warnings:
         print(f"deconoising: warning: {note}", file=out)
+    print(f"{label}precision {trainer.plan.precision} on {trainer.plan.device}: {trainer.plan.reason}", file=out)
     per_step = trainer.estimate_step_seconds(steps=1)
     patch = "x".join(map(str, trainer.patch_shape))
     print(f"{label}training {cfg.epochs} epochs x {cfg.steps_per_epoch} steps of {cfg.batch_size} "

@@ -195,8 +195,10 @@ def cmd_psf(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    if args.minutes <= 0 or (args.steps is not None and args.steps <= 0):
+        raise CLIError("--steps and --minutes must be positive")
     return run_demo(Path(args.out), steps=args.steps, size=args.size, viewer=not args.no_viewer,
-                    device=args.device)
+                    device=args.device, minutes=args.minutes)
 
 
 # -- parser --------------------------------------------------------------------------
@@ -267,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--axes")
     q.add_argument("--tile-size", type=int, help="tile side in pixels (default: from free memory)")
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    q.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="fp32 (default) is exact; bf16 is 3-4x faster on CPUs with AMX/AVX512-BF16")
+    q.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto (default): the fastest precision within 1%% of fp32, measured once per "
+                        "machine and model size; fp32 is exact")
     cluster = q.add_mutually_exclusive_group()
     cluster.add_argument("--workers", type=int, metavar="N",
                          help="run the tiles on a local Dask cluster of N worker processes")
@@ -298,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", help="train and compare Noise2Void and DecoNoising on a synthetic sample")
     m.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
-    m.add_argument("--steps", type=int, default=300, help="training steps per method (default 300)")
+    m.add_argument("--steps", type=int, help="training steps per method (default: as many as fit into "
+                                                  "--minutes, from a measured step)")
+    m.add_argument("--minutes", type=float, default=3.0, help="about how long the demo may take (default 3)")
     m.add_argument("--size", type=int, default=256, help="sample image size (default 256)")
     m.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     m.add_argument("--no-viewer", action="store_true", help="do not open napari at the end")

@@ -16,6 +16,31 @@ from .core.sample import make_sample, psnr
 
 # CPU-sized network: a few minutes on a 2-core laptop CPU for both methods together.
 DEMO_CONFIG = TrainConfig(depth=2, channels=32, patch_size=64, batch_size=16, steps_per_epoch=10)
+# The step budget adapts to the machine so that the demo takes about this long.
+DEMO_MINUTES = 3.0
+# What the demo does besides training steps (sample, validation, prediction, picture),
+# as a fixed part and a fraction of the training time.
+_OVERHEAD_S, _OVERHEAD_FRACTION = 15.0, 0.1
+_MIN_STEPS, _MAX_STEPS = 50, 600
+
+
+def measure_step_seconds(image: np.ndarray, cfg: TrainConfig) -> float:
+    """Seconds per training step of ``cfg`` on this machine (two timed steps after a warm-up)."""
+    from .core.train import Trainer
+
+    return Trainer(image, cfg).estimate_step_seconds(steps=2)
+
+
+def demo_steps(step_seconds: float, minutes: float = DEMO_MINUTES, methods: int = 2) -> int:
+    """Training steps per method that fit ``minutes`` in all, in whole epochs of 10 steps.
+
+    At least 50 (fewer teach too little to show the difference) and at most 600
+    (more gains little on the 256 px sample).
+    """
+    train_s = (minutes * 60 - _OVERHEAD_S) / (1 + _OVERHEAD_FRACTION)
+    steps = int(train_s / (methods * step_seconds))
+    spe = DEMO_CONFIG.steps_per_epoch
+    return max(_MIN_STEPS, min(_MAX_STEPS, steps // spe * spe))
 
 
 def save_comparison_png(path: Path, panels: list[tuple[str, np.ndarray]], crop: int | None = None) -> None:
@@ -38,9 +63,13 @@ def save_comparison_png(path: Path, panels: list[tuple[str, np.ndarray]], crop: 
     plt.close(fig)
 
 
-def run_demo(out: Path, steps: int = 300, size: int = 256, viewer: bool = True, device: str = "auto",
-             seed: int = 0) -> int:
-    """Run the demo and write its outputs to ``out``; returns an exit status."""
+def run_demo(out: Path, steps: int | None = None, size: int = 256, viewer: bool = True, device: str = "auto",
+             seed: int = 0, minutes: float = DEMO_MINUTES) -> int:
+    """Run the demo and write its outputs to ``out``; returns an exit status.
+
+    ``steps=None`` measures a training step first and trains as many steps per method
+    as fit into about ``minutes`` (:func:`demo_steps`).
+    """
     out.mkdir(parents=True, exist_ok=True)
     sample = make_sample((size, size), sigma=1.5, seed=seed)
     print(f"sample: {size}x{size} filaments and blobs, Gaussian PSF sigma {sample.sigma} px, "
@@ -49,8 +78,13 @@ def run_demo(out: Path, steps: int = 300, size: int = 256, viewer: bool = True, 
     write_image(out / "ground_truth.tif", sample.clean, "YX")
     write_image(out / "phantom.tif", sample.phantom, "YX")
 
-    epochs = max(1, steps // DEMO_CONFIG.steps_per_epoch)
-    base = DEMO_CONFIG.replace(epochs=epochs, device=device, seed=seed)
+    base = DEMO_CONFIG.replace(device=device, seed=seed)
+    if steps is None:
+        per_step = measure_step_seconds(sample.noisy, base.replace(psf="gaussian", psf_sigma=sample.sigma))
+        steps = demo_steps(per_step, minutes)
+        print(f"measured {per_step:.2f} s per training step here: training {steps} steps per method, "
+              f"so that the demo takes about {minutes:g} minutes (--steps N to choose)", file=sys.stderr)
+    base = base.replace(epochs=max(1, steps // DEMO_CONFIG.steps_per_epoch))
     results = {}
     t0 = time.perf_counter()
     for name, cfg in (("Noise2Void", base.replace(psf="none")),

@@ -169,8 +169,11 @@ class TrainWidget(DeconoisingWidget):
                 warning(text)
             run.device = message.device
             self.status.value = (
-                f"Training on {message.device} ({message.precision}), {message.patch} px patches…"
+                f"Training on {message.device} in {message.precision} ({message.reason}), "
+                f"{message.patch} px patches…"
             )
+            # The status line moves on to the epochs; the choice stays in the tooltip.
+            self.status.tooltip = f"{message.device} {message.precision}: {message.reason}"
             return
         ev = message
         if ev.kind == "step":

@@ -24,6 +24,7 @@ class Ready:
     patch: str  # e.g. "64x64", "16x64x64"
     device: str
     precision: str
+    reason: str = ""  # why this precision (the measured choice, or "requested")
 
 
 @dataclass
@@ -106,6 +107,7 @@ def _forward(control: TrainControl, trainer: Trainer) -> Generator[Ready | Train
         patch="x".join(map(str, trainer.patch_shape)),
         device=str(trainer.plan.device),
         precision=trainer.plan.precision,
+        reason=trainer.plan.reason,
     )
     model = yield from trainer.run()
     return model

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-__all__ = ["available_devices", "resolve_device", "ExecutionPlan", "execution_plan", "release_memory"]
+from .precision import PrecisionChoice, candidates, choose, cpu_info, native_bf16
+from .precision_cache import DecisionCache, cache_key
+from .probe import Probe, autocast, measure, memory_format, uses_channels_last
+
+__all__ = ["available_devices", "resolve_device", "ExecutionPlan", "execution_plan", "choose_precision",
+           "release_memory"]
 
 
 def _mps_available() -> bool:
@@ -50,21 +60,22 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def cpu_has_bf16() -> bool:
-    """True when the CPU has native bf16 units (AVX512-BF16 or AMX) that oneDNN uses."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    """True when the CPU has native bf16 units (AVX512-BF16 or AMX-BF16 on x86, BF16 on Arm).
+
+    Read from the CPU's flags: oneDNN's own check also says yes where it only emulates bf16.
+    """
+    return native_bf16(cpu_info())
 
 
 @dataclass(frozen=True)
 class ExecutionPlan:
-    """Device plus numeric mode for the forward pass."""
+    """Device plus numeric mode for the forward pass, and why this mode."""
 
     device: torch.device
     dtype: torch.dtype | None  # autocast dtype, None for plain fp32
     channels_last: bool
     use_grad_scaler: bool
+    reason: str = "requested"
 
     @property
     def precision(self) -> str:
@@ -72,37 +83,105 @@ class ExecutionPlan:
 
     def memory_format(self, ndim: int) -> torch.memory_format:
         """The memory format for ``ndim``-D feature maps (channels-last when the plan says so)."""
-        if not self.channels_last:
-            return torch.contiguous_format
-        return torch.channels_last if ndim == 2 else torch.channels_last_3d
+        return memory_format(self.channels_last, ndim)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+        return autocast(self.device.type, self.precision)
+
+    def describe(self) -> str:
+        """One line for users: device, precision and why."""
+        return f"{self.device} {self.precision} ({self.reason})"
+
+    def to_device(self, array: np.ndarray) -> torch.Tensor:
+        """A host array as a tensor on the plan's device, in the plan's memory layout.
+
+        To a GPU through pinned (page-locked) memory without blocking, so the copy
+        overlaps with the kernels still queued; the CPU gets a view, not a copy.
+        """
+        t = torch.from_numpy(array)
+        if self.device.type == "cuda":
+            t = t.pin_memory().to(self.device, non_blocking=True)
+        elif self.device.type != "cpu":
+            t = t.to(self.device)
+        return t.contiguous(memory_format=memory_format(self.channels_last, t.ndim - 2))
 
 
-def execution_plan(device: str | torch.device = "auto", precision: str = "auto") -> ExecutionPlan:
+def _machine(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return f"{torch.cuda.get_device_name(dev)} (compute capability {torch.cuda.get_device_capability(dev)})"
+    return cpu_info().fingerprint
+
+
+def choose_precision(dev: torch.device, probe: Probe | None = None, cache: DecisionCache | None = None,
+                     measure_fn: Callable | None = None) -> PrecisionChoice:
+    """The ``precision="auto"`` decision for a device.
+
+    Candidates are the precisions the device runs natively (:func:`.precision.candidates`);
+    with one candidate that is the answer. With more and a ``probe``, each is timed on
+    the probe's network and checked against fp32 (:func:`.precision.choose`), and the
+    result is cached per machine, device, task, network shape and torch version.
+    Without a probe the reduced precision is taken unmeasured.
+    """
+    cuda_bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
+    cands, why_not = candidates(dev.type, cpu_info() if dev.type == "cpu" else None, cuda_bf16)
+    if len(cands) == 1:
+        return PrecisionChoice(cands[0], f"only candidate: {why_not}" if why_not else "only candidate")
+    if probe is None:
+        return PrecisionChoice(cands[1], f"native {cands[1]} on this {dev.type.upper()}, not measured")
+    cache = DecisionCache() if cache is None else cache
+    machine = _machine(dev)
+    key = cache_key(machine, dev.type, probe.task, probe.network, torch.__version__)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    seconds, errors = (measure_fn or measure)(probe, dev, cands)
+    choice = choose(seconds, errors, probe.task)
+    busy = _cpu_busy() if dev.type == "cpu" else None
+    if busy is not None:
+        # Other work can make one precision look slower than it is; use the answer for this
+        # run only, and measure again next time (issue 8: a loaded CPU once made bf16 lose).
+        return dataclasses.replace(choice, reason=f"{choice.reason}; not cached: {busy}")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    cache.put(key, choice, {"machine": machine, "task": probe.task, "network": dict(probe.network),
+                            "torch": torch.__version__, "measured": when})
+    return choice
+
+
+def _cpu_busy() -> str | None:
+    """Why the CPU is too busy for a measurement worth keeping (1-min load above the core count), or None."""
+    try:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    except (OSError, AttributeError):  # no load average on Windows
+        return None
+    return f"the CPU was busy (load average {load:.1f} on {cores} cores)" if load > cores else None
+
+
+def execution_plan(device: str | torch.device = "auto", precision: str = "auto", *,
+                   probe: Probe | None = None, cache: DecisionCache | None = None) -> ExecutionPlan:
     """Pick device and precision.
 
-    ``precision="auto"``: bf16 (or fp16 with loss scaling where bf16 is missing) on
-    CUDA; fp32 on MPS; on the CPU bf16 with channels-last memory where the CPU has
-    native bf16 units (per training step 4.8x faster than fp32 at the paper's size and
-    3.2x at the demo's on the Xeon we develop on, see docs/benchmarks.md), else fp32.
+    ``precision="auto"`` measures (once per machine, network and task; see
+    :func:`choose_precision`): on the CPU fp32 against bf16 where the CPU has native
+    bf16 units, on CUDA fp32, bf16 and fp16, on MPS fp32 only. Memory is channels-last
+    on the CPU and CUDA in every precision (:func:`.probe.uses_channels_last`).
     """
     dev = resolve_device(device)
     if precision == "auto":
-        if dev.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        elif dev.type == "cpu" and cpu_has_bf16():
-            precision = "bf16"
-        else:
-            precision = "fp32"
+        choice = choose_precision(dev, probe, cache)
+        precision = choice.precision
+        reason = ("cached " if choice.source == "cached" else "") + choice.reason
+    else:
+        reason = "requested"
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     if dtype is torch.float16 and dev.type == "cpu":
         raise RuntimeError("fp16 is not supported on the CPU; use bf16 or fp32")
-    channels_last = dev.type == "cpu" and dtype is torch.bfloat16
-    return ExecutionPlan(dev, dtype, channels_last, use_grad_scaler=dtype is torch.float16)
+    if dev.type == "cuda":
+        # Patches and tiles keep one shape for a whole run: let cuDNN time its algorithms once.
+        torch.backends.cudnn.benchmark = True
+    return ExecutionPlan(dev, dtype, uses_channels_last(dev.type), use_grad_scaler=dtype is torch.float16,
+                         reason=reason)
 
 
 def release_memory(device: torch.device) -> None:

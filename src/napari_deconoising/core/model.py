@@ -67,15 +67,15 @@ class DecoNoisingModel:
 
     # -- prediction -------------------------------------------------------------
     def predict(self, image: np.ndarray | Sequence[np.ndarray], axes: str | None = None, *,
-                tile_size: int | None = None, device: str = "auto", precision: str = "fp32",
+                tile_size: int | None = None, device: str = "auto", precision: str = "auto",
                 batch_size: int | None = None,
                 progress: Callable[[int, int], None] | None = None,
-                cancel: Callable[[], bool] | None = None):
+                cancel: Callable[[], bool] | None = None, on_plan: Callable[[Any], None] | None = None):
         """Denoise and deconvolve; see :func:`napari_deconoising.core.predict.predict`."""
         from .predict import predict
 
         return predict(self, image, axes, tile_size=tile_size, device=device, precision=precision,
-                       batch_size=batch_size, progress=progress, cancel=cancel)
+                       batch_size=batch_size, progress=progress, cancel=cancel, on_plan=on_plan)
 
     def predict_iter(self, image: np.ndarray | Sequence[np.ndarray], axes: str | None = None,
                      **kwargs: Any) -> Generator[tuple[int, int], None, Any]:

@@ -36,7 +36,9 @@ class DecoNoisingNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         phantom = self.unet(x)
-        return self.psf(phantom), phantom
+        # The PSF in fp32 (one channel: cheap) so that reduced precision stays in the U-Net's body.
+        with torch.autocast(x.device.type, enabled=False):
+            return self.psf(phantom.float()), phantom
 
     @property
     def receptive_radius(self) -> tuple[int, ...]:

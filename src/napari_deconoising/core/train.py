@@ -22,6 +22,7 @@ from .model import DecoNoisingModel
 from .n2v2 import median_blind_spots
 from .network import DecoNoisingNet
 from .patches import PatchSampler, fit_patch_to_data, split_regions
+from .probe import training_probe
 from .psf import gaussian_psf, prepare_psf
 
 __all__ = ["TrainEvent", "Trainer", "train"]
@@ -117,7 +118,10 @@ class Trainer:
             self.mean, self.std = normalisation_stats(self.slices)
             self.psf = self._make_psf(config, psf)
 
-        self.plan = execution_plan(config.device, config.precision)
+        self.plan = execution_plan(config.device, config.precision, probe=training_probe(
+            dict(depth=config.depth, channels=config.channels, ndim=config.ndim, pool_z=config.pools_z()),
+            self.psf, self.patch_shape, config.batch_size // config.micro_batches,
+            None if resume is None else resume.state_dict))
         torch.manual_seed(config.seed)
         self.net = DecoNoisingNet(self.psf, depth=config.depth, channels=config.channels, ndim=config.ndim,
                                   pool_z=config.pools_z(), n2v2=config.n2v2)
@@ -208,7 +212,7 @@ class Trainer:
         cfg = self.config
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
-        patches = torch.from_numpy(self.sampler.sample(cfg.batch_size)).to(self.plan.device)
+        patches = self.plan.to_device(self.sampler.sample(cfg.batch_size))
         total = 0.0
         for chunk in torch.tensor_split(patches, cfg.micro_batches):
             masked, mask = self._mask(chunk, cfg.mask_fraction, cfg.mask_radius, self.gen)

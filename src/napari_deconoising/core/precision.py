@@ -1,0 +1,169 @@
+"""Which numeric precisions this machine runs natively, and the rule that picks one.
+
+Native bf16 is a first filter only: a CPU without bf16 units (AVX512-BF16 or AMX on
+x86, ``bf16`` / FEAT_BF16 on Arm) emulates it, which oneDNN happily does and which
+costs 2x (issue 8). Among the precisions that pass, the choice is made by timing the
+actual network (see :mod:`.probe`) and checking its error against fp32 (:func:`choose`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["CPUInfo", "parse_cpuinfo", "cpu_info", "native_bf16", "candidates", "PrecisionChoice", "choose",
+           "TOLERANCE", "MIN_SPEEDUP"]
+
+# Largest accepted error of a reduced precision against fp32: the RMS difference of the
+# outputs (denoised and phantom) relative to the fp32 output's standard deviation.
+# Prediction: 1 % of the image's contrast, well below what the denoising changes and
+# invisible in a display (bf16 measured 0.2-0.5 % with trained networks, issue 8).
+# Training: 5 %, a guard against broken backends only; bf16 forward passes measured
+# 0.8-1.6 %, and training in bf16 reaches fp32's quality (docs/benchmarks.md).
+TOLERANCE = {"train": 0.05, "predict": 0.01}
+# A reduced precision must beat fp32 by this factor to be chosen: below it the probe's
+# timing noise (a shared CPU) could decide, and fp32 is exact.
+MIN_SPEEDUP = 1.15
+
+_X86_BF16 = ("avx512_bf16", "amx_bf16")
+
+
+@dataclass(frozen=True)
+class CPUInfo:
+    """The CPU's model name, architecture and feature flags."""
+
+    model: str
+    arch: str
+    flags: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def fingerprint(self) -> str:
+        """Model plus a hash of the flags: identifies the machine for the decision cache."""
+        digest = hashlib.sha256(" ".join(sorted(self.flags)).encode()).hexdigest()[:12]
+        return f"{self.model} [{self.arch}, flags {digest}]"
+
+
+def parse_cpuinfo(text: str, arch: str = "") -> CPUInfo:
+    """Model and flags from the text of Linux' ``/proc/cpuinfo``.
+
+    x86 lists ``flags``, Arm ``Features``; the model is ``model name`` on x86 and on some
+    Arm kernels, else the implementer/part numbers.
+    """
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if sep and key not in fields:  # the first processor block speaks for all
+            fields[key] = value.strip()
+    flags = frozenset((fields.get("flags") or fields.get("features") or "").split())
+    model = fields.get("model name") or fields.get("hardware") or ""
+    if not model and "cpu implementer" in fields:
+        model = f"Arm implementer {fields['cpu implementer']} part {fields.get('cpu part', '?')}"
+    if not arch:
+        arch = "arm64" if "asimd" in flags else "x86_64" if "sse2" in flags else ""
+    return CPUInfo(model or "unknown CPU", arch or "unknown", flags)
+
+
+def _sysctl(name: str) -> str:
+    try:
+        r = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def cpu_info() -> CPUInfo:
+    """This machine's CPU (Linux: ``/proc/cpuinfo``; macOS: ``sysctl``)."""
+    arch = platform.machine().lower()
+    system = platform.system()
+    if system == "Linux":
+        try:
+            with open("/proc/cpuinfo") as f:
+                return parse_cpuinfo(f.read(), arch)
+        except OSError:
+            pass
+    if system == "Darwin":
+        flags = {"bf16"} if _sysctl("hw.optional.arm.FEAT_BF16") == "1" else set()
+        return CPUInfo(_sysctl("machdep.cpu.brand_string") or "Apple CPU", arch, frozenset(flags))
+    return CPUInfo(platform.processor() or "unknown CPU", arch or "unknown")
+
+
+def native_bf16(cpu: CPUInfo) -> bool:
+    """True when the CPU computes bf16 in hardware (x86 AVX512-BF16/AMX-BF16, Arm BF16)."""
+    if any(f in cpu.flags for f in _X86_BF16):
+        return True
+    return cpu.arch in ("arm64", "aarch64") and "bf16" in cpu.flags
+
+
+def candidates(device_type: str, cpu: CPUInfo | None = None, cuda_bf16: bool = False) -> tuple[list[str], str]:
+    """Precisions worth measuring on a device, fp32 first, and why others were left out."""
+    if device_type == "cuda":
+        return ["fp32", *(["bf16"] if cuda_bf16 else []), "fp16"], "" if cuda_bf16 else "no bf16 on this GPU"
+    if device_type == "mps":
+        return ["fp32"], "mixed precision is not used on Apple MPS"
+    cpu = cpu or cpu_info()
+    if native_bf16(cpu):
+        return ["fp32", "bf16"], ""
+    have = "AVX512-BF16 or AMX-BF16" if cpu.arch in ("x86_64", "amd64") else "BF16 instructions"
+    return ["fp32"], f"this CPU has no native bf16 ({have} missing), so bf16 would only be emulated"
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """A chosen precision, why, and the measurements behind it.
+
+    ``seconds`` and ``errors`` map each measured precision to its probe time (per step
+    or tile) and its error against fp32; ``source`` is ``"measured"``, ``"cached"`` or
+    ``"rule"`` (nothing to measure).
+    """
+
+    precision: str
+    reason: str
+    source: str = "rule"
+    seconds: Mapping[str, float] = field(default_factory=dict)
+    errors: Mapping[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"precision": self.precision, "reason": self.reason, "seconds": dict(self.seconds),
+                "errors": dict(self.errors)}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> PrecisionChoice:
+        seconds = {str(k): float(v) for k, v in d["seconds"].items()}
+        errors = {str(k): float(v) for k, v in d["errors"].items()}
+        return cls(str(d["precision"]), str(d["reason"]), "cached", seconds, errors)
+
+
+def choose(seconds: Mapping[str, float], errors: Mapping[str, float], task: str,
+           tolerance: float | None = None) -> PrecisionChoice:
+    """Pick the fastest precision whose error against fp32 is within ``tolerance``.
+
+    ``seconds`` must contain ``"fp32"``; a reduced precision has to be at least
+    :data:`MIN_SPEEDUP` times faster than fp32 to be chosen.
+    """
+    tol = TOLERANCE[task] if tolerance is None else tolerance
+    unit = "step" if task == "train" else "tile"
+    base = seconds["fp32"]
+    ok = {p: s for p, s in seconds.items() if p == "fp32" or errors.get(p, float("inf")) <= tol}
+    fast = {p: s for p, s in ok.items() if p == "fp32" or base / s >= MIN_SPEEDUP}
+    best = min(fast, key=fast.get)
+    notes = []
+    for p, s in sorted(seconds.items(), key=lambda kv: kv[1]):
+        if p == "fp32":
+            continue
+        if p not in ok:
+            notes.append(f"{p} error {errors.get(p, float('nan')):.2%} > tolerance {tol:.0%}")
+        elif p != best:
+            notes.append(f"{p} {base / s:.2f}x fp32's speed")
+    if best == "fp32":
+        why = "; ".join(notes) if notes else "nothing else to compare"
+        reason = f"fp32 ({base:.3g} s/{unit}): {why}"
+    else:
+        reason = (f"{best}: {base / seconds[best]:.1f}x faster than fp32 ({seconds[best]:.3g} vs {base:.3g} s/{unit}), "
+                  f"error {errors[best]:.2%} of fp32 (tolerance {tol:.0%})")
+        if notes:
+            reason += "; " + "; ".join(notes)
+    return PrecisionChoice(best, f"measured: {reason}", "measured", dict(seconds), dict(errors))

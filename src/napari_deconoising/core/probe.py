@@ -1,0 +1,180 @@
+"""Timing the actual network in each candidate precision, and its error against fp32."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["Probe", "autocast", "uses_channels_last", "memory_format", "measure", "relative_error", "training_probe",
+           "prediction_probe"]
+
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def uses_channels_last(device_type: str) -> bool:
+    """Channels-last feature maps on the CPU and CUDA, in every precision.
+
+    On the CPU oneDNN's convolutions run channels-last natively: fp32 prediction of a
+    2048^2 image took 0.58x the time of contiguous memory, and bf16 needs it to use its
+    bf16 kernels at all (issue 8, docs/benchmarks.md); on CUDA tensor cores want it.
+    """
+    return device_type in ("cpu", "cuda")
+
+
+def memory_format(channels_last: bool, ndim: int) -> torch.memory_format:
+    """The layout for ``ndim``-D feature maps (batch and channel axes not counted)."""
+    if not channels_last:
+        return torch.contiguous_format
+    return torch.channels_last if ndim == 2 else torch.channels_last_3d
+
+
+def autocast(device_type: str, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast to the precision's dtype, or nothing for fp32."""
+    dtype = _DTYPES[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What to measure: a network, an input batch and the task.
+
+    Parameters
+    ----------
+    task : {"train", "predict"}
+        ``train`` times forward plus backward; ``predict`` an inference forward pass.
+    network : mapping
+        The network's shape (depth, channels, PSF size, input shape...): the part of
+        the cache key that says which network this is.
+    build : callable
+        Returns the actual network (fp32, on the CPU).
+    inputs : callable
+        Returns one probe batch ``(N, 1, *spatial)``, normalised like real data.
+    repeats : int
+        Timed runs per precision (after one untimed warm-up); the fastest counts.
+    """
+
+    task: str
+    network: Mapping
+    build: Callable[[], nn.Module]
+    inputs: Callable[[], torch.Tensor]
+    repeats: int = 3
+
+
+def relative_error(out: Sequence[torch.Tensor], ref: Sequence[torch.Tensor]) -> float:
+    """Largest RMS difference over the outputs, each relative to the reference's standard deviation."""
+    errs = []
+    for o, r in zip(out, ref):
+        o, r = o.detach().double().cpu(), r.detach().double().cpu()
+        scale = float(r.std()) or 1.0
+        errs.append(float(torch.sqrt(torch.mean((o - r) ** 2))) / scale)
+    return max(errs)
+
+
+def _run(net: nn.Module, x: torch.Tensor, task: str, device_type: str, precision: str) -> list[torch.Tensor]:
+    """One probe pass (training: forward and backward); returns the outputs.
+
+    Training's error check compares the forward outputs only: bf16 gradients differ
+    from fp32's by a few percent at initialisation (measured 3-5 %), as mixed-precision
+    training's always do, and that is noise next to the step-to-step sampling noise;
+    the check is there to catch a backend whose reduced precision is broken.
+    """
+    if task == "predict":
+        with torch.inference_mode(), autocast(device_type, precision):
+            return [t.float() for t in net(x)]
+    net.zero_grad(set_to_none=True)
+    with autocast(device_type, precision):
+        denoised, phantom = net(x)
+    loss = ((denoised.float() - x.float()) ** 2).mean()
+    loss.backward()
+    return [denoised.detach().float(), phantom.detach().float()]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def measure(probe: Probe, device: torch.device, precisions: Sequence[str],
+            clock: Callable[[], float] = time.perf_counter) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds per pass and error against fp32 for each precision (``fp32`` must be among them).
+
+    The precisions take turns, and each one's fastest run counts, so that other work
+    on a shared machine slows all of them alike instead of deciding the choice.
+    """
+    net = probe.build().to(device)
+    net.train(probe.task == "train")
+    x = probe.inputs().to(device)
+    layouts = {p: memory_format(uses_channels_last(device.type), x.ndim - 2) for p in precisions}
+    outputs = {}
+    for p in precisions:  # warm-up: oneDNN/cuDNN pick and build kernels on the first call
+        net.to(memory_format=layouts[p])
+        outputs[p] = _run(net, x.contiguous(memory_format=layouts[p]), probe.task, device.type, p)
+    times: dict[str, list[float]] = {p: [] for p in precisions}
+    for _ in range(max(1, probe.repeats)):
+        for p in precisions:
+            net.to(memory_format=layouts[p])
+            xp = x.contiguous(memory_format=layouts[p])
+            _sync(device)
+            t0 = clock()
+            _run(net, xp, probe.task, device.type, p)
+            _sync(device)
+            times[p].append(clock() - t0)
+    seconds = {p: float(np.min(v)) for p, v in times.items()}
+    errors = {p: relative_error(outputs[p], outputs["fp32"]) for p in precisions}
+    return seconds, errors
+
+
+def _probe_batch(n: int, spatial: Sequence[int], seed: int = 0) -> torch.Tensor:
+    """``n`` synthetic noisy micrographs of the given spatial shape, normalised to mean 0 and std 1.
+
+    Real-looking structure matters: bf16's error depends on the signal's dynamic range.
+    """
+    from .sample import make_sample
+
+    yx = tuple(int(s) for s in spatial[-2:])
+    planes = int(np.prod(spatial[:-2], dtype=int)) if len(spatial) > 2 else 1
+    imgs = np.stack([make_sample(yx, seed=seed + i).noisy for i in range(n * planes)])
+    imgs = (imgs - imgs.mean()) / (imgs.std() or 1.0)
+    return torch.from_numpy(imgs.astype(np.float32).reshape(n, 1, *spatial))
+
+
+def training_probe(network_kwargs: Mapping, psf: np.ndarray | None, patch: Sequence[int], batch: int,
+                   state_dict: Mapping | None = None) -> Probe:
+    """Forward and backward of the training network on one batch of ``patch``-sized patches.
+
+    ``network_kwargs`` are :class:`~.network.DecoNoisingNet`'s keyword arguments (depth,
+    channels, ndim...). The probe batch is at most 8 patches: the ratio between
+    precisions is what counts, and the probe should cost seconds, not minutes.
+    """
+    from .network import DecoNoisingNet
+
+    n = max(1, min(int(batch), 8))
+
+    def build() -> nn.Module:
+        torch.manual_seed(0)
+        net = DecoNoisingNet(psf, **network_kwargs)
+        if state_dict is not None:
+            net.load_state_dict(state_dict)
+        return net
+
+    shape = {**dict(network_kwargs), "psf": None if psf is None else list(psf.shape),
+             "input": [n, *map(int, patch)]}
+    return Probe("train", shape, build, lambda: _probe_batch(n, tuple(patch)))
+
+
+def prediction_probe(build: Callable[[], nn.Module], network_kwargs: Mapping, psf_shape: Sequence[int] | None,
+                     tile: Sequence[int]) -> Probe:
+    """Inference on one tile with the trained network (``build`` returns it)."""
+    shape = {**dict(network_kwargs), "psf": None if psf_shape is None else list(psf_shape),
+             "input": [1, *map(int, tile)]}
+    return Probe("predict", shape, build, lambda: _probe_batch(1, tuple(tile)), repeats=3)

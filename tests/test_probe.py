@@ -1,0 +1,58 @@
+"""The probe: runs the real network in each precision, counts time with the given clock."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from napari_deconoising.core.device import cpu_has_bf16
+from napari_deconoising.core.probe import measure, prediction_probe, relative_error, training_probe
+
+
+def test_relative_error():
+    ref = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    assert relative_error([ref], [ref]) == 0.0
+    off = ref + 0.1 * ref.std()
+    assert relative_error([ref, off], [ref, ref]) == pytest.approx(0.1)
+
+
+def _ticking_clock(step=0.25):
+    counter = itertools.count()
+    return lambda: next(counter) * step
+
+
+@pytest.mark.parametrize("task", ["train", "predict"])
+def test_measure_fp32_against_itself(task):
+    kwargs = dict(depth=2, channels=8, ndim=2)
+    if task == "train":
+        probe = training_probe(kwargs, None, (32, 32), 4)
+    else:
+        from napari_deconoising.core.network import DecoNoisingNet
+
+        probe = prediction_probe(lambda: DecoNoisingNet(None, **kwargs).eval(), kwargs, None, (48, 48))
+    seconds, errors = measure(probe, torch.device("cpu"), ["fp32"], clock=_ticking_clock())
+    assert seconds == {"fp32": 0.25} and errors == {"fp32": 0.0}
+    assert probe.network["input"][1:] == [32, 32] if task == "train" else [48, 48]
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="CPU has no native bf16")
+def test_bf16_error_is_small_on_real_network():
+    import numpy as np
+
+    from napari_deconoising.core.psf import gaussian_psf
+
+    psf = gaussian_psf(1.5)
+    kwargs = dict(depth=2, channels=8, ndim=2)
+    probe = training_probe(kwargs, psf, (32, 32), 4)
+    _, errors = measure(probe, torch.device("cpu"), ["fp32", "bf16"], clock=_ticking_clock())
+    assert 0 < errors["bf16"] < 0.05
+    assert np.isfinite(errors["bf16"])
+
+
+def test_probe_batch_is_capped_and_keyed():
+    p = training_probe(dict(depth=3, channels=64, ndim=2), None, (100, 100), 20)
+    assert p.network["input"] == [8, 100, 100] and p.network["psf"] is None
+    x = p.inputs()
+    assert x.shape == (8, 1, 100, 100) and abs(float(x.mean())) < 1e-4
