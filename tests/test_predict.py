@@ -108,8 +108,10 @@ print(before * 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     before, peak = map(int, r.stdout.split())
     print(f"RSS growth {(peak - before) / 2**20:.0f} MiB")
     # 36 tiles of 256 px through a 32-channel U-Net: ~84 MiB of activations each (~3 GiB for
-    # all at once). Two per batch plus a few image-sized float32 copies is ~200 MiB.
-    assert peak - before < 1024**3, f"prediction grew RSS by {(peak - before) / 2**20:.0f} MiB"
+    # all at once; batching them all measured 2025 MiB). Two per batch plus a few image-sized
+    # float32 copies is ~200 MiB, measured 120-190 MiB alone, but once 1080 MiB inside a full
+    # CI run on a loaded machine (not reproduced since). The bound separates the two regimes.
+    assert peak - before < 1.5 * 1024**3, f"prediction grew RSS by {(peak - before) / 2**20:.0f} MiB"
 
 
 @given(st.integers(1, 5000), st.integers(1, 64), st.sampled_from([1, 4, 8, 16]))
