@@ -105,7 +105,8 @@ def run_predict(args: argparse.Namespace) -> int:
     n = len(jobs)
     bar = ProgressBar(n, sys.stderr)
     # Decided once for all files (measured the first time, then cached), said once a file is under way.
-    plan = prediction_plan(model, args.device, args.precision)
+    # A model per channel shares one architecture: the first channel's network decides.
+    plan = prediction_plan(getattr(model, "models", [model])[0], args.device, args.precision)
     said: list[bool] = []
     failed: list[tuple[Path, str]] = []
     t0 = time.perf_counter()
