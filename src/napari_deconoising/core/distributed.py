@@ -48,7 +48,10 @@ class DDP:
     def wrap(self, net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         """``net`` in DistributedDataParallel (which broadcasts rank 0's weights now)."""
         ids = [device.index if device.index is not None else self.local_rank] if device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+        # The only buffers are the fixed PSF kernels (no batch norm): identical on every rank,
+        # so they are not re-broadcast before each forward pass (channels-last views of them
+        # cannot be written in place, which the broadcast would try).
+        return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
 
     def mean(self, value: float) -> float:
         """The mean of ``value`` over all processes."""
