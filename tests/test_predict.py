@@ -1,4 +1,5 @@
 import math
+import os
 
 import numpy as np
 import pytest
@@ -96,22 +97,26 @@ from napari_deconoising.core import DecoNoisingModel, DecoNoisingNet, TrainConfi
 cfg = TrainConfig(depth=2, channels=32, psf_sigma=1.5)
 net = DecoNoisingNet(gaussian_psf(1.5), depth=2, channels=32)
 m = DecoNoisingModel(cfg, net.state_dict(), 100.0, 10.0, gaussian_psf(1.5))
-img = np.random.default_rng(0).integers(0, 1000, (1024, 1024)).astype(np.uint16)
+img = np.random.default_rng(0).integers(0, 1000, (1536, 1536)).astype(np.uint16)
 m.predict(img[:300, :300], device="cpu", tile_size=256, batch_size=2, precision="fp32")  # warm up kernels
 before = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS")][0]
 p = m.predict(img, device="cpu", tile_size=256, batch_size=2, precision="fp32")
 assert p.denoised.shape == img.shape
 print(before * 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    # A clean environment: earlier tests (a Dask cluster) leave allocator and thread settings in
+    # os.environ (MALLOC_TRIM_THRESHOLD_, *_NUM_THREADS) that can change what RSS measures.
+    keep = ("PATH", "HOME", "PYTHONPATH", "LANG", "TMPDIR", "VIRTUAL_ENV")
+    env = {k: os.environ[k] for k in keep if k in os.environ} | {"OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr
     before, peak = map(int, r.stdout.split())
     print(f"RSS growth {(peak - before) / 2**20:.0f} MiB")
-    # 36 tiles of 256 px through a 32-channel U-Net: ~84 MiB of activations each (~3 GiB for
-    # all at once; batching them all measured 2025 MiB). Two per batch plus a few image-sized
-    # float32 copies is ~200 MiB, measured 120-190 MiB alone, but once 1080 MiB inside a full
-    # CI run on a loaded machine (not reproduced since). The bound separates the two regimes.
-    assert peak - before < 1.5 * 1024**3, f"prediction grew RSS by {(peak - before) / 2**20:.0f} MiB"
+    # 81 tiles of 256 px through a 32-channel U-Net: ~84 MiB of activations each, ~6.8 GiB for
+    # all at once (batching all 36 tiles of a 1024^2 image measured 2025 MiB). Two tiles per
+    # batch plus image-sized copies is ~200 MiB alone; inside a full CI run on a loaded machine
+    # we saw up to 1.6 GiB (cause not found), so the bound sits between the two regimes.
+    assert peak - before < 2 * 1024**3, f"prediction grew RSS by {(peak - before) / 2**20:.0f} MiB"
 
 
 @given(st.integers(1, 5000), st.integers(1, 64), st.sampled_from([1, 4, 8, 16]))
