@@ -3,7 +3,6 @@
 The export runs bioimage.io's model test (a few seconds), so the package is built once per module.
 """
 
-import os
 import socket
 import zipfile
 
@@ -22,19 +21,9 @@ from napari_deconoising.bioimageio.errors import INSTALL_HINT, require_bioimagei
 from napari_deconoising.bioimageio.files import geometry
 
 
-def _need_bioimageio():
-    try:
-        require_bioimageio()
-    except BioimageioUnavailable as e:
-        if os.environ.get("CI"):  # CI installs the extra: there the real test must run
-            raise
-        pytest.skip(str(e))
-
-
 @pytest.fixture(scope="module")
-def package(trained, sample, tmp_path_factory):
+def package(trained, sample, tmp_path_factory, needs_bioimageio):
     """The tiny trained model exported, with every network connection refused."""
-    _need_bioimageio()
 
     def no_network(*args, **kwargs):
         raise OSError("network access during export")
@@ -130,9 +119,8 @@ def test_reimport_gives_the_same_model(package, trained, fresh_image, tmp_path):
 
 
 @pytest.mark.slow
-def test_failing_package_is_not_written(trained, tmp_path, monkeypatch):
+def test_failing_package_is_not_written(trained, tmp_path, monkeypatch, needs_bioimageio):
     """TorchScript weights that disagree with the state dict fail bioimage.io's test: no zip."""
-    _need_bioimageio()
     import torch
 
     from napari_deconoising.bioimageio import export as export_module
@@ -156,8 +144,7 @@ def test_failing_package_is_not_written(trained, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind either
 
 
-def test_bad_arguments_are_refused_before_any_work(trained, tmp_path):
-    _need_bioimageio()
+def test_bad_arguments_are_refused_before_any_work(trained, tmp_path, needs_bioimageio):
     with pytest.raises(BioimageioExportError, match="at least one author"):
         export_bioimageio(trained, tmp_path / "a.zip", name="some model", description="x", authors=[" "])
     with pytest.raises(BioimageioExportError, match="too small"):

@@ -1,6 +1,5 @@
 """``deconoising export`` and ``predict`` with a bioimage.io package."""
 
-import os
 import zipfile
 
 import numpy as np
@@ -8,18 +7,7 @@ import pytest
 import tifffile
 import yaml
 
-from napari_deconoising.bioimageio import BioimageioUnavailable
-from napari_deconoising.bioimageio.errors import require_bioimageio
 from napari_deconoising.cli import main
-
-
-def _need_bioimageio():
-    try:
-        require_bioimageio()
-    except BioimageioUnavailable as e:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +19,7 @@ def files(tmp_path_factory, trained, sample):
 
 
 @pytest.mark.slow
-def test_export_then_predict_with_the_zip_equals_the_pt(files, capsys):
-    _need_bioimageio()
+def test_export_then_predict_with_the_zip_equals_the_pt(files, capsys, needs_bioimageio):
     pkg = files / "m.zip"
     assert main(["export", str(files / "m.pt"), str(pkg), "--name", "tiny cli model", "--author", "Ada Lovelace",
                  "--author", "Alan Turing", "--sample", str(files / "noisy.tif")]) == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import zipfile
 
 import pytest
@@ -24,16 +23,8 @@ def apply(make_napari_viewer, fresh_registry, trained, sample):
 
 
 @pytest.mark.slow
-def test_export_from_the_dialog_then_load_the_package(apply, tmp_path, sync_workers, notifications, fresh_registry):
-    from napari_deconoising.bioimageio import BioimageioUnavailable
-    from napari_deconoising.bioimageio.errors import require_bioimageio
-
-    try:
-        require_bioimageio()
-    except BioimageioUnavailable as e:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(e))
+def test_export_from_the_dialog_then_load_the_package(apply, tmp_path, sync_workers, notifications, fresh_registry,
+                                                      needs_bioimageio):
     dialog = apply.open_export_dialog()
     assert dialog.form.name.value == "DecoNoising tiny"
     dialog.form.authors.value = "Ada Lovelace, Alan Turing"
