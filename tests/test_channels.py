@@ -106,3 +106,34 @@ def test_a_damaged_channel_list_is_refused(tmp_path):
         load_model(tmp_path / "bad.pt")
     with pytest.raises(DataError, match="axes"):
         ChannelModels([]).predict(np.zeros((2, 8, 8)), None)
+
+
+def test_resume_continues_each_channel_from_its_own_model(two_channels, tiny_config):
+    noisy, _ = two_channels
+    cfg = tiny_config.replace(epochs=1, steps_per_epoch=2, batch_size=4)
+    first = train_channels(noisy, [cfg.replace(psf_sigma=1.0), cfg.replace(psf_sigma=2.0)], "CYX")
+    # the resumed run's own sigma is overridden by each channel's model, as in single-channel resume
+    again = train_channels(noisy, cfg.replace(psf_sigma=3.0, seed=5), "CYX", resume=first)
+    for before, after in zip(first.models, again.models):
+        assert len(after.history) == 2 and after.history[0] == before.history[0]
+        assert after.config.psf_sigma == before.config.psf_sigma
+        assert (after.mean, after.std) == (before.mean, before.std)
+        np.testing.assert_array_equal(after.psf, before.psf)
+    # channel 1 continued from channel 1's weights: the same as resuming that model alone
+    alone = train(noisy[1], cfg.replace(psf_sigma=3.0, seed=5), axes="YX", resume=first.models[1])
+    for k, v in alone.state_dict.items():
+        torch.testing.assert_close(again.models[1].state_dict[k], v)
+
+
+def test_check_resume_refuses_what_does_not_fit(two_channels, trained, trained3d):
+    from napari_deconoising.core import ConfigError
+    from napari_deconoising.core.channels import check_resume
+
+    with pytest.raises(DataError, match="one network, for images without a channel axis"):
+        check_resume(trained, 2, ndim=2)
+    pair = ChannelModels([trained, trained])
+    assert check_resume(pair, 2, ndim=2) is pair
+    with pytest.raises(DataError, match="has 2 channels but the image has 3"):
+        check_resume(pair, 3, ndim=2)
+    with pytest.raises(ConfigError, match="channel 1 of the model to resume is 3D"):
+        check_resume(ChannelModels([trained, trained3d]), 2, ndim=2)

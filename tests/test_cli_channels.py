@@ -75,11 +75,57 @@ def test_3d_channels_each_with_a_zyx_sigma(cyx, capsys):
     assert tifffile.imread(den).shape == (2, 8, 32, 32)
 
 
-def test_export_refuses_a_model_per_channel(cyx, capsys):
-    model = cyx / "exp.pt"
-    assert main(["train", str(cyx / "cyx.tif"), "--model", str(model), *TINY_ARGS, "--epochs", "1"]) == 0
-    out = cyx / "never.zip"
-    assert main(["export", str(model), str(out), "--author", "me"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("deconoising: error: ") and "one model per channel" in err[-1]
+def test_resume_continues_every_channel(cyx, capsys):
+    first, resumed = cyx / "r1.pt", cyx / "r2.pt"
+    assert main(["train", str(cyx / "cyx.tif"), "--psf-sigma", "1", "--psf-sigma", "2", "--model", str(first),
+                 *TINY_ARGS, "--epochs", "1"]) == 0
+    assert main(["train", str(cyx / "cyx.tif"), "--resume", str(first), "--model", str(resumed), *TINY_ARGS,
+                 "--epochs", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "channel 2/2: training" in err
+    before, after = load_model(first), load_model(resumed)
+    assert isinstance(after, ChannelModels)
+    assert [len(m.history) for m in after.models] == [2, 2]
+    assert [m.config.psf_sigma for m in after.models] == [1.0, 2.0]
+    assert [m.history[0] for m in after.models] == [m.history[0] for m in before.models]
+    assert [(m.mean, m.std) for m in after.models] == [(m.mean, m.std) for m in before.models]
+
+
+@pytest.fixture(scope="module")
+def resume_cases(cyx):
+    """A single-channel model, a 2-channel 2D model and a 3-channel image."""
+    assert main(["train", str(cyx / "yx.tif"), "--model", str(cyx / "single.pt"), *TINY_ARGS, "--epochs", "1"]) == 0
+    assert main(["train", str(cyx / "cyx.tif"), "--model", str(cyx / "pair.pt"), *TINY_ARGS, "--epochs", "1"]) == 0
+    image = tifffile.imread(cyx / "cyx.tif")
+    tifffile.imwrite(cyx / "c3.tif", np.concatenate([image, image[:1]]), metadata={"axes": "CYX"},
+                     photometric="minisblack")
+    v = np.stack([image] * 8, axis=1)  # CZYX, 8 planes
+    tifffile.imwrite(cyx / "c2z.tif", v, metadata={"axes": "CZYX"})
+    return cyx
+
+
+@pytest.mark.parametrize("image, model, extra, msg", [
+    ("cyx.tif", "single.pt", [], "one network, for images without a channel axis"),
+    ("c3.tif", "pair.pt", [], "has 2 channels but the image has 3"),
+    ("yx.tif", "pair.pt", [], "holds one model per channel: resume needs an image with a C axis"),
+    ("c2z.tif", "pair.pt", ["--3d", "--patch-size", "8", "32", "32"], "channel 0 of the model to resume is 2D"),
+])
+def test_resume_that_does_not_fit_fails_cleanly(resume_cases, capsys, image, model, extra, msg):
+    d = resume_cases
+    out = d / "never.pt"
+    tiny = [a for a in TINY_ARGS if a not in ("--patch-size", "32")] if extra else TINY_ARGS
+    assert main(["train", str(d / image), "--resume", str(d / model), "--model", str(out), *tiny, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("deconoising: error: ") and msg in err and "\n" not in err
     assert not out.exists()
+
+
+def test_info_prints_every_channel(resume_cases, capsys):
+    assert main(["info", str(resume_cases / "pair.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "one model per channel, 2 channels" in out and "channel 0: U-Net" in out and "channel 1: U-Net" in out
+
+
+def test_info_on_a_missing_file_fails_cleanly(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nope.pt")]) == 2
+    assert capsys.readouterr().err.startswith("deconoising: error: model file not found")

@@ -83,3 +83,54 @@ def test_psf_command_bad_input_fails_cleanly(tmp_path, capsys, args, msg):
     err = capsys.readouterr().err
     assert err.startswith("deconoising: error:") and msg in err
     assert not (tmp_path / "psf.tif").exists()
+
+
+@pytest.fixture(scope="module")
+def cyx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli_optics_c") / "cyx.tif"
+    a, b = make_sample((64, 64), sigma=1.2, seed=1), make_sample((64, 64), sigma=1.5, seed=2)
+    tifffile.imwrite(path, np.stack([a.noisy, b.noisy]), metadata={"axes": "CYX"})
+    return path
+
+
+def test_psf_optics_once_per_channel(cyx, tmp_path, capsys):
+    green, red = OPTICS, OPTICS.replace("wavelength=520", "wavelength=670")
+    out = tmp_path / "c.pt"
+    assert main(["train", str(cyx), "--model", str(out), "--psf-optics", green, "--psf-optics", red, *TINY_ARGS]) == 0
+    err = capsys.readouterr().err
+    assert "channel 1/2: PSF from optics: widefield PSF NA 1.4, 520 nm" in err
+    assert "channel 2/2: PSF from optics: widefield PSF NA 1.4, 670 nm" in err
+    model = load_model(out)
+    assert [m.config.optics for m in model.models] == [parse_optics(green), parse_optics(red)]
+    np.testing.assert_array_equal(model.models[1].psf, optics_psf(parse_optics(red)))
+    assert model.models[1].psf.shape[0] > model.models[0].psf.shape[0]  # longer wavelength, wider PSF
+    assert main(["info", str(out)]) == 0
+    info = capsys.readouterr().out.splitlines()
+    assert "channel 0: U-Net" in info[1] and "520 nm" in info[1]
+    assert "channel 1: U-Net" in info[2] and "670 nm" in info[2]
+
+
+def test_psf_optics_given_once_applies_to_every_channel(cyx, tmp_path):
+    out = tmp_path / "c.pt"
+    assert main(["train", str(cyx), "--model", str(out), "--psf-optics", OPTICS, *TINY_ARGS]) == 0
+    assert [m.config.optics for m in load_model(out).models] == [parse_optics(OPTICS)] * 2
+
+
+def test_psf_optics_count_must_match_the_channels(cyx, noisy, tmp_path, capsys):
+    out = tmp_path / "never.pt"
+    assert main(["train", str(cyx), "--model", str(out), *["--psf-optics", OPTICS] * 3, *TINY_ARGS]) == 2
+    assert main(["train", str(noisy), "--model", str(out), *["--psf-optics", OPTICS] * 2, *TINY_ARGS]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == ("deconoising: error: --psf-optics given 3 times but the image has 2 channels: give it once "
+                      "for all channels or once per channel, in channel order")
+    assert err[1].startswith("deconoising: error: --psf-optics given 2 times but the image has no channel axis")
+    assert len(err) == 2 and not out.exists()
+
+
+def test_resume_keeps_the_optics(noisy, tmp_path):
+    first, second = tmp_path / "m.pt", tmp_path / "m2.pt"
+    assert main(["train", str(noisy), "--model", str(first), "--psf-optics", OPTICS, *TINY_ARGS]) == 0
+    assert main(["train", str(noisy), "--model", str(second), "--resume", str(first), *TINY_ARGS]) == 0
+    model = load_model(second)
+    assert model.config.optics == parse_optics(OPTICS) and len(model.history) == 2
+    assert "widefield PSF NA 1.4" in model.summary()

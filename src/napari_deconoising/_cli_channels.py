@@ -1,4 +1,5 @@
-"""The command line's channel handling: one ``--psf-sigma``/``--psf`` per channel, one model each."""
+"""The command line's channel handling: one ``--psf-sigma``/``--psf``/``--psf-optics`` per channel, one
+model each, and continuing such a model."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ._console import run_training
-from .core.channels import ChannelModels, split_channels
+from .core.channels import ChannelModels, check_resume, split_channels
 from .core.config import TrainConfig
 
 __all__ = ["CLIError", "channel_count", "per_channel_args", "train_per_channel"]
@@ -37,35 +38,40 @@ def channel_count(images: Sequence[np.ndarray], axes: str | None) -> int:
 
 
 def per_channel_args(args: argparse.Namespace, channels: int) -> list[argparse.Namespace]:
-    """One copy of ``args`` per channel, each holding one ``--psf-sigma`` and one ``--psf``.
+    """One copy of ``args`` per channel, each holding one ``--psf-sigma``, ``--psf`` and ``--psf-optics``.
 
-    ``--psf-sigma`` and ``--psf`` are repeatable: given once they apply to every channel,
-    else exactly once per channel, in channel order. ``channels`` is 0 for data without a
-    ``C`` axis, which takes each option once.
+    These options are repeatable: given once they apply to every channel, else exactly
+    once per channel, in channel order (emission wavelengths differ per channel).
+    ``channels`` is 0 for data without a ``C`` axis, which takes each option once.
     """
-    sigmas = args.psf_sigma or [[1.0]]
-    psfs = args.psf or [None]
+    given = {"psf_sigma": args.psf_sigma or [[1.0]], "psf": args.psf or [None],
+             "psf_optics": args.psf_optics or [None]}
     n = max(channels, 1)
-    for flag, values in (("--psf-sigma", sigmas), ("--psf", psfs)):
+    for name, values in given.items():
         if len(values) not in (1, n):
             have = f"{channels} channels" if channels else "no channel axis (C)"
-            raise CLIError(f"{flag} given {len(values)} times but the image has {have}: give it once for "
-                           "all channels or once per channel, in channel order")
+            raise CLIError(f"--{name.replace('_', '-')} given {len(values)} times but the image has {have}: give "
+                           "it once for all channels or once per channel, in channel order")
     out = []
     for k in range(n):
         a = copy.copy(args)
-        a.psf_sigma = sigmas[k if len(sigmas) > 1 else 0]
-        a.psf = psfs[k if len(psfs) > 1 else 0]
+        for name, values in given.items():
+            setattr(a, name, values[k if len(values) > 1 else 0])
         out.append(a)
     return out
 
 
 def train_per_channel(image: np.ndarray, axes: str, built: Sequence[tuple[TrainConfig, np.ndarray | None]],
-                      train: Callable[..., Any] = run_training) -> ChannelModels:
-    """Train one model per channel of ``image`` with its own config and PSF, in the foreground."""
+                      train: Callable[..., Any] = run_training, resume: Any = None) -> ChannelModels:
+    """Train one model per channel of ``image`` with its own config and PSF, in the foreground.
+
+    ``resume`` (a loaded model file) continues its channel k on channel k; it is checked
+    with :func:`~napari_deconoising.core.channels.check_resume` before any channel trains.
+    """
     views, rest = split_channels(image, axes)
+    starts = [None] * len(views) if resume is None else check_resume(resume, len(views), built[0][0].ndim).models
     models = []
-    for k, (view, (cfg, psf)) in enumerate(zip(views, built)):
-        model, _ = train(view, cfg, axes=rest, psf=psf, label=f"channel {k + 1}/{len(views)}: ")
+    for k, (view, (cfg, psf), start) in enumerate(zip(views, built, starts)):
+        model, _ = train(view, cfg, axes=rest, psf=psf, resume=start, label=f"channel {k + 1}/{len(views)}: ")
         models.append(model)
     return ChannelModels(models)

@@ -35,7 +35,8 @@ def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list, str | No
     return arrays, axes
 
 
-def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray | None]:
+def _config_from_args(args: argparse.Namespace, label: str = "") -> tuple[TrainConfig, np.ndarray | None]:
+    """One channel's configuration and measured PSF from its options (one PSF option each)."""
     from .core.psf import load_psf
 
     ndim = 3 if args.three_d else 2
@@ -68,7 +69,7 @@ def _config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, np.ndarray
     )
     if optics is not None:
         psf_array = optics_psf(optics, ndim=cfg.ndim)
-        print(f"PSF from optics: {optics.describe(cfg.ndim)}, {psf_array.shape} pixels", file=sys.stderr)
+        print(f"{label}PSF from optics: {optics.describe(cfg.ndim)}, {psf_array.shape} pixels", file=sys.stderr)
     return cfg, psf_array
 
 
@@ -87,22 +88,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"output folder does not exist: {out.parent}")
     images, axes = _load_inputs(args.inputs, args.axes)
     channels = channel_count(images, axes)
-    built = [_config_from_args(a) for a in per_channel_args(args, channels)]
+    built = [_config_from_args(a, f"channel {k + 1}/{channels}: " if channels else "")
+             for k, a in enumerate(per_channel_args(args, channels))]
     auto = not args.no_psf and not args.psf and any(wants_auto(v) for v in (args.psf_sigma or []))
     if auto and (args.resume or channels or os.environ.get("WORLD_SIZE", "1") != "1"):
         raise CLIError("--psf-sigma auto trains one single-channel model in one process: it cannot be combined "
                        "with --resume (a resumed model keeps its PSF), a channel axis (C) or torchrun")
+    resume = load_any_model(args.resume) if args.resume else None
     if channels:
-        if args.resume:
-            raise CLIError("--resume with a channel axis (C): continuing a multi-channel model is not supported yet")
         if os.environ.get("WORLD_SIZE", "1") != "1":
             raise CLIError("one model per channel (a C axis) trains in one process; run it without torchrun")
         # One model per channel holds each channel in memory while it trains.
-        model = train_per_channel(np.asarray(images[0]), axes, built)
+        model = train_per_channel(np.asarray(images[0]), axes, built, resume=resume)
         model.save(out)
-        print(f"saved model to {out}: {model.summary()}", file=sys.stderr)
+        print(f"saved model to {out}:\n{model.summary()}", file=sys.stderr)
         return 0
-    resume = load_any_model(args.resume) if args.resume else None
     if isinstance(resume, ChannelModels):
         raise CLIError(f"{args.resume} holds one model per channel: resume needs an image with a C axis")
     cfg, psf_array = built[0]

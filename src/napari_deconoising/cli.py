@@ -1,4 +1,4 @@
-"""The ``deconoising`` command line: train, predict, export and a self-contained demo.
+"""The ``deconoising`` command line: train, predict, export, info, psf and a self-contained demo.
 
 Runs the same core functions as the napari widgets, in the foreground.
 """
@@ -58,6 +58,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_info(args: argparse.Namespace) -> int:
+    model = load_any_model(args.model)
+    kind = f"one model per channel, {len(model.models)} channels" if isinstance(model, ChannelModels) else "one model"
+    print(f"{args.model}: {kind}\n{model.summary()}")
+    return 0
+
+
 def cmd_psf(args: argparse.Namespace) -> int:
     out = Path(args.out)
     image_format(out)
@@ -106,8 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="measured PSF (TIFF), instead of a Gaussian; YX, or ZYX with --3d; repeat once per "
                           "channel for data with a C axis")
     psf.add_argument("--no-psf", action="store_true", help="no PSF: plain Noise2Void")
-    psf.add_argument("--psf-optics", metavar="OPTICS", help=f"PSF computed from the microscope, e.g. {_OPTICS_EXAMPLE} "
-                     "(lengths in nm; confocal: modality=confocal,excitation=488,pinhole=1)")
+    psf.add_argument("--psf-optics", metavar="OPTICS", action="append",
+                     help=f"PSF computed from the microscope, e.g. {_OPTICS_EXAMPLE} (lengths in nm; confocal: "
+                          "modality=confocal,excitation=488,pinhole=1); repeat once per channel for data with a "
+                          "C axis (each channel's emission wavelength)")
     t.add_argument("--positivity", type=float, default=d.positivity, help="positivity weight lambda (0 = off)")
     t.add_argument("--epochs", type=int, default=d.epochs)
     t.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
@@ -173,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sample", metavar="IMAGE.tif",
                    help="image like the training data, for the test image and cover (default: synthetic)")
     e.set_defaults(func=cmd_export)
+
+    i = sub.add_parser("info", help="describe a model file or bioimage.io package: network, PSF (optics) and "
+                       "training, per channel")
+    i.add_argument("model", metavar="MODEL", help="model file (.pt) or bioimage.io package (.zip, rdf.yaml)")
+    i.set_defaults(func=cmd_info)
 
     o = sub.add_parser("psf", help="compute the PSF of a microscope from its optics and write it as a TIFF")
     o.add_argument("optics", metavar="OPTICS", help=f"e.g. {_OPTICS_EXAMPLE} (see train --psf-optics)")

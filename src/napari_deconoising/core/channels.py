@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .config import TrainConfig
     from .train import TrainEvent
 
-__all__ = ["ChannelModels", "load_model", "split_channels", "per_channel", "train_channels"]
+__all__ = ["ChannelModels", "check_resume", "load_model", "split_channels", "per_channel", "train_channels"]
 
 T = TypeVar("T")
 
@@ -173,8 +173,37 @@ def load_model(path: str | PathLike) -> DecoNoisingModel | ChannelModels:
     return DecoNoisingModel.from_payload(payload, source=path)
 
 
+def check_resume(resume: DecoNoisingModel | ChannelModels, channels: int, ndim: int) -> ChannelModels:
+    """``resume`` as the models to continue on an image with ``channels`` channels, or a clear error.
+
+    The per-channel form of the single-channel checks: a model per channel, as many as
+    the image has channels, each of the dimensionality being trained (2D <-> 3D is a
+    different network, never a silent switch).
+
+    Raises
+    ------
+    DataError
+        A single-channel model, or another channel count.
+    ConfigError
+        A channel's model is 2D where ``ndim`` is 3, or the other way round.
+    """
+    from .config import ConfigError
+
+    if not isinstance(resume, ChannelModels):
+        raise DataError(f"the model to resume has one network, for images without a channel axis; this image "
+                        f"has {channels} channels (C): train a new model, or resume with a model per channel")
+    if len(resume.models) != channels:
+        raise DataError(f"the model to resume has {len(resume.models)} channels but the image has {channels}")
+    for k, m in enumerate(resume.models):
+        if m.ndim != ndim:
+            raise ConfigError(f"ndim={ndim}: channel {k} of the model to resume is {m.ndim}D; train it in "
+                              f"{m.ndim}D ({'--3d' if m.ndim == 3 else 'without --3d'} on the command line)")
+    return resume
+
+
 def train_channels(image: np.ndarray, configs: TrainConfig | Sequence[TrainConfig], axes: str, *,
                    psfs: np.ndarray | Sequence[np.ndarray | None] | None = None,
+                   resume: ChannelModels | None = None,
                    callback: Callable[[int, TrainEvent], bool | None] | None = None) -> ChannelModels:
     """Train one model per channel of ``image``.
 
@@ -189,6 +218,10 @@ def train_channels(image: np.ndarray, configs: TrainConfig | Sequence[TrainConfi
         Axis letters of ``image``, e.g. ``CYX``, ``CZYX``, ``TCZYX``.
     psfs : array or sequence of arrays, optional
         Measured PSFs: one for all channels or one per channel.
+    resume : ChannelModels, optional
+        Continue these models, channel k from ``resume.models[k]`` (see
+        :class:`~napari_deconoising.core.train.Trainer`'s ``resume``; checked with
+        :func:`check_resume` before any channel trains).
     callback : callable, optional
         ``callback(channel, event)`` for every training event; returning True stops
         that channel's training (the best model so far is kept).
@@ -204,8 +237,9 @@ def train_channels(image: np.ndarray, configs: TrainConfig | Sequence[TrainConfi
     n = len(views)
     cfgs = per_channel(configs, n, "configuration")
     psf_list = [psfs] * n if psfs is None or isinstance(psfs, np.ndarray) else per_channel(list(psfs), n, "PSF")
+    starts = [None] * n if resume is None else check_resume(resume, n, cfgs[0].ndim).models
     models = []
-    for k, (view, cfg, psf) in enumerate(zip(views, cfgs, psf_list)):
+    for k, (view, cfg, psf, start) in enumerate(zip(views, cfgs, psf_list, starts)):
         cb = None if callback is None else (lambda ev, k=k: callback(k, ev))
-        models.append(train(view, cfg, axes=rest, psf=psf, callback=cb))
+        models.append(train(view, cfg, axes=rest, psf=psf, resume=start, callback=cb))
     return ChannelModels(models)

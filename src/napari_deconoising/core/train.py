@@ -100,7 +100,8 @@ class Trainer:
                 raise ConfigError(f"ndim={config.ndim}: the model to resume is {rc.ndim}D; train it in "
                                   f"{rc.ndim}D ({'--3d' if rc.ndim == 3 else 'without --3d'} on the command line)")
             config = config.replace(depth=rc.depth, channels=rc.channels, psf=rc.psf,
-                                    psf_sigma=rc.psf_sigma, ndim=rc.ndim, pool_z=rc.pool_z, n2v2=rc.n2v2)
+                                    psf_sigma=rc.psf_sigma, ndim=rc.ndim, pool_z=rc.pool_z, n2v2=rc.n2v2,
+                                    optics=rc.optics)
         # Adjustments are collected, not warned: this may run in a GUI worker thread,
         # where the global warnings machinery is not thread-safe. Callers show them.
         image_set = as_image_set(images, axes, ndim=config.ndim)
