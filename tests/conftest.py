@@ -115,8 +115,8 @@ def hand_package():
     import yaml
 
     from napari_deconoising.bioimageio.architecture import ARCHITECTURE
-    from napari_deconoising.bioimageio.export import _payload
     from napari_deconoising.bioimageio.files import build_net
+    from napari_deconoising.bioimageio.tensors import payload as _payload
 
     def write(folder, model, *, rdf_changes=(), weights=None):
         folder.mkdir(parents=True, exist_ok=True)

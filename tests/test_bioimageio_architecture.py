@@ -47,3 +47,44 @@ def test_psf_of_the_wrong_shape_is_refused():
     sd[PSF_KEY] = torch.ones(7, 7) / 49
     with pytest.raises(RuntimeError, match="psf_kernel"):
         net.load_state_dict(sd)
+
+
+def test_channel_net_applies_network_k_to_channel_k(rng):
+    from napari_deconoising.bioimageio.architecture import BioimageioChannelNet
+
+    torch.manual_seed(0)
+    refs = [DecoNoisingNet(gaussian_psf(1.0), depth=2, channels=8).eval(),
+            DecoNoisingNet(None, depth=2, channels=4).eval()]
+    parts = [BioimageioDecoNoisingNet.from_parts(refs[0].state_dict(), gaussian_psf(1.0), depth=2, channels=8, ndim=2),
+             BioimageioDecoNoisingNet.from_parts(refs[1].state_dict(), None, depth=2, channels=4, ndim=2)]
+    kwargs = [{"depth": 2, "channels": 8, "ndim": 2, "psf_shape": list(gaussian_psf(1.0).shape)},
+              {"depth": 2, "channels": 4, "ndim": 2, "psf_shape": [1, 1]}]
+    packed = BioimageioChannelNet(kwargs)
+    for sub, part in zip(packed.nets, parts):
+        sub.load_state_dict(part.state_dict())
+    # a consumer builds from rdf.yaml's kwargs and loads the one state dict: each PSF comes back
+    fresh = BioimageioChannelNet(kwargs).eval()
+    fresh.load_state_dict(packed.state_dict())
+    assert f"nets.0.{PSF_KEY}" in packed.state_dict()
+    x = torch.from_numpy(rng.normal(size=(2, 2, 36, 44)).astype(np.float32))
+    with torch.no_grad():
+        den, phantom = fresh(x)
+        for k, ref in enumerate(refs):
+            want_den, want_phantom = ref(x[:, k:k + 1])
+            torch.testing.assert_close(den[:, k:k + 1], want_den, rtol=0, atol=0)
+            torch.testing.assert_close(phantom[:, k:k + 1], want_phantom, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="at least one"):
+        BioimageioChannelNet([])
+
+
+@pytest.mark.parametrize("fixture", ["trained", "trained3d"])
+def test_the_exported_network_computes_what_the_model_computes(request, fixture, rng):
+    """Also without Z pooling (thin 3D patches): pool_z changes the output, not the weights' shapes."""
+    from napari_deconoising.bioimageio.files import build_net
+
+    model = request.getfixturevalue(fixture)
+    shape = (1, 1, 16, 48, 48) if model.ndim == 3 else (1, 1, 48, 48)
+    x = torch.from_numpy(rng.normal(size=shape).astype(np.float32))
+    with torch.no_grad():
+        for a, b in zip(build_net(model)(x), model.build_network()(x)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -46,14 +46,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     if Path(args.model).exists() and out.exists() and out.resolve() == Path(args.model).resolve():
         raise CLIError(f"refusing to overwrite the model {out}")
     model = load_any_model(args.model)
-    if isinstance(model, ChannelModels):
-        raise CLIError(f"{args.model} holds one model per channel; a bioimage.io package takes a single model")
-    sample = read_image(args.sample)[0] if args.sample else None
+    sample, sample_axes = read_image(args.sample) if args.sample else (None, None)
     name = args.name or f"DecoNoising {Path(args.model).stem}"
     t0 = time.perf_counter()
     print("exporting and running bioimage.io's model test...", file=sys.stderr)
-    export_bioimageio(model, out, name=name, description=args.description or model.summary(),
-                      authors=args.author, license=args.license, sample=sample)
+    # a model per channel summarises one line per channel; the zoo's description is one line
+    description = args.description or "; ".join(model.summary().splitlines())
+    export_bioimageio(model, out, name=name, description=description, authors=args.author, license=args.license,
+                      sample=sample, sample_axes=sample_axes)
     print(f"bioimage.io package -> {out} (tested, {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0
 
@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="run the tiles on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
     q.set_defaults(func=cmd_predict)
 
-    e = sub.add_parser("export", help="write a model as a bioimage.io Model Zoo package (tested before writing)")
+    e = sub.add_parser("export", help="write a model (or a model per channel) as a bioimage.io Model Zoo package "
+                       "(tested before writing)")
     e.add_argument("model", metavar="MODEL.pt")
     e.add_argument("output", metavar="OUT.zip")
     e.add_argument("--name", help="model name in the zoo, 5 characters or more (default: from the file name)")
@@ -180,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an author's name; repeat for several")
     e.add_argument("--license", default="CC-BY-4.0", help="SPDX licence identifier (default CC-BY-4.0)")
     e.add_argument("--sample", metavar="IMAGE.tif",
-                   help="image like the training data, for the test image and cover (default: synthetic)")
+                   help="image like the training data, for the test image and cover (default: synthetic, 2D "
+                        "only); for a model per channel an image with those channels (C axis from the file)")
     e.set_defaults(func=cmd_export)
 
     i = sub.add_parser("info", help="describe a model file or bioimage.io package: network, PSF (optics) and "

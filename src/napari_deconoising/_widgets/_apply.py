@@ -188,11 +188,6 @@ class ApplyWidget(DeconoisingWidget):
             notify_error(DataError("no model selected: train one or load a model file first"),
                          what="the bioimage.io export")
             return None
-        if isinstance(REGISTRY.get(name), ChannelModels):
-            notify_error(DataError(f"'{name}' holds one model per channel; a bioimage.io package takes a "
-                                   "single model (export each channel's model on its own)"),
-                         what="the bioimage.io export")
-            return None
         self.export_dialog = ExportDialog(self.viewer, REGISTRY.get(name), name, track=self.track, parent=self)
         self.export_dialog.show()
         return self.export_dialog

@@ -14,7 +14,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, PushButton
 from qtpy.QtWidgets import QDialog, QVBoxLayout, QWidget
 
-from ..core import DataError, DecoNoisingModel
+from ..core import ChannelModels, DataError, DecoNoisingModel
 from ._base import button_row
 from ._form import Field, Form
 from ._layers import full_resolution, grey_image_choices
@@ -27,22 +27,24 @@ __all__ = ["ExportDialog", "export_fields", "LICENSES"]
 LICENSES = ["CC-BY-4.0", "CC0-1.0", "MIT", "BSD-3-Clause", "Apache-2.0"]
 
 
-def export_fields(default_name: str, description: str) -> tuple[Field, ...]:
+def export_fields(default_name: str, description: str, channels: int = 0) -> tuple[Field, ...]:
+    """The form; ``channels`` > 0 for a model per channel, whose sample needs its channel axis first."""
+    sample_tip = ("A layer like the training data, for the test image and the cover; empty: a synthetic image"
+                  + (f" (2D only). It needs its {channels} channels on the first axis (CYX or CZYX; leading "
+                     "axes of a stack before it, e.g. TCYX, take their first plane)" if channels else ""))
     return (
         Field("name", LineEdit, "Name", {"value": default_name, "tooltip": "Shown in the Model Zoo (5+ characters)"}),
         Field("description", LineEdit, "Description", {"value": description}),
         Field("authors", LineEdit, "Authors", {"value": "", "tooltip": "Names separated by commas"}),
         Field("license", ComboBox, "Licence", {"choices": LICENSES, "value": LICENSES[0]}),
         Field("sample", ComboBox, "Sample image",
-              {"nullable": True, "value": None,
-               "tooltip": "A layer like the training data, for the test image and the cover; "
-                          "empty: a synthetic image"},
+              {"nullable": True, "value": None, "tooltip": sample_tip},
               choices=grey_image_choices),
         Field("path", FileEdit, "Save as", {"mode": "w", "filter": "*.zip", "value": ""}),
     )
 
 
-def _export(model: DecoNoisingModel, path: Path, kwargs: dict[str, Any]) -> Generator[str, None, Path]:
+def _export(model: DecoNoisingModel | ChannelModels, path: Path, kwargs: dict[str, Any]) -> Generator[str, None, Path]:
     from ..bioimageio import export_bioimageio
 
     yield "exporting"
@@ -56,20 +58,24 @@ class ExportDialog(QDialog):
     ----------
     viewer : napari.Viewer
         Offers its single-channel image layers as the sample.
-    model : DecoNoisingModel
-        What to export.
+    model : DecoNoisingModel or ChannelModels
+        What to export: one model, or a model per channel (one package whose input has
+        that many channels).
     model_name : str
         The model's name in the session (the default package name).
     track : callable, optional
         Registers the worker with the owning widget, so closing napari waits for it.
     """
 
-    def __init__(self, viewer: Any, model: DecoNoisingModel, model_name: str,
+    def __init__(self, viewer: Any, model: DecoNoisingModel | ChannelModels, model_name: str,
                  track: Callable[[Job], None] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export to bioimage.io")
         self.model, self._track, self.job = model, track, None
-        self.form = Form(export_fields(f"DecoNoising {model_name}", model.summary()), viewer)
+        channels = len(model.models) if isinstance(model, ChannelModels) else 0
+        # the description is one line in the zoo: a model per channel's summary has one per channel
+        summary = "; ".join(model.summary().splitlines())
+        self.form = Form(export_fields(f"DecoNoising {model_name}", summary, channels), viewer)
         self.export_button = PushButton(text="Export")
         self.export_button.changed.connect(self.export)
         self.status = Label(value="The package is tested with bioimage.io's model test before it is written.")
@@ -94,7 +100,8 @@ class ExportDialog(QDialog):
         sample = None
         if f.sample.value is not None:
             data = full_resolution(f.sample.value)
-            while data.ndim > self.model.ndim:  # a stack: its first plane
+            keep = self.model.ndim + isinstance(self.model, ChannelModels)  # spatial axes (+ C, first)
+            while data.ndim > keep:  # a stack: its first plane
                 data = data[0]
             sample = np.asarray(data)
         return path, {"name": str(f.name.value), "description": str(f.description.value),

@@ -11,20 +11,22 @@ from typing import Any
 
 import numpy as np
 
-from ..core.model import DecoNoisingModel
-from ..core.modelfile import FORMAT_NAME, SINGLE_FORMAT_VERSION
-from .architecture import ARCHITECTURE, CONFIG_KEY
+from ..core.channels import ChannelModels
+from .architecture import ARCHITECTURE, CHANNEL_ARCHITECTURE, CONFIG_KEY
 from .errors import BioimageioExportError, require_bioimageio
 from .files import (
-    Geometry,
+    AnyModel,
     build_net,
     geometry,
+    net_kwargs,
     package_test_image,
+    parts,
     write_environment,
     write_torchscript,
     write_weights,
 )
 from .readme import N2V_CITATION, PAPER_CITATION, write_cover, write_readme
+from .tensors import input_descr, output_descr, payload
 
 __all__ = ["export_bioimageio"]
 
@@ -34,12 +36,14 @@ REL_TOLERANCE = 1e-4
 ABS_TOLERANCE = 1e-4
 
 
-def export_bioimageio(model: DecoNoisingModel, path: str | PathLike, *, name: str, description: str,
-                      authors: Sequence[str], license: str = "CC-BY-4.0",
-                      sample: np.ndarray | None = None, tags: Sequence[str] = ()) -> Path:
+def export_bioimageio(model: AnyModel, path: str | PathLike, *, name: str, description: str,
+                      authors: Sequence[str], license: str = "CC-BY-4.0", sample: np.ndarray | None = None,
+                      sample_axes: str | None = None, tags: Sequence[str] = ()) -> Path:
     """Write ``model`` as a tested bioimage.io model package (a zip).
 
-    The package has one input ``raw`` and two outputs ``denoised`` and ``deconvolved``,
+    The package has one input ``raw`` and two outputs ``denoised`` and ``deconvolved``
+    (for a model per channel, each with that many channels: channel k goes through
+    channel k's network, with its own normalisation and PSF),
     ``pytorch_state_dict`` weights (architecture from this package) and ``torchscript``
     weights (no package needed), a test image with our own predictions as the expected
     outputs, a cover image and a README. bioimage.io's model test runs on the finished
@@ -47,8 +51,8 @@ def export_bioimageio(model: DecoNoisingModel, path: str | PathLike, *, name: st
 
     Parameters
     ----------
-    model : DecoNoisingModel
-        The trained model.
+    model : DecoNoisingModel or ChannelModels
+        The trained model, or a model per channel.
     path : path-like
         The zip file to write (replaced atomically if it exists).
     name, description : str
@@ -59,7 +63,10 @@ def export_bioimageio(model: DecoNoisingModel, path: str | PathLike, *, name: st
         SPDX licence identifier of the package.
     sample : numpy.ndarray, optional
         An image like the training data for the test image and cover (a centre crop is
-        used; a stack gives its first plane). Without it a synthetic image is made.
+        used; a stack gives its first plane). Without it a synthetic image is made. For a
+        model per channel it needs a channel axis: first, or where ``sample_axes`` says.
+    sample_axes : str, optional
+        Axis letters of ``sample`` (e.g. ``ZCYX``), to find its channel axis.
     tags : sequence of str
         Extra Model Zoo tags.
 
@@ -84,14 +91,14 @@ def export_bioimageio(model: DecoNoisingModel, path: str | PathLike, *, name: st
         raise BioimageioExportError("the package needs at least one author")
     if any("/" in a for a in authors):
         raise BioimageioExportError("author names must not contain '/'")
-    if model.std < 1e-6:
-        raise BioimageioExportError(f"the model's standard deviation {model.std:g} is below bioimage.io's "
-                                    "minimum of 1e-6 for fixed normalisation")
+    if min(m.std for m in parts(model)) < 1e-6:
+        raise BioimageioExportError(f"the model's standard deviation {min(m.std for m in parts(model)):g} is "
+                                    "below bioimage.io's minimum of 1e-6 for fixed normalisation")
     _check_license(license)
     if not path.parent.is_dir():
         raise BioimageioExportError(f"folder does not exist: {path.parent}")
     try:
-        raw = package_test_image(model, sample)
+        raw = package_test_image(model, sample, sample_axes)
     except ValueError as e:
         raise BioimageioExportError(str(e)) from None
     with tempfile.TemporaryDirectory(prefix="deconoising-bioimageio-") as tmp:
@@ -102,33 +109,43 @@ def export_bioimageio(model: DecoNoisingModel, path: str | PathLike, *, name: st
     return path
 
 
-def _describe(model: DecoNoisingModel, work: Path, raw: np.ndarray, *, name: str, description: str,
+def _describe(model: AnyModel, work: Path, raw: np.ndarray, *, name: str, description: str,
               authors: list[str], license: str, tags: Sequence[str]) -> Any:
     import torch
     from bioimageio.spec.model import v0_5 as s
 
     from .. import __version__
 
+    per_channel = isinstance(model, ChannelModels)
+    models = parts(model)
     geo = geometry(model)
     net = build_net(model)
+    # Normalisation per channel, broadcast over the spatial axes of (batch, channel, ...).
+    shape = (1, len(models)) + (1,) * models[0].ndim
+    mean = np.array([m.mean for m in models], np.float32).reshape(shape)
+    std = np.array([m.std for m in models], np.float32).reshape(shape)
+    x_in = raw[None] if per_channel else raw[None, None]
     # bioimage.io's reproducibility test feeds the test input unpadded and compares the whole
     # output, halo included: the expected outputs are the network's on exactly that input.
-    x = torch.from_numpy((raw - np.float32(model.mean)) / np.float32(model.std))[None, None]
+    x = torch.from_numpy((x_in - mean) / std)
     with torch.inference_mode():
-        outputs = {key: (t[0, 0].numpy() * np.float32(model.std) + np.float32(model.mean))
-                   for key, t in zip(("denoised", "deconvolved"), net(x))}
-    np.save(work / "test_raw.npy", raw[None, None])
+        outputs = {key: t.numpy() * std + mean for key, t in zip(("denoised", "deconvolved"), net(x))}
+    np.save(work / "test_raw.npy", x_in)
     for key, arr in outputs.items():
-        np.save(work / f"test_{key}.npy", arr[None, None].astype(np.float32))
+        np.save(work / f"test_{key}.npy", arr.astype(np.float32))
     # The cover shows what users get: our tiled prediction, with its border handling.
-    pred = model.predict(raw, "YX" if model.ndim == 2 else "ZYX", device="cpu", precision="fp32")
+    axes = ("C" if per_channel else "") + ("YX" if models[0].ndim == 2 else "ZYX")
+    pred = model.predict(raw, axes, device="cpu", precision="fp32")
     write_weights(net, work / "weights.pt")
-    write_torchscript(net, raw, work / "weights_torchscript.pt")
+    write_torchscript(net, x_in, work / "weights_torchscript.pt")
     write_environment(work / "environment.yaml")
     write_readme(model, work / "README.md", name=name, description=description, geo=geo)
-    write_cover(raw, pred.denoised, pred.deconvolved, work / "cover.png")
+    write_cover(raw, pred.denoised, pred.deconvolved, work / "cover.png", channels=per_channel)
 
-    c = model.config
+    if per_channel:
+        arch, kwargs = CHANNEL_ARCHITECTURE, {"nets": [net_kwargs(m) for m in models]}
+    else:
+        arch, kwargs = ARCHITECTURE, net_kwargs(model)
     torch_version = s.Version(torch.__version__.split("+")[0])
     try:
         return s.ModelDescr(
@@ -141,16 +158,15 @@ def _describe(model: DecoNoisingModel, work: Path, raw: np.ndarray, *, name: str
             documentation=s.FileDescr(source=work / "README.md"),
             covers=[s.FileDescr(source=work / "cover.png")],
             tags=sorted({"denoising", "deconvolution", "noise2void", "deconoising", "self-supervised",
-                         "fluorescence-light-microscopy", f"{c.ndim}d", "pytorch", *tags}),
-            inputs=[_input(model, geo, work)],
-            outputs=[_output(key, model, geo, work) for key in outputs],
+                         "fluorescence-light-microscopy", f"{models[0].ndim}d", "pytorch", *tags,
+                         *(["multichannel"] if per_channel else [])}),
+            inputs=[input_descr(model, geo, work)],
+            outputs=[output_descr(key, model, geo, work) for key in outputs],
             weights=s.WeightsDescr(
                 pytorch_state_dict=s.PytorchStateDictWeightsDescr(
                     source=work / "weights.pt",
                     architecture=s.ArchitectureFromLibraryDescr(
-                        import_from=ARCHITECTURE[0], callable=s.Identifier(ARCHITECTURE[1]),
-                        kwargs={"depth": c.depth, "channels": c.channels, "ndim": c.ndim,
-                                "psf_shape": [int(n) for n in net.psf.kernel.shape[2:]]}),
+                        import_from=arch[0], callable=s.Identifier(arch[1]), kwargs=kwargs),
                     pytorch_version=torch_version,
                     dependencies=s.FileDescr(source=work / "environment.yaml"),
                 ),
@@ -160,12 +176,13 @@ def _describe(model: DecoNoisingModel, work: Path, raw: np.ndarray, *, name: str
             ),
             config=s.Config(
                 bioimageio=s.BioimageioConfig(
+                    # float32 rounding grows with the intensity scale: the widest channel's
                     reproducibility_tolerance=[s.ReproducibilityTolerance(
-                        relative_tolerance=REL_TOLERANCE, absolute_tolerance=ABS_TOLERANCE * model.std,
+                        relative_tolerance=REL_TOLERANCE, absolute_tolerance=ABS_TOLERANCE * float(std.max()),
                         mismatched_elements_per_million=0)],
                     architecture_type="U-Net + PSF convolution", task="denoising",
                     modality="fluorescence microscopy"),
-                **{CONFIG_KEY: _payload(model, __version__)},
+                **{CONFIG_KEY: payload(model, __version__)},
             ),
         )
     except ValueError as e:  # pydantic's ValidationError lists every field at fault
@@ -187,49 +204,6 @@ def _one_line(e: ValueError) -> str:
     if not callable(errors):
         return str(e).splitlines()[0]
     return "; ".join(f"{'.'.join(map(str, err['loc'])) or 'model'}: {err['msg']}" for err in errors())[:1000]
-
-
-def _input(model: DecoNoisingModel, geo: Geometry, work: Path) -> Any:
-    from bioimageio.spec.model import v0_5 as s
-
-    return s.InputTensorDescr(
-        id=s.TensorId("raw"),
-        description="noisy image, any intensity units",
-        axes=[s.BatchAxis(), s.ChannelAxis(channel_names=[s.Identifier("raw")]),
-              *[s.SpaceInputAxis(id=s.AxisId(a), size=s.ParameterizedSize(min=geo.min, step=geo.step))
-                for a in geo.axes]],
-        test_tensor=s.FileDescr(source=work / "test_raw.npy"),
-        pad=s.ReflectPadding(mode="reflect"),  # as our tiled predictor; explicit, or it is not written
-        preprocessing=[s.FixedZeroMeanUnitVarianceDescr(
-            kwargs=s.FixedZeroMeanUnitVarianceKwargs(mean=float(model.mean), std=float(model.std)))],
-    )
-
-
-def _output(key: str, model: DecoNoisingModel, geo: Geometry, work: Path) -> Any:
-    from bioimageio.spec.model import v0_5 as s
-
-    what = {"denoised": "phantom convolved with the PSF, input units",
-            "deconvolved": "the phantom (fluorophore density), input units"}[key]
-    post = []
-    if (model.std, model.mean) != (1.0, 0.0):  # bioimage.io refuses an identity scaling
-        post.append(s.ScaleLinearDescr(kwargs=s.ScaleLinearKwargs(gain=float(model.std),
-                                                                   offset=float(model.mean))))
-    return s.OutputTensorDescr(
-        id=s.TensorId(key),
-        description=what,
-        axes=[s.BatchAxis(), s.ChannelAxis(channel_names=[s.Identifier(key)]),
-              *[s.SpaceOutputAxisWithHalo(id=s.AxisId(a), halo=geo.halo,
-                                          size=s.SizeReference(tensor_id=s.TensorId("raw"), axis_id=s.AxisId(a)))
-                for a in geo.axes]],
-        test_tensor=s.FileDescr(source=work / f"test_{key}.npy"),
-        postprocessing=post,
-    )
-
-
-def _payload(model: DecoNoisingModel, version: str) -> dict[str, Any]:
-    """What our importer needs beyond the weights (which hold the PSF): plain YAML values."""
-    plain = {k: v for k, v in model.to_payload().items() if k not in ("state_dict", "psf")}
-    return {"format": FORMAT_NAME, "format_version": SINGLE_FORMAT_VERSION, "software_version": str(version), **plain}
 
 
 def _package_tested(descr: Any, path: Path, work: Path) -> None:

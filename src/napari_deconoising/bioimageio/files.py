@@ -9,16 +9,20 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from ..core.channels import ChannelModels
 from ..core.model import DecoNoisingModel
 from ..core.predict import tile_halo
-from .architecture import BioimageioDecoNoisingNet
+from .architecture import BioimageioChannelNet, BioimageioDecoNoisingNet
 
-__all__ = ["Geometry", "geometry", "package_test_image", "build_net", "write_weights", "write_torchscript",
-           "write_environment", "SPATIAL_AXES"]
+__all__ = ["AnyModel", "Geometry", "geometry", "parts", "package_test_image", "build_net", "net_kwargs",
+           "write_weights", "write_torchscript", "write_environment", "SPATIAL_AXES"]
+
+AnyModel = DecoNoisingModel | ChannelModels
 
 SPATIAL_AXES = ("z", "y", "x")
 # Side of the test image cut from a sample (or synthesised): large enough to show
@@ -42,54 +46,81 @@ class Geometry:
     axes: tuple[str, ...]
 
 
-def geometry(model: DecoNoisingModel) -> Geometry:
-    step = 2**model.config.depth
-    halo = tile_halo(model)
-    return Geometry(halo=halo, min=2 * halo + step, step=step, axes=SPATIAL_AXES[-model.ndim:])
+def parts(model: AnyModel) -> list[DecoNoisingModel]:
+    """The channels' models in channel order; a single model is one part."""
+    return list(model.models) if isinstance(model, ChannelModels) else [model]
 
 
-def package_test_image(model: DecoNoisingModel, sample: np.ndarray | None) -> np.ndarray:
+def geometry(model: AnyModel) -> Geometry:
+    """The sizes of one input tensor: for a model per channel, what every channel's network needs."""
+    models = parts(model)
+    step = max(2**m.config.depth for m in models)  # powers of two: the largest is a multiple of the others
+    halo = max(math.ceil(tile_halo(m) / step) * step for m in models)
+    return Geometry(halo=halo, min=2 * halo + step, step=step, axes=SPATIAL_AXES[-models[0].ndim:])
+
+
+def package_test_image(model: AnyModel, sample: np.ndarray | None, sample_axes: str | None = None) -> np.ndarray:
     """The package's test input: a centre crop of ``sample`` of a valid size, float32.
 
     Without a sample, a synthetic image (:func:`~napari_deconoising.core.sample.make_sample`)
     is made and scaled to the model's training mean and standard deviation, so the
-    cover shows the model working on data in the units it knows.
+    cover shows the model working on data in the units it knows. For a model per
+    channel the result has the channel axis first, ``(C, ...)``: each channel synthetic
+    and scaled to its own model, or the sample's channels (``sample_axes`` names its C
+    axis; without it the channels must come first).
 
     Raises
     ------
     ValueError
-        If the sample has the wrong dimensionality, is smaller than the minimum size or
-        is not finite.
+        If the sample has the wrong dimensionality or channel count, is smaller than the
+        minimum size or is not finite.
     """
-    geo = geometry(model)
+    geo, models = geometry(model), parts(model)
+    per_channel = isinstance(model, ChannelModels)
     if sample is None:
-        if model.ndim != 2:
+        if models[0].ndim != 2:
             raise ValueError("a synthetic test image exists only for 2D models; pass a sample")
-        from ..core.sample import make_sample
-
         side = _valid_size(max(TEST_SIDE, geo.min), geo)
-        sigma = float(max(model.config.sigma_per_axis)) if model.config.psf == "gaussian" else 1.5
-        noisy = make_sample((side, side), sigma=max(sigma, 0.5), seed=0).noisy
-        scaled = (noisy - noisy.mean()) / max(float(noisy.std()), 1e-12) * model.std + model.mean
-        return scaled.astype(np.float32)
+        images = [_synthetic(m, side) for m in models]
+        return np.stack(images) if per_channel else images[0]
     a = np.asarray(sample)
     if a.dtype.kind not in "biuf":
         raise ValueError(f"the sample image must hold real numbers, got dtype {a.dtype}")
-    a = np.squeeze(a)
-    while a.ndim > model.ndim:  # a stack: its first plane
-        a = a[0]
-    if a.ndim != model.ndim:
-        raise ValueError(f"the sample image has {a.ndim} dimensions; the model needs {model.ndim}")
-    if min(a.shape) < geo.min:
-        raise ValueError(f"the sample image {a.shape} is too small: bioimage.io test images for this "
+    ndim = models[0].ndim + per_channel
+    if per_channel:
+        if sample_axes is not None and "C" in sample_axes.upper() and len(sample_axes) == a.ndim:
+            a = np.moveaxis(a, sample_axes.upper().index("C"), 0)
+        while a.ndim > ndim:  # a stack: its first plane (after the channels)
+            a = a[:, 0]
+        if a.ndim != ndim or a.shape[0] != len(models):
+            raise ValueError(f"the sample image {a.shape} needs a channel axis first with {len(models)} channels "
+                             f"and {models[0].ndim} spatial axes, e.g. {'CZYX' if ndim == 4 else 'CYX'}")
+    else:
+        a = np.squeeze(a)
+        while a.ndim > ndim:  # a stack: its first plane
+            a = a[0]
+        if a.ndim != ndim:
+            raise ValueError(f"the sample image has {a.ndim} dimensions; the model needs {ndim}")
+    space = a.shape[per_channel:]
+    if min(space) < geo.min:
+        raise ValueError(f"the sample image {space} is too small: bioimage.io test images for this "
                          f"model need at least {geo.min} px per axis (twice the {geo.halo} px halo "
                          f"plus {geo.step})")
-    sizes = [_valid_size(min(n, max(TEST_SIDE, geo.min)), geo, down=True) for n in a.shape]
-    start = [(n - s) // 2 for n, s in zip(a.shape, sizes)]
-    crop = np.ascontiguousarray(a[tuple(slice(b, b + s) for b, s in zip(start, sizes))], dtype=np.float32)
-    if not np.all(np.isfinite(crop)):
+    sizes = [_valid_size(min(n, max(TEST_SIDE, geo.min)), geo, down=True) for n in space]
+    crop = tuple(slice((n - s) // 2, (n - s) // 2 + s) for n, s in zip(space, sizes))
+    out = np.ascontiguousarray(a[(slice(None), *crop) if per_channel else crop], dtype=np.float32)
+    if not np.all(np.isfinite(out)):
         raise ValueError("the sample image contains NaN or infinite values")
-    return crop
+    return out
+
+
+def _synthetic(model: DecoNoisingModel, side: int) -> np.ndarray:
+    from ..core.sample import make_sample
+
+    sigma = float(max(model.config.sigma_per_axis)) if model.config.psf == "gaussian" else 1.5
+    noisy = make_sample((side, side), sigma=max(sigma, 0.5), seed=0).noisy
+    scaled = (noisy - noisy.mean()) / max(float(noisy.std()), 1e-12) * model.std + model.mean
+    return scaled.astype(np.float32)
 
 
 def _valid_size(n: int, geo: Geometry, down: bool = False) -> int:
@@ -98,25 +129,40 @@ def _valid_size(n: int, geo: Geometry, down: bool = False) -> int:
     return geo.min + max(0, k) * geo.step
 
 
-def build_net(model: DecoNoisingModel) -> BioimageioDecoNoisingNet:
+def net_kwargs(model: DecoNoisingModel) -> dict[str, Any]:
+    """:class:`BioimageioDecoNoisingNet`'s keyword arguments for ``model`` (rdf.yaml's ``kwargs``)."""
     c = model.config
-    return BioimageioDecoNoisingNet.from_parts(model.state_dict, model.psf, depth=c.depth,
-                                               channels=c.channels, ndim=c.ndim)
+    shape = (1,) * c.ndim if model.psf is None else model.psf.shape
+    return {"depth": c.depth, "channels": c.channels, "ndim": c.ndim, "psf_shape": [int(n) for n in shape],
+            "pool_z": c.pools_z(), "n2v2": c.n2v2}
 
 
-def write_weights(net: BioimageioDecoNoisingNet, path: Path) -> Path:
+def build_net(model: AnyModel) -> BioimageioDecoNoisingNet | BioimageioChannelNet:
+    """The network of the ``pytorch_state_dict`` weights, holding ``model``'s weights and PSF(s)."""
+    if isinstance(model, ChannelModels):
+        net = BioimageioChannelNet([net_kwargs(m) for m in model.models])
+        for sub, m in zip(net.nets, model.models):
+            sub.load_state_dict(build_net(m).state_dict())
+        return net.eval()
+    kw = net_kwargs(model)
+    return BioimageioDecoNoisingNet.from_parts(model.state_dict, model.psf, depth=kw["depth"],
+                                               channels=kw["channels"], ndim=kw["ndim"], pool_z=kw["pool_z"],
+                                               n2v2=kw["n2v2"])
+
+
+def write_weights(net: torch.nn.Module, path: Path) -> Path:
     torch.save({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, path)
     return path
 
 
-def write_torchscript(net: BioimageioDecoNoisingNet, example: np.ndarray, path: Path) -> Path:
-    """Trace the network at the size of ``example`` (a valid input size).
+def write_torchscript(net: torch.nn.Module, example: np.ndarray, path: Path) -> Path:
+    """Trace the network on ``example``, a ``(batch, channel, ...)`` input of a valid size.
 
     The trace fixes the U-Net's "pad to a multiple of 2**depth" branch to "no padding",
     which holds for every size the package declares valid (``min + k * step``, with the
     halo a multiple of ``step`` too); other sizes fail loudly instead of going wrong.
     """
-    x = torch.from_numpy(np.ascontiguousarray(example, np.float32))[None, None]
+    x = torch.from_numpy(np.ascontiguousarray(example, np.float32))
     with warnings.catch_warnings(), torch.no_grad():
         # Tracing warns about the deprecated API and about the shape branch explained above.
         warnings.simplefilter("ignore")

@@ -1,4 +1,5 @@
-"""Open a bioimage.io package exported by this project as a :class:`DecoNoisingModel`.
+"""Open a bioimage.io package exported by this project as a :class:`DecoNoisingModel` (or a
+:class:`ChannelModels` for a package with a model per channel).
 
 Nothing from the package is executed: ``rdf.yaml`` is read with ``yaml.safe_load``, the
 architecture must be ours (by name, nothing is imported from the package), and the
@@ -19,8 +20,8 @@ import torch
 
 from ..core.channels import ChannelModels, load_model
 from ..core.model import DecoNoisingModel
-from ..core.modelfile import FORMAT_NAME, SINGLE_FORMAT_VERSION
-from .architecture import ARCHITECTURE, CONFIG_KEY, PSF_KEY
+from ..core.modelfile import CHANNELS_FORMAT_VERSION, FORMAT_NAME
+from .architecture import ARCHITECTURE, CHANNEL_ARCHITECTURE, CONFIG_KEY, PSF_KEY
 from .errors import BioimageioModelError, ForeignModelError
 
 __all__ = ["is_bioimageio_source", "load_bioimageio_model", "load_any_model"]
@@ -79,8 +80,9 @@ class _Package:
             self.zip.close()
 
 
-def load_bioimageio_model(path: str | PathLike) -> DecoNoisingModel:
-    """Read a bioimage.io package written by :func:`~napari_deconoising.bioimageio.export_bioimageio`.
+def load_bioimageio_model(path: str | PathLike) -> DecoNoisingModel | ChannelModels:
+    """Read a bioimage.io package written by :func:`~napari_deconoising.bioimageio.export_bioimageio`:
+    a :class:`DecoNoisingModel`, or a :class:`ChannelModels` for a model per channel.
 
     Parameters
     ----------
@@ -130,24 +132,44 @@ def _our_parts(rdf: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     weights = (rdf.get("weights") or {}).get("pytorch_state_dict") or {}
     arch = weights.get("architecture") or {}
     if (not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME
-            or (arch.get("import_from"), arch.get("callable")) != ARCHITECTURE):
+            or (arch.get("import_from"), arch.get("callable")) not in (ARCHITECTURE, CHANNEL_ARCHITECTURE)):
         raise ForeignModelError(f"{path} is {FOREIGN}")
     version = payload.get("format_version")
     if not isinstance(version, int):
         raise BioimageioModelError(f"{path} has no valid napari-deconoising format version")
-    if version > SINGLE_FORMAT_VERSION:
+    if version > CHANNELS_FORMAT_VERSION:
         raise BioimageioModelError(f"{path} was written by a newer napari-deconoising (model format "
-                                   f"{version}, this version reads up to {SINGLE_FORMAT_VERSION}); please upgrade")
+                                   f"{version}, this version reads up to {CHANNELS_FORMAT_VERSION}); please upgrade")
+    if ("channels" in payload) != ((arch.get("import_from"), arch.get("callable")) == CHANNEL_ARCHITECTURE):
+        raise BioimageioModelError(f"{path} is damaged: its architecture and its channel list disagree")
     if not isinstance(weights.get("source"), str):
         raise BioimageioModelError(f"{path} has no pytorch_state_dict weights file")
     return payload, weights
 
 
-def _model(payload: dict[str, Any], state: Any, path: Path) -> DecoNoisingModel:
-    """The model from rdf.yaml's payload and the weights (whose PSF entry is the model's PSF)."""
-    if not isinstance(state, dict) or not isinstance(state.get(PSF_KEY), torch.Tensor):
+def _model(payload: dict[str, Any], state: Any, path: Path) -> DecoNoisingModel | ChannelModels:
+    """The model from rdf.yaml's payload and the weights (whose PSF entries are the models' PSFs)."""
+    if not isinstance(state, dict):
+        raise BioimageioModelError(f"{path} is damaged: the weights are not a state dict")
+    if "channels" not in payload:
+        return DecoNoisingModel.from_payload(_with_weights(payload, state, path), source=path)
+    channels = payload["channels"]
+    if not isinstance(channels, list) or not channels or not all(isinstance(c, dict) for c in channels):
+        raise BioimageioModelError(f"{path} is damaged: its channel list is empty or not a list of models")
+    per_channel: list[dict[str, torch.Tensor]] = [{} for _ in channels]
+    for key, value in state.items():
+        _, k, rest = str(key).split(".", 2) if str(key).count(".") >= 2 else ("", "", "")
+        if not key.startswith("nets.") or not k.isdigit() or int(k) >= len(channels):
+            raise BioimageioModelError(f"{path} is damaged: unexpected weight {key!r} for {len(channels)} channels")
+        per_channel[int(k)][rest] = value
+    return ChannelModels.from_payload(
+        {"channels": [_with_weights(c, s, path) for c, s in zip(channels, per_channel)]}, source=path)
+
+
+def _with_weights(payload: dict[str, Any], state: dict[str, Any], path: Path) -> dict[str, Any]:
+    """One model's payload with its weights and its PSF, which the weights carry under ``psf_kernel``."""
+    if not isinstance(state.get(PSF_KEY), torch.Tensor):
         raise BioimageioModelError(f"{path} is damaged: no {PSF_KEY} in the weights")
     state = dict(state)
     kernel = state.pop(PSF_KEY)
-    return DecoNoisingModel.from_payload(
-        {**payload, "state_dict": state, "psf": None if kernel.numel() == 1 else kernel}, source=path)
+    return {**payload, "state_dict": state, "psf": None if kernel.numel() == 1 else kernel}

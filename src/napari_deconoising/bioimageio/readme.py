@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.channels import ChannelModels
 from ..core.model import DecoNoisingModel
-from .files import Geometry
+from .files import AnyModel, Geometry, parts
 
 __all__ = ["write_readme", "write_cover", "PAPER_CITATION", "N2V_CITATION"]
 
@@ -24,6 +25,8 @@ def _psf_text(model: DecoNoisingModel) -> str:
         return "none: a Noise2Void model (the deconvolved output equals the denoised one)"
     if c.psf == "gaussian":
         return f"Gaussian, sigma {', '.join(f'{s:g}' for s in c.sigma_per_axis)} px, kernel {model.psf.shape}"
+    if c.optics is not None:
+        return f"{c.optics.describe(c.ndim)}, kernel {model.psf.shape} (normalised to sum 1, stored in the weights)"
     return f"measured, kernel {model.psf.shape} (normalised to sum 1, stored in the weights)"
 
 
@@ -42,14 +45,39 @@ def _losses(history: list[dict]) -> str:
     return ", ".join(parts) or "not recorded"
 
 
-def write_readme(model: DecoNoisingModel, path: Path, *, name: str, description: str,
-                 geo: Geometry) -> Path:
-    """A README for people deciding whether this model fits their data."""
-    from .. import __version__
-
+def _training(model: DecoNoisingModel) -> str:
+    """One model's training table."""
     c = model.config
     epochs = len(model.history)
     patches = epochs * c.steps_per_epoch * c.batch_size
+    return f"""| | |
+|---|---|
+| PSF | {_psf_text(model)} |
+| U-Net | depth {c.depth}, {c.channels} first-level channels, {c.ndim}D{", N2V2" if c.n2v2 else ""} |
+| Normalisation | fixed mean {model.mean:.6g}, standard deviation {model.std:.6g} (input units) |
+| Loss | blind-spot masked MSE ({c.mask_fraction:g} of pixels masked) + positivity weight {c.positivity:g} |
+| Schedule | {epochs} epochs x {c.steps_per_epoch} steps x {c.batch_size} patches of {c.patch_size} px, \
+Adam lr {c.lr:g} |
+| Patches seen | {patches} |
+| Losses | {_losses(model.history)} |
+| Seed | {c.seed} |
+"""
+
+
+def write_readme(model: AnyModel, path: Path, *, name: str, description: str, geo: Geometry) -> Path:
+    """A README for people deciding whether this model fits their data."""
+    from .. import __version__
+
+    models = parts(model)
+    ndim = models[0].ndim
+    if isinstance(model, ChannelModels):
+        training = "\n".join(f"### Channel {k}\n{_training(m)}" for k, m in enumerate(models))
+        channels = (f"A {len(models)}-channel {ndim}D image `raw` (batch, channel, {', '.join(geo.axes)}): "
+                    "channel k goes through channel k's own network, trained on that channel alone, with "
+                    "its own normalisation and PSF; the outputs have the same channels.")
+    else:
+        training = _training(model)
+        channels = f"One single-channel {ndim}D image `raw` (batch, channel, {', '.join(geo.axes)})."
     text = f"""# {name}
 
 {description}
@@ -66,27 +94,16 @@ package has two outputs:
 Exported with napari-deconoising {__version__}.
 
 ## Training
-| | |
-|---|---|
-| PSF | {_psf_text(model)} |
-| U-Net | depth {c.depth}, {c.channels} first-level channels, {c.ndim}D |
-| Normalisation | fixed mean {model.mean:.6g}, standard deviation {model.std:.6g} (input units) |
-| Loss | blind-spot masked MSE ({c.mask_fraction:g} of pixels masked) + positivity weight {c.positivity:g} |
-| Schedule | {epochs} epochs x {c.steps_per_epoch} steps x {c.batch_size} patches of {c.patch_size} px, \
-Adam lr {c.lr:g} |
-| Patches seen | {patches} |
-| Losses | {_losses(model.history)} |
-| Seed | {c.seed} |
-
+{training}
 The size of the training data set is not recorded in the model file. The full training
 configuration and per-epoch history are in `rdf.yaml` under `config.napari_deconoising`.
 
 ## Input and output
-One single-channel {c.ndim}D image `raw` (batch, channel, {', '.join(geo.axes)}), any intensity units;
-it is normalised with the training mean and standard deviation, and both outputs are
-scaled back to the input's units. Valid sizes per spatial axis are {geo.min} + k x {geo.step}
-pixels. Each output has a halo of {geo.halo} px: when tiling, give every tile that much
-context and crop it from the output (bioimage.io tools do this from `rdf.yaml`).
+{channels} Any intensity units: the input is normalised with the training mean and
+standard deviation, and both outputs are scaled back to the input's units. Valid sizes
+per spatial axis are {geo.min} + k x {geo.step} pixels. Each output has a halo of
+{geo.halo} px: when tiling, give every tile that much context and crop it from the
+output (bioimage.io tools do this from `rdf.yaml`).
 
 ## Limits
 - Trained on one kind of data; on other microscopes, stains or noise levels expect artefacts.
@@ -104,10 +121,25 @@ context and crop it from the output (bioimage.io tools do this from `rdf.yaml`).
     return path
 
 
-def write_cover(raw: np.ndarray, denoised: np.ndarray, deconvolved: np.ndarray, path: Path) -> Path:
-    """raw | denoised | deconvolved side by side; raw and denoised share a display range."""
+def write_cover(raw: np.ndarray, denoised: np.ndarray, deconvolved: np.ndarray, path: Path, *,
+                channels: bool = False) -> Path:
+    """raw | denoised | deconvolved side by side; raw and denoised share a display range.
+
+    With ``channels`` the arrays have a leading channel axis: one such row per channel,
+    each with its own display range.
+    """
     import matplotlib.image
 
+    if not channels:
+        raw, denoised, deconvolved = raw[None], denoised[None], deconvolved[None]
+    rows = [_cover_row(r, d, v) for r, d, v in zip(raw, denoised, deconvolved)]
+    gap = np.ones((4, rows[0].shape[1]))
+    image = np.concatenate([part for row in rows for part in (row, gap)][:-1], axis=0)
+    matplotlib.image.imsave(path, image, cmap="gray", vmin=0, vmax=1)
+    return path
+
+
+def _cover_row(raw: np.ndarray, denoised: np.ndarray, deconvolved: np.ndarray) -> np.ndarray:
     def scaled(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
         return np.clip((a - lo) / max(hi - lo, 1e-12), 0, 1)
 
@@ -117,6 +149,4 @@ def write_cover(raw: np.ndarray, denoised: np.ndarray, deconvolved: np.ndarray, 
     if raw.ndim == 3:  # a volume: its middle plane
         panels = [p[p.shape[0] // 2] for p in panels]
     gap = np.ones((panels[0].shape[0], 4))
-    image = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
-    matplotlib.image.imsave(path, image, cmap="gray", vmin=0, vmax=1)
-    return path
+    return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
