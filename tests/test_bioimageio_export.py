@@ -171,3 +171,93 @@ def test_missing_extra_names_the_install_command(monkeypatch):
     with pytest.raises(BioimageioUnavailable, match=r"napari-deconoising\[bioimageio\]"):
         require_bioimageio()
     assert "[bioimageio]" in INSTALL_HINT
+
+
+# -- a model per channel: one package, one network per channel ------------------------------
+
+@pytest.fixture(scope="module")
+def two_channel_model(tiny_config):
+    from napari_deconoising.core import make_sample
+    from napari_deconoising.core.channels import train_channels
+
+    a, b = make_sample((96, 96), sigma=1.0, seed=1), make_sample((96, 96), sigma=2.0, seed=2)
+    noisy = np.stack([a.noisy, 5 * b.noisy + 100])  # CYX, different intensity units per channel
+    cfg = tiny_config.replace(epochs=1, steps_per_epoch=2, batch_size=4)
+    return train_channels(noisy, [cfg.replace(psf_sigma=1.0), cfg.replace(psf_sigma=2.0)], "CYX"), noisy
+
+
+@pytest.fixture(scope="module")
+def channel_package(two_channel_model, tmp_path_factory, needs_bioimageio):
+    model, noisy = two_channel_model
+    path = tmp_path_factory.mktemp("bioimageio_c") / "two.zip"
+    # the sample's channel axis is found from its axes, wherever it is
+    export_bioimageio(model, path, name="two-channel DecoNoising", description="a test model", authors=["A B"],
+                      sample=np.moveaxis(noisy, 0, 1), sample_axes="YCX")
+    return path
+
+
+@pytest.mark.slow
+def test_channel_package_describes_each_channel(channel_package, two_channel_model):
+    from bioimageio.core import test_model
+
+    model, _ = two_channel_model
+    with zipfile.ZipFile(channel_package) as z:
+        rdf = yaml.safe_load(z.read("rdf.yaml"))
+        readme = z.read("README.md").decode()
+        raw = np.load(z.open("test_raw.npy"))
+    means, stds = [m.mean for m in model.models], [m.std for m in model.models]
+    axes = rdf["inputs"][0]["axes"]
+    assert axes[1] == {"type": "channel", "channel_names": ["channel0", "channel1"]}
+    pre = [p for p in rdf["inputs"][0]["preprocessing"] if p["id"] == "fixed_zero_mean_unit_variance"]
+    assert pre[0]["kwargs"] == {"axis": "channel", "mean": pytest.approx(means), "std": pytest.approx(stds)}
+    for out in rdf["outputs"]:
+        assert out["axes"][1]["channel_names"] == ["channel0", "channel1"]
+        assert out["postprocessing"][0]["kwargs"] == {"axis": "channel", "gain": pytest.approx(stds),
+                                                      "offset": pytest.approx(means)}
+    arch = rdf["weights"]["pytorch_state_dict"]["architecture"]
+    assert arch["callable"] == "BioimageioChannelNet"
+    assert [n["psf_shape"] for n in arch["kwargs"]["nets"]] == [[9, 9], [17, 17]]
+    assert raw.shape[:2] == (1, 2) and "### Channel 1" in readme and "Gaussian, sigma 2, 2 px" in readme
+    summary = test_model(channel_package, devices=["cpu"])
+    assert summary.status == "passed", summary.format()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weights", ["pytorch_state_dict", "torchscript"])
+def test_channel_package_prediction_equals_ours(channel_package, two_channel_model, weights):
+    from bioimageio.core import create_prediction_pipeline, load_model_description, predict
+
+    model, noisy = two_channel_model
+    image = noisy[:, :84 + 2 * 4, :84 + 3 * 4]  # a valid size (min 84, step 4), not the test image's
+    pipeline = create_prediction_pipeline(load_model_description(channel_package), devices=["cpu"],
+                                          weights_format=weights)
+    out = predict(model=pipeline, inputs={"raw": image[None]})
+    ours = model.predict(image, "CYX", device="cpu", precision="fp32")
+    for key, expected in (("denoised", ours.denoised), ("deconvolved", ours.deconvolved)):
+        got = out.members[key].data.values[0]
+        assert got.shape == expected.shape
+        for k, m in enumerate(model.models):  # each channel in its own units
+            np.testing.assert_allclose(got[k], expected[k], rtol=1e-4, atol=1e-4 * m.std, err_msg=f"{key} {k}")
+
+
+@pytest.mark.slow
+def test_channel_package_reimports_as_a_model_per_channel(channel_package, two_channel_model):
+    from napari_deconoising.core import ChannelModels
+
+    model, noisy = two_channel_model
+    back = load_bioimageio_model(channel_package)
+    assert isinstance(back, ChannelModels)
+    assert [m.config for m in back.models] == [m.config for m in model.models]
+    assert [(m.mean, m.std) for m in back.models] == [(m.mean, m.std) for m in model.models]
+    a, b = model.predict(noisy, "CYX", device="cpu"), back.predict(noisy, "CYX", device="cpu")
+    np.testing.assert_array_equal(a.denoised, b.denoised)
+    np.testing.assert_array_equal(a.deconvolved, b.deconvolved)
+
+
+def test_channel_sample_must_have_the_channels(two_channel_model, tmp_path, needs_bioimageio):
+    model, noisy = two_channel_model
+    for sample, axes in ((noisy[0], None), (np.concatenate([noisy, noisy[:1]]), "CYX")):
+        with pytest.raises(BioimageioExportError, match="needs 2 channels, one per model"):
+            export_bioimageio(model, tmp_path / "a.zip", name="some model", description="x", authors=["A"],
+                              sample=sample, sample_axes=axes)
+    assert list(tmp_path.iterdir()) == []

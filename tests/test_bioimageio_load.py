@@ -101,3 +101,54 @@ def test_junk_and_missing_files(tmp_path):
         load_any_model(bad_yaml)
     # The CLI and widgets catch ModelFileError for every model source.
     assert issubclass(BioimageioModelError, ModelFileError)
+
+
+# -- a package with a model per channel ---------------------------------------------------
+
+@pytest.fixture
+def pair(trained):
+    import dataclasses
+
+    from napari_deconoising.core import ChannelModels
+
+    # two channels that differ (units), so that a swap would show
+    return ChannelModels([trained, dataclasses.replace(trained, mean=trained.mean + 50, std=2 * trained.std)])
+
+
+def _channel_architecture(rdf):
+    from napari_deconoising.bioimageio.architecture import CHANNEL_ARCHITECTURE
+
+    rdf["weights"]["pytorch_state_dict"]["architecture"].update(
+        import_from=CHANNEL_ARCHITECTURE[0], callable=CHANNEL_ARCHITECTURE[1])
+
+
+def test_a_channel_package_loads_as_a_model_per_channel(pair, sample, tmp_path, hand_package):
+    from napari_deconoising.core import ChannelModels
+
+    rdf = hand_package(tmp_path / "pkg", pair, rdf_changes=[_channel_architecture])
+    back = load_any_model(rdf)
+    assert isinstance(back, ChannelModels)
+    assert [(m.mean, m.std) for m in back.models] == [(m.mean, m.std) for m in pair.models]
+    image = np.stack([sample.noisy, 2 * sample.noisy + 50])
+    a, b = back.predict(image, "CYX", device="cpu"), pair.predict(image, "CYX", device="cpu")
+    np.testing.assert_array_equal(a.deconvolved, b.deconvolved)
+
+
+def _stray_weight(folder):
+    state = torch.load(folder / "weights.pt", weights_only=True)
+    state["nets.7.unet.head.bias"] = torch.zeros(1)
+    torch.save(state, folder / "weights.pt")
+
+
+@pytest.mark.parametrize("architecture, weights_change, message", [
+    ([], None, "architecture and its channel list disagree"),
+    ([_channel_architecture], _stray_weight, "unexpected weight 'nets.7.unet.head.bias' for 2 channels"),
+])
+def test_damaged_channel_packages_are_refused(pair, tmp_path, hand_package, architecture, weights_change, message):
+    hand_package(tmp_path / "pkg", pair)
+    if weights_change is not None:
+        weights_change(tmp_path / "pkg")
+    rdf = hand_package(tmp_path / "pkg", pair, rdf_changes=architecture,
+                       weights=(tmp_path / "pkg" / "weights.pt").read_bytes())
+    with pytest.raises(BioimageioModelError, match=message):
+        load_any_model(rdf)

@@ -129,3 +129,30 @@ def test_info_prints_every_channel(resume_cases, capsys):
 def test_info_on_a_missing_file_fails_cleanly(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope.pt")]) == 2
     assert capsys.readouterr().err.startswith("deconoising: error: model file not found")
+
+
+@pytest.mark.slow
+def test_export_a_model_per_channel_then_predict_with_the_zip(resume_cases, capsys, needs_bioimageio):
+    d = resume_cases
+    pkg = d / "pair.zip"
+    # the 64 px image is smaller than a test image must be (84 px): a synthetic one per channel
+    assert main(["export", str(d / "pair.pt"), str(pkg), "--author", "Ada Lovelace"]) == 0
+    assert "tested" in capsys.readouterr().err
+    outs = {}
+    for source in ("pair.pt", "pair.zip"):
+        out = d / f"den_{source}.tif"
+        assert main(["predict", str(d / source), str(d / "cyx.tif"), "--denoised", str(out), "--device", "cpu"]) == 0
+        outs[source] = tifffile.imread(out)
+    assert outs["pair.pt"].shape == (2, 64, 64)
+    np.testing.assert_array_equal(outs["pair.pt"], outs["pair.zip"])
+    assert main(["info", str(pkg)]) == 0
+    assert "one model per channel, 2 channels" in capsys.readouterr().out
+
+
+def test_export_with_a_sample_without_the_channels_fails_cleanly(resume_cases, capsys, needs_bioimageio):
+    out = resume_cases / "never.zip"
+    assert main(["export", str(resume_cases / "pair.pt"), str(out), "--author", "A", "--sample",
+                 str(resume_cases / "c3.tif")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("deconoising: error: ") and "needs 2 channels, one per model" in err[-1]
+    assert not out.exists()

@@ -63,12 +63,6 @@ def test_apply_refuses_layers_that_do_not_match_the_channels(apply_widget, cyx_m
     assert "other denoised" not in viewer.layers
 
 
-def test_a_model_per_channel_is_not_exported_to_bioimageio(apply_widget, notifications):
-    _, w = apply_widget
-    assert w.open_export_dialog() is None
-    assert any("one model per channel" in m for m in notifications["error"]), notifications["error"]
-
-
 def test_a_channels_file_opens_for_apply_but_not_for_training(tmp_path, make_napari_viewer, fresh_registry,
                                                               cyx_models, notifications):
     from napari_deconoising._reader import get_reader

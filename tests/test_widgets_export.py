@@ -72,3 +72,44 @@ def test_export_failure_is_a_notification(apply, tmp_path, sync_workers, notific
     assert "model test failed" in notifications["error"][-1]
     assert "model test failed" in dialog.status.value
     assert dialog.export_button.enabled
+
+
+@pytest.fixture(scope="module")
+def cyx_models(tiny_config):
+    import numpy as np
+
+    from napari_deconoising.core import make_sample
+    from napari_deconoising.core.channels import train_channels
+
+    a, b = make_sample((96, 96), sigma=1.0, seed=1), make_sample((96, 96), sigma=2.0, seed=2)
+    cyx = np.stack([a.noisy, 4 * b.noisy + 50])
+    cfg = tiny_config.replace(epochs=1, steps_per_epoch=1, batch_size=2)
+    return cyx, train_channels(cyx, [cfg.replace(psf_sigma=1.0), cfg.replace(psf_sigma=2.0)], "CYX")
+
+
+@pytest.mark.slow
+def test_a_model_per_channel_exports_with_its_channels(make_napari_viewer, fresh_registry, cyx_models, tmp_path,
+                                                      sync_workers, notifications, needs_bioimageio):
+    from napari_deconoising.core import ChannelModels
+
+    cyx, models = cyx_models
+    viewer = make_napari_viewer()
+    viewer.add_image(cyx, name="cells")
+    viewer.add_image(cyx[0], name="one channel")
+    widget = ApplyWidget(viewer)
+    widget.select_model(models, "two channels")
+    dialog = widget.open_export_dialog()
+    assert dialog is not None and not notifications["error"]
+    assert "\n" not in dialog.form.description.value and "channel 1:" in dialog.form.description.value
+    dialog.form.authors.value = "Ada Lovelace"
+    # a sample without the channels is refused by the export, as a notification
+    dialog.form.sample.value = viewer.layers["one channel"]
+    dialog.form.path.value = tmp_path / "bad.zip"
+    assert dialog.export()
+    assert "needs 2 channels" in notifications["error"][-1] and not (tmp_path / "bad.zip").exists()
+    dialog.form.sample.value = viewer.layers["cells"]
+    dialog.form.path.value = tmp_path / "two.zip"
+    assert dialog.export()
+    assert (tmp_path / "two.zip").is_file(), notifications
+    assert any("model test passed" in m for m in notifications["info"])
+    assert isinstance(widget.load_model(tmp_path / "two.zip"), ChannelModels)

@@ -93,8 +93,8 @@ def package_test_image(model: AnyModel, sample: np.ndarray | None, sample_axes: 
         while a.ndim > ndim:  # a stack: its first plane (after the channels)
             a = a[:, 0]
         if a.ndim != ndim or a.shape[0] != len(models):
-            raise ValueError(f"the sample image {a.shape} needs a channel axis first with {len(models)} channels "
-                             f"and {models[0].ndim} spatial axes, e.g. {'CZYX' if ndim == 4 else 'CYX'}")
+            raise ValueError(f"the sample image {a.shape} (channels first) needs {len(models)} channels, one per "
+                             f"model, and {models[0].ndim} spatial axes, e.g. {'CZYX' if ndim == 4 else 'CYX'}")
     else:
         a = np.squeeze(a)
         while a.ndim > ndim:  # a stack: its first plane
