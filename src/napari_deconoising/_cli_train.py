@@ -15,7 +15,7 @@ from ._cli_channels import CLIError, channel_count, per_channel_args, train_per_
 from ._cli_sigma import sigma_values, train_learning_sigma, wants_auto
 from ._console import run_training
 from .bioimageio import load_any_model
-from .core.channels import ChannelModels
+from .core.channels import ChannelModels, check_resume
 from .core.config import TrainConfig
 from .core.lazy_io import open_lazy
 from .core.optics import optics_psf, parse_optics
@@ -98,6 +98,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if channels:
         if os.environ.get("WORLD_SIZE", "1") != "1":
             raise CLIError("one model per channel (a C axis) trains in one process; run it without torchrun")
+        if resume is not None:  # before the image is read into memory
+            check_resume(resume, channels, built[0][0].ndim)
         # One model per channel holds each channel in memory while it trains.
         model = train_per_channel(np.asarray(images[0]), axes, built, resume=resume)
         model.save(out)
