@@ -261,3 +261,23 @@ def test_channel_sample_must_have_the_channels(two_channel_model, tmp_path, need
             export_bioimageio(model, tmp_path / "a.zip", name="some model", description="x", authors=["A"],
                               sample=sample, sample_axes=axes)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_thin_stack_3d_model_exports_and_runs_as_ours(trained3d, tmp_path, needs_bioimageio):
+    """No Z pooling and Z step 1 in the package: a 38-plane volume is a valid input."""
+    from bioimageio.core import create_prediction_pipeline, load_model_description, predict
+    from bioimageio.core import test_model as bioimageio_test_model
+
+    from napari_deconoising.core.sample3d import make_sample_3d
+
+    geo = geometry(trained3d)
+    volume = make_sample_3d((geo.mins[0] + 3, 80, 80), sigma=(2.0, 1.0, 1.0), seed=3).noisy
+    path = tmp_path / "thin.zip"
+    export_bioimageio(trained3d, path, name="thin stack model", description="x", authors=["A"], sample=volume)
+    assert bioimageio_test_model(path, devices=["cpu"]).status == "passed"
+    image = volume[:geo.mins[0] + 1, :geo.mins[1] + 4, :geo.mins[2]]
+    ours = trained3d.predict(image, "ZYX", device="cpu", precision="fp32")
+    pipeline = create_prediction_pipeline(load_model_description(path), devices=["cpu"], weights_format="torchscript")
+    got = predict(model=pipeline, inputs={"raw": image[None, None]}).members["deconvolved"].data.values[0, 0]
+    np.testing.assert_allclose(got, ours.deconvolved, rtol=1e-4, atol=1e-4 * trained3d.std)

@@ -16,7 +16,7 @@ import torch
 
 from ..core.channels import ChannelModels
 from ..core.model import DecoNoisingModel
-from ..core.predict import tile_halo
+from ..core.predict import tile_halos
 from .architecture import BioimageioChannelNet, BioimageioDecoNoisingNet
 
 __all__ = ["AnyModel", "Geometry", "geometry", "parts", "package_test_image", "build_net", "net_kwargs",
@@ -32,18 +32,34 @@ TEST_SIDE = 256
 
 @dataclass(frozen=True)
 class Geometry:
-    """Sizes a bioimage.io consumer must respect, per spatial axis.
+    """Sizes a bioimage.io consumer must respect, per spatial axis (Z, Y, X or Y, X).
 
-    ``halo``: output border to crop (and input context to add), the receptive radius
-    rounded up to a multiple of ``step`` so the pooling grid stays aligned with ours.
-    ``min`` and ``step``: valid model inputs are ``min + k * step`` pixels (the U-Net
-    pools ``depth`` times; ``min`` leaves at least one step of output after the halo).
+    ``halos``: output border to crop (and input context to add), the receptive radius
+    rounded up to a multiple of the axis' step so the pooling grid stays aligned with ours.
+    ``steps``: 2**depth on pooled axes, 1 along an unpooled Z (thin stacks).
+    ``mins``: valid model inputs are ``min + k * step`` pixels (one step of output beyond
+    the halos). ``halo``, ``step`` and ``min`` are the largest over the axes.
     """
 
-    halo: int
-    min: int
-    step: int
+    halos: tuple[int, ...]
+    steps: tuple[int, ...]
     axes: tuple[str, ...]
+
+    @property
+    def mins(self) -> tuple[int, ...]:
+        return tuple(2 * h + s for h, s in zip(self.halos, self.steps))
+
+    @property
+    def halo(self) -> int:
+        return max(self.halos)
+
+    @property
+    def step(self) -> int:
+        return max(self.steps)
+
+    @property
+    def min(self) -> int:
+        return max(self.mins)
 
 
 def parts(model: AnyModel) -> list[DecoNoisingModel]:
@@ -54,9 +70,14 @@ def parts(model: AnyModel) -> list[DecoNoisingModel]:
 def geometry(model: AnyModel) -> Geometry:
     """The sizes of one input tensor: for a model per channel, what every channel's network needs."""
     models = parts(model)
-    step = max(2**m.config.depth for m in models)  # powers of two: the largest is a multiple of the others
-    halo = max(math.ceil(tile_halo(m) / step) * step for m in models)
-    return Geometry(halo=halo, min=2 * halo + step, step=step, axes=SPATIAL_AXES[-models[0].ndim:])
+    ndim = models[0].ndim
+    # the U-Net pools Y and X depth times, Z too unless the stack is thin (see TrainConfig.pools_z);
+    # powers of two: the largest step over the channels is a multiple of the others
+    steps = tuple(max(2**m.config.depth if axis > 0 or ndim == 2 or m.config.pools_z() else 1 for m in models)
+                  for axis in range(ndim))
+    halos = tuple(max(math.ceil(tile_halos(m)[axis] / step) * step for m in models)
+                  for axis, step in enumerate(steps))
+    return Geometry(halos=halos, steps=steps, axes=SPATIAL_AXES[-ndim:])
 
 
 def package_test_image(model: AnyModel, sample: np.ndarray | None, sample_axes: str | None = None) -> np.ndarray:
@@ -80,8 +101,8 @@ def package_test_image(model: AnyModel, sample: np.ndarray | None, sample_axes: 
     if sample is None:
         if models[0].ndim != 2:
             raise ValueError("a synthetic test image exists only for 2D models; pass a sample")
-        side = _valid_size(max(TEST_SIDE, geo.min), geo)
-        images = [_synthetic(m, side) for m in models]
+        shape = tuple(_valid_size(max(TEST_SIDE, mn), mn, st) for mn, st in zip(geo.mins, geo.steps))
+        images = [_synthetic(m, shape) for m in models]
         return np.stack(images) if per_channel else images[0]
     a = np.asarray(sample)
     if a.dtype.kind not in "biuf":
@@ -102,11 +123,12 @@ def package_test_image(model: AnyModel, sample: np.ndarray | None, sample_axes: 
         if a.ndim != ndim:
             raise ValueError(f"the sample image has {a.ndim} dimensions; the model needs {ndim}")
     space = a.shape[per_channel:]
-    if min(space) < geo.min:
-        raise ValueError(f"the sample image {space} is too small: bioimage.io test images for this "
-                         f"model need at least {geo.min} px per axis (twice the {geo.halo} px halo "
-                         f"plus {geo.step})")
-    sizes = [_valid_size(min(n, max(TEST_SIDE, geo.min)), geo, down=True) for n in space]
+    if any(n < mn for n, mn in zip(space, geo.mins)):
+        axes = "".join(geo.axes).upper()
+        raise ValueError(f"the sample image {space} is too small: bioimage.io test images for this model need at "
+                         f"least {geo.mins} px ({axes}: twice the halo {geo.halos} plus the step {geo.steps})")
+    sizes = [_valid_size(min(n, max(TEST_SIDE, mn)), mn, st, down=True)
+             for n, mn, st in zip(space, geo.mins, geo.steps)]
     crop = tuple(slice((n - s) // 2, (n - s) // 2 + s) for n, s in zip(space, sizes))
     out = np.ascontiguousarray(a[(slice(None), *crop) if per_channel else crop], dtype=np.float32)
     if not np.all(np.isfinite(out)):
@@ -114,19 +136,19 @@ def package_test_image(model: AnyModel, sample: np.ndarray | None, sample_axes: 
     return out
 
 
-def _synthetic(model: DecoNoisingModel, side: int) -> np.ndarray:
+def _synthetic(model: DecoNoisingModel, shape: tuple[int, ...]) -> np.ndarray:
     from ..core.sample import make_sample
 
     sigma = float(max(model.config.sigma_per_axis)) if model.config.psf == "gaussian" else 1.5
-    noisy = make_sample((side, side), sigma=max(sigma, 0.5), seed=0).noisy
+    noisy = make_sample(shape, sigma=max(sigma, 0.5), seed=0).noisy
     scaled = (noisy - noisy.mean()) / max(float(noisy.std()), 1e-12) * model.std + model.mean
     return scaled.astype(np.float32)
 
 
-def _valid_size(n: int, geo: Geometry, down: bool = False) -> int:
-    k = (n - geo.min) / geo.step
+def _valid_size(n: int, min_size: int, step: int, down: bool = False) -> int:
+    k = (n - min_size) / step
     k = math.floor(k) if down else math.ceil(k)
-    return geo.min + max(0, k) * geo.step
+    return min_size + max(0, k) * step
 
 
 def net_kwargs(model: DecoNoisingModel) -> dict[str, Any]:

@@ -78,6 +78,8 @@ def write_readme(model: AnyModel, path: Path, *, name: str, description: str, ge
     else:
         training = _training(model)
         channels = f"One single-channel {ndim}D image `raw` (batch, channel, {', '.join(geo.axes)})."
+    sizes = ", ".join(f"{a}: {mn} + k x {st}" for a, mn, st in zip(geo.axes, geo.mins, geo.steps))
+    halos = ", ".join(f"{a}: {h}" for a, h in zip(geo.axes, geo.halos))
     text = f"""# {name}
 
 {description}
@@ -101,9 +103,8 @@ configuration and per-epoch history are in `rdf.yaml` under `config.napari_decon
 ## Input and output
 {channels} Any intensity units: the input is normalised with the training mean and
 standard deviation, and both outputs are scaled back to the input's units. Valid sizes
-per spatial axis are {geo.min} + k x {geo.step} pixels. Each output has a halo of
-{geo.halo} px: when tiling, give every tile that much context and crop it from the
-output (bioimage.io tools do this from `rdf.yaml`).
+are {sizes} pixels. Each output has a halo of {halos} px: when tiling, give every tile
+that much context and crop it from the output (bioimage.io tools do this from `rdf.yaml`).
 
 ## Limits
 - Trained on one kind of data; on other microscopes, stains or noise levels expect artefacts.

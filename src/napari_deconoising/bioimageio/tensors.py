@@ -40,8 +40,8 @@ def input_descr(model: AnyModel, geo: Geometry, work: Path) -> Any:
         id=s.TensorId("raw"),
         description="noisy image, any intensity units" + (", one channel per model" if len(models) > 1 else ""),
         axes=[s.BatchAxis(), s.ChannelAxis(channel_names=[s.Identifier(n) for n in channel_names(model, "raw")]),
-              *[s.SpaceInputAxis(id=s.AxisId(a), size=s.ParameterizedSize(min=geo.min, step=geo.step))
-                for a in geo.axes]],
+              *[s.SpaceInputAxis(id=s.AxisId(a), size=s.ParameterizedSize(min=mn, step=st))
+                for a, mn, st in zip(geo.axes, geo.mins, geo.steps)]],
         test_tensor=s.FileDescr(source=work / "test_raw.npy"),
         pad=s.ReflectPadding(mode="reflect"),  # as our tiled predictor; explicit, or it is not written
         preprocessing=[s.FixedZeroMeanUnitVarianceDescr(kwargs=norm)],
@@ -64,9 +64,9 @@ def output_descr(key: str, model: AnyModel, geo: Geometry, work: Path) -> Any:
         id=s.TensorId(key),
         description=OUTPUT_TEXT[key],
         axes=[s.BatchAxis(), s.ChannelAxis(channel_names=[s.Identifier(n) for n in channel_names(model, key)]),
-              *[s.SpaceOutputAxisWithHalo(id=s.AxisId(a), halo=geo.halo,
+              *[s.SpaceOutputAxisWithHalo(id=s.AxisId(a), halo=halo,
                                           size=s.SizeReference(tensor_id=s.TensorId("raw"), axis_id=s.AxisId(a)))
-                for a in geo.axes]],
+                for a, halo in zip(geo.axes, geo.halos)]],
         test_tensor=s.FileDescr(source=work / f"test_{key}.npy"),
         postprocessing=post,
     )
