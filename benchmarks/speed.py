@@ -8,8 +8,10 @@ Measured in one run on the same machine:
   bf16, for DecoNoising (sigma 1) and for CAREamics' Noise2Void at the same network
   size, patch and batch size; and with our default ``precision="auto"``, with the
   precision it picked and why (decided in this run, in a fresh cache);
-* prediction megapixels/s on a 2048 x 2048 image (both tools' defaults: ours tiles
-  automatically, CAREamics predicts the whole image at once);
+* prediction megapixels/s on a 2048 x 2048 image at both tools' defaults: ours tiles
+  automatically; CAREamics 0.3.5's ``CAREamist.predict`` without ``tile_size`` predicts
+  the whole image in one pass (its default), has no test-time augmentation, and runs in
+  the training's precision (``32-true`` unless bf16 is asked for);
 * peak resident memory while predicting a 4096 x 4096 image with our tiled
   prediction, in a fresh subprocess (``resource.getrusage`` max RSS), next to the
   RSS of a process that only imported torch and loaded the same image.
@@ -19,6 +21,7 @@ Usage::
     python benchmarks/speed.py --quick    # demo config prediction only; a few minutes
     python benchmarks/speed.py            # the numbers in docs/benchmarks.md
     python benchmarks/speed.py --smoke    # seconds; for the test suite
+    python benchmarks/speed.py --emulate-no-bf16 ...   # as on a CPU without bf16 units (speed_emulate.py)
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
+import speed_emulate  # noqa: E402
 import speed_report  # noqa: E402
+from speed_psf import psf_methods  # noqa: E402
 
 CONFIGS = {
     "paper": dict(depth=3, channels=64, patch=100, batch=20),
@@ -130,37 +135,6 @@ def predict_ours(cfgname: str, image: np.ndarray, precision: str = "fp32", train
     return time.perf_counter() - t0, {"picked": plans[0].precision, "reason": plans[0].reason}
 
 
-def psf_methods(
-    sizes=(5, 9, 15, 21, 31), batch: int = 20, side: int = 100, repeats: int = 5
-) -> list[dict]:
-    """Forward+backward time of the PSF convolution per algorithm and kernel size.
-
-    A non-separable kernel (a Gaussian times a ring) stands for a measured PSF; this
-    is the measurement behind ``core.psf.FFT_MIN_TAPS`` (direct below, FFT above).
-    """
-    import torch
-
-    from napari_deconoising.core import PSFConvolution
-
-    rows = []
-    for n in sizes:
-        r = np.hypot(*np.mgrid[-(n // 2) : n // 2 + 1, -(n // 2) : n // 2 + 1])
-        k = np.exp(-0.5 * (r / max(1.0, n / 6)) ** 2) * (1 + 0.3 * np.cos(r))
-        row = {"what": "psf", "size": n, "taps": n * n}
-        for method in ("direct", "fft"):
-            conv = PSFConvolution(k / k.sum(), method=method)
-            x = torch.randn(batch, 1, side, side, requires_grad=True)
-            conv(x).sum().backward()
-            best = float("inf")
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                conv(x).sum().backward()
-                best = min(best, time.perf_counter() - t0)
-            row[method] = best
-        rows.append(row)
-    return rows
-
-
 def rss_child(cfgname: str, size: int, baseline: bool, precision: str = "fp32") -> None:
     """Entry point of the fresh subprocess that measures peak RSS."""
     import torch  # noqa: F401
@@ -210,7 +184,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-predict", action="store_true", help="skip the prediction timings")
     ap.add_argument("--no-psf", action="store_true", help="skip the PSF convolution timings")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-memory measurement")
+    ap.add_argument("--emulate-no-bf16", action="store_true",
+                    help="run everything (ours, CAREamics, memory children) with oneDNN limited to AVX-512 + "
+                         "VNNI, as on a CPU without bf16 units")
     a = ap.parse_args(argv)
+    if a.emulate_no_bf16 and not speed_emulate.active():  # the variables must be set before torch loads
+        rc = speed_emulate.rerun(__file__, sys.argv[1:] if argv is None else list(argv))
+        if rc:
+            raise SystemExit(rc)
+        return json.loads((a.out / "speed.json").read_text())
     if a.rss_child:
         rss_child(a.rss_child[0], int(a.rss_child[1]), a.baseline, a.rss_precision)
         return {}
@@ -241,7 +223,8 @@ def main(argv=None) -> dict:
 
     cpu = cpu_info()
     info["cpu_flags"] = (" ".join(sorted(f for f in cpu.flags if f.startswith(("avx", "amx", "sve", "bf16"))))
-                         + f"; native bf16: {'yes' if native_bf16(cpu) else 'no'}")
+                         + f"; native bf16: {'yes' if native_bf16(cpu) else 'no'}"
+                         + (f"; {speed_emulate.describe()}" if speed_emulate.active() else ""))
     a.out.mkdir(parents=True, exist_ok=True)
     log(common.machine_line(info))
     peer_py, peer_note = None, "CAREamics not run"
