@@ -180,6 +180,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rss-precision", default="fp32", help=argparse.SUPPRESS)
     ap.add_argument("--configs", help="comma-separated configurations to run (default: all of the mode's)")
+    ap.add_argument("--precisions", help="comma-separated explicit precisions (default: fp32, and bf16 where the "
+                                         "CPU has native bf16); our default, auto, is always run")
     ap.add_argument("--no-train", action="store_true", help="skip the training timings")
     ap.add_argument("--no-predict", action="store_true", help="skip the prediction timings")
     ap.add_argument("--no-psf", action="store_true", help="skip the PSF convolution timings")
@@ -213,6 +215,7 @@ def main(argv=None) -> dict:
         pred_cfgs = [c for c in pred_cfgs if c in keep]
     train_cfgs, pred_cfgs = [] if a.no_train else train_cfgs, [] if a.no_predict else pred_cfgs
     precisions = ["fp32", "bf16"] if cpu_has_bf16() and not a.smoke else ["fp32"]
+    precisions = a.precisions.split(",") if a.precisions else precisions
     steps = a.steps or (1 if a.smoke else 3 if a.quick else 5)
     pred_size, rss_size = (128, 512) if a.smoke else (2048, 4096)
     rss_cfg = "tiny" if a.smoke else "demo" if a.quick else "paper"
