@@ -126,13 +126,20 @@ def trained_model(cfgname: str, image: np.ndarray, steps: int = 20):
 
 
 def predict_ours(cfgname: str, image: np.ndarray, precision: str = "fp32", train_image=None) -> tuple[float, dict]:
-    """Seconds to predict ``image`` (after a warm-up on a crop), and the plan that was used."""
+    """Seconds to predict ``image`` (after a warm-up on a crop), and the plan that was used.
+
+    ``auto`` is decided first (its probe takes seconds, once per machine and network while
+    cached) and not timed: on a busy CPU the decision is not cached, and every call would
+    measure again.
+    """
+    from napari_deconoising.core.predict import prediction_plan
+
     model = _model(cfgname) if train_image is None else trained_model(cfgname, train_image)
-    plans = []
-    model.predict(image[:256, :256], precision=precision)  # warm-up (and the probe, for "auto")
+    plan = prediction_plan(model, "cpu", precision)
+    model.predict(image[:256, :256], precision=plan.precision)  # warm-up
     t0 = time.perf_counter()
-    model.predict(image, precision=precision, on_plan=plans.append)
-    return time.perf_counter() - t0, {"picked": plans[0].precision, "reason": plans[0].reason}
+    model.predict(image, precision=plan.precision)
+    return time.perf_counter() - t0, {"picked": plan.precision, "reason": plan.reason}
 
 
 def rss_child(cfgname: str, size: int, baseline: bool, precision: str = "fp32") -> None:
@@ -181,7 +188,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--rss-precision", default="fp32", help=argparse.SUPPRESS)
     ap.add_argument("--configs", help="comma-separated configurations to run (default: all of the mode's)")
     ap.add_argument("--precisions", help="comma-separated explicit precisions (default: fp32, and bf16 where the "
-                                         "CPU has native bf16); our default, auto, is always run")
+                                         "CPU has native bf16); our default, auto, is run too")
+    ap.add_argument("--no-auto", action="store_true",
+                    help="skip the auto rows; prediction models then stay untrained (the cost does not "
+                         "depend on the weights, only auto's error check does)")
     ap.add_argument("--no-train", action="store_true", help="skip the training timings")
     ap.add_argument("--no-predict", action="store_true", help="skip the prediction timings")
     ap.add_argument("--no-psf", action="store_true", help="skip the PSF convolution timings")
@@ -216,6 +226,7 @@ def main(argv=None) -> dict:
     train_cfgs, pred_cfgs = [] if a.no_train else train_cfgs, [] if a.no_predict else pred_cfgs
     precisions = ["fp32", "bf16"] if cpu_has_bf16() and not a.smoke else ["fp32"]
     precisions = a.precisions.split(",") if a.precisions else precisions
+    variants = precisions if a.no_auto else [*precisions, "auto"]
     steps = a.steps or (1 if a.smoke else 3 if a.quick else 5)
     pred_size, rss_size = (128, 512) if a.smoke else (2048, 4096)
     rss_cfg = "tiny" if a.smoke else "demo" if a.quick else "paper"
@@ -264,7 +275,7 @@ def main(argv=None) -> dict:
     # "auto" (our default) is timed too and compared with CAREamics' default, fp32.
     for cfg in train_cfgs:
         c = CONFIGS[cfg]
-        for prec in [*precisions, "auto"]:
+        for prec in variants:
             t = train_ours(cfg, prec, steps, train_img)
             s = t["median"]
             row = {"what": "train", "config": cfg, "precision": prec, "ours_step_s": s,
@@ -282,8 +293,8 @@ def main(argv=None) -> dict:
 
     for cfg in pred_cfgs:
         mp = big.size / 1e6
-        for prec in [*precisions, "auto"]:
-            s, plan = predict_ours(cfg, big, prec, None if a.smoke else train_img)
+        for prec in variants:
+            s, plan = predict_ours(cfg, big, prec, None if a.smoke or a.no_auto else train_img)
             row = {"what": "predict", "config": cfg, "precision": prec, "size": pred_size, "ours_s": s, **plan}
             log(f"predict {cfg} {pred_size}^2 {prec} ({plan['picked']}): ours {s:.2f} s = {mp / s:.3f} MP/s; "
                 f"{plan['reason']}")
