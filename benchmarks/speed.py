@@ -8,8 +8,10 @@ Measured in one run on the same machine:
   bf16, for DecoNoising (sigma 1) and for CAREamics' Noise2Void at the same network
   size, patch and batch size; and with our default ``precision="auto"``, with the
   precision it picked and why (decided in this run, in a fresh cache);
-* prediction megapixels/s on a 2048 x 2048 image (both tools' defaults: ours tiles
-  automatically, CAREamics predicts the whole image at once);
+* prediction megapixels/s on a 2048 x 2048 image at both tools' defaults: ours tiles
+  automatically; CAREamics 0.3.5's ``CAREamist.predict`` without ``tile_size`` predicts
+  the whole image in one pass (its default), has no test-time augmentation, and runs in
+  the training's precision (``32-true`` unless bf16 is asked for);
 * peak resident memory while predicting a 4096 x 4096 image with our tiled
   prediction, in a fresh subprocess (``resource.getrusage`` max RSS), next to the
   RSS of a process that only imported torch and loaded the same image.
@@ -19,6 +21,7 @@ Usage::
     python benchmarks/speed.py --quick    # demo config prediction only; a few minutes
     python benchmarks/speed.py            # the numbers in docs/benchmarks.md
     python benchmarks/speed.py --smoke    # seconds; for the test suite
+    python benchmarks/speed.py --emulate-no-bf16 ...   # as on a CPU without bf16 units (speed_emulate.py)
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
+import speed_emulate  # noqa: E402
 import speed_report  # noqa: E402
+from speed_psf import psf_methods  # noqa: E402
 
 CONFIGS = {
     "paper": dict(depth=3, channels=64, patch=100, batch=20),
@@ -121,44 +126,20 @@ def trained_model(cfgname: str, image: np.ndarray, steps: int = 20):
 
 
 def predict_ours(cfgname: str, image: np.ndarray, precision: str = "fp32", train_image=None) -> tuple[float, dict]:
-    """Seconds to predict ``image`` (after a warm-up on a crop), and the plan that was used."""
-    model = _model(cfgname) if train_image is None else trained_model(cfgname, train_image)
-    plans = []
-    model.predict(image[:256, :256], precision=precision)  # warm-up (and the probe, for "auto")
-    t0 = time.perf_counter()
-    model.predict(image, precision=precision, on_plan=plans.append)
-    return time.perf_counter() - t0, {"picked": plans[0].precision, "reason": plans[0].reason}
+    """Seconds to predict ``image`` (after a warm-up on a crop), and the plan that was used.
 
-
-def psf_methods(
-    sizes=(5, 9, 15, 21, 31), batch: int = 20, side: int = 100, repeats: int = 5
-) -> list[dict]:
-    """Forward+backward time of the PSF convolution per algorithm and kernel size.
-
-    A non-separable kernel (a Gaussian times a ring) stands for a measured PSF; this
-    is the measurement behind ``core.psf.FFT_MIN_TAPS`` (direct below, FFT above).
+    ``auto`` is decided first (its probe takes seconds, once per machine and network while
+    cached) and not timed: on a busy CPU the decision is not cached, and every call would
+    measure again.
     """
-    import torch
+    from napari_deconoising.core.predict import prediction_plan
 
-    from napari_deconoising.core import PSFConvolution
-
-    rows = []
-    for n in sizes:
-        r = np.hypot(*np.mgrid[-(n // 2) : n // 2 + 1, -(n // 2) : n // 2 + 1])
-        k = np.exp(-0.5 * (r / max(1.0, n / 6)) ** 2) * (1 + 0.3 * np.cos(r))
-        row = {"what": "psf", "size": n, "taps": n * n}
-        for method in ("direct", "fft"):
-            conv = PSFConvolution(k / k.sum(), method=method)
-            x = torch.randn(batch, 1, side, side, requires_grad=True)
-            conv(x).sum().backward()
-            best = float("inf")
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                conv(x).sum().backward()
-                best = min(best, time.perf_counter() - t0)
-            row[method] = best
-        rows.append(row)
-    return rows
+    model = _model(cfgname) if train_image is None else trained_model(cfgname, train_image)
+    plan = prediction_plan(model, "cpu", precision)
+    model.predict(image[:256, :256], precision=plan.precision)  # warm-up
+    t0 = time.perf_counter()
+    model.predict(image, precision=plan.precision)
+    return time.perf_counter() - t0, {"picked": plan.precision, "reason": plan.reason}
 
 
 def rss_child(cfgname: str, size: int, baseline: bool, precision: str = "fp32") -> None:
@@ -206,11 +187,24 @@ def main(argv=None) -> dict:
     ap.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rss-precision", default="fp32", help=argparse.SUPPRESS)
     ap.add_argument("--configs", help="comma-separated configurations to run (default: all of the mode's)")
+    ap.add_argument("--precisions", help="comma-separated explicit precisions (default: fp32, and bf16 where the "
+                                         "CPU has native bf16); our default, auto, is run too")
+    ap.add_argument("--no-auto", action="store_true",
+                    help="skip the auto rows; prediction models then stay untrained (the cost does not "
+                         "depend on the weights, only auto's error check does)")
     ap.add_argument("--no-train", action="store_true", help="skip the training timings")
     ap.add_argument("--no-predict", action="store_true", help="skip the prediction timings")
     ap.add_argument("--no-psf", action="store_true", help="skip the PSF convolution timings")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-memory measurement")
+    ap.add_argument("--emulate-no-bf16", action="store_true",
+                    help="run everything (ours, CAREamics, memory children) with oneDNN limited to AVX-512 + "
+                         "VNNI, as on a CPU without bf16 units")
     a = ap.parse_args(argv)
+    if a.emulate_no_bf16 and not speed_emulate.active():  # the variables must be set before torch loads
+        rc = speed_emulate.rerun(__file__, sys.argv[1:] if argv is None else list(argv))
+        if rc:
+            raise SystemExit(rc)
+        return json.loads((a.out / "speed.json").read_text())
     if a.rss_child:
         rss_child(a.rss_child[0], int(a.rss_child[1]), a.baseline, a.rss_precision)
         return {}
@@ -231,6 +225,8 @@ def main(argv=None) -> dict:
         pred_cfgs = [c for c in pred_cfgs if c in keep]
     train_cfgs, pred_cfgs = [] if a.no_train else train_cfgs, [] if a.no_predict else pred_cfgs
     precisions = ["fp32", "bf16"] if cpu_has_bf16() and not a.smoke else ["fp32"]
+    precisions = a.precisions.split(",") if a.precisions else precisions
+    variants = precisions if a.no_auto else [*precisions, "auto"]
     steps = a.steps or (1 if a.smoke else 3 if a.quick else 5)
     pred_size, rss_size = (128, 512) if a.smoke else (2048, 4096)
     rss_cfg = "tiny" if a.smoke else "demo" if a.quick else "paper"
@@ -241,7 +237,8 @@ def main(argv=None) -> dict:
 
     cpu = cpu_info()
     info["cpu_flags"] = (" ".join(sorted(f for f in cpu.flags if f.startswith(("avx", "amx", "sve", "bf16"))))
-                         + f"; native bf16: {'yes' if native_bf16(cpu) else 'no'}")
+                         + f"; native bf16: {'yes' if native_bf16(cpu) else 'no'}"
+                         + (f"; {speed_emulate.describe()}" if speed_emulate.active() else ""))
     a.out.mkdir(parents=True, exist_ok=True)
     log(common.machine_line(info))
     peer_py, peer_note = None, "CAREamics not run"
@@ -278,7 +275,7 @@ def main(argv=None) -> dict:
     # "auto" (our default) is timed too and compared with CAREamics' default, fp32.
     for cfg in train_cfgs:
         c = CONFIGS[cfg]
-        for prec in [*precisions, "auto"]:
+        for prec in variants:
             t = train_ours(cfg, prec, steps, train_img)
             s = t["median"]
             row = {"what": "train", "config": cfg, "precision": prec, "ours_step_s": s,
@@ -296,8 +293,8 @@ def main(argv=None) -> dict:
 
     for cfg in pred_cfgs:
         mp = big.size / 1e6
-        for prec in [*precisions, "auto"]:
-            s, plan = predict_ours(cfg, big, prec, None if a.smoke else train_img)
+        for prec in variants:
+            s, plan = predict_ours(cfg, big, prec, None if a.smoke or a.no_auto else train_img)
             row = {"what": "predict", "config": cfg, "precision": prec, "size": pred_size, "ours_s": s, **plan}
             log(f"predict {cfg} {pred_size}^2 {prec} ({plan['picked']}): ours {s:.2f} s = {mp / s:.3f} MP/s; "
                 f"{plan['reason']}")

@@ -5,8 +5,10 @@ Usage::
     python benchmarks/speed_ab.py models                 # train the two models the others use
     python benchmarks/speed_ab.py predict demo 2048      # layouts, precisions, tile sizes
     python benchmarks/speed_ab.py predict paper 1024
+    python benchmarks/speed_ab.py tiles demo 2048 fp32 756,1096,whole   # tile sides (or the whole image)
     python benchmarks/speed_ab.py probe                  # what precision="auto" measures, per model
     python benchmarks/speed_ab.py memory MODE SIDE DEPTH CHANNELS   # fresh process per call
+    python benchmarks/speed_ab.py memory-4096 PRECISION CAP_GIB TILES  # fresh process per call
     python benchmarks/speed_ab.py train-layout           # fp32/bf16 x contiguous/channels-last steps
     python benchmarks/speed_ab.py compile                # torch.compile and jit.freeze vs eager
     python benchmarks/speed_ab.py profile                # where a training step's time goes
@@ -18,6 +20,7 @@ machine 1") come from these commands. Models are kept in ``bench-output/ab/``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -88,6 +91,32 @@ def predict(name: str, size: int, rounds: int = 2) -> None:
               f"error {err:.4%}")
 
 
+def tiles(name: str, size: int, precision: str, sides: str, rounds: int = 2) -> None:
+    """Prediction time per tile side (``whole``: one tile holding the image and its halo), interleaved."""
+    m = load(name)
+    img = np.tile(make_sample((512, 512), sigma=1.5, seed=0).noisy, (size // 512, size // 512))
+    halo, mult = P.tile_halo(m), 2**m.config.depth
+    variants = {s: (-(-size // mult) * mult + 2 * halo if s == "whole" else int(s)) for s in sides.split(",")}
+    times: dict[str, list[float]] = {s: [] for s in variants}
+    outs = {}
+    for r in range(rounds + 1):  # round 0 warms up on a crop
+        for label, side in variants.items():
+            t0 = time.perf_counter()
+            p = m.predict(img if r else img[:512, :512], device="cpu", precision=precision, tile_size=side)
+            if r:
+                times[label].append(time.perf_counter() - t0)
+                outs[label] = p.denoised
+            print(r, label, side, f"{time.perf_counter() - t0:.2f} s, load {os.getloadavg()[0]:.1f}", flush=True)
+    ref = outs[next(iter(variants))]
+    for label, side in variants.items():
+        origins, cores = P._tile_origins((size, size), [side - 2 * halo] * 2, [mult] * 2)
+        pixels = len(origins) * (cores[0] + 2 * halo) ** 2 / size**2
+        err = np.sqrt(np.mean((outs[label] - ref) ** 2)) / ref.std()
+        print(f"{name} {size}^2 {precision} tile {side} ({len(origins)} tiles of {cores[0] + 2 * halo}^2 = "
+              f"{pixels:.2f}x the image): fastest {min(times[label]):.2f} s, median {np.median(times[label]):.2f} s, "
+              f"error {err:.4%}", flush=True)
+
+
 def probe() -> None:
     for name in MODELS:
         m = load(name)
@@ -117,6 +146,29 @@ def memory(mode: str, side: int, depth: int, channels: int) -> None:
         net(torch.randn(1, 1, side, side).contiguous(memory_format=fmt))
     print(mode, side, depth, channels, "bytes per pixel and channel",
           round((status("VmHWM") - base) / side**2 / channels, 1))
+
+
+def memory_4096(precision: str, cap_gib: float, tiles: int) -> None:
+    """Peak RSS predicting 4096^2 with the paper model and a tile budget of ``cap_gib``, stopped after ``tiles`` tiles.
+
+    Every array of the image (input, normalised, padded) exists from the first tile on and one
+    tile's activations set the rest, so the peak is reached early; the two outputs (128 MiB) are
+    allocated untouched and fill up tile by tile: their full size is added to the reported peak.
+    """
+    from napari_deconoising.core.predict import Cancelled, peak_rss_bytes
+
+    m = load("paper")
+    img = np.tile(make_sample((512, 512), sigma=1.5, seed=0).noisy, (8, 8))
+    side = P.auto_tile_size(m, torch.device("cpu"), int(cap_gib * 2**30), reduced=precision != "fp32")
+    done = []
+    t0 = time.perf_counter()
+    with contextlib.suppress(Cancelled):
+        m.predict(img, device="cpu", precision=precision, tile_size=side, batch_size=1,
+                  progress=lambda d, t: done.append((d, t)), cancel=lambda: len(done) >= tiles)
+    outputs = 2 * img.size * 4
+    print(f"paper 4096^2 {precision} budget {cap_gib} GiB: tile {side}, {done[-1][0]} of {done[-1][1]} tiles in "
+          f"{time.perf_counter() - t0:.0f} s; peak RSS {peak_rss_bytes() / 2**30:.2f} GiB + outputs "
+          f"{outputs / 2**30:.2f} GiB = {(peak_rss_bytes() + outputs) / 2**30:.2f} GiB; load {os.getloadavg()[0]:.1f}")
 
 
 def _steps(variants, step, rounds: int = 6) -> dict[str, float]:
@@ -212,4 +264,6 @@ if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"models": models, "probe": probe, "train-layout": train_layout, "compile": compile_ab, "profile": profile,
      "predict": lambda: predict(args[0], int(args[1])),
-     "memory": lambda: memory(args[0], *map(int, args[1:4]))}[cmd]()
+     "tiles": lambda: tiles(args[0], int(args[1]), args[2], args[3]),
+     "memory": lambda: memory(args[0], *map(int, args[1:4])),
+     "memory-4096": lambda: memory_4096(args[0], float(args[1]), int(args[2]))}[cmd]()

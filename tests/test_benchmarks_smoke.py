@@ -50,6 +50,15 @@ def test_speed_smoke(tmp_path):
     assert (tmp_path / "speed.md").read_text().count("|") > 10
 
 
+def test_speed_emulating_a_cpu_without_bf16_runs_in_a_restricted_child(tmp_path):
+    """oneDNN's ISA limit must be in place before torch loads: the benchmark reruns itself with it."""
+    speed = _load("speed")
+    summary = speed.main(["--smoke", "--emulate-no-bf16", "--no-psf", "--no-rss", "--out", str(tmp_path)])
+    assert "ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI" in summary["machine"]["cpu_flags"]
+    assert "ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI" in (tmp_path / "speed.md").read_text()
+    assert {r["what"] for r in summary["rows"]} == {"train", "predict"}
+
+
 def test_ssim_fallback_matches_skimage():
     skimage_metrics = pytest.importorskip("skimage.metrics")
     pytest.importorskip("scipy")

@@ -146,3 +146,30 @@ def test_choice_round_trips_json():
     back = PrecisionChoice.from_json(c.to_json())
     assert (back.precision, back.reason, back.seconds, back.errors) == (c.precision, c.reason, c.seconds, c.errors)
     assert back.source == "cached"
+
+
+def _prediction_entry_points():
+    from napari_deconoising.core.model import DecoNoisingModel
+    from napari_deconoising.core.predict import predict_iter, prediction_plan
+    from napari_deconoising.core.predict_file import predict_file
+    from napari_deconoising.core.stream import predict_lazy_iter
+
+    return [DecoNoisingModel.predict, predict_iter, prediction_plan, predict_file, predict_lazy_iter]
+
+
+@pytest.mark.parametrize("fn", _prediction_entry_points(), ids=lambda f: f.__qualname__)
+def test_every_prediction_entry_point_defaults_to_the_measured_choice(fn):
+    """One default for the widgets' in-memory and large-layer paths, files, the CLI and Dask (issue 8)."""
+    import inspect
+
+    from napari_deconoising.core.precision import DEFAULT_PRECISION
+
+    assert DEFAULT_PRECISION == "auto"
+    assert inspect.signature(fn).parameters["precision"].default == DEFAULT_PRECISION
+
+
+def test_cli_predict_defaults_to_the_measured_choice():
+    from napari_deconoising.cli import build_parser
+
+    args = build_parser().parse_args(["predict", "model.pt", "in.tif"])
+    assert args.precision == "auto"

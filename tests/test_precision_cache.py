@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from napari_deconoising.core.precision import PrecisionChoice
-from napari_deconoising.core.precision_cache import CACHE_ENV, DecisionCache, cache_dir, cache_key
+from napari_deconoising.core.precision_cache import CACHE_ENV, ISA_LIMIT_ENVS, DecisionCache, cache_dir, cache_key
 
 CHOICE = PrecisionChoice("bf16", "measured: bf16 2x faster", "measured", {"fp32": 1.0, "bf16": 0.5},
                          {"fp32": 0.0, "bf16": 0.004})
@@ -33,6 +33,20 @@ def test_key_depends_on_everything_that_changes_timings():
         cache_key("AMD EPYC [x86_64, flags 1]", "cpu", "train", NET, "2.14.0"),
     ]
     assert base not in others and len(set(others)) == len(others)
+
+
+def test_key_depends_on_instruction_set_limits(monkeypatch):
+    """A decision made with oneDNN's bf16 units must not be reused where oneDNN may not use them."""
+    for var in ISA_LIMIT_ENVS:
+        monkeypatch.delenv(var, raising=False)
+    args = ("AMD EPYC [x86_64, flags 1]", "cpu", "predict", NET, "2.13.0")
+    native = cache_key(*args)
+    assert native == cache_key(*args, limits={})
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    limited = cache_key(*args)
+    assert limited != native
+    assert limited == cache_key(*args, limits={"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"})
+    assert limited != cache_key(*args, limits={"ONEDNN_MAX_CPU_ISA": "AVX2"})
 
 
 def test_put_then_get(tmp_path):

@@ -56,3 +56,48 @@ def test_refuses_to_overwrite_input_and_leaves_nothing_on_error(trained, stack, 
     with pytest.raises(ImageFileError, match="order"):
         predict_file(trained, tmp_path / "in.zarr", tmp_path / "o.zarr", axes="YXT", device="cpu")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr"]
+
+
+@pytest.fixture
+def bf16_measured_faster(monkeypatch):
+    """``precision="auto"`` with injected probe timings that favour bf16; records each probe."""
+    from napari_deconoising.core import device as device_mod
+
+    calls = []
+
+    def fake_measure(probe, dev, precisions):
+        calls.append((probe.task, tuple(precisions)))
+        return {"fp32": 1.0, "bf16": 0.25}, {"fp32": 0.0, "bf16": 0.001}
+
+    monkeypatch.setattr(device_mod, "candidates", lambda *a, **k: (["fp32", "bf16"], ""))
+    monkeypatch.setattr(device_mod, "measure", fake_measure)
+    monkeypatch.setenv("NAPARI_DECONOISING_CACHE", "off")
+    return calls
+
+
+def test_default_precision_is_measured_once_and_used_for_every_tile(trained, stack, tmp_path, bf16_measured_faster):
+    write_image(tmp_path / "in.zarr", stack, "TYX")
+    tile = 2 * tile_halo(trained) + 16
+    out = {}
+    for prec in (None, "bf16", "fp32"):
+        kw = {} if prec is None else {"precision": prec}
+        predict_file(trained, tmp_path / "in.zarr", tmp_path / f"{prec}.zarr", tile_size=tile, device="cpu", **kw)
+        out[prec] = read_image(tmp_path / f"{prec}.zarr")[0]
+    assert bf16_measured_faster == [("predict", ("fp32", "bf16"))]  # the default alone measured, once
+    np.testing.assert_array_equal(out[None], out["bf16"])
+    assert np.abs(out[None] - out["fp32"]).max() > 1e-5  # bf16 really ran
+
+
+def test_dask_workers_get_the_decision_not_auto(trained, stack, tmp_path, monkeypatch, bf16_measured_faster):
+    from napari_deconoising.core import cluster
+
+    seen = []
+
+    def fake_run_on_cluster(client, run_job, model, plan, source, outputs, work, device, precision):
+        seen.append(precision)
+        yield from ()
+
+    monkeypatch.setattr(cluster, "run_on_cluster", fake_run_on_cluster)
+    write_image(tmp_path / "in.zarr", stack, "TYX")
+    predict_file(trained, tmp_path / "in.zarr", tmp_path / "o.zarr", device="cpu", client=object())
+    assert seen == ["bf16"] and len(bf16_measured_faster) == 1

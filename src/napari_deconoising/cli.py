@@ -21,6 +21,7 @@ from .core.data import DataError
 from .core.io import ImageFileError, image_format, read_image, write_image
 from .core.modelfile import ModelFileError
 from .core.optics import gaussian_sigma, optics_psf, parse_optics
+from .core.precision import DEFAULT_PRECISION
 from .core.predict import Cancelled
 from .core.psf import PSFError
 
@@ -161,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--axes")
     q.add_argument("--tile-size", type=int, help="tile side in pixels (default: from free memory)")
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    q.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+    q.add_argument("--precision", default=DEFAULT_PRECISION, choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto (default): the fastest precision within 1%% of fp32, measured once per "
                         "machine and model size; fp32 is exact")
     cluster = q.add_mutually_exclusive_group()

@@ -13,6 +13,7 @@ import torch
 from .config import ConfigError, TrainConfig
 from .modelfile import SINGLE_FORMAT_VERSION, ModelFileError, read_payload, write_payload
 from .network import DecoNoisingNet
+from .precision import DEFAULT_PRECISION
 
 __all__ = ["DecoNoisingModel", "ModelFileError", "save_model"]
 
@@ -67,7 +68,7 @@ class DecoNoisingModel:
 
     # -- prediction -------------------------------------------------------------
     def predict(self, image: np.ndarray | Sequence[np.ndarray], axes: str | None = None, *,
-                tile_size: int | None = None, device: str = "auto", precision: str = "auto",
+                tile_size: int | None = None, device: str = "auto", precision: str = DEFAULT_PRECISION,
                 batch_size: int | None = None,
                 progress: Callable[[int, int], None] | None = None,
                 cancel: Callable[[], bool] | None = None, on_plan: Callable[[Any], None] | None = None):

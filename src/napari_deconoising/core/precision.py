@@ -14,8 +14,12 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["CPUInfo", "parse_cpuinfo", "cpu_info", "native_bf16", "candidates", "PrecisionChoice", "choose",
-           "TOLERANCE", "MIN_SPEEDUP"]
+__all__ = ["DEFAULT_PRECISION", "CPUInfo", "parse_cpuinfo", "cpu_info", "native_bf16", "candidates",
+           "PrecisionChoice", "choose", "TOLERANCE", "MIN_SPEEDUP"]
+
+# What every prediction entry point uses unless told otherwise (the CLI, predict_file,
+# the widgets, out-of-core and Dask prediction): measured once per machine and network.
+DEFAULT_PRECISION = "auto"
 
 # Largest accepted error of a reduced precision against fp32: the RMS difference of the
 # outputs (denoised and phantom) relative to the fp32 output's standard deviation.

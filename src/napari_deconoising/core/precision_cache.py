@@ -11,11 +11,14 @@ from pathlib import Path
 
 from .precision import PrecisionChoice
 
-__all__ = ["CACHE_ENV", "cache_dir", "cache_key", "DecisionCache"]
+__all__ = ["CACHE_ENV", "ISA_LIMIT_ENVS", "cache_dir", "cache_key", "isa_limits", "DecisionCache"]
 
 # A folder to keep the cache in, or "off" (also "0", "none", "") to measure every time.
 CACHE_ENV = "NAPARI_DECONOISING_CACHE"
 _FILE = "precision.json"
+# Variables that restrict the instructions oneDNN or ATen may use: the same CPU then runs
+# at another speed (bf16 emulated, say), so a decision made without them does not apply.
+ISA_LIMIT_ENVS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
 
 def cache_dir() -> Path | None:
@@ -33,10 +36,22 @@ def cache_dir() -> Path | None:
     return Path(user_cache_dir("napari-deconoising", appauthor=False))
 
 
-def cache_key(machine: str, device: str, task: str, network: Mapping, torch_version: str) -> str:
-    """A stable key: anything that changes the timings changes it."""
-    blob = json.dumps({"machine": machine, "device": device, "task": task, "network": dict(network),
-                       "torch": torch_version}, sort_keys=True, default=str)
+def isa_limits() -> dict[str, str]:
+    """The instruction-set limits set in this process' environment (:data:`ISA_LIMIT_ENVS`)."""
+    return {k: os.environ[k] for k in ISA_LIMIT_ENVS if os.environ.get(k)}
+
+
+def cache_key(machine: str, device: str, task: str, network: Mapping, torch_version: str,
+              limits: Mapping[str, str] | None = None) -> str:
+    """A stable key: anything that changes the timings changes it.
+
+    ``limits``: instruction-set limits (default: this environment's, :func:`isa_limits`).
+    """
+    limits = isa_limits() if limits is None else dict(limits)
+    key = {"machine": machine, "device": device, "task": task, "network": dict(network), "torch": torch_version}
+    if limits:  # only then: keys made without limits stay valid
+        key["isa_limits"] = limits
+    blob = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 

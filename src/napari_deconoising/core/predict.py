@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import math
 import os
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -14,11 +12,28 @@ import torch
 
 from .data import as_image_set, check_values
 from .device import ExecutionPlan, execution_plan, release_memory
+from .precision import DEFAULT_PRECISION
 from .probe import prediction_probe
-from .unet import unet_receptive_radius
+
+# Tile planning lives in .tile_plan; these names stay importable from here (stream.py, tests).
+from .tile_plan import (  # noqa: F401
+    _BYTES_PER_PIXEL_CHANNEL,
+    _CPU_CAP_BYTES,
+    _MAX_TILE_BATCH,
+    _available_bytes,
+    _balanced_core,
+    _bytes_per_pixel_channel,
+    _multiples,
+    _pad,
+    _tile_origins,
+    auto_tile_shape,
+    auto_tile_size,
+    default_batch_size,
+    tile_halo,
+    tile_halos,
+)
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
     from .model import DecoNoisingModel
 
 __all__ = ["Prediction", "Cancelled", "predict", "predict_iter", "prediction_plan", "auto_tile_size",
@@ -38,106 +53,6 @@ class Prediction:
 
     denoised: np.ndarray | list[np.ndarray]
     deconvolved: np.ndarray | list[np.ndarray]
-
-
-def tile_halos(model: DecoNoisingModel) -> tuple[int, ...]:
-    """Context each tile carries on both sides of every spatial axis (Z, Y, X or Y, X).
-
-    The receptive radius along the axis (an unpooled Z sees much less far) plus the
-    PSF's radius there, rounded up to the axis' pooling multiple: that keeps each
-    tile's pooling grid aligned with the whole image's, so tiled and whole-image
-    predictions agree to float precision and no blending is needed.
-    """
-    cfg = model.config
-    radii = (0,) * cfg.ndim if model.psf is None else tuple(n // 2 for n in model.psf.shape)
-    out = []
-    for mult, psf_r in zip(_multiples(cfg), radii):
-        r = unet_receptive_radius(cfg.depth, pooled=mult > 1, n2v2=cfg.n2v2) + psf_r
-        out.append(int(math.ceil(r / mult) * mult))
-    return tuple(out)
-
-
-def tile_halo(model: DecoNoisingModel) -> int:
-    """The largest of :func:`tile_halos`: context in Y and X, and a safe bound everywhere."""
-    return max(tile_halos(model))
-
-
-def _multiples(cfg: TrainConfig) -> tuple[int, ...]:
-    m = 2**cfg.depth
-    return (m,) * cfg.ndim if cfg.pools_z() else (1,) + (m,) * (cfg.ndim - 1)
-
-
-# Peak inference memory per tile pixel and first-level channel: about ten fp32 feature
-# maps of the first level are alive at once (measured: 29-49 bytes, see tests/test_predict.py;
-# 24-29 bytes channels-last). bf16 activations take half (measured 13.7 bytes, issue 8).
-_BYTES_PER_PIXEL_CHANNEL = 40
-_BYTES_PER_PIXEL_CHANNEL_REDUCED = 20
-# Activation budget of one tile on the CPU. 1 GiB by the estimate above is about 0.7 GiB
-# in fact; predicting 4096^2 at the paper's size stays below 2 GiB in all (docs/benchmarks.md).
-# Larger tiles carry less halo: 1.4x the tile area ran 15-18 % faster (issue 8).
-_CPU_CAP_BYTES = 1024 * 1024**2
-# Batching tiles pays off on a GPU; on the CPU it only multiplies memory.
-_MAX_TILE_BATCH = {"cuda": 16, "mps": 4, "cpu": 2}
-
-
-def _available_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * 0.5)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 4
-    except OSError:
-        pass
-    return 2 * 1024**3 // 4
-
-
-def auto_tile_size(model: DecoNoisingModel, device: torch.device, cap_bytes: int = _CPU_CAP_BYTES, *,
-                   reduced: bool = False) -> int:
-    """Largest input tile side whose activations fit a memory budget.
-
-    The budget is half the free GPU memory, or a quarter of the available RAM, and
-    at most ``cap_bytes`` on the CPU (larger tiles stop paying off there).
-    ``reduced``: activations in bf16/fp16, half the bytes of fp32.
-    """
-    budget = _available_bytes(device)
-    if device.type != "cuda":
-        budget = min(budget, cap_bytes)
-    per_pixel = _bytes_per_pixel_channel(reduced) * model.config.channels
-    side = int(math.sqrt(budget / per_pixel))
-    m = 2**model.config.depth
-    halo = tile_halo(model)
-    side = max(2 * halo + 4 * m, min(side, 2048))
-    return side // m * m
-
-
-def _bytes_per_pixel_channel(reduced: bool) -> int:
-    return _BYTES_PER_PIXEL_CHANNEL_REDUCED if reduced else _BYTES_PER_PIXEL_CHANNEL
-
-
-def auto_tile_shape(model: DecoNoisingModel, device: torch.device, image_shape: Sequence[int], *,
-                    reduced: bool = False) -> tuple[int, ...]:
-    """Input tile size per spatial axis from the free memory (see :func:`auto_tile_size`).
-
-    In 3D the tile first takes the whole depth of ``image_shape`` (a typical stack is
-    thin), or a cube's worth of the budget if that is less, and Y and X share the rest.
-    """
-    side = auto_tile_size(model, device, reduced=reduced)
-    if model.config.ndim == 2:
-        return side, side
-    budget = _available_bytes(device)
-    if device.type != "cuda":
-        budget = min(budget, _CPU_CAP_BYTES)
-    voxels = budget / (_bytes_per_pixel_channel(reduced) * model.config.channels)
-    (hz, hy, _), (mz, m, _) = tile_halos(model), _multiples(model.config)
-    whole_z = -(-int(image_shape[0]) // mz) * mz + 2 * hz
-    tz = min(whole_z, max(2 * hz + mz, int(voxels ** (1 / 3))))
-    tz = 2 * hz + (tz - 2 * hz) // mz * mz
-    side = int(math.sqrt(voxels / tz))
-    side = max(2 * hy + 4 * m, min(side, 2048)) // m * m
-    return tz, side, side
 
 
 def predict(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], axes: str | None = None,
@@ -196,7 +111,8 @@ def predict(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], a
 
 
 def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], axes: str | None = None,
-                 *, tile_size: int | Sequence[int] | None = None, device: str = "auto", precision: str = "auto",
+                 *, tile_size: int | Sequence[int] | None = None, device: str = "auto",
+                 precision: str = DEFAULT_PRECISION,
                  batch_size: int | None = None, on_plan: Callable[[ExecutionPlan], None] | None = None,
                  ) -> Generator[tuple[int, int], None, Prediction]:
     """Generator form of :func:`predict`: yields ``(done, total)`` tiles, returns the Prediction.
@@ -229,12 +145,8 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
             )
     core = tuple((t - 2 * h) // m * m for t, h, m in zip(sizes, halos, mults))
     if batch_size is None:
-        per_tile = (_bytes_per_pixel_channel(plan.dtype is not None) * model.config.channels
-                    * math.prod(c + 2 * h for c, h in zip(core, halos)))
-        budget = _available_bytes(plan.device)
-        if plan.device.type != "cuda":
-            budget = min(budget, _CPU_CAP_BYTES)
-        batch_size = max(1, min(_MAX_TILE_BATCH.get(plan.device.type, 2), int(budget // per_tile)))
+        batch_size = default_batch_size(model, plan.device, [c + 2 * h for c, h in zip(core, halos)],
+                                        reduced=plan.dtype is not None)
 
     plans = [_tile_origins(s.shape, core, mults) for s in images.slices]
     total = sum(len(p[0]) for p in plans)
@@ -283,7 +195,8 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
     return Prediction(den_stacks[0], dec_stacks[0])
 
 
-def prediction_plan(model: DecoNoisingModel, device: str = "auto", precision: str = "auto") -> ExecutionPlan:
+def prediction_plan(model: DecoNoisingModel, device: str = "auto",
+                    precision: str = DEFAULT_PRECISION) -> ExecutionPlan:
     """Device and precision :func:`predict` will use, and why (``plan.reason``).
 
     ``precision="auto"`` times this network on one tile (a 512 px core in 2D; 8 planes
@@ -296,36 +209,6 @@ def prediction_plan(model: DecoNoisingModel, device: str = "auto", precision: st
     kwargs = dict(depth=cfg.depth, channels=cfg.channels, ndim=cfg.ndim, pool_z=cfg.pools_z())
     probe = prediction_probe(model.build_network, kwargs, None if model.psf is None else model.psf.shape, tile)
     return execution_plan(device, precision, probe=probe)
-
-
-def _tile_origins(shape: Sequence[int], core: Sequence[int],
-                  mults: Sequence[int]) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
-    """Corners (in image coordinates) of the tile cores, and the core size.
-
-    Cores are balanced: as many per axis as ``core`` needs, each only as large as that
-    count requires (a multiple of the axis' ``m``), so the last tile does not run mostly
-    over padding (2048 px with 720 px cores: three 684 px cores instead of 720). Images
-    smaller than one core get a single core rounded up to the axis' multiple.
-    """
-    cores = tuple(_balanced_core(n, c, m) for n, c, m in zip(shape, core, mults))
-    ranges = [range(0, n, c) for n, c in zip(shape, cores)]
-    return list(itertools.product(*ranges)), cores
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _balanced_core(n: int, core: int, m: int) -> int:
-    count = _ceil_div(n, core)  # tiles needed along the axis
-    return _ceil_div(_ceil_div(n, count), m) * m
-
-
-def _pad(norm: np.ndarray, halos: Sequence[int], cores: Sequence[int]) -> np.ndarray:
-    """Reflect-pad by the halo on every side, plus enough at the end for whole cores."""
-    pads = [(h, h + (-(-n // c) * c - n)) for n, c, h in zip(norm.shape, cores, halos)]
-    mode = "reflect" if min(norm.shape) > 1 else "edge"
-    return np.pad(norm, pads, mode=mode)
 
 
 def peak_rss_bytes() -> int:

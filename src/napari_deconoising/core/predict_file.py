@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .data import DataError
-from .device import execution_plan
+from .device import resolve_device
 from .io import ImageFileError
 from .lazy_io import create_output, open_lazy
+from .precision import DEFAULT_PRECISION
+from .predict import prediction_plan
 from .stream import plan_stream, predict_lazy
 
 if TYPE_CHECKING:
@@ -22,7 +24,8 @@ __all__ = ["predict_file"]
 
 def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str | PathLike,
                  deconvolved: str | PathLike | None = None, *, axes: str | None = None,
-                 tile_size: int | None = None, device: str = "auto", precision: str = "fp32",
+                 tile_size: int | None = None, device: str = "auto",
+                 precision: str = DEFAULT_PRECISION,
                  batch_size: int | None = None, progress: Callable[[int, int], None] | None = None,
                  cancel: Callable[[], bool] | None = None, client: Any = None) -> str:
     """Denoise (and deconvolve) an image file into new files, tile by tile.
@@ -69,13 +72,17 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
     if hasattr(model, "models"):  # one model per channel (ChannelModels): channel by channel, in memory
         return _predict_channels(model, src, outputs, axes, tile_size=tile_size, device=device,
                                  precision=precision, progress=progress, cancel=cancel)
-    plan = plan_stream(model, src.shape, src.ref.dtype, axes, tile_size, execution_plan(device, precision).device)
+    plan = plan_stream(model, src.shape, src.ref.dtype, axes, tile_size, resolve_device(device))
+    # "auto" is measured once here (cached) once the input is known to fit; every tile and Dask worker
+    # then runs the answer.
+    exec_plan = prediction_plan(model, device, precision)
     scale = src.scale if src.scale and axes == src.axes else None
     with ExitStack() as stack:
         refs = [stack.enter_context(create_output(p, src.shape, plan.axes, chunks=plan.out_chunks(src.shape),
                                                   scale=scale)) for p in outputs]
         predict_lazy(model, src.ref, refs[0], refs[1] if len(refs) > 1 else None, plan=plan, device=device,
-                     precision=precision, batch_size=batch_size, progress=progress, cancel=cancel, client=client)
+                     precision=exec_plan.precision, batch_size=batch_size, progress=progress, cancel=cancel,
+                     client=client)
     return plan.axes
 
 

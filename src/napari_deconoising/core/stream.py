@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from .data import DataError, default_axes
-from .device import execution_plan, release_memory
+from .device import release_memory
 from .lazy_io import ArrayRef
+from .precision import DEFAULT_PRECISION
 from .predict import (
     _BYTES_PER_PIXEL_CHANNEL,
     _MAX_TILE_BATCH,
@@ -28,6 +29,7 @@ from .predict import (
     _available_bytes,
     _multiples,
     auto_tile_shape,
+    prediction_plan,
     tile_halos,
 )
 from .tiles import TileGrid
@@ -218,13 +220,15 @@ def predict_lazy(model: DecoNoisingModel, source: Any, denoised: Any, deconvolve
 
 
 def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, deconvolved: Any = None, *,
-                      plan: StreamPlan, device: str = "auto", precision: str = "fp32",
+                      plan: StreamPlan, device: str = "auto", precision: str = DEFAULT_PRECISION,
                       batch_size: int | None = None, client: Any = None) -> Iterator[tuple[int, int]]:
     """Generator form of :func:`predict_lazy`: yields ``(done, total)`` tiles.
 
     Closing it stops the work after the current batch; finished tiles stay written.
+    ``precision="auto"`` is decided here, once, by timing this network
+    (:func:`.predict.prediction_plan`, cached); Dask workers get the decision.
     """
-    exec_plan = execution_plan(device, precision)
+    exec_plan = prediction_plan(model, device, precision)
     shape = source.shape
     batch_size = batch_size or default_batch(model, plan, exec_plan.device)
     work = jobs(plan, shape, batch_size)
@@ -233,7 +237,7 @@ def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, decon
         from .cluster import run_on_cluster
 
         events: Iterator[int] = run_on_cluster(client, run_job, model, plan, source, (denoised, deconvolved),
-                                               work, device, precision)
+                                               work, device, exec_plan.precision)
     else:
         events = _run_here(model, plan, exec_plan, source, (denoised, deconvolved), work)
     done = 0

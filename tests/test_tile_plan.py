@@ -1,0 +1,43 @@
+"""Tile sizes and batch sizes from the CPU memory budget (core/tile_plan.py)."""
+
+import pytest
+import torch
+
+from napari_deconoising.core import DecoNoisingModel, DecoNoisingNet, TrainConfig, gaussian_psf
+from napari_deconoising.core.tile_plan import (
+    _CPU_CAP_BYTES,
+    _available_bytes,
+    auto_tile_size,
+    default_batch_size,
+    tile_halo,
+)
+
+CPU = torch.device("cpu")
+
+
+def _model(depth: int, channels: int) -> DecoNoisingModel:
+    cfg = TrainConfig(depth=depth, channels=channels, psf_sigma=1.0)
+    net = DecoNoisingNet(gaussian_psf(1.0), depth=depth, channels=channels)
+    return DecoNoisingModel(cfg, net.state_dict(), 0.0, 1.0, gaussian_psf(1.0))
+
+
+@pytest.mark.parametrize(("depth", "channels"), [(2, 32), (3, 64)])
+def test_auto_tile_fills_but_keeps_the_budget(depth, channels):
+    m = _model(depth, channels)
+    budget = min(_CPU_CAP_BYTES, _available_bytes(CPU))  # a machine short of RAM gets less
+    for reduced, per_pixel in ((False, 40), (True, 20)):
+        side = auto_tile_size(m, CPU, reduced=reduced)
+        assert side % 2**depth == 0 and side > 2 * tile_halo(m)
+        assert side**2 * per_pixel * channels <= budget  # within the budget...
+        assert (side + 2**depth) ** 2 * per_pixel * channels > budget  # ...and as large as it allows
+    assert auto_tile_size(m, CPU, reduced=True) > auto_tile_size(m, CPU)
+
+
+def test_default_batch_size_from_the_budget():
+    m = _model(2, 32)
+    side = auto_tile_size(m, CPU)
+    assert default_batch_size(m, CPU, (side, side)) == 1  # a tile that fills the budget
+    assert default_batch_size(m, CPU, (64, 64)) == 2  # small tiles: the CPU's batch limit
+    assert default_batch_size(m, CPU, (8192, 8192)) == 1  # never zero
+    half = int(side / 2**0.5) // 4 * 4
+    assert default_batch_size(m, CPU, (half, half), reduced=True) == 2  # bf16 takes half the bytes
