@@ -10,10 +10,11 @@ from napari_deconoising.core import PSFConvolution, gaussian_psf
 from napari_deconoising.core.learned_psf import LearnableGaussianPSF, learned_sigma_trainer
 
 
+@pytest.mark.parametrize("param", ["sigmoid", "log"])
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 2.3])
-def test_blur_matches_the_fixed_gaussian_psf(sigma, rng):
+def test_blur_matches_the_fixed_gaussian_psf(sigma, param, rng):
     x = torch.from_numpy(rng.random((2, 1, 40, 36), dtype=np.float32))
-    learned = LearnableGaussianPSF(sigma)
+    learned = LearnableGaussianPSF(sigma, param=param)
     assert learned.sigma_values() == pytest.approx((sigma, sigma), rel=1e-5)
     fixed = PSFConvolution(gaussian_psf(sigma), method="direct")
     with torch.no_grad():
@@ -28,8 +29,9 @@ def test_per_axis_sigma_and_gradient(rng):
     assert psf.sigma_values()[0] == pytest.approx(0.8, rel=1e-5)
 
 
-def test_sigma_stays_in_its_range():
-    psf = LearnableGaussianPSF(1.0, min_sigma=0.2, max_sigma=4.0)
+@pytest.mark.parametrize("param", ["sigmoid", "log"])
+def test_sigma_stays_in_its_range(param):
+    psf = LearnableGaussianPSF(1.0, min_sigma=0.2, max_sigma=4.0, param=param)
     with torch.no_grad():
         psf.raw.fill_(-1e4)
         assert psf.sigma_values()[0] == pytest.approx(0.2)

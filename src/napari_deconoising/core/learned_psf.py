@@ -48,17 +48,21 @@ class LearnableGaussianPSF(nn.Module):
         Number of spatial axes (2 or 3).
     min_sigma, max_sigma : float
         Range sigma is confined to; the kernel radius is ``ceil(4 * max_sigma)``.
+    param : {"sigmoid", "log"}
+        The trained parameter: a logit of sigma's place in its range, or log(sigma)
+        (clamped to the range).
     """
 
     def __init__(self, sigma: float | Sequence[float] = 1.0, ndim: int = 2, min_sigma: float = 0.2,
-                 max_sigma: float = 4.0) -> None:
+                 max_sigma: float = 4.0, param: str = "sigmoid") -> None:
         super().__init__()
         sig = [float(sigma)] * ndim if isinstance(sigma, (int, float)) else [float(s) for s in sigma]
         if len(sig) != ndim or not all(min_sigma < s < max_sigma for s in sig):
             raise ValueError(f"sigma must be {ndim} values in ({min_sigma}, {max_sigma}), got {sigma}")
-        self.ndim, self.min_sigma, self.max_sigma = ndim, min_sigma, max_sigma
+        self.ndim, self.min_sigma, self.max_sigma, self.param = ndim, min_sigma, max_sigma, param
         frac = [(s - min_sigma) / (max_sigma - min_sigma) for s in sig]
-        self.raw = nn.Parameter(torch.tensor([math.log(f / (1 - f)) for f in frac], dtype=torch.float32))
+        raw = [math.log(f / (1 - f)) for f in frac] if param == "sigmoid" else [math.log(s) for s in sig]
+        self.raw = nn.Parameter(torch.tensor(raw, dtype=torch.float32))
         r = int(math.ceil(4 * max_sigma))
         self.radius = (r,) * ndim
         self.register_buffer("taps", torch.arange(-r, r + 1, dtype=torch.float32), persistent=False)
@@ -66,7 +70,13 @@ class LearnableGaussianPSF(nn.Module):
     @property
     def sigma(self) -> torch.Tensor:
         """Current sigma per axis, in pixels."""
-        return self.min_sigma + (self.max_sigma - self.min_sigma) * torch.sigmoid(self.raw)
+        return self.sigma_of(self.raw)
+
+    def sigma_of(self, raw: torch.Tensor) -> torch.Tensor:
+        """Sigma per axis for parameter values ``raw`` (e.g. a saved best state)."""
+        if self.param == "log":
+            return torch.clamp(torch.exp(raw), self.min_sigma, self.max_sigma)
+        return self.min_sigma + (self.max_sigma - self.min_sigma) * torch.sigmoid(raw)
 
     def sigma_values(self) -> tuple[float, ...]:
         return tuple(float(s) for s in self.sigma.detach().cpu())
@@ -114,10 +124,11 @@ class LearnedSigmaTrainer(Trainer):
     """
 
     def __init__(self, images: np.ndarray | Sequence[np.ndarray], config: TrainConfig, *,
-                 axes: str | None = None, init_sigma: float = INIT_SIGMA, sigma_lr: float = 1e-2) -> None:
+                 axes: str | None = None, init_sigma: float = INIT_SIGMA, sigma_lr: float = 1e-2,
+                 param: str = "sigmoid") -> None:
         super().__init__(images, config.replace(psf="gaussian", psf_sigma=init_sigma), axes=axes)
         self.init_sigma = init_sigma
-        psf = LearnableGaussianPSF(init_sigma, ndim=self.config.ndim).to(self.plan.device)
+        psf = LearnableGaussianPSF(init_sigma, ndim=self.config.ndim, param=param).to(self.plan.device)
         self.net.psf = psf
         weights = [p for n, p in self.net.named_parameters() if not n.startswith("psf.")]
         self.optimizer = torch.optim.Adam([{"params": weights, "lr": self.config.lr},
@@ -146,8 +157,7 @@ class LearnedSigmaTrainer(Trainer):
         state = dict(model.state_dict)
         raw = state.pop("psf.raw")
         psf: LearnableGaussianPSF = self.net.psf
-        per_axis = tuple(round(float(v), 4) for v in
-                         psf.min_sigma + (psf.max_sigma - psf.min_sigma) * torch.sigmoid(raw.float()))
+        per_axis = tuple(round(float(v), 4) for v in psf.sigma_of(raw.float()))
         # One value when the axes agree within the accuracy the estimate has (0.15 px).
         value = round(sum(per_axis) / len(per_axis), 4) if max(per_axis) - min(per_axis) <= 0.15 else per_axis
         config = model.config.replace(psf="gaussian", psf_sigma=value)
@@ -185,9 +195,9 @@ class LearnedSigmaTrainer(Trainer):
 
 def learned_sigma_trainer(images: np.ndarray | Sequence[np.ndarray], config: TrainConfig, *,
                           axes: str | None = None, init_sigma: float = INIT_SIGMA,
-                          sigma_lr: float = 1e-2) -> LearnedSigmaTrainer:
+                          sigma_lr: float = 1e-2, param: str = "sigmoid") -> LearnedSigmaTrainer:
     """Same as ``LearnedSigmaTrainer(images, config, ...)`` (kept for the benchmark script)."""
-    return LearnedSigmaTrainer(images, config, axes=axes, init_sigma=init_sigma, sigma_lr=sigma_lr)
+    return LearnedSigmaTrainer(images, config, axes=axes, init_sigma=init_sigma, sigma_lr=sigma_lr, param=param)
 
 
 def learned_sigma_model(trainer: LearnedSigmaTrainer) -> DecoNoisingModel:
