@@ -105,3 +105,14 @@ def test_sigma_is_learned_per_axis_in_3d(sample3d, tiny_config):
     assert len(trainer.history[-1]["psf_sigma"]) == 3
     model = trainer.model
     assert model.psf.ndim == 3 and len(model.config.sigma_per_axis) == 3
+
+
+def test_the_learning_run_has_the_measured_budget(tiny_config):
+    from napari_deconoising.core.learned_psf import ESTIMATE_STEPS, estimation_config
+
+    short = tiny_config.replace(epochs=3, steps_per_epoch=4)
+    assert estimation_config(short) == short  # shorter than the measured budget: all of it
+    long = tiny_config.replace(epochs=200, steps_per_epoch=50)
+    learn = estimation_config(long)
+    assert (learn.total_steps, learn.steps_per_epoch) == (ESTIMATE_STEPS, 10)
+    assert learn.replace(epochs=200, steps_per_epoch=50) == long  # nothing else changes

@@ -33,8 +33,8 @@ from .model import DecoNoisingModel
 from .psf import _reflect_pad, gaussian_psf
 from .train import Trainer
 
-__all__ = ["DEFAULT_SIGMA", "INIT_SIGMA", "LearnableGaussianPSF", "LearnedSigmaTrainer", "learned_sigma_model",
-           "learned_sigma_trainer"]
+__all__ = ["DEFAULT_SIGMA", "ESTIMATE_STEPS", "INIT_SIGMA", "LearnableGaussianPSF", "LearnedSigmaTrainer",
+           "estimation_config", "learned_sigma_model", "learned_sigma_trainer"]
 
 
 class LearnableGaussianPSF(nn.Module):
@@ -102,6 +102,20 @@ class LearnableGaussianPSF(nn.Module):
 INIT_SIGMA = 3.0
 #: Used when the learned sigma is not trustworthy (the TrainConfig default).
 DEFAULT_SIGMA = 1.0
+#: Optimiser steps of the learning run, whatever the user's budget: sigma keeps sinking
+#: below the truth in longer runs (module docstring), so the estimate is taken after the
+#: budget it was measured with.
+ESTIMATE_STEPS = 300
+
+
+def estimation_config(config: TrainConfig, steps: int = ESTIMATE_STEPS) -> TrainConfig:
+    """``config`` for the learning run: ``config`` itself if it has at most ``steps`` steps,
+    else ``steps`` steps in epochs of 10, as measured (the best epoch's sigma is the
+    estimate, so the epoch length sets how finely it is picked).
+    """
+    if config.total_steps <= steps:
+        return config
+    return config.replace(epochs=max(1, steps // 10), steps_per_epoch=min(10, steps))
 
 
 class LearnedSigmaTrainer(Trainer):
