@@ -186,8 +186,8 @@ class LearnedSigmaTrainer(Trainer):
 
         Not clear when sigma stayed near its start (the data did not pull it down):
         then ``sigma`` is ``default``. A sigma still moving by more than 0.1 px over the
-        last fifth of the epochs is kept, with a note to train longer (at 300 steps it
-        was within 0.2 px of the truth while still moving, docs/benchmarks.md).
+        last fifth of the epochs is kept, with a note that it is less firm (a longer run
+        would not help: sigma sinks below the truth, see the module docstring).
         """
         sigma = self.model.config.psf_sigma
         trail = [h["psf_sigma"] for h in self.history if "psf_sigma" in h]
@@ -201,8 +201,8 @@ class LearnedSigmaTrainer(Trainer):
         if why is None:
             tail = trail[-max(2, len(trail) // 5):]
             moved = max(abs(a - b) for a, b in zip(tail[0], tail[-1]))
-            note = (f" (still moving: {moved:.2f} px over the last {len(tail)} epochs; train longer for a "
-                    "firmer estimate)") if moved > 0.1 else ""
+            note = (f" (still moving: {moved:.2f} px over the last {len(tail)} epochs of the learning run, "
+                    "so less firm)") if moved > 0.1 else ""
             return {"method": "learned", "clear": True, "sigma": sigma, "learned": sigma,
                     "message": f"PSF sigma learned from the data: {shown} px{note}"}
         return {"method": "learned", "clear": False, "sigma": default, "learned": sigma,
