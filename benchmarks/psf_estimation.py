@@ -58,7 +58,7 @@ def trained(ds: datasets.Dataset, config: TrainConfig) -> tuple[float, float]:
 def learned(ds: datasets.Dataset, config: TrainConfig, a: argparse.Namespace) -> dict:
     """Route (a) in one run: the learned sigma, the PSNR of that same model, the trail."""
     trainer = learned_sigma_trainer(ds.noisy, config, axes="SYX", init_sigma=a.init_sigma, sigma_lr=a.sigma_lr,
-                                    param=a.sigma_param)
+                                    param=a.sigma_param, sigma_pull=a.sigma_pull)
     for _ in trainer.run():
         pass
     model = learned_sigma_model(trainer)
@@ -81,6 +81,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--init-sigma", type=float, default=3.0, help="route (a): starting sigma")
     ap.add_argument("--sigma-lr", type=float, default=1e-2, help="route (a): learning rate of sigma")
     ap.add_argument("--sigma-param", default="sigmoid", choices=["sigmoid", "log"], help="route (a): sigma's parameter")
+    ap.add_argument("--sigma-pull", type=float, default=0.0, help="route (a): weight of -ln(sigma) in the loss")
     ap.add_argument("--estimate-steps", type=int, help="route (a): steps of the learning run (default --steps)")
     ap.add_argument("--true-from", type=Path, help="take the true sigma's PSNR from this psf_estimation.json")
     ap.add_argument("--depth", type=int, default=2)

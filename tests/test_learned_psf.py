@@ -116,3 +116,22 @@ def test_the_learning_run_has_the_measured_budget(tiny_config):
     learn = estimation_config(long)
     assert (learn.total_steps, learn.steps_per_epoch) == (ESTIMATE_STEPS, 10)
     assert learn.replace(epochs=200, steps_per_epoch=50) == long  # nothing else changes
+
+
+@pytest.mark.parametrize("param", ["sigmoid", "log"])
+def test_log_sigma_slope_is_the_gradient_of_log_sigma(param):
+    psf = LearnableGaussianPSF((0.8, 2.6), param=param)
+    torch.log(psf.sigma).sum().backward()
+    torch.testing.assert_close(psf.raw.grad, psf.log_sigma_slope())
+
+
+def test_sigma_pull_widens_sigma(sample, tiny_config):
+    def sigma_after(pull):
+        trainer = learned_sigma_trainer(sample.noisy, tiny_config.replace(epochs=1, steps_per_epoch=3),
+                                        init_sigma=2.0, sigma_pull=pull)
+        for _ in trainer.run():
+            pass
+        return trainer.net.psf.sigma_values()
+
+    free, pulled = sigma_after(0.0), sigma_after(100.0)  # a pull that outweighs any loss gradient
+    assert all(p > f for p, f in zip(pulled, free)) and all(p > 2.0 for p in pulled)

@@ -84,6 +84,15 @@ class LearnableGaussianPSF(nn.Module):
     def sigma_values(self) -> tuple[float, ...]:
         return tuple(float(s) for s in self.sigma.detach().cpu())
 
+    def log_sigma_slope(self) -> torch.Tensor:
+        """d ln(sigma) / d raw per axis, at the current parameter (0 where clamped)."""
+        raw = self.raw.detach()
+        if self.param == "log":
+            s = torch.exp(raw)
+            return ((s > self.min_sigma) & (s < self.max_sigma)).to(raw.dtype)
+        s = torch.sigmoid(raw)
+        return (self.max_sigma - self.min_sigma) * s * (1 - s) / self.sigma_of(raw)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Blur ``x`` of shape (N, 1, *spatial) along every spatial axis (reflect padding)."""
         dtype = x.dtype
@@ -138,15 +147,24 @@ class LearnedSigmaTrainer(Trainer):
     sigma_lr : float
         Learning rate of sigma (its own Adam parameter group): at the weights' rate one
         step moves sigma by about 1e-3 px, too slow for a run of a few hundred steps.
+    param : {"sigmoid", "log"}
+        Sigma's parameter, see :class:`LearnableGaussianPSF`.
+    sigma_pull : float
+        Weight of a ``-sigma_pull * ln(sigma)`` term (a pull towards wider PSFs); 0 = off.
     """
 
     def __init__(self, images: np.ndarray | Sequence[np.ndarray], config: TrainConfig, *,
                  axes: str | None = None, init_sigma: float = INIT_SIGMA, sigma_lr: float = 1e-2,
-                 param: str = "sigmoid") -> None:
+                 param: str = "sigmoid", sigma_pull: float = 0.0) -> None:
         super().__init__(images, config.replace(psf="gaussian", psf_sigma=init_sigma), axes=axes)
         self.init_sigma = init_sigma
         psf = LearnableGaussianPSF(init_sigma, ndim=self.config.ndim, param=param).to(self.plan.device)
         self.net.psf = psf
+        if sigma_pull:
+            # Adds -sigma_pull * ln(sigma) to the loss (per backward pass): a prior for the
+            # widest sigma that explains the data, since the loss is flat below the truth.
+            scale = sigma_pull / self.config.micro_batches
+            psf.raw.register_hook(lambda g: g - scale * psf.log_sigma_slope())
         weights = [p for n, p in self.net.named_parameters() if not n.startswith("psf.")]
         self.optimizer = torch.optim.Adam([{"params": weights, "lr": self.config.lr},
                                            {"params": list(psf.parameters()), "lr": sigma_lr}])
@@ -212,9 +230,11 @@ class LearnedSigmaTrainer(Trainer):
 
 def learned_sigma_trainer(images: np.ndarray | Sequence[np.ndarray], config: TrainConfig, *,
                           axes: str | None = None, init_sigma: float = INIT_SIGMA,
-                          sigma_lr: float = 1e-2, param: str = "sigmoid") -> LearnedSigmaTrainer:
+                          sigma_lr: float = 1e-2, param: str = "sigmoid",
+                          sigma_pull: float = 0.0) -> LearnedSigmaTrainer:
     """Same as ``LearnedSigmaTrainer(images, config, ...)`` (kept for the benchmark script)."""
-    return LearnedSigmaTrainer(images, config, axes=axes, init_sigma=init_sigma, sigma_lr=sigma_lr, param=param)
+    return LearnedSigmaTrainer(images, config, axes=axes, init_sigma=init_sigma, sigma_lr=sigma_lr, param=param,
+                               sigma_pull=sigma_pull)
 
 
 def learned_sigma_model(trainer: LearnedSigmaTrainer) -> DecoNoisingModel:
