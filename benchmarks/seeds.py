@@ -17,7 +17,7 @@ import numpy as np
 def combine(runs: list[dict]) -> dict:
     """Merge the per-seed results of one dataset into mean / sd / per-seed values.
 
-    ``runs`` are ``quality.run_dataset`` results in seed order. Images are kept from the
+    ``runs`` are ``quality_runs.run_dataset`` results in seed order. Images are kept from the
     first seed only (the figures show one run).
     """
     first = runs[0]

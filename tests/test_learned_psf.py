@@ -10,10 +10,11 @@ from napari_deconoising.core import PSFConvolution, gaussian_psf
 from napari_deconoising.core.learned_psf import LearnableGaussianPSF, learned_sigma_trainer
 
 
+@pytest.mark.parametrize("param", ["sigmoid", "log"])
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 2.3])
-def test_blur_matches_the_fixed_gaussian_psf(sigma, rng):
+def test_blur_matches_the_fixed_gaussian_psf(sigma, param, rng):
     x = torch.from_numpy(rng.random((2, 1, 40, 36), dtype=np.float32))
-    learned = LearnableGaussianPSF(sigma)
+    learned = LearnableGaussianPSF(sigma, param=param)
     assert learned.sigma_values() == pytest.approx((sigma, sigma), rel=1e-5)
     fixed = PSFConvolution(gaussian_psf(sigma), method="direct")
     with torch.no_grad():
@@ -28,8 +29,9 @@ def test_per_axis_sigma_and_gradient(rng):
     assert psf.sigma_values()[0] == pytest.approx(0.8, rel=1e-5)
 
 
-def test_sigma_stays_in_its_range():
-    psf = LearnableGaussianPSF(1.0, min_sigma=0.2, max_sigma=4.0)
+@pytest.mark.parametrize("param", ["sigmoid", "log"])
+def test_sigma_stays_in_its_range(param):
+    psf = LearnableGaussianPSF(1.0, min_sigma=0.2, max_sigma=4.0, param=param)
     with torch.no_grad():
         psf.raw.fill_(-1e4)
         assert psf.sigma_values()[0] == pytest.approx(0.2)
@@ -103,3 +105,33 @@ def test_sigma_is_learned_per_axis_in_3d(sample3d, tiny_config):
     assert len(trainer.history[-1]["psf_sigma"]) == 3
     model = trainer.model
     assert model.psf.ndim == 3 and len(model.config.sigma_per_axis) == 3
+
+
+def test_the_learning_run_has_the_measured_budget(tiny_config):
+    from napari_deconoising.core.learned_psf import ESTIMATE_STEPS, estimation_config
+
+    short = tiny_config.replace(epochs=3, steps_per_epoch=4)
+    assert estimation_config(short) == short  # shorter than the measured budget: all of it
+    long = tiny_config.replace(epochs=200, steps_per_epoch=50)
+    learn = estimation_config(long)
+    assert (learn.total_steps, learn.steps_per_epoch) == (ESTIMATE_STEPS, 10)
+    assert learn.replace(epochs=200, steps_per_epoch=50) == long  # nothing else changes
+
+
+@pytest.mark.parametrize("param", ["sigmoid", "log"])
+def test_log_sigma_slope_is_the_gradient_of_log_sigma(param):
+    psf = LearnableGaussianPSF((0.8, 2.6), param=param)
+    torch.log(psf.sigma).sum().backward()
+    torch.testing.assert_close(psf.raw.grad, psf.log_sigma_slope())
+
+
+def test_sigma_pull_widens_sigma(sample, tiny_config):
+    def sigma_after(pull):
+        trainer = learned_sigma_trainer(sample.noisy, tiny_config.replace(epochs=1, steps_per_epoch=3),
+                                        init_sigma=2.0, sigma_pull=pull)
+        for _ in trainer.run():
+            pass
+        return trainer.net.psf.sigma_values()
+
+    free, pulled = sigma_after(0.0), sigma_after(100.0)  # a pull that outweighs any loss gradient
+    assert all(p > f for p, f in zip(pulled, free)) and all(p > 2.0 for p in pulled)

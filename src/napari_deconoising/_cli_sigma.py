@@ -34,15 +34,16 @@ def wants_auto(values: Sequence[str]) -> bool:
 
 
 def train_learning_sigma(images: list[np.ndarray], cfg: TrainConfig, axes: str | None):
-    """``--psf-sigma auto``: train with a learnable sigma; retrain with the default if unclear."""
-    from .core.learned_psf import INIT_SIGMA, LearnedSigmaTrainer
+    """``--psf-sigma auto``: learn sigma in a short run, then train with it (or the default) fixed."""
+    from .core.learned_psf import INIT_SIGMA, LearnedSigmaTrainer, estimation_config
 
-    print(f"learning the PSF sigma with the network (starting at {INIT_SIGMA:g} px)", file=sys.stderr)
-    trainer = LearnedSigmaTrainer(images, cfg, axes=axes)
-    model, trainer = run_training(images, cfg, axes=axes, trainer=trainer)
+    learn_cfg = estimation_config(cfg)
+    print(f"learning the PSF sigma with the network ({learn_cfg.total_steps} steps, starting at {INIT_SIGMA:g} px), "
+          "then training with it fixed", file=sys.stderr)
+    trainer = LearnedSigmaTrainer(images, learn_cfg, axes=axes)
+    _, trainer = run_training(images, learn_cfg, axes=axes, trainer=trainer)
     estimate = trainer.estimate()
     print(f"deconoising: {estimate['message']}", file=sys.stderr)
-    if not estimate["clear"]:
-        model, _ = run_training(images, cfg.replace(psf_sigma=estimate["sigma"]), axes=axes)
+    model, _ = run_training(images, cfg.replace(psf_sigma=estimate["sigma"]), axes=axes)
     model.psf_estimate = estimate
     return model

@@ -161,8 +161,7 @@ class TrainWidget(DeconoisingWidget):
         if isinstance(message, dict):  # the PSF sigma learned with the network
             (info if message["clear"] else warning)(message["message"])
             self.status.value = message["message"]
-            if not message["clear"]:
-                self.plot.clear()  # a second run with the default sigma follows
+            self.plot.clear()  # the full training with that sigma follows
             return
         if isinstance(message, Ready):
             for text in message.warnings:

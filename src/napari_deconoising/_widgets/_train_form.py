@@ -41,8 +41,9 @@ _TIPS = {
     "axes": "Axis letters of the image: YX for one image; SYX, TYX or ZYX for stacks (trained slice by slice)",
     "sigma": "Gaussian PSF standard deviation in pixels: about 0.21 * wavelength / NA / pixel size "
     "(see the user guide)",
-    "sigma_auto": "Learn sigma with the network, starting wide (3 px); the result is reported and saved "
-    "with the model. When the data gives no clear answer, training runs again with 1.0 px",
+    "sigma_auto": "Learn sigma with the network in a short run (at most 300 steps, starting wide at 3 px), "
+    "then train with it fixed; the result is reported and saved with the model. When the data gives no "
+    "clear answer, 1.0 px is used",
     "n2v2": "N2V2: blur pooling, no top-level skip connection and median replacement of blind spots, "
     "against checkerboard artefacts (see docs/benchmarks.md for when it helps)",
     "positivity": "Penalty on negative intensities in the deconvolved image; 0 switches it off",

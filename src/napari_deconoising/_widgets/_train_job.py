@@ -11,7 +11,7 @@ import numpy as np
 from napari.layers import Image
 
 from ..core import DecoNoisingModel, TrainConfig, Trainer, TrainEvent
-from ..core.learned_psf import LearnedSigmaTrainer
+from ..core.learned_psf import LearnedSigmaTrainer, estimation_config
 
 __all__ = ["Ready", "TrainControl", "TrainRun", "train_job"]
 
@@ -80,17 +80,17 @@ def train_job(
 
     Yields one :class:`Ready` and then :class:`TrainEvent` objects; returns the best model.
     With ``estimate_sigma`` (ignored when resuming: the model keeps its PSF) the network
-    learns the PSF sigma; then the estimate (a dict, see
+    learns the PSF sigma in a short run; then the estimate (a dict, see
     :meth:`~napari_deconoising.core.learned_psf.LearnedSigmaTrainer.estimate`) is
-    yielded after training, and when it is not clear a second run with the default
-    sigma follows (another Ready and its events).
+    yielded, and the full training with that sigma (the default when it is not clear)
+    follows (another Ready and its events).
     """
     if estimate_sigma and resume is None:
-        learner = LearnedSigmaTrainer(data, config, axes=axes)
+        learner = LearnedSigmaTrainer(data, estimation_config(config), axes=axes)
         model = yield from _forward(control, learner)
         estimate = learner.estimate()
         yield estimate
-        if not estimate["clear"] and not control.stop_requested:
+        if not control.stop_requested:
             model = yield from _forward(control, Trainer(data, config.replace(psf_sigma=estimate["sigma"]), axes=axes))
         model.psf_estimate = estimate
         return model

@@ -5,7 +5,10 @@ a masked pixel with that pixel's *noisy* value, whose noise the network never sa
 its expectation is ``noise variance + MSE(denoised, clean)``. The sigma whose model
 denoises best therefore has the lowest validation loss, without any ground truth. A PSF
 that is too wide cannot produce the image's sharpest detail; one that is too narrow
-leaves room for noise-like output (see the sweep in docs/benchmarks.md).
+leaves room for noise-like output (see the sweep in docs/benchmarks.md). The ranking is
+not exact: the loss scores the *blind* prediction, PSNR the prediction from the full
+image, and on text with a true sigma of 0.7 px a model trained with 0.34 px had the
+lower validation loss but 1.3 dB lower PSNR than one trained with 0.78 px (issue 12).
 
 The search trains one short run per candidate sigma, all with the same seed (the same
 initial weights, patches and blind spots, so the scores differ by the PSF only), then
