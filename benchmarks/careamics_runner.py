@@ -234,7 +234,8 @@ def main() -> None:
         if job.get("predict"):
             result["vmhwm_before_predict_bytes"] = _vmhwm()
             big = np.load(job["predict"]).astype(np.float32)
-            crop = tuple(slice(0, t) for t in kw["tile_size"]) if kw else (slice(0, 256),) * ndim
+            warm = kw["tile_size"] if kw else (256, 256) if ndim == 2 else (16, 128, 128)
+            crop = tuple(slice(0, t) for t in warm)
             cm.predict(big[crop], axes=axes[-ndim:], batch_size=1, **kw)  # warm-up
             t0 = time.perf_counter()
             cm.predict(big, axes=axes[-ndim:], batch_size=1, **kw)

@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2, help="A/B repetitions (ours, CAREamics) per measurement")
     ap.add_argument("--big", type=int, nargs=3, default=[64, 512, 512], help="prediction stack ZYX")
-    ap.add_argument("--peer-tile", type=int, nargs=3, default=[64, 256, 256])
+    ap.add_argument("--peer-tile", type=int, nargs=3, default=[64, 256, 256],
+                    help="CAREamics' prediction tile (ZYX); 0 0 0: the whole stack at once, its default")
     ap.add_argument("--peer-overlap", type=int, nargs=3, default=[8, 48, 48])
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--no-predict", action="store_true")
@@ -162,6 +163,13 @@ def main(argv: list[str] | None = None) -> dict:
     np.save(big, np.tile(s, reps)[: a.big[0], : a.big[1], : a.big[2]].astype(np.float32))
     rows: list[dict] = []
 
+    def save() -> dict:
+        """Write what was measured so far: a run stopped early on a busy CPU still leaves its rows."""
+        summary = {"machine": info, "peer": peer_note, "args": {k: str(v) for k, v in vars(a).items()},
+                   "configs": CONFIGS, "rows": rows}
+        (a.out / "speed3d.json").write_text(json.dumps(summary, indent=1, default=str))
+        return summary
+
     def peer(c: dict, job: dict) -> dict | None:
         if peer_py is None:
             return None
@@ -190,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
                 t = run_child("train", spec)
                 rows.append({"what": "train", "tool": "ours", "config": name, "round": rnd, "precision": prec,
                              "pool_z_asked": pool_z, "load": [load0, _load()], **t})
+                save()
                 log(f"[{name} r{rnd}] ours train {prec} (pool_z {t['pool_z']}, ran {t['picked']}): "
                     f"{t['median']:.3f} s/step (min {t['min']:.3f}), peak RSS {t['peak_rss_bytes'] / 2**30:.2f} GiB; "
                     f"load {load0} -> {_load()}; {t['reason']}")
@@ -198,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
             if r is not None:
                 rows.append({"what": "train", "tool": "CAREamics", "config": name, "round": rnd, "precision": "fp32",
                              "load": [load0, _load()], **{k: v for k, v in r.items() if k != "step_intervals"}})
+                save()
                 if "step_seconds" in r:
                     log(f"[{name} r{rnd}] CAREamics train fp32: {r['step_seconds']:.3f} s/step (min "
                         f"{r['step_seconds_min']:.3f}), peak RSS {r['vmhwm_bytes'] / 2**30:.2f} GiB; load {load0} -> "
@@ -210,33 +220,37 @@ def main(argv: list[str] | None = None) -> dict:
         mvox = float(np.prod(a.big)) / 1e6
         base = run_child("predict", {"big": str(big), "baseline": True})
         rows.append({"what": "baseline", "config": name, **base})
+        save()
         for rnd in range(a.rounds):
             for prec in ("fp32",) if a.smoke else ("fp32", "auto"):
                 load0 = _load()
                 p = run_child("predict", {"big": str(big), "model": str(model_path), "precision": prec})
                 rows.append({"what": "predict", "tool": "ours", "config": name, "round": rnd, "precision": prec,
                              "shape": a.big, "mvox_per_s": mvox / p["seconds"], "load": [load0, _load()], **p})
+                save()
                 log(f"[{name} r{rnd}] ours predict {a.big} {prec} (ran {p['picked']}): {p['seconds']:.1f} s = "
                     f"{mvox / p['seconds']:.3f} MVox/s, peak RSS {p['peak_rss_bytes'] / 2**30:.2f} GiB (torch + stack "
                     f"{base['peak_rss_bytes'] / 2**30:.2f}); load {load0} -> {_load()}; {p['reason']}")
             load0 = _load()
-            r = peer(c, {"steps": 1, "warmup": 0, "predict": str(big), "tile": a.peer_tile,
-                         "tile_overlap": a.peer_overlap})
-            if r is not None and "predict_big_seconds" in r:
+            tiles = {"tile": a.peer_tile, "tile_overlap": a.peer_overlap} if a.peer_tile[0] else {}
+            r = peer(c, {"steps": 1, "warmup": 0, "predict": str(big), **tiles})
+            if r is not None and "predict_big_seconds" not in r:
+                rows.append({"what": "predict", "tool": "CAREamics", "config": name, "round": rnd, **r})
+                save()
+            elif r is not None:
                 sec = r["predict_big_seconds"]
                 rows.append({"what": "predict", "tool": "CAREamics", "config": name, "round": rnd, "precision": "fp32",
                              "shape": a.big, "mvox_per_s": mvox / sec, "load": [load0, _load()],
                              **{k: v for k, v in r.items() if k not in ("step_intervals", "step_durations")}})
-                log(f"[{name} r{rnd}] CAREamics predict {a.big} fp32 (tiles {a.peer_tile}): {sec:.1f} s = "
+                save()
+                log(f"[{name} r{rnd}] CAREamics predict {a.big} fp32 (tiles {a.peer_tile if tiles else 'none'}): "
+                    f"{sec:.1f} s = "
                     f"{mvox / sec:.3f} MVox/s, peak RSS {r['vmhwm_bytes'] / 2**30:.2f} GiB (after its 1 training step: "
                     f"{r['vmhwm_before_predict_bytes'] / 2**30:.2f}); load {load0} -> {_load()}")
     tmp.cleanup()
     cache.cleanup()
     info["load_avg_1min_at_end"] = _load()
-    summary = {"machine": info, "peer": peer_note, "args": {k: str(v) for k, v in vars(a).items()},
-               "configs": CONFIGS, "rows": rows}
-    (a.out / "speed3d.json").write_text(json.dumps(summary, indent=1, default=str))
-    return summary
+    return save()
 
 
 if __name__ == "__main__":
