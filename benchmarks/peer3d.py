@@ -12,7 +12,10 @@ CAREamics samples patches on a grid of patch-sized cells (32 x 160 x 160 has 8 c
 8, would leave nothing to train on) and the last, partial batch of each pass is dropped
 so that every step sees 4 patches, as ours. The whole stack is predicted twice: from the
 last weights (CAREamics' default for Noise2Void) and from the checkpoint with the lowest
-validation loss (what our engine returns). Scores, as in quality3d.json: denoised PSNR
+validation loss (what our engine returns). Caveat: in the 150-step runs of 2026-11-25 the two
+outputs were identical although the best checkpoints were from other steps (see
+docs/benchmarks.md, "Checkpoint caveat"); treat the pair as one result until that is
+understood. Scores, as in quality3d.json: denoised PSNR
 against the clean stack and, for the phantom column, the same output against the
 phantom (Noise2Void does not deconvolve).
 
