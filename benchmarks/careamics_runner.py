@@ -13,6 +13,11 @@ Jobs
     Time N training steps (after w warm-up steps) and, optionally, the prediction of
     ``predict``.
 
+3D (``"ndim": 3``): ``noisy`` is ZYX (or SZYX), ``patch`` is ``[z, y, x]`` and
+``tile`` (optional) ``[z, y, x]`` with ``tile_overlap``. ``"checkpoints": {"last":
+"a.npy", "best": "b.npy"}`` (quality mode) writes one prediction per checkpoint;
+"best" is the lowest validation loss, as our engine returns.
+
 Note on torchvision: CAREamics imports torchvision only for its LVAE models (and
 torchmetrics for image metrics we do not use). PyPI's torchvision wheel for
 torch 2.13 is a CUDA build that cannot load into the CPU build of torch, so, when
@@ -75,6 +80,29 @@ def _stub_torchvision() -> bool:
     return True
 
 
+def _vmhwm() -> int:
+    """Peak resident memory (VmHWM; it starts anew at exec, unlike ru_maxrss), 0 if unknown."""
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:")), 0)
+    except OSError:
+        return 0
+
+
+def _checkpoint(cm, name: str):
+    """"last", or the path of the checkpoint with the lowest validation loss for "best".
+
+    CAREamics refuses ``checkpoint="best"`` for Noise2Void (its validation loss is a
+    masked loss on noisy data), but accepts the path, which its ModelCheckpoint keeps.
+    """
+    if name != "best":
+        return name
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    cb = next(c for c in cm.trainer.callbacks if isinstance(c, ModelCheckpoint))
+    return cb.best_model_path or "last"  # no validation yet (a run shorter than an epoch)
+
+
 def main() -> None:
     with open(sys.argv[1]) as f:
         job = json.load(f)
@@ -90,6 +118,10 @@ def main() -> None:
     torch.set_num_threads(int(job.get("threads", os.cpu_count() or 1)))
     noisy = np.load(job["noisy"]).astype(np.float32)
     steps = int(job["steps"])
+    ndim = int(job.get("ndim", 2))
+    axes = ("YX" if noisy.ndim == 2 else "SYX") if ndim == 2 else ("ZYX" if noisy.ndim == 3 else "SZYX")
+    patch = job["patch"]
+    patch_size = [int(v) for v in patch] if isinstance(patch, list) else [int(patch)] * ndim
     warmup = int(job.get("warmup", 0))
 
     class Timer(Callback):
@@ -120,8 +152,8 @@ def main() -> None:
     cfg = create_advanced_n2v_config(
         experiment_name="bench",
         data_type="array",
-        axes="YX" if noisy.ndim == 2 else "SYX",
-        patch_size=[int(job["patch"])] * 2,
+        axes=axes,
+        patch_size=patch_size,
         batch_size=int(job["batch"]),
         num_epochs=10**6,
         n_val_patches=n_val,
@@ -134,6 +166,16 @@ def main() -> None:
             "enable_model_summary": False,
         },
         num_workers=0,
+        # A small volume has few grid cells (32x160x160 in 16x64x64: 8); drop_last keeps
+        # every step at the full batch, as ours.
+        **({"train_dataloader_params": {"shuffle": True, "drop_last": True}} if job.get("drop_last") else {}),
+        **({"optimizer_params": {"lr": float(job["lr"])}} if job.get("lr") else {}),
+        # CAREamics' N2V preset keeps a checkpoint every 10 epochs and no "best"; ours
+        # returns the weights with the lowest validation loss, so keep that one too.
+        **({"checkpoint_params": {"monitor": "val_loss", "mode": "min", "save_top_k": 1, "save_last": True}}
+           if "best" in (job.get("checkpoints") or {}) else {}),
+        # None is CAREamics' default: X/Y flips and 90-degree rotations in YX.
+        augmentations=job.get("augmentations"),
         **(
             {"masked_pixel_percentage": float(job["masked_pixel_percentage"])}
             if job.get("masked_pixel_percentage")
@@ -148,7 +190,9 @@ def main() -> None:
         "config": {
             "depth": int(job["depth"]),
             "channels": int(job["channels"]),
-            "patch": int(job["patch"]),
+            "patch": patch_size,
+            "axes": axes,
+            "augmentations": [a.name for a in cfg.data_config.augmentations],
             "batch": int(job["batch"]),
             "steps": steps,
             "precision": precision,
@@ -173,23 +217,34 @@ def main() -> None:
             result["batch_sizes"] = [n for _, n in timer.steps]
         if len(t) > warmup + 1:
             result["step_intervals"] = [float(v) for v in np.diff(t[warmup:])]
+        tile = job.get("tile")
+        kw = {}
+        if tile:
+            kw = {"tile_size": tuple(tile) if isinstance(tile, list) else (tile,) * ndim,
+                  "tile_overlap": tuple(job.get("tile_overlap", [48] * ndim))}
         if job["mode"] == "quality":
-            t0 = time.perf_counter()
-            pred, _ = cm.predict(noisy, axes="YX" if noisy.ndim == 2 else "SYX")
-            result["predict_seconds"] = time.perf_counter() - t0
-            np.save(job["out"], np.asarray(pred[0], np.float32).reshape(noisy.shape))
+            for name, path in (job.get("checkpoints") or {"last": job["out"]}).items():
+                ckpt = _checkpoint(cm, name)
+                t0 = time.perf_counter()
+                pred, _ = cm.predict(noisy, axes=axes, checkpoint=ckpt, **kw)
+                result[f"predict_seconds_{name}"] = time.perf_counter() - t0
+                result[f"checkpoint_{name}"] = os.path.basename(str(ckpt))
+                np.save(path, np.asarray(pred[0], np.float32).reshape(noisy.shape))
+            result["predict_seconds"] = result[f"predict_seconds_{name}"]
         if job.get("predict"):
+            result["vmhwm_before_predict_bytes"] = _vmhwm()
             big = np.load(job["predict"]).astype(np.float32)
-            tile = job.get("tile")
-            kw = {"tile_size": (tile, tile), "tile_overlap": (48, 48)} if tile else {}
-            cm.predict(big[:256, :256], axes="YX", batch_size=1, **kw)  # warm-up
+            warm = kw["tile_size"] if kw else (256, 256) if ndim == 2 else (16, 128, 128)
+            crop = tuple(slice(0, t) for t in warm)
+            cm.predict(big[crop], axes=axes[-ndim:], batch_size=1, **kw)  # warm-up
             t0 = time.perf_counter()
-            cm.predict(big, axes="YX", batch_size=1, **kw)
+            cm.predict(big, axes=axes[-ndim:], batch_size=1, **kw)
             result["predict_big_seconds"] = time.perf_counter() - t0
             result["predict_big_shape"] = list(big.shape)
     import resource
 
     result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    result["vmhwm_bytes"] = _vmhwm()
     with open(sys.argv[2], "w") as f:
         json.dump(result, f)
 

@@ -79,3 +79,37 @@ def test_quality3d_smoke(tmp_path):
     assert all(math.isfinite(v["denoised"]) and math.isfinite(v["deconvolved"]) for v in row.values())
     assert row["3D DecoNoising"]["pool_z"] is False and row["2D slice-by-slice DecoNoising"]["pool_z"] is None
     assert summary["results"]["0"]["raw"] == row["raw"]
+
+
+def test_speed3d_smoke(tmp_path):
+    speed3d = _load("speed3d")
+    summary = speed3d.main(["--smoke", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "speed3d.json").read_text())
+    kinds = [(r["what"], r.get("tool")) for r in saved["rows"]]
+    assert kinds == [("train", "ours"), ("baseline", None), ("predict", "ours")]
+    train, base, pred = saved["rows"]
+    assert train["median"] > 0 and train["pool_z"] is False  # 8 planes at depth 2: Z is not pooled
+    assert pred["mvox_per_s"] > 0 and pred["peak_rss_bytes"] >= base["peak_rss_bytes"] > 0
+    assert summary["peer"] == "CAREamics not run"
+
+
+def test_picture3d_smoke(tmp_path):
+    pytest.importorskip("matplotlib")
+    picture3d = _load("picture3d")
+    png = tmp_path / "views.png"
+    summary = picture3d.main(["--smoke", "--png", str(png)])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and summary["png_bytes"] == png.stat().st_size
+    assert set(summary["psnr"]) == {"raw", "denoised", "deconvolved", "raw_vs_phantom"}
+    assert json.loads(png.with_suffix(".json").read_text())["steps"] == 2
+
+
+def test_peer3d_smoke(tmp_path):
+    common = _load("common")
+    if common.peer_python(install=False)[0] is None:
+        pytest.skip("CAREamics is not installed in the benchmark venv (DECONOISING_BENCH_VENV)")
+    peer3d = _load("peer3d")
+    peer3d.main(["--smoke", "--seeds", "0", "--no-install", "--out", str(tmp_path)])
+    row = json.loads((tmp_path / "peer3d.json").read_text())["results"]["0"]
+    assert set(row) == {"raw", "peer", *peer3d.METHODS.values()}
+    assert row["peer"]["config"]["axes"] == "ZYX" and row["peer"]["config"]["patch"] == [8, 16, 16]
+    assert all(math.isfinite(row[m]["denoised"]) for m in peer3d.METHODS.values())
