@@ -70,3 +70,12 @@ def test_quality3d_smoke(tmp_path):
     assert all(math.isfinite(v["denoised"]) and math.isfinite(v["deconvolved"]) for v in row.values())
     assert row["3D DecoNoising"]["pool_z"] is False and row["2D slice-by-slice DecoNoising"]["pool_z"] is None
     assert summary["results"]["0"]["raw"] == row["raw"]
+
+
+def test_large_data_smoke(tmp_path):
+    large_data = _load("large_data")
+    assert large_data.main(["--smoke", "--dir", str(tmp_path / "scratch"), "--out", str(tmp_path / "r.json")]) == 0
+    (run,) = json.loads((tmp_path / "r.json").read_text())["runs"]
+    assert run["shape"][1:] == [256, 256] and run["workers"] == 0
+    assert run["mp_per_s"] > 0 and run["cpu_s"] > 0 and run["main_rss"] > 0
+    assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["model.pt"]  # volumes deleted
