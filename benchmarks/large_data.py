@@ -75,7 +75,7 @@ def make_volume(path: Path, gib: float, plane: int = PLANE) -> tuple[int, ...]:
     return shape
 
 
-def run_predict(model: Path, src: Path, out: Path, workers: int | None, tile: int) -> dict:
+def run_predict(model: Path, src: Path, out: Path, workers: int | None, tile: int, precision: str = "fp32") -> dict:
     """One ``deconoising predict`` in a fresh process: wall time, CPU time and peak RSS (workers too)."""
     code = f"""
 import json, os, resource, sys, time
@@ -100,14 +100,15 @@ if workers:
         client.wait_for_workers(workers)
         before = client.run(cpu_seconds)
         c0, t0 = cpu_seconds(), time.perf_counter()  # the prediction alone, not the cluster's start
-        predict_file(model, {str(src)!r}, {str(out)!r}, tile_size={tile}, device="cpu", client=client)
+        predict_file(model, {str(src)!r}, {str(out)!r}, tile_size={tile}, device="cpu", precision={precision!r},
+                     client=client)
         seconds, main_cpu = time.perf_counter() - t0, cpu_seconds() - c0
         worker_cpu = [c - before[w] for w, c in client.run(cpu_seconds).items()]
         worker_rss = list(client.run(peak_rss_bytes).values())
         worker_place = list(client.run(placement).values())
 else:
     c0, t0 = cpu_seconds(), time.perf_counter()
-    predict_file(model, {str(src)!r}, {str(out)!r}, tile_size={tile}, device="cpu")
+    predict_file(model, {str(src)!r}, {str(out)!r}, tile_size={tile}, device="cpu", precision={precision!r})
     seconds, main_cpu = time.perf_counter() - t0, cpu_seconds() - c0
 print(json.dumps({{"seconds": seconds, "main_rss": peak_rss_bytes(), "worker_rss": worker_rss,
                   "main_place": placement(), "worker_place": worker_place,
@@ -145,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plane", type=int, default=PLANE, help="side of the square planes of the TYX volume")
     p.add_argument("--dir", help="scratch folder (default: a temporary one, deleted at the end)")
     p.add_argument("--out", help="write the results as JSON here")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="our precision (fp32, as CAREamics' default; the CLI's auto picks by measurement)")
     p.add_argument("--careamics", action="store_true",
                    help="also time CAREamics' predict_to_disk on every volume (needs the benchmark venv)")
     p.add_argument("--smoke", action="store_true", help="a tiny volume, one worker count; seconds")
@@ -193,13 +196,13 @@ def _ours_run(args: argparse.Namespace, results: dict, scratch: Path, src: Path,
     """Our prediction of the volume ``src`` with ``w`` Dask workers (0: in one process)."""
     px = shape[0] * shape[1] * shape[2]
     out = scratch / f"out_{src.stem}_{w}.zarr"
-    r = run_predict(scratch / "model.pt", src, out, w or None, args.tile)
-    r.update(gib=4 * px / 1024**3, shape=list(shape), workers=w, mp_per_s=px / r["seconds"] / 1e6,
-             mp_per_cpu_s=px / r["cpu_s"] / 1e6, loadavg=os.getloadavg())
+    r = run_predict(scratch / "model.pt", src, out, w or None, args.tile, args.precision)
+    r.update(gib=4 * px / 1024**3, shape=list(shape), workers=w, precision=args.precision,
+             mp_per_s=px / r["seconds"] / 1e6, mp_per_cpu_s=px / r["cpu_s"] / 1e6, loadavg=os.getloadavg())
     _record(args, results, r)
     shutil.rmtree(out, ignore_errors=True)
     peak = max([r["main_rss"], *r["worker_rss"]]) / 1024**3
-    print(f"{r['gib']:.2f} GiB, {w or 'no'} Dask workers: {r['seconds']:.0f} s, "
+    print(f"{r['gib']:.2f} GiB, {args.precision}, {w or 'no'} Dask workers: {r['seconds']:.0f} s, "
           f"{r['mp_per_s']:.2f} MP/s, peak RSS main {r['main_rss'] / 1024**3:.2f} GiB"
           + (f", workers {', '.join(f'{b / 1024**3:.2f}' for b in r['worker_rss'])} GiB"
              if r["worker_rss"] else "") + f" (max {peak:.2f} GiB)", flush=True)
