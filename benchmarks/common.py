@@ -194,14 +194,14 @@ def _careamics_deps(py: Path) -> list[str]:
     return keep
 
 
-def run_peer(py: Path, job: dict, timeout: float = 3600) -> dict:
-    """Run one CAREamics job in the benchmark venv; return its result dict."""
+def run_peer(py: Path, job: dict, timeout: float = 3600, runner: Path = RUNNER) -> dict:
+    """Run one CAREamics job (a ``runner`` script) in the benchmark venv; return its result dict."""
     with tempfile.TemporaryDirectory() as tmp:
         jf, rf = Path(tmp) / "job.json", Path(tmp) / "result.json"
         jf.write_text(json.dumps(job))
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         r = subprocess.run(
-            [str(py), str(RUNNER), str(jf), str(rf)],
+            [str(py), str(runner), str(jf), str(rf)],
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -113,3 +113,12 @@ def test_peer3d_smoke(tmp_path):
     assert set(row) == {"raw", "peer", *peer3d.METHODS.values()}
     assert row["peer"]["config"]["axes"] == "ZYX" and row["peer"]["config"]["patch"] == [8, 16, 16]
     assert all(math.isfinite(row[m]["denoised"]) for m in peer3d.METHODS.values())
+
+
+def test_large_data_smoke(tmp_path):
+    large_data = _load("large_data")
+    assert large_data.main(["--smoke", "--dir", str(tmp_path / "scratch"), "--out", str(tmp_path / "r.json")]) == 0
+    (run,) = json.loads((tmp_path / "r.json").read_text())["runs"]
+    assert run["shape"][1:] == [256, 256] and run["workers"] == 0
+    assert run["mp_per_s"] > 0 and run["cpu_s"] > 0 and run["main_rss"] > 0
+    assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["model.pt"]  # volumes deleted

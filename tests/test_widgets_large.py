@@ -14,7 +14,7 @@ from napari_deconoising.core.predict import tile_halo  # noqa: E402
 
 
 def no_whole_compute(data: np.ndarray, chunks):
-    """A dask array that raises when it is computed or converted to NumPy as a whole.
+    """A dask array that raises when it is computed, persisted or converted to NumPy as a whole.
 
     Its slices are ordinary dask arrays: reading tiles (or the plane napari shows) works.
     """
@@ -27,8 +27,32 @@ def no_whole_compute(data: np.ndarray, chunks):
         def compute(self, *args, **kwargs):
             raise AssertionError("the whole layer was computed")
 
+        def __dask_postcompute__(self):  # dask.compute(layer.data)
+            raise AssertionError("the whole layer was computed")
+
+        def __dask_postpersist__(self):  # layer.data.persist()
+            raise AssertionError("the whole layer was persisted")
+
     x = da.from_array(data, chunks=chunks)
     return NoWholeCompute(x.dask, x.name, x.chunks, meta=x._meta)
+
+
+@pytest.fixture
+def largest_dask_result():
+    """The size in bytes of the largest array any dask task returns while the test runs.
+
+    This also catches routes around the guard above (a rechunk to one block, a
+    concatenation of all tiles): no task may ever hold the whole layer.
+    """
+    from dask.callbacks import Callback
+
+    seen = [0]
+
+    def posttask(key, result, dsk, state, worker_id):
+        seen[0] = max(seen[0], int(getattr(result, "nbytes", 0)))
+
+    with Callback(posttask=posttask):
+        yield seen
 
 
 @pytest.fixture
@@ -36,7 +60,8 @@ def viewer(make_napari_viewer, fresh_registry):
     return make_napari_viewer()
 
 
-def test_apply_on_a_dask_layer_never_materialises_it(viewer, trained, tmp_path, sync_workers, notifications):
+def test_apply_on_a_dask_layer_never_materialises_it(viewer, trained, tmp_path, sync_workers, notifications,
+                                                     largest_dask_result):
     import zarr
 
     img = np.random.default_rng(0).normal(trained.mean, trained.std, (3, 70, 60)).astype(np.float32)
@@ -62,6 +87,7 @@ def test_apply_on_a_dask_layer_never_materialises_it(viewer, trained, tmp_path, 
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["lazy_deconvolved.zarr",
                                                                         "lazy_denoised.zarr"]
     assert "saved in" in a.status.value
+    assert 0 < largest_dask_result[0] <= img[0].nbytes  # tiles were read through dask, one plane at most
 
 
 def test_cancel_keeps_the_finished_tiles(qtbot, viewer, trained, tmp_path, notifications):
@@ -85,7 +111,7 @@ def test_cancel_keeps_the_finished_tiles(qtbot, viewer, trained, tmp_path, notif
 
 
 def test_train_on_a_dask_layer_reads_patches_lazily(viewer, sample, tmp_path, monkeypatch, sync_workers,
-                                                    notifications):
+                                                    notifications, largest_dask_result):
     import tempfile
 
     import zarr
@@ -107,3 +133,4 @@ def test_train_on_a_dask_layer_reads_patches_lazily(viewer, sample, tmp_path, mo
     den = viewer.layers["lazy denoised"]
     assert isinstance(den.data, zarr.Array) and den.data.shape == stack.shape
     assert np.isfinite(den.data[...]).all()
+    assert 0 < largest_dask_result[0] < stack.nbytes
