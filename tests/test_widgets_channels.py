@@ -202,6 +202,7 @@ def test_several_layers_train_one_model_with_a_result_pair_each(train_widget, tw
     assert any(t.startswith("Channel 2/2 (magenta) · Epoch") for _, t, *_ in seen)
     model = w.model
     assert isinstance(model, ChannelModels) and [m.config.psf_sigma for m in model.models] == [1.0, 2.0]
+    assert "added 'green denoised' and 'green deconvolved', 'magenta denoised' and" in w.status.value
     expected = model.predict(two_channels, "CYX", device="cpu")
     for k, source in enumerate((green, magenta)):
         np.testing.assert_array_equal(source.data, two_channels[k])  # inputs untouched
@@ -222,6 +223,7 @@ def test_several_layers_train_one_model_with_a_result_pair_each(train_widget, tw
     ("C axis and extra", "not both"),
     ("channels last", "after Y and X"),
     ("resume", "choose '(new model)'"),
+    ("too large", "layers that fit in memory"),
 ])
 def test_bad_channel_input_is_refused_with_a_message(train_widget, two_channels, trained, fresh_registry,
                                                      sync_workers, notifications, case, msg):
@@ -247,6 +249,10 @@ def test_bad_channel_input_is_refused_with_a_message(train_widget, two_channels,
     elif case == "channels last":
         form.image.value = viewer.add_image(np.moveaxis(two_channels, 0, -1).copy(), name="yxc")
         form.axes.value = "YXC"
+    elif case == "too large":  # a lazy (dask) layer: the channels would all be read into memory
+        da = pytest.importorskip("dask.array")
+        form.image.value = viewer.add_image(da.from_array(two_channels, chunks=(1, 24, 24)), name="lazy")
+        form.axes.value = "CYX"
     elif case == "resume":
         name = fresh_registry.add(trained, "single")
         form.resume.reset_choices()
@@ -257,6 +263,24 @@ def test_bad_channel_input_is_refused_with_a_message(train_widget, two_channels,
     assert [layer.name for layer in viewer.layers] == names  # nothing added, nothing lost
     assert w.model is None and not w.busy
     np.testing.assert_array_equal(cyx.data, two_channels)
+
+
+def test_sigma_estimated_for_each_channel(train_widget, two_channels, sync_workers, notifications):
+    viewer, w = train_widget
+    w.form.image.value, w.form.axes.value = viewer.add_image(two_channels, name="cells"), "CYX"
+    w.form.sigma_auto.value = True
+    assert not w.form.channel_sigmas.enabled and w.form.estimate_sigma()
+    set_tiny(w)
+    assert w.start()
+    assert not notifications["error"], notifications["error"]
+    estimates = [m.psf_estimate for m in w.model.models]
+    assert all(e is not None and e["method"] == "learned" for e in estimates)
+    told = notifications["info"] + notifications["warning"]
+    for k, est in enumerate(estimates):
+        assert f"Channel {k + 1}/2 · {est['message']}" in told
+        assert w.model.models[k].config.psf_sigma == est["sigma"]
+    xs = w.plot.train[0]  # every run (a second one after an unclear estimate) follows the previous
+    assert xs == sorted(xs) and len(xs) == len(set(xs)) >= 4
 
 
 def test_3d_channels_get_a_z_sigma_each(train_widget, sample3d, sync_workers, notifications):

@@ -151,16 +151,15 @@ class PredictionFlow:
                                        prediction.deconvolved.take(k, axis=c), request.model, request.model_name,
                                        axes, run_id=request.run_id, step=request.step, channel=k)
                      for k, layer in enumerate(request.channel_layers)]
-            den, dec = pairs[0]
         else:
-            den, dec = add_result_layers(self.host.viewer, request.layer, prediction.denoised,
-                                         prediction.deconvolved, request.model, request.model_name, request.axes,
-                                         run_id=request.run_id, step=request.step)
+            pairs = [add_result_layers(self.host.viewer, request.layer, prediction.denoised,
+                                       prediction.deconvolved, request.model, request.model_name, request.axes,
+                                       run_id=request.run_id, step=request.step)]
+        den, dec = pairs[0]
         self.succeeded = True
         secs = format_seconds(time.perf_counter() - request.t0)
-        self.host.status.value = (
-            f"{request.status_prefix}Done in {secs}: added '{den.name}' and '{dec.name}'."
-        )
+        added = ", ".join(f"'{a.name}' and '{b.name}'" for a, b in pairs)
+        self.host.status.value = f"{request.status_prefix}Done in {secs}: added {added}."
         self.host.results_added(request.layer, den, dec)
 
     def _on_error(self, exc: BaseException) -> None:

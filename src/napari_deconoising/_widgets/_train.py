@@ -18,8 +18,8 @@ from ._notify import error, info, notify_error, warning
 from ._plot import LossPlot
 from ._prediction import PredictRequest
 from ._registry import REGISTRY, read_model_file
-from ._train_form import TrainForm
 from ._train_channels import channel_input, channel_prefix, stopped_channels_text, trained_size
+from ._train_form import TrainForm
 from ._train_job import ChannelStart, Ready, TrainControl, TrainRun, channels_job, train_job
 from ._worker import Job
 

@@ -13,7 +13,6 @@ from ..core.optics import optics_psf
 from ._form import Field, Form, axes_field, device_field, image_field
 from ._layers import grey_image_choices, layer_array
 from ._notify import notify_error
-from ._train_channels import channel_fields, channel_optics, channel_sigma_text, channel_values, count_channels
 from ._optics_rows import (
     CONFOCAL_ROWS,
     OPTICS_INPUTS,
@@ -24,6 +23,7 @@ from ._optics_rows import (
     sigma_text,
 )
 from ._registry import REGISTRY
+from ._train_channels import channel_fields, channel_optics, channel_sigma_text, channel_values, count_channels
 
 __all__ = ["NEW_MODEL", "PSF_FILE", "PSF_GAUSSIAN", "PSF_LAYER", "PSF_NONE", "PSF_OPTICS", "TrainForm"]
 
