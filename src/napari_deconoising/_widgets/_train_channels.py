@@ -2,7 +2,7 @@
 
 The channels are either the ``C`` axis of one layer (axes ``CYX``, ``CZYX``, ``TCYX``...) or
 several single-channel layers of the same shape (the Image, then the "Extra channel layers"
-in list order), for example the layers napari makes when it opens a multichannel file with a
+in the viewer's layer order), for example the layers napari makes when it opens a multichannel file with a
 channel axis. Either way the core gets one array with a ``C`` axis and trains one network per
 channel (:mod:`napari_deconoising.core.channels`).
 """
@@ -24,7 +24,7 @@ from ..core.channels import per_channel
 from ..core.optics import Optics, OpticsError, gaussian_sigma
 from ._form import Field
 from ._large import is_large
-from ._layers import check_layer, grey_image_choices, layer_array, layer_shape
+from ._layers import check_layer, layer_array, layer_shape
 from ._optics_rows import read_optics
 from ._train_job import ChannelStart
 
@@ -33,7 +33,8 @@ __all__ = ["ChannelInput", "channel_fields", "channel_input", "channel_optics", 
 
 _TIPS = {
     "extra_layers": "Other single-channel layers of the same shape as the Image, trained as further channels "
-    "of one model (one network each). Channel order: the Image, then the selected layers top to bottom",
+    "of one model (one network each). Channel order: the Image, then the selected layers in the order of "
+    "the viewer's layer list (bottom to top there)",
     "channel_sigmas": "Gaussian PSF sigma of each channel in pixels, in channel order (e.g. 1.2, 1.8); "
     "one value applies to every channel",
     "channel_sigmas_z": "Gaussian PSF sigma along Z of each channel, in planes (e.g. 2, 2.6); one value "
@@ -50,8 +51,8 @@ def channel_fields() -> dict[str, Field]:
         return Field(name, LineEdit, label, {"visible": False, "tooltip": _TIPS[name]})
 
     return {
-        "extra_layers": Field("extra_layers", Select, "Extra channel layers", {"tooltip": _TIPS["extra_layers"]},
-                              choices=grey_image_choices),
+        # its choices (every single-channel image but the Image) are set by the form
+        "extra_layers": Field("extra_layers", Select, "Extra channel layers", {"tooltip": _TIPS["extra_layers"]}),
         "channel_sigmas": row("channel_sigmas", "PSF sigma per channel (px)"),
         "channel_sigmas_z": row("channel_sigmas_z", "PSF sigma Z per channel"),
         "channel_emissions": row("channel_emissions", "Emission per channel (nm)"),

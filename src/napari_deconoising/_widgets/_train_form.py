@@ -122,6 +122,8 @@ class TrainForm(Form):
         super().__init__(train_fields(), viewer, defaults=TrainConfig())
         self.viewer = viewer
         self.extra_layers.native.setMaximumHeight(72)  # about three rows: the list is rarely long
+        self.extra_layers.choices = self._extra_choices
+        self.image.changed.connect(lambda *_: self.extra_layers.reset_choices())
         for name in OPTICS_INPUTS:
             self.widgets[name].changed.connect(self._update_sigma)
         self.channel_emissions.changed.connect(self._update_sigma)
@@ -150,9 +152,10 @@ class TrainForm(Form):
         return TrainConfig(**values)
 
     def extra_layer_list(self) -> list:
-        """The extra channel layers, in list order (top to bottom), which is their channel order."""
+        """The extra channel layers in their channel order: the viewer's layer order (the order
+        they were opened or added in, unless moved), whatever the order of clicking."""
         chosen = self.extra_layers.value
-        return [layer for layer in self.extra_layers.choices if any(layer is c for c in chosen)]
+        return [layer for layer in self.viewer.layers if any(layer is c for c in chosen)]
 
     def channel_count(self) -> int:
         """Channels of the chosen image (its C axis, or the extra layers), 1 when unsure."""
@@ -205,6 +208,10 @@ class TrainForm(Form):
 
     def _axes_text(self) -> str:
         return (self.axes.value or "").strip().upper()
+
+    def _extra_choices(self, _widget: Any = None) -> list:
+        # the Image is channel 1: it is not offered again as an extra channel
+        return [(name, layer) for name, layer in grey_image_choices(self.viewer) if layer is not self.image.value]
 
     def _update_rows(self, *_args: Any) -> None:
         """Show the rows that fit the PSF kind, 3D and the number of channels."""
