@@ -336,6 +336,23 @@ def test_optics_give_each_channel_its_emission_psf(train_widget, two_channels, n
     assert not notifications["error"], notifications["error"]
 
 
+def test_one_measured_psf_serves_every_channel(train_widget, two_channels):
+    from napari_deconoising.core import gaussian_psf
+
+    viewer, w = train_widget
+    form = w.form
+    form.image.value, form.axes.value = viewer.add_image(two_channels, name="cells"), "CYX"
+    psf = viewer.add_image(gaussian_psf(1.5), name="bead")
+    form.psf_kind.value = "Measured PSF: image layer"
+    form.psf_layer.value = psf
+    assert form.channel_sigmas.native.isHidden() and form.sigma.native.isHidden()
+    configs = form.channel_configs(form.config(), 2)
+    assert [c.psf for c in configs] == ["measured", "measured"]
+    first, second = form.channel_psfs(configs)
+    np.testing.assert_array_equal(first, psf.data)
+    np.testing.assert_array_equal(second, psf.data)
+
+
 def test_stop_before_the_last_channel_keeps_no_model(sample, tiny_config):
     """The job stops the channel in training and trains no further channel: no half-trained model."""
     data = np.stack([sample.noisy, sample.noisy.T])
