@@ -97,9 +97,8 @@ def test_a_channels_file_opens_for_apply_but_not_for_training(tmp_path, make_nap
 from conftest import set_tiny  # noqa: E402
 
 from napari_deconoising._widgets import TrainWidget  # noqa: E402
-from napari_deconoising._widgets._train_channels import channel_input  # noqa: E402
 from napari_deconoising._widgets._train_job import ChannelStart, Ready, TrainControl, channels_job  # noqa: E402
-from napari_deconoising.core import ChannelModels, DataError  # noqa: E402
+from napari_deconoising.core import ChannelModels  # noqa: E402
 from napari_deconoising.core.channels import load_model  # noqa: E402
 
 
@@ -281,24 +280,6 @@ def test_sigma_estimated_for_each_channel(train_widget, two_channels, sync_worke
     assert xs == sorted(xs) and len(xs) == len(set(xs)) >= 4
 
 
-def test_extra_layers_are_the_other_images_in_layer_order(train_widget, two_channels):
-    viewer, w = train_widget
-    a, b, c = (viewer.add_image(two_channels[0], name=n) for n in "abc")
-    form = w.form
-    form.image.value = a
-    assert [layer.name for layer in form.extra_layers.choices] == ["b", "c"]  # not the Image itself
-    form.extra_layers.value = [c, b]
-    assert form.extra_layer_list() == [b, c]  # the viewer's layer order, not the order of clicking
-    form.image.value = b  # the new Image leaves the list (and the selection)
-    assert {layer.name for layer in form.extra_layers.choices} == {"a", "c"} and form.extra_layer_list() == [c]
-    form.extra_layers.value = [c, a]
-    assert form.extra_layer_list() == [a, c]
-    viewer.layers.move(0, 3)  # a to the top of the layer list
-    assert [layer.name for layer in viewer.layers] == ["b", "c", "a"] and form.extra_layer_list() == [c, a]
-    with pytest.raises(DataError, match="choose other layers as extra channels"):
-        channel_input(a, "YX", [a])  # the form never offers it; the check stands for other callers
-
-
 def test_3d_channels_get_a_z_sigma_each(train_widget, sample3d, sync_workers, notifications):
     viewer, w = train_widget
     czyx = np.stack([sample3d.noisy, 2 * sample3d.noisy + 10]).astype(np.float32)
@@ -315,42 +296,6 @@ def test_3d_channels_get_a_z_sigma_each(train_widget, sample3d, sync_workers, no
     assert all(m.ndim == 3 for m in w.model.models)
     out = viewer.layers["vol deconvolved"]
     assert out.data.shape == czyx.shape and tuple(out.scale) == (1, 2.0, 0.5, 0.5)
-
-
-def test_optics_give_each_channel_its_emission_psf(train_widget, two_channels, notifications):
-    viewer, w = train_widget
-    form = w.form
-    form.image.value, form.axes.value = viewer.add_image(two_channels, name="cells"), "CYX"
-    form.psf_kind.value = "From optics (NA, wavelength…)"
-    assert form.emission_nm.native.isHidden() and not form.channel_emissions.native.isHidden()
-    form.channel_emissions.value = "520, 680"
-    assert form.psf_sigma_info.value.startswith("ch 1: ") and "ch 2: " in form.psf_sigma_info.value
-    configs = form.channel_configs(form.config(), 2)
-    assert [c.optics.wavelength_nm for c in configs] == [520.0, 680.0]
-    narrow, wide = form.channel_psfs(configs)
-    assert narrow.max() > wide.max()  # a longer wavelength spreads the light wider
-    form.preview_psf.changed.emit(True)
-    assert {"PSF widefield NA 1.4 520 nm", "PSF widefield NA 1.4 680 nm"} <= {x.name for x in viewer.layers}
-    form.channel_emissions.value = "520, 600, 680"
-    assert "3 emission wavelengths given for 2 channels" in form.psf_sigma_info.value
-    assert not notifications["error"], notifications["error"]
-
-
-def test_one_measured_psf_serves_every_channel(train_widget, two_channels):
-    from napari_deconoising.core import gaussian_psf
-
-    viewer, w = train_widget
-    form = w.form
-    form.image.value, form.axes.value = viewer.add_image(two_channels, name="cells"), "CYX"
-    psf = viewer.add_image(gaussian_psf(1.5), name="bead")
-    form.psf_kind.value = "Measured PSF: image layer"
-    form.psf_layer.value = psf
-    assert form.channel_sigmas.native.isHidden() and form.sigma.native.isHidden()
-    configs = form.channel_configs(form.config(), 2)
-    assert [c.psf for c in configs] == ["measured", "measured"]
-    first, second = form.channel_psfs(configs)
-    np.testing.assert_array_equal(first, psf.data)
-    np.testing.assert_array_equal(second, psf.data)
 
 
 def test_stop_before_the_last_channel_keeps_no_model(sample, tiny_config):
