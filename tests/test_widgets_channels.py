@@ -84,3 +84,247 @@ def test_a_channels_file_opens_for_apply_but_not_for_training(tmp_path, make_nap
     reader = get_reader(str(path))
     assert reader is not None and reader(str(path)) == [(None,)]
     assert "two [2]" in fresh_registry
+
+
+# -- training a model per channel in the Train widget ------------------------------------------
+
+from conftest import set_tiny  # noqa: E402
+
+from napari_deconoising._widgets import TrainWidget  # noqa: E402
+from napari_deconoising._widgets._train_job import ChannelStart, Ready, TrainControl, channels_job  # noqa: E402
+from napari_deconoising.core import ChannelModels  # noqa: E402
+from napari_deconoising.core.channels import load_model  # noqa: E402
+
+
+@pytest.fixture
+def two_channels():
+    """Two 48x48 channels with different PSF widths and intensity ranges."""
+    a, b = make_sample((48, 48), sigma=1.0, seed=1), make_sample((48, 48), sigma=2.0, seed=2)
+    return np.stack([a.noisy, 4 * b.noisy + 50]).astype(np.float32)
+
+
+@pytest.fixture
+def train_widget(make_napari_viewer, fresh_registry):
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Train")
+    return viewer, w
+
+
+def _spy_messages(w):
+    """Record (message, status text, progress value, progress maximum) for every training message."""
+    seen, handle = [], w._on_train_message
+
+    def spy(message):
+        handle(message)
+        seen.append((message, w.status.value, w.progress.value(), w.progress.maximum()))
+
+    w._on_train_message = spy  # start() connects the instance attribute
+    return seen
+
+
+def test_a_cyx_layer_trains_a_model_per_channel(tmp_path, train_widget, two_channels, sync_workers,
+                                                notifications):
+    viewer, w = train_widget
+    original = two_channels.copy()
+    layer = viewer.add_image(two_channels, name="cells", scale=(1, 0.2, 0.2))
+    form = w.form
+    form.image.value = layer
+    form.axes.value = "CYX"
+    assert form.channel_count() == 2
+    assert form.sigma.native.isHidden() and not form.channel_sigmas.native.isHidden()
+    assert form.channel_sigmas.value == f"{form.sigma.value:g}"  # filled from the single value
+    form.channel_sigmas.value = "1.0, 2.0"
+    set_tiny(w)
+    seen = _spy_messages(w)
+    assert w.start()
+    assert not notifications["error"], notifications["error"]
+    # progress runs over both channels; each message names its channel
+    starts = [m for m, *_ in seen if isinstance(m, ChannelStart)]
+    assert [(s.index, s.count) for s in starts] == [(0, 2), (1, 2)]
+    assert {most for *_, most in seen} == {2 * 4}
+    steps = [p for m, _, p, _ in seen if getattr(m, "kind", None) == "step"]
+    assert steps == sorted(steps) and steps[-1] == 8
+    assert any(t.startswith("Channel 2/2 · Epoch 1/2 · step 1/4") for _, t, *_ in seen), [t for _, t, *_ in seen]
+    assert w.plot.n_points == 2 * 2 * 2  # 2 channels x 2 epochs x (train + validation)
+    assert w.plot.train[0] == [1, 2, 3, 4]  # the second channel's epochs follow the first's
+    # the model: one network per channel, each with its sigma
+    model = w.model
+    assert isinstance(model, ChannelModels)
+    assert [m.config.psf_sigma for m in model.models] == [1.0, 2.0]
+    assert "2 channels, 2 epochs each" in w.status.value
+    # results keep the C axis and the scale; the input is untouched
+    expected = model.predict(two_channels, "CYX", device="cpu")
+    den, dec = viewer.layers["cells denoised"], viewer.layers["cells deconvolved"]
+    np.testing.assert_allclose(den.data, expected.denoised, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dec.data, expected.deconvolved, rtol=1e-5, atol=1e-5)
+    assert tuple(den.scale) == tuple(dec.scale) == (1, 0.2, 0.2)
+    np.testing.assert_array_equal(layer.data, original)
+    # saved as the Train widget saves any model; the Apply widget runs the file the same way
+    path = tmp_path / "cells.pt"
+    assert w.save_model(path)
+    loaded = load_model(path)
+    assert isinstance(loaded, ChannelModels) and len(loaded.models) == 2
+    apply = ApplyWidget(viewer)
+    viewer.window.add_dock_widget(apply, name="Apply")
+    assert apply.load_model(path) is not None
+    apply.form.image.value = layer
+    apply.form.axes.value = "CYX"
+    assert apply.run()
+    assert not notifications["error"], notifications["error"]
+    np.testing.assert_allclose(viewer.layers["cells denoised [2]"].data, den.data, rtol=1e-5, atol=1e-5)
+
+
+def test_several_layers_train_one_model_with_a_result_pair_each(train_widget, two_channels, sync_workers,
+                                                                 notifications):
+    viewer, w = train_widget
+    green = viewer.add_image(two_channels[0].copy(), name="green", colormap="green", scale=(0.2, 0.2))
+    magenta = viewer.add_image(two_channels[1].copy(), name="magenta", colormap="magenta", scale=(0.2, 0.2))
+    viewer.add_image(two_channels[0][:24], name="other shape")
+    form = w.form
+    form.image.value = green
+    form.axes.value = "YX"
+    assert form.channel_count() == 1 and form.channel_sigmas.native.isHidden()
+    form.extra_layers.value = [magenta]
+    assert form.channel_count() == 2 and not form.channel_sigmas.native.isHidden()
+    form.channel_sigmas.value = "1 2"
+    set_tiny(w)
+    seen = _spy_messages(w)
+    assert w.start()
+    assert not notifications["error"], notifications["error"]
+    assert [m.name for m, *_ in seen if isinstance(m, ChannelStart)] == ["green", "magenta"]
+    assert any(t.startswith("Channel 2/2 (magenta) · Epoch") for _, t, *_ in seen)
+    model = w.model
+    assert isinstance(model, ChannelModels) and [m.config.psf_sigma for m in model.models] == [1.0, 2.0]
+    assert "added 'green denoised' and 'green deconvolved', 'magenta denoised' and" in w.status.value
+    expected = model.predict(two_channels, "CYX", device="cpu")
+    for k, source in enumerate((green, magenta)):
+        np.testing.assert_array_equal(source.data, two_channels[k])  # inputs untouched
+        for role, want in (("denoised", expected.denoised[k]), ("deconvolved", expected.deconvolved[k])):
+            out = viewer.layers[f"{source.name} {role}"]
+            np.testing.assert_allclose(out.data, want, rtol=1e-5, atol=1e-5)
+            assert out.colormap.name == source.colormap.name and tuple(out.scale) == (0.2, 0.2)
+            facts = out.metadata[PROVENANCE_KEY]
+            assert facts["channel"] == k and facts["axes"] == "YX" and len(facts["channels"]) == 2
+
+
+@pytest.mark.parametrize("case, msg", [
+    ("too many sigmas", "3 PSF sigmas given for 2 channels"),
+    ("not numbers", "not a list of numbers"),
+    ("no sigma", "enter the PSF sigma"),
+    ("other shape", "the channels of one model need the same shape"),
+    ("C axis and extra", "not both"),
+    ("channels last", "after Y and X"),
+    ("resume", "choose '(new model)'"),
+    ("too large", "layers that fit in memory"),
+])
+def test_bad_channel_input_is_refused_with_a_message(train_widget, two_channels, trained, fresh_registry,
+                                                     sync_workers, notifications, case, msg):
+    viewer, w = train_widget
+    cyx = viewer.add_image(two_channels, name="cells")
+    yx = viewer.add_image(two_channels[0], name="yx")
+    small = viewer.add_image(two_channels[1][:24], name="small")
+    form = w.form
+    set_tiny(w)
+    form.image.value, form.axes.value = cyx, "CYX"
+    if case == "too many sigmas":
+        form.channel_sigmas.value = "1, 2, 3"
+    elif case == "not numbers":
+        form.channel_sigmas.value = "1.2, wide"
+    elif case == "no sigma":
+        form.channel_sigmas.value = " "
+    elif case == "other shape":
+        form.image.value, form.axes.value, form.extra_layers.value = yx, "YX", [small]
+    elif case == "C axis and extra":
+        form.extra_layers.value = [yx]
+    elif case == "channels last":
+        form.image.value = viewer.add_image(np.moveaxis(two_channels, 0, -1).copy(), name="yxc")
+        form.axes.value = "YXC"
+    elif case == "too large":  # a lazy (dask) layer: the channels would all be read into memory
+        da = pytest.importorskip("dask.array")
+        form.image.value = viewer.add_image(da.from_array(two_channels, chunks=(1, 24, 24)), name="lazy")
+        form.axes.value = "CYX"
+    elif case == "resume":
+        name = fresh_registry.add(trained, "single")
+        form.resume.reset_choices()
+        form.resume.value = name
+    names = [layer.name for layer in viewer.layers]
+    assert not w.start()
+    assert any(msg in m for m in notifications["error"]), notifications["error"]
+    assert [layer.name for layer in viewer.layers] == names  # nothing added, nothing lost
+    assert w.model is None and not w.busy
+    np.testing.assert_array_equal(cyx.data, two_channels)
+
+
+def test_sigma_estimated_for_each_channel(train_widget, two_channels, sync_workers, notifications):
+    viewer, w = train_widget
+    w.form.image.value, w.form.axes.value = viewer.add_image(two_channels, name="cells"), "CYX"
+    w.form.sigma_auto.value = True
+    assert not w.form.channel_sigmas.enabled and w.form.estimate_sigma()
+    set_tiny(w)
+    assert w.start()
+    assert not notifications["error"], notifications["error"]
+    estimates = [m.psf_estimate for m in w.model.models]
+    assert all(e is not None and e["method"] == "learned" for e in estimates)
+    told = notifications["info"] + notifications["warning"]
+    for k, est in enumerate(estimates):
+        assert f"Channel {k + 1}/2 · {est['message']}" in told
+        assert w.model.models[k].config.psf_sigma == est["sigma"]
+    xs = w.plot.train[0]  # every run (a second one after an unclear estimate) follows the previous
+    assert xs == sorted(xs) and len(xs) == len(set(xs)) >= 4
+
+
+def test_3d_channels_get_a_z_sigma_each(train_widget, sample3d, sync_workers, notifications):
+    viewer, w = train_widget
+    czyx = np.stack([sample3d.noisy, 2 * sample3d.noisy + 10]).astype(np.float32)
+    layer = viewer.add_image(czyx, name="vol", scale=(1, 2.0, 0.5, 0.5))
+    form = w.form
+    form.image.value, form.axes.value, form.three_d.value = layer, "CZYX", True
+    assert form.is_3d and not form.channel_sigmas_z.native.isHidden() and form.sigma_z.native.isHidden()
+    form.channel_sigmas.value, form.channel_sigmas_z.value = "1", "2, 2.5"
+    set_tiny(w, epochs=1, steps_per_epoch=2, batch_size=2)
+    form.z_patch.value = 8
+    assert w.start()
+    assert not notifications["error"], notifications["error"]
+    assert [m.config.psf_sigma for m in w.model.models] == [(2.0, 1.0, 1.0), (2.5, 1.0, 1.0)]
+    assert all(m.ndim == 3 for m in w.model.models)
+    out = viewer.layers["vol deconvolved"]
+    assert out.data.shape == czyx.shape and tuple(out.scale) == (1, 2.0, 0.5, 0.5)
+
+
+def test_stop_before_the_last_channel_keeps_no_model(sample, tiny_config):
+    """The job stops the channel in training and trains no further channel: no half-trained model."""
+    data = np.stack([sample.noisy, sample.noisy.T])
+    cfg = tiny_config.replace(epochs=1, steps_per_epoch=3, batch_size=2)
+    for stop_in, want in ((0, None), (1, ChannelModels)):
+        control = TrainControl()
+        job, seen = channels_job(control, data, [cfg, cfg], "CYX", [None, None]), []
+        try:
+            while True:
+                msg = next(job)
+                seen.append(msg)
+                if isinstance(msg, Ready) and sum(isinstance(m, ChannelStart) for m in seen) == stop_in + 1:
+                    control.stop()
+        except StopIteration as end:
+            result = end.value
+        steps = [m for m in seen if getattr(m, "kind", None) == "step"]
+        assert len(steps) == (0 if stop_in == 0 else 3)  # stopped before the first step of that channel
+        if want is None:
+            assert result is None
+            assert sum(isinstance(m, ChannelStart) for m in seen) == 1
+        else:
+            assert isinstance(result, ChannelModels) and len(result.models) == 2
+
+
+def test_stop_in_the_widget_during_the_first_channel(qtbot, train_widget, two_channels, notifications):
+    viewer, w = train_widget
+    w.form.image.value, w.form.axes.value = viewer.add_image(two_channels, name="cells"), "CYX"
+    set_tiny(w, epochs=200, steps_per_epoch=5)
+    assert w.start()
+    qtbot.waitUntil(lambda: w.progress.value() >= 2, timeout=30_000)
+    w.stop()
+    qtbot.waitUntil(lambda: not w.busy, timeout=60_000)
+    assert not notifications["error"], notifications["error"]
+    assert w.model is None and not w.save_button.enabled
+    assert any("no model was kept" in m for m in notifications["warning"]), notifications["warning"]
+    assert "cells denoised" not in viewer.layers and w.start_button.enabled

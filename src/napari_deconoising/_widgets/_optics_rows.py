@@ -73,15 +73,16 @@ def sigma_text(form: Any, ndim: int = 2) -> str:
     return f"{sy:.2f} px" + (f", z {sz:.2f} planes" if ndim == 3 else "")
 
 
-def preview_psf(form: Any, viewer: Any, ndim: int = 2) -> Any:
-    """Add the PSF of the form's optics to ``viewer`` as an image layer and return the layer.
+def preview_psf(form: Any, viewer: Any, ndim: int = 2, optics: Optics | None = None) -> Any:
+    """Add the PSF of the form's optics (or of ``optics``) to ``viewer`` as an image layer and
+    return the layer.
 
     Raises
     ------
     OpticsError
         The optics are impossible or the ``psf`` package is missing.
     """
-    optics = read_optics(form)
+    optics = optics or read_optics(form)
     kernel = optics_psf(optics, ndim=ndim)
     name = f"PSF {optics.modality} NA {optics.na:g} {optics.wavelength_nm:g} nm"
     metadata = {"optics": optics.to_dict(), "gaussian_sigma_px": list(gaussian_sigma(optics))}

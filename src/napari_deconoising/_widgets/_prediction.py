@@ -17,7 +17,7 @@ from magicgui.widgets import Label
 from napari.layers import Image, Layer
 from qtpy.QtWidgets import QProgressBar
 
-from ..core import DecoNoisingModel, Prediction
+from ..core import ChannelModels, DecoNoisingModel, Prediction
 from ..core.formatting import format_seconds
 from ..core.stream import StreamPlan
 from ._large import LazyResults, large_predict_job
@@ -41,7 +41,7 @@ class PredictRequest:
 
     layer: Image
     data: np.ndarray | None  # a private copy of the layer's data; dropped when done
-    model: DecoNoisingModel
+    model: DecoNoisingModel | ChannelModels
     model_name: str | None
     axes: str
     run_id: str
@@ -54,6 +54,8 @@ class PredictRequest:
     # A large or lazy layer: tiles go from the layer into these zarr outputs (data is None).
     large: LazyResults | None = None
     plan: StreamPlan | None = None
+    # Several single-channel layers stacked along the C axis of data: a result pair next to each.
+    channel_layers: list[Image] | None = None
 
 
 class PredictionHost(Protocol):
@@ -143,22 +145,21 @@ class PredictionFlow:
                                       f"are saved in {request.large.folder}.")
             self.host.results_added(request.layer, den, dec)
             return
-        den, dec = add_result_layers(
-            self.host.viewer,
-            request.layer,
-            prediction.denoised,
-            prediction.deconvolved,
-            request.model,
-            request.model_name,
-            request.axes,
-            run_id=request.run_id,
-            step=request.step,
-        )
+        if request.channel_layers:
+            c, axes = request.axes.index("C"), request.axes.replace("C", "")
+            pairs = [add_result_layers(self.host.viewer, layer, prediction.denoised.take(k, axis=c),
+                                       prediction.deconvolved.take(k, axis=c), request.model, request.model_name,
+                                       axes, run_id=request.run_id, step=request.step, channel=k)
+                     for k, layer in enumerate(request.channel_layers)]
+        else:
+            pairs = [add_result_layers(self.host.viewer, request.layer, prediction.denoised,
+                                       prediction.deconvolved, request.model, request.model_name, request.axes,
+                                       run_id=request.run_id, step=request.step)]
+        den, dec = pairs[0]
         self.succeeded = True
         secs = format_seconds(time.perf_counter() - request.t0)
-        self.host.status.value = (
-            f"{request.status_prefix}Done in {secs}: added '{den.name}' and '{dec.name}'."
-        )
+        added = ", ".join(f"'{a.name}' and '{b.name}'" for a, b in pairs)
+        self.host.status.value = f"{request.status_prefix}Done in {secs}: added {added}."
         self.host.results_added(request.layer, den, dec)
 
     def _on_error(self, exc: BaseException) -> None:

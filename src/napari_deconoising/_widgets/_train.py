@@ -18,8 +18,9 @@ from ._notify import error, info, notify_error, warning
 from ._plot import LossPlot
 from ._prediction import PredictRequest
 from ._registry import REGISTRY, read_model_file
+from ._train_channels import channel_input, channel_prefix, stopped_channels_text, trained_size
 from ._train_form import TrainForm
-from ._train_job import Ready, TrainControl, TrainRun, train_job
+from ._train_job import ChannelStart, Ready, TrainControl, TrainRun, channels_job, train_job
 from ._worker import Job
 
 __all__ = ["TrainWidget"]
@@ -34,7 +35,7 @@ class TrainWidget(DeconoisingWidget):
         super().__init__(napari_viewer, TrainForm(napari_viewer))
         self.control: TrainControl | None = None
         self.train_worker: Job | None = None
-        self.model: DecoNoisingModel | None = None
+        self.model: DecoNoisingModel | ChannelModels | None = None
         self.model_name: str | None = None
         self.train_run: TrainRun | None = None
         self._run_counter = 0
@@ -90,51 +91,54 @@ class TrainWidget(DeconoisingWidget):
         if self.busy:
             warning("Training is already running: stop it first (one run at a time).")
             return False
+        control = TrainControl()
         try:
             layer, axes = self.form.image_and_axes()
             config = self.form.config()
+            channels = channel_input(layer, axes, self.form.extra_layer_list())
             resumed = self.form.resume_name()
             resume = REGISTRY.get(resumed) if resumed is not None else None
             if isinstance(resume, ChannelModels):
                 raise DataError(f"'{resumed}' holds one model per channel; continuing it is not supported yet")
-            # a resumed model keeps its own PSF
-            psf = self.form.measured_psf() if resume is None else None
+            if channels is not None:
+                if resume is not None:
+                    raise DataError(f"'{resumed}' is a single-channel model and this image has {channels.count} "
+                                    "channels: choose '(new model)' to train a model per channel")
+                configs = self.form.channel_configs(config, channels.count)
+                data, axes = channels.data(), channels.axes
+                job = (channels_job, control, data, configs, axes, self.form.channel_psfs(configs),
+                       self.form.estimate_sigma(), channels.names())
+            else:
+                data = layer_data(layer)  # a dask/zarr layer stays lazy: patches are read as drawn
+                # a resumed model keeps its own PSF
+                psf = self.form.measured_psf() if resume is None else None
+                job = (train_job, control, data, config, axes, psf, resume, self.form.estimate_sigma())
         except ValueError as exc:
             notify_error(exc, what="training")
             return False
-        if resume is not None and (
-            resume.config.depth != config.depth or resume.config.channels != config.channels
-        ):
-            info(
-                f"Continuing '{resumed}': its architecture (depth "
-                f"{resume.config.depth}, {resume.config.channels} channels) and PSF are kept."
-            )
+        if resume is not None and (resume.config.depth, resume.config.channels) != (config.depth, config.channels):
+            info(f"Continuing '{resumed}': its architecture (depth {resume.config.depth}, "
+                 f"{resume.config.channels} channels) and PSF are kept.")
         self._run_counter += 1
         self.train_run = TrainRun(
             layer=layer,
             axes=axes,
-            data=layer_data(layer),  # a dask/zarr layer stays lazy: patches are read as drawn
+            data=data,
             config=config,
             run_id=f"train-{id(self):x}-{self._run_counter}",
             epoch_offset=len(resume.history) if resume is not None else 0,
             resumed=resumed,
+            channel_layers=None if channels is None else channels.layers,
         )
         self.plot.clear()
         if resume is not None:
             self.plot.set_history(resume.history)
-        self.progress.setRange(0, config.total_steps)
+        self.progress.setRange(0, config.total_steps * (1 if channels is None else channels.count))
         self.progress.setValue(0)
         self.status.value = "Preparing data and network…"
-        self.control = TrainControl()
+        self.control = control
         self.train_worker = Job(
-            train_job,
-            self.control,
-            self.train_run.data,
-            config,
-            axes,
-            psf,
-            resume,
-            self.form.estimate_sigma(),
+            *job,
             yielded=self._on_train_message,
             returned=self._on_trained,
             errored=self._on_train_error,
@@ -156,18 +160,25 @@ class TrainWidget(DeconoisingWidget):
         elif self.prediction.cancel():
             self.status.value = "Cancelling prediction…"
 
-    def _on_train_message(self, message: Ready | TrainEvent | dict) -> None:
+    def _on_train_message(self, message: ChannelStart | Ready | TrainEvent | dict) -> None:
         run = self.train_run
+        if isinstance(message, ChannelStart):
+            run.channel = message
+            return
+        prefix = channel_prefix(run.channel)
         if isinstance(message, dict):  # the PSF sigma learned with the network
-            (info if message["clear"] else warning)(message["message"])
-            self.status.value = message["message"]
-            self.plot.clear()  # the full training with that sigma follows
+            (info if message["clear"] else warning)(prefix + message["message"])
+            self.status.value = prefix + message["message"]
+            if run.channel is None:
+                self.plot.clear()  # the full training with that sigma follows
             return
         if isinstance(message, Ready):
             for text in message.warnings:
-                warning(text)
+                warning(prefix + text)
+            if run.channel is not None:  # each channel's (or second run's) curve follows the previous one
+                run.epoch_offset, run.segments = run.segments * run.config.epochs, run.segments + 1
             run.device = message.device
-            self.status.value = (
+            self.status.value = prefix + (
                 f"Training on {message.device} in {message.precision} ({message.reason}), "
                 f"{message.patch} px patches…"
             )
@@ -179,29 +190,33 @@ class TrainWidget(DeconoisingWidget):
             self.plot.add_step(run.plot_x(ev), ev.train_loss)
         else:
             self.plot.add_epoch(run.epoch_offset + ev.epoch, ev.train_loss, ev.val_loss)
-        self.progress.setValue(ev.step)
+        before = 0 if run.channel is None else run.channel.index * run.config.total_steps
+        self.progress.setValue(before + ev.step)
         val = f" · val {ev.val_loss:.4g}" if ev.val_loss is not None else ""
-        self.status.value = (
+        self.status.value = prefix + (
             f"Epoch {ev.epoch}/{ev.epochs} · step {ev.step}/{ev.total_steps} · "
             f"loss {ev.train_loss:.4g}{val} · {format_seconds(ev.eta_s)} left"
         )
         run.last_event = ev
 
-    def _on_trained(self, model: DecoNoisingModel) -> None:
+    def _on_trained(self, model: DecoNoisingModel | ChannelModels | None) -> None:
         run = self.train_run
+        self.plot.redraw()
+        if model is None:  # stopped before the last channel
+            self.status.value = stopped_channels_text(run.channel)
+            warning(self.status.value)
+            return
         stopped = self.control is not None and self.control.stop_requested
         self.model = model
         self.model_name = REGISTRY.add(model, f"{run.layer.name} model")
         self.save_button.enabled = True
-        self.plot.redraw()
         done = "stopped early" if stopped else "finished"
         secs = time.perf_counter() - run.t0
-        prefix = (
-            f"Training {done} after {format_seconds(secs)} ({len(model.history)} "
-            f"epochs). Model '{self.model_name}'. "
-        )
-        if model.psf_estimate is not None:
-            prefix += f"{model.psf_estimate['message']}. "
+        prefix = f"Training {done} after {format_seconds(secs)} ({trained_size(model)}). Model '{self.model_name}'. "
+        for k, one in enumerate(getattr(model, "models", [model])):
+            if one.psf_estimate is not None:
+                label = f"Channel {k + 1}: " if isinstance(model, ChannelModels) else ""
+                prefix += f"{label}{one.psf_estimate['message']}. "
         data, run.data = run.data, None  # the prediction owns the copy from here on
         large = plan = None
         if is_large(run.layer):  # tiles into OME-Zarr in a temporary folder, shown as they finish
@@ -211,23 +226,13 @@ class TrainWidget(DeconoisingWidget):
                 self.status.value = prefix + notify_error(exc, what="prediction")
                 return
             data = None
-        self.prediction.start(
-            PredictRequest(
-                layer=run.layer,
-                data=data,
-                large=large,
-                plan=plan,
-                model=model,
-                model_name=self.model_name,
-                axes=run.axes,
-                run_id=run.run_id,
-                step="trained on this layer",
-                device=run.config.device,
-                status_prefix=prefix,
-                cancelled_text="Prediction cancelled; the model is kept "
-                "(save it or use the Apply widget).",
-            )
-        )
+        separate = run.channel_layers if len(run.channel_layers or ()) > 1 else None  # a result pair each
+        self.prediction.start(PredictRequest(
+            layer=run.layer, data=data, large=large, plan=plan, model=model, model_name=self.model_name,
+            axes=run.axes, run_id=run.run_id, step="trained on this layer", channel_layers=separate,
+            device=run.config.device, status_prefix=prefix,
+            cancelled_text="Prediction cancelled; the model is kept (save it or use the Apply widget).",
+        ))
 
     def _on_train_error(self, exc: BaseException) -> None:
         self.status.value = notify_error(exc, what="training")

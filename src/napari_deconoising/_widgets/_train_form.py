@@ -23,6 +23,7 @@ from ._optics_rows import (
     sigma_text,
 )
 from ._registry import REGISTRY
+from ._train_channels import channel_fields, channel_optics, channel_sigma_text, channel_values, count_channels
 
 __all__ = ["NEW_MODEL", "PSF_FILE", "PSF_GAUSSIAN", "PSF_LAYER", "PSF_NONE", "PSF_OPTICS", "TrainForm"]
 
@@ -38,7 +39,8 @@ _PSF_CONFIG = {PSF_GAUSSIAN: "gaussian", PSF_LAYER: "measured", PSF_FILE: "measu
 
 
 _TIPS = {
-    "axes": "Axis letters of the image: YX for one image; SYX, TYX or ZYX for stacks (trained slice by slice)",
+    "axes": "Axis letters of the image: YX for one image; SYX, TYX or ZYX for stacks (trained slice by slice); "
+    "C for channels (CYX, CZYX: a network per channel)",
     "sigma": "Gaussian PSF standard deviation in pixels: about 0.21 * wavelength / NA / pixel size "
     "(see the user guide)",
     "sigma_auto": "Learn sigma with the network in a short run (at most 300 steps, starting wide at 3 px), "
@@ -72,23 +74,28 @@ def train_fields() -> tuple[Field, ...]:
     A new training option is one row here (``Field.setting`` when the widget's name is
     the :class:`TrainConfig` field it sets).
     """
-    adv, setting, tip = "advanced", Field.setting, _TIPS
+    adv, setting, tip, per = "advanced", Field.setting, _TIPS, channel_fields()
+    optics = optics_fields()
+    at = [f.name for f in optics].index("emission_nm") + 1
     return (
-        image_field("Noisy image or stack to train on (single channel)"),
+        image_field("Noisy image or stack to train on (with a C axis: a model per channel)"),
         axes_field(tip["axes"]),
+        per["extra_layers"],
         Field("psf_kind", ComboBox, "PSF", {"choices": list(_PSF_CONFIG), "value": PSF_GAUSSIAN},
               config="psf", parse=_PSF_CONFIG.__getitem__),
         Field("three_d", CheckBox, "3D", {"value": False, "enabled": False, "tooltip": tip["three_d"]},
               config="ndim", parse=lambda on: 3 if on else 2),
         Field("sigma", FloatSpinBox, "PSF sigma (px)", {"min": 0.0, "max": 50.0, "step": 0.1, "tooltip": tip["sigma"]},
               config="psf_sigma", parse=float),
+        per["channel_sigmas"],
         Field("sigma_z", FloatSpinBox, "PSF sigma Z (px)", {"min": 0.0, "max": 50.0, "step": 0.1, "value": 2.0,
                                                             "visible": False, "tooltip": tip["sigma_z"]}),
+        per["channel_sigmas_z"],
         Field("sigma_auto", CheckBox, "Estimate sigma from data", {"value": False, "tooltip": tip["sigma_auto"]}),
         Field("psf_layer", ComboBox, "PSF layer", {"nullable": True, "value": None, "visible": False},
               choices=grey_image_choices),
         Field("psf_file", FileEdit, "PSF file", {"mode": "r", "filter": "*.tif *.tiff", "visible": False}),
-        *optics_fields(),
+        *optics[:at], per["channel_emissions"], *optics[at:],
         setting("positivity", FloatSpinBox, "Positivity λ", min=0.0, max=1000.0, step=0.1, tooltip=tip["positivity"]),
         Field("resume", ComboBox, "Start from", {"value": NEW_MODEL, "tooltip": tip["resume"]},
               choices=_resume_choices),
@@ -115,17 +122,17 @@ class TrainForm(Form):
     def __init__(self, viewer: Any) -> None:
         super().__init__(train_fields(), viewer, defaults=TrainConfig())
         self.viewer = viewer
-        self.psf_kind.changed.connect(self._on_psf_kind)
-        self.modality.changed.connect(lambda *_: self._on_psf_kind(self.psf_kind.value))
+        self.extra_layers.native.setMaximumHeight(72)  # about three rows: the list is rarely long
+        self.extra_layers.choices = self._extra_choices
+        self.image.changed.connect(lambda *_: self.extra_layers.reset_choices())
         for name in OPTICS_INPUTS:
             self.widgets[name].changed.connect(self._update_sigma)
+        self.channel_emissions.changed.connect(self._update_sigma)
         self.preview_psf.changed.connect(self._preview)
-        self.axes.changed.connect(self._update_3d)
-        self.image.changed.connect(self._update_3d)
-        self.three_d.changed.connect(self._update_3d)
+        for name in ("psf_kind", "modality", "axes", "image", "three_d", "extra_layers"):
+            self.widgets[name].changed.connect(self._update_rows)
         self.sigma_auto.changed.connect(self._on_sigma_auto)
-        self._update_sigma()
-        self._update_3d()
+        self._update_rows()
 
     @property
     def is_3d(self) -> bool:
@@ -144,6 +151,35 @@ class TrainForm(Form):
         else:
             values["ndim"] = 2
         return TrainConfig(**values)
+
+    def extra_layer_list(self) -> list:
+        """The extra channel layers in their channel order: the viewer's layer order (the order
+        they were opened or added in, unless moved), whatever the order of clicking."""
+        chosen = self.extra_layers.value
+        return [layer for layer in self.viewer.layers if any(layer is c for c in chosen)]
+
+    def channel_count(self) -> int:
+        """Channels of the chosen image (its C axis, or the extra layers), 1 when unsure."""
+        return count_channels(self.image.value, self._axes_text(), self.extra_layer_list())
+
+    def channel_configs(self, config: TrainConfig, n: int) -> list[TrainConfig]:
+        """``config`` for each of ``n`` channels, with the channel's PSF sigma or optics (raises ConfigError)."""
+        kind = self.psf_kind.value
+        if kind == PSF_GAUSSIAN and not self.estimate_sigma():
+            xy = channel_values(self.channel_sigmas.value, n, "PSF sigma")
+            if config.ndim == 3:
+                z = channel_values(self.channel_sigmas_z.value, n, "Z sigma")
+                return [config.replace(psf_sigma=(sz, s, s)) for sz, s in zip(z, xy)]
+            return [config.replace(psf_sigma=s) for s in xy]
+        if kind == PSF_OPTICS:
+            return [config.replace(optics=o) for o in channel_optics(self, n)]
+        return [config] * n
+
+    def channel_psfs(self, configs: list[TrainConfig]) -> list[np.ndarray | None]:
+        """The measured PSF of each channel: from its optics, else the one measured PSF for all."""
+        if self.psf_kind.value == PSF_OPTICS:
+            return [optics_psf(c.optics, ndim=c.ndim) for c in configs]
+        return [self.measured_psf()] * len(configs)
 
     def estimate_sigma(self) -> bool:
         """True when the Gaussian sigma is to be estimated from the data before training."""
@@ -174,32 +210,45 @@ class TrainForm(Form):
     def _axes_text(self) -> str:
         return (self.axes.value or "").strip().upper()
 
-    def _update_3d(self, *_args: Any) -> None:
+    def _extra_choices(self, _widget: Any = None) -> list:
+        # the Image is channel 1: it is not offered again as an extra channel
+        return [(name, layer) for name, layer in grey_image_choices(self.viewer) if layer is not self.image.value]
+
+    def _update_rows(self, *_args: Any) -> None:
+        """Show the rows that fit the PSF kind, 3D and the number of channels."""
         # 3D needs a Z axis; the switch keeps its state so that choosing a stack again restores it
         self.three_d.enabled = "Z" in self._axes_text()
-        on = self.is_3d
-        self.z_patch.visible = on
-        self.sigma_z.visible = on and self.psf_kind.value == PSF_GAUSSIAN
-        self._update_sigma()
-
-    def _on_psf_kind(self, kind: str) -> None:
-        self.sigma.visible = self.sigma_auto.visible = kind == PSF_GAUSSIAN
-        self.sigma_z.visible = kind == PSF_GAUSSIAN and self.is_3d
+        kind, is_3d, multi = self.psf_kind.value, self.is_3d, self.channel_count() > 1
+        gaussian, optics = kind == PSF_GAUSSIAN, kind == PSF_OPTICS
+        self.z_patch.visible = is_3d
+        self.sigma_auto.visible = gaussian
         self.psf_layer.visible = kind == PSF_LAYER
         self.psf_file.visible = kind == PSF_FILE
         confocal = self.modality.value == "confocal"
         for name in OPTICS_ROWS:
-            self.widgets[name].visible = kind == PSF_OPTICS and (confocal or name not in CONFOCAL_ROWS)
+            self.widgets[name].visible = optics and (confocal or name not in CONFOCAL_ROWS)
+        # with channels, a value per channel replaces the single value (which fills it at first)
+        for one, per, show in (("sigma", "channel_sigmas", gaussian), ("sigma_z", "channel_sigmas_z",
+                               gaussian and is_3d), ("emission_nm", "channel_emissions", optics)):
+            self.widgets[one].visible = show and not multi
+            self.widgets[per].visible = show and multi
+            if show and multi and not str(self.widgets[per].value).strip():
+                self.widgets[per].value = f"{self.widgets[one].value:g}"
+        self._update_sigma()
 
     def _on_sigma_auto(self, auto: bool) -> None:
-        self.sigma.enabled = self.sigma_z.enabled = not auto
+        for name in ("sigma", "sigma_z", "channel_sigmas", "channel_sigmas_z"):
+            self.widgets[name].enabled = not auto
 
     def _update_sigma(self, *_args: Any) -> None:
-        self.psf_sigma_info.value = sigma_text(self, ndim=3 if self.is_3d else 2)
+        ndim, n = 3 if self.is_3d else 2, self.channel_count()
+        self.psf_sigma_info.value = channel_sigma_text(self, n, ndim) if n > 1 else sigma_text(self, ndim=ndim)
 
     def _preview(self, *_args: Any) -> None:
         try:
-            preview_psf(self, self.viewer, ndim=3 if self.is_3d else 2)
+            n = self.channel_count()
+            for optics in channel_optics(self, n) if n > 1 else [None]:  # a preview per channel
+                preview_psf(self, self.viewer, ndim=3 if self.is_3d else 2, optics=optics)
         except ValueError as exc:
             notify_error(exc, what="the PSF preview")
         self._update_sigma()

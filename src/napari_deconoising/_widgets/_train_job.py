@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from napari.layers import Image
 
-from ..core import DecoNoisingModel, TrainConfig, Trainer, TrainEvent
+from ..core import ChannelModels, DecoNoisingModel, TrainConfig, Trainer, TrainEvent
+from ..core.channels import split_channels
 from ..core.learned_psf import LearnedSigmaTrainer, estimation_config
 
-__all__ = ["Ready", "TrainControl", "TrainRun", "train_job"]
+__all__ = ["ChannelStart", "Ready", "TrainControl", "TrainRun", "channels_job", "train_job"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,15 @@ class Ready:
     reason: str = ""  # why this precision (the measured choice, or "requested")
 
 
+@dataclass(frozen=True)
+class ChannelStart:
+    """Sent by :func:`channels_job` before each channel's training (its Ready follows)."""
+
+    index: int  # from 0, in channel order
+    count: int
+    name: str  # what the user calls the channel: its source layer, or "channel 2"
+
+
 @dataclass
 class TrainRun:
     """What the Train widget knows about the current (or last) training run."""
@@ -36,8 +46,11 @@ class TrainRun:
     data: np.ndarray | None  # the training copy; dropped once the prediction has ended
     config: TrainConfig
     run_id: str
-    epoch_offset: int = 0  # epochs the resumed model had already trained
+    epoch_offset: int = 0  # epochs the resumed model had already trained, or earlier channels' epochs
     resumed: str | None = None
+    channel_layers: list[Image] | None = None  # a model per channel: the layer(s) its channels came from
+    channel: ChannelStart | None = None  # the channel in training
+    segments: int = 0  # training runs started so far (each channel, and a second run after an unclear sigma)
     device: str | None = None  # known once the worker sends Ready
     last_event: TrainEvent | None = None
     t0: float = field(default_factory=time.perf_counter)
@@ -95,6 +108,32 @@ def train_job(
         model.psf_estimate = estimate
         return model
     return (yield from _forward(control, Trainer(data, config, axes=axes, psf=psf, resume=resume)))
+
+
+def channels_job(
+    control: TrainControl,
+    data: np.ndarray,
+    configs: Sequence[TrainConfig],
+    axes: str,
+    psfs: Sequence[np.ndarray | None],
+    estimate_sigma: bool = False,
+    names: Sequence[str] | None = None,
+) -> Generator[ChannelStart | Ready | TrainEvent | dict, None, ChannelModels | None]:
+    """Worker-thread generator: one model per channel of ``data`` (axes with a ``C``), one channel
+    after the other, each announced by a :class:`ChannelStart` and then trained like :func:`train_job`.
+
+    Returns the :class:`~napari_deconoising.core.ChannelModels`, or None when stopped before the
+    last channel: a model per channel is only usable with every channel trained.
+    """
+    views, rest = split_channels(data, axes)
+    names = list(names) if names is not None else [f"channel {k + 1}" for k in range(len(views))]
+    models = []
+    for k, (view, config, psf) in enumerate(zip(views, configs, psfs, strict=True)):
+        if control.stop_requested:
+            return None
+        yield ChannelStart(k, len(views), names[k])
+        models.append((yield from train_job(control, view, config, rest, psf, None, estimate_sigma)))
+    return ChannelModels(models)
 
 
 def _forward(control: TrainControl, trainer: Trainer) -> Generator[Ready | TrainEvent, None, DecoNoisingModel]:
