@@ -223,3 +223,22 @@ def test_3d_auto_tile_shape_and_bad_input(trained3d):
         trained3d.predict(np.zeros((3, 40, 40)), "SYX", device="cpu")
     with pytest.raises(ValueError, match="tile_size"):
         trained3d.predict(np.random.rand(12, 40, 40), "ZYX", device="cpu", tile_size=(4, 200, 200))
+
+
+def test_auto_precision_skips_the_probe_for_a_small_image(trained, monkeypatch):
+    """Timing a 512 px probe tile in each precision costs more than predicting a tiny image."""
+    from napari_deconoising.core import device as device_mod
+    from napari_deconoising.core.predict import prediction_plan
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("the precision probe ran for a small image")
+
+    monkeypatch.setattr(device_mod, "measure", no_measuring)
+    monkeypatch.setattr(device_mod, "candidates", lambda *a, **k: (["fp32", "bf16"], None))
+    plans = []
+    small = np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32)
+    trained.predict(small, "YX", precision="auto", on_plan=plans.append)
+    assert plans[0].precision == "fp32" and "small image" in plans[0].reason
+    # A large image still measures: the probe is asked for.
+    with pytest.raises(AssertionError, match="probe ran"):
+        prediction_plan(trained, "cpu", "auto", image_voxels=4096 * 4096)

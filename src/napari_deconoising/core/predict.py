@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -123,7 +125,7 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
     nd = model.config.ndim
     images = as_image_set(image, axes, ndim=nd)
     check_values(images.slices)
-    plan = prediction_plan(model, device, precision)
+    plan = prediction_plan(model, device, precision, sum(int(np.prod(x.shape)) for x in images.slices))
     if on_plan is not None:
         on_plan(plan)
     fmt = plan.memory_format(nd)
@@ -196,16 +198,22 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
 
 
 def prediction_plan(model: DecoNoisingModel, device: str = "auto",
-                    precision: str = DEFAULT_PRECISION) -> ExecutionPlan:
+                    precision: str = DEFAULT_PRECISION, image_voxels: int | None = None) -> ExecutionPlan:
     """Device and precision :func:`predict` will use, and why (``plan.reason``).
 
     ``precision="auto"`` times this network on one tile (a 512 px core in 2D; 8 planes
     of 128 px in 3D) in each precision the device runs natively, once per machine and
-    network shape (cached).
+    network shape (cached). An image of at most ``image_voxels`` pixels that is no larger
+    than two probe tiles is predicted in fp32 without measuring: the measurement would
+    cost more than the prediction it speeds up.
     """
     cfg = model.config
     want = (512, 512) if cfg.ndim == 2 else (8, 128, 128)
     tile = tuple(2 * h + max(m, w // m * m) for h, m, w in zip(tile_halos(model), _multiples(cfg), want))
+    if precision == "auto" and image_voxels is not None and image_voxels <= 2 * math.prod(tile):
+        plan = execution_plan(device, "fp32")
+        return dataclasses.replace(plan, reason="small image: fp32, not measured (the precision probe "
+                                   "would cost more than the prediction)")
     kwargs = dict(depth=cfg.depth, channels=cfg.channels, ndim=cfg.ndim, pool_z=cfg.pools_z())
     probe = prediction_probe(model.build_network, kwargs, None if model.psf is None else model.psf.shape, tile)
     return execution_plan(device, precision, probe=probe)
