@@ -70,3 +70,25 @@ def test_quality3d_smoke(tmp_path):
     assert all(math.isfinite(v["denoised"]) and math.isfinite(v["deconvolved"]) for v in row.values())
     assert row["3D DecoNoising"]["pool_z"] is False and row["2D slice-by-slice DecoNoising"]["pool_z"] is None
     assert summary["results"]["0"]["raw"] == row["raw"]
+
+
+def test_quality3d_summarise_merges_runs_split_by_method(tmp_path):
+    quality3d = _load("quality3d")
+    dn, n2v, sl = quality3d.METHODS
+    runs = {  # two processes, one method each, two seeds
+        "a": {"0": {"raw": {"denoised": 20.0, "deconvolved": 25.0}, dn: {"denoised": 40.0, "deconvolved": 30.0, "seconds": 10.0}},
+              "1": {"raw": {"denoised": 22.0, "deconvolved": 27.0}, dn: {"denoised": 42.0, "deconvolved": 32.0, "seconds": 12.0}}},
+        "b": {"0": {"raw": {"denoised": 20.0, "deconvolved": 25.0}, n2v: {"denoised": 41.0, "deconvolved": 28.0, "seconds": 8.0}},
+              "1": {"raw": {"denoised": 22.0, "deconvolved": 27.0}, n2v: {"denoised": 41.5, "deconvolved": 28.0, "seconds": 8.0}}},
+    }
+    paths = []
+    for name, results in runs.items():
+        p = tmp_path / name / "quality3d.json"
+        p.parent.mkdir()
+        p.write_text(json.dumps({"results": results}))
+        paths.append(str(p))
+    table = quality3d.summarise(paths)
+    assert f"| {dn} (n=2) | 41.00 ± 1.41 (40.00..42.00) | 31.00 ± 1.41 (30.00..32.00) | 11 ± 1 (10..12) |  |" in table
+    assert f"| {n2v} (n=2) | 41.25 ± 0.35" in table
+    assert f"| {dn} − {n2v} | -0.25 ± 1.06 (-1.00..0.50) | -1.00, +0.50 |" in table
+    assert sl not in table  # a method no file holds is left out, not shown as zeros
