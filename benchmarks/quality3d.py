@@ -48,7 +48,7 @@ def run_method(noisy: np.ndarray, name: str, args: argparse.Namespace, seed: int
     pz, py, px = args.patch
     common_cfg = dict(depth=args.depth, channels=args.channels, seed=seed, precision=args.precision,
                       device="cpu", steps_per_epoch=min(10, args.steps), epochs=max(1, args.steps // 10),
-                      lr=args.lr)
+                      lr=args.lr, head_lr_scale=args.head_lr_scale)
     if name == "2D slice-by-slice DecoNoising":
         cfg = TrainConfig(ndim=2, psf_sigma=SIGMA[1:], patch_size=(py, px), batch_size=args.batch * pz,
                           **common_cfg)
@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--channels", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--head-lr-scale", type=float, default=1.0,
+                    help="the phantom head learns at lr times this (TrainConfig.head_lr_scale), every method")
     ap.add_argument("--pool-z", default=None, choices=["auto", "yes", "no"])
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--out", default="bench-output", help="folder for quality3d.json")
