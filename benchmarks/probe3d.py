@@ -4,7 +4,8 @@ The setup of ``quality3d.py`` (same stack, network, patches and batch), with one
 changed per run, to find out why 3D DecoNoising starts slower than its Noise2Void mode
 (issue 9). Variants that are not engine options are applied here, to the trainer:
 
-* ``--head-lr``: a separate learning rate for the phantom head (the U-Net's last 1x1 conv);
+* ``--head-lr-scale``: the phantom head (the U-Net's last 1x1 conv) learns at ``lr``
+  times this (``TrainConfig.head_lr_scale``);
 * ``--precond EPS``: Wiener-preconditioned phantom gradient. The forward pass is
   unchanged; on the way back the gradient reaching the phantom through the PSF is
   filtered with ``(1 + EPS) / (|H|**2 + EPS)`` (``H``: the PSF's transfer function), which
@@ -16,6 +17,7 @@ Usage::
 
     python benchmarks/probe3d.py --steps 200 --every 100            # the default engine
     python benchmarks/probe3d.py --steps 200 --every 100 --lr 3e-3
+    python benchmarks/probe3d.py --steps 200 --every 100 --head-lr-scale 10
     python benchmarks/probe3d.py --psf none                          # Noise2Void mode
 """
 
@@ -72,16 +74,6 @@ def _precondition(trainer: Trainer, eps: float) -> None:
     net.forward = forward
 
 
-def _head_lr(trainer: Trainer, lr: float) -> None:
-    head = set(map(id, trainer.net.unet.head.parameters()))
-    rest = [p for p in trainer.net.parameters() if id(p) not in head]
-    trainer.optimizer = torch.optim.Adam(
-        [{"params": rest}, {"params": list(trainer.net.unet.head.parameters()), "lr": lr}], lr=trainer.config.lr)
-    cfg = trainer.config
-    trainer.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        trainer.optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience)
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=200)
@@ -89,7 +81,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--psf", default="gaussian", choices=["gaussian", "none"])
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--head-lr", type=float, default=None)
+    ap.add_argument("--head-lr-scale", type=float, default=1.0)
     ap.add_argument("--precond", type=float, default=None, metavar="EPS")
     ap.add_argument("--truncate", type=float, default=4.0)
     ap.add_argument("--shape", type=int, nargs=3, default=[32, 160, 160])
@@ -103,13 +95,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     s = make_sample_3d(tuple(args.shape), sigma=SIGMA, seed=args.seed)
     cfg = TrainConfig(ndim=3, psf=args.psf, psf_sigma=SIGMA, patch_size=patch, batch_size=batch, depth=2,
                       channels=channels, seed=args.seed, precision="fp32", device="cpu", steps_per_epoch=10,
-                      epochs=max(1, args.steps // 10), lr=args.lr)
+                      epochs=max(1, args.steps // 10), lr=args.lr,
+                      head_lr_scale=args.head_lr_scale)
     trainer = Trainer(s.noisy, cfg, axes="ZYX")
     try:
         if args.precond is not None:
             _precondition(trainer, args.precond)
-        if args.head_lr is not None:
-            _head_lr(trainer, args.head_lr)
         rows: list[dict] = []
         cpu0 = time.process_time()
         for ev in trainer.run():

@@ -97,7 +97,7 @@ def test_quality3d_summarise_merges_runs_split_by_method(tmp_path):
 
 def test_probe3d_smoke():
     probe3d = _load("probe3d")
-    rows = probe3d.main(["--smoke", "--precond", "0.1", "--head-lr", "1e-2", "--truncate", "2"])
+    rows = probe3d.main(["--smoke", "--precond", "0.1", "--head-lr-scale", "10", "--truncate", "2"])
     assert [r["step"] for r in rows] == [10]
     assert all(math.isfinite(r["denoised"]) and math.isfinite(r["deconvolved"]) for r in rows)
 
