@@ -116,3 +116,11 @@ def test_probe3d_wiener_gradient_leaves_forward_alone_and_boosts_damped_modes():
     spectrum = torch.fft.rfftn(z.grad[0, 0]).abs()
     assert spectrum[0, 0, 0] == pytest.approx(1.0, abs=1e-3)  # the mean is not amplified
     assert spectrum[8, 0, 0] == pytest.approx(11.0, rel=1e-3)  # the Z Nyquist mode: |H|^2 ~ 0, gain (1+eps)/eps
+
+
+def test_quality3d_attenuation_is_stronger_for_the_wider_psf():
+    quality3d = _load("quality3d")
+    out = quality3d.main(["--attenuation", "--shape", "16", "64", "64"])
+    assert all(0 < v["mean_H2"] <= 1 and 0 <= v["share_H2_below_0.1"] <= 1 for v in out.values())
+    assert out["2D sample, sigma 2"]["mean_H2"] < out["2D sample, sigma 1"]["mean_H2"]
+    assert out["3D"]["mean_H2"] < out["2D slice"]["mean_H2"]  # sigma_z = 2 on top of the slice's (1, 1)
