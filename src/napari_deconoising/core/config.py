@@ -57,10 +57,10 @@ class TrainConfig:
         The phantom head (the U-Net's final 1x1 convolution) learns at ``lr *
         head_lr_scale``. The phantom of a thin structure is many times brighter than its
         blurred image (a line under a Gaussian with sigmas 2 and 1 across it: 2*pi*2*1,
-        about 12.6 times), and
-        Adam moves each weight by about ``lr`` per step, so the head needs many steps to
-        reach that scale; a larger head rate lets 3D DecoNoising catch up with its
-        Noise2Void mode sooner (docs/benchmarks.md, "3D"). 1 (the default) keeps one rate.
+        about 12.6 times) and Adam moves each weight by about ``lr`` per step, so the
+        head needs many steps to reach that scale. 10 let 3D DecoNoising catch up with
+        its Noise2Void mode sooner in one seed (docs/benchmarks.md, "3D"). 1 (the
+        default) keeps one rate; the learned-sigma PSF search always does.
     lr_patience, lr_factor : int, float
         ReduceLROnPlateau: after ``lr_patience`` epochs without a better validation
         loss the learning rate is multiplied by ``lr_factor``.
