@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -122,3 +123,57 @@ def test_large_data_smoke(tmp_path):
     assert run["shape"][1:] == [256, 256] and run["workers"] == 0
     assert run["mp_per_s"] > 0 and run["cpu_s"] > 0 and run["main_rss"] > 0
     assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["model.pt"]  # volumes deleted
+
+def test_quality3d_summarise_merges_runs_split_by_method(tmp_path):
+    quality3d = _load("quality3d")
+    dn, n2v, sl = quality3d.METHODS
+    def row(raw, method, den, dec, sec):
+        return {"raw": {"denoised": raw, "deconvolved": raw + 5.0},
+                method: {"denoised": den, "deconvolved": dec, "seconds": sec}}
+
+    runs = {  # two processes, one method each, two seeds
+        "a": {"0": row(20.0, dn, 40.0, 30.0, 10.0), "1": row(22.0, dn, 42.0, 32.0, 12.0)},
+        "b": {"0": row(20.0, n2v, 41.0, 28.0, 8.0), "1": row(22.0, n2v, 41.5, 28.0, 8.0)},
+    }
+    paths = []
+    for name, results in runs.items():
+        p = tmp_path / name / "quality3d.json"
+        p.parent.mkdir()
+        p.write_text(json.dumps({"results": results}))
+        paths.append(str(p))
+    table = quality3d.summarise(paths)
+    assert f"| {dn} (n=2) | 41.00 ± 1.41 (40.00..42.00) | 31.00 ± 1.41 (30.00..32.00) | 11 ± 1 (10..12) |  |" in table
+    assert f"| {n2v} (n=2) | 41.25 ± 0.35" in table
+    assert f"| {dn} − {n2v} | -0.25 ± 1.06 (-1.00..0.50) | -1.00, +0.50 |" in table
+    assert sl not in table  # a method no file holds is left out, not shown as zeros
+
+
+def test_probe3d_smoke():
+    probe3d = _load("probe3d")
+    rows = probe3d.main(["--smoke", "--precond", "0.1", "--head-lr-scale", "10", "--truncate", "2"])
+    assert [r["step"] for r in rows] == [10]
+    assert all(math.isfinite(r["denoised"]) and math.isfinite(r["deconvolved"]) for r in rows)
+
+
+def test_probe3d_wiener_gradient_leaves_forward_alone_and_boosts_damped_modes():
+    probe3d = _load("probe3d")
+    from napari_deconoising.core.psf import gaussian_psf
+
+    kernel = torch.from_numpy(gaussian_psf((2.0, 1.0, 1.0), ndim=3))
+    z = torch.randn(1, 1, 16, 32, 32, requires_grad=True)
+    out = probe3d._WienerGradient.apply(z, kernel, 0.1)
+    assert torch.equal(out, z)
+    g = torch.zeros(1, 1, 16, 32, 32)
+    g[..., 0, 0, 0] = 1.0  # an impulse holds every mode equally
+    out.backward(g)
+    spectrum = torch.fft.rfftn(z.grad[0, 0]).abs()
+    assert spectrum[0, 0, 0] == pytest.approx(1.0, abs=1e-3)  # the mean is not amplified
+    assert spectrum[8, 0, 0] == pytest.approx(11.0, rel=1e-3)  # the Z Nyquist mode: |H|^2 ~ 0, gain (1+eps)/eps
+
+
+def test_quality3d_attenuation_is_stronger_for_the_wider_psf():
+    quality3d = _load("quality3d")
+    out = quality3d.main(["--attenuation", "--shape", "16", "64", "64"])
+    assert all(0 < v["mean_H2"] <= 1 and 0 <= v["share_H2_below_0.1"] <= 1 for v in out.values())
+    assert out["2D sample, sigma 2"]["mean_H2"] < out["2D sample, sigma 1"]["mean_H2"]
+    assert out["3D"]["mean_H2"] < out["2D slice"]["mean_H2"]  # sigma_z = 2 on top of the slice's (1, 1)

@@ -14,7 +14,7 @@ def test_paper_defaults():
     ("psf", "airy"), ("psf_sigma", -1.0), ("psf_sigma", (1.0, 2.0, 3.0)), ("positivity", -0.1),
     ("epochs", 0), ("batch_size", 2.5), ("patch_size", 8), ("val_fraction", 1.0), ("lr", 0.0),
     ("mask_fraction", 0.5), ("device", "tpu"), ("precision", "int8"), ("micro_batches", 100),
-    ("seed", -1), ("depth", True),
+    ("seed", -1), ("depth", True), ("head_lr_scale", 0.0), ("head_lr_scale", 101.0),
 ])
 def test_invalid_values_name_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
@@ -26,6 +26,14 @@ def test_round_trip_and_unknown_keys():
     d = c.to_dict()
     assert d["psf_sigma"] == [1.0, 2.0]
     assert TrainConfig.from_dict({**d, "from_the_future": 1}) == c
+
+
+def test_head_lr_scale_defaults_to_one_rate_and_round_trips():
+    assert TrainConfig().head_lr_scale == 1.0
+    c = TrainConfig(head_lr_scale=10.0)
+    assert TrainConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ConfigError, match="head_lr_scale"):  # the head's rate itself must stay below 1
+        TrainConfig(lr=0.2, head_lr_scale=5.0)
 
 
 def test_noise2void_modes():

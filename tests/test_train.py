@@ -91,6 +91,18 @@ def test_micro_batches_give_the_same_gradient_step(sample, tiny_config):
         assert torch.allclose(a.state_dict[k], b.state_dict[k], atol=5e-3)
 
 
+def test_head_lr_scale_moves_the_phantom_head_that_much_faster(sample, tiny_config):
+    # Adam's first step moves every weight by lr (times its sign), so the largest move of
+    # the head's weights shows its learning rate.
+    lr, scale = 1e-3, 10.0
+    trainer = Trainer(sample.noisy, tiny_config.replace(lr=lr, head_lr_scale=scale))
+    head, body = trainer.net.unet.head.weight, trainer.net.unet.down[0][0].weight
+    before = head.detach().clone(), body.detach().clone()
+    trainer._step()
+    assert float((head.detach() - before[0]).abs().max()) == pytest.approx(lr * scale, rel=1e-3)
+    assert float((body.detach() - before[1]).abs().max()) == pytest.approx(lr, rel=1e-3)
+
+
 def test_estimate_step_seconds_does_not_change_the_model(sample, tiny_config):
     tr = Trainer(sample.noisy, tiny_config)
     before = {k: v.clone() for k, v in tr.net.state_dict().items()}

@@ -53,6 +53,14 @@ class TrainConfig:
         Fraction of the data held out for validation (at least one patch).
     lr : float
         Initial learning rate of Adam.
+    head_lr_scale : float
+        The phantom head (the U-Net's final 1x1 convolution) learns at ``lr *
+        head_lr_scale``. The phantom of a thin structure is many times brighter than its
+        blurred image (a line under a Gaussian with sigmas 2 and 1 across it: 2*pi*2*1,
+        about 12.6 times) and Adam moves each weight by about ``lr`` per step, so the
+        head needs many steps to reach that scale. 10 let 3D DecoNoising catch up with
+        its Noise2Void mode sooner in one seed (docs/benchmarks.md, "3D"). 1 (the
+        default) keeps one rate; the learned-sigma PSF search always does.
     lr_patience, lr_factor : int, float
         ReduceLROnPlateau: after ``lr_patience`` epochs without a better validation
         loss the learning rate is multiplied by ``lr_factor``.
@@ -97,6 +105,7 @@ class TrainConfig:
     patch_size: int | tuple[int, ...] = 100
     val_fraction: float = 0.1
     lr: float = 1e-3
+    head_lr_scale: float = 1.0
     lr_patience: int = 10
     lr_factor: float = 0.5
     depth: int = 3
@@ -156,6 +165,9 @@ class TrainConfig:
         need(_is_real(self.val_fraction) and 0 < self.val_fraction < 1, "val_fraction",
              "must be between 0 and 1 (exclusive)")
         need(_is_real(self.lr) and 0 < self.lr < 1, "lr", "must be between 0 and 1")
+        need(_is_real(self.head_lr_scale) and 0 < self.head_lr_scale <= 100
+             and self.lr * self.head_lr_scale < 1, "head_lr_scale",
+             "must be in (0, 100], with lr * head_lr_scale below 1")
         need(_is_real(self.lr_factor) and 0 < self.lr_factor < 1, "lr_factor",
              "must be between 0 and 1")
         need(_is_real(self.mask_fraction) and 0 < self.mask_fraction <= 0.25, "mask_fraction",

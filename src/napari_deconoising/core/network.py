@@ -40,6 +40,18 @@ class DecoNoisingNet(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             return self.psf(phantom.float()), phantom
 
+    def param_groups(self, lr: float, head_lr_scale: float = 1.0) -> list[dict]:
+        """Optimiser parameter groups: the phantom head at ``lr * head_lr_scale``, the rest at ``lr``.
+
+        One group when the scale is 1. See ``TrainConfig.head_lr_scale``.
+        """
+        if head_lr_scale == 1:
+            return [{"params": list(self.parameters()), "lr": lr}]
+        head = list(self.unet.head.parameters())
+        ids = {id(p) for p in head}
+        return [{"params": [p for p in self.parameters() if id(p) not in ids], "lr": lr},
+                {"params": head, "lr": lr * head_lr_scale}]
+
     @property
     def receptive_radius(self) -> tuple[int, ...]:
         """Per spatial axis, how far an output pixel (denoised or phantom) can see into the input."""

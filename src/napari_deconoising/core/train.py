@@ -7,7 +7,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,6 +15,7 @@ from .config import ConfigError, TrainConfig
 from .data import as_image_set, check_values, normalisation_stats
 from .device import execution_plan, release_memory
 from .distributed import DDP, ddp_step
+from .events import TrainEvent
 from .loss import deconoising_loss
 from .masking import apply_blind_spots
 from .model import DecoNoisingModel
@@ -26,32 +26,6 @@ from .probe import training_probe
 from .psf import gaussian_psf, prepare_psf
 
 __all__ = ["TrainEvent", "Trainer", "train"]
-
-
-@dataclass(frozen=True)
-class TrainEvent:
-    """Progress of a training run.
-
-    ``kind`` is ``"step"`` after every optimiser step and ``"epoch"`` after every
-    epoch's validation (then ``val_loss`` is set and ``train_loss`` is the epoch
-    mean). Epochs and steps count from 1; ``step`` counts over the whole run.
-    """
-
-    kind: str
-    epoch: int
-    epochs: int
-    step: int
-    total_steps: int
-    train_loss: float
-    val_loss: float | None
-    lr: float
-    elapsed_s: float
-    eta_s: float
-    is_best: bool = False
-
-    @property
-    def fraction(self) -> float:
-        return self.step / self.total_steps
 
 
 class Trainer:
@@ -133,7 +107,7 @@ class Trainer:
         if self.plan.channels_last:
             self.net.to(memory_format=self.plan.memory_format(config.ndim))
         self._train_net = self.net if ddp is None else ddp.wrap(self.net, self.plan.device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(self.net.param_groups(config.lr, config.head_lr_scale), lr=config.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience)
         self.scaler = torch.amp.GradScaler(self.plan.device.type) if self.plan.use_grad_scaler else None

@@ -1,0 +1,125 @@
+"""Short 3D DecoNoising probes: one seed, PSNR of the current weights every few hundred steps.
+
+The setup of ``quality3d.py`` (same stack, network, patches and batch), with one knob
+changed per run, to find out why 3D DecoNoising starts slower than its Noise2Void mode
+(issue 9). Variants that are not engine options are applied here, to the trainer:
+
+* ``--head-lr-scale``: the phantom head (the U-Net's last 1x1 conv) learns at ``lr``
+  times this (``TrainConfig.head_lr_scale``);
+* ``--precond EPS``: Wiener-preconditioned phantom gradient. The forward pass is
+  unchanged; on the way back the gradient reaching the phantom through the PSF is
+  filtered with ``(1 + EPS) / (|H|**2 + EPS)`` (``H``: the PSF's transfer function), which
+  undoes the ``|H|**2`` slow-down of the modes the PSF damps (see ``quality3d.py
+  --attenuation``), at most by ``(1 + EPS) / EPS``;
+* ``--truncate``: the Gaussian PSF's half-width in sigmas (the engine uses 4).
+
+Usage::
+
+    python benchmarks/probe3d.py --steps 200 --every 100            # the default engine
+    python benchmarks/probe3d.py --steps 200 --every 100 --lr 3e-3
+    python benchmarks/probe3d.py --steps 200 --every 100 --head-lr-scale 10
+    python benchmarks/probe3d.py --psf none                          # Noise2Void mode
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+from quality3d import SIGMA  # noqa: E402
+
+from napari_deconoising.core import TrainConfig, Trainer  # noqa: E402
+from napari_deconoising.core import psf as psf_module  # noqa: E402
+from napari_deconoising.core import train as train_module  # noqa: E402
+from napari_deconoising.core.model import DecoNoisingModel  # noqa: E402
+from napari_deconoising.core.sample3d import make_sample_3d  # noqa: E402
+
+
+class _WienerGradient(torch.autograd.Function):
+    """Identity forward; backward filters the gradient with ``(1 + eps) / (|H|^2 + eps)``."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, kernel: torch.Tensor, eps: float) -> torch.Tensor:
+        ctx.save_for_backward(kernel)
+        ctx.eps = eps
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (kernel,) = ctx.saved_tensors
+        dims = tuple(range(2, g.ndim))
+        size = g.shape[2:]
+        h2 = torch.fft.rfftn(kernel, s=size).abs() ** 2
+        gain = (1 + ctx.eps) / (h2 + ctx.eps)
+        return torch.fft.irfftn(torch.fft.rfftn(g, dim=dims) * gain, s=size, dim=dims), None, None
+
+
+def _precondition(trainer: Trainer, eps: float) -> None:
+    net, kernel = trainer.net, torch.from_numpy(trainer.psf)
+
+    def forward(x: torch.Tensor):
+        phantom = net.unet(x)
+        z = _WienerGradient.apply(phantom.float(), kernel, eps) if net.training else phantom.float()
+        return net.psf(z), phantom
+
+    net.forward = forward
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--every", type=int, default=100, help="evaluate every this many steps (a multiple of 10)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--psf", default="gaussian", choices=["gaussian", "none"])
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--head-lr-scale", type=float, default=1.0)
+    ap.add_argument("--precond", type=float, default=None, metavar="EPS")
+    ap.add_argument("--truncate", type=float, default=4.0)
+    ap.add_argument("--shape", type=int, nargs=3, default=[32, 160, 160])
+    ap.add_argument("--smoke", action="store_true", help="a tiny run to check the script works")
+    args = ap.parse_args(argv)
+    patch, batch, channels = (16, 64, 64), 4, 16
+    if args.smoke:
+        args.steps, args.every, args.shape, patch, batch, channels = 10, 10, [8, 40, 40], (8, 32, 32), 2, 4
+    if args.truncate != 4.0:
+        train_module.gaussian_psf = functools.partial(psf_module.gaussian_psf, truncate=args.truncate)
+    s = make_sample_3d(tuple(args.shape), sigma=SIGMA, seed=args.seed)
+    cfg = TrainConfig(ndim=3, psf=args.psf, psf_sigma=SIGMA, patch_size=patch, batch_size=batch, depth=2,
+                      channels=channels, seed=args.seed, precision="fp32", device="cpu", steps_per_epoch=10,
+                      epochs=max(1, args.steps // 10), lr=args.lr,
+                      head_lr_scale=args.head_lr_scale)
+    trainer = Trainer(s.noisy, cfg, axes="ZYX")
+    try:
+        if args.precond is not None:
+            _precondition(trainer, args.precond)
+        rows: list[dict] = []
+        cpu0 = time.process_time()
+        for ev in trainer.run():
+            if ev.kind != "epoch" or ev.step % args.every:
+                continue
+            train_cpu = time.process_time() - cpu0
+            state = {k: v.detach().clone() for k, v in trainer.net.state_dict().items()}
+            current = DecoNoisingModel(config=trainer.config, state_dict=state, mean=trainer.mean,
+                                       std=trainer.std, psf=None if trainer.psf is None else trainer.psf.copy())
+            pred = current.predict(s.noisy, "ZYX", device="cpu", precision="fp32")
+            rows.append({"step": ev.step, "denoised": common.psnr(s.clean, pred.denoised),
+                         "deconvolved": common.psnr(s.phantom, pred.deconvolved), "val_loss": ev.val_loss,
+                         "lr": ev.lr, "train_cpu_s": train_cpu})
+            print(json.dumps(rows[-1]), flush=True)
+            cpu0 += time.process_time() - cpu0 - train_cpu  # evaluation is not training time
+    finally:
+        train_module.gaussian_psf = psf_module.gaussian_psf
+    return rows
+
+
+if __name__ == "__main__":
+    main()
