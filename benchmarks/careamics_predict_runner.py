@@ -27,16 +27,7 @@ import time
 import warnings
 from pathlib import Path
 
-from careamics_runner import _stub_torchvision
-
-
-def _peak_rss_bytes() -> int:
-    # VmHWM starts anew at exec; ru_maxrss would inherit a larger parent's peak.
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return -1
+from careamics_runner import _stub_torchvision, _vmhwm
 
 
 def _train(job: dict) -> dict:
@@ -92,7 +83,7 @@ def _predict_to_disk(job: dict) -> dict:
     for store in written:
         group = zarr.open_group(str(store), mode="r")
         shapes[store.name] = {name: list(arr.shape) for name, arr in group.arrays()}
-    return {"seconds": seconds, "cpu_s": cpu, "peak_rss_bytes": _peak_rss_bytes(), "outputs": shapes}
+    return {"seconds": seconds, "cpu_s": cpu, "peak_rss_bytes": _vmhwm(), "outputs": shapes}
 
 
 def main() -> None:

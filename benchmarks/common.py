@@ -82,6 +82,14 @@ def machine_line(info: dict) -> str:
 
 
 # -- metrics -------------------------------------------------------------------
+def write_summary(out: str | Path, name: str, summary: dict) -> Path:
+    """Write a benchmark's JSON summary as ``out/name`` (the folder is made if needed)."""
+    path = Path(out) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2, default=str))
+    return path
+
+
 def psnr(truth: np.ndarray, est: np.ndarray) -> float:
     """PSNR in dB with the data range of the ground truth (as in the paper)."""
     from napari_deconoising.core import psnr as _psnr

@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -106,9 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         results[str(seed)] = row
     info["load_avg_1min_at_end"] = round(__import__("os").getloadavg()[0], 2)
     summary = {"machine": info, "peer": note, "args": vars(args), "results": results}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "peer3d.json").write_text(json.dumps(summary, indent=2))
+    common.write_summary(args.out, "peer3d.json", summary)
     return summary
 
 

@@ -185,9 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{row[name]['deconvolved']:.2f} dB ({seconds:.0f} s)")
         results[str(seed)] = row
     summary = {"machine": info, "args": {k: v for k, v in vars(args).items()}, "results": results}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "quality3d.json").write_text(json.dumps(summary, indent=2))
+    common.write_summary(args.out, "quality3d.json", summary)
     return summary
 
 
