@@ -202,12 +202,18 @@ def _careamics_deps(py: Path) -> list[str]:
     return keep
 
 
-def run_peer(py: Path, job: dict, timeout: float = 3600, runner: Path = RUNNER) -> dict:
-    """Run one CAREamics job (a ``runner`` script) in the benchmark venv; return its result dict."""
+def run_peer(py: Path, job: dict, timeout: float = 3600, runner: Path = RUNNER,
+             extra_env: dict | None = None) -> dict:
+    """Run one CAREamics job (a ``runner`` script) in the benchmark venv; return its result dict.
+
+    ``extra_env`` is added to the environment, from which our own ``PYTHONPATH`` is removed
+    (e.g. a ``PYTHONPATH`` of wheels unpacked for CAREamics on a machine without its venv).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         jf, rf = Path(tmp) / "job.json", Path(tmp) / "result.json"
         jf.write_text(json.dumps(job))
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env.update(extra_env or {})
         r = subprocess.run(
             [str(py), str(runner), str(jf), str(rf)],
             capture_output=True,

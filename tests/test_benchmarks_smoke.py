@@ -177,3 +177,15 @@ def test_quality3d_attenuation_is_stronger_for_the_wider_psf():
     assert all(0 < v["mean_H2"] <= 1 and 0 <= v["share_H2_below_0.1"] <= 1 for v in out.values())
     assert out["2D sample, sigma 2"]["mean_H2"] < out["2D sample, sigma 1"]["mean_H2"]
     assert out["3D"]["mean_H2"] < out["2D slice"]["mean_H2"]  # sigma_z = 2 on top of the slice's (1, 1)
+
+
+def test_speed_gpu_smoke(tmp_path):
+    """The GPU benchmark's code path, run on the CPU with tiny networks (the GPU run is in docs)."""
+    speed_gpu = _load("speed_gpu")
+    summary = speed_gpu.main(["--smoke", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "speed_gpu.json").read_text())
+    assert {r["what"] for r in saved["rows"]} == {"train", "train-ab", "predict"}
+    train = [r for r in summary["rows"] if r["what"] == "train"]
+    assert all(r["steps_per_s"] > 0 and r["flops_per_step"] > 0 for r in train)
+    assert {r["config"] for r in train} == {"paper", "paper3d"}
+    assert all(r["mp_per_s"] > 0 for r in summary["rows"] if r["what"] == "predict")

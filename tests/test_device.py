@@ -155,4 +155,7 @@ def test_cuda_prediction_within_tolerance_of_fp32(trained, sample):
     exact = trained.predict(sample.noisy, device="cuda", precision="fp32").denoised
     for precision in ("auto", "bf16" if torch.cuda.is_bf16_supported() else "fp16"):
         fast = trained.predict(sample.noisy, device="cuda", precision=precision).denoised
-        assert np.sqrt(np.mean((fast - exact) ** 2)) / exact.std() < 0.02
+        # Relative to the data's spread (the model's normalisation), not the output's: this
+        # briefly trained network predicts an almost flat image (std 0.015 around 1.85), and
+        # bf16's rounding of 1.85 alone is 2.5 % of that (seen on an H200).
+        assert np.sqrt(np.mean((fast - exact) ** 2)) / trained.std < 0.02

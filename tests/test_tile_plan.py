@@ -41,3 +41,26 @@ def test_default_batch_size_from_the_budget():
     assert default_batch_size(m, CPU, (8192, 8192)) == 1  # never zero
     half = int(side / 2**0.5) // 4 * 4
     assert default_batch_size(m, CPU, (half, half), reduced=True) == 2  # bf16 takes half the bytes
+
+
+def test_a_large_gpu_never_gets_a_tensor_over_int_max(monkeypatch):
+    """On an H200 the memory budget alone allowed 13 tiles of 1784^2 at 64 channels, and
+    bilinear up-sampling failed with "less than INT_MAX elements" (issue 8)."""
+    from napari_deconoising.core import tile_plan
+    from napari_deconoising.core.tile_plan import auto_tile_shape
+
+    monkeypatch.setattr(tile_plan, "_available_bytes", lambda device: 70 * 2**30)  # half an H200's memory
+    gpu = torch.device("cuda")  # planning only: no GPU is touched
+    for channels in (64, 256, 512):
+        m = _model(3, channels)
+        side = auto_tile_size(m, gpu)
+        batch = default_batch_size(m, gpu, (side, side))
+        assert batch * 2 * channels * side**2 < 2**31  # the top level's concatenation
+    m = _model(3, 64)
+    assert default_batch_size(m, gpu, (1784, 1784)) * 2 * 64 * 1784**2 < 2**31
+    assert default_batch_size(m, gpu, (256, 256)) == 16  # small tiles still batch up to the GPU's limit
+    m3 = DecoNoisingModel(TrainConfig(depth=2, channels=256, ndim=3, psf_sigma=(2.0, 1.0, 1.0), patch_size=(16, 64, 64)),
+                          DecoNoisingNet(gaussian_psf((2.0, 1.0, 1.0), ndim=3), depth=2, channels=256, ndim=3).state_dict(),
+                          0.0, 1.0, gaussian_psf((2.0, 1.0, 1.0), ndim=3))
+    tile = auto_tile_shape(m3, gpu, (512, 2048, 2048))
+    assert 2 * 256 * tile[0] * tile[1] * tile[2] < 2**31

@@ -62,6 +62,11 @@ _BYTES_PER_PIXEL_CHANNEL_REDUCED = 20
 _CPU_CAP_BYTES = 1536 * 1024**2
 # Batching tiles pays off on a GPU; on the CPU it only multiplies memory.
 _MAX_TILE_BATCH = {"cuda": 16, "mps": 4, "cpu": 2}
+# Kernels index a tensor with 32-bit integers (e.g. channels-last bilinear up-sampling:
+# "only supports output tensors with less than INT_MAX elements"). The largest tensor of a
+# forward pass is the top level's concatenation, 2 x channels at full resolution; on a large
+# GPU the memory budget alone allowed 13 tiles of 1784^2 at 64 channels (issue 8, an H200).
+_MAX_TENSOR_ELEMENTS = 2**31 - 1
 
 
 def _available_bytes(device: torch.device) -> int:
@@ -93,7 +98,8 @@ def auto_tile_size(model: DecoNoisingModel, device: torch.device, cap_bytes: int
     side = int(math.sqrt(budget / per_pixel))
     m = 2**model.config.depth
     halo = tile_halo(model)
-    side = max(2 * halo + 4 * m, min(side, 2048))
+    side = min(side, 2048, math.isqrt(_MAX_TENSOR_ELEMENTS // (2 * model.config.channels)))
+    side = max(2 * halo + 4 * m, side)
     return side // m * m
 
 
@@ -108,7 +114,8 @@ def default_batch_size(model: DecoNoisingModel, device: torch.device, tile: Sequ
     budget = _available_bytes(device)
     if device.type != "cuda":
         budget = min(budget, _CPU_CAP_BYTES)
-    return max(1, min(_MAX_TILE_BATCH.get(device.type, 2), int(budget // per_tile)))
+    by_index = _MAX_TENSOR_ELEMENTS // (2 * model.config.channels * math.prod(int(t) for t in tile))
+    return max(1, min(_MAX_TILE_BATCH.get(device.type, 2), int(budget // per_tile), by_index))
 
 
 def auto_tile_shape(model: DecoNoisingModel, device: torch.device, image_shape: Sequence[int], *,
@@ -124,7 +131,8 @@ def auto_tile_shape(model: DecoNoisingModel, device: torch.device, image_shape: 
     budget = _available_bytes(device)
     if device.type != "cuda":
         budget = min(budget, _CPU_CAP_BYTES)
-    voxels = budget / (_bytes_per_pixel_channel(reduced) * model.config.channels)
+    voxels = min(budget / (_bytes_per_pixel_channel(reduced) * model.config.channels),
+                 _MAX_TENSOR_ELEMENTS / (2 * model.config.channels))
     (hz, hy, _), (mz, m, _) = tile_halos(model), _multiples(model.config)
     whole_z = -(-int(image_shape[0]) // mz) * mz + 2 * hz
     tz = min(whole_z, max(2 * hz + mz, int(voxels ** (1 / 3))))
