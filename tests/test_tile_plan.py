@@ -59,8 +59,8 @@ def test_a_large_gpu_never_gets_a_tensor_over_int_max(monkeypatch):
     m = _model(3, 64)
     assert default_batch_size(m, gpu, (1784, 1784)) * 2 * 64 * 1784**2 < 2**31
     assert default_batch_size(m, gpu, (256, 256)) == 16  # small tiles still batch up to the GPU's limit
-    m3 = DecoNoisingModel(TrainConfig(depth=2, channels=256, ndim=3, psf_sigma=(2.0, 1.0, 1.0), patch_size=(16, 64, 64)),
-                          DecoNoisingNet(gaussian_psf((2.0, 1.0, 1.0), ndim=3), depth=2, channels=256, ndim=3).state_dict(),
-                          0.0, 1.0, gaussian_psf((2.0, 1.0, 1.0), ndim=3))
+    psf3 = gaussian_psf((2.0, 1.0, 1.0), ndim=3)
+    cfg3 = TrainConfig(depth=2, channels=256, ndim=3, psf_sigma=(2.0, 1.0, 1.0), patch_size=(16, 64, 64))
+    m3 = DecoNoisingModel(cfg3, DecoNoisingNet(psf3, depth=2, channels=256, ndim=3).state_dict(), 0.0, 1.0, psf3)
     tile = auto_tile_shape(m3, gpu, (512, 2048, 2048))
     assert 2 * 256 * tile[0] * tile[1] * tile[2] < 2**31
