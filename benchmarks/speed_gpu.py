@@ -47,6 +47,7 @@ PAPER3D = dict(depth=3, channels=64, patch_size=(16, 64, 64), batch_size=4, ndim
 TINY = dict(depth=2, channels=8, patch_size=32, batch_size=4)
 TINY3D = dict(depth=2, channels=8, patch_size=(8, 32, 32), batch_size=2, ndim=3, psf_sigma=(2.0, 1.0, 1.0))
 DEVICE = "cuda"
+PROFILE = False
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
@@ -130,7 +131,25 @@ def _ceiling_for(precision: str, ceil: dict) -> float:
     return ceil[f"matmul_{'tf32' if precision == 'fp32' else precision}_tflops"]
 
 
-def training(image: np.ndarray, steps: int, ceil: dict, cfg: dict, label: str, batches=()) -> list[dict]:
+def _profile(fn, what: str) -> None:
+    """Print the operations that took the most GPU and CPU time in one call of ``fn`` (after a warm-up)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    _sync()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])
+    with profile(activities=acts) as prof:
+        fn()
+        _sync()
+    sort = "self_cuda_time_total" if DEVICE == "cuda" else "self_cpu_time_total"
+    log(f"--- profile: {what} (by {sort}) ---")
+    log(prof.key_averages().table(sort_by=sort, row_limit=15, max_name_column_width=60))
+    if DEVICE == "cuda":
+        log(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10, max_name_column_width=60))
+
+
+def training(image: np.ndarray, steps: int, ceil: dict, cfg: dict, label: str, batches=(),
+             variants=()) -> list[dict]:
     import torch
 
     rows = []
@@ -149,17 +168,28 @@ def training(image: np.ndarray, steps: int, ceil: dict, cfg: dict, label: str, b
         _empty_cache()
     # A/B of the GPU path's choices, in the precision auto picked.
     picked = rows[-1]["picked"]
-    for variant in ("channels-last off", "cudnn.benchmark off"):
+    for variant in ("default", "channels-last off", "cudnn.benchmark off", "fused Adam", *variants):
         tr = _trainer(image, picked, **cfg)
+        t0 = time.perf_counter()
         if variant == "channels-last off":
             tr.plan = dataclasses.replace(tr.plan, channels_last=False)
             tr.net.to(memory_format=torch.contiguous_format)
-        else:
+        elif variant == "cudnn.benchmark off":
             torch.backends.cudnn.benchmark = False
+        elif variant == "fused Adam":
+            tr.optimizer = torch.optim.Adam(tr.net.param_groups(tr.config.lr, tr.config.head_lr_scale),
+                                            lr=tr.config.lr, fused=DEVICE == "cuda")
+        elif variant == "torch.compile":
+            tr.net = torch.compile(tr.net)
+            tr._step()  # compiles forward and backward
+        setup = time.perf_counter() - t0
         r = time_steps(tr, steps)
         torch.backends.cudnn.benchmark = True
-        rows.append({"what": "train-ab", "config": label, "precision": picked, "variant": variant, **r})
-        log(f"train {label} {picked} {variant}: {r['steps_per_s']:.1f} steps/s")
+        rows.append({"what": "train-ab", "config": label, "precision": picked, "variant": variant,
+                     "setup_s": setup, **r})
+        log(f"train {label} {picked} {variant}: {r['steps_per_s']:.1f} steps/s (setup {setup:.1f} s)")
+        if variant == "default" and PROFILE:
+            _profile(tr._step, f"one training step, {label} {picked}")
         del tr
     for batch in batches:
         tr = _trainer(image, picked, **{**cfg, "batch_size": batch})
@@ -193,6 +223,8 @@ def prediction(model, images: dict, precisions=None) -> list[dict]:
             rows.append({"what": "predict", "image": name, "shape": list(img.shape), "precision": prec,
                          "picked": plan.precision, "reason": plan.reason, "seconds": s, "mp_per_s": img.size / 1e6 / s})
             log(f"predict {name} {prec} ({plan.precision}): {s:.3f} s = {img.size / 1e6 / s:.1f} MP/s; {plan.reason}")
+            if PROFILE and prec == "auto":
+                _profile(lambda: model.predict(img, device=DEVICE, precision=plan.precision), f"predict {name}")
     return rows
 
 
@@ -234,10 +266,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--peer-python", help="interpreter with CAREamics 0.3.5 (PEER_PYTHONPATH is its PYTHONPATH)")
     ap.add_argument("--quick", action="store_true", help="2048^2 only, no batch sweep")
     ap.add_argument("--smoke", action="store_true", help="tiny networks and images on the CPU (tests)")
+    ap.add_argument("--profile", action="store_true", help="print torch.profiler tables of a step and a prediction")
+    ap.add_argument("--compile", action="store_true", help="also time training with torch.compile (paper size)")
     a = ap.parse_args(argv)
     import torch
 
-    global DEVICE, PRECISIONS
+    global DEVICE, PRECISIONS, PROFILE
+    PROFILE = a.profile
     if a.smoke:
         DEVICE, PRECISIONS = "cpu", ("fp32", "auto")
     elif not torch.cuda.is_available():
@@ -267,7 +302,8 @@ def main(argv=None) -> dict:
     log("ceilings: " + ", ".join(f"{k} {v:.1f}" for k, v in ceil.items()))
     steps = 2 if a.smoke else a.steps
     train_img = make_sample((128, 128) if a.smoke else (1024, 1024), sigma=1.0, seed=0).noisy
-    save(training(train_img, steps, ceil, paper, "paper", () if a.quick or a.smoke else (80, 320)))
+    save(training(train_img, steps, ceil, paper, "paper", () if a.quick or a.smoke else (80, 320),
+                  ("torch.compile",) if a.compile else ()))
     tile = make_sample((512, 512), sigma=1.0, seed=0).noisy
     sizes = (512,) if a.smoke else (2048,) if a.quick else (2048, 4096, 8192)
     images = {f"{n}^2": np.tile(tile, (n // 512, n // 512)).astype(np.float32) for n in sizes}
