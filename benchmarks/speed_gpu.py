@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -224,7 +225,8 @@ def prediction(model, images: dict, precisions=None) -> list[dict]:
                          "picked": plan.precision, "reason": plan.reason, "seconds": s, "mp_per_s": img.size / 1e6 / s})
             log(f"predict {name} {prec} ({plan.precision}): {s:.3f} s = {img.size / 1e6 / s:.1f} MP/s; {plan.reason}")
             if PROFILE and prec == "auto":
-                _profile(lambda: model.predict(img, device=DEVICE, precision=plan.precision), f"predict {name}")
+                _profile(functools.partial(model.predict, img, device=DEVICE, precision=plan.precision),
+                         f"predict {name}")
     return rows
 
 
