@@ -221,14 +221,18 @@ def predict_lazy(model: DecoNoisingModel, source: Any, denoised: Any, deconvolve
 
 def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, deconvolved: Any = None, *,
                       plan: StreamPlan, device: str = "auto", precision: str = DEFAULT_PRECISION,
-                      batch_size: int | None = None, client: Any = None) -> Iterator[tuple[int, int]]:
+                      batch_size: int | None = None, client: Any = None,
+                      on_plan: Callable[[Any], None] | None = None) -> Iterator[tuple[int, int]]:
     """Generator form of :func:`predict_lazy`: yields ``(done, total)`` tiles.
 
     Closing it stops the work after the current batch; finished tiles stay written.
     ``precision="auto"`` is decided here, once, by timing this network
     (:func:`.predict.prediction_plan`, cached); Dask workers get the decision.
+    ``on_plan(plan)`` gets that :class:`~.device.ExecutionPlan` before the first tile.
     """
     exec_plan = prediction_plan(model, device, precision)
+    if on_plan is not None:
+        on_plan(exec_plan)
     shape = source.shape
     batch_size = batch_size or default_batch(model, plan, exec_plan.device)
     work = jobs(plan, shape, batch_size)
