@@ -29,13 +29,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
-import speed  # noqa: E402
 import speed_emulate  # noqa: E402
+import speed_measure  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", default="demo", choices=sorted(speed.CONFIGS))
+    ap.add_argument("--config", default="demo", choices=sorted(speed_measure.CONFIGS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--no-train", action="store_true")
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     py, note = common.peer_python(install=False)
     if py is None:
         sys.exit(note)
-    c = speed.CONFIGS[a.config]
+    c = speed_measure.CONFIGS[a.config]
     tmp = Path(tempfile.mkdtemp())
     train_img = make_sample((1024, 1024), sigma=1.0, seed=0).noisy
     big = np.tile(make_sample((512, 512), sigma=1.0, seed=0).noisy, (4, 4)).astype(np.float32)
@@ -63,14 +63,14 @@ def main(argv: list[str] | None = None) -> None:
     res: dict[str, list[float]] = {}
     picked = {}
     for r in range(a.rounds):
-        s, plan = speed.predict_ours(a.config, big, "auto", train_img)  # auto decided first, not timed
+        s, plan = speed_measure.predict_ours(a.config, big, "auto", train_img)  # auto decided first, not timed
         res.setdefault("predict ours auto", []).append(s)
         picked["predict"] = f"{plan['picked']}: {plan['reason']}"
         p = common.run_peer(py, {**job, "steps": 1, "warmup": 0, "predict": str(tmp / "big.npy")})
         res.setdefault("predict CAREamics fp32", []).append(p["predict_big_seconds"])
         if not a.no_train:
             for prec in ("fp32", "auto"):
-                t = speed.train_ours(a.config, prec, a.steps, train_img)
+                t = speed_measure.train_ours(a.config, prec, a.steps, train_img)
                 res.setdefault(f"train ours {prec}", []).append(t["min"])
                 picked[f"train {prec}"] = f"{t['picked']}: {t['reason']}"
             p = common.run_peer(py, {**job, "steps": a.steps + 1, "warmup": 2})

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from napari_deconoising.core.io import ImageFileError, read_image, write_image
 from napari_deconoising.core.predict import tile_halo
@@ -101,3 +102,19 @@ def test_dask_workers_get_the_decision_not_auto(trained, stack, tmp_path, monkey
     write_image(tmp_path / "in.zarr", stack, "TYX")
     predict_file(trained, tmp_path / "in.zarr", tmp_path / "o.zarr", device="cpu", client=object())
     assert seen == ["bf16"] and len(bf16_measured_faster) == 1
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_tiles_sized_for_the_precision_it_runs(trained, tmp_path, monkeypatch, precision):
+    """Without a tile size, a bf16 plan gets tiles for half the bytes; output chunks are the tile cores."""
+    import zarr
+
+    from napari_deconoising.core import tile_plan
+
+    monkeypatch.setattr(tile_plan, "_available_bytes", lambda device: 40 * trained.config.channels * 96**2)
+    img = np.random.default_rng(5).normal(trained.mean, trained.std, (240, 240)).astype(np.float32)
+    write_image(tmp_path / "in.zarr", img, "YX")
+    predict_file(trained, tmp_path / "in.zarr", tmp_path / "den.zarr", device="cpu", precision=precision)
+    tile = tile_plan.auto_tile_shape(trained, torch.device("cpu"), img.shape, reduced=precision == "bf16")
+    chunks = zarr.open_group(str(tmp_path / "den.zarr"), mode="r")["0"].chunks
+    assert chunks == tuple(t - 2 * h for t, h in zip(tile, tile_plan.tile_halos(trained)))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_deconoising.core import Cancelled
-from napari_deconoising.core.predict import tile_halo
+from napari_deconoising.core.predict import tile_halo, tile_halos
 from napari_deconoising.core.stream import plan_stream, predict_lazy
 
 
@@ -79,3 +79,41 @@ def test_lazy_3d_equals_in_memory(pool_z, tmp_path):
     den, dec = _lazy(model, z, "TZYX", tile)
     np.testing.assert_allclose(den, ref.denoised, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dec, ref.deconvolved, rtol=1e-5, atol=1e-5)
+
+
+def _budget(monkeypatch, nbytes):
+    """Pretend the memory budget of :mod:`.tile_plan` (the one every prediction path sizes by) is ``nbytes``."""
+    from napari_deconoising.core import tile_plan
+
+    monkeypatch.setattr(tile_plan, "_available_bytes", lambda device: nbytes)
+
+
+def test_tiles_sized_for_the_precision(trained, monkeypatch):
+    from napari_deconoising.core.tile_plan import auto_tile_shape
+
+    cpu = torch.device("cpu")
+    _budget(monkeypatch, 40 * trained.config.channels * 96**2)  # a 96 px tile in fp32
+    shape = (1000, 1000)
+    h = tile_halos(trained)
+    cores = {}
+    for reduced in (False, True):
+        plan = plan_stream(trained, shape, np.float32, "YX", None, cpu, reduced=reduced)
+        want = auto_tile_shape(trained, cpu, shape, reduced=reduced)
+        assert plan.grid.cores == tuple(t - 2 * x for t, x in zip(want, h))
+        cores[reduced] = plan.grid.cores
+    assert cores[True][0] > cores[False][0]  # bf16 activations take half the bytes: larger tiles
+
+
+@pytest.mark.parametrize("precision,batch", [("fp32", 1), ("bf16", 2)])
+def test_batch_sized_for_the_precision(trained, monkeypatch, precision, batch):
+    """The batch comes from the same budget as in-memory prediction's, at the plan's bytes per pixel."""
+    from napari_deconoising.core.stream import predict_lazy_iter
+
+    tile = 2 * tile_halo(trained) + 16
+    _budget(monkeypatch, int(1.5 * 40 * trained.config.channels * tile**2))  # 1.5 fp32 tiles, 3 bf16 tiles
+    img = np.random.default_rng(4).normal(trained.mean, trained.std, (64, 64)).astype(np.float32)
+    plan = plan_stream(trained, img.shape, img.dtype, "YX", tile, torch.device("cpu"))
+    den = np.zeros(img.shape, np.float32)
+    steps = list(predict_lazy_iter(trained, img, den, plan=plan, device="cpu", precision=precision))
+    n = len(plan.grid.origins())
+    assert n >= 4 and [d for d, _ in steps] == list(range(batch, n + 1, batch)) + ([n] if n % batch else [])

@@ -384,7 +384,14 @@ def test_status_says_which_precision_and_why(viewer, sample, sync_workers, notif
     set_tiny(w)
     assert w.start()
     assert not notifications["error"], notifications["error"]
-    # The status line moves on to epochs and results; the decision stays in its tooltip.
-    tip = w.status.tooltip
-    assert tip.startswith(("cpu fp32: ", "cpu bf16: ")), tip
-    assert "measured" in tip or "only candidate" in tip
+    # The status line moves on to epochs and results; both decisions stay in its tooltip.
+    training, prediction = w.status.tooltip.split("\n")
+    assert training.startswith(("Training: cpu fp32 (", "Training: cpu bf16 (")), training
+    assert "measured" in training or "only candidate" in training
+    # The 96 px image is predicted in fp32 without a measurement (smaller than two probe tiles).
+    assert prediction == "Prediction: cpu fp32 (small image: fp32, not measured (the precision probe would " \
+        "cost more than the prediction))", prediction
+    assert " on cpu in fp32: added " in w.status.value
+    for role in ("denoised", "deconvolved"):
+        meta = viewer.layers[f"img {role}"].metadata["napari-deconoising"]["prediction"]
+        assert meta["device"] == "cpu" and meta["precision"] == "fp32" and meta["reason"].startswith("small image")

@@ -87,6 +87,12 @@ def test_apply_on_a_dask_layer_never_materialises_it(viewer, trained, tmp_path, 
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["lazy_deconvolved.zarr",
                                                                         "lazy_denoised.zarr"]
     assert "saved in" in a.status.value
+    # The layers were added before the worker chose the precision; their provenance says it now.
+    plan = a.prediction.request.plans[0]
+    assert plan.device == "cpu" and plan.precision in ("fp32", "bf16") and plan.reason
+    assert f" on cpu in {plan.precision}: " in a.status.value
+    for layer in (den, dec):
+        assert layer.metadata["napari-deconoising"]["prediction"] == plan.metadata()
     assert 0 < largest_dask_result[0] <= img[0].nbytes  # tiles were read through dask, one plane at most
 
 

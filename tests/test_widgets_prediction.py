@@ -9,7 +9,8 @@ pytestmark = [pytest.mark.gui]
 pytest.importorskip("napari")
 
 from napari_deconoising._widgets import ApplyWidget  # noqa: E402
-from napari_deconoising._widgets._prediction import PredictRequest  # noqa: E402
+from napari_deconoising._widgets._prediction import PlanChosen, PredictRequest, with_plans  # noqa: E402
+from napari_deconoising.core.device import execution_plan  # noqa: E402
 
 
 def test_prediction_error_is_reported_and_adds_nothing(
@@ -51,3 +52,46 @@ def test_result_layers_and_status(make_napari_viewer, fresh_registry, sample, sy
     assert a.last_results == (layer, viewer.layers["img denoised"], viewer.layers["img deconvolved"])
     assert viewer.layers["img denoised"].metadata["napari-deconoising"]["run_id"] == "r1"
     assert a.progress.value() == 1 and request.data is None
+    # Which device and precision predicted, and why: in the result message, its tooltip and the layers.
+    assert request.plans == [PlanChosen("cpu", "fp32", request.plans[0].reason, request.plans[0].text)]
+    assert request.plans[0].reason.startswith("small image")  # 96x96 px: fp32 without measuring
+    assert " on cpu in fp32: added " in a.status.value
+    assert a.status.tooltip == f"Prediction: {request.plans[0].text}"
+    for role in ("denoised", "deconvolved"):
+        assert viewer.layers[f"img {role}"].metadata["napari-deconoising"]["prediction"] == {
+            "device": "cpu", "precision": "fp32", "reason": request.plans[0].reason}
+
+
+def test_the_plan_is_sent_before_the_tiles_it_ran():
+    """The core's on_plan callback only collects in the worker; the message goes out with the yields."""
+    bf16 = execution_plan("cpu", "bf16")
+
+    def job(n, on_plan):
+        on_plan(bf16)  # as predict_iter: chosen before the first batch of tiles
+        for k in range(n):
+            yield k + 1, n
+        return "result"
+
+    gen = with_plans(job, 2)
+    assert next(gen) == PlanChosen("cpu", "bf16", "requested", "cpu bf16 (requested)")
+    assert list(gen) == [(1, 2), (2, 2)]
+    gen = with_plans(job, 1)
+    out = []
+    try:
+        while True:
+            out.append(next(gen))
+    except StopIteration as stop:
+        assert stop.value == "result"
+    assert len(out) == 2
+
+
+def test_plan_metadata_per_channel():
+    fp32, bf16 = (PlanChosen.of(execution_plan("cpu", p)) for p in ("fp32", "bf16"))
+    request = PredictRequest(layer=None, data=None, model=None, model_name="m", axes="CYX", run_id="r",
+                             step="applied")
+    assert request.plan_metadata() is None and request.plan_text == ""
+    request.plans += [fp32, fp32]
+    assert request.plan_metadata() == fp32.metadata()  # the same for every channel: said once
+    request.plans.append(bf16)
+    assert request.plan_metadata() == [fp32.metadata(), fp32.metadata(), bf16.metadata()]
+    assert request.plan_metadata(2) == bf16.metadata() and request.plan_text == " on cpu in bf16"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +132,11 @@ def _ngff_order(axes: str) -> bool:
 
 
 def large_predict_job(model: DecoNoisingModel, source: Any, outputs: LazyResults, plan: StreamPlan,
-                      device: str) -> Generator[tuple[int, int], None, None]:
-    """Worker-thread generator: tiles from ``source`` into the result arrays; yields (done, total)."""
+                      device: str, on_plan: Callable[[Any], None] | None = None
+                      ) -> Generator[tuple[int, int], None, None]:
+    """Worker-thread generator: tiles from ``source`` into the result arrays; yields (done, total).
+
+    ``on_plan(plan)`` gets the device and precision chosen, before the first tile.
+    """
     den, dec = outputs.arrays
-    yield from predict_lazy_iter(model, source, den, dec, plan=plan, device=device)
+    yield from predict_lazy_iter(model, source, den, dec, plan=plan, device=device, on_plan=on_plan)

@@ -183,7 +183,7 @@ class TrainWidget(DeconoisingWidget):
                 f"{message.patch} px patches…"
             )
             # The status line moves on to the epochs; the choice stays in the tooltip.
-            self.status.tooltip = f"{message.device} {message.precision}: {message.reason}"
+            self.status.tooltip = f"Training: {message.device} {message.precision} ({message.reason})"
             return
         ev = message
         if ev.kind == "step":
@@ -230,7 +230,7 @@ class TrainWidget(DeconoisingWidget):
         self.prediction.start(PredictRequest(
             layer=run.layer, data=data, large=large, plan=plan, model=model, model_name=self.model_name,
             axes=run.axes, run_id=run.run_id, step="trained on this layer", channel_layers=separate,
-            device=run.config.device, status_prefix=prefix,
+            device=run.config.device, status_prefix=prefix, tooltip_prefix=f"{self.status.tooltip}\n",
             cancelled_text="Prediction cancelled; the model is kept (save it or use the Apply widget).",
         ))
 

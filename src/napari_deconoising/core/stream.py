@@ -10,7 +10,6 @@ tiles is an independent *job*; :mod:`.cluster` hands the same jobs to Dask worke
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,15 +22,13 @@ from .device import release_memory
 from .lazy_io import ArrayRef
 from .precision import DEFAULT_PRECISION
 from .predict import (
-    _BYTES_PER_PIXEL_CHANNEL,
-    _MAX_TILE_BATCH,
     Cancelled,
-    _available_bytes,
     _multiples,
     auto_tile_shape,
     prediction_plan,
     tile_halos,
 )
+from .tile_plan import default_batch_size
 from .tiles import TileGrid
 
 if TYPE_CHECKING:
@@ -81,8 +78,11 @@ class StreamPlan:
 
 
 def plan_stream(model: DecoNoisingModel, shape: Sequence[int], dtype: Any, axes: str | None,
-                tile_size: int | Sequence[int] | None, device: torch.device) -> StreamPlan:
+                tile_size: int | Sequence[int] | None, device: torch.device, *, reduced: bool = False) -> StreamPlan:
     """Check the input's layout and cut its spatial axes into the prediction tiles.
+
+    Without a ``tile_size`` the tiles fill the memory budget of :mod:`.tile_plan`;
+    ``reduced``: for a bf16/fp16 plan, whose activations take half the bytes.
 
     Raises
     ------
@@ -107,7 +107,7 @@ def plan_stream(model: DecoNoisingModel, shape: Sequence[int], dtype: Any, axes:
     halos, mults = tile_halos(model), _multiples(model.config)
     sp_shape = tuple(shape[axes.index(a)] for a in spatial)
     if tile_size is None:
-        tile_size = auto_tile_shape(model, device, sp_shape)
+        tile_size = auto_tile_shape(model, device, sp_shape, reduced=reduced)
     sizes = tuple(int(t) for t in tile_size) if isinstance(tile_size, (tuple, list)) else (int(tile_size),) * nd
     if len(sizes) != nd:
         raise ValueError(f"tile_size {tile_size} needs 1 or {nd} values for a {nd}D model")
@@ -174,16 +174,6 @@ def _open(a: Any, write: bool = False) -> Any:
     return a.open(write) if isinstance(a, ArrayRef) else a
 
 
-def default_batch(model: DecoNoisingModel, plan: StreamPlan, device: torch.device) -> int:
-    """Tiles per forward pass, from the memory budget (as in-memory prediction)."""
-    per_tile = _BYTES_PER_PIXEL_CHANNEL * model.config.channels * math.prod(
-        c + 2 * h for c, h in zip(plan.grid.cores, plan.grid.halos))
-    budget = _available_bytes(device)
-    if device.type != "cuda":
-        budget = min(budget, 768 * 1024**2)
-    return max(1, min(_MAX_TILE_BATCH.get(device.type, 2), int(budget // per_tile)))
-
-
 def predict_lazy(model: DecoNoisingModel, source: Any, denoised: Any, deconvolved: Any = None, *,
                  plan: StreamPlan, progress: Callable[[int, int], None] | None = None,
                  cancel: Callable[[], bool] | None = None, **kwargs: Any) -> None:
@@ -221,16 +211,22 @@ def predict_lazy(model: DecoNoisingModel, source: Any, denoised: Any, deconvolve
 
 def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, deconvolved: Any = None, *,
                       plan: StreamPlan, device: str = "auto", precision: str = DEFAULT_PRECISION,
-                      batch_size: int | None = None, client: Any = None) -> Iterator[tuple[int, int]]:
+                      batch_size: int | None = None, client: Any = None,
+                      on_plan: Callable[[Any], None] | None = None) -> Iterator[tuple[int, int]]:
     """Generator form of :func:`predict_lazy`: yields ``(done, total)`` tiles.
 
     Closing it stops the work after the current batch; finished tiles stay written.
     ``precision="auto"`` is decided here, once, by timing this network
     (:func:`.predict.prediction_plan`, cached); Dask workers get the decision.
+    ``on_plan(plan)`` gets that :class:`~.device.ExecutionPlan` before the first tile.
     """
     exec_plan = prediction_plan(model, device, precision)
+    if on_plan is not None:
+        on_plan(exec_plan)
     shape = source.shape
-    batch_size = batch_size or default_batch(model, plan, exec_plan.device)
+    batch_size = batch_size or default_batch_size(
+        model, exec_plan.device, [c + 2 * h for c, h in zip(plan.grid.cores, plan.grid.halos)],
+        reduced=exec_plan.dtype is not None)
     work = jobs(plan, shape, batch_size)
     total = sum(len(o) for _, o in work)
     if client is not None:
