@@ -63,9 +63,9 @@ def _config_from_args(args: argparse.Namespace, label: str = "") -> tuple[TrainC
     cfg = TrainConfig(
         psf=psf_kind, psf_sigma=sigma, positivity=args.positivity, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, micro_batches=args.micro_batches,
-        patch_size=patch, val_fraction=args.val_fraction, lr=args.lr, depth=args.depth,
-        channels=args.channels, seed=args.seed, device=args.device, precision=args.precision, ndim=ndim,
-        optics=optics, n2v2=args.n2v2,
+        patch_size=patch, val_fraction=args.val_fraction, lr=args.lr, head_lr_scale=args.head_lr_scale,
+        depth=args.depth, channels=args.channels, seed=args.seed, device=args.device, precision=args.precision,
+        ndim=ndim, optics=optics, n2v2=args.n2v2,
     )
     if optics is not None:
         psf_array = optics_psf(optics, ndim=cfg.ndim)

@@ -53,6 +53,8 @@ _TIPS = {
     "three_d": "Train a 3D network on whole volumes (needs a Z axis); off: slice by slice in 2D",
     "z_patch": "Planes per training patch along Z (3D only); patches are Z x size x size",
     "sigma_z": "Gaussian PSF standard deviation along Z, in planes (3D only)",
+    "head_lr_scale": "The PSF head (the network's last layer, which makes the deconvolved image) learns at the "
+    "learning rate times this; 1 keeps one rate. See docs/benchmarks.md (3D) for 10",
     "micro_batches": "Virtual batch: split each batch into this many passes (gradient accumulation) to save memory",
 }
 
@@ -107,6 +109,8 @@ def train_fields() -> tuple[Field, ...]:
                                                    "tooltip": tip["z_patch"]}, section=adv),
         setting("micro_batches", SpinBox, "Micro-batches", adv, min=1, max=4096, tooltip=tip["micro_batches"]),
         Field("lr", LineEdit, "Learning rate", {"value": f"{TrainConfig().lr:g}"}, "lr", _parse_lr, section=adv),
+        setting("head_lr_scale", FloatSpinBox, "PSF head learning rate ×", adv, min=0.01, max=100.0, step=1.0,
+                tooltip=tip["head_lr_scale"]),
         setting("depth", SpinBox, "U-Net depth", adv, min=1, max=6),
         setting("channels", SpinBox, "Channels", adv, min=1, max=1024),
         setting("n2v2", CheckBox, "N2V2 (fewer checkerboards)", adv, tooltip=tip["n2v2"]),

@@ -162,7 +162,8 @@ class DecoNoisingModel:
         best = min((h["val_loss"] for h in self.history if h.get("val_loss") is not None), default=None)
         val = f", best val loss {best:.4g}" if best is not None else ""
         dims = "" if c.ndim == 2 else f"3D ({'' if c.pools_z() else 'no '}Z pooling) "
-        return f"{dims}U-Net depth {c.depth}/{c.channels} ch, {psf}, {len(self.history)} epochs{val}"
+        head = f", PSF head lr x{c.head_lr_scale:g}" if c.head_lr_scale != 1 else ""  # 1: one rate, the default
+        return f"{dims}U-Net depth {c.depth}/{c.channels} ch, {psf}, {len(self.history)} epochs{head}{val}"
 
 
 def _plain(v: Any) -> Any:
