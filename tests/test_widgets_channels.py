@@ -217,6 +217,8 @@ def test_several_layers_train_one_model_with_a_result_pair_each(train_widget, tw
     ("channels last", "after Y and X"),
     ("resume", "choose '(new model)'"),
     ("too large", "layers that fit in memory"),
+    ("PSF count", "3 measured PSFs given for 2 channels"),
+    ("3D PSF", "the PSF of channel 2 of 2: PSF has 3 dimensions"),
 ])
 def test_bad_channel_input_is_refused_with_a_message(train_widget, two_channels, trained, fresh_registry,
                                                      sync_workers, notifications, case, msg):
@@ -244,6 +246,13 @@ def test_bad_channel_input_is_refused_with_a_message(train_widget, two_channels,
         da = pytest.importorskip("dask.array")
         form.image.value = viewer.add_image(da.from_array(two_channels, chunks=(1, 24, 24)), name="lazy")
         form.axes.value = "CYX"
+    elif case in ("PSF count", "3D PSF"):
+        from napari_deconoising.core import gaussian_psf
+
+        beads = [viewer.add_image(gaussian_psf(1.0), name=f"bead {k}") for k in range(2)]
+        beads.append(viewer.add_image(gaussian_psf(1.0, ndim=3), name="bead 3D"))
+        form.psf_kind.value = "Measured PSF: image layer"
+        form.channel_psf_layers.value = beads if case == "PSF count" else beads[1:]
     elif case == "resume":
         name = fresh_registry.add(trained, "single")
         form.resume.reset_choices()

@@ -37,7 +37,7 @@ def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list, str | No
 
 def _config_from_args(args: argparse.Namespace, label: str = "") -> tuple[TrainConfig, np.ndarray | None]:
     """One channel's configuration and measured PSF from its options (one PSF option each)."""
-    from .core.psf import load_psf
+    from .core.psf import PSFError, load_psf
 
     ndim = 3 if args.three_d else 2
     axes = "Z Y X" if ndim == 3 else "Y X"
@@ -52,7 +52,10 @@ def _config_from_args(args: argparse.Namespace, label: str = "") -> tuple[TrainC
         psf_kind, sigma = "none", 0.0
     elif args.psf is not None:
         psf_kind, sigma = "measured", 0.0
-        psf_array = load_psf(args.psf, ndim=ndim)
+        try:
+            psf_array = load_psf(args.psf, ndim=ndim)
+        except PSFError as e:  # with channels: which channel's file
+            raise PSFError(f"{label}{e}") from None
     else:
         psf_kind = "gaussian"
         sigma = sigma_values(args.psf_sigma)
