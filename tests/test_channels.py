@@ -139,6 +139,17 @@ def test_check_resume_refuses_what_does_not_fit(two_channels, trained, trained3d
         check_resume(ChannelModels([trained, trained3d]), 2, ndim=2)
 
 
+def test_check_single_resume_refuses_a_model_per_channel_and_another_ndim(trained, trained3d):
+    from napari_deconoising.core import ConfigError
+    from napari_deconoising.core.channels import check_single_resume
+
+    assert check_single_resume(trained, ndim=2) is trained
+    with pytest.raises(DataError, match=r"one model per channel \(2 channels\): resume needs an image with 2"):
+        check_single_resume(ChannelModels([trained, trained]), ndim=2)
+    with pytest.raises(ConfigError, match="ndim=2: the model to resume is 3D; train it in 3D .*3D on in the Train"):
+        check_single_resume(trained3d, ndim=2)
+
+
 def test_channel_psfs_one_for_all_or_one_each_checked_before_training():
     from napari_deconoising.core import PSFError, gaussian_psf
     from napari_deconoising.core.channels import channel_psfs

@@ -127,7 +127,7 @@ def resume_cases(cyx):
 @pytest.mark.parametrize("image, model, extra, msg", [
     ("cyx.tif", "single.pt", [], "one network, for images without a channel axis"),
     ("c3.tif", "pair.pt", [], "has 2 channels but the image has 3"),
-    ("yx.tif", "pair.pt", [], "holds one model per channel: resume needs an image with a C axis"),
+    ("yx.tif", "pair.pt", [], "holds one model per channel (2 channels): resume needs an image with 2 channels"),
     ("c2z.tif", "pair.pt", ["--3d", "--patch-size", "8", "32", "32"], "channel 0 of the model to resume is 2D"),
 ])
 def test_resume_that_does_not_fit_fails_cleanly(resume_cases, capsys, image, model, extra, msg):

@@ -15,7 +15,7 @@ from ._cli_channels import CLIError, channel_count, per_channel_args, train_per_
 from ._cli_sigma import sigma_values, train_learning_sigma, wants_auto
 from ._console import run_training
 from .bioimageio import load_any_model
-from .core.channels import ChannelModels, check_resume
+from .core.channels import check_resume, check_single_resume
 from .core.config import TrainConfig
 from .core.lazy_io import open_lazy
 from .core.optics import optics_psf, parse_optics
@@ -108,9 +108,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         model.save(out)
         print(f"saved model to {out}:\n{model.summary()}", file=sys.stderr)
         return 0
-    if isinstance(resume, ChannelModels):
-        raise CLIError(f"{args.resume} holds one model per channel: resume needs an image with a C axis")
     cfg, psf_array = built[0]
+    if resume is not None:  # before the images are read
+        resume = check_single_resume(resume, cfg.ndim)
     if auto:
         model = train_learning_sigma(images, cfg, axes)
         model.save(out)

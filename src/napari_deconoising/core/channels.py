@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from .data import DataError
-from .model import DecoNoisingModel
+from .model import DecoNoisingModel, check_resume_ndim
 from .modelfile import CHANNELS_FORMAT_VERSION, ModelFileError, read_payload, write_payload
 from .predict import Prediction
 from .psf import PSFError, prepare_psf
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from .config import TrainConfig
     from .train import TrainEvent
 
-__all__ = ["ChannelModels", "check_resume", "channel_psfs", "load_model", "split_channels", "per_channel",
-           "train_channels"]
+__all__ = ["ChannelModels", "check_resume", "check_single_resume", "channel_psfs", "load_model", "split_channels",
+           "per_channel", "train_channels"]
 
 T = TypeVar("T")
 
@@ -220,17 +220,31 @@ def check_resume(resume: DecoNoisingModel | ChannelModels, channels: int, ndim: 
     ConfigError
         A channel's model is 2D where ``ndim`` is 3, or the other way round.
     """
-    from .config import ConfigError
-
     if not isinstance(resume, ChannelModels):
         raise DataError(f"the model to resume has one network, for images without a channel axis; this image "
                         f"has {channels} channels (C): train a new model, or resume with a model per channel")
     if len(resume.models) != channels:
         raise DataError(f"the model to resume has {len(resume.models)} channels but the image has {channels}")
     for k, m in enumerate(resume.models):
-        if m.ndim != ndim:
-            raise ConfigError(f"ndim={ndim}: channel {k} of the model to resume is {m.ndim}D; train it in "
-                              f"{m.ndim}D ({'--3d' if m.ndim == 3 else 'without --3d'} on the command line)")
+        check_resume_ndim(m, ndim, f"channel {k} of the model to resume")
+    return resume
+
+
+def check_single_resume(resume: DecoNoisingModel | ChannelModels, ndim: int) -> DecoNoisingModel:
+    """``resume`` as the model to continue on an image without channels, or a clear error.
+
+    Raises
+    ------
+    DataError
+        A model per channel (it needs an image with those channels).
+    ConfigError
+        A 2D model where ``ndim`` is 3, or the other way round.
+    """
+    if isinstance(resume, ChannelModels):
+        n = len(resume.models)
+        raise DataError(f"the model to resume holds one model per channel ({n} channels): resume needs an image "
+                        f"with {n} channels, not one without a channel axis (C)")
+    check_resume_ndim(resume, ndim)
     return resume
 
 

@@ -166,6 +166,16 @@ class DecoNoisingModel:
         return f"{dims}U-Net depth {c.depth}/{c.channels} ch, {psf}, {len(self.history)} epochs{head}{val}"
 
 
+def check_resume_ndim(model: DecoNoisingModel, ndim: int, what: str = "the model to resume") -> None:
+    """Raise :class:`ConfigError` unless ``model`` continues as an ``ndim``-D model: 2D <-> 3D is a
+    different network, never a silent switch. ``what`` names the model in the message."""
+    m = model.config.ndim
+    if m != ndim:
+        how = "--3d on the command line, 3D on in the Train widget" if m == 3 else \
+            "without --3d on the command line, 3D off in the Train widget"
+        raise ConfigError(f"ndim={ndim}: {what} is {m}D; train it in {m}D ({how})")
+
+
 def _plain(v: Any) -> Any:
     """numpy scalars as Python numbers: ``weights_only`` loading refuses numpy objects."""
     if isinstance(v, (np.floating, np.integer)):
