@@ -262,7 +262,7 @@ class TrainForm(Form):
         """An empty per-channel row starts with the single value, which then applies to every channel."""
         single, row = self.widgets[one], self.widgets[per]
         if per == "channel_psf_layers":
-            if not row.value and single.value is not None:
+            if not row.value and single.value is not None and single.value in row.choices:
                 row.value = [single.value]
         elif per == "channel_psf_files":
             if not row.value and single.line_edit.value.strip():  # an empty FileEdit reads as Path(".")
