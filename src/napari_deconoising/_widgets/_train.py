@@ -114,7 +114,8 @@ class TrainWidget(DeconoisingWidget):
             channel_layers=None if channels is None else channels.layers,
         )
         self.plot.clear()
-        if isinstance(plan.resume, DecoNoisingModel):  # a model per channel: each channel's curve follows
+        # a single model's curve goes on from its history; a model per channel's channels follow each other
+        if isinstance(plan.resume, DecoNoisingModel):
             self.plot.set_history(plan.resume.history)
         self.progress.setRange(0, config.total_steps * (1 if channels is None else channels.count))
         self.progress.setValue(0)
