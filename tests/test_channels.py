@@ -137,3 +137,34 @@ def test_check_resume_refuses_what_does_not_fit(two_channels, trained, trained3d
         check_resume(pair, 3, ndim=2)
     with pytest.raises(ConfigError, match="channel 1 of the model to resume is 3D"):
         check_resume(ChannelModels([trained, trained3d]), 2, ndim=2)
+
+
+def test_check_single_resume_refuses_a_model_per_channel_and_another_ndim(trained, trained3d):
+    from napari_deconoising.core import ConfigError
+    from napari_deconoising.core.channels import check_single_resume
+
+    assert check_single_resume(trained, ndim=2) is trained
+    with pytest.raises(DataError, match=r"one model per channel \(2 channels\): resume needs an image with 2"):
+        check_single_resume(ChannelModels([trained, trained]), ndim=2)
+    with pytest.raises(ConfigError, match="ndim=2: the model to resume is 3D; train it in 3D .*3D on in the Train"):
+        check_single_resume(trained3d, ndim=2)
+
+
+def test_channel_psfs_one_for_all_or_one_each_checked_before_training():
+    from napari_deconoising.core import PSFError, gaussian_psf
+    from napari_deconoising.core.channels import channel_psfs
+
+    narrow, wide = gaussian_psf(1.0), gaussian_psf(2.0)
+    assert channel_psfs(None, 2, ndim=2) == [None, None]
+    shared = channel_psfs(narrow, 3, ndim=2)
+    assert len(shared) == 3 and shared[0] is shared[2]  # prepared once
+    np.testing.assert_allclose(shared[0], narrow, atol=1e-7)
+    first, second = channel_psfs([wide, 5 * narrow], 2, ndim=2)  # each prepared: normalised to sum 1
+    assert first.shape == wide.shape and second.shape == narrow.shape
+    np.testing.assert_allclose(second, narrow, atol=1e-7)
+    with pytest.raises(DataError, match="3 measured PSFs given for 2 channels"):
+        channel_psfs([narrow, narrow, wide], 2, ndim=2)
+    with pytest.raises(PSFError, match="PSF of channel 2 of 2: .* 3D model needs a 3D PSF"):
+        channel_psfs([gaussian_psf(1.0, ndim=3), narrow], 2, ndim=3)
+    with pytest.raises(PSFError, match="^PSF has 3 dimensions"):  # one channel: nothing to name
+        channel_psfs(gaussian_psf(1.0, ndim=3), 1, ndim=2)

@@ -310,3 +310,20 @@ def test_n2v2_flag_is_saved_with_the_model(files, capsys):
     model = files / "n2v2.pt"
     assert main(["train", str(files / "noisy.tif"), "--model", str(model), "--n2v2", *TINY_ARGS]) == 0
     assert load_model(model).config.n2v2 and "N2V2" in capsys.readouterr().err
+
+
+def test_head_lr_scale_is_saved_and_shown_by_info(files, capsys):
+    model = files / "head10.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(model), "--head-lr-scale", "10", *TINY_ARGS]) == 0
+    assert load_model(model).config.head_lr_scale == 10.0
+    capsys.readouterr()
+    assert main(["info", str(model)]) == 0
+    assert "PSF head lr x10" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["0", "150"])
+def test_head_lr_scale_out_of_range_is_one_line_error(files, capsys, value):
+    out = files / "never_head.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(out), "--head-lr-scale", value, *TINY_ARGS]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("deconoising: error: head_lr_scale=") and "\n" not in err and not out.exists()

@@ -58,6 +58,26 @@ def test_psf_count_must_match_the_channels(cyx, capsys, case, msg):
     assert not out.exists()
 
 
+def test_a_measured_psf_file_per_channel(cyx, capsys):
+    from napari_deconoising.core import gaussian_psf
+
+    tifffile.imwrite(cyx / "narrow.tif", gaussian_psf(1.0))
+    tifffile.imwrite(cyx / "wide.tif", gaussian_psf(2.0))
+    tifffile.imwrite(cyx / "bead3d.tif", gaussian_psf(1.0, ndim=3))
+    model = cyx / "psfs.pt"
+    assert main(["train", str(cyx / "cyx.tif"), "--psf", str(cyx / "wide.tif"), "--psf", str(cyx / "narrow.tif"),
+                 "--model", str(model), *TINY_ARGS, "--epochs", "1"]) == 0
+    loaded = load_model(model)
+    assert [m.psf.shape for m in loaded.models] == [gaussian_psf(2.0).shape, gaussian_psf(1.0).shape]
+    assert all(m.config.psf == "measured" for m in loaded.models)
+    capsys.readouterr()
+    out = cyx / "never_psf.pt"
+    assert main(["train", str(cyx / "cyx.tif"), "--psf", str(cyx / "wide.tif"), "--psf", str(cyx / "bead3d.tif"),
+                 "--model", str(out), *TINY_ARGS]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "channel 2/2: bead3d.tif: PSF has 3 dimensions" in err and "\n" not in err and not out.exists()
+
+
 def test_3d_channels_each_with_a_zyx_sigma(cyx, capsys):
     from napari_deconoising.core.sample3d import make_sample_3d
 
@@ -107,7 +127,7 @@ def resume_cases(cyx):
 @pytest.mark.parametrize("image, model, extra, msg", [
     ("cyx.tif", "single.pt", [], "one network, for images without a channel axis"),
     ("c3.tif", "pair.pt", [], "has 2 channels but the image has 3"),
-    ("yx.tif", "pair.pt", [], "holds one model per channel: resume needs an image with a C axis"),
+    ("yx.tif", "pair.pt", [], "holds one model per channel (2 channels): resume needs an image with 2 channels"),
     ("c2z.tif", "pair.pt", ["--3d", "--patch-size", "8", "32", "32"], "channel 0 of the model to resume is 2D"),
 ])
 def test_resume_that_does_not_fit_fails_cleanly(resume_cases, capsys, image, model, extra, msg):

@@ -71,3 +71,19 @@ def test_3d_training_adds_3d_layers_with_the_scale(viewer, widget, sample3d, syn
         assert out.metadata[PROVENANCE_KEY]["config"]["ndim"] == 3
     viewer.dims.ndisplay = 3  # the volumes render in 3D
     assert viewer.dims.ndisplay == 3
+
+
+def test_a_zyx_psf_file_serves_a_3d_model(viewer, widget, sample3d, tmp_path):
+    import tifffile
+
+    from napari_deconoising.core import PSFError, gaussian_psf
+
+    tifffile.imwrite(tmp_path / "bead.tif", gaussian_psf((2.0, 1.0, 1.0), ndim=3))
+    form = widget.form
+    form.image.value = viewer.add_image(sample3d.noisy, name="zyx")
+    form.axes.value, form.three_d.value = "ZYX", True
+    form.psf_kind.value, form.psf_file.value = "Measured PSF: TIFF file", tmp_path / "bead.tif"
+    assert form.measured_psf().ndim == 3  # read for the model's dimensionality, not always as 2D
+    form.three_d.value = False
+    with pytest.raises(PSFError, match="bead.tif: PSF has 3 dimensions .* 2D model"):
+        form.measured_psf()

@@ -63,24 +63,49 @@ def test_apply_refuses_layers_that_do_not_match_the_channels(apply_widget, cyx_m
     assert "other denoised" not in viewer.layers
 
 
-def test_a_channels_file_opens_for_apply_but_not_for_training(tmp_path, make_napari_viewer, fresh_registry,
-                                                              cyx_models, notifications):
+def test_a_channels_file_continues_training_in_the_train_widget(tmp_path, make_napari_viewer, fresh_registry,
+                                                                cyx_models, sync_workers, notifications):
+    from conftest import set_tiny
+
     from napari_deconoising._reader import get_reader
     from napari_deconoising._widgets import TrainWidget
+    from napari_deconoising.core import ChannelModels
 
+    cyx, before = cyx_models
     path = tmp_path / "two.pt"
-    cyx_models[1].save(path)
+    before.save(path)
     viewer = make_napari_viewer()
     train = TrainWidget(viewer)
-    assert train.load_model(path) is None and train.model is None
-    assert "two" in fresh_registry
-    assert any("one model per channel" in m for m in notifications["warning"]), notifications["warning"]
-    layer = viewer.add_image(cyx_models[0][0], name="yx")
-    train.form.reset_choices()
-    train.form.image.value = layer
-    train.form.resume.value = "two"
-    assert not train.start()
-    assert any("continuing it is not supported" in m for m in notifications["error"]), notifications["error"]
+    viewer.window.add_dock_widget(train, name="Train")  # napari refreshes its layer choices
+    loaded = train.load_model(path)
+    assert isinstance(loaded, ChannelModels) and train.model is loaded and train.form.resume.value == "two"
+    assert "an image with 2 channels" in train.status.value and not notifications["warning"]
+    set_tiny(train)
+    form = train.form
+    refusals = [  # image, axes, 3D, what the notification says
+        (cyx[0], "YX", False, "holds one model per channel (2 channels): resume needs an image with 2 channels"),
+        (np.concatenate([cyx, cyx[:1]]), "CYX", False, "the model to resume has 2 channels but the image has 3"),
+        (np.stack([cyx] * 8, axis=1), "CZYX", True, "channel 0 of the model to resume is 2D"),
+    ]
+    for k, (data, axes, three_d, msg) in enumerate(refusals):
+        form.image.value = viewer.add_image(data, name=f"wrong {k}")
+        form.axes.value, form.three_d.value = axes, three_d
+        names = [layer.name for layer in viewer.layers]
+        assert not train.start()
+        assert msg in notifications["error"][-1], notifications["error"]
+        assert [layer.name for layer in viewer.layers] == names and train.model is loaded
+    form.image.value = viewer.add_image(cyx, name="cells")
+    form.axes.value, form.three_d.value = "CYX", False
+    form.psf_kind.value = "Measured PSF: image layer"  # none chosen: a resumed model keeps its own PSFs
+    assert train.start()
+    assert len(notifications["error"]) == len(refusals), notifications["error"]
+    after = train.model
+    assert isinstance(after, ChannelModels) and after is not loaded
+    assert [len(m.history) for m in after.models] == [3, 3]  # 1 epoch before, 2 now
+    for old, new in zip(before.models, after.models):
+        assert new.history[0] == old.history[0] and (new.mean, new.std) == (old.mean, old.std)
+        assert new.config.psf_sigma == old.config.psf_sigma and new.config.psf == "gaussian"
+    assert "cells denoised" in viewer.layers
     reader = get_reader(str(path))
     assert reader is not None and reader(str(path)) == [(None,)]
     assert "two [2]" in fresh_registry
@@ -215,8 +240,10 @@ def test_several_layers_train_one_model_with_a_result_pair_each(train_widget, tw
     ("other shape", "the channels of one model need the same shape"),
     ("C axis and extra", "not both"),
     ("channels last", "after Y and X"),
-    ("resume", "choose '(new model)'"),
+    ("resume", "one network, for images without a channel axis"),
     ("too large", "layers that fit in memory"),
+    ("PSF count", "3 measured PSFs given for 2 channels"),
+    ("3D PSF", "the PSF of channel 2 of 2: PSF has 3 dimensions"),
 ])
 def test_bad_channel_input_is_refused_with_a_message(train_widget, two_channels, trained, fresh_registry,
                                                      sync_workers, notifications, case, msg):
@@ -244,6 +271,13 @@ def test_bad_channel_input_is_refused_with_a_message(train_widget, two_channels,
         da = pytest.importorskip("dask.array")
         form.image.value = viewer.add_image(da.from_array(two_channels, chunks=(1, 24, 24)), name="lazy")
         form.axes.value = "CYX"
+    elif case in ("PSF count", "3D PSF"):
+        from napari_deconoising.core import gaussian_psf
+
+        beads = [viewer.add_image(gaussian_psf(1.0), name=f"bead {k}") for k in range(2)]
+        beads.append(viewer.add_image(gaussian_psf(1.0, ndim=3), name="bead 3D"))
+        form.psf_kind.value = "Measured PSF: image layer"
+        form.channel_psf_layers.value = beads if case == "PSF count" else beads[1:]
     elif case == "resume":
         name = fresh_registry.add(trained, "single")
         form.resume.reset_choices()

@@ -1,5 +1,5 @@
 """The Train form's rows for a model per channel (module _train_channels): extra channel layers,
-a PSF per channel from optics or one measured PSF for all."""
+a PSF per channel from optics, or a measured PSF per channel or for all."""
 
 from __future__ import annotations
 
@@ -69,16 +69,66 @@ def test_one_measured_psf_serves_every_channel(form, cells):
     from napari_deconoising.core import gaussian_psf
 
     viewer, form = form
-    form.image.value, form.axes.value = viewer.add_image(cells, name="cells"), "CYX"
     psf = viewer.add_image(gaussian_psf(1.5), name="bead")
     form.psf_kind.value = "Measured PSF: image layer"
-    form.psf_layer.value = psf
+    form.psf_layer.value = psf  # chosen for one channel first: the per-channel row starts with it
+    form.image.value, form.axes.value = viewer.add_image(cells, name="cells"), "CYX"
     assert form.channel_sigmas.native.isHidden() and form.sigma.native.isHidden()
+    assert form.psf_layer.native.isHidden() and not form.channel_psf_layers.native.isHidden()
+    assert form.channel_psf_layers.value == [psf]
     configs = form.channel_configs(form.config(), 2)
     assert [c.psf for c in configs] == ["measured", "measured"]
     first, second = form.channel_psfs(configs)
-    np.testing.assert_array_equal(first, psf.data)
-    np.testing.assert_array_equal(second, psf.data)
+    np.testing.assert_allclose(first, psf.data, atol=1e-7)
+    assert second is first
+
+
+def test_each_channel_picks_its_measured_psf_layer(form, cells):
+    from napari_deconoising.core import PSFError, gaussian_psf
+
+    viewer, form = form
+    form.image.value, form.axes.value = viewer.add_image(cells, name="cells"), "CYX"
+    wide, narrow = viewer.add_image(gaussian_psf(2.5), name="wide"), viewer.add_image(gaussian_psf(1.0), name="n")
+    form.psf_kind.value = "Measured PSF: image layer"
+    form.channel_psf_layers.value = [narrow, wide]  # the channel order is the layer list's: wide, then narrow
+    configs = form.channel_configs(form.config(), 2)
+    first, second = form.channel_psfs(configs)
+    assert first.shape == wide.data.shape and second.shape == narrow.data.shape
+    bead3d = viewer.add_image(gaussian_psf(1.0, ndim=3), name="bead 3D")
+    form.channel_psf_layers.value = [wide, bead3d]
+    with pytest.raises(PSFError, match="PSF of channel 2 of 2: PSF has 3 dimensions .* 2D model needs a 2D PSF"):
+        form.channel_psfs(configs)
+    form.channel_psf_layers.value = [wide, narrow, bead3d]
+    with pytest.raises(DataError, match="3 measured PSFs given for 2 channels"):
+        form.channel_psfs(configs)
+    form.channel_psf_layers.value = []
+    with pytest.raises(PSFError, match="choose the image layers that hold the measured PSFs"):
+        form.channel_psfs(configs)
+
+
+def test_each_channel_picks_its_measured_psf_file(form, cells, tmp_path):
+    import tifffile
+
+    from napari_deconoising.core import PSFError, gaussian_psf
+
+    viewer, form = form
+    for name, kernel in (("a", gaussian_psf(1.0)), ("b", gaussian_psf(2.0)), ("vol", gaussian_psf(1.0, ndim=3))):
+        tifffile.imwrite(tmp_path / f"{name}.tif", kernel)
+    form.psf_kind.value = "Measured PSF: TIFF file"
+    form.psf_file.value = tmp_path / "a.tif"
+    form.image.value, form.axes.value = viewer.add_image(cells, name="cells"), "CYX"
+    assert form.psf_file.native.isHidden() and not form.channel_psf_files.native.isHidden()
+    assert form.channel_psf_files.value == (tmp_path / "a.tif",)  # started with the single file
+    form.channel_psf_files.value = (tmp_path / "b.tif", tmp_path / "a.tif")  # the order typed is the channel order
+    configs = form.channel_configs(form.config(), 2)
+    first, second = form.channel_psfs(configs)
+    assert first.shape == gaussian_psf(2.0).shape and second.shape == gaussian_psf(1.0).shape
+    form.channel_psf_files.value = (tmp_path / "a.tif", tmp_path / "vol.tif")
+    with pytest.raises(PSFError, match="vol.tif: PSF has 3 dimensions"):
+        form.channel_psfs(configs)
+    form.channel_psf_files.value = (tmp_path / "a.tif", tmp_path / "b.tif", tmp_path / "nope.tif")
+    with pytest.raises(DataError, match="3 measured PSFs given for 2 channels"):  # before reading the missing file
+        form.channel_psfs(configs)
 
 
 @pytest.mark.parametrize("text, values", [("1.5", [1.5, 1.5, 1.5]), ("1, 2 ,3", [1.0, 2.0, 3.0]),

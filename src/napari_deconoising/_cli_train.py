@@ -15,7 +15,7 @@ from ._cli_channels import CLIError, channel_count, per_channel_args, train_per_
 from ._cli_sigma import sigma_values, train_learning_sigma, wants_auto
 from ._console import run_training
 from .bioimageio import load_any_model
-from .core.channels import ChannelModels, check_resume
+from .core.channels import check_resume, check_single_resume
 from .core.config import TrainConfig
 from .core.lazy_io import open_lazy
 from .core.optics import optics_psf, parse_optics
@@ -37,7 +37,7 @@ def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list, str | No
 
 def _config_from_args(args: argparse.Namespace, label: str = "") -> tuple[TrainConfig, np.ndarray | None]:
     """One channel's configuration and measured PSF from its options (one PSF option each)."""
-    from .core.psf import load_psf
+    from .core.psf import PSFError, load_psf
 
     ndim = 3 if args.three_d else 2
     axes = "Z Y X" if ndim == 3 else "Y X"
@@ -52,7 +52,10 @@ def _config_from_args(args: argparse.Namespace, label: str = "") -> tuple[TrainC
         psf_kind, sigma = "none", 0.0
     elif args.psf is not None:
         psf_kind, sigma = "measured", 0.0
-        psf_array = load_psf(args.psf, ndim=ndim)
+        try:
+            psf_array = load_psf(args.psf, ndim=ndim)
+        except PSFError as e:  # with channels: which channel's file
+            raise PSFError(f"{label}{e}") from None
     else:
         psf_kind = "gaussian"
         sigma = sigma_values(args.psf_sigma)
@@ -63,9 +66,9 @@ def _config_from_args(args: argparse.Namespace, label: str = "") -> tuple[TrainC
     cfg = TrainConfig(
         psf=psf_kind, psf_sigma=sigma, positivity=args.positivity, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, micro_batches=args.micro_batches,
-        patch_size=patch, val_fraction=args.val_fraction, lr=args.lr, depth=args.depth,
-        channels=args.channels, seed=args.seed, device=args.device, precision=args.precision, ndim=ndim,
-        optics=optics, n2v2=args.n2v2,
+        patch_size=patch, val_fraction=args.val_fraction, lr=args.lr, head_lr_scale=args.head_lr_scale,
+        depth=args.depth, channels=args.channels, seed=args.seed, device=args.device, precision=args.precision,
+        ndim=ndim, optics=optics, n2v2=args.n2v2,
     )
     if optics is not None:
         psf_array = optics_psf(optics, ndim=cfg.ndim)
@@ -105,9 +108,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         model.save(out)
         print(f"saved model to {out}:\n{model.summary()}", file=sys.stderr)
         return 0
-    if isinstance(resume, ChannelModels):
-        raise CLIError(f"{args.resume} holds one model per channel: resume needs an image with a C axis")
     cfg, psf_array = built[0]
+    if resume is not None:  # before the images are read
+        resume = check_single_resume(resume, cfg.ndim)
     if auto:
         model = train_learning_sigma(images, cfg, axes)
         model.save(out)

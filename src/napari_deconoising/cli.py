@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "trains slice by slice")
     t.add_argument("--val-fraction", type=float, default=d.val_fraction)
     t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--head-lr-scale", type=float, default=d.head_lr_scale, metavar="X",
+                   help="the PSF head (the network's last layer, which makes the phantom) learns at --lr times X "
+                        "(default 1: one rate; see docs/benchmarks.md, 3D, for 10)")
     t.add_argument("--depth", type=int, default=d.depth)
     t.add_argument("--channels", type=int, default=d.channels)
     t.add_argument("--n2v2", action="store_true",

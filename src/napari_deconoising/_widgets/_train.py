@@ -10,17 +10,18 @@ from magicgui.widgets import PushButton
 from qtpy.QtWidgets import QFileDialog
 from superqt import QCollapsible
 
-from ..core import ChannelModels, DataError, DecoNoisingModel, TrainConfig, TrainEvent
+from ..core import ChannelModels, DecoNoisingModel, TrainConfig, TrainEvent
 from ..core.formatting import format_seconds
 from ._base import DeconoisingWidget, button_row
-from ._large import is_large, large_outputs, layer_data
+from ._large import is_large, large_outputs
 from ._notify import error, info, notify_error, warning
 from ._plot import LossPlot
 from ._prediction import PredictRequest
 from ._registry import REGISTRY, read_model_file
-from ._train_channels import channel_input, channel_prefix, stopped_channels_text, trained_size
+from ._train_channels import channel_prefix, stopped_channels_text, trained_size
 from ._train_form import TrainForm
-from ._train_job import ChannelStart, Ready, TrainControl, TrainRun, channels_job, train_job
+from ._train_job import ChannelStart, Ready, TrainControl, TrainRun
+from ._train_start import continuing_text, plan_run
 from ._worker import Job
 
 __all__ = ["TrainWidget"]
@@ -93,52 +94,35 @@ class TrainWidget(DeconoisingWidget):
             return False
         control = TrainControl()
         try:
-            layer, axes = self.form.image_and_axes()
-            config = self.form.config()
-            channels = channel_input(layer, axes, self.form.extra_layer_list())
-            resumed = self.form.resume_name()
-            resume = REGISTRY.get(resumed) if resumed is not None else None
-            if isinstance(resume, ChannelModels):
-                raise DataError(f"'{resumed}' holds one model per channel; continuing it is not supported yet")
-            if channels is not None:
-                if resume is not None:
-                    raise DataError(f"'{resumed}' is a single-channel model and this image has {channels.count} "
-                                    "channels: choose '(new model)' to train a model per channel")
-                configs = self.form.channel_configs(config, channels.count)
-                data, axes = channels.data(), channels.axes
-                job = (channels_job, control, data, configs, axes, self.form.channel_psfs(configs),
-                       self.form.estimate_sigma(), channels.names())
-            else:
-                data = layer_data(layer)  # a dask/zarr layer stays lazy: patches are read as drawn
-                # a resumed model keeps its own PSF
-                psf = self.form.measured_psf() if resume is None else None
-                job = (train_job, control, data, config, axes, psf, resume, self.form.estimate_sigma())
+            plan = plan_run(self.form, control)
         except ValueError as exc:
             notify_error(exc, what="training")
             return False
-        if resume is not None and (resume.config.depth, resume.config.channels) != (config.depth, config.channels):
-            info(f"Continuing '{resumed}': its architecture (depth {resume.config.depth}, "
-                 f"{resume.config.channels} channels) and PSF are kept.")
+        note = continuing_text(plan)
+        if note is not None:
+            info(note)
         self._run_counter += 1
+        channels, config = plan.channels, plan.config
         self.train_run = TrainRun(
-            layer=layer,
-            axes=axes,
-            data=data,
+            layer=plan.layer,
+            axes=plan.axes,
+            data=plan.data,
             config=config,
             run_id=f"train-{id(self):x}-{self._run_counter}",
-            epoch_offset=len(resume.history) if resume is not None else 0,
-            resumed=resumed,
+            epoch_offset=plan.epochs_before,
+            resumed=plan.resumed,
             channel_layers=None if channels is None else channels.layers,
         )
         self.plot.clear()
-        if resume is not None:
-            self.plot.set_history(resume.history)
+        # a single model's curve goes on from its history; a model per channel's channels follow each other
+        if isinstance(plan.resume, DecoNoisingModel):
+            self.plot.set_history(plan.resume.history)
         self.progress.setRange(0, config.total_steps * (1 if channels is None else channels.count))
         self.progress.setValue(0)
         self.status.value = "Preparing data and network…"
         self.control = control
         self.train_worker = Job(
-            *job,
+            *plan.job,
             yielded=self._on_train_message,
             returned=self._on_trained,
             errored=self._on_train_error,
@@ -259,23 +243,24 @@ class TrainWidget(DeconoisingWidget):
         info(f"Model saved to {path}")
         return True
 
-    def load_model(self, path: str | Path) -> DecoNoisingModel | None:
+    def load_model(self, path: str | Path) -> DecoNoisingModel | ChannelModels | None:
         """Load a model file to continue training it (it also appears in the Apply widget)."""
         model = read_model_file(path)
         if model is None:
             return None
         name = REGISTRY.add(model, Path(path).stem, path=path)
-        if isinstance(model, ChannelModels):
-            warning(f"'{name}' holds one model per channel: use it in the Apply widget (training it further "
-                    "is not supported yet).")
-            return None
         self.model, self.model_name = model, name
         self.form.resume.reset_choices()
         self.form.resume.value = name
-        self.plot.set_history(model.history)
+        if isinstance(model, ChannelModels):  # each channel's curve follows the previous one's as it trains
+            self.plot.clear()
+            where = f"an image with {len(model.models)} channels"
+        else:
+            self.plot.set_history(model.history)
+            where = "the image"
         self.plot.redraw()
         self._update_buttons()
-        self.status.value = f"Loaded '{name}': {model.summary()}. Start to continue training it."
+        self.status.value = f"Loaded '{name}': {model.summary()}. Start to continue training it on {where}."
         return model
 
     def _save_dialog(self, *_args) -> None:

@@ -16,20 +16,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import LineEdit, Select
+from magicgui.widgets import FileEdit, LineEdit, Select
 from napari.layers import Image, Layer
 
-from ..core import ChannelModels, ConfigError, DataError, DecoNoisingModel
+from ..core import ChannelModels, ConfigError, DataError, DecoNoisingModel, PSFError, load_psf
 from ..core.channels import per_channel
 from ..core.optics import Optics, OpticsError, gaussian_sigma
 from ._form import Field
 from ._large import is_large
-from ._layers import check_layer, layer_array, layer_shape
+from ._layers import check_layer, grey_image_choices, layer_array, layer_shape
 from ._optics_rows import read_optics
 from ._train_job import ChannelStart
 
-__all__ = ["ChannelInput", "channel_fields", "channel_input", "channel_optics", "channel_prefix",
-           "channel_sigma_text", "channel_values", "count_channels", "stopped_channels_text", "trained_size"]
+__all__ = ["ChannelInput", "channel_fields", "channel_input", "channel_optics", "channel_prefix", "channel_psf_files",
+           "channel_psf_layers", "channel_sigma_text", "channel_values", "count_channels", "in_layer_order",
+           "stopped_channels_text", "trained_size"]
 
 _TIPS = {
     "extra_layers": "Other single-channel layers of the same shape as the Image, trained as further channels "
@@ -41,6 +42,10 @@ _TIPS = {
     "applies to every channel",
     "channel_emissions": "Emission wavelength of each channel in nm, in channel order (e.g. 520, 610); the "
     "other optics apply to every channel",
+    "channel_psf_layers": "The measured PSF of each channel: one layer for every channel, or one per channel, "
+    "taken in the order of the viewer's layer list (bottom to top there), like the channels",
+    "channel_psf_files": "The measured PSF of each channel as TIFF files, in channel order, separated by ', ' "
+    "(the order typed here); one file applies to every channel",
 }
 
 
@@ -56,6 +61,12 @@ def channel_fields() -> dict[str, Field]:
         "channel_sigmas": row("channel_sigmas", "PSF sigma per channel (px)"),
         "channel_sigmas_z": row("channel_sigmas_z", "PSF sigma Z per channel"),
         "channel_emissions": row("channel_emissions", "Emission per channel (nm)"),
+        "channel_psf_layers": Field("channel_psf_layers", Select, "PSF layer per channel",
+                                    {"visible": False, "tooltip": _TIPS["channel_psf_layers"]},
+                                    choices=grey_image_choices),
+        "channel_psf_files": Field("channel_psf_files", FileEdit, "PSF file per channel",
+                                   {"mode": "rm", "filter": "*.tif *.tiff", "visible": False,
+                                    "tooltip": _TIPS["channel_psf_files"]}),
     }
 
 
@@ -173,6 +184,31 @@ def channel_optics(form: Any, n: int) -> list[Optics]:
     base = read_optics(form)
     waves = channel_values(form.channel_emissions.value, n, "emission wavelength")
     return [dataclasses.replace(base, wavelength_nm=w) for w in waves]
+
+
+def in_layer_order(viewer: Any, chosen: Sequence[Layer]) -> list[Layer]:
+    """The ``chosen`` layers in the viewer's layer order (the order they were opened or added in,
+    unless moved), whatever the order of clicking: the channel order of a multiple choice."""
+    return [layer for layer in viewer.layers if any(layer is c for c in chosen)]
+
+
+def channel_psf_layers(form: Any) -> list[np.ndarray]:
+    """The measured PSFs picked in the "PSF layer per channel" row, in channel order (raises PSFError)."""
+    layers = in_layer_order(form.viewer, form.channel_psf_layers.value or ())
+    if not layers:
+        raise PSFError("choose the image layers that hold the measured PSFs: one for every channel, or one per "
+                       "channel")
+    return [layer_array(layer) for layer in layers]
+
+
+def channel_psf_files(form: Any, n: int, ndim: int) -> list[np.ndarray]:
+    """The measured PSFs of the "PSF file per channel" row, in channel order (raises PSFError, DataError)."""
+    paths = [p for p in form.channel_psf_files.value or () if str(p).strip()]
+    if not paths:
+        raise PSFError("choose the TIFF files that hold the measured PSFs: one for every channel, or one per "
+                       "channel")
+    per_channel(paths, n, "measured PSF")  # the count first: reading files that are not used wastes time
+    return [load_psf(p, ndim=ndim) for p in paths]
 
 
 def channel_sigma_text(form: Any, n: int, ndim: int = 2) -> str:

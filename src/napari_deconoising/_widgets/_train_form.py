@@ -9,6 +9,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, LineEdit, SpinBox
 
 from ..core import ConfigError, PSFError, TrainConfig, load_psf
+from ..core.channels import channel_psfs
 from ..core.optics import optics_psf
 from ._form import Field, Form, axes_field, device_field, image_field
 from ._layers import grey_image_choices, layer_array
@@ -23,7 +24,16 @@ from ._optics_rows import (
     sigma_text,
 )
 from ._registry import REGISTRY
-from ._train_channels import channel_fields, channel_optics, channel_sigma_text, channel_values, count_channels
+from ._train_channels import (
+    channel_fields,
+    channel_optics,
+    channel_psf_files,
+    channel_psf_layers,
+    channel_sigma_text,
+    channel_values,
+    count_channels,
+    in_layer_order,
+)
 
 __all__ = ["NEW_MODEL", "PSF_FILE", "PSF_GAUSSIAN", "PSF_LAYER", "PSF_NONE", "PSF_OPTICS", "TrainForm"]
 
@@ -53,6 +63,8 @@ _TIPS = {
     "three_d": "Train a 3D network on whole volumes (needs a Z axis); off: slice by slice in 2D",
     "z_patch": "Planes per training patch along Z (3D only); patches are Z x size x size",
     "sigma_z": "Gaussian PSF standard deviation along Z, in planes (3D only)",
+    "head_lr_scale": "The PSF head (the network's last layer, which makes the deconvolved image) learns at the "
+    "learning rate times this; 1 keeps one rate. See docs/benchmarks.md (3D) for 10",
     "micro_batches": "Virtual batch: split each batch into this many passes (gradient accumulation) to save memory",
 }
 
@@ -94,7 +106,9 @@ def train_fields() -> tuple[Field, ...]:
         Field("sigma_auto", CheckBox, "Estimate sigma from data", {"value": False, "tooltip": tip["sigma_auto"]}),
         Field("psf_layer", ComboBox, "PSF layer", {"nullable": True, "value": None, "visible": False},
               choices=grey_image_choices),
+        per["channel_psf_layers"],
         Field("psf_file", FileEdit, "PSF file", {"mode": "r", "filter": "*.tif *.tiff", "visible": False}),
+        per["channel_psf_files"],
         *optics[:at], per["channel_emissions"], *optics[at:],
         setting("positivity", FloatSpinBox, "Positivity λ", min=0.0, max=1000.0, step=0.1, tooltip=tip["positivity"]),
         Field("resume", ComboBox, "Start from", {"value": NEW_MODEL, "tooltip": tip["resume"]},
@@ -107,6 +121,8 @@ def train_fields() -> tuple[Field, ...]:
                                                    "tooltip": tip["z_patch"]}, section=adv),
         setting("micro_batches", SpinBox, "Micro-batches", adv, min=1, max=4096, tooltip=tip["micro_batches"]),
         Field("lr", LineEdit, "Learning rate", {"value": f"{TrainConfig().lr:g}"}, "lr", _parse_lr, section=adv),
+        setting("head_lr_scale", FloatSpinBox, "PSF head learning rate ×", adv, min=0.01, max=100.0, step=1.0,
+                tooltip=tip["head_lr_scale"]),
         setting("depth", SpinBox, "U-Net depth", adv, min=1, max=6),
         setting("channels", SpinBox, "Channels", adv, min=1, max=1024),
         setting("n2v2", CheckBox, "N2V2 (fewer checkerboards)", adv, tooltip=tip["n2v2"]),
@@ -122,7 +138,8 @@ class TrainForm(Form):
     def __init__(self, viewer: Any) -> None:
         super().__init__(train_fields(), viewer, defaults=TrainConfig())
         self.viewer = viewer
-        self.extra_layers.native.setMaximumHeight(72)  # about three rows: the list is rarely long
+        for name in ("extra_layers", "channel_psf_layers"):  # about three rows: these lists are rarely long
+            self.widgets[name].native.setMaximumHeight(72)
         self.extra_layers.choices = self._extra_choices
         self.image.changed.connect(lambda *_: self.extra_layers.reset_choices())
         for name in OPTICS_INPUTS:
@@ -155,8 +172,7 @@ class TrainForm(Form):
     def extra_layer_list(self) -> list:
         """The extra channel layers in their channel order: the viewer's layer order (the order
         they were opened or added in, unless moved), whatever the order of clicking."""
-        chosen = self.extra_layers.value
-        return [layer for layer in self.viewer.layers if any(layer is c for c in chosen)]
+        return in_layer_order(self.viewer, self.extra_layers.value)
 
     def channel_count(self) -> int:
         """Channels of the chosen image (its C axis, or the extra layers), 1 when unsure."""
@@ -176,10 +192,16 @@ class TrainForm(Form):
         return [config] * n
 
     def channel_psfs(self, configs: list[TrainConfig]) -> list[np.ndarray | None]:
-        """The measured PSF of each channel: from its optics, else the one measured PSF for all."""
-        if self.psf_kind.value == PSF_OPTICS:
+        """The measured PSF of each channel, checked for the model (raises PSFError, DataError): from its
+        optics, its own layer or file, or one for all (None: a Gaussian or no PSF)."""
+        kind, n, ndim = self.psf_kind.value, len(configs), configs[0].ndim
+        if kind == PSF_OPTICS:
             return [optics_psf(c.optics, ndim=c.ndim) for c in configs]
-        return [self.measured_psf()] * len(configs)
+        if n > 1 and kind == PSF_LAYER:
+            return channel_psfs(channel_psf_layers(self), n, ndim)
+        if n > 1 and kind == PSF_FILE:
+            return channel_psfs(channel_psf_files(self, n, ndim), n, ndim)
+        return channel_psfs(self.measured_psf(), n, ndim)
 
     def estimate_sigma(self) -> bool:
         """True when the Gaussian sigma is to be estimated from the data before training."""
@@ -202,7 +224,7 @@ class TrainForm(Form):
             path = self.psf_file.value
             if path is None or not str(path) or Path(path).is_dir():
                 raise PSFError("choose the TIFF file that holds the measured PSF")
-            return load_psf(path)
+            return load_psf(path, ndim=3 if self.is_3d else 2)
         if kind == PSF_OPTICS:
             return optics_psf(read_optics(self), ndim=3 if self.is_3d else 2)
         return None
@@ -222,19 +244,31 @@ class TrainForm(Form):
         gaussian, optics = kind == PSF_GAUSSIAN, kind == PSF_OPTICS
         self.z_patch.visible = is_3d
         self.sigma_auto.visible = gaussian
-        self.psf_layer.visible = kind == PSF_LAYER
-        self.psf_file.visible = kind == PSF_FILE
         confocal = self.modality.value == "confocal"
         for name in OPTICS_ROWS:
             self.widgets[name].visible = optics and (confocal or name not in CONFOCAL_ROWS)
         # with channels, a value per channel replaces the single value (which fills it at first)
         for one, per, show in (("sigma", "channel_sigmas", gaussian), ("sigma_z", "channel_sigmas_z",
-                               gaussian and is_3d), ("emission_nm", "channel_emissions", optics)):
+                               gaussian and is_3d), ("emission_nm", "channel_emissions", optics),
+                               ("psf_layer", "channel_psf_layers", kind == PSF_LAYER),
+                               ("psf_file", "channel_psf_files", kind == PSF_FILE)):
             self.widgets[one].visible = show and not multi
             self.widgets[per].visible = show and multi
-            if show and multi and not str(self.widgets[per].value).strip():
-                self.widgets[per].value = f"{self.widgets[one].value:g}"
+            if show and multi:
+                self._fill_per_channel(one, per)
         self._update_sigma()
+
+    def _fill_per_channel(self, one: str, per: str) -> None:
+        """An empty per-channel row starts with the single value, which then applies to every channel."""
+        single, row = self.widgets[one], self.widgets[per]
+        if per == "channel_psf_layers":
+            if not row.value and single.value is not None and single.value in row.choices:
+                row.value = [single.value]
+        elif per == "channel_psf_files":
+            if not row.value and single.line_edit.value.strip():  # an empty FileEdit reads as Path(".")
+                row.value = (single.value,)
+        elif not str(row.value).strip():
+            row.value = f"{single.value:g}"
 
     def _on_sigma_auto(self, auto: bool) -> None:
         for name in ("sigma", "sigma_z", "channel_sigmas", "channel_sigmas_z"):

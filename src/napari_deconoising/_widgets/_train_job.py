@@ -118,21 +118,25 @@ def channels_job(
     psfs: Sequence[np.ndarray | None],
     estimate_sigma: bool = False,
     names: Sequence[str] | None = None,
+    resume: ChannelModels | None = None,
 ) -> Generator[ChannelStart | Ready | TrainEvent | dict, None, ChannelModels | None]:
     """Worker-thread generator: one model per channel of ``data`` (axes with a ``C``), one channel
     after the other, each announced by a :class:`ChannelStart` and then trained like :func:`train_job`.
 
-    Returns the :class:`~napari_deconoising.core.ChannelModels`, or None when stopped before the
-    last channel: a model per channel is only usable with every channel trained.
+    ``resume`` (checked by the caller with :func:`~napari_deconoising.core.channels.check_resume`)
+    continues its channel k on channel k. Returns the
+    :class:`~napari_deconoising.core.ChannelModels`, or None when stopped before the last channel:
+    a model per channel is only usable with every channel trained.
     """
     views, rest = split_channels(data, axes)
     names = list(names) if names is not None else [f"channel {k + 1}" for k in range(len(views))]
+    starts = [None] * len(views) if resume is None else resume.models
     models = []
-    for k, (view, config, psf) in enumerate(zip(views, configs, psfs, strict=True)):
+    for k, (view, config, psf, start) in enumerate(zip(views, configs, psfs, starts, strict=True)):
         if control.stop_requested:
             return None
         yield ChannelStart(k, len(views), names[k])
-        models.append((yield from train_job(control, view, config, rest, psf, None, estimate_sigma)))
+        models.append((yield from train_job(control, view, config, rest, psf, start, estimate_sigma)))
     return ChannelModels(models)
 
 

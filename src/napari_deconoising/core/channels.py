@@ -15,15 +15,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from .data import DataError
-from .model import DecoNoisingModel
+from .model import DecoNoisingModel, check_resume_ndim
 from .modelfile import CHANNELS_FORMAT_VERSION, ModelFileError, read_payload, write_payload
 from .predict import Prediction
+from .psf import PSFError, prepare_psf
 
 if TYPE_CHECKING:
     from .config import TrainConfig
     from .train import TrainEvent
 
-__all__ = ["ChannelModels", "check_resume", "load_model", "split_channels", "per_channel", "train_channels"]
+__all__ = ["ChannelModels", "check_resume", "check_single_resume", "channel_psfs", "load_model", "split_channels",
+           "per_channel", "train_channels"]
 
 T = TypeVar("T")
 
@@ -59,6 +61,37 @@ def per_channel(value: T | Sequence[T] | None, n: int, what: str) -> list[T | No
                             "per channel, in channel order")
         return list(value)
     return [value] * n
+
+
+def channel_psfs(psfs: np.ndarray | Sequence[np.ndarray | None] | None, n: int, ndim: int
+                 ) -> list[np.ndarray | None]:
+    """Each of ``n`` channels' measured PSF, prepared for an ``ndim``-D model (None: no measured PSF).
+
+    ``psfs`` is one PSF for all channels or exactly one per channel, in channel order.
+    Checked here, before any channel trains, so that a bad last PSF does not end a
+    long run after the first channels.
+
+    Raises
+    ------
+    DataError
+        Another number of PSFs than 1 or ``n``.
+    PSFError
+        A PSF that :func:`~napari_deconoising.core.psf.prepare_psf` refuses (e.g. a ZYX
+        PSF for a 2D model), naming its channel.
+    """
+    if psfs is None:
+        return [None] * n
+    chosen = per_channel([psfs] if isinstance(psfs, np.ndarray) else list(psfs), n, "measured PSF")
+    prepared: dict[int, np.ndarray] = {}  # one PSF shared by all channels is prepared once
+    out: list[np.ndarray | None] = []
+    for k, psf in enumerate(chosen):
+        if psf is not None and id(psf) not in prepared:
+            try:
+                prepared[id(psf)] = prepare_psf(psf, ndim=ndim)
+            except PSFError as e:
+                raise PSFError(f"the PSF of channel {k + 1} of {n}: {e}" if n > 1 else str(e)) from None
+        out.append(None if psf is None else prepared[id(psf)])
+    return out
 
 
 @dataclass
@@ -187,17 +220,31 @@ def check_resume(resume: DecoNoisingModel | ChannelModels, channels: int, ndim: 
     ConfigError
         A channel's model is 2D where ``ndim`` is 3, or the other way round.
     """
-    from .config import ConfigError
-
     if not isinstance(resume, ChannelModels):
         raise DataError(f"the model to resume has one network, for images without a channel axis; this image "
                         f"has {channels} channels (C): train a new model, or resume with a model per channel")
     if len(resume.models) != channels:
         raise DataError(f"the model to resume has {len(resume.models)} channels but the image has {channels}")
     for k, m in enumerate(resume.models):
-        if m.ndim != ndim:
-            raise ConfigError(f"ndim={ndim}: channel {k} of the model to resume is {m.ndim}D; train it in "
-                              f"{m.ndim}D ({'--3d' if m.ndim == 3 else 'without --3d'} on the command line)")
+        check_resume_ndim(m, ndim, f"channel {k} of the model to resume")
+    return resume
+
+
+def check_single_resume(resume: DecoNoisingModel | ChannelModels, ndim: int) -> DecoNoisingModel:
+    """``resume`` as the model to continue on an image without channels, or a clear error.
+
+    Raises
+    ------
+    DataError
+        A model per channel (it needs an image with those channels).
+    ConfigError
+        A 2D model where ``ndim`` is 3, or the other way round.
+    """
+    if isinstance(resume, ChannelModels):
+        n = len(resume.models)
+        raise DataError(f"the model to resume holds one model per channel ({n} channels): resume needs an image "
+                        f"with {n} channels, not one without a channel axis (C)")
+    check_resume_ndim(resume, ndim)
     return resume
 
 
@@ -236,7 +283,7 @@ def train_channels(image: np.ndarray, configs: TrainConfig | Sequence[TrainConfi
     views, rest = split_channels(image, axes)
     n = len(views)
     cfgs = per_channel(configs, n, "configuration")
-    psf_list = [psfs] * n if psfs is None or isinstance(psfs, np.ndarray) else per_channel(list(psfs), n, "PSF")
+    psf_list = channel_psfs(psfs, n, cfgs[0].ndim)
     starts = [None] * n if resume is None else check_resume(resume, n, cfgs[0].ndim).models
     models = []
     for k, (view, cfg, psf, start) in enumerate(zip(views, cfgs, psf_list, starts)):

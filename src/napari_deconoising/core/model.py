@@ -162,7 +162,18 @@ class DecoNoisingModel:
         best = min((h["val_loss"] for h in self.history if h.get("val_loss") is not None), default=None)
         val = f", best val loss {best:.4g}" if best is not None else ""
         dims = "" if c.ndim == 2 else f"3D ({'' if c.pools_z() else 'no '}Z pooling) "
-        return f"{dims}U-Net depth {c.depth}/{c.channels} ch, {psf}, {len(self.history)} epochs{val}"
+        head = f", PSF head lr x{c.head_lr_scale:g}" if c.head_lr_scale != 1 else ""  # 1: one rate, the default
+        return f"{dims}U-Net depth {c.depth}/{c.channels} ch, {psf}, {len(self.history)} epochs{head}{val}"
+
+
+def check_resume_ndim(model: DecoNoisingModel, ndim: int, what: str = "the model to resume") -> None:
+    """Raise :class:`ConfigError` unless ``model`` continues as an ``ndim``-D model: 2D <-> 3D is a
+    different network, never a silent switch. ``what`` names the model in the message."""
+    m = model.config.ndim
+    if m != ndim:
+        how = "--3d on the command line, 3D on in the Train widget" if m == 3 else \
+            "without --3d on the command line, 3D off in the Train widget"
+        raise ConfigError(f"ndim={ndim}: {what} is {m}D; train it in {m}D ({how})")
 
 
 def _plain(v: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from os import PathLike
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -105,7 +106,10 @@ def load_psf(path: str | PathLike, ndim: int = 2) -> np.ndarray:
         data, _ = read_image(path)
     except ImageFileError as e:
         raise PSFError(f"PSF: {e}") from None
-    return prepare_psf(data, ndim=ndim)
+    try:
+        return prepare_psf(data, ndim=ndim)
+    except PSFError as e:  # which file, when each channel has its own
+        raise PSFError(f"{Path(path).name}: {e}") from None
 
 
 def _per_axis(sigma: float | Sequence[float], ndim: int) -> tuple[float, ...]:

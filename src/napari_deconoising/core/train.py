@@ -11,14 +11,14 @@ from collections.abc import Callable, Generator, Sequence
 import numpy as np
 import torch
 
-from .config import ConfigError, TrainConfig
+from .config import TrainConfig
 from .data import as_image_set, check_values, normalisation_stats
 from .device import execution_plan, release_memory
 from .distributed import DDP, ddp_step
 from .events import TrainEvent
 from .loss import deconoising_loss
 from .masking import apply_blind_spots
-from .model import DecoNoisingModel
+from .model import DecoNoisingModel, check_resume_ndim
 from .n2v2 import median_blind_spots
 from .network import DecoNoisingNet
 from .patches import PatchSampler, fit_patch_to_data, split_regions
@@ -70,9 +70,7 @@ class Trainer:
         self.warnings: list[str] = []
         if resume is not None:
             rc = resume.config
-            if rc.ndim != config.ndim:  # 2D <-> 3D is a different network, never a silent switch
-                raise ConfigError(f"ndim={config.ndim}: the model to resume is {rc.ndim}D; train it in "
-                                  f"{rc.ndim}D ({'--3d' if rc.ndim == 3 else 'without --3d'} on the command line)")
+            check_resume_ndim(resume, config.ndim)
             config = config.replace(depth=rc.depth, channels=rc.channels, psf=rc.psf,
                                     psf_sigma=rc.psf_sigma, ndim=rc.ndim, pool_z=rc.pool_z, n2v2=rc.n2v2,
                                     optics=rc.optics)

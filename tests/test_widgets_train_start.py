@@ -1,0 +1,62 @@
+"""What Start training runs (module _train_start): the form gathered into a job, refusals before any copy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.gui]
+
+napari = pytest.importorskip("napari")
+
+from napari_deconoising._widgets import TrainWidget  # noqa: E402
+from napari_deconoising._widgets._train_job import TrainControl, channels_job, train_job  # noqa: E402
+from napari_deconoising._widgets._train_start import continuing_text, plan_run  # noqa: E402
+from napari_deconoising.core import ChannelModels, ConfigError  # noqa: E402
+
+
+@pytest.fixture
+def form(make_napari_viewer, fresh_registry):
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Train")
+    return viewer, widget.form, fresh_registry
+
+
+def test_a_new_model_per_channel_gets_a_config_and_psf_each(form, rng):
+    viewer, form, _ = form
+    cells = rng.random((2, 32, 32), dtype=np.float32)
+    form.image.value, form.axes.value = viewer.add_image(cells, name="cells"), "CYX"
+    form.channel_sigmas.value = "1, 2"
+    plan = plan_run(form, TrainControl())
+    fn, _control, data, configs, axes, psfs, estimate, names, resume = plan.job
+    assert fn is channels_job and axes == plan.axes == "CYX" and resume is None and not estimate
+    assert [c.psf_sigma for c in configs] == [1.0, 2.0] and psfs == [None, None] and names == ["", ""]
+    np.testing.assert_array_equal(data, cells)
+    assert not np.shares_memory(data, cells)  # a private copy: the layer may change while training runs
+    assert plan.epochs_before == 0 and continuing_text(plan) is None
+
+
+def test_resuming_reads_no_psf_rows_and_says_what_is_kept(form, trained, trained3d, sample):
+    viewer, form, registry = form
+    form.image.value = viewer.add_image(sample.noisy, name="yx")
+    form.psf_kind.value = "Measured PSF: image layer"  # no layer chosen: a resumed model keeps its PSF
+    form.resume.reset_choices()
+    form.resume.value = registry.add(trained, "single")
+    form.depth.value = trained.config.depth + 1
+    plan = plan_run(form, TrainControl())
+    assert plan.job[0] is train_job and plan.job[5] is None and plan.job[6] is trained
+    assert plan.epochs_before == len(trained.history)
+    assert "Continuing 'single': its architecture (depth" in continuing_text(plan)
+    form.resume.reset_choices()
+    form.resume.value = registry.add(trained3d, "volume")
+    with pytest.raises(ConfigError, match="the model to resume is 3D"):  # before the layer is read
+        plan_run(form, TrainControl())
+    pair = ChannelModels([trained, trained])
+    form.image.value, form.axes.value = viewer.add_image(np.stack([sample.noisy] * 2), name="two"), "CYX"
+    form.resume.reset_choices()
+    form.resume.value = registry.add(pair, "pair")
+    plan = plan_run(form, TrainControl())
+    assert plan.job[0] is channels_job and plan.job[-1] is pair and plan.job[5] == [None, None]
+    assert plan.epochs_before == 0  # each channel's curve follows the previous one's
+    assert "its architecture of every channel" in continuing_text(plan)
