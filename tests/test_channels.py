@@ -135,7 +135,7 @@ def test_check_resume_refuses_what_does_not_fit(two_channels, trained, trained3d
     assert check_resume(pair, 2, ndim=2) is pair
     with pytest.raises(DataError, match="has 2 channels but the image has 3"):
         check_resume(pair, 3, ndim=2)
-    with pytest.raises(ConfigError, match="channel 1 of the model to resume is 3D"):
+    with pytest.raises(ConfigError, match="channel 2 of the model to resume is 3D"):
         check_resume(ChannelModels([trained, trained3d]), 2, ndim=2)
 
 

@@ -128,7 +128,7 @@ def resume_cases(cyx):
     ("cyx.tif", "single.pt", [], "one network, for images without a channel axis"),
     ("c3.tif", "pair.pt", [], "has 2 channels but the image has 3"),
     ("yx.tif", "pair.pt", [], "holds one model per channel (2 channels): resume needs an image with 2 channels"),
-    ("c2z.tif", "pair.pt", ["--3d", "--patch-size", "8", "32", "32"], "channel 0 of the model to resume is 2D"),
+    ("c2z.tif", "pair.pt", ["--3d", "--patch-size", "8", "32", "32"], "channel 1 of the model to resume is 2D"),
 ])
 def test_resume_that_does_not_fit_fails_cleanly(resume_cases, capsys, image, model, extra, msg):
     d = resume_cases
@@ -143,7 +143,7 @@ def test_resume_that_does_not_fit_fails_cleanly(resume_cases, capsys, image, mod
 def test_info_prints_every_channel(resume_cases, capsys):
     assert main(["info", str(resume_cases / "pair.pt")]) == 0
     out = capsys.readouterr().out
-    assert "one model per channel, 2 channels" in out and "channel 0: U-Net" in out and "channel 1: U-Net" in out
+    assert "one model per channel, 2 channels" in out and "channel 1: U-Net" in out and "channel 2: U-Net" in out
 
 
 def test_info_on_a_missing_file_fails_cleanly(tmp_path, capsys):

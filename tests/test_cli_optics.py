@@ -106,8 +106,8 @@ def test_psf_optics_once_per_channel(cyx, tmp_path, capsys):
     assert model.models[1].psf.shape[0] > model.models[0].psf.shape[0]  # longer wavelength, wider PSF
     assert main(["info", str(out)]) == 0
     info = capsys.readouterr().out.splitlines()
-    assert "channel 0: U-Net" in info[1] and "520 nm" in info[1]
-    assert "channel 1: U-Net" in info[2] and "670 nm" in info[2]
+    assert "channel 1: U-Net" in info[1] and "520 nm" in info[1]
+    assert "channel 2: U-Net" in info[2] and "670 nm" in info[2]
 
 
 def test_psf_optics_given_once_applies_to_every_channel(cyx, tmp_path):

@@ -85,7 +85,7 @@ def test_a_channels_file_continues_training_in_the_train_widget(tmp_path, make_n
     refusals = [  # image, axes, 3D, what the notification says
         (cyx[0], "YX", False, "holds one model per channel (2 channels): resume needs an image with 2 channels"),
         (np.concatenate([cyx, cyx[:1]]), "CYX", False, "the model to resume has 2 channels but the image has 3"),
-        (np.stack([cyx] * 8, axis=1), "CZYX", True, "channel 0 of the model to resume is 2D"),
+        (np.stack([cyx] * 8, axis=1), "CZYX", True, "channel 1 of the model to resume is 2D"),
     ]
     for k, (data, axes, three_d, msg) in enumerate(refusals):
         form.image.value = viewer.add_image(data, name=f"wrong {k}")

@@ -168,7 +168,7 @@ class ChannelModels:
 
     def summary(self) -> str:
         """One line per channel."""
-        return "\n".join(f"channel {k}: {m.summary()}" for k, m in enumerate(self.models))
+        return "\n".join(f"channel {k}: {m.summary()}" for k, m in enumerate(self.models, 1))
 
     # -- files ------------------------------------------------------------------
     def to_payload(self) -> dict[str, Any]:
@@ -181,7 +181,7 @@ class ChannelModels:
         channels = payload.get("channels")
         if not isinstance(channels, list) or not channels or not all(isinstance(c, dict) for c in channels):
             raise ModelFileError(f"{source} is damaged: its channel list is empty or not a list of models")
-        return cls([DecoNoisingModel.from_payload(c, source=f"{source} (channel {k})")
+        return cls([DecoNoisingModel.from_payload(c, source=f"{source} (channel {k + 1})")
                     for k, c in enumerate(channels)])
 
     def save(self, path: str | PathLike) -> None:
@@ -226,7 +226,7 @@ def check_resume(resume: DecoNoisingModel | ChannelModels, channels: int, ndim: 
     if len(resume.models) != channels:
         raise DataError(f"the model to resume has {len(resume.models)} channels but the image has {channels}")
     for k, m in enumerate(resume.models):
-        check_resume_ndim(m, ndim, f"channel {k} of the model to resume")
+        check_resume_ndim(m, ndim, f"channel {k + 1} of the model to resume")
     return resume
 
 
