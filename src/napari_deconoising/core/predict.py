@@ -70,9 +70,10 @@ def predict(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], a
     axes : str, optional
         Axis letters as for training (``YX``, ``SYX``, ``TYX``, ``ZYX``...).
     tile_size : int or tuple of int, optional
-        Size of the input tiles including their context: one side for every axis or
-        one per spatial axis; chosen from the free memory when omitted. Results do not
-        depend on it.
+        Largest input tile including its context: one side for every axis or one per
+        spatial axis; chosen from the free memory when omitted. Context (the halo) is
+        carried only at interior tile edges; an axis that fits whole is one tile.
+        Results do not depend on it.
     device : str
         ``auto``, ``cpu``, ``cuda`` or ``mps``.
     precision : str
