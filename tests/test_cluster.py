@@ -26,9 +26,9 @@ def one_torch_thread():
 def test_local_cluster_equals_single_process(trained, tmp_path):
     from napari_deconoising.core.cluster import dask_client
 
-    img = np.random.default_rng(0).normal(trained.mean, trained.std, (2, 70, 50)).astype(np.float32)
+    img = np.random.default_rng(0).normal(trained.mean, trained.std, (2, 150, 100)).astype(np.float32)
     write_image(tmp_path / "in.zarr", img, "TYX")
-    kw = dict(tile_size=2 * tile_halo(trained) + 16, device="cpu", batch_size=2)
+    kw = dict(tile_size=2 * tile_halo(trained) + 40, device="cpu", batch_size=2)  # 2 x 1 tiles per plane
     predict_file(trained, tmp_path / "in.zarr", tmp_path / "one.zarr", tmp_path / "one_dec.tif", **kw)
     seen = []
     # Two worker processes: the model, plan and file references travel pickled, as to a real cluster.

@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from napari_deconoising.core import Cancelled, DataError
@@ -25,11 +25,54 @@ def test_tiled_equals_whole_image(trained, shape):
         assert _rel(tiled.deconvolved, whole.deconvolved) < 1e-4
 
 
+def _random_model(ndim, depth=1, pool_z=True, sigma=1.0):
+    """An untrained model with small halos (depth 1): tiling must be exact for any weights."""
+    import torch
+
+    from napari_deconoising.core import DecoNoisingModel, DecoNoisingNet, TrainConfig, gaussian_psf
+
+    cfg = TrainConfig(ndim=ndim, depth=depth, channels=4, psf_sigma=sigma, pool_z=pool_z if ndim == 3 else None,
+                      patch_size=(16, 32, 32) if ndim == 3 else 32)
+    psf = gaussian_psf(sigma, ndim=ndim)
+    torch.manual_seed(0)
+    net = DecoNoisingNet(psf, depth=depth, channels=4, ndim=ndim, **({"pool_z": pool_z} if ndim == 3 else {}))
+    return DecoNoisingModel(cfg, net.state_dict(), 1.0, 2.0, psf)
+
+
+_MODEL2D = _random_model(2)
+
+
+@given(ny=st.integers(1, 70), nx=st.integers(2, 70), ty=st.integers(34, 90), tx=st.integers(34, 90),
+       batch=st.integers(1, 4))
+@settings(max_examples=25, deadline=None)
+def test_any_tiles_equal_the_whole_image(ny, nx, ty, tx, batch):
+    """Any tile size (halo 16, pooling 2), any image size, length-1 axes: tiled == whole."""
+    img = np.random.default_rng(ny * 100 + nx).normal(1, 2, (ny, nx)).astype(np.float32)
+    whole = _MODEL2D.predict(img, device="cpu", tile_size=4096, precision="fp32")
+    tiled = _MODEL2D.predict(img, device="cpu", tile_size=(ty, tx), batch_size=batch, precision="fp32")
+    assert _rel(tiled.denoised, whole.denoised) < 1e-5
+    assert _rel(tiled.deconvolved, whole.deconvolved) < 1e-5
+
+
+def test_no_halo_beyond_the_border():
+    """The network zero-pads beyond the (pooling-aligned) image, as in training: one whole-image
+    forward pass, with no mirrored context, is what tiled prediction reproduces."""
+    import torch
+
+    img = np.random.default_rng(3).normal(1, 2, (37, 40)).astype(np.float32)
+    pred = _MODEL2D.predict(img, device="cpu", tile_size=(34, 40), precision="fp32")
+    x = np.pad((img - 1) / 2, ((0, 1), (0, 0)), mode="reflect")  # aligned to the pooling multiple 2
+    with torch.inference_mode():
+        den, dec = _MODEL2D.build_network()(torch.from_numpy(x)[None, None])
+    np.testing.assert_allclose(pred.denoised, den[0, 0, :37].numpy() * 2 + 1, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pred.deconvolved, dec[0, 0, :37].numpy() * 2 + 1, rtol=1e-5, atol=1e-5)
+
+
 def test_halo_is_needed(trained, monkeypatch):
     """Guard the guard: with too little context per tile, seams appear."""
     import sys
 
-    P = sys.modules["napari_deconoising.core.predict"]
+    P = sys.modules["napari_deconoising.core.tile_plan"]
 
     img = np.random.default_rng(1).normal(trained.mean, trained.std, (96, 96)).astype(np.float32)
     whole = trained.predict(img, device="cpu", tile_size=4096, precision="fp32")
@@ -119,28 +162,6 @@ print(before * 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     assert peak - before < 2 * 1024**3, f"prediction grew RSS by {(peak - before) / 2**20:.0f} MiB"
 
 
-@given(st.integers(1, 5000), st.integers(1, 64), st.sampled_from([1, 4, 8, 16]))
-def test_balanced_tiles_cover_the_image_with_no_more_tiles(n, core_m, m):
-    """Balanced cores: same tile count as the requested core, never larger, image covered."""
-    import sys
-
-    P = sys.modules["napari_deconoising.core.predict"]
-    core = core_m * m
-    origins, cores = P._tile_origins((n, 7), (core, core), (m, m))
-    ys = sorted({y for y, _ in origins})
-    assert len(ys) == -(-n // core)
-    assert cores[0] % m == 0 and cores[0] <= max(core, -(-n // m) * m)
-    assert ys[-1] + cores[0] >= n and ys[-1] < n
-
-
-def test_balanced_tiles_example():
-    import sys
-
-    P = sys.modules["napari_deconoising.core.predict"]
-    origins, cores = P._tile_origins((2048, 2048), (720, 720), (4, 4))
-    assert cores == (684, 684) and len(origins) == 9
-
-
 # -- 3D ---------------------------------------------------------------------------------------
 
 def _random_3d_model(pool_z, sigma=(2.0, 1.0, 1.0)):
@@ -161,22 +182,22 @@ def _random_3d_model(pool_z, sigma=(2.0, 1.0, 1.0)):
 def test_3d_tiled_equals_whole_volume(pool_z, shape):
     from napari_deconoising.core.predict import tile_halos
 
-    model = _random_3d_model(pool_z)
+    model = _random_model(3, depth=1, pool_z=pool_z, sigma=(2.0, 1.0, 1.0))
     halos = tile_halos(model)
-    m = 4
     assert halos[1] == halos[2] and halos[0] != halos[1]  # Z has its own context
-    vol = np.random.default_rng(0).normal(10, 3, shape).astype(np.float32)
+    # larger than twice the halo, so that tiles can split every axis
+    vol = np.random.default_rng(0).normal(10, 3, [2 * h + n for h, n in zip(halos, shape)]).astype(np.float32)
     whole = model.predict(vol, "ZYX", device="cpu", tile_size=(400, 400, 400), precision="fp32")
-    mz = m if pool_z else 1
-    # cores that split every axis in two or three
-    cores = [math.ceil(math.ceil(n / 2) / k) * k for n, k in zip(shape, (mz, m, m))]
-    tiles = tuple(c + 2 * h for c, h in zip(cores, halos))
-    calls = []
-    tiled = model.predict(vol, "ZYX", device="cpu", tile_size=tiles, batch_size=3, precision="fp32",
-                          progress=lambda d, t: calls.append(t))
-    assert calls[-1] >= 8
-    assert _rel(tiled.denoised, whole.denoised) < 1e-4
-    assert _rel(tiled.deconvolved, whole.deconvolved) < 1e-4
+    mults = (2 if pool_z else 1, 2, 2)
+    halves = [h + math.ceil(n / (2 * k)) * k for h, n, k in zip(halos, vol.shape, mults)]  # two tiles per axis
+    smallest = [2 * h + k for h, k in zip(halos, mults)]  # three or more
+    for tiles, count in ((halves, 8), (smallest, 27)):
+        calls = []
+        tiled = model.predict(vol, "ZYX", device="cpu", tile_size=tiles, batch_size=3, precision="fp32",
+                              progress=lambda d, t, c=calls: c.append(t))
+        assert calls[-1] >= count
+        assert _rel(tiled.denoised, whole.denoised) < 1e-5
+        assert _rel(tiled.deconvolved, whole.deconvolved) < 1e-5
 
 
 def test_3d_z_halo_is_needed(monkeypatch):
@@ -184,12 +205,11 @@ def test_3d_z_halo_is_needed(monkeypatch):
 
     from napari_deconoising.core.predict import tile_halos
 
-    P = sys.modules["napari_deconoising.core.predict"]
     model = _random_3d_model(False)
     vol = np.random.default_rng(1).normal(10, 3, (12, 16, 16)).astype(np.float32)
     whole = model.predict(vol, "ZYX", device="cpu", tile_size=400, precision="fp32")
     hz, hy, hx = tile_halos(model)
-    monkeypatch.setattr(P, "tile_halos", lambda m: (2, hy, hx))
+    monkeypatch.setattr(sys.modules["napari_deconoising.core.tile_plan"], "tile_halos", lambda m: (2, hy, hx))
     tiled = model.predict(vol, "ZYX", device="cpu", tile_size=(8, 2 * hy + 16, 2 * hx + 16), precision="fp32")
     assert _rel(tiled.denoised, whole.denoised) > 1e-3
 
@@ -213,12 +233,15 @@ def test_3d_stack_of_volumes_layout_progress_and_cancel(trained3d, sample3d):
 def test_3d_auto_tile_shape_and_bad_input(trained3d):
     import torch
 
-    from napari_deconoising.core.predict import auto_tile_shape, tile_halos
+    from napari_deconoising.core.predict import auto_tile_shape, tile_grid, tile_halos
 
     hz, hy, _ = tile_halos(trained3d)
     tz, ty, tx = auto_tile_shape(trained3d, torch.device("cpu"), (12, 500, 500))
-    assert tz == 12 + 2 * hz  # a thin stack is never split in Z
+    assert tz == 12  # a thin stack is one tile in Z, with no Z halo
     assert ty == tx and ty > 2 * hy and ty % 4 == 0
+    # a stack that fits the budget whole is one tile
+    small = (12, 62, 50)
+    assert len(tile_grid(trained3d, small, auto_tile_shape(trained3d, torch.device("cpu"), small)).origins()) == 1
     with pytest.raises(DataError, match="needs a Z axis"):
         trained3d.predict(np.zeros((3, 40, 40)), "SYX", device="cpu")
     with pytest.raises(ValueError, match="tile_size"):

@@ -6,7 +6,7 @@ import torch
 
 from napari_deconoising.core import Cancelled
 from napari_deconoising.core.predict import tile_halo, tile_halos
-from napari_deconoising.core.stream import plan_stream, predict_lazy
+from napari_deconoising.core.stream import jobs, plan_stream, predict_lazy
 
 
 def _lazy(model, image, axes, tile, batch=2, **kw):
@@ -42,15 +42,17 @@ def test_lazy_from_dask_and_zarr(trained, tmp_path):
 
 
 def test_cancel_keeps_finished_tiles(trained):
-    img = np.random.default_rng(2).normal(trained.mean, trained.std, (64, 64)).astype(np.float32)
+    img = np.random.default_rng(2).normal(trained.mean, trained.std, (160, 160)).astype(np.float32)
     plan = plan_stream(trained, img.shape, img.dtype, "YX", 2 * tile_halo(trained) + 8, torch.device("cpu"))
     den = np.full(img.shape, np.nan, np.float32)
     seen = []
     with pytest.raises(Cancelled):
         predict_lazy(trained, img, den, plan=plan, device="cpu", batch_size=1,
                      progress=lambda d, t: seen.append(d), cancel=lambda: len(seen) >= 2)
-    core = plan.grid.cores
-    assert np.isfinite(den[:core[0], :2 * core[1]]).all()  # the two finished tiles
+    g = plan.grid
+    finished = [o for _, batch in jobs(plan, img.shape, 1)[:2] for o in batch]
+    for o in finished:  # the two finished tiles
+        assert np.isfinite(den[tuple(slice(a, a + e) for a, e in zip(o, g.extent(o)))]).all()
     assert np.isnan(den).mean() > 0.5
 
 
@@ -61,7 +63,7 @@ def test_lazy_3d_equals_in_memory(pool_z, tmp_path):
 
     from napari_deconoising.core import DecoNoisingModel, TrainConfig
     from napari_deconoising.core.network import DecoNoisingNet
-    from napari_deconoising.core.predict import tile_halos
+    from napari_deconoising.core.predict import _multiples, tile_halos
     from napari_deconoising.core.psf import gaussian_psf
 
     sigma = (1.5, 1.0, 1.0)
@@ -70,9 +72,12 @@ def test_lazy_3d_equals_in_memory(pool_z, tmp_path):
     torch.manual_seed(0)
     net = DecoNoisingNet(psf, depth=2, channels=4, ndim=3, pool_z=pool_z)
     model = DecoNoisingModel(cfg, {k: v.clone() for k, v in net.state_dict().items()}, 0.5, 0.2, psf)
-    img = np.random.default_rng(3).random((2, 11, 26, 22)).astype(np.float32)
-    h = tile_halos(model)
-    tile = tuple(2 * x + c for x, c in zip(h, (8, 16, 16)))  # 2 x 2 x 2 tiles per volume
+    h, mults = tile_halos(model), _multiples(cfg)
+    # more than twice the halo per axis, and tiles of half of it plus one halo: 2 x 2 x 2 tiles per volume
+    shape = [2 * x + n for x, n in zip(h, (11, 26, 22))]
+    img = np.random.default_rng(3).random((2, *shape)).astype(np.float32)
+    tile = tuple(x + -(-n // (2 * m)) * m for x, n, m in zip(h, shape, mults))
+    assert len(plan_stream(model, img.shape, img.dtype, "TZYX", tile, torch.device("cpu")).grid.origins()) == 8
     ref = model.predict(img, "TZYX", device="cpu", tile_size=tile, batch_size=2)
     z = zarr.create_array(str(tmp_path / "v.zarr"), shape=img.shape, chunks=(1, 5, 10, 10), dtype="f4")
     z[...] = img
@@ -111,7 +116,7 @@ def test_batch_sized_for_the_precision(trained, monkeypatch, precision, batch):
 
     tile = 2 * tile_halo(trained) + 16
     _budget(monkeypatch, int(1.5 * 40 * trained.config.channels * tile**2))  # 1.5 fp32 tiles, 3 bf16 tiles
-    img = np.random.default_rng(4).normal(trained.mean, trained.std, (64, 64)).astype(np.float32)
+    img = np.random.default_rng(4).normal(trained.mean, trained.std, (256, 256)).astype(np.float32)
     plan = plan_stream(trained, img.shape, img.dtype, "YX", tile, torch.device("cpu"))
     den = np.zeros(img.shape, np.float32)
     steps = list(predict_lazy_iter(trained, img, den, plan=plan, device="cpu", precision=precision))

@@ -2,15 +2,20 @@
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from napari_deconoising.core import DecoNoisingModel, DecoNoisingNet, TrainConfig, gaussian_psf
 from napari_deconoising.core.tile_plan import (
     _CPU_CAP_BYTES,
     _available_bytes,
+    auto_tile_shape,
     auto_tile_size,
     default_batch_size,
+    tile_grid,
     tile_halo,
 )
+from napari_deconoising.core.tiles import TileGrid
 
 CPU = torch.device("cpu")
 
@@ -64,3 +69,40 @@ def test_a_large_gpu_never_gets_a_tensor_over_int_max(monkeypatch):
     m3 = DecoNoisingModel(cfg3, DecoNoisingNet(psf3, depth=2, channels=256, ndim=3).state_dict(), 0.0, 1.0, psf3)
     tile = auto_tile_shape(m3, gpu, (512, 2048, 2048))
     assert 2 * 256 * tile[0] * tile[1] * tile[2] < 2**31
+
+
+@given(st.integers(1, 5000), st.integers(1, 64), st.sampled_from([1, 4, 8, 16]), st.integers(0, 3))
+def test_tile_grid_fits_the_tile_size_with_the_fewest_tiles(n, extra, m, hk):
+    """Each tile fits the requested size; one tile if the whole axis fits, else two, else balanced cores."""
+    from napari_deconoising.core.tile_plan import _axis_core
+
+    h = hk * m
+    t = 2 * h + extra * m
+    core = _axis_core(n, t, h, 0, m)
+    aligned = -(-n // m) * m
+    grid = TileGrid((n,), (core,), (h,), (0,), (m,))
+    assert core % m == 0 and grid.largest()[0] <= t
+    count = len(grid.origins())
+    assert count == 1 if aligned <= t else count >= 2
+    if count > 2:  # balanced: no more tiles than cores of the full size would need
+        assert count == -(-aligned // ((t - 2 * h) // m * m))
+
+
+def test_tile_grid_examples():
+    m = _model(2, 8)  # halo 36, pooling 4
+    assert tile_grid(m, (2048, 2048), 792).cores == (684, 684)  # three balanced 684 px cores per axis
+    assert tile_grid(m, (150, 77), 4096).cores == (152, 80)  # one tile: the pooling-aligned image
+    assert tile_grid(m, (150, 77), 120).cores == (76, 80)  # Y in two tiles (76 + 36 <= 120), X whole
+    with pytest.raises(ValueError, match="at least 76 px, or cover the whole axis"):
+        tile_grid(m, (150, 77), 60)
+    with pytest.raises(ValueError, match="needs 1 or 2 values"):
+        tile_grid(m, (150, 77), (100, 100, 100))
+
+
+def test_auto_tile_shape_gives_a_whole_axis_only_its_length():
+    m = _model(2, 32)
+    side = auto_tile_size(m, CPU)
+    assert auto_tile_shape(m, CPU, (64, 64)) == (side, side)
+    ty, tx = auto_tile_shape(m, CPU, (100, 100_000))  # a strip: Y whole, X takes the rest of the budget
+    budget = min(_CPU_CAP_BYTES, _available_bytes(CPU))
+    assert ty == 100 and tx > side and ty * tx * 40 * 32 <= budget

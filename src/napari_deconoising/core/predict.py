@@ -26,11 +26,10 @@ from .tile_plan import (  # noqa: F401
     _balanced_core,
     _bytes_per_pixel_channel,
     _multiples,
-    _pad,
-    _tile_origins,
     auto_tile_shape,
     auto_tile_size,
     default_batch_size,
+    tile_grid,
     tile_halo,
     tile_halos,
 )
@@ -71,9 +70,10 @@ def predict(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], a
     axes : str, optional
         Axis letters as for training (``YX``, ``SYX``, ``TYX``, ``ZYX``...).
     tile_size : int or tuple of int, optional
-        Size of the input tiles including their context: one side for every axis or
-        one per spatial axis; chosen from the free memory when omitted. Results do not
-        depend on it.
+        Largest input tile including its context: one side for every axis or one per
+        spatial axis; chosen from the free memory when omitted. Context (the halo) is
+        carried only at interior tile edges; an axis that fits whole is one tile.
+        Results do not depend on it.
     device : str
         ``auto``, ``cpu``, ``cuda`` or ``mps``.
     precision : str
@@ -132,26 +132,11 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
     net = model.build_network().to(plan.device)
     if plan.channels_last:
         net = net.to(memory_format=fmt)
-    mults, halos = _multiples(model.config), tile_halos(model)
     if tile_size is None:
         largest = np.max([s.shape for s in images.slices], axis=0)
         tile_size = auto_tile_shape(model, plan.device, largest, reduced=plan.dtype is not None)
-    sizes = tuple(int(t) for t in tile_size) if isinstance(tile_size, (tuple, list)) else (int(tile_size),) * nd
-    if len(sizes) != nd:
-        raise ValueError(f"tile_size {tile_size} needs 1 or {nd} values for a {nd}D model")
-    for t, h, m in zip(sizes, halos, mults):
-        if t < 2 * h + m:
-            raise ValueError(
-                f"tile_size {tile_size} is too small: each tile carries {h} px of context on every "
-                f"side, so it must be at least {2 * h + m} px"
-            )
-    core = tuple((t - 2 * h) // m * m for t, h, m in zip(sizes, halos, mults))
-    if batch_size is None:
-        batch_size = default_batch_size(model, plan.device, [c + 2 * h for c, h in zip(core, halos)],
-                                        reduced=plan.dtype is not None)
-
-    plans = [_tile_origins(s.shape, core, mults) for s in images.slices]
-    total = sum(len(p[0]) for p in plans)
+    grids = [tile_grid(model, s.shape, tile_size) for s in images.slices]
+    total = sum(len(g.origins()) for g in grids)
     done = 0
     den_stacks, dec_stacks = [], []
     try:
@@ -161,29 +146,27 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
             dec = np.empty((count, *spatial), np.float32)
             first = sum(images.counts[:k])
             for j in range(count):
-                s = images.slices[first + j]
-                origins, cores = plans[first + j]
-                norm = (s.astype(np.float32) - np.float32(model.mean)) / np.float32(model.std)
-                padded = _pad(norm, halos, cores)
+                grid = grids[first + j]
+                norm = (images.slices[first + j].astype(np.float32) - np.float32(model.mean)) / np.float32(model.std)
+                extended = grid.extend(norm)
                 del norm
-                for b in range(0, len(origins), batch_size):
-                    chunk = origins[b:b + batch_size]
-                    tiles = np.stack([padded[tuple(slice(o, o + c + 2 * h) for o, c, h in zip(orig, cores, halos))]
-                                      for orig in chunk])[:, None]
+                batch = batch_size or default_batch_size(model, plan.device, grid.largest(),
+                                                         reduced=plan.dtype is not None)
+                for chunk in grid.batches(batch):
+                    tiles = np.stack([grid.tile(extended, o) for o in chunk])[:, None]
                     x_t = plan.to_device(tiles)
                     with torch.inference_mode(), plan.autocast():
                         d_t, p_t = net(x_t)
                     d_np = d_t.float().cpu().numpy()[:, 0]
                     p_np = p_t.float().cpu().numpy()[:, 0]
                     for orig, dt, pt in zip(chunk, d_np, p_np):
-                        ext = [min(c, n - o) for o, c, n in zip(orig, cores, spatial)]
-                        dst = (j, *(slice(o, o + e) for o, e in zip(orig, ext)))
-                        src = tuple(slice(h, h + e) for h, e in zip(halos, ext))
+                        dst = (j, *(slice(o, o + e) for o, e in zip(orig, grid.extent(orig))))
+                        src = grid.core_in_tile(orig)
                         den[dst] = dt[src]
                         dec[dst] = pt[src]
                     done += len(chunk)
                     yield done, total
-                del padded
+                del extended
             for arr in (den, dec):
                 arr *= np.float32(model.std)
                 arr += np.float32(model.mean)

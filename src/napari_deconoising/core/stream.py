@@ -1,7 +1,7 @@
 """Out-of-core prediction: read tiles (with their halo) from a lazy input, write cores to an output.
 
-The same tiles as :func:`.predict.predict_iter` — the same core grid, halo and
-reflection at the image border — are cut straight out of an array-like (a memory map,
+The same tiles as :func:`.predict.predict_iter` — the same :class:`.tiles.TileGrid`, so the
+same cores, halos and border contract — are cut straight out of an array-like (a memory map,
 a zarr array, a dask array, or an :class:`.lazy_io.ArrayRef` to open), so the result
 equals in-memory prediction while only a few tiles are ever in memory. Each batch of
 tiles is an independent *job*; :mod:`.cluster` hands the same jobs to Dask workers.
@@ -23,10 +23,9 @@ from .lazy_io import ArrayRef
 from .precision import DEFAULT_PRECISION
 from .predict import (
     Cancelled,
-    _multiples,
     auto_tile_shape,
     prediction_plan,
-    tile_halos,
+    tile_grid,
 )
 from .tile_plan import default_batch_size
 from .tiles import TileGrid
@@ -103,33 +102,21 @@ def plan_stream(model: DecoNoisingModel, shape: Sequence[int], dtype: Any, axes:
     if "C" in axes and shape[axes.index("C")] > 1:
         raise DataError(f"the image has {shape[axes.index('C')]} channels (axis C); DecoNoising works on one "
                         "channel at a time")
-    # The in-memory tiling's halos and pooling multiples, per spatial axis.
-    halos, mults = tile_halos(model), _multiples(model.config)
     sp_shape = tuple(shape[axes.index(a)] for a in spatial)
     if tile_size is None:
         tile_size = auto_tile_shape(model, device, sp_shape, reduced=reduced)
-    sizes = tuple(int(t) for t in tile_size) if isinstance(tile_size, (tuple, list)) else (int(tile_size),) * nd
-    if len(sizes) != nd:
-        raise ValueError(f"tile_size {tile_size} needs 1 or {nd} values for a {nd}D model")
-    for t, h, m in zip(sizes, halos, mults):
-        if t < 2 * h + m:
-            raise ValueError(f"tile_size {tile_size} is too small: each tile carries {h} px of context on every "
-                             f"side, so it must be at least {2 * h + m} px")
-    cores = tuple(min((t - 2 * h) // m * m, -(-n // m) * m) for t, h, m, n in zip(sizes, halos, mults, sp_shape))
-    grid = TileGrid(sp_shape, cores, halos, edge=min(sp_shape) == 1)
+    grid = tile_grid(model, sp_shape, tile_size)  # the in-memory prediction's tiles
     return StreamPlan(axes, spatial, grid, float(model.mean), float(model.std))
 
 
 def jobs(plan: StreamPlan, shape: Sequence[int], batch_size: int) -> list[tuple[tuple[int, ...], list]]:
-    """Batches of tiles, ``(lead index, origins)``, in the order in-memory prediction runs them."""
-    origins = plan.grid.origins()
-    return [(lead, origins[b:b + batch_size])
-            for lead in itertools.product(*(range(n) for n in plan.lead_shape(shape)))
-            for b in range(0, len(origins), batch_size)]
+    """Batches of tiles of one shape, ``(lead index, origins)``, in the order in-memory prediction runs them."""
+    batches = plan.grid.batches(batch_size)
+    return [(lead, b) for lead in itertools.product(*(range(n) for n in plan.lead_shape(shape))) for b in batches]
 
 
 def read_tile(plan: StreamPlan, src: Any, lead: Sequence[int], origin: Sequence[int]) -> np.ndarray:
-    """One normalised input tile (core plus halo, canonical order, float32)."""
+    """One normalised input tile (core plus the halo inside the domain, canonical order, float32)."""
     spans, gathers = plan.grid.read_spans(origin)
     block = plan.to_canonical(np.asarray(src[plan.index(lead, spans)]))
     if block.dtype.kind == "f" and not np.isfinite(block).all():
@@ -157,9 +144,8 @@ def run_job(plan: StreamPlan, net: torch.nn.Module, exec_plan: Any, src: Any, si
     outs = [o.float().cpu().numpy()[:, 0] for o in outs]
     g = plan.grid
     for k, origin in enumerate(origins):
-        ext = g.extent(origin)
-        src_core = tuple(slice(h, h + e) for h, e in zip(g.halos, ext))
-        dst = plan.index(lead, [slice(o, o + e) for o, e in zip(origin, ext)])
+        src_core = g.core_in_tile(origin)
+        dst = plan.index(lead, [slice(o, o + e) for o, e in zip(origin, g.extent(origin))])
         for sink, out in zip(sinks, outs):
             if sink is None:
                 continue
@@ -224,9 +210,8 @@ def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, decon
     if on_plan is not None:
         on_plan(exec_plan)
     shape = source.shape
-    batch_size = batch_size or default_batch_size(
-        model, exec_plan.device, [c + 2 * h for c, h in zip(plan.grid.cores, plan.grid.halos)],
-        reduced=exec_plan.dtype is not None)
+    batch_size = batch_size or default_batch_size(model, exec_plan.device, plan.grid.largest(),
+                                                  reduced=exec_plan.dtype is not None)
     work = jobs(plan, shape, batch_size)
     total = sum(len(o) for _, o in work)
     if client is not None:

@@ -1,26 +1,26 @@
 """Tile planning for prediction: each tile's context (halo), tile sizes from a memory budget,
-and balanced tile grids.
+and balanced tile grids (the border contract is in :mod:`.tiles`).
 
 Shared by in-memory prediction (:mod:`.predict`) and out-of-core prediction (:mod:`.stream`).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
+from .tiles import TileGrid
 from .unet import unet_receptive_radius
 
 if TYPE_CHECKING:
     from .config import TrainConfig
     from .model import DecoNoisingModel
 
-__all__ = ["tile_halos", "tile_halo", "auto_tile_size", "auto_tile_shape", "default_batch_size"]
+__all__ = ["tile_halos", "tile_halo", "tile_margins", "tile_grid", "auto_tile_size", "auto_tile_shape",
+           "default_batch_size"]
 
 
 def tile_halos(model: DecoNoisingModel) -> tuple[int, ...]:
@@ -29,7 +29,9 @@ def tile_halos(model: DecoNoisingModel) -> tuple[int, ...]:
     The receptive radius along the axis (an unpooled Z sees much less far) plus the
     PSF's radius there, rounded up to the axis' pooling multiple: that keeps each
     tile's pooling grid aligned with the whole image's, so tiled and whole-image
-    predictions agree to float precision and no blending is needed.
+    predictions agree to float precision and no blending is needed. Only interior
+    tile edges carry it: at the image border the network's zero padding applies
+    (see :mod:`.tiles`).
     """
     cfg = model.config
     radii = (0,) * cfg.ndim if model.psf is None else tuple(n // 2 for n in model.psf.shape)
@@ -43,6 +45,60 @@ def tile_halos(model: DecoNoisingModel) -> tuple[int, ...]:
 def tile_halo(model: DecoNoisingModel) -> int:
     """The largest of :func:`tile_halos`: context in Y and X, and a safe bound everywhere."""
     return max(tile_halos(model))
+
+
+# Mirrored context beyond the image border, in pooling multiples per axis (capped at the
+# halo). 0: none, the network zero-pads there as at every training patch's border.
+_MARGIN_MULTIPLES = 0
+
+
+def tile_margins(model: DecoNoisingModel) -> tuple[int, ...]:
+    """Mirrored pixels the network sees beyond each image border, per spatial axis."""
+    return tuple(min(h, _MARGIN_MULTIPLES * m) for h, m in zip(tile_halos(model), _multiples(model.config)))
+
+
+def tile_grid(model: DecoNoisingModel, shape: Sequence[int], tile_size: int | Sequence[int]) -> TileGrid:
+    """The prediction tiles of an image of spatial ``shape`` whose inputs are at most ``tile_size``.
+
+    ``tile_size`` (one value, or one per spatial axis) bounds the input tile including its
+    context. Along each axis the fewest tiles that fit it are used: one covering the whole
+    axis (no halo) if it fits, else two (a halo on the inner side only), else balanced cores
+    with a halo on both sides of the inner tiles.
+
+    Raises
+    ------
+    ValueError
+        ``tile_size`` has the wrong length, or is too small for the halo along an axis.
+    """
+    nd = model.config.ndim
+    sizes = tuple(int(t) for t in tile_size) if isinstance(tile_size, (tuple, list)) else (int(tile_size),) * nd
+    if len(sizes) != nd:
+        raise ValueError(f"tile_size {tile_size} needs 1 or {nd} values for a {nd}D model")
+    halos, margins, mults = tile_halos(model), tile_margins(model), _multiples(model.config)
+    shape = tuple(int(n) for n in shape)
+    cores = []
+    for n, t, h, r, m in zip(shape, sizes, halos, margins, mults):
+        core = _axis_core(n, t, h, r, m)
+        if core is None:
+            raise ValueError(
+                f"tile_size {tile_size} is too small: each tile carries {h} px of context on every inner "
+                f"side, so it must be at least {2 * h + m} px, or cover the whole axis "
+                f"({_ceil_div(n, m) * m + 2 * r} px)")
+        cores.append(core)
+    return TileGrid(shape, tuple(cores), halos, margins, mults)
+
+
+def _axis_core(n: int, t: int, h: int, r: int, m: int) -> int | None:
+    """Core length along an axis of ``n`` px for tiles of at most ``t`` px (None: impossible)."""
+    aligned = _ceil_div(n, m) * m
+    if aligned + 2 * r <= t:
+        return aligned  # one tile, no halo
+    half = _ceil_div(aligned, 2 * m) * m
+    if half + h + r <= t:
+        return half  # two tiles, each with a halo on the inner side
+    if t - 2 * h < m:
+        return None
+    return _balanced_core(aligned, (t - 2 * h) // m * m, m)
 
 
 def _multiples(cfg: TrainConfig) -> tuple[int, ...]:
@@ -123,37 +179,33 @@ def auto_tile_shape(model: DecoNoisingModel, device: torch.device, image_shape: 
     """Input tile size per spatial axis from the free memory (see :func:`auto_tile_size`).
 
     In 3D the tile first takes the whole depth of ``image_shape`` (a typical stack is
-    thin), or a cube's worth of the budget if that is less, and Y and X share the rest.
+    thin; a tile covering an axis needs no halo along it), or a cube's worth of the budget
+    if that is less, and Y and X share the rest. An axis that fits whole takes only its
+    length and leaves the rest of the budget to the other.
     """
-    side = auto_tile_size(model, device, reduced=reduced)
-    if model.config.ndim == 2:
-        return side, side
     budget = _available_bytes(device)
     if device.type != "cuda":
         budget = min(budget, _CPU_CAP_BYTES)
     voxels = min(budget / (_bytes_per_pixel_channel(reduced) * model.config.channels),
                  _MAX_TENSOR_ELEMENTS / (2 * model.config.channels))
-    (hz, hy, _), (mz, m, _) = tile_halos(model), _multiples(model.config)
-    whole_z = -(-int(image_shape[0]) // mz) * mz + 2 * hz
-    tz = min(whole_z, max(2 * hz + mz, int(voxels ** (1 / 3))))
-    tz = 2 * hz + (tz - 2 * hz) // mz * mz
-    side = int(math.sqrt(voxels / tz))
-    side = max(2 * hy + 4 * m, min(side, 2048)) // m * m
-    return tz, side, side
-
-
-def _tile_origins(shape: Sequence[int], core: Sequence[int],
-                  mults: Sequence[int]) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
-    """Corners (in image coordinates) of the tile cores, and the core size.
-
-    Cores are balanced: as many per axis as ``core`` needs, each only as large as that
-    count requires (a multiple of the axis' ``m``), so the last tile does not run mostly
-    over padding (2048 px with 720 px cores: three 684 px cores instead of 720). Images
-    smaller than one core get a single core rounded up to the axis' multiple.
-    """
-    cores = tuple(_balanced_core(n, c, m) for n, c, m in zip(shape, core, mults))
-    ranges = [range(0, n, c) for n, c in zip(shape, cores)]
-    return list(itertools.product(*ranges)), cores
+    halos, margins, mults = tile_halos(model), tile_margins(model), _multiples(model.config)
+    whole = [_ceil_div(int(n), m) * m + 2 * r for n, m, r in zip(image_shape, mults, margins)]
+    out: list[int] = []
+    if model.config.ndim == 3:
+        tz = min(whole[0], max(2 * halos[0] + mults[0], int(voxels ** (1 / 3))))
+        out.append(tz)
+        voxels /= tz
+    h, m = halos[-1], mults[-1]
+    voxels = min(voxels, 2048.0**2)
+    side = max(2 * h + 4 * m, int(math.sqrt(voxels)) // m * m)
+    wy, wx = whole[-2:]
+    if wy <= side < wx:
+        plane = (wy, max(side, min(wx, int(voxels // wy) // m * m)))
+    elif wx <= side < wy:
+        plane = (max(side, min(wy, int(voxels // wx) // m * m)), wx)
+    else:
+        plane = (side, side)
+    return (*out, *plane)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -163,11 +215,3 @@ def _ceil_div(a: int, b: int) -> int:
 def _balanced_core(n: int, core: int, m: int) -> int:
     count = _ceil_div(n, core)  # tiles needed along the axis
     return _ceil_div(_ceil_div(n, count), m) * m
-
-
-def _pad(norm: np.ndarray, halos: Sequence[int], cores: Sequence[int]) -> np.ndarray:
-    """Reflect-pad by the halo on every side, plus enough at the end for whole cores."""
-    pads = [(h, h + (-(-n // c) * c - n)) for n, c, h in zip(norm.shape, cores, halos)]
-    mode = "reflect" if min(norm.shape) > 1 else "edge"
-    return np.pad(norm, pads, mode=mode)
-
