@@ -34,6 +34,7 @@ import os
 import sys
 import tempfile
 import time
+import unittest.mock
 from pathlib import Path
 
 import numpy as np
@@ -224,6 +225,16 @@ def prediction(model, images: dict, precisions=None) -> list[dict]:
             rows.append({"what": "predict", "image": name, "shape": list(img.shape), "precision": prec,
                          "picked": plan.precision, "reason": plan.reason, "seconds": s, "mp_per_s": img.size / 1e6 / s})
             log(f"predict {name} {prec} ({plan.precision}): {s:.3f} s = {img.size / 1e6 / s:.1f} MP/s; {plan.reason}")
+            if prec == "auto" and DEVICE == "cuda":  # A/B: the image kept on the host, only tiles travel
+                mod = sys.modules["napari_deconoising.core.predict"]
+                with unittest.mock.patch.object(mod, "_fits_on_device", return_value=False):
+                    model.predict(img, device=DEVICE, precision=plan.precision)
+                    t0 = time.perf_counter()
+                    model.predict(img, device=DEVICE, precision=plan.precision)
+                    host = time.perf_counter() - t0
+                rows[-1]["host_path_seconds"] = host
+                log(f"predict {name} {plan.precision} with the image on the host: {host:.3f} s = "
+                    f"{img.size / 1e6 / host:.1f} MP/s")
             if PROFILE and prec == "auto":
                 _profile(functools.partial(model.predict, img, device=DEVICE, precision=plan.precision),
                          f"predict {name}")

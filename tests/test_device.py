@@ -159,3 +159,20 @@ def test_cuda_prediction_within_tolerance_of_fp32(trained, sample):
         # briefly trained network predicts an almost flat image (std 0.015 around 1.85), and
         # bf16's rounding of 1.85 alone is 2.5 % of that (seen on an H200).
         assert np.sqrt(np.mean((fast - exact) ** 2)) / trained.std < 0.02
+
+
+@needs_cuda
+def test_cuda_image_kept_on_the_gpu_matches_the_host_path(trained):
+    import sys
+    from unittest import mock
+
+    import numpy as np
+
+    predict_mod = sys.modules["napari_deconoising.core.predict"]
+    img = np.random.default_rng(0).normal(trained.mean, trained.std, (300, 200)).astype(np.float32)
+    assert predict_mod._fits_on_device(predict_mod.prediction_plan(trained, "cuda", "fp32"), img.size)
+    kept = trained.predict(img, device="cuda", precision="fp32", tile_size=128)
+    with mock.patch.object(predict_mod, "_fits_on_device", return_value=False):
+        host = trained.predict(img, device="cuda", precision="fp32", tile_size=128)
+    np.testing.assert_allclose(kept.denoised, host.denoised, rtol=0, atol=1e-5 * trained.std)
+    np.testing.assert_allclose(kept.deconvolved, host.deconvolved, rtol=0, atol=1e-5 * trained.std)

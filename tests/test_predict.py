@@ -40,6 +40,7 @@ def _random_model(ndim, depth=1, pool_z=True, sigma=1.0):
 
 
 _MODEL2D = _random_model(2)
+_MODEL3D = _random_model(3)
 
 
 @given(ny=st.integers(1, 70), nx=st.integers(2, 70), ty=st.integers(34, 90), tx=st.integers(34, 90),
@@ -52,6 +53,29 @@ def test_any_tiles_equal_the_whole_image(ny, nx, ty, tx, batch):
     tiled = _MODEL2D.predict(img, device="cpu", tile_size=(ty, tx), batch_size=batch, precision="fp32")
     assert _rel(tiled.denoised, whole.denoised) < 1e-5
     assert _rel(tiled.deconvolved, whole.deconvolved) < 1e-5
+
+
+@given(ny=st.integers(1, 70), nx=st.integers(2, 70), ty=st.integers(34, 90), tx=st.integers(34, 90),
+       batch=st.integers(1, 4), ndim=st.sampled_from([2, 3]))
+@settings(max_examples=12, deadline=None)
+def test_image_kept_on_the_device_gives_the_same_result(ny, nx, ty, tx, batch, ndim):
+    """On a GPU an image that fits stays there while its tiles run (predict._fits_on_device);
+    the result is bit for bit the host path's. Run here on the CPU, where only the place differs."""
+    import sys
+    from unittest import mock
+
+    predict_mod = sys.modules["napari_deconoising.core.predict"]  # the package exports a function of that name
+
+    model = _MODEL2D if ndim == 2 else _MODEL3D
+    shape = (ny, nx) if ndim == 2 else (min(ny, 9), ny, nx)
+    img = np.random.default_rng(ny * 100 + nx).normal(1, 2, shape).astype(np.float32)
+    tile = (ty, tx) if ndim == 2 else (min(ty, 40), ty, tx)
+    host = model.predict(img, device="cpu", tile_size=tile, batch_size=batch, precision="fp32")
+    with mock.patch.object(predict_mod, "_fits_on_device", return_value=True):
+        kept = model.predict(img, device="cpu", tile_size=tile, batch_size=batch, precision="fp32")
+    np.testing.assert_array_equal(kept.denoised, host.denoised)
+    np.testing.assert_array_equal(kept.deconvolved, host.deconvolved)
+    assert not np.shares_memory(kept.denoised, img)
 
 
 def test_no_halo_beyond_the_border():

@@ -99,12 +99,17 @@ class TileGrid:
             gathers.append(None if b - a == idx.size and idx[0] == a and np.all(np.diff(idx) == 1) else idx - a)
         return spans, gathers
 
+    def domain_indices(self) -> list[np.ndarray | None]:
+        """Per axis, the image indices that make up the domain (None where it is the image itself)."""
+        idx = [reflect_indices(-r, a + r, n) for n, a, r in zip(self.shape, self.aligned, self.margins)]
+        return [None if i.size == n and i[0] == 0 and np.all(np.diff(i) == 1) else i for i, n in zip(idx, self.shape)]
+
     def extend(self, image: np.ndarray) -> np.ndarray:
         """The whole domain of ``image`` (spatial axes only): tile ``origin`` is ``[lo + margin, hi + margin)``."""
-        idx = [reflect_indices(-r, a + r, n) for n, a, r in zip(self.shape, self.aligned, self.margins)]
-        if all(i.size == n and i[0] == 0 and np.all(np.diff(i) == 1) for i, n in zip(idx, self.shape)):
+        idx = self.domain_indices()
+        if all(i is None for i in idx):
             return image
-        return image[np.ix_(*idx)]
+        return image[np.ix_(*(np.arange(n) if i is None else i for i, n in zip(idx, self.shape)))]
 
     def tile(self, extended: np.ndarray, origin: Sequence[int]) -> np.ndarray:
         """Tile ``origin`` cut from :meth:`extend`'s result."""
