@@ -174,5 +174,7 @@ def test_cuda_image_kept_on_the_gpu_matches_the_host_path(trained):
     kept = trained.predict(img, device="cuda", precision="fp32", tile_size=128)
     with mock.patch.object(predict_mod, "_fits_on_device", return_value=False):
         host = trained.predict(img, device="cuda", precision="fp32", tile_size=128)
-    np.testing.assert_allclose(kept.denoised, host.denoised, rtol=0, atol=1e-5 * trained.std)
-    np.testing.assert_allclose(kept.deconvolved, host.deconvolved, rtol=0, atol=1e-5 * trained.std)
+    # Not bit for bit as on the CPU: fp32 convolutions run as TF32 on the GPU, and cuDNN's
+    # benchmark mode may time and pick another algorithm per call (2e-5 relative seen on an H200).
+    np.testing.assert_allclose(kept.denoised, host.denoised, rtol=2e-4, atol=0)
+    np.testing.assert_allclose(kept.deconvolved, host.deconvolved, rtol=2e-4, atol=1e-3 * trained.std)
