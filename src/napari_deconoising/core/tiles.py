@@ -74,10 +74,15 @@ class TileGrid:
     def tile_shape(self, origin: Sequence[int]) -> tuple[int, ...]:
         return tuple(hi - lo for lo, hi in self.box(origin))
 
+    def lengths(self, axis: int) -> list[int]:
+        """The tiles' lengths along ``axis``, one per core along it."""
+        zero = [0] * len(self.shape)
+        return [hi - lo for lo, hi in (self.box(zero[:axis] + [o] + zero[axis + 1:])[axis]
+                                       for o in range(0, self.shape[axis], self.cores[axis]))]
+
     def largest(self) -> tuple[int, ...]:
         """The longest tile along each axis (an upper bound of any tile's size, for memory planning)."""
-        return tuple(max(min(o + c + h, a + r) - max(o - h, -r) for o in range(0, n, c))
-                     for n, c, h, r, a in zip(self.shape, self.cores, self.halos, self.margins, self.aligned))
+        return tuple(max(self.lengths(i)) for i in range(len(self.shape)))
 
     def batches(self, batch_size: int) -> list[list[tuple[int, ...]]]:
         """Origins in batches of at most ``batch_size`` tiles of one shape (one forward pass each).
