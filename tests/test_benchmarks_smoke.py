@@ -177,3 +177,19 @@ def test_quality3d_attenuation_is_stronger_for_the_wider_psf():
     assert all(0 < v["mean_H2"] <= 1 and 0 <= v["share_H2_below_0.1"] <= 1 for v in out.values())
     assert out["2D sample, sigma 2"]["mean_H2"] < out["2D sample, sigma 1"]["mean_H2"]
     assert out["3D"]["mean_H2"] < out["2D slice"]["mean_H2"]  # sigma_z = 2 on top of the slice's (1, 1)
+
+
+def test_border_quality_smoke(tmp_path):
+    border = _load("border_quality")
+    summary = border.main(["--smoke", "--out", str(tmp_path), "--margins", "0", "halo"])
+    for nd, masks in (("2d", {"whole", "band"}), ("3d", {"whole", "band", "zband"})):
+        assert set(summary[nd]) == {"0", "halo"} and set(summary[nd]["0"]["deconvolved"]) == masks
+        assert summary[nd]["0"]["margin_px"] == [0] * int(nd[0])
+    assert (tmp_path / "border_quality-s0.json").exists()
+
+
+def test_border_speed_smoke(tmp_path):
+    border = _load("border_speed")
+    rows = border.main(["--trees", str(BENCH.parent), "--cases", "q3d-8x40x40", "--rounds", "1",
+                        "--out", str(tmp_path / "speed.json")])
+    assert len(rows) == 1 and rows[0]["forward_passes"] >= 1 and rows[0]["computed_per_predicted"] >= 1
