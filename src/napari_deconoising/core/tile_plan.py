@@ -49,9 +49,10 @@ def tile_halo(model: DecoNoisingModel) -> int:
 
 # Mirrored context beyond the image border, in pooling multiples (capped at the halo), in Y
 # and X and in Z; beyond it the network zero-pads, as at every training patch's border.
-# One multiple keeps the 16 px border band's PSNR within 0.1 dB of a full mirrored halo (2D
-# -0.08 dB, 3D +0.02 dB denoised); none lost 0.17 dB (2D) and 0.49 dB (3D) there, though it
-# gained 0.6 dB over the whole 3D stack (docs/benchmarks.md, benchmarks/border_quality.py).
+# One multiple keeps the 16 px border band's PSNR within 0.1 dB of a full mirrored halo (two
+# seeds: 2D -0.08/-0.05 dB, 3D +0.02/+0.08 dB denoised); none lost 0.17-0.20 dB there in 2D and,
+# in 3D, 0.49 dB for one seed while gaining 0.26 dB for the other (docs/benchmarks.md,
+# benchmarks/border_quality.py).
 _MARGIN_MULTIPLES = 1
 _MARGIN_MULTIPLES_Z = 1
 
