@@ -4,7 +4,7 @@ The border contract (the same for in-memory, out-of-core and Dask prediction):
 
 * The network sees a *domain* per axis: the image, extended at its end by reflection to a
   multiple of the axis' pooling factor (edge repeat on a length-1 axis), plus ``margins``
-  mirrored pixels beyond both ends (0 by default, see :func:`.tile_plan.tile_margins`).
+  mirrored pixels beyond both ends (one pooling multiple, see :func:`.tile_plan.tile_margins`).
 * Beyond the domain there is no halo: the network's own zero padding applies there, as
   it does at every patch border in training.
 * Interior tile edges carry the full halo (the receptive radius plus the PSF's) of real
