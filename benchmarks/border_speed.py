@@ -68,7 +68,7 @@ def child(case: str) -> dict:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trees", nargs="+", type=Path, required=True, help="source trees (each with src/)")
+    ap.add_argument("--trees", nargs="+", type=Path, default=[], help="source trees (each with src/)")
     ap.add_argument("--cases", nargs="+", default=["q3d-32x256x256", "demo-2048x2048"],
                     help="NET-SHAPE, NET one of " + ", ".join(NETS))
     ap.add_argument("--rounds", type=int, default=2)

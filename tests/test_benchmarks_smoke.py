@@ -189,3 +189,19 @@ def test_speed_gpu_smoke(tmp_path):
     assert all(r["steps_per_s"] > 0 and r["flops_per_step"] > 0 for r in train)
     assert {r["config"] for r in train} == {"paper", "paper3d"}
     assert all(r["mp_per_s"] > 0 for r in summary["rows"] if r["what"] == "predict")
+
+
+def test_border_quality_smoke(tmp_path):
+    border = _load("border_quality")
+    summary = border.main(["--smoke", "--out", str(tmp_path), "--margins", "0", "halo"])
+    for nd, masks in (("2d", {"whole", "band"}), ("3d", {"whole", "band", "zband"})):
+        assert set(summary[nd]) == {"0", "halo"} and set(summary[nd]["0"]["deconvolved"]) == masks
+        assert summary[nd]["0"]["margin_px"] == [0] * int(nd[0])
+    assert (tmp_path / "border_quality-s0.json").exists()
+
+
+def test_border_speed_smoke(tmp_path):
+    border = _load("border_speed")
+    rows = border.main(["--trees", str(BENCH.parent), "--cases", "q3d-8x40x40", "--rounds", "1",
+                        "--out", str(tmp_path / "speed.json")])
+    assert len(rows) == 1 and rows[0]["forward_passes"] >= 1 and rows[0]["computed_per_predicted"] >= 1

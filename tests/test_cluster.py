@@ -28,7 +28,7 @@ def test_local_cluster_equals_single_process(trained, tmp_path):
 
     img = np.random.default_rng(0).normal(trained.mean, trained.std, (2, 150, 100)).astype(np.float32)
     write_image(tmp_path / "in.zarr", img, "TYX")
-    kw = dict(tile_size=2 * tile_halo(trained) + 40, device="cpu", batch_size=2)  # 2 x 1 tiles per plane
+    kw = dict(tile_size=2 * tile_halo(trained) + 40, device="cpu", batch_size=2)  # tiles of two shapes
     predict_file(trained, tmp_path / "in.zarr", tmp_path / "one.zarr", tmp_path / "one_dec.tif", **kw)
     seen = []
     # Two worker processes: the model, plan and file references travel pickled, as to a real cluster.

@@ -79,17 +79,23 @@ def test_image_kept_on_the_device_gives_the_same_result(ny, nx, ty, tx, batch, n
 
 
 def test_no_halo_beyond_the_border():
-    """The network zero-pads beyond the (pooling-aligned) image, as in training: one whole-image
-    forward pass, with no mirrored context, is what tiled prediction reproduces."""
+    """Beyond the image, aligned to the pooling multiple and with ``tile_margins`` mirrored pixels,
+    the network zero-pads, as in training: one forward pass over that domain is what tiled
+    prediction reproduces."""
     import torch
 
+    from napari_deconoising.core.tile_plan import tile_margins
+
+    r, _ = tile_margins(_MODEL2D)
+    assert 0 < r < tile_halo(_MODEL2D)  # some mirrored context, less than a full halo
     img = np.random.default_rng(3).normal(1, 2, (37, 40)).astype(np.float32)
-    pred = _MODEL2D.predict(img, device="cpu", tile_size=(34, 40), precision="fp32")
-    x = np.pad((img - 1) / 2, ((0, 1), (0, 0)), mode="reflect")  # aligned to the pooling multiple 2
+    pred = _MODEL2D.predict(img, device="cpu", tile_size=(34, 40 + 2 * r), precision="fp32")
+    x = np.pad((img - 1) / 2, ((r, r + 1), (r, r)), mode="reflect")  # Y aligned to the pooling multiple 2
     with torch.inference_mode():
         den, dec = _MODEL2D.build_network()(torch.from_numpy(x)[None, None])
-    np.testing.assert_allclose(pred.denoised, den[0, 0, :37].numpy() * 2 + 1, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(pred.deconvolved, dec[0, 0, :37].numpy() * 2 + 1, rtol=1e-5, atol=1e-5)
+    inside = (slice(r, r + 37), slice(r, r + 40))
+    np.testing.assert_allclose(pred.denoised, den[0, 0][inside].numpy() * 2 + 1, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pred.deconvolved, dec[0, 0][inside].numpy() * 2 + 1, rtol=1e-5, atol=1e-5)
 
 
 def test_halo_is_needed(trained, monkeypatch):
@@ -205,6 +211,7 @@ def _random_3d_model(pool_z, sigma=(2.0, 1.0, 1.0)):
 @pytest.mark.parametrize("shape", [(10, 20, 24), (7, 13, 30)])
 def test_3d_tiled_equals_whole_volume(pool_z, shape):
     from napari_deconoising.core.predict import tile_halos
+    from napari_deconoising.core.tile_plan import tile_margins
 
     model = _random_model(3, depth=1, pool_z=pool_z, sigma=(2.0, 1.0, 1.0))
     halos = tile_halos(model)
@@ -212,10 +219,10 @@ def test_3d_tiled_equals_whole_volume(pool_z, shape):
     # larger than twice the halo, so that tiles can split every axis
     vol = np.random.default_rng(0).normal(10, 3, [2 * h + n for h, n in zip(halos, shape)]).astype(np.float32)
     whole = model.predict(vol, "ZYX", device="cpu", tile_size=(400, 400, 400), precision="fp32")
-    mults = (2 if pool_z else 1, 2, 2)
-    halves = [h + math.ceil(n / (2 * k)) * k for h, n, k in zip(halos, vol.shape, mults)]  # two tiles per axis
-    smallest = [2 * h + k for h, k in zip(halos, mults)]  # three or more
-    for tiles, count in ((halves, 8), (smallest, 27)):
+    mults, margins = (2 if pool_z else 1, 2, 2), tile_margins(model)
+    halves = [h + r + math.ceil(n / (2 * k)) * k for h, r, n, k in zip(halos, margins, vol.shape, mults)]  # 2 per axis
+    thin_x = [400, 400, 2 * halos[2] + 4 * mults[2]]  # three or more along X: inner tiles carry two halos
+    for tiles, count in ((halves, 8), (thin_x, 3)):
         calls = []
         tiled = model.predict(vol, "ZYX", device="cpu", tile_size=tiles, batch_size=3, precision="fp32",
                               progress=lambda d, t, c=calls: c.append(t))
@@ -258,10 +265,11 @@ def test_3d_auto_tile_shape_and_bad_input(trained3d):
     import torch
 
     from napari_deconoising.core.predict import auto_tile_shape, tile_grid, tile_halos
+    from napari_deconoising.core.tile_plan import tile_margins
 
     hz, hy, _ = tile_halos(trained3d)
     tz, ty, tx = auto_tile_shape(trained3d, torch.device("cpu"), (12, 500, 500))
-    assert tz == 12  # a thin stack is one tile in Z, with no Z halo
+    assert tz == 12 + 2 * tile_margins(trained3d)[0]  # a thin stack is one tile in Z, with no Z halo
     assert ty == tx and ty > 2 * hy and ty % 4 == 0
     # a stack that fits the budget whole is one tile
     small = (12, 62, 50)

@@ -65,6 +65,7 @@ def test_lazy_3d_equals_in_memory(pool_z, tmp_path):
     from napari_deconoising.core.network import DecoNoisingNet
     from napari_deconoising.core.predict import _multiples, tile_halos
     from napari_deconoising.core.psf import gaussian_psf
+    from napari_deconoising.core.tile_plan import tile_margins
 
     sigma = (1.5, 1.0, 1.0)
     cfg = TrainConfig(ndim=3, depth=2, channels=4, psf_sigma=sigma, patch_size=(16, 32, 32), pool_z=pool_z)
@@ -72,11 +73,11 @@ def test_lazy_3d_equals_in_memory(pool_z, tmp_path):
     torch.manual_seed(0)
     net = DecoNoisingNet(psf, depth=2, channels=4, ndim=3, pool_z=pool_z)
     model = DecoNoisingModel(cfg, {k: v.clone() for k, v in net.state_dict().items()}, 0.5, 0.2, psf)
-    h, mults = tile_halos(model), _multiples(cfg)
+    h, mults, margins = tile_halos(model), _multiples(cfg), tile_margins(model)
     # more than twice the halo per axis, and tiles of half of it plus one halo: 2 x 2 x 2 tiles per volume
     shape = [2 * x + n for x, n in zip(h, (11, 26, 22))]
     img = np.random.default_rng(3).random((2, *shape)).astype(np.float32)
-    tile = tuple(x + -(-n // (2 * m)) * m for x, n, m in zip(h, shape, mults))
+    tile = tuple(x + r + -(-n // (2 * m)) * m for x, r, n, m in zip(h, margins, shape, mults))
     assert len(plan_stream(model, img.shape, img.dtype, "TZYX", tile, torch.device("cpu")).grid.origins()) == 8
     ref = model.predict(img, "TZYX", device="cpu", tile_size=tile, batch_size=2)
     z = zarr.create_array(str(tmp_path / "v.zarr"), shape=img.shape, chunks=(1, 5, 10, 10), dtype="f4")

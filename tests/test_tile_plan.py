@@ -1,4 +1,6 @@
-"""Tile sizes and batch sizes from the CPU memory budget (core/tile_plan.py)."""
+"""Tile sizes and batch sizes from the CPU memory budget, and tile grids (core/tile_plan.py)."""
+
+import math
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ from napari_deconoising.core.tile_plan import (
     default_batch_size,
     tile_grid,
     tile_halo,
+    tile_margins,
 )
 from napari_deconoising.core.tiles import TileGrid
 
@@ -71,19 +74,20 @@ def test_a_large_gpu_never_gets_a_tensor_over_int_max(monkeypatch):
     assert 2 * 256 * tile[0] * tile[1] * tile[2] < 2**31
 
 
-@given(st.integers(1, 5000), st.integers(1, 64), st.sampled_from([1, 4, 8, 16]), st.integers(0, 3))
-def test_tile_grid_fits_the_tile_size_with_the_fewest_tiles(n, extra, m, hk):
+@given(st.integers(1, 5000), st.integers(1, 64), st.sampled_from([1, 4, 8, 16]), st.integers(0, 3),
+       st.integers(0, 3))
+def test_tile_grid_fits_the_tile_size_with_the_fewest_tiles(n, extra, m, hk, rk):
     """Each tile fits the requested size; one tile if the whole axis fits, else two, else balanced cores."""
     from napari_deconoising.core.tile_plan import _axis_core
 
-    h = hk * m
+    h, r = hk * m, min(rk, hk) * m
     t = 2 * h + extra * m
-    core = _axis_core(n, t, h, 0, m)
+    core = _axis_core(n, t, h, r, m)
     aligned = -(-n // m) * m
-    grid = TileGrid((n,), (core,), (h,), (0,), (m,))
+    grid = TileGrid((n,), (core,), (h,), (r,), (m,))
     assert core % m == 0 and grid.largest()[0] <= t
     count = len(grid.origins())
-    assert count == 1 if aligned <= t else count >= 2
+    assert count == 1 if aligned + 2 * r <= t else count >= 2
     if count > 2:  # balanced: no more tiles than cores of the full size would need
         assert count == -(-aligned // ((t - 2 * h) // m * m))
 
@@ -103,6 +107,23 @@ def test_auto_tile_shape_gives_a_whole_axis_only_its_length():
     m = _model(2, 32)
     side = auto_tile_size(m, CPU)
     assert auto_tile_shape(m, CPU, (64, 64)) == (side, side)
-    ty, tx = auto_tile_shape(m, CPU, (100, 100_000))  # a strip: Y whole, X takes the rest of the budget
+    strip = (100, 100_000)  # Y whole, X takes the rest of the budget
+    grid = tile_grid(m, strip, auto_tile_shape(m, CPU, strip))
+    ly, lx = grid.largest()
     budget = min(_CPU_CAP_BYTES, _available_bytes(CPU))
-    assert ty == 100 and tx > side and ty * tx * 40 * 32 <= budget
+    assert grid.cores[0] == 100 and ly == 100 + 2 * tile_margins(m)[0] and lx > side
+    assert ly * lx * 40 * 32 <= budget
+
+
+def test_auto_tile_shape_splits_a_stack_just_over_one_tile_once():
+    """32 x 256 x 256 with the 3D quality network just exceeds one tile: 2 x 1 tiles, not 2 x 2."""
+    cfg = TrainConfig(ndim=3, depth=2, channels=16, psf_sigma=(2.0, 1.0, 1.0), patch_size=(16, 64, 64))
+    psf = gaussian_psf((2.0, 1.0, 1.0), ndim=3)
+    m = DecoNoisingModel(cfg, DecoNoisingNet(psf, depth=2, channels=16, ndim=3).state_dict(), 0.0, 1.0, psf)
+    shape = (32, 256, 256)
+    tiles = auto_tile_shape(m, CPU, shape)
+    grid = tile_grid(m, shape, tiles)
+    budget = min(_CPU_CAP_BYTES, _available_bytes(CPU))
+    if budget == _CPU_CAP_BYTES:  # the numbers below are for the full CPU budget
+        assert len(grid.origins()) == 2 and grid.cores[0] == 32  # the whole depth, no Z halo
+    assert math.prod(grid.largest()) * 40 * 16 <= budget

@@ -4,7 +4,7 @@ The border contract (the same for in-memory, out-of-core and Dask prediction):
 
 * The network sees a *domain* per axis: the image, extended at its end by reflection to a
   multiple of the axis' pooling factor (edge repeat on a length-1 axis), plus ``margins``
-  mirrored pixels beyond both ends (0 by default, see :func:`.tile_plan.tile_margins`).
+  mirrored pixels beyond both ends (one pooling multiple, see :func:`.tile_plan.tile_margins`).
 * Beyond the domain there is no halo: the network's own zero padding applies there, as
   it does at every patch border in training.
 * Interior tile edges carry the full halo (the receptive radius plus the PSF's) of real
@@ -74,10 +74,15 @@ class TileGrid:
     def tile_shape(self, origin: Sequence[int]) -> tuple[int, ...]:
         return tuple(hi - lo for lo, hi in self.box(origin))
 
+    def lengths(self, axis: int) -> list[int]:
+        """The tiles' lengths along ``axis``, one per core along it."""
+        zero = [0] * len(self.shape)
+        return [hi - lo for lo, hi in (self.box(zero[:axis] + [o] + zero[axis + 1:])[axis]
+                                       for o in range(0, self.shape[axis], self.cores[axis]))]
+
     def largest(self) -> tuple[int, ...]:
         """The longest tile along each axis (an upper bound of any tile's size, for memory planning)."""
-        return tuple(max(min(o + c + h, a + r) - max(o - h, -r) for o in range(0, n, c))
-                     for n, c, h, r, a in zip(self.shape, self.cores, self.halos, self.margins, self.aligned))
+        return tuple(max(self.lengths(i)) for i in range(len(self.shape)))
 
     def batches(self, batch_size: int) -> list[list[tuple[int, ...]]]:
         """Origins in batches of at most ``batch_size`` tiles of one shape (one forward pass each).
