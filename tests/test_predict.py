@@ -165,7 +165,7 @@ def test_memory_stays_bounded_on_a_large_image(tmp_path):
     import sys
 
     code = """
-import numpy as np, resource
+import numpy as np
 from napari_deconoising.core import DecoNoisingModel, DecoNoisingNet, TrainConfig, gaussian_psf
 cfg = TrainConfig(depth=2, channels=32, psf_sigma=1.5)
 net = DecoNoisingNet(gaussian_psf(1.5), depth=2, channels=32)
@@ -175,7 +175,7 @@ m.predict(img[:300, :300], device="cpu", tile_size=256, batch_size=2, precision=
 before = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS")][0]
 p = m.predict(img, device="cpu", tile_size=256, batch_size=2, precision="fp32")
 assert p.denoised.shape == img.shape
-print(before * 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print(before * 1024, [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")][0] * 1024)
 """
     # A clean environment: earlier tests (a Dask cluster) leave allocator and thread settings in
     # os.environ (MALLOC_TRIM_THRESHOLD_, *_NUM_THREADS) that can change what RSS measures.
@@ -187,9 +187,9 @@ print(before * 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     print(f"RSS growth {(peak - before) / 2**20:.0f} MiB")
     # 81 tiles of 256 px through a 32-channel U-Net: ~84 MiB of activations each, ~6.8 GiB for
     # all at once (batching all 36 tiles of a 1024^2 image measured 2025 MiB). Two tiles per
-    # batch plus image-sized copies is ~200 MiB alone; inside a full CI run on a loaded machine
-    # we saw up to 1.6 GiB (cause not found), so the bound sits between the two regimes.
-    assert peak - before < 2 * 1024**3, f"prediction grew RSS by {(peak - before) / 2**20:.0f} MiB"
+    # batch plus image-sized copies is ~200 MiB. The peak is VmHWM, which starts anew at exec:
+    # ru_maxrss carries the parent's peak over, which is how a full test run once "grew" 1.6-2.2 GiB.
+    assert peak - before < 1024**3, f"prediction grew RSS by {(peak - before) / 2**20:.0f} MiB"
 
 
 # -- 3D ---------------------------------------------------------------------------------------
