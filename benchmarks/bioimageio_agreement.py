@@ -44,10 +44,15 @@ def main() -> None:
         for weights in ("pytorch_state_dict", "torchscript"):
             pipeline = create_prediction_pipeline(descr, devices=["cpu"], weights_format=weights)
             out = predict(model=pipeline, inputs={"raw": image[None, None]})
+            # bioimage.io pads the image border by reflection over the whole halo; our prediction
+            # reflects one pooling multiple and then zero-pads (core/tiles.py), so the two agree
+            # away from the border and differ within a halo of it: both are reported.
+            inner = (slice(geo.halo, -geo.halo),) * 2
             for key, expected in (("denoised", ours.denoised), ("deconvolved", ours.deconvolved)):
-                diff = float(np.abs(out.members[key].data.values[0, 0] - expected).max())
-                print(f"{weights:18s} {key:11s} max|diff|/max|ours| {diff / np.abs(expected).max():.2e}"
-                      f"  max|diff|/std {diff / model.std:.2e}")
+                diff = np.abs(out.members[key].data.values[0, 0] - expected)
+                for where, d in (("inside", diff[inner]), ("border", diff)):
+                    print(f"{weights:18s} {key:11s} {where:6s} max|diff|/max|ours| "
+                          f"{float(d.max()) / np.abs(expected).max():.2e}  max|diff|/std {float(d.max()) / model.std:.2e}")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,11 @@ def test_bioimageio_core_model_test_passes(package):
     assert summary.status == "passed", summary.format()
 
 
+def _inner(geo):
+    """Away from the image border by the package's halo (see the 2D test for why)."""
+    return tuple(slice(h, -h) if h else slice(None) for h in geo.halos)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("weights", ["pytorch_state_dict", "torchscript"])
 def test_bioimageio_core_prediction_equals_ours(package, trained, fresh_image, weights):
@@ -92,11 +97,15 @@ def test_bioimageio_core_prediction_equals_ours(package, trained, fresh_image, w
     pipeline = create_prediction_pipeline(descr, devices=["cpu"], weights_format=weights)
     out = predict(model=pipeline, inputs={"raw": fresh_image[None, None]})
     ours = trained.predict(fresh_image, "YX", device="cpu", precision="fp32")
-    # float32 rounding of the same operations in a different order; values are in input units.
+    # bioimage.io tools pad by the declared halo with reflection (the RDF cannot describe our
+    # border contract: one pooling multiple of reflection, then the network's zero padding), so
+    # the outputs agree away from the image border; within a halo of it they may differ.
+    inner = _inner(geometry(trained))
     for key, expected in (("denoised", ours.denoised), ("deconvolved", ours.deconvolved)):
         got = out.members[key].data.values[0, 0]
         assert got.shape == expected.shape
-        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * trained.std, err_msg=key)
+        # float32 rounding of the same operations in a different order; values are in input units.
+        np.testing.assert_allclose(got[inner], expected[inner], rtol=1e-4, atol=1e-4 * trained.std, err_msg=key)
 
 
 @pytest.mark.slow
@@ -236,8 +245,10 @@ def test_channel_package_prediction_equals_ours(channel_package, two_channel_mod
     for key, expected in (("denoised", ours.denoised), ("deconvolved", ours.deconvolved)):
         got = out.members[key].data.values[0]
         assert got.shape == expected.shape
+        inner = _inner(geometry(model))
         for k, m in enumerate(model.models):  # each channel in its own units
-            np.testing.assert_allclose(got[k], expected[k], rtol=1e-4, atol=1e-4 * m.std, err_msg=f"{key} {k}")
+            np.testing.assert_allclose(got[k][inner], expected[k][inner], rtol=1e-4, atol=1e-4 * m.std,
+                                       err_msg=f"{key} {k}")
 
 
 @pytest.mark.slow
@@ -280,4 +291,5 @@ def test_a_thin_stack_3d_model_exports_and_runs_as_ours(trained3d, tmp_path, nee
     ours = trained3d.predict(image, "ZYX", device="cpu", precision="fp32")
     pipeline = create_prediction_pipeline(load_model_description(path), devices=["cpu"], weights_format="torchscript")
     got = predict(model=pipeline, inputs={"raw": image[None, None]}).members["deconvolved"].data.values[0, 0]
-    np.testing.assert_allclose(got, ours.deconvolved, rtol=1e-4, atol=1e-4 * trained3d.std)
+    inner = _inner(geo)
+    np.testing.assert_allclose(got[inner], ours.deconvolved[inner], rtol=1e-4, atol=1e-4 * trained3d.std)
