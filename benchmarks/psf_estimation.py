@@ -85,8 +85,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--init-sigma", type=float, default=3.0, help="route (a): starting sigma")
     ap.add_argument("--sigma-lr", type=float, default=1e-2, help="route (a): learning rate of sigma")
     ap.add_argument("--sigma-param", default="sigmoid", choices=["sigmoid", "log"], help="route (a): sigma's parameter")
-    ap.add_argument("--sigma-pull", type=lambda v: v if v == "data" else float(v), default=SIGMA_PULL,
-                    help="route (a): weight of -ln(sigma) in the loss, or 'data' (DataScaledPull)")
+    ap.add_argument("--sigma-pull", type=float, default=SIGMA_PULL, help="route (a): weight of -ln(sigma) in the loss")
     ap.add_argument("--estimate-steps", type=int, help="route (a): steps of the learning run (default --steps)")
     ap.add_argument("--true-from", type=Path, help="take the true sigma's PSNR from this psf_estimation.json")
     ap.add_argument("--depth", type=int, default=2)

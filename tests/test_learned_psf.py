@@ -151,28 +151,3 @@ def test_sigma_pull_widens_sigma(sample, tiny_config):
 
     free, pulled = sigma_after(0.0), sigma_after(100.0)  # a pull that outweighs any loss gradient
     assert all(p > f for p, f in zip(pulled, free)) and all(p > 2.0 for p in pulled)
-
-
-def test_data_scaled_pull_calibrates_on_the_data_slope_then_pulls():
-    from napari_deconoising.core.learned_psf import PULL_GAIN, DataScaledPull
-
-    psf = LearnableGaussianPSF(3.0)
-    hook = DataScaledPull(psf, 3.0, micro_batches=2)
-    slope = psf.log_sigma_slope()
-    data = 0.004 * slope  # a data slope dL/d ln(sigma) of 0.004 per micro-batch, 0.008 per step
-    for _ in range(2 * DataScaledPull.calibration):
-        torch.testing.assert_close(hook(data), data)  # no pull while calibrating
-    assert hook.g1 == pytest.approx(0.008)
-    with torch.no_grad():
-        psf.raw.copy_(LearnableGaussianPSF(1.5).raw)  # at half the start sigma: a quarter of the force
-    slope = psf.log_sigma_slope()
-    torch.testing.assert_close(hook(torch.zeros(2)), -PULL_GAIN * 0.008 * 0.25 / 2 * slope)
-
-
-def test_data_scaled_pull_in_a_learning_run(sample, tiny_config):
-    trainer = learned_sigma_trainer(sample.noisy, tiny_config.replace(epochs=1, steps_per_epoch=12),
-                                    init_sigma=2.0, sigma_pull="data")
-    for _ in trainer.run():
-        pass
-    assert trainer.pull.g1 is not None and trainer.pull.g1 >= 0  # calibrated on the first 10 steps
-    assert all(0.2 < s < 4.0 for s in trainer.net.psf.sigma_values())

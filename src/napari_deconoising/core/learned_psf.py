@@ -126,42 +126,6 @@ SIGMA_PULL = 0.003
 ESTIMATE_STEPS = 300
 
 
-class DataScaledPull:
-    """Gradient hook on sigma's parameter: a pull towards wider PSFs scaled to the data.
-
-    For the first :attr:`calibration` backward passes there is no pull; the data's own
-    slope ``dL/d ln(sigma)`` is averaged (``g1``, at about the start sigma ``s0``). After
-    that the pull's force along ln(sigma) is ``PULL_GAIN * g1 * (sigma / s0) ** 2``
-    (a term ``-PULL_GAIN * g1 * sigma**2 / (2 s0**2)`` in the loss): sigma stops where the
-    data's slope falls to it. Traced on the benchmark data (docs/benchmarks.md), the slope
-    near the true sigma was about 4 times larger on filaments than on text, as was ``g1``,
-    while a fixed weight has to be small at small sigma (0.7 px).
-    """
-
-    calibration = 10
-
-    def __init__(self, psf: LearnableGaussianPSF, init_sigma: float, micro_batches: int) -> None:
-        self.psf, self.s0, self.micro = psf, init_sigma, micro_batches
-        self.seen: list[float] = []
-        self.g1: float | None = None
-
-    def __call__(self, grad: torch.Tensor) -> torch.Tensor:
-        slope = self.psf.log_sigma_slope()
-        if self.g1 is None:
-            live = slope > 0
-            if bool(live.any()):
-                self.seen.append(float((grad[live] / slope[live]).mean()) * self.micro)
-            if len(self.seen) >= self.calibration * self.micro:
-                self.g1 = max(0.0, float(np.mean(self.seen)))
-            return grad
-        force = PULL_GAIN * self.g1 * (self.psf.sigma.detach() / self.s0) ** 2
-        return grad - force / self.micro * slope
-
-
-#: Gain of :class:`DataScaledPull` (fitted on the seed-0 traces of the 2.5 px cases).
-PULL_GAIN = 2.5
-
-
 def estimation_config(config: TrainConfig, steps: int = ESTIMATE_STEPS) -> TrainConfig:
     """``config`` for the learning run: ``config`` itself if it has at most ``steps`` steps,
     else ``steps`` steps in epochs of 10, as measured (the best epoch's sigma is the
@@ -191,23 +155,19 @@ class LearnedSigmaTrainer(Trainer):
         step moves sigma by about 1e-3 px, too slow for a run of a few hundred steps.
     param : {"sigmoid", "log"}
         Sigma's parameter, see :class:`LearnableGaussianPSF`.
-    sigma_pull : float or "data"
-        Weight of a ``-sigma_pull * ln(sigma)`` term (a pull towards wider PSFs); 0 = off;
-        ``"data"``: :class:`DataScaledPull`.
+    sigma_pull : float
+        Weight of a ``-sigma_pull * ln(sigma)`` term (a pull towards wider PSFs); 0 = off.
         The default, :data:`SIGMA_PULL`, was measured at the default ``param`` and ``sigma_lr``.
     """
 
     def __init__(self, images: np.ndarray | Sequence[np.ndarray], config: TrainConfig, *,
                  axes: str | None = None, init_sigma: float = INIT_SIGMA, sigma_lr: float = 1e-2,
-                 param: str = "sigmoid", sigma_pull: float | str = SIGMA_PULL) -> None:
+                 param: str = "sigmoid", sigma_pull: float = SIGMA_PULL) -> None:
         super().__init__(images, config.replace(psf="gaussian", psf_sigma=init_sigma), axes=axes)
         self.init_sigma = init_sigma
         psf = LearnableGaussianPSF(init_sigma, ndim=self.config.ndim, param=param).to(self.plan.device)
         self.net.psf = psf
-        self.pull = DataScaledPull(psf, init_sigma, self.config.micro_batches) if sigma_pull == "data" else None
-        if self.pull is not None:
-            psf.raw.register_hook(self.pull)
-        elif sigma_pull:
+        if sigma_pull:
             # Adds -sigma_pull * ln(sigma) to the loss (per backward pass): a prior for the
             # widest sigma that explains the data, since the loss is flat below the truth.
             scale = sigma_pull / self.config.micro_batches
@@ -285,7 +245,7 @@ class LearnedSigmaTrainer(Trainer):
 def learned_sigma_trainer(images: np.ndarray | Sequence[np.ndarray], config: TrainConfig, *,
                           axes: str | None = None, init_sigma: float = INIT_SIGMA,
                           sigma_lr: float = 1e-2, param: str = "sigmoid",
-                          sigma_pull: float | str = SIGMA_PULL) -> LearnedSigmaTrainer:
+                          sigma_pull: float = SIGMA_PULL) -> LearnedSigmaTrainer:
     """Same as ``LearnedSigmaTrainer(images, config, ...)`` (kept for the benchmark script)."""
     return LearnedSigmaTrainer(images, config, axes=axes, init_sigma=init_sigma, sigma_lr=sigma_lr, param=param,
                                sigma_pull=sigma_pull)
