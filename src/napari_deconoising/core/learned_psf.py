@@ -228,7 +228,7 @@ class LearnedSigmaTrainer(Trainer):
         if not trail:
             why = "no epoch finished"
         elif float(np.median([max(t) for t in tail])) > near_start:
-            why = f"sigma stayed near its start value {self.init_sigma:g} px over the last {len(tail)} epochs"
+            why = f"sigma stayed near or above its start value {self.init_sigma:g} px over the last {len(tail)} epochs"
         elif (max(sigma) if isinstance(sigma, list) else sigma) > near_start:
             why = f"the best validation epoch came before sigma left its start value {self.init_sigma:g} px"
         if why is None:
