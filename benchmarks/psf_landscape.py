@@ -56,7 +56,7 @@ def trace(ds: datasets.Dataset, config: TrainConfig, pull: float) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="text,filaments")
     ap.add_argument("--sigmas", type=float, nargs="+", default=[0.7, 1.5, 2.5], help="true sigmas")
@@ -65,6 +65,7 @@ def main(argv=None) -> None:
     ap.add_argument("--sigma-pull", type=float, default=SIGMA_PULL)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", type=int, default=256, help="image size (3 images)")
     ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "psf_landscape")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +76,7 @@ def main(argv=None) -> None:
     rows = []
     for name in a.datasets.split(","):
         for sigma in a.sigmas:
-            ds = datasets.make(name, 3, 256, seed=0, sigma=sigma)
+            ds = datasets.make(name, 3, a.size, seed=0, sigma=sigma)
             row = {"dataset": name, "true_sigma": sigma, "fixed": {}}
             for s in a.fixed:
                 psnr, val = trained(ds, base.replace(psf_sigma=s) if s > 0 else base.replace(psf="none"))
@@ -87,6 +88,7 @@ def main(argv=None) -> None:
             rows.append(row)
             (a.out / "psf_landscape.json").write_text(json.dumps(
                 {"machine": info, "args": {k: str(v) for k, v in vars(a).items()}, "rows": rows}, indent=1))
+    return rows
 
 
 if __name__ == "__main__":
