@@ -42,6 +42,16 @@ def test_quality_smoke(tmp_path):
     assert len(summary["results"]["text"]["sweep"]) == 3
 
 
+def test_psf_landscape_smoke(tmp_path):
+    pytest.importorskip("matplotlib")  # the text data's font
+    rows = _load("psf_landscape").main(["--datasets", "text", "--sigmas", "1.0", "--fixed", "0.8", "--trace",
+                                        "--steps", "10", "--size", "64", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "psf_landscape.json").read_text())["rows"]
+    assert len(rows) == len(saved) == 1 and set(saved[0]["fixed"]) == {"0.8"}
+    epoch = saved[0]["trace"][0]
+    assert math.isfinite(epoch["slope"]) and epoch["slope"] != 0 and 0.2 < epoch["sigma"] < 4.0
+
+
 def test_speed_smoke(tmp_path):
     speed = _load("speed")
     summary = speed.main(["--smoke", "--out", str(tmp_path)])

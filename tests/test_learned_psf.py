@@ -72,13 +72,16 @@ def test_trainer_records_sigma_and_exports_a_fixed_psf_model(sample, tiny_config
     assert loaded.predict(sample.noisy, device="cpu").denoised.shape == sample.noisy.shape
 
 
-def _estimate_for(trail, init=3.0):
+def _estimate_for(trail, init=3.0, best=None):
+    """The verdict on ``trail`` (sigma per epoch); ``best``: the exported sigma (default the last)."""
     from napari_deconoising.core.learned_psf import LearnedSigmaTrainer
+
+    exported = float(np.mean(trail[-1])) if best is None else best
 
     class Fake:  # the decision only reads the history, the start value and the exported sigma
         history = [{"psf_sigma": list(t), "val_loss": 1.0} for t in trail]
         init_sigma = init
-        model = type("M", (), {"config": type("C", (), {"psf_sigma": float(np.mean(trail[-1]))})()})()
+        model = type("M", (), {"config": type("C", (), {"psf_sigma": exported})()})()
 
     return LearnedSigmaTrainer.estimate(Fake())
 
@@ -93,6 +96,19 @@ def test_estimate_is_clear_only_when_sigma_settled_below_its_start():
     assert moving["clear"] and "still moving" in moving["message"] and moving["sigma"] == pytest.approx(1.1)
     assert "still moving" not in est["message"]
     assert "default 1 px" in stuck["message"]
+
+
+def test_the_verdict_reads_the_last_part_of_the_trail_not_one_epoch():
+    down = [(3.0 - 0.15 * i,) * 2 for i in range(10)]
+    blip_up = down + [(1.5, 1.5)] * 9 + [(2.95, 2.95)]  # one epoch back near the start: still an answer
+    assert _estimate_for(blip_up, best=1.5)["clear"]
+    blip_down = [(2.97, 2.98)] * 19 + [(2.8, 2.8)]  # one epoch away from the start: still none
+    est = _estimate_for(blip_down)
+    assert not est["clear"] and "over the last 4 epochs" in est["message"]
+    rose = down[:3] + [(3.2 + 0.02 * i,) * 2 for i in range(10)]  # pushed above its start
+    assert not _estimate_for(rose, best=2.7)["clear"]
+    early = _estimate_for(down + [(1.5, 1.5)] * 10, best=2.95)  # best epoch before sigma moved
+    assert not early["clear"] and early["sigma"] == 1.0 and "best validation epoch" in early["message"]
 
 
 def test_sigma_is_learned_per_axis_in_3d(sample3d, tiny_config):

@@ -209,22 +209,29 @@ class LearnedSigmaTrainer(Trainer):
     def estimate(self, default: float = DEFAULT_SIGMA) -> dict:
         """How far to trust the learned sigma, as plain data for the model file.
 
-        Not clear when sigma stayed near its start (the data did not pull it down):
-        then ``sigma`` is ``default``. A sigma still moving by more than 0.1 px over the
-        last fifth of the epochs is kept, with a note that it is less firm (a longer run
-        would not help: sigma sinks below the truth, see the module docstring).
+        Judged on the sigma trail over the last fifth of the epochs (at least two), not
+        on one epoch, which can be a blip. Not clear when sigma spent that part of the run
+        near or above its start (median within 0.1 px of it: the data did not pull it
+        down), or when the exported sigma, the best validation epoch's, is itself still
+        at the start (that epoch came before sigma moved); then ``sigma`` is ``default``.
+        A sigma still moving by more than 0.1 px over that part is kept, with a note that
+        it is less firm (a longer run would not help: sigma sinks below the truth, see
+        the module docstring).
         """
         sigma = self.model.config.psf_sigma
         trail = [h["psf_sigma"] for h in self.history if "psf_sigma" in h]
         shown = f"{sigma:.2f}" if isinstance(sigma, float) else " x ".join(f"{v:.2f}" for v in sigma)
         sigma = sigma if isinstance(sigma, float) else list(sigma)
+        near_start = self.init_sigma - 0.1
+        tail = trail[-max(2, len(trail) // 5):]
         why = None
         if not trail:
             why = "no epoch finished"
-        elif max(trail[-1]) > self.init_sigma - 0.1:
-            why = f"sigma stayed near its start value {self.init_sigma:g} px"
+        elif float(np.median([max(t) for t in tail])) > near_start:
+            why = f"sigma stayed near or above its start value {self.init_sigma:g} px over the last {len(tail)} epochs"
+        elif (max(sigma) if isinstance(sigma, list) else sigma) > near_start:
+            why = f"the best validation epoch came before sigma left its start value {self.init_sigma:g} px"
         if why is None:
-            tail = trail[-max(2, len(trail) // 5):]
             moved = max(abs(a - b) for a, b in zip(tail[0], tail[-1]))
             note = (f" (still moving: {moved:.2f} px over the last {len(tail)} epochs of the learning run, "
                     "so less firm)") if moved > 0.1 else ""
