@@ -87,6 +87,17 @@ def fresh_registry():
 
 
 @pytest.fixture
+def train_widget(make_napari_viewer, fresh_registry):
+    """A viewer with the Train widget docked (GUI tests)."""
+    from napari_deconoising._widgets import TrainWidget
+
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Train")
+    return viewer, widget
+
+
+@pytest.fixture
 def notifications(monkeypatch):
     """Collect the messages the plugin shows, by level ('error', 'warning', 'info')."""
     from napari_deconoising._widgets import _notify

@@ -10,17 +10,14 @@ pytestmark = [pytest.mark.gui]
 
 napari = pytest.importorskip("napari")
 
-from napari_deconoising._widgets import TrainWidget  # noqa: E402
 from napari_deconoising._widgets._train_channels import channel_input, channel_values  # noqa: E402
 from napari_deconoising.core import ConfigError, DataError  # noqa: E402
 
 
 @pytest.fixture
-def form(make_napari_viewer, fresh_registry):
+def form(train_widget):
     """A viewer and its Train widget's form."""
-    viewer = make_napari_viewer()
-    widget = TrainWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Train")
+    viewer, widget = train_widget
     return viewer, widget.form
 
 

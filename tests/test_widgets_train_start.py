@@ -9,17 +9,14 @@ pytestmark = [pytest.mark.gui]
 
 napari = pytest.importorskip("napari")
 
-from napari_deconoising._widgets import TrainWidget  # noqa: E402
 from napari_deconoising._widgets._train_job import TrainControl, channels_job, train_job  # noqa: E402
 from napari_deconoising._widgets._train_start import continuing_text, plan_run  # noqa: E402
 from napari_deconoising.core import ChannelModels, ConfigError  # noqa: E402
 
 
 @pytest.fixture
-def form(make_napari_viewer, fresh_registry):
-    viewer = make_napari_viewer()
-    widget = TrainWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Train")
+def form(train_widget, fresh_registry):
+    viewer, widget = train_widget
     return viewer, widget.form, fresh_registry
 
 
