@@ -17,6 +17,12 @@ def test_budget_fills_the_minutes():
     assert demo.demo_steps(60.0) == 50  # a very slow machine still trains enough to show something
 
 
+def test_announced_minutes_follow_the_chosen_steps():
+    assert abs(demo.demo_minutes(demo.demo_steps(0.5), 0.5) - 3.0) < 0.1  # inside the bounds: the target
+    assert demo.demo_minutes(600, 0.08) == (15 + 2 * 600 * 0.08 * 1.1) / 60  # capped: about 2 minutes
+    assert demo.demo_minutes(50, 60.0) > 100  # a very slow machine is told so
+
+
 @given(st.floats(0.001, 100.0), st.floats(0.001, 100.0))
 def test_budget_law(a, b):
     """Whole epochs, within bounds, and never more steps for a slower machine."""
@@ -40,6 +46,7 @@ def test_demo_says_its_budget_before_training(tmp_path, capsys, monkeypatch):
     assert demo.run_demo(tmp_path, steps=None, size=64, viewer=False, device="cpu", minutes=2.0) == 0
     err = capsys.readouterr().err
     first_training = err.index("training 2 epochs")
-    assert err.index("measured 0.90 s per training step here: training 20 steps per method, so that "
-                     "the demo takes about 2 minutes") < first_training
+    # 15 s + 2 methods x 20 steps x 0.9 s x 1.1 = 54.6 s
+    assert err.index("measured 0.90 s per training step here: training 20 steps per method, so "
+                     "the demo should take about 0.9 minutes") < first_training
     assert seen[0].psf == "gaussian" and seen[0].channels == 8

@@ -43,6 +43,12 @@ def demo_steps(step_seconds: float, minutes: float = DEMO_MINUTES, methods: int 
     return max(_MIN_STEPS, min(_MAX_STEPS, steps // spe * spe))
 
 
+def demo_minutes(steps: int, step_seconds: float, methods: int = 2) -> float:
+    """About how long the demo takes with ``steps`` training steps per method (the inverse of
+    :func:`demo_steps`, which it differs from where the step count hit its bounds)."""
+    return (_OVERHEAD_S + methods * steps * step_seconds * (1 + _OVERHEAD_FRACTION)) / 60
+
+
 def save_comparison_png(path: Path, panels: list[tuple[str, np.ndarray]], crop: int | None = None) -> None:
     """Side-by-side grey-scale panels with titles, contrast from the first panel."""
     import matplotlib
@@ -82,8 +88,11 @@ def run_demo(out: Path, steps: int | None = None, size: int = 256, viewer: bool 
     if steps is None:
         per_step = measure_step_seconds(sample.noisy, base.replace(psf="gaussian", psf_sigma=sample.sigma))
         steps = demo_steps(per_step, minutes)
+        # Said from the steps actually chosen: on a fast machine the 600-step cap, not the
+        # minutes, sets the length (a quiet 2-core EPYC announced 3 minutes and took 1.6).
         print(f"measured {per_step:.2f} s per training step here: training {steps} steps per method, "
-              f"so that the demo takes about {minutes:g} minutes (--steps N to choose)", file=sys.stderr)
+              f"so the demo should take about {demo_minutes(steps, per_step):.1f} minutes "
+              "(--steps N to choose)", file=sys.stderr)
     base = base.replace(epochs=max(1, steps // DEMO_CONFIG.steps_per_epoch))
     results = {}
     t0 = time.perf_counter()
