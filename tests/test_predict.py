@@ -139,7 +139,8 @@ def test_progress_and_cancel(trained, sample):
     halo = tile_halo(trained)
     trained.predict(sample.noisy, device="cpu", tile_size=2 * halo + 16, batch_size=1,
                     progress=lambda d, t: calls.append((d, t)))
-    assert calls[-1][0] == calls[-1][1] and len(calls) == calls[-1][1] > 1
+    # (0, total) before any tile, then one call per tile (batch_size=1)
+    assert calls[0] == (0, calls[-1][1]) and calls[-1][0] == calls[-1][1] and len(calls) == calls[-1][1] + 1 > 2
     with pytest.raises(Cancelled):
         trained.predict(sample.noisy, device="cpu", tile_size=2 * halo + 16, batch_size=1,
                         cancel=lambda: True)

@@ -62,6 +62,29 @@ def test_result_layers_and_status(make_napari_viewer, fresh_registry, sample, sy
             "device": "cpu", "precision": "fp32", "reason": request.plans[0].reason}
 
 
+def test_the_real_prediction_says_its_plan_before_any_tile_runs(trained, sample, monkeypatch):
+    """predict_iter yields (0, total) before the first batch, so the widget shows the plan at once."""
+    import sys
+
+    from napari_deconoising._widgets._prediction import predict_job
+
+    predict_mod = sys.modules["napari_deconoising.core.predict"]
+    ran = []
+    real = predict_mod._predict_slice
+
+    def counting(*args, **kwargs):
+        for n in real(*args, **kwargs):
+            ran.append(n)
+            yield n
+
+    monkeypatch.setattr(predict_mod, "_predict_slice", counting)
+    gen = with_plans(predict_job, trained, sample.noisy, "YX", 2 * 40 + 16, "cpu")
+    first, second = next(gen), next(gen)
+    assert isinstance(first, PlanChosen) and first.precision in ("fp32", "bf16")
+    assert second[0] == 0 and second[1] > 1 and ran == []  # announced before any tile ran
+    assert list(gen)[-1] == (second[1], second[1]) and sum(ran) == second[1]
+
+
 def test_the_plan_is_sent_before_the_tiles_it_ran():
     """The core's on_plan callback only collects in the worker; the message goes out with the yields."""
     bf16 = execution_plan("cpu", "bf16")

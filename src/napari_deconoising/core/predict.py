@@ -120,6 +120,8 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
                  ) -> Generator[tuple[int, int], None, Prediction]:
     """Generator form of :func:`predict`: yields ``(done, total)`` tiles, returns the Prediction.
 
+    The first yield, ``(0, total)``, comes before any tile has run; then one per batch.
+
     Closing the generator stops the work at the next batch of tiles. ``on_plan(plan)``
     is called once the input has been checked and device and precision are chosen.
     """
@@ -139,6 +141,9 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
     grids = [tile_grid(model, s.shape, tile_size) for s in images.slices]
     total = sum(len(g.origins()) for g in grids)
     done = 0
+    # Once before the first batch, which can take a while (a large 3D tile on the CPU): callers
+    # learn the tile count, and a GUI can show the plan (``on_plan``) before any tile has run.
+    yield done, total
     den_stacks, dec_stacks = [], []
     try:
         for k, count in enumerate(images.counts):

@@ -199,7 +199,7 @@ def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, decon
                       plan: StreamPlan, device: str = "auto", precision: str = DEFAULT_PRECISION,
                       batch_size: int | None = None, client: Any = None,
                       on_plan: Callable[[Any], None] | None = None) -> Iterator[tuple[int, int]]:
-    """Generator form of :func:`predict_lazy`: yields ``(done, total)`` tiles.
+    """Generator form of :func:`predict_lazy`: yields ``(done, total)`` tiles, ``(0, total)`` first.
 
     Closing it stops the work after the current batch; finished tiles stay written.
     ``precision="auto"`` is decided here, once, by timing this network
@@ -222,6 +222,7 @@ def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, decon
     else:
         events = _run_here(model, plan, exec_plan, source, (denoised, deconvolved), work)
     done = 0
+    yield done, total  # before the first batch, as predict_iter: the plan can be shown at once
     try:
         for n in events:
             done += n
