@@ -115,7 +115,6 @@ def test_a_channels_file_continues_training_in_the_train_widget(tmp_path, make_n
 
 from conftest import set_tiny  # noqa: E402
 
-from napari_deconoising._widgets import TrainWidget  # noqa: E402
 from napari_deconoising._widgets._train_job import ChannelStart, Ready, TrainControl, channels_job  # noqa: E402
 from napari_deconoising.core import ChannelModels  # noqa: E402
 from napari_deconoising.core.channels import load_model  # noqa: E402
@@ -126,14 +125,6 @@ def two_channels():
     """Two 48x48 channels with different PSF widths and intensity ranges."""
     a, b = make_sample((48, 48), sigma=1.0, seed=1), make_sample((48, 48), sigma=2.0, seed=2)
     return np.stack([a.noisy, 4 * b.noisy + 50]).astype(np.float32)
-
-
-@pytest.fixture
-def train_widget(make_napari_viewer, fresh_registry):
-    viewer = make_napari_viewer()
-    w = TrainWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Train")
-    return viewer, w
 
 
 def _spy_messages(w):
