@@ -201,9 +201,7 @@ def _predict_slice(net: torch.nn.Module, plan: ExecutionPlan, grid: TileGrid, im
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(store)
     x = x - np.float32(mean)  # a new tensor: the caller's image is never written to
     x.div_(np.float32(std))
-    for axis, idx in enumerate(grid.domain_indices()):
-        if idx is not None:
-            x = x.index_select(axis, torch.from_numpy(idx).to(store))
+    x = grid.extend(x)
     # On the host the outputs are written straight into the caller's arrays.
     out = [torch.empty(a.shape, device=store) if resident else torch.from_numpy(a) for a in (den, dec)]
     fmt = plan.memory_format(x.ndim)

@@ -109,12 +109,21 @@ class TileGrid:
         idx = [reflect_indices(-r, a + r, n) for n, a, r in zip(self.shape, self.aligned, self.margins)]
         return [None if i.size == n and i[0] == 0 and np.all(np.diff(i) == 1) else i for i, n in zip(idx, self.shape)]
 
-    def extend(self, image: np.ndarray) -> np.ndarray:
-        """The whole domain of ``image`` (spatial axes only): tile ``origin`` is ``[lo + margin, hi + margin)``."""
-        idx = self.domain_indices()
-        if all(i is None for i in idx):
-            return image
-        return image[np.ix_(*(np.arange(n) if i is None else i for i, n in zip(idx, self.shape)))]
+    def extend(self, image):
+        """The whole domain of ``image`` (spatial axes only): tile ``origin`` is ``[lo + margin, hi + margin)``.
+
+        ``image`` is a NumPy array or a torch tensor; a tensor is gathered on its own device.
+        """
+        for axis, idx in enumerate(self.domain_indices()):
+            if idx is None:
+                continue
+            if isinstance(image, np.ndarray):
+                image = np.take(image, idx, axis=axis)
+            else:
+                import torch  # only a tensor brings us here
+
+                image = image.index_select(axis, torch.from_numpy(idx).to(image.device))
+        return image
 
     def tile(self, extended: np.ndarray, origin: Sequence[int]) -> np.ndarray:
         """Tile ``origin`` cut from :meth:`extend`'s result."""
