@@ -23,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -59,13 +60,28 @@ def run_method(noisy: np.ndarray, name: str, args: argparse.Namespace, seed: int
                           pool_z=args.pool_z, **common_cfg)
     t0, c0 = time.perf_counter(), time.process_time()
     trainer = Trainer(noisy, cfg, axes="ZYX")
+    if args.precond is not None and trainer.psf is not None and trainer.psf.size > 1:
+        from probe3d import _precondition
+
+        _precondition(trainer, args.precond)
     for _ in trainer.run():
         pass
     seconds = time.perf_counter() - t0
     cpu_seconds = time.process_time() - c0  # on a shared CPU the wall time says more about the neighbours
-    pred = trainer.model.predict(noisy, "ZYX", device="cpu", precision="fp32")
-    return {"denoised": pred.denoised, "phantom": pred.deconvolved,
+    best = trainer.model  # the engine's result: the weights with the lowest validation loss
+    pred = best.predict(noisy, "ZYX", device="cpu", precision="fp32")
+    # The last weights too: whether validation picks worse weights than the end of training.
+    last = dataclasses.replace(best, state_dict={k: v.detach().cpu().clone()
+                                                 for k, v in trainer.net.state_dict().items()})
+    pred_last = last.predict(noisy, "ZYX", device="cpu", precision="fp32")
+    return {"denoised": pred.denoised, "phantom": pred.deconvolved, "denoised_last": pred_last.denoised,
+            "phantom_last": pred_last.deconvolved, "best_epoch": _best_epoch(best.history),
             "pool_z": trainer.config.pool_z, "cpu_seconds": cpu_seconds}, seconds
+
+
+def _best_epoch(history: list[dict]) -> int | None:
+    vals = [h.get("val_loss") for h in history]
+    return None if not vals or None in vals else 1 + int(np.argmin(vals))
 
 
 METHODS = ("3D DecoNoising", "3D Noise2Void mode", "2D slice-by-slice DecoNoising")
@@ -142,6 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--head-lr-scale", type=float, default=1.0,
                     help="the phantom head learns at lr times this (TrainConfig.head_lr_scale), every method")
+    ap.add_argument("--precond", type=float, default=None, metavar="EPS",
+                    help="Wiener-preconditioned phantom gradient (probe3d.py), DecoNoising methods only")
     ap.add_argument("--pool-z", default=None, choices=["auto", "yes", "no"])
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--out", default="bench-output", help="folder for quality3d.json")
@@ -179,10 +197,14 @@ def main(argv: list[str] | None = None) -> dict:
         for name in (METHODS[i] for i in args.methods):
             out, seconds = run_method(s.noisy, name, args, seed)
             row[name] = {"denoised": common.psnr(s.clean, out["denoised"]),
-                         "deconvolved": common.psnr(s.phantom, out["phantom"]), "seconds": seconds,
+                         "deconvolved": common.psnr(s.phantom, out["phantom"]),
+                         "denoised_last": common.psnr(s.clean, out["denoised_last"]),
+                         "deconvolved_last": common.psnr(s.phantom, out["phantom_last"]),
+                         "best_epoch": out["best_epoch"], "seconds": seconds,
                          "cpu_seconds": out["cpu_seconds"], "pool_z": out["pool_z"]}
             log(f"seed {seed}: {name:32s} denoised {row[name]['denoised']:.2f} dB, deconvolved "
-                f"{row[name]['deconvolved']:.2f} dB ({seconds:.0f} s)")
+                f"{row[name]['deconvolved']:.2f} dB (best epoch {out['best_epoch']}; last weights "
+                f"{row[name]['denoised_last']:.2f} / {row[name]['deconvolved_last']:.2f} dB; {seconds:.0f} s)")
         results[str(seed)] = row
     summary = {"machine": info, "args": {k: v for k, v in vars(args).items()}, "results": results}
     common.write_summary(args.out, "quality3d.json", summary)

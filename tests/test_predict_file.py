@@ -111,10 +111,11 @@ def test_tiles_sized_for_the_precision_it_runs(trained, tmp_path, monkeypatch, p
 
     from napari_deconoising.core import tile_plan
 
-    monkeypatch.setattr(tile_plan, "_available_bytes", lambda device: 40 * trained.config.channels * 96**2)
+    monkeypatch.setattr(tile_plan, "_available_bytes",
+                        lambda device: tile_plan._BYTES_PER_PIXEL_CHANNEL * trained.config.channels * 96**2)
     img = np.random.default_rng(5).normal(trained.mean, trained.std, (240, 240)).astype(np.float32)
     write_image(tmp_path / "in.zarr", img, "YX")
     predict_file(trained, tmp_path / "in.zarr", tmp_path / "den.zarr", device="cpu", precision=precision)
     tile = tile_plan.auto_tile_shape(trained, torch.device("cpu"), img.shape, reduced=precision == "bf16")
     chunks = zarr.open_group(str(tmp_path / "den.zarr"), mode="r")["0"].chunks
-    assert chunks == tuple(t - 2 * h for t, h in zip(tile, tile_plan.tile_halos(trained)))
+    assert chunks == tile_plan.tile_grid(trained, img.shape, tile).cores

@@ -95,17 +95,16 @@ def _budget(monkeypatch, nbytes):
 
 
 def test_tiles_sized_for_the_precision(trained, monkeypatch):
-    from napari_deconoising.core.tile_plan import auto_tile_shape
+    from napari_deconoising.core.tile_plan import _BYTES_PER_PIXEL_CHANNEL, auto_tile_shape, tile_grid
 
     cpu = torch.device("cpu")
-    _budget(monkeypatch, 40 * trained.config.channels * 96**2)  # a 96 px tile in fp32
+    _budget(monkeypatch, _BYTES_PER_PIXEL_CHANNEL * trained.config.channels * 96**2)  # a 96 px tile in fp32
     shape = (1000, 1000)
-    h = tile_halos(trained)
     cores = {}
     for reduced in (False, True):
         plan = plan_stream(trained, shape, np.float32, "YX", None, cpu, reduced=reduced)
         want = auto_tile_shape(trained, cpu, shape, reduced=reduced)
-        assert plan.grid.cores == tuple(t - 2 * x for t, x in zip(want, h))
+        assert plan.grid.cores == tile_grid(trained, shape, want).cores
         cores[reduced] = plan.grid.cores
     assert cores[True][0] > cores[False][0]  # bf16 activations take half the bytes: larger tiles
 
@@ -114,9 +113,10 @@ def test_tiles_sized_for_the_precision(trained, monkeypatch):
 def test_batch_sized_for_the_precision(trained, monkeypatch, precision, batch):
     """The batch comes from the same budget as in-memory prediction's, at the plan's bytes per pixel."""
     from napari_deconoising.core.stream import predict_lazy_iter
+    from napari_deconoising.core.tile_plan import _BYTES_PER_PIXEL_CHANNEL
 
     tile = 2 * tile_halo(trained) + 16
-    _budget(monkeypatch, int(1.5 * 40 * trained.config.channels * tile**2))  # 1.5 fp32 tiles, 3 bf16 tiles
+    _budget(monkeypatch, int(1.5 * _BYTES_PER_PIXEL_CHANNEL * trained.config.channels * tile**2))  # 1.5 fp32 tiles, 3 bf16 tiles
     img = np.random.default_rng(4).normal(trained.mean, trained.std, (256, 256)).astype(np.float32)
     plan = plan_stream(trained, img.shape, img.dtype, "YX", tile, torch.device("cpu"))
     den = np.zeros(img.shape, np.float32)

@@ -112,16 +112,22 @@ def _multiples(cfg: TrainConfig) -> tuple[int, ...]:
     return (m,) * cfg.ndim if cfg.pools_z() else (1,) + (m,) * (cfg.ndim - 1)
 
 
-# Peak inference memory per tile pixel and first-level channel: about ten fp32 feature
-# maps of the first level are alive at once (measured: 29-49 bytes, see tests/test_predict.py;
-# 24-29 bytes channels-last). bf16 activations take half (measured 13.7 bytes, issue 8).
-_BYTES_PER_PIXEL_CHANNEL = 40
-_BYTES_PER_PIXEL_CHANNEL_REDUCED = 20
+# Peak inference memory per tile pixel and first-level channel. Measured channels-last with
+# the decoder freeing each skip once concatenated (UNet.forward), depth 3, one tile in a fresh
+# process (VmHWM): fp32 18.9 bytes in 2D (1024^2, 64 channels) and 23.9 in 3D (66 x 176^2,
+# 32 channels); bf16 9.8 and 13.2. Before that change: 25.6 / 31.5 and 13.7 / 17.0
+# (docs/benchmarks.md, "Prediction memory").
+_BYTES_PER_PIXEL_CHANNEL = 28
+_BYTES_PER_PIXEL_CHANNEL_REDUCED = 14
 # Activation budget of one tile on the CPU, by the estimate above. Larger tiles carry less
 # halo and run faster per pixel: in fp32, 1.5 GiB instead of 1 GiB made 2048^2 (demo network)
 # 1.21x and 1024^2 (paper network) 1.34x faster (issue 8, interleaved A/B). Predicting 4096^2 at the paper's size then
 # peaks at 1.42 GiB (1.21 GiB with 1 GiB), below the 2 GiB target (docs/benchmarks.md).
 _CPU_CAP_BYTES = 1536 * 1024**2
+# A deep 3D network's halo can make tiles of that budget compute many times the stack's
+# voxels (depth 3 on 64 x 512 x 512: halo (22, 72, 72), 27x): then the CPU budget doubles,
+# up to the available-RAM share, until the tiles compute at most this many times the image.
+_MAX_OVERCOMPUTE = 2.0
 # Batching tiles pays off on a GPU; on the CPU it only multiplies memory.
 _MAX_TILE_BATCH = {"cuda": 16, "mps": 4, "cpu": 2}
 # Kernels index a tensor with 32-bit integers (e.g. channels-last bilinear up-sampling:
@@ -188,10 +194,29 @@ def auto_tile_shape(model: DecoNoisingModel, device: torch.device, image_shape: 
     thin; a tile covering an axis needs no halo along it), or a cube's worth of the budget
     if that is less, and Y and X share the rest: a square, or one axis at the square's
     size and the other given the rest of the budget, whichever computes fewer voxels.
+
+    On the CPU the budget starts at the cap beyond which larger 2D tiles stop paying
+    off, and doubles, up to a quarter of the available RAM, while the tiles would compute
+    more than twice the image's voxels (a deep 3D network's halo).
     """
-    budget = _available_bytes(device)
-    if device.type != "cuda":
-        budget = min(budget, _CPU_CAP_BYTES)
+    limit = _available_bytes(device)
+    budget = limit if device.type == "cuda" else min(limit, _CPU_CAP_BYTES)
+    tile = _tile_shape(model, budget, image_shape, reduced)
+    while budget < limit and overcompute(model, image_shape, tile) > _MAX_OVERCOMPUTE:
+        budget = min(2 * budget, limit)
+        tile = _tile_shape(model, budget, image_shape, reduced)
+    return tile
+
+
+def overcompute(model: DecoNoisingModel, image_shape: Sequence[int], tile_size: Sequence[int]) -> float:
+    """Voxels the tiles of ``tile_size`` compute, over the image's own (1: no halo, no padding)."""
+    halos, margins, mults = tile_halos(model), tile_margins(model), _multiples(model.config)
+    computed = math.prod(sum(_tile_lengths(int(n), int(t), h, r, m))
+                         for n, t, h, r, m in zip(image_shape, tile_size, halos, margins, mults))
+    return computed / math.prod(int(n) for n in image_shape)
+
+
+def _tile_shape(model: DecoNoisingModel, budget: float, image_shape: Sequence[int], reduced: bool) -> tuple[int, ...]:
     voxels = min(budget / (_bytes_per_pixel_channel(reduced) * model.config.channels),
                  _MAX_TENSOR_ELEMENTS / (2 * model.config.channels))
     halos, margins, mults = tile_halos(model), tile_margins(model), _multiples(model.config)

@@ -127,8 +127,11 @@ class UNet(nn.Module):
         x = self.bottom(x)
         if self.n2v2:
             skips[0] = None  # N2V2: the input's own pixel grid does not reach the output directly
-        for up, block, skip in zip(self.up, self.up_conv, reversed(skips)):
-            x = block(up(x) if skip is None else torch.cat([up(x), skip], dim=1))
+        for up, block in zip(self.up, self.up_conv):
+            # No name holds the skip or the up-sampled maps while the block runs, so both are
+            # freed once concatenated: inference's peak is at the top level, where this saves
+            # two full-resolution maps.
+            x = block(_merge(up(x), skips.pop()))
         # The 1x1 head runs in fp32 even under bf16 autocast: rounding the phantom to bf16
         # (8 significant bits) before the PSF cost DecoNoising 1.4 dB in a filaments run
         # while Noise2Void lost nothing (one seed; docs/benchmarks.md, "The cause: the
@@ -160,6 +163,10 @@ def unet_receptive_radius(depth: int, pooled: bool = True, n2v2: bool = False) -
         r += s + 2 * s  # pooling window and up-sampling footprint
         r += 2 * s if n2v2 else 0  # the blur after the stride-1 max
     return r
+
+
+def _merge(x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
+    return x if skip is None else torch.cat([x, skip], dim=1)
 
 
 def _as_floats(factor: int | tuple[int, ...]) -> float | tuple[float, ...]:
