@@ -52,7 +52,8 @@ def main() -> None:
                 diff = np.abs(out.members[key].data.values[0, 0] - expected)
                 for where, d in (("inside", diff[inner]), ("border", diff)):
                     print(f"{weights:18s} {key:11s} {where:6s} max|diff|/max|ours| "
-                          f"{float(d.max()) / np.abs(expected).max():.2e}  max|diff|/std {float(d.max()) / model.std:.2e}")
+                          f"{float(d.max()) / np.abs(expected).max():.2e}  "
+                          f"max|diff|/std {float(d.max()) / model.std:.2e}")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def test_lazy_3d_equals_in_memory(pool_z, tmp_path):
 
     from napari_deconoising.core import DecoNoisingModel, TrainConfig
     from napari_deconoising.core.network import DecoNoisingNet
-    from napari_deconoising.core.predict import _multiples, tile_halos
+    from napari_deconoising.core.predict import _multiples
     from napari_deconoising.core.psf import gaussian_psf
     from napari_deconoising.core.tile_plan import tile_margins
 
@@ -116,7 +116,8 @@ def test_batch_sized_for_the_precision(trained, monkeypatch, precision, batch):
     from napari_deconoising.core.tile_plan import _BYTES_PER_PIXEL_CHANNEL
 
     tile = 2 * tile_halo(trained) + 16
-    _budget(monkeypatch, int(1.5 * _BYTES_PER_PIXEL_CHANNEL * trained.config.channels * tile**2))  # 1.5 fp32 tiles, 3 bf16 tiles
+    # 1.5 fp32 tiles, 3 bf16 tiles
+    _budget(monkeypatch, int(1.5 * _BYTES_PER_PIXEL_CHANNEL * trained.config.channels * tile**2))
     img = np.random.default_rng(4).normal(trained.mean, trained.std, (256, 256)).astype(np.float32)
     plan = plan_stream(trained, img.shape, img.dtype, "YX", tile, torch.device("cpu"))
     den = np.zeros(img.shape, np.float32)
