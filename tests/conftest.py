@@ -60,6 +60,13 @@ def rng():
     return np.random.default_rng(0)
 
 
+def learned_estimate(sigma: float) -> dict:
+    """A clear sigma estimate as :meth:`~napari_deconoising.core.learned_psf.LearnedSigmaTrainer.estimate`
+    writes it into a model (``psf_estimate``), without the learning run."""
+    return {"method": "learned", "clear": True, "sigma": sigma, "learned": sigma,
+            "message": f"PSF sigma learned from the data: {sigma:.2f} px"}
+
+
 # -- napari widget fixtures ------------------------------------------------------------------
 
 #: Widget training setup: 2 epochs x 2 steps of a depth-2, 8-channel U-Net.

@@ -125,6 +125,23 @@ def test_resume_continues_each_channel_from_its_own_model(two_channels, tiny_con
         torch.testing.assert_close(again.models[1].state_dict[k], v)
 
 
+def test_resume_keeps_each_channels_sigma_estimate(two_channels, tiny_config, tmp_path):
+    from conftest import learned_estimate
+
+    from napari_deconoising.core.channels import load_model
+
+    noisy, _ = two_channels
+    cfg = tiny_config.replace(epochs=1, steps_per_epoch=1, batch_size=4)
+    first = train_channels(noisy, [cfg.replace(psf_sigma=1.2), cfg.replace(psf_sigma=2.0)], "CYX")
+    first.models[0].psf_estimate = learned_estimate(1.2)  # channel 2's sigma was typed in
+    first.save(tmp_path / "first.pt")
+    again = train_channels(noisy, cfg, "CYX", resume=load_model(tmp_path / "first.pt"))
+    assert [m.psf_estimate for m in again.models] == [learned_estimate(1.2), None]
+    again.save(tmp_path / "again.pt")
+    assert [m.psf_estimate for m in load_model(tmp_path / "again.pt").models] == [learned_estimate(1.2), None]
+    assert "estimated from the data" in again.summary().splitlines()[0]
+
+
 def test_check_resume_refuses_what_does_not_fit(two_channels, trained, trained3d):
     from napari_deconoising.core import ConfigError
     from napari_deconoising.core.channels import check_resume

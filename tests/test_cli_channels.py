@@ -146,6 +146,26 @@ def test_info_prints_every_channel(resume_cases, capsys):
     assert "one model per channel, 2 channels" in out and "channel 1: U-Net" in out and "channel 2: U-Net" in out
 
 
+def test_resume_keeps_how_sigma_was_chosen(resume_cases, tmp_path, capsys):
+    from conftest import learned_estimate
+
+    d = resume_cases
+    single, pair = load_model(d / "single.pt"), load_model(d / "pair.pt")
+    single.psf_estimate = learned_estimate(single.config.psf_sigma)
+    pair.models[1].psf_estimate = learned_estimate(pair.models[1].config.psf_sigma)  # channel 1's was typed in
+    single.save(tmp_path / "single.pt")
+    pair.save(tmp_path / "pair.pt")
+    for image, name in (("yx.tif", "single.pt"), ("cyx.tif", "pair.pt")):
+        assert main(["train", str(d / image), "--resume", str(tmp_path / name),
+                     "--model", str(tmp_path / f"more-{name}"), *TINY_ARGS, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert load_model(tmp_path / "more-single.pt").psf_estimate == single.psf_estimate
+    assert [m.psf_estimate for m in load_model(tmp_path / "more-pair.pt").models] == [None, pair.models[1].psf_estimate]
+    assert main(["info", str(tmp_path / "more-pair.pt")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "estimated" not in lines[1] and "(estimated from the data)" in lines[2], lines
+
+
 def test_info_on_a_missing_file_fails_cleanly(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope.pt")]) == 2
     assert capsys.readouterr().err.startswith("deconoising: error: model file not found")

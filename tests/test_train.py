@@ -1,10 +1,12 @@
+import dataclasses
 import threading
 
 import numpy as np
 import pytest
 import torch
+from conftest import learned_estimate
 
-from napari_deconoising.core import DataError, Trainer, make_sample, psnr, train
+from napari_deconoising.core import DataError, Trainer, load_model, make_sample, psnr, train
 from napari_deconoising.core.device import available_devices, execution_plan, resolve_device
 
 
@@ -80,6 +82,20 @@ def test_resume_continues_history_and_keeps_normalisation(sample, tiny_config, t
     assert len(m.history) == len(trained.history) + 2
     assert m.history[-1]["epoch"] == len(trained.history) + 2
     assert (m.mean, m.std) == (trained.mean, trained.std)
+
+
+def test_resume_keeps_how_sigma_was_chosen_through_the_model_file(sample, tiny_config, trained, tmp_path):
+    estimated = dataclasses.replace(trained, psf_estimate=learned_estimate(trained.config.psf_sigma))
+    cfg = tiny_config.replace(epochs=1, steps_per_epoch=2, psf_sigma=3.0)  # the model's sigma wins
+    again = train(sample.noisy, cfg, resume=estimated)
+    assert again.psf_estimate == estimated.psf_estimate and again.config.psf_sigma == trained.config.psf_sigma
+    assert again.psf_estimate is not estimated.psf_estimate  # a copy: changing one leaves the other
+    assert "(estimated from the data)" in again.summary()
+    again.save(tmp_path / "again.pt")
+    loaded = load_model(tmp_path / "again.pt")
+    assert loaded.psf_estimate == estimated.psf_estimate
+    assert train(sample.noisy, cfg, resume=loaded).psf_estimate == estimated.psf_estimate  # and once more
+    assert train(sample.noisy, cfg, resume=trained).psf_estimate is None  # a sigma the user gave stays so
 
 
 def test_micro_batches_give_the_same_gradient_step(sample, tiny_config):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
-from conftest import TINY_GUI, set_tiny
+from conftest import TINY_GUI, learned_estimate, set_tiny
 
 pytestmark = [pytest.mark.gui]
 
@@ -370,6 +372,19 @@ def test_estimate_sigma_from_data(viewer, train_widget, sync_workers, notificati
     assert est["message"] in w.status.value
     w.form.psf_kind.value = "None (plain Noise2Void)"
     assert w.form.sigma_auto.native.isHidden() and not w.form.estimate_sigma()
+
+
+def test_a_resumed_model_keeps_its_sigma_note(viewer, train_widget, trained, fresh_registry, sync_workers,
+                                             notifications):
+    w = train_widget
+    estimated = dataclasses.replace(trained, psf_estimate=learned_estimate(trained.config.psf_sigma))
+    w.form.resume.reset_choices()
+    w.form.resume.value = fresh_registry.add(estimated, "estimated")
+    assert w.start()
+    assert not notifications["error"], notifications["error"]
+    assert w.model is not estimated and len(w.model.history) == len(trained.history) + TINY_GUI["epochs"]
+    assert w.model.psf_estimate == estimated.psf_estimate
+    assert estimated.psf_estimate["message"] in w.status.value
 
 
 def test_n2v2_checkbox_sets_the_config(viewer, train_widget):

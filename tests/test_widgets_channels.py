@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -79,6 +81,8 @@ def test_a_channels_file_continues_training_in_the_train_widget(tmp_path, make_n
     viewer.window.add_dock_widget(train, name="Train")  # napari refreshes its layer choices
     loaded = train.load_model(path)
     assert isinstance(loaded, ChannelModels) and train.model is loaded and train.form.resume.value == "two"
+    # the plot shows each channel's history after the previous one's, as training them goes on to
+    assert train.plot.train == ([1, 2], [m.history[0]["train_loss"] for m in before.models])
     assert "an image with 2 channels" in train.status.value and not notifications["warning"]
     set_tiny(train)
     form = train.form
@@ -137,6 +141,32 @@ def _spy_messages(w):
 
     w._on_train_message = spy  # start() connects the instance attribute
     return seen
+
+
+def test_a_resumed_model_per_channel_plots_each_channels_history_and_keeps_its_sigma_note(
+        train_widget, cyx_models, two_channels, fresh_registry, sync_workers, notifications):
+    from conftest import learned_estimate
+
+    viewer, w = train_widget
+    before = ChannelModels([dataclasses.replace(m) for m in cyx_models[1].models])  # the fixture stays as it is
+    before.models[1].psf_estimate = learned_estimate(before.models[1].config.psf_sigma)  # channel 1's was typed in
+    w.form.image.value, w.form.axes.value = viewer.add_image(two_channels, name="cells"), "CYX"
+    w.form.resume.reset_choices()
+    w.form.resume.value = fresh_registry.add(before, "two")
+    set_tiny(w)
+    assert w.start()
+    assert not notifications["error"], notifications["error"]
+    after = w.model
+    assert [len(m.history) for m in after.models] == [3, 3]  # 1 epoch before, 2 now
+    # each channel's curve: its earlier epoch, then its new ones, after the previous channel's curve
+    assert w.plot.train[0] == [1, 2, 3, 4, 5, 6]
+    assert w.plot.train[1] == [h["train_loss"] for m in after.models for h in m.history]
+    assert w.plot.val[1] == [h["val_loss"] for m in after.models for h in m.history]
+    assert w.plot.steps[0] == [1.5, 2, 2.5, 3, 4.5, 5, 5.5, 6]  # 2 steps an epoch, within the new epochs
+    # the sigma note stays with the model that has it, and the status says so
+    assert [m.psf_estimate for m in after.models] == [None, before.models[1].psf_estimate]
+    assert f"Channel 2: {before.models[1].psf_estimate['message']}" in w.status.value
+    assert "Channel 1:" not in w.status.value
 
 
 def test_a_cyx_layer_trains_a_model_per_channel(tmp_path, train_widget, two_channels, sync_workers,

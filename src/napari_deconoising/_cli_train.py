@@ -129,7 +129,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"DDP: {ddp.world} processes ({torch.distributed.get_backend()}), {cfg.batch_size} patches "
                   f"per step in total", file=log)
         model, _ = run_training(images, cfg, axes=axes, psf=psf_array, resume=resume, out=log, ddp=ddp)
-        model.psf_estimate = resume.psf_estimate if resume is not None else None
         if ddp is None or ddp.is_main:
             model.save(out)
             print(f"saved model to {out}: {model.summary()}", file=log)

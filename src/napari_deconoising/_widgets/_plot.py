@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -85,13 +86,21 @@ class LossPlot(QWidget):
             self.val[1].append(val_loss)
         self._schedule()
 
-    def set_history(self, history: list[dict]) -> None:
-        """Show a model's stored history (e.g. when continuing training)."""
+    def set_history(self, history: Sequence[dict]) -> None:
+        """Show a model's stored history alone (e.g. when continuing training)."""
         self.clear()
-        for h in history:
-            self.add_epoch(
-                h.get("epoch", len(self.train[0]) + 1), h["train_loss"], h.get("val_loss")
-            )
+        self.add_history(history)
+
+    def add_history(self, history: Sequence[dict], offset: float = 0) -> None:
+        """Add a model's stored epochs, ``offset`` epochs along the axis (e.g. a channel's
+        earlier training after the previous channels' curves)."""
+        for k, h in enumerate(history):
+            self.add_epoch(offset + h.get("epoch", k + 1), h["train_loss"], h.get("val_loss"))
+
+    @property
+    def end(self) -> float:
+        """The epoch where the curve ends so far (0 when empty): where a following run starts."""
+        return max(self.train[0][-1:] + self.steps[0][-1:], default=0)
 
     @property
     def n_points(self) -> int:

@@ -114,7 +114,8 @@ class TrainWidget(DeconoisingWidget):
             channel_layers=None if channels is None else channels.layers,
         )
         self.plot.clear()
-        # a single model's curve goes on from its history; a model per channel's channels follow each other
+        # a single model's curve goes on from its history; with a model per channel each channel's
+        # curve (its earlier epochs, then the new ones) follows the previous channel's
         if isinstance(plan.resume, DecoNoisingModel):
             self.plot.set_history(plan.resume.history)
         self.progress.setRange(0, config.total_steps * (1 if channels is None else channels.count))
@@ -148,6 +149,7 @@ class TrainWidget(DeconoisingWidget):
         run = self.train_run
         if isinstance(message, ChannelStart):
             run.channel = message
+            self.plot.add_history(message.history, offset=self.plot.end)  # a continued model's epochs
             return
         prefix = channel_prefix(run.channel)
         if isinstance(message, dict):  # the PSF sigma learned with the network
@@ -160,7 +162,7 @@ class TrainWidget(DeconoisingWidget):
             for text in message.warnings:
                 warning(prefix + text)
             if run.channel is not None:  # each channel's (or second run's) curve follows the previous one
-                run.epoch_offset, run.segments = run.segments * run.config.epochs, run.segments + 1
+                run.epoch_offset = self.plot.end
             run.device = message.device
             self.status.value = prefix + (
                 f"Training on {message.device} in {message.precision} ({message.reason}), "
@@ -252,8 +254,10 @@ class TrainWidget(DeconoisingWidget):
         self.model, self.model_name = model, name
         self.form.resume.reset_choices()
         self.form.resume.value = name
-        if isinstance(model, ChannelModels):  # each channel's curve follows the previous one's as it trains
+        if isinstance(model, ChannelModels):  # each channel's curve follows the previous one's, as in training
             self.plot.clear()
+            for one in model.models:
+                self.plot.add_history(one.history, offset=self.plot.end)
             where = f"an image with {len(model.models)} channels"
         else:
             self.plot.set_history(model.history)

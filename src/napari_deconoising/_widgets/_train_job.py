@@ -35,6 +35,8 @@ class ChannelStart:
     index: int  # from 0, in channel order
     count: int
     name: str  # what the user calls the channel: its source layer, or "channel 2"
+    # the epochs its model had trained before, when it is continued (plotted before the new ones)
+    history: tuple[dict, ...] = field(default=(), hash=False)
 
 
 @dataclass
@@ -46,18 +48,19 @@ class TrainRun:
     data: np.ndarray | None  # the training copy; dropped once the prediction has ended
     config: TrainConfig
     run_id: str
-    epoch_offset: int = 0  # epochs the resumed model had already trained, or earlier channels' epochs
+    # Where this run's epoch 0 is on the plot: after a resumed model's epochs; with channels, where the
+    # curve ended when this channel's run (or its second run, after learning sigma) started.
+    epoch_offset: float = 0
     resumed: str | None = None
     channel_layers: list[Image] | None = None  # a model per channel: the layer(s) its channels came from
     channel: ChannelStart | None = None  # the channel in training
-    segments: int = 0  # training runs started so far (each channel, and a second run after an unclear sigma)
     device: str | None = None  # known once the worker sends Ready
     last_event: TrainEvent | None = None
     t0: float = field(default_factory=time.perf_counter)
 
     def plot_x(self, ev: TrainEvent) -> float:
         """Fractional epoch of a step event, counting the resumed model's epochs."""
-        spe = self.config.steps_per_epoch
+        spe = ev.total_steps // ev.epochs  # the event's own run: a sigma-learning run has other epochs
         in_epoch = (ev.step - 1) % spe + 1
         return self.epoch_offset + ev.epoch - 1 + in_epoch / spe
 
@@ -135,7 +138,7 @@ def channels_job(
     for k, (view, config, psf, start) in enumerate(zip(views, configs, psfs, starts, strict=True)):
         if control.stop_requested:
             return None
-        yield ChannelStart(k, len(views), names[k])
+        yield ChannelStart(k, len(views), names[k], () if start is None else tuple(start.history))
         models.append((yield from train_job(control, view, config, rest, psf, start, estimate_sigma)))
     return ChannelModels(models)
 

@@ -43,8 +43,9 @@ class Trainer:
     psf : numpy.ndarray, optional
         A measured PSF (used when ``config.psf == "measured"``).
     resume : DecoNoisingModel, optional
-        Continue from this model: its weights, normalisation and PSF are kept, and its
-        architecture overrides ``config``'s depth, channels, PSF and ``pool_z`` fields.
+        Continue from this model: its weights, normalisation, PSF and history are kept (and
+        with its PSF its ``psf_estimate``, how its sigma was chosen), and its architecture
+        overrides ``config``'s depth, channels, PSF and ``pool_z`` fields.
         ``config.ndim`` must match the model's.
     ddp : DDP, optional
         This process' place in a ``torchrun`` run (see :mod:`.distributed`).
@@ -87,7 +88,10 @@ class Trainer:
         if resume is not None:
             self.mean, self.std = resume.mean, resume.std
             self.psf = resume.psf
+            # the PSF is the resumed model's, so how its sigma was chosen still holds
+            self._psf_estimate = copy.deepcopy(resume.psf_estimate)
         else:
+            self._psf_estimate = None
             self.mean, self.std = normalisation_stats(self.slices)
             self.psf = self._make_psf(config, psf)
 
@@ -169,7 +173,7 @@ class Trainer:
             state = {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
         return DecoNoisingModel(config=self.config, state_dict=state, mean=self.mean, std=self.std,
                                 psf=None if self.psf is None else self.psf.copy(),
-                                history=copy.deepcopy(self.history))
+                                history=copy.deepcopy(self.history), psf_estimate=copy.deepcopy(self._psf_estimate))
 
     # -- the work -----------------------------------------------------------------
     def _forward_loss(self, x: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor, train: bool = False):
