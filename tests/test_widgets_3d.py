@@ -87,3 +87,43 @@ def test_a_zyx_psf_file_serves_a_3d_model(viewer, widget, sample3d, tmp_path):
     form.three_d.value = False
     with pytest.raises(PSFError, match="bead.tif: PSF has 3 dimensions .* 2D model"):
         form.measured_psf()
+
+
+def test_the_apply_widget_runs_a_3d_model_on_stacks(viewer, sample3d, trained3d, sync_workers, notifications):
+    """A 3D model applied in napari: a ZYX volume and a TZYX series volume by volume, with the
+    layer's scale, equal to the core's prediction; a 2D layer is refused with a notification."""
+    import numpy as np
+
+    from napari_deconoising._widgets import ApplyWidget
+    from napari_deconoising.core import predict
+
+    a = ApplyWidget(viewer)
+    viewer.window.add_dock_widget(a, name="Apply")
+    a.select_model(trained3d, "m3d")
+    vol = viewer.add_image(sample3d.noisy, name="vol", scale=(2.0, 0.5, 0.5))
+    a.form.image.value = vol
+    a.form.axes.value = "ZYX"
+    assert a.run()
+    assert not notifications["error"], notifications["error"]
+    ref = predict(trained3d, sample3d.noisy, "ZYX", device="cpu", precision="fp32")
+    den, dec = viewer.layers["vol denoised"], viewer.layers["vol deconvolved"]
+    assert tuple(den.scale) == (2.0, 0.5, 0.5)
+    np.testing.assert_allclose(den.data, ref.denoised, rtol=1e-4, atol=1e-4 * float(ref.denoised.std()))
+    np.testing.assert_allclose(dec.data, ref.deconvolved, rtol=1e-4, atol=1e-4 * float(ref.deconvolved.std()))
+
+    series = viewer.add_image(np.stack([sample3d.noisy, sample3d.noisy[:, ::-1]]), name="series")
+    a.form.image.value = series
+    a.form.axes.value = "TZYX"
+    assert a.run()
+    assert not notifications["error"], notifications["error"]
+    out = viewer.layers["series denoised"].data
+    assert out.shape == series.data.shape
+    np.testing.assert_allclose(out[0], ref.denoised, rtol=1e-4, atol=1e-4 * float(ref.denoised.std()))
+
+    flat = viewer.add_image(sample3d.noisy[0], name="plane")
+    a.form.image.value = flat
+    a.form.axes.value = "YX"
+    n_layers = len(viewer.layers)
+    a.run()  # refused in the worker, before any tile runs
+    assert "needs a Z axis" in notifications["error"][-1]
+    assert "plane denoised" not in viewer.layers and len(viewer.layers) == n_layers
