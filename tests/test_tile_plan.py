@@ -199,3 +199,22 @@ def test_the_bytes_per_voxel_estimate_bounds_a_real_forward_pass(shape, dtype):
     per_voxel = float(r.stdout)
     print(f"{shape} {dtype}: {per_voxel:.1f} bytes per voxel and channel")
     assert per_voxel <= (_BYTES_PER_PIXEL_CHANNEL if dtype == "fp32" else _BYTES_PER_PIXEL_CHANNEL_REDUCED)
+
+
+def test_processes_sharing_the_machine_split_the_ram_limit(monkeypatch):
+    """``share`` divides the RAM limit the 3D budget may grow to (and a budget below the cap)."""
+    from napari_deconoising.core import tile_plan
+
+    m = _model3d(3, 32)
+    shape = (64, 512, 512)
+    monkeypatch.setattr(tile_plan, "_available_bytes", lambda device: 6 * 2**30)
+    for share in (1, 2):
+        tile = auto_tile_shape(m, CPU, shape, share=share)
+        largest = math.prod(tile_grid(m, shape, tile).largest())
+        assert largest * _BYTES_PER_PIXEL_CHANNEL * 32 <= 6 * 2**30 // share
+    assert auto_tile_shape(m, CPU, shape, share=2) != auto_tile_shape(m, CPU, shape)
+    # four processes leave each the capped budget: no growth (its smallest tile is the halo's floor)
+    monkeypatch.setattr(tile_plan, "_available_bytes", lambda device: 4 * _CPU_CAP_BYTES)
+    capped = auto_tile_shape(m, CPU, shape, share=4)
+    monkeypatch.setattr(tile_plan, "_available_bytes", lambda device: _CPU_CAP_BYTES)
+    assert capped == auto_tile_shape(m, CPU, shape)

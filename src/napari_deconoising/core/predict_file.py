@@ -72,12 +72,16 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
     if hasattr(model, "models"):  # one model per channel (ChannelModels): channel by channel, in memory
         return _predict_channels(model, src, outputs, axes, tile_size=tile_size, device=device,
                                  precision=precision, progress=progress, cancel=cancel)
-    plan = plan_stream(model, src.shape, src.ref.dtype, axes, tile_size, resolve_device(device))
+    # Dask workers each run a tile at once: on a local cluster they share this machine's RAM (and on a
+    # remote one, the same split is the safe guess).
+    share = 1 if client is None else max(1, len(client.nthreads()))
+    plan = plan_stream(model, src.shape, src.ref.dtype, axes, tile_size, resolve_device(device), share=share)
     # "auto" is measured once here (cached) once the input is known to fit; every tile and Dask worker
     # then runs the answer.
     exec_plan = prediction_plan(model, device, precision)
     if exec_plan.dtype is not None:  # bf16/fp16 activations take half the bytes: tiles sized for that
-        plan = plan_stream(model, src.shape, src.ref.dtype, axes, tile_size, exec_plan.device, reduced=True)
+        plan = plan_stream(model, src.shape, src.ref.dtype, axes, tile_size, exec_plan.device, reduced=True,
+                           share=share)
     scale = src.scale if src.scale and axes == src.axes else None
     with ExitStack() as stack:
         refs = [stack.enter_context(create_output(p, src.shape, plan.axes, chunks=plan.out_chunks(src.shape),

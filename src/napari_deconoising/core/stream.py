@@ -77,11 +77,13 @@ class StreamPlan:
 
 
 def plan_stream(model: DecoNoisingModel, shape: Sequence[int], dtype: Any, axes: str | None,
-                tile_size: int | Sequence[int] | None, device: torch.device, *, reduced: bool = False) -> StreamPlan:
+                tile_size: int | Sequence[int] | None, device: torch.device, *, reduced: bool = False,
+                share: int = 1) -> StreamPlan:
     """Check the input's layout and cut its spatial axes into the prediction tiles.
 
     Without a ``tile_size`` the tiles fill the memory budget of :mod:`.tile_plan`;
-    ``reduced``: for a bf16/fp16 plan, whose activations take half the bytes.
+    ``reduced``: for a bf16/fp16 plan, whose activations take half the bytes; ``share``:
+    processes running tiles at once on this machine (Dask workers), which split the RAM.
 
     Raises
     ------
@@ -104,7 +106,7 @@ def plan_stream(model: DecoNoisingModel, shape: Sequence[int], dtype: Any, axes:
                         "channel at a time")
     sp_shape = tuple(shape[axes.index(a)] for a in spatial)
     if tile_size is None:
-        tile_size = auto_tile_shape(model, device, sp_shape, reduced=reduced)
+        tile_size = auto_tile_shape(model, device, sp_shape, reduced=reduced, share=share)
     grid = tile_grid(model, sp_shape, tile_size)  # the in-memory prediction's tiles
     return StreamPlan(axes, spatial, grid, float(model.mean), float(model.std))
 

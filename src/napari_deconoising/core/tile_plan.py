@@ -187,7 +187,7 @@ def default_batch_size(model: DecoNoisingModel, device: torch.device, tile: Sequ
 
 
 def auto_tile_shape(model: DecoNoisingModel, device: torch.device, image_shape: Sequence[int], *,
-                    reduced: bool = False) -> tuple[int, ...]:
+                    reduced: bool = False, share: int = 1) -> tuple[int, ...]:
     """Input tile size per spatial axis from the free memory (see :func:`auto_tile_size`).
 
     In 3D the tile first takes the whole depth of ``image_shape`` (a typical stack is
@@ -197,9 +197,12 @@ def auto_tile_shape(model: DecoNoisingModel, device: torch.device, image_shape: 
 
     On the CPU the budget starts at the cap beyond which larger 2D tiles stop paying
     off, and doubles, up to a quarter of the available RAM, while the tiles would compute
-    more than twice the image's voxels (a deep 3D network's halo).
+    more than twice the image's voxels (a deep 3D network's halo). ``share``: processes
+    that each run such a tile at once on this machine (Dask workers), which split the RAM.
     """
     limit = _available_bytes(device)
+    if device.type != "cuda":
+        limit //= max(1, int(share))
     budget = limit if device.type == "cuda" else min(limit, _CPU_CAP_BYTES)
     tile = _tile_shape(model, budget, image_shape, reduced)
     while budget < limit and overcompute(model, image_shape, tile) > _MAX_OVERCOMPUTE:
