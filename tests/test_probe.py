@@ -56,3 +56,28 @@ def test_probe_batch_is_capped_and_keyed():
     assert p.network["input"] == [8, 100, 100] and p.network["psf"] is None
     x = p.inputs()
     assert x.shape == (8, 1, 100, 100) and abs(float(x.mean())) < 1e-4
+
+
+def test_a_slow_probe_runs_fewer_rounds():
+    """Rounds are cut to the time budget judged from the warm-up, and a warm-up round over the budget is
+    the measurement, so a large 3D tile does not cost minutes before the prediction starts; a quick
+    probe keeps all its rounds."""
+    from napari_deconoising.core.network import DecoNoisingNet
+
+    kwargs = dict(depth=2, channels=8, ndim=2)  # the budget is 10 s
+    calls = []
+
+    def counting(step):
+        clock = _ticking_clock(step)
+
+        def tick():
+            calls.append(1)
+            return clock()
+        return tick
+
+    for step, rounds in ((0.1, 3), (4.0, 2), (9.0, 1), (30.0, 0)):  # each run reads the clock twice: one step
+        calls.clear()
+        probe = prediction_probe(lambda: DecoNoisingNet(None, **kwargs).eval(), kwargs, None, (48, 48))
+        seconds, _ = measure(probe, torch.device("cpu"), ["fp32"], clock=counting(step))
+        assert len(calls) == 2 + 2 * rounds, (step, len(calls))
+        assert seconds["fp32"] == pytest.approx(step)
