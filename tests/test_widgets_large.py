@@ -140,3 +140,40 @@ def test_train_on_a_dask_layer_reads_patches_lazily(viewer, sample, tmp_path, mo
     assert isinstance(den.data, zarr.Array) and den.data.shape == stack.shape
     assert np.isfinite(den.data[...]).all()
     assert 0 < largest_dask_result[0] < stack.nbytes
+
+
+def test_a_cached_precision_sizes_a_large_layers_tiles(viewer, trained, tmp_path, monkeypatch):
+    """The tiles of a large layer are fixed in the GUI thread, before the worker decides the precision:
+    a decision cached earlier (here bf16) sizes them for its bytes; without one they are fp32-sized."""
+    import dask.array as da
+    import torch
+
+    from napari_deconoising._widgets._large import large_outputs
+    from napari_deconoising.core import device as device_mod
+    from napari_deconoising.core.predict import known_prediction_precision, prediction_plan
+    from napari_deconoising.core.stream import plan_stream
+
+    monkeypatch.setattr(device_mod, "candidates", lambda *a, **k: (["fp32", "bf16"], ""))
+    monkeypatch.setattr(device_mod, "measure", lambda probe, dev, precisions: (
+        {"fp32": 1.0, "bf16": 0.25}, {"fp32": 0.0, "bf16": 0.001}))
+    monkeypatch.setattr(device_mod, "_cpu_busy", lambda: None)  # a decision on a busy CPU is not kept
+    monkeypatch.setenv("NAPARI_DECONOISING_CACHE", str(tmp_path / "cache"))
+    from napari_deconoising.core import tile_plan
+
+    budget = tile_plan._BYTES_PER_PIXEL_CHANNEL * trained.config.channels * 300**2  # fp32 tiles of 300 px
+    monkeypatch.setattr(tile_plan, "_available_bytes", lambda device: budget)
+    data = da.zeros((1200, 1200), dtype=np.float32, chunks=256)
+    layer = viewer.add_image(data, name="big")
+    cpu = torch.device("cpu")
+
+    def grid(reduced):
+        return plan_stream(trained, data.shape, data.dtype, "YX", None, cpu, reduced=reduced).grid
+
+    assert grid(True) != grid(False)
+    assert known_prediction_precision(trained, "cpu") is None  # nothing measured yet
+    _, plan = large_outputs(trained, layer, "YX", None, "cpu", str(tmp_path / "a"))
+    assert plan.grid == grid(False)
+    assert prediction_plan(trained, "cpu", "auto").precision == "bf16"  # measured and cached
+    assert known_prediction_precision(trained, "cpu") == "bf16"
+    _, plan = large_outputs(trained, layer, "YX", None, "cpu", str(tmp_path / "b"))
+    assert plan.grid == grid(True)

@@ -21,6 +21,7 @@ from napari.layers import Image
 from ..core import DecoNoisingModel
 from ..core.device import execution_plan
 from ..core.ome import create_ome_zarr
+from ..core.predict import known_prediction_precision
 from ..core.stream import StreamPlan, plan_stream, predict_lazy_iter
 from ._layers import PROVENANCE_KEY, full_resolution, layer_array, provenance, unique_name
 
@@ -52,7 +53,12 @@ def large_outputs(model: DecoNoisingModel, layer: Image, axes: str, tile_size: i
         The layer's layout does not fit the model, or a bad tile size.
     """
     data = full_resolution(layer)
-    plan = plan_stream(model, data.shape, data.dtype, axes, tile_size, execution_plan(device, "fp32").device)
+    # The tiles (and the outputs' chunks) are fixed here, before the worker decides the precision: a
+    # decision known without measuring (cached from an earlier run) sizes them for its bytes per voxel,
+    # else they are sized for fp32, which is safe for either.
+    reduced = known_prediction_precision(model, device) in ("bf16", "fp16")
+    plan = plan_stream(model, data.shape, data.dtype, axes, tile_size, execution_plan(device, "fp32").device,
+                       reduced=reduced)
     return LazyResults(folder, layer, plan), plan
 
 

@@ -122,18 +122,10 @@ def choose_precision(dev: torch.device, probe: Probe | None = None, cache: Decis
     result is cached per machine, device, task, network shape and torch version.
     Without a probe the reduced precision is taken unmeasured.
     """
-    cuda_bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
-    cands, why_not = candidates(dev.type, cpu_info() if dev.type == "cpu" else None, cuda_bf16)
-    if len(cands) == 1:
-        return PrecisionChoice(cands[0], f"only candidate: {why_not}" if why_not else "only candidate")
-    if probe is None:
-        return PrecisionChoice(cands[1], f"native {cands[1]} on this {dev.type.upper()}, not measured")
     cache = DecisionCache() if cache is None else cache
-    machine = _machine(dev)
-    key = cache_key(machine, dev.type, probe.task, probe.network, torch.__version__)
-    hit = cache.get(key)
-    if hit is not None:
-        return hit
+    known, cands, key = _known_choice(dev, probe, cache)
+    if known is not None:
+        return known
     seconds, errors = (measure_fn or measure)(probe, dev, cands)
     choice = choose(seconds, errors, probe.task)
     busy = _cpu_busy() if dev.type == "cpu" else None
@@ -142,9 +134,28 @@ def choose_precision(dev: torch.device, probe: Probe | None = None, cache: Decis
         # run only, and measure again next time (issue 8: a loaded CPU once made bf16 lose).
         return dataclasses.replace(choice, reason=f"{choice.reason}; not cached: {busy}")
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    cache.put(key, choice, {"machine": machine, "task": probe.task, "network": dict(probe.network),
+    cache.put(key, choice, {"machine": _machine(dev), "task": probe.task, "network": dict(probe.network),
                             "torch": torch.__version__, "measured": when})
     return choice
+
+
+def known_precision(dev: torch.device, probe: Probe, cache: DecisionCache | None = None) -> str | None:
+    """What :func:`choose_precision` answers without measuring: a sole candidate or a cached
+    decision; None when it would have to measure."""
+    known, _, _ = _known_choice(dev, probe, DecisionCache() if cache is None else cache)
+    return None if known is None else known.precision
+
+
+def _known_choice(dev: torch.device, probe: Probe | None,
+                  cache: DecisionCache) -> tuple[PrecisionChoice | None, tuple[str, ...], str | None]:
+    cuda_bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
+    cands, why_not = candidates(dev.type, cpu_info() if dev.type == "cpu" else None, cuda_bf16)
+    if len(cands) == 1:
+        return PrecisionChoice(cands[0], f"only candidate: {why_not}" if why_not else "only candidate"), cands, None
+    if probe is None:
+        return PrecisionChoice(cands[1], f"native {cands[1]} on this {dev.type.upper()}, not measured"), cands, None
+    key = cache_key(_machine(dev), dev.type, probe.task, probe.network, torch.__version__)
+    return cache.get(key), cands, key
 
 
 def _cpu_busy() -> str | None:

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from .data import as_image_set, check_values
-from .device import ExecutionPlan, execution_plan, release_memory
+from .device import ExecutionPlan, execution_plan, known_precision, release_memory, resolve_device
 from .precision import DEFAULT_PRECISION
-from .probe import prediction_probe
+from .probe import Probe, prediction_probe
 
 # Tile planning lives in .tile_plan; these names stay importable from here (stream.py, tests).
 from .tile_plan import (  # noqa: F401
@@ -38,8 +38,8 @@ from .tiles import TileGrid
 if TYPE_CHECKING:
     from .model import DecoNoisingModel
 
-__all__ = ["Prediction", "Cancelled", "predict", "predict_iter", "prediction_plan", "auto_tile_size",
-           "auto_tile_shape", "tile_halo", "tile_halos"]
+__all__ = ["Prediction", "Cancelled", "predict", "predict_iter", "prediction_plan", "known_prediction_precision",
+           "auto_tile_size", "auto_tile_shape", "tile_halo", "tile_halos"]
 
 
 class Cancelled(Exception):
@@ -232,16 +232,30 @@ def prediction_plan(model: DecoNoisingModel, device: str = "auto",
     than two probe tiles is predicted in fp32 without measuring: the measurement would
     cost more than the prediction it speeds up.
     """
-    cfg = model.config
-    want = (512, 512) if cfg.ndim == 2 else (8, 128, 128)
-    tile = tuple(2 * h + max(m, w // m * m) for h, m, w in zip(tile_halos(model), _multiples(cfg), want))
-    if precision == "auto" and image_voxels is not None and image_voxels <= 2 * math.prod(tile):
+    probe = _probe(model)
+    if precision == "auto" and image_voxels is not None and image_voxels <= 2 * math.prod(probe.network["input"][1:]):
         plan = execution_plan(device, "fp32")
         return dataclasses.replace(plan, reason="small image: fp32, not measured (the precision probe "
                                    "would cost more than the prediction)")
-    kwargs = dict(depth=cfg.depth, channels=cfg.channels, ndim=cfg.ndim, pool_z=cfg.pools_z())
-    probe = prediction_probe(model.build_network, kwargs, None if model.psf is None else model.psf.shape, tile)
     return execution_plan(device, precision, probe=probe)
+
+
+def known_prediction_precision(model: DecoNoisingModel, device: str = "auto") -> str | None:
+    """The precision ``precision="auto"`` predicts a large image in on ``device`` when that is known
+    without measuring (one candidate, or a decision cached earlier); None when it is not.
+
+    For planning in a GUI thread, where the probe's seconds of measuring cannot run.
+    """
+    return known_precision(resolve_device(device), _probe(model))
+
+
+def _probe(model: DecoNoisingModel) -> Probe:
+    """The precision probe's tile: a 512 px core in 2D, 8 planes of 128 px in 3D."""
+    cfg = model.config
+    want = (512, 512) if cfg.ndim == 2 else (8, 128, 128)
+    tile = tuple(2 * h + max(m, w // m * m) for h, m, w in zip(tile_halos(model), _multiples(cfg), want))
+    kwargs = dict(depth=cfg.depth, channels=cfg.channels, ndim=cfg.ndim, pool_z=cfg.pools_z())
+    return prediction_probe(model.build_network, kwargs, None if model.psf is None else model.psf.shape, tile)
 
 
 def peak_rss_bytes() -> int:
