@@ -38,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
+from quality3d import add_budget_args  # noqa: E402
 
 from napari_deconoising.core.sample3d import make_sample_3d  # noqa: E402
 
@@ -67,14 +68,7 @@ def run_seed(py: Path, noisy: np.ndarray, args: argparse.Namespace, seed: int) -
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--shape", type=int, nargs=3, default=[32, 160, 160])
-    ap.add_argument("--patch", type=int, nargs=3, default=[16, 64, 64])
-    ap.add_argument("--batch", type=int, default=4, help="3D patches per step")
-    ap.add_argument("--depth", type=int, default=2)
-    ap.add_argument("--channels", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    add_budget_args(ap, steps=600, seeds=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=1, help="torch threads in the CAREamics process")
     ap.add_argument("--no-install", action="store_true", help="fail instead of installing CAREamics")
     ap.add_argument("--out", default="bench-output", help="folder for peer3d.json")

@@ -146,16 +146,21 @@ def summarise(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+def add_budget_args(ap: argparse.ArgumentParser, steps: int, seeds: list[int]) -> None:
+    """The stack, network and budget options this script shares with ``peer3d.py``."""
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--seeds", type=int, nargs="+", default=seeds)
     ap.add_argument("--shape", type=int, nargs=3, default=[32, 160, 160])
     ap.add_argument("--patch", type=int, nargs=3, default=[16, 64, 64])
     ap.add_argument("--batch", type=int, default=4, help="3D patches per step")
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--channels", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_budget_args(ap, steps=300, seeds=[0])
     ap.add_argument("--head-lr-scale", type=float, default=1.0,
                     help="the phantom head learns at lr times this (TrainConfig.head_lr_scale), every method")
     ap.add_argument("--precond", type=float, default=None, metavar="EPS",
