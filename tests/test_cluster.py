@@ -1,5 +1,7 @@
 """Prediction on a real Dask cluster gives exactly the single-process result."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -75,25 +77,25 @@ def test_cli_scheduler_uses_an_existing_cluster(trained, tmp_path, capsys):
     np.testing.assert_array_equal(read_image(tmp_path / "c.zarr")[0], read_image(tmp_path / "one.zarr")[0])
 
 
-def test_local_workers_split_the_tile_budget(trained, tmp_path, monkeypatch):
-    """Each worker holds a tile at once, so without a tile size two workers get tiles for half the RAM
-    share each (a deep 3D network's budget may grow up to that share: two full shares would double it)."""
+def test_local_workers_split_the_ram_the_budget_grows_into(trained3d, tmp_path, monkeypatch):
+    """Each worker holds a tile at once: where a 3D network's tiles would grow past the CPU cap, two
+    workers grow them only into half the RAM share each (two full shares would double it)."""
     import torch
     import zarr
 
     from napari_deconoising.core import tile_plan
     from napari_deconoising.core.cluster import dask_client
 
-    budget = tile_plan._BYTES_PER_PIXEL_CHANNEL * trained.config.channels * 200**2
-    monkeypatch.setattr(tile_plan, "_available_bytes", lambda device: budget)  # planned in this process
-    img = np.random.default_rng(1).normal(trained.mean, trained.std, (400, 400)).astype(np.float32)
-    write_image(tmp_path / "in.zarr", img, "YX")
+    per_voxel = tile_plan._BYTES_PER_PIXEL_CHANNEL * trained3d.config.channels
+    monkeypatch.setattr(tile_plan, "_CPU_CAP_BYTES", per_voxel * 20 * 48 * 48)  # planned in this process
+    monkeypatch.setattr(tile_plan, "_available_bytes", lambda device: per_voxel * 40 * 100 * 100)
+    img = np.random.default_rng(1).normal(trained3d.mean, trained3d.std, (16, 300, 300)).astype(np.float32)
+    write_image(tmp_path / "in.zarr", img, "ZYX")
     cpu = torch.device("cpu")
-    whole, split = (tile_plan.tile_grid(trained, img.shape, tile_plan.auto_tile_shape(trained, cpu, img.shape,
-                                                                                      share=k)).cores
-                    for k in (1, 2))
-    assert split[0] < whole[0]
+    whole, split = (tile_plan.auto_tile_shape(trained3d, cpu, img.shape, share=k) for k in (1, 2))
+    assert math.prod(split) < math.prod(whole)
     with dask_client(workers=2) as client:
-        predict_file(trained, tmp_path / "in.zarr", tmp_path / "out.zarr", client=client, device="cpu",
+        predict_file(trained3d, tmp_path / "in.zarr", tmp_path / "out.zarr", client=client, device="cpu",
                      precision="fp32")
-    assert zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["0"].chunks == split
+    chunks = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["0"].chunks
+    assert chunks == tile_plan.tile_grid(trained3d, img.shape, split).cores

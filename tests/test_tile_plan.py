@@ -202,7 +202,7 @@ def test_the_bytes_per_voxel_estimate_bounds_a_real_forward_pass(shape, dtype):
 
 
 def test_processes_sharing_the_machine_split_the_ram_limit(monkeypatch):
-    """``share`` divides the RAM limit the 3D budget may grow to (and a budget below the cap)."""
+    """``share`` divides the RAM the 3D budget may grow into; the starting budget stays."""
     from napari_deconoising.core import tile_plan
 
     m = _model3d(3, 32)

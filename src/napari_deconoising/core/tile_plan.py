@@ -198,15 +198,15 @@ def auto_tile_shape(model: DecoNoisingModel, device: torch.device, image_shape: 
     On the CPU the budget starts at the cap beyond which larger 2D tiles stop paying
     off, and doubles, up to a quarter of the available RAM, while the tiles would compute
     more than twice the image's voxels (a deep 3D network's halo). ``share``: processes
-    that each run such a tile at once on this machine (Dask workers), which split the RAM.
+    that each run such a tile at once on this machine (Dask workers); they split the
+    RAM the budget may grow into (the starting budget is as without them).
     """
     limit = _available_bytes(device)
-    if device.type != "cuda":
-        limit //= max(1, int(share))
     budget = limit if device.type == "cuda" else min(limit, _CPU_CAP_BYTES)
+    grow_to = limit if device.type == "cuda" else limit // max(1, int(share))
     tile = _tile_shape(model, budget, image_shape, reduced)
-    while budget < limit and overcompute(model, image_shape, tile) > _MAX_OVERCOMPUTE:
-        budget = min(2 * budget, limit)
+    while budget < grow_to and overcompute(model, image_shape, tile) > _MAX_OVERCOMPUTE:
+        budget = min(2 * budget, grow_to)
         tile = _tile_shape(model, budget, image_shape, reduced)
     return tile
 
