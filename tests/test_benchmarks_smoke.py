@@ -90,6 +90,15 @@ def test_quality3d_smoke(tmp_path):
     assert all(math.isfinite(v["denoised"]) and math.isfinite(v["deconvolved"]) for v in row.values())
     assert row["3D DecoNoising"]["pool_z"] is False and row["2D slice-by-slice DecoNoising"]["pool_z"] is None
     assert summary["results"]["0"]["raw"] == row["raw"]
+    assert all(math.isfinite(v["denoised_last"]) and v["best_epoch"] >= 1 for k, v in row.items() if k != "raw")
+
+
+def test_quality3d_preconditioned_smoke(tmp_path):
+    """``--precond`` (the Wiener-preconditioned phantom gradient of probe3d.py) runs in quality3d too."""
+    quality3d = _load("quality3d")
+    quality3d.main(["--smoke", "--methods", "0", "--precond", "0.1", "--head-lr-scale", "10", "--out", str(tmp_path)])
+    row = json.loads((tmp_path / "quality3d.json").read_text())["results"]["0"]["3D DecoNoising"]
+    assert math.isfinite(row["denoised"]) and math.isfinite(row["deconvolved_last"])
 
 
 def test_speed3d_smoke(tmp_path):
