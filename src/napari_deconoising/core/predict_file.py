@@ -72,8 +72,8 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
     if hasattr(model, "models"):  # one model per channel (ChannelModels): channel by channel, in memory
         return _predict_channels(model, src, outputs, axes, tile_size=tile_size, device=device,
                                  precision=precision, progress=progress, cancel=cancel)
-    # Dask workers each run a tile at once: on a local cluster they share this machine's RAM (and on a
-    # remote one, the same split is the safe guess).
+    # Dask workers each run a tile at once: on a local cluster they share this machine's RAM, so they
+    # split what a deep 3D network's tile budget may grow into (the starting budget stays).
     share = 1 if client is None else max(1, len(client.nthreads()))
     plan = plan_stream(model, src.shape, src.ref.dtype, axes, tile_size, resolve_device(device), share=share)
     # "auto" is measured once here (cached) once the input is known to fit; every tile and Dask worker

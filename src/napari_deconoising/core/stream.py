@@ -83,7 +83,8 @@ def plan_stream(model: DecoNoisingModel, shape: Sequence[int], dtype: Any, axes:
 
     Without a ``tile_size`` the tiles fill the memory budget of :mod:`.tile_plan`;
     ``reduced``: for a bf16/fp16 plan, whose activations take half the bytes; ``share``:
-    processes running tiles at once on this machine (Dask workers), which split the RAM.
+    processes running tiles at once on this machine (Dask workers), which split the RAM
+    the tile budget may grow into.
 
     Raises
     ------

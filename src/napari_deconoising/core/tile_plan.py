@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .model import DecoNoisingModel
 
 __all__ = ["tile_halos", "tile_halo", "tile_margins", "tile_grid", "auto_tile_size", "auto_tile_shape",
-           "default_batch_size"]
+           "overcompute", "default_batch_size"]
 
 
 def tile_halos(model: DecoNoisingModel) -> tuple[int, ...]:
