@@ -11,7 +11,18 @@ changed per run, to find out why 3D DecoNoising starts slower than its Noise2Voi
   filtered with ``(1 + EPS) / (|H|**2 + EPS)`` (``H``: the PSF's transfer function), which
   undoes the ``|H|**2`` slow-down of the modes the PSF damps (see ``quality3d.py
   --attenuation``), at most by ``(1 + EPS) / EPS``;
-* ``--truncate``: the Gaussian PSF's half-width in sigmas (the engine uses 4).
+* ``--truncate``: the Gaussian PSF's half-width in sigmas (the engine uses 4);
+* ``--aux-n2v W`` (``quality3d.py``): a second output of the U-Net's 1x1 head fits the noisy
+  input directly (Noise2Void's target, undamped by the PSF) at the same blind spots, with
+  weight ``W`` in the training loss; the body is shared, so it learns at Noise2Void's pace
+  while the phantom keeps the PSF. Validation and prediction use the phantom only;
+* ``--psf-ramp STEPS`` (``quality3d.py``): the Gaussian PSF widens linearly from none (Noise2Void)
+  to the configured sigma over the first ``STEPS`` optimiser steps, a continuation from the
+  fast-learning Noise2Void problem to DecoNoising; the best model is chosen among the epochs
+  after the ramp only;
+* ``--ema DECAY`` (``quality3d.py``, every method): validation, the best model and the last
+  weights use an exponential moving average of the weights (``avg = DECAY * avg + (1 - DECAY)
+  * w`` after every step); training continues from the raw weights.
 
 Usage::
 
@@ -26,6 +37,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -72,6 +84,97 @@ def _precondition(trainer: Trainer, eps: float) -> None:
         return net.psf(z), phantom
 
     net.forward = forward
+
+
+def _aux_head(trainer: Trainer, weight: float) -> None:
+    """Give the U-Net a second, directly supervised output (see the module docstring)."""
+    from napari_deconoising.core.loss import deconoising_loss, masked_mse
+
+    net = trainer.net
+    old = net.unet.head
+    head = type(old)(old.in_channels, 2, 1)
+    with torch.no_grad():
+        head.weight[:1].copy_(old.weight)
+        head.bias[:1].copy_(old.bias)
+        torch.nn.init.normal_(head.weight[1:], std=1e-2)
+        head.bias[1:].zero_()
+    net.unet.head = head
+    cfg = trainer.config
+    trainer.optimizer = torch.optim.Adam(net.param_groups(cfg.lr, cfg.head_lr_scale), lr=cfg.lr)
+    trainer.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        trainer.optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience)
+
+    def forward(x: torch.Tensor):
+        out = net.unet(x)
+        net.aux_output = out[:, 1:]
+        phantom = out[:, :1]
+        return net.psf(phantom.float()), phantom
+
+    def forward_loss(x, masked, mask, train=False):
+        denoised, phantom = net(masked)
+        total, mse, pos = deconoising_loss(denoised, phantom, x, mask, cfg.positivity, trainer._zero_level)
+        if net.training:  # validation scores the phantom's denoised output only, as the engine does
+            total = total + weight * masked_mse(net.aux_output, x, mask)
+        return total, mse, pos
+
+    net.forward = forward
+    trainer._forward_loss = forward_loss
+
+
+def phantom_only(state: dict) -> dict:
+    """A state dict of ``_aux_head``'s network as the engine's one-output network."""
+    return {k: (v[:1] if k in ("unet.head.weight", "unet.head.bias") else v) for k, v in state.items()}
+
+
+def _psf_ramp(trainer: Trainer, steps: int) -> None:
+    """Widen the Gaussian PSF from none to the configured sigma over the first ``steps`` steps."""
+    from napari_deconoising.core.psf import PSFConvolution, gaussian_psf
+
+    net, cfg, orig_step = trainer.net, trainer.config, trainer._step
+    sigma = cfg.sigma_per_axis
+    done = [0]
+
+    def step() -> float:
+        t = done[0]
+        done[0] += 1
+        if t <= steps:
+            f = min(1.0, t / steps)
+            psf = gaussian_psf(tuple(f * s for s in sigma), ndim=cfg.ndim)
+            net.psf = PSFConvolution(psf).to(trainer.plan.device)
+            if t == steps:  # epochs trained with a narrower PSF do not count as the best model
+                trainer.best_val, trainer._best_state = math.inf, None
+        return orig_step()
+
+    trainer._step = step
+
+
+def _ema(trainer: Trainer, decay: float) -> None:
+    """Validate, choose and return an exponential moving average of the weights."""
+    net = trainer.net
+    avg = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    stash: list[dict] = []
+    orig_step, orig_val = trainer._step, trainer.validation_loss
+
+    def step() -> float:
+        if stash:  # training goes on from the raw weights, not the average
+            net.load_state_dict(stash.pop())
+        loss = orig_step()
+        with torch.no_grad():
+            for k, v in net.state_dict().items():
+                if v.dtype.is_floating_point:
+                    avg[k].mul_(decay).add_(v, alpha=1 - decay)
+                else:
+                    avg[k].copy_(v)
+        return loss
+
+    def validation_loss() -> float:
+        # The average stays in the network until the next step, so that the trainer's
+        # best-state copy (taken right after validation) is the average too.
+        stash.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+        net.load_state_dict(avg)
+        return orig_val()
+
+    trainer._step, trainer.validation_loss = step, validation_loss
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

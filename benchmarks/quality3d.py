@@ -64,15 +64,32 @@ def run_method(noisy: np.ndarray, name: str, args: argparse.Namespace, seed: int
         from probe3d import _precondition
 
         _precondition(trainer, args.precond)
+    if args.aux_n2v and "Noise2Void" not in name:
+        from probe3d import _aux_head
+
+        _aux_head(trainer, args.aux_n2v)
+    if args.ema:
+        from probe3d import _ema
+
+        _ema(trainer, args.ema)
+    if args.psf_ramp and "Noise2Void" not in name:
+        from probe3d import _psf_ramp
+
+        _psf_ramp(trainer, args.psf_ramp)
     for _ in trainer.run():
         pass
     seconds = time.perf_counter() - t0
     cpu_seconds = time.process_time() - c0  # on a shared CPU the wall time says more about the neighbours
     best = trainer.model  # the engine's result: the weights with the lowest validation loss
+    last_state = {k: v.detach().cpu().clone() for k, v in trainer.net.state_dict().items()}
+    if args.aux_n2v and "Noise2Void" not in name:
+        from probe3d import phantom_only
+
+        best = dataclasses.replace(best, state_dict=phantom_only(best.state_dict))
+        last_state = phantom_only(last_state)
     pred = best.predict(noisy, "ZYX", device="cpu", precision="fp32")
     # The last weights too: whether validation picks worse weights than the end of training.
-    last = dataclasses.replace(best, state_dict={k: v.detach().cpu().clone()
-                                                 for k, v in trainer.net.state_dict().items()})
+    last = dataclasses.replace(best, state_dict=last_state)
     pred_last = last.predict(noisy, "ZYX", device="cpu", precision="fp32")
     return {"denoised": pred.denoised, "phantom": pred.deconvolved, "denoised_last": pred_last.denoised,
             "phantom_last": pred_last.deconvolved, "best_epoch": _best_epoch(best.history),
@@ -165,6 +182,14 @@ def main(argv: list[str] | None = None) -> dict:
                     help="the phantom head learns at lr times this (TrainConfig.head_lr_scale), every method")
     ap.add_argument("--precond", type=float, default=None, metavar="EPS",
                     help="Wiener-preconditioned phantom gradient (probe3d.py), DecoNoising methods only")
+    ap.add_argument("--aux-n2v", type=float, default=0.0, metavar="W",
+                    help="a second head output fits the noisy input directly, loss weight W (probe3d.py), "
+                         "DecoNoising methods only")
+    ap.add_argument("--psf-ramp", type=int, default=0, metavar="STEPS",
+                    help="widen the PSF from none to its sigma over the first STEPS steps (probe3d.py), "
+                         "DecoNoising methods only")
+    ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                    help="use a moving average of the weights (probe3d.py), every method")
     ap.add_argument("--pool-z", default=None, choices=["auto", "yes", "no"])
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
     ap.add_argument("--out", default="bench-output", help="folder for quality3d.json")
