@@ -322,6 +322,24 @@ def test_head_lr_scale_is_saved_and_shown_by_info(files, capsys):
     assert "PSF head lr x10" in capsys.readouterr().out
 
 
+def test_weight_average_is_saved_and_shown_by_info(files, capsys):
+    model = files / "avg.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(model), "--weight-average", "0.9",
+                 *TINY_ARGS]) == 0
+    assert load_model(model).config.weight_average == 0.9
+    capsys.readouterr()
+    assert main(["info", str(model)]) == 0
+    assert "weight average 0.9" in capsys.readouterr().out
+
+
+def test_weight_average_out_of_range_is_one_line_error(files, capsys):
+    out = files / "never_avg.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(out), "--weight-average", "1",
+                 *TINY_ARGS]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("deconoising: error: weight_average=") and "\n" not in err and not out.exists()
+
+
 @pytest.mark.parametrize("value", ["0", "150"])
 def test_head_lr_scale_out_of_range_is_one_line_error(files, capsys, value):
     out = files / "never_head.pt"

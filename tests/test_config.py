@@ -15,6 +15,7 @@ def test_paper_defaults():
     ("epochs", 0), ("batch_size", 2.5), ("patch_size", 8), ("val_fraction", 1.0), ("lr", 0.0),
     ("mask_fraction", 0.5), ("device", "tpu"), ("precision", "int8"), ("micro_batches", 100),
     ("seed", -1), ("depth", True), ("head_lr_scale", 0.0), ("head_lr_scale", 101.0),
+    ("weight_average", 1.0), ("weight_average", -0.1), ("weight_average", True),
 ])
 def test_invalid_values_name_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
@@ -34,6 +35,14 @@ def test_head_lr_scale_defaults_to_one_rate_and_round_trips():
     assert TrainConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ConfigError, match="head_lr_scale"):  # the head's rate itself must stay below 1
         TrainConfig(lr=0.2, head_lr_scale=5.0)
+
+
+def test_weight_average_defaults_to_off_and_round_trips():
+    assert TrainConfig().weight_average == 0.0
+    c = TrainConfig(weight_average=0.99)
+    assert TrainConfig.from_dict(c.to_dict()) == c
+    old_file = {k: v for k, v in TrainConfig().to_dict().items() if k != "weight_average"}
+    assert TrainConfig.from_dict(old_file).weight_average == 0.0  # files from before the field
 
 
 def test_noise2void_modes():

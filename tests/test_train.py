@@ -119,6 +119,42 @@ def test_head_lr_scale_moves_the_phantom_head_that_much_faster(sample, tiny_conf
     assert float((body.detach() - before[1]).abs().max()) == pytest.approx(lr, rel=1e-3)
 
 
+def test_weight_average_is_what_is_validated_and_kept(sample, tiny_config):
+    cfg = tiny_config.replace(epochs=3, steps_per_epoch=3, weight_average=0.9)
+    trainer = Trainer(sample.noisy, cfg)
+    raw, best_snapshot = [], None
+    for ev in trainer.run():
+        if ev.kind == "step":
+            raw.append({k: v.detach().clone() for k, v in trainer.net.state_dict().items()})
+        elif ev.is_best:
+            best_snapshot = {k: v.detach().cpu().clone() for k, v in trainer._eval_net.state_dict().items()}
+        if ev.kind == "epoch":  # the epoch's validation loss is the average's
+            assert trainer.validation_loss() == pytest.approx(ev.val_loss, rel=1e-6)
+    # The law: the first step's weights, then avg = 0.9 avg + 0.1 w after each further step.
+    expected = dict(raw[0])
+    for w in raw[1:]:
+        expected = {k: 0.9 * expected[k] + 0.1 * w[k] for k in expected}
+    got = trainer._eval_net.state_dict()
+    assert all(torch.allclose(got[k], expected[k], atol=1e-6) for k in expected)
+    assert not all(torch.equal(got[k], raw[-1][k]) for k in expected)  # not the raw weights
+    model = trainer.model  # the average of the best epoch
+    assert best_snapshot is not None and all(torch.equal(model.state_dict[k], v) for k, v in best_snapshot.items())
+    assert model.config.weight_average == 0.9
+
+
+def test_weight_average_off_keeps_the_raw_weights(sample, tiny_config):
+    trainer = Trainer(sample.noisy, tiny_config.replace(epochs=1, steps_per_epoch=2))
+    model = None
+    gen = trainer.run()
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        model = stop.value
+    assert trainer._eval_net is trainer.net
+    assert all(torch.equal(model.state_dict[k], v.cpu()) for k, v in trainer.net.state_dict().items())
+
+
 def test_estimate_step_seconds_does_not_change_the_model(sample, tiny_config):
     tr = Trainer(sample.noisy, tiny_config)
     before = {k: v.clone() for k, v in tr.net.state_dict().items()}

@@ -72,6 +72,13 @@ def test_head_lr_scale_is_an_advanced_row_checked_by_the_config(model_viewer):
         form.config()
 
 
+def test_weight_average_is_an_advanced_row(model_viewer):
+    form = TrainForm(model_viewer)
+    assert form.weight_average in form.sections["advanced"] and form.weight_average.value == 0.0
+    form.weight_average.value = 0.995  # three decimals: the spin box must not round it to 0.99 or 1
+    assert form.config().weight_average == 0.995
+
+
 def test_bad_learning_rate_and_missing_psf_are_specific_errors(model_viewer):
     form = TrainForm(model_viewer)
     form.lr.value = "fast"

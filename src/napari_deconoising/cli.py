@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--head-lr-scale", type=float, default=d.head_lr_scale, metavar="X",
                    help="the PSF head (the network's last layer, which makes the phantom) learns at --lr times X "
                         "(default 1: one rate; see docs/benchmarks.md, 3D, for 10)")
+    t.add_argument("--weight-average", type=float, default=d.weight_average, metavar="DECAY",
+                   help="validate and save a moving average of the weights, updated every step with this decay "
+                        "(0.99: about the last 100 steps; default 0: off)")
     t.add_argument("--depth", type=int, default=d.depth)
     t.add_argument("--channels", type=int, default=d.channels)
     t.add_argument("--n2v2", action="store_true",

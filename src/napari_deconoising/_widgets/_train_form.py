@@ -65,6 +65,8 @@ _TIPS = {
     "sigma_z": "Gaussian PSF standard deviation along Z, in planes (3D only)",
     "head_lr_scale": "The PSF head (the network's last layer, which makes the deconvolved image) learns at the "
     "learning rate times this; 1 keeps one rate. See docs/benchmarks.md (3D) for 10",
+    "weight_average": "Validate and save a moving average of the weights (updated every step with this decay; "
+    "0.99 averages about the last 100 steps); 0 is off",
     "micro_batches": "Virtual batch: split each batch into this many passes (gradient accumulation) to save memory",
 }
 
@@ -123,6 +125,8 @@ def train_fields() -> tuple[Field, ...]:
         Field("lr", LineEdit, "Learning rate", {"value": f"{TrainConfig().lr:g}"}, "lr", _parse_lr, section=adv),
         setting("head_lr_scale", FloatSpinBox, "PSF head learning rate ×", adv, min=0.01, max=100.0, step=1.0,
                 tooltip=tip["head_lr_scale"]),
+        setting("weight_average", FloatSpinBox, "Weight average (decay)", adv, min=0.0, max=0.999, step=0.001,
+                tooltip=tip["weight_average"]),
         setting("depth", SpinBox, "U-Net depth", adv, min=1, max=6),
         setting("channels", SpinBox, "Channels", adv, min=1, max=1024),
         setting("n2v2", CheckBox, "N2V2 (fewer checkerboards)", adv, tooltip=tip["n2v2"]),

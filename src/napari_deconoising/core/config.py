@@ -61,6 +61,12 @@ class TrainConfig:
         head needs many steps to reach that scale. 10 let 3D DecoNoising catch up with
         its Noise2Void mode sooner in one seed (docs/benchmarks.md, "3D"). 1 (the
         default) keeps one rate; the learned-sigma PSF search always does.
+    weight_average : float
+        Validate, choose and save an exponential moving average of the weights instead
+        of the weights themselves: after every step ``avg = weight_average * avg + (1 -
+        weight_average) * weights`` (training goes on from the raw weights). It smooths
+        out the step-to-step noise of the last weights; 0.99 averages over about the last
+        100 steps. 0 (the default) is off.
     lr_patience, lr_factor : int, float
         ReduceLROnPlateau: after ``lr_patience`` epochs without a better validation
         loss the learning rate is multiplied by ``lr_factor``.
@@ -106,6 +112,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     lr: float = 1e-3
     head_lr_scale: float = 1.0
+    weight_average: float = 0.0
     lr_patience: int = 10
     lr_factor: float = 0.5
     depth: int = 3
@@ -168,6 +175,8 @@ class TrainConfig:
         need(_is_real(self.head_lr_scale) and 0 < self.head_lr_scale <= 100
              and self.lr * self.head_lr_scale < 1, "head_lr_scale",
              "must be in (0, 100], with lr * head_lr_scale below 1")
+        need(_is_real(self.weight_average) and 0 <= self.weight_average < 1, "weight_average",
+             "must be in [0, 1): 0 is off, 0.99 averages over about the last 100 steps")
         need(_is_real(self.lr_factor) and 0 < self.lr_factor < 1, "lr_factor",
              "must be between 0 and 1")
         need(_is_real(self.mask_fraction) and 0 < self.mask_fraction <= 0.25, "mask_fraction",

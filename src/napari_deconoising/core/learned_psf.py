@@ -147,7 +147,7 @@ class LearnedSigmaTrainer(Trainer):
     Parameters
     ----------
     images, config, axes :
-        As for :class:`Trainer`; ``config``'s PSF fields are replaced.
+        As for :class:`Trainer`; ``config``'s PSF fields are replaced and its weight average is off.
     init_sigma : float
         Starting sigma in pixels.
     sigma_lr : float
@@ -163,7 +163,8 @@ class LearnedSigmaTrainer(Trainer):
     def __init__(self, images: np.ndarray | Sequence[np.ndarray], config: TrainConfig, *,
                  axes: str | None = None, init_sigma: float = INIT_SIGMA, sigma_lr: float = 1e-2,
                  param: str = "sigmoid", sigma_pull: float = SIGMA_PULL) -> None:
-        super().__init__(images, config.replace(psf="gaussian", psf_sigma=init_sigma), axes=axes)
+        # No weight average: sigma's trail and the best epoch were measured on the raw weights.
+        super().__init__(images, config.replace(psf="gaussian", psf_sigma=init_sigma, weight_average=0.0), axes=axes)
         self.init_sigma = init_sigma
         psf = LearnableGaussianPSF(init_sigma, ndim=self.config.ndim, param=param).to(self.plan.device)
         self.net.psf = psf

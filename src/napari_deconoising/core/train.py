@@ -22,8 +22,9 @@ from .model import DecoNoisingModel, check_resume_ndim
 from .n2v2 import median_blind_spots
 from .network import DecoNoisingNet
 from .patches import PatchSampler, fit_patch_to_data, split_regions
-from .probe import training_probe
+from .probe import time_steps, training_probe
 from .psf import gaussian_psf, prepare_psf
+from .weight_average import WeightAverage
 
 __all__ = ["TrainEvent", "Trainer", "train"]
 
@@ -126,6 +127,7 @@ class Trainer:
             {k: v.clone() for k, v in resume.state_dict.items()} if resume is not None else None)
         self._stop = threading.Event()
         self._zero_level = self.mean / self.std
+        self._average = WeightAverage(config.weight_average)
 
     # -- setup --------------------------------------------------------------------
     @property
@@ -170,17 +172,18 @@ class Trainer:
         """The best model so far (by validation loss), or the current one before any epoch."""
         state = self._best_state
         if state is None:
-            state = {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
+            state = {k: v.detach().cpu().clone() for k, v in self._eval_net.state_dict().items()}
         return DecoNoisingModel(config=self.config, state_dict=state, mean=self.mean, std=self.std,
                                 psf=None if self.psf is None else self.psf.copy(),
                                 history=copy.deepcopy(self.history), psf_estimate=copy.deepcopy(self._psf_estimate))
 
     # -- the work -----------------------------------------------------------------
-    def _forward_loss(self, x: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor, train: bool = False):
+    def _forward_loss(self, x: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor, train: bool = True):
+        # train=False: validation, on the network that is kept (the weight average when on)
         if self.plan.channels_last:
             masked = masked.contiguous(memory_format=self.plan.memory_format(self.config.ndim))
         with self.plan.autocast():
-            denoised, phantom = (self._train_net if train else self.net)(masked)
+            denoised, phantom = (self._train_net if train else self._eval_net)(masked)
         return deconoising_loss(denoised, phantom, x, mask, self.config.positivity, self._zero_level)
 
     def _step(self) -> float:
@@ -212,35 +215,19 @@ class Trainer:
 
     @torch.no_grad()
     def validation_loss(self) -> float:
-        """Loss on the fixed validation patches with the current weights."""
-        self.net.eval()
+        """Loss on the fixed validation patches with the current (or averaged) weights."""
+        self._eval_net.eval()
         losses = []
         bs = max(1, self.config.batch_size // self.config.micro_batches)
         for i in range(0, self.val_x.shape[0], bs):
-            loss, _, _ = self._forward_loss(self.val_target[i:i + bs], self.val_x[i:i + bs], self.val_mask[i:i + bs])
+            loss, _, _ = self._forward_loss(self.val_target[i:i + bs], self.val_x[i:i + bs], self.val_mask[i:i + bs],
+                                             train=False)
             losses.append(float(loss) * min(bs, self.val_x.shape[0] - i))
         return sum(losses) / self.val_x.shape[0]
 
     def estimate_step_seconds(self, steps: int = 2) -> float:
-        """Time a training step (forward and backward, weights left unchanged).
-
-        The first step warms up kernels and is not counted.
-        """
-        state = copy.deepcopy(self.optimizer.state_dict())
-        weights = {k: v.clone() for k, v in self.net.state_dict().items()}
-        rng_state = self.sampler.rng.bit_generator.state
-        gen_state = self.gen.get_state()
-        try:
-            self._step()
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                self._step()
-            return (time.perf_counter() - t0) / steps
-        finally:
-            self.net.load_state_dict(weights)
-            self.optimizer.load_state_dict(state)
-            self.sampler.rng.bit_generator.state = rng_state
-            self.gen.set_state(gen_state)
+        """Time a training step (forward and backward, weights left unchanged); see :func:`.probe.time_steps`."""
+        return time_steps(self, steps)
 
     def run(self) -> Generator[TrainEvent, None, DecoNoisingModel]:
         """Train, yielding a :class:`TrainEvent` after every step and every epoch.
@@ -259,6 +246,7 @@ class Trainer:
                     if self._stop.is_set():
                         return self.model
                     losses.append(self._step())
+                    self._average.update(self.net)
                     step += 1
                     elapsed = time.perf_counter() - t0
                     yield TrainEvent("step", e, cfg.epochs, step, total, losses[-1], None, self._lr(),
@@ -270,7 +258,7 @@ class Trainer:
                 is_best = val < self.best_val
                 if is_best:
                     self.best_val = val
-                    self._best_state = {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()}
+                    self._best_state = {k: v.detach().cpu().clone() for k, v in self._eval_net.state_dict().items()}
                 elapsed = time.perf_counter() - t0
                 mean_loss = float(np.mean(losses))
                 self.history.append({"epoch": self._epoch_offset + e, "train_loss": mean_loss,
@@ -280,6 +268,11 @@ class Trainer:
             return self.model
         finally:
             release_memory(self.plan.device)
+
+    @property
+    def _eval_net(self) -> torch.nn.Module:
+        """The network that is validated and saved: the weight average when there is one."""
+        return self._average.module or self.net
 
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
