@@ -64,6 +64,8 @@ def main(argv=None) -> dict:
     )
     ap.add_argument("--seed", type=int, default=0, help="seed of the data (and of training without --seeds)")
     ap.add_argument("--n2v2", action="store_true", help="train all our models with N2V2")
+    ap.add_argument("--weight-average", type=float, default=0.0, metavar="DECAY",
+                    help="train all our models with this weight average (TrainConfig.weight_average)")
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 1.0],
                     help="positivity weights of the DecoNoising runs (1 must be among them)")
     ap.add_argument("--seeds", type=int, nargs="+", metavar="S",
@@ -132,6 +134,7 @@ def main(argv=None) -> dict:
                 peer_matched=a.peer_matched,
                 lambdas=tuple(a.lambdas),
                 n2v2=a.n2v2,
+                weight_average=a.weight_average,
             ))
         r = seedstats.combine(runs)
         r["_ds"] = ds

@@ -97,15 +97,20 @@ def run_dataset(
     peer_matched: bool = False,
     lambdas: tuple[float, ...] = (0.0, 1.0),
     n2v2: bool = False,
+    weight_average: float = 0.0,
 ) -> dict:
     """Every method (and the sigma sweep) on one dataset with one training seed."""
     res: dict = {"description": ds.description, "methods": {}, "sweep": {}, "images": {}}
+
+    def train(**cfg) -> tuple[dict, float]:
+        return train_ours(ds.noisy, p, precision, seed, n2v2, weight_average=weight_average, **cfg)
+
     m = res["methods"]
     img = res["images"]
     m["raw"] = scores(ds, ds.noisy, ds.noisy) | {"train_s": 0.0}
     img["raw"] = ds.noisy
 
-    out, s = train_ours(ds.noisy, p, precision, seed, n2v2, psf="none", positivity=0.0)
+    out, s = train(psf="none", positivity=0.0)
     m["N2V"] = scores(ds, out["denoised"], out["denoised"]) | {"train_s": s}
     img["N2V"] = out["denoised"]
     conv = datasets.gaussian_blur(out["denoised"], ds.sigma)
@@ -115,7 +120,7 @@ def run_dataset(
 
     for lam in lambdas:
         key = f"DN lambda={lam:g}"
-        out, s = train_ours(ds.noisy, p, precision, seed, n2v2, psf="gaussian", psf_sigma=ds.sigma, positivity=lam)
+        out, s = train(psf="gaussian", psf_sigma=ds.sigma, positivity=lam)
         m[key] = scores(ds, out["denoised"], out["phantom"]) | {"train_s": s}
         img[key] = out["denoised"]
         img[key + " phantom"] = out["phantom"]
@@ -131,7 +136,7 @@ def run_dataset(
             if sg == ds.sigma:
                 continue
             # sigma 0 with lambda=1 is Noise2Void with the positivity term on its output
-            out, s = train_ours(ds.noisy, p, precision, seed, n2v2, psf="gaussian", psf_sigma=sg, positivity=1.0)
+            out, s = train(psf="gaussian", psf_sigma=sg, positivity=1.0)
             r = scores(ds, out["denoised"], out["phantom"])
             res["sweep"][sg] = r
             log(f"  {ds.name}: sweep sigma={sg:g}: {r['psnr']:.2f} dB, phantom {r['phantom_psnr']:.2f} dB ({s:.0f} s)")
