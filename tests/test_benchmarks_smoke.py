@@ -31,7 +31,7 @@ def test_quality_smoke(tmp_path):
     pytest.importorskip("matplotlib")
     pytest.importorskip("PIL")
     quality = _load("quality")
-    summary = quality.main(["--smoke", "--out", str(tmp_path)])
+    summary = quality.main(["--smoke", "--weight-average", "0.5", "--out", str(tmp_path)])  # the option runs too
     assert (tmp_path / "bench_quality.png").stat().st_size > 0
     assert (tmp_path / "bench_sigma.png").stat().st_size > 0
     saved = json.loads((tmp_path / "quality.json").read_text())
