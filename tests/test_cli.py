@@ -313,36 +313,25 @@ def test_n2v2_flag_is_saved_with_the_model(files, capsys):
     assert load_model(model).config.n2v2 and "N2V2" in capsys.readouterr().err
 
 
-def test_head_lr_scale_is_saved_and_shown_by_info(files, capsys):
-    model = files / "head10.pt"
-    assert main(["train", str(files / "noisy.tif"), "--model", str(model), "--head-lr-scale", "10", *TINY_ARGS]) == 0
-    assert load_model(model).config.head_lr_scale == 10.0
+@pytest.mark.parametrize("flag, value, field, shown", [
+    ("--head-lr-scale", "10", "head_lr_scale", "PSF head lr x10"),
+    ("--weight-average", "0.9", "weight_average", "weight average 0.9"),
+])
+def test_training_option_is_saved_and_shown_by_info(files, capsys, flag, value, field, shown):
+    model = files / f"{field}.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(model), flag, value, *TINY_ARGS]) == 0
+    assert getattr(load_model(model).config, field) == float(value)
     capsys.readouterr()
     assert main(["info", str(model)]) == 0
-    assert "PSF head lr x10" in capsys.readouterr().out
+    assert shown in capsys.readouterr().out
 
 
-def test_weight_average_is_saved_and_shown_by_info(files, capsys):
-    model = files / "avg.pt"
-    assert main(["train", str(files / "noisy.tif"), "--model", str(model), "--weight-average", "0.9",
-                 *TINY_ARGS]) == 0
-    assert load_model(model).config.weight_average == 0.9
-    capsys.readouterr()
-    assert main(["info", str(model)]) == 0
-    assert "weight average 0.9" in capsys.readouterr().out
-
-
-def test_weight_average_out_of_range_is_one_line_error(files, capsys):
-    out = files / "never_avg.pt"
-    assert main(["train", str(files / "noisy.tif"), "--model", str(out), "--weight-average", "1",
-                 *TINY_ARGS]) == 2
+@pytest.mark.parametrize("flag, value, field", [
+    ("--head-lr-scale", "0", "head_lr_scale"), ("--head-lr-scale", "150", "head_lr_scale"),
+    ("--weight-average", "1", "weight_average"),
+])
+def test_training_option_out_of_range_is_one_line_error(files, capsys, flag, value, field):
+    out = files / "never.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(out), flag, value, *TINY_ARGS]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("deconoising: error: weight_average=") and "\n" not in err and not out.exists()
-
-
-@pytest.mark.parametrize("value", ["0", "150"])
-def test_head_lr_scale_out_of_range_is_one_line_error(files, capsys, value):
-    out = files / "never_head.pt"
-    assert main(["train", str(files / "noisy.tif"), "--model", str(out), "--head-lr-scale", value, *TINY_ARGS]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("deconoising: error: head_lr_scale=") and "\n" not in err and not out.exists()
+    assert err.startswith(f"deconoising: error: {field}=") and "\n" not in err and not out.exists()
