@@ -272,7 +272,8 @@ class Trainer:
     @property
     def _eval_net(self) -> torch.nn.Module:
         """The network that is validated and saved: the weight average when there is one."""
-        return self._average.module or self.net
+        average = self._average.module
+        return self.net if average is None else average
 
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
