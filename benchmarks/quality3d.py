@@ -16,6 +16,8 @@ Usage::
     python benchmarks/quality3d.py                 # 300 steps, one seed, 32x160x160
     python benchmarks/quality3d.py --steps 600 --seeds 0 1 2
     python benchmarks/quality3d.py --smoke         # seconds; for the test suite
+    python benchmarks/quality3d.py --device cuda --depth 3 --channels 64 --steps 600
+                                                   # the engine's default network, on a GPU
     python benchmarks/quality3d.py --summarise a/quality3d.json b/quality3d.json
                                                    # one table from runs split by method/seed
 """
@@ -49,7 +51,7 @@ def log(*a) -> None:
 def run_method(noisy: np.ndarray, name: str, args: argparse.Namespace, seed: int) -> tuple[dict, float]:
     pz, py, px = args.patch
     common_cfg = dict(depth=args.depth, channels=args.channels, seed=seed, precision=args.precision,
-                      device="cpu", steps_per_epoch=min(10, args.steps), epochs=max(1, args.steps // 10),
+                      device=args.device, steps_per_epoch=min(10, args.steps), epochs=max(1, args.steps // 10),
                       lr=args.lr, head_lr_scale=args.head_lr_scale)
     if name == "2D slice-by-slice DecoNoising":
         cfg = TrainConfig(ndim=2, psf_sigma=SIGMA[1:], patch_size=(py, px), batch_size=args.batch * pz,
@@ -87,10 +89,10 @@ def run_method(noisy: np.ndarray, name: str, args: argparse.Namespace, seed: int
 
         best = dataclasses.replace(best, state_dict=phantom_only(best.state_dict))
         last_state = phantom_only(last_state)
-    pred = best.predict(noisy, "ZYX", device="cpu", precision="fp32")
+    pred = best.predict(noisy, "ZYX", device=args.device, precision="fp32")
     # The last weights too: whether validation picks worse weights than the end of training.
     last = dataclasses.replace(best, state_dict=last_state)
-    pred_last = last.predict(noisy, "ZYX", device="cpu", precision="fp32")
+    pred_last = last.predict(noisy, "ZYX", device=args.device, precision="fp32")
     return {"denoised": pred.denoised, "phantom": pred.deconvolved, "denoised_last": pred_last.denoised,
             "phantom_last": pred_last.deconvolved, "best_epoch": _best_epoch(best.history),
             "pool_z": trainer.config.pool_z, "cpu_seconds": cpu_seconds}, seconds
@@ -163,6 +165,46 @@ def summarise(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _without(argv: list[str], option: str, nargs: int | None) -> list[str]:
+    """``argv`` without ``option`` and its values (``nargs=None``: all up to the next option)."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] != option:
+            out.append(argv[i])
+            i += 1
+            continue
+        i += 1
+        taken = 0
+        while i < len(argv) and (taken < nargs if nargs is not None else not argv[i].startswith("--")):
+            i, taken = i + 1, taken + 1
+    return out
+
+
+def run_parallel(args: argparse.Namespace, argv: list[str]) -> dict:
+    """One child process per (seed, method), ``args.jobs`` at a time; then the merged table."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = _without(_without(_without(_without(argv, "--jobs", 1), "--seeds", None), "--methods", None), "--out", 1)
+    jobs = [(seed, m) for seed in args.seeds for m in args.methods]
+
+    def child(job: tuple[int, int]) -> Path:
+        seed, m = job
+        out = Path(args.out) / f"seed{seed}_m{m}"
+        cmd = [sys.executable, __file__, *base, "--seeds", str(seed), "--methods", str(m), "--out", str(out)]
+        with open(Path(args.out) / f"seed{seed}_m{m}.log", "w") as logf:
+            subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, check=True)
+        return out / "quality3d.json"
+
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        paths = [str(p) for p in pool.map(child, jobs)]
+    table = summarise(paths)
+    log(table)
+    (Path(args.out) / "quality3d.md").write_text(table + "\n")
+    return {"paths": paths, "table": table}
+
+
 def add_budget_args(ap: argparse.ArgumentParser, steps: int, seeds: list[int]) -> None:
     """The stack, network and budget options this script shares with ``peer3d.py``."""
     ap.add_argument("--steps", type=int, default=steps)
@@ -191,10 +233,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                     help="use a moving average of the weights (probe3d.py), every method")
     ap.add_argument("--pool-z", default=None, choices=["auto", "yes", "no"])
-    ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
+    ap.add_argument("--device", default="cpu", help="training and prediction device (cpu, cuda, mps, auto)")
     ap.add_argument("--out", default="bench-output", help="folder for quality3d.json")
     ap.add_argument("--methods", nargs="+", choices=range(len(METHODS)), type=int, default=list(range(len(METHODS))),
                     help="which methods to run: " + ", ".join(f"{i} = {m}" for i, m in enumerate(METHODS)))
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="run each (seed, method) in its own process, this many at once (a GPU is mostly idle "
+                         "at this batch size), then print the merged table")
     ap.add_argument("--smoke", action="store_true", help="a tiny run to check the script works")
     ap.add_argument("--summarise", nargs="+", metavar="JSON", help="print the table of earlier runs and exit")
     ap.add_argument("--attenuation", action="store_true",
@@ -213,6 +259,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.summarise:
         log(summarise(args.summarise))
         return {}
+    if args.jobs > 1:
+        return run_parallel(args, argv if argv is not None else sys.argv[1:])
     args.pool_z = {None: None, "auto": None, "yes": True, "no": False}[args.pool_z]
     if args.smoke:
         args.steps, args.shape, args.patch, args.batch, args.channels = 2, [8, 40, 40], [8, 32, 32], 2, 4

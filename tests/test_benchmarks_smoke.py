@@ -101,6 +101,26 @@ def test_quality3d_preconditioned_smoke(tmp_path):
     assert math.isfinite(row["denoised"]) and math.isfinite(row["deconvolved_last"])
 
 
+def test_quality3d_runs_seeds_and_methods_in_parallel(tmp_path):
+    """``--jobs``: one child process per (seed, method), then one table over all of them."""
+    quality3d = _load("quality3d")
+    out = quality3d.main(["--smoke", "--jobs", "2", "--seeds", "0", "1", "--methods", "0", "1",
+                          "--out", str(tmp_path)])
+    children = sorted(p.parent.name for p in tmp_path.glob("*/quality3d.json"))
+    assert children == ["seed0_m0", "seed0_m1", "seed1_m0", "seed1_m1"]
+    one = json.loads((tmp_path / "seed1_m0" / "quality3d.json").read_text())
+    assert set(one["results"]) == {"1"} and set(one["results"]["1"]) == {"raw", "3D DecoNoising"}
+    assert "| 3D DecoNoising (n=2) |" in out["table"] and "| 3D Noise2Void mode (n=2) |" in out["table"]
+    assert (tmp_path / "quality3d.md").read_text().strip() == out["table"]
+
+
+def test_quality3d_child_arguments_drop_the_parents_own():
+    quality3d = _load("quality3d")
+    argv = ["--steps", "5", "--seeds", "0", "1", "--jobs", "3", "--methods", "1", "--out", "o", "--smoke"]
+    assert quality3d._without(quality3d._without(argv, "--seeds", None), "--jobs", 1) == [
+        "--steps", "5", "--methods", "1", "--out", "o", "--smoke"]
+
+
 def test_speed3d_smoke(tmp_path):
     speed3d = _load("speed3d")
     summary = speed3d.main(["--smoke", "--out", str(tmp_path)])
