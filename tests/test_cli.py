@@ -316,6 +316,7 @@ def test_n2v2_flag_is_saved_with_the_model(files, capsys):
 @pytest.mark.parametrize("flag, value, field, shown", [
     ("--head-lr-scale", "10", "head_lr_scale", "PSF head lr x10"),
     ("--weight-average", "0.9", "weight_average", "weight average 0.9"),
+    ("--lr", "0.002", "lr", "lr 0.002"),
 ])
 def test_training_option_is_saved_and_shown_by_info(files, capsys, flag, value, field, shown):
     model = files / f"{field}.pt"

@@ -5,7 +5,7 @@ from napari_deconoising.core.config import ConfigError, TrainConfig
 
 def test_paper_defaults():
     c = TrainConfig()
-    assert (c.depth, c.channels, c.lr, c.patch_size, c.epochs, c.steps_per_epoch, c.batch_size) == (
+    assert (c.depth, c.channels, c.learning_rate, c.patch_size, c.epochs, c.steps_per_epoch, c.batch_size) == (
         3, 64, 1e-3, 100, 200, 10, 20)
     assert c.positivity == 1.0 and c.mask_fraction == 0.03125 and c.uses_psf
 
@@ -27,6 +27,24 @@ def test_round_trip_and_unknown_keys():
     d = c.to_dict()
     assert d["psf_sigma"] == [1.0, 2.0]
     assert TrainConfig.from_dict({**d, "from_the_future": 1}) == c
+
+
+@pytest.mark.parametrize("ndim, channels, expected", [
+    (2, 8, 1e-3), (2, 64, 1e-3), (2, 128, 5e-4), (3, 16, 1e-3), (3, 32, 2e-3 / 3), (3, 64, 1e-3 / 3),
+])
+def test_the_default_learning_rate_falls_with_the_layers_fan_in(ndim, channels, expected):
+    """The paper's 1e-3 up to its 2D network's fan-in (64 x 3 x 3), scaled down beyond, never up."""
+    c = TrainConfig(ndim=ndim, channels=channels, patch_size=(16, 64, 64)[-ndim:], depth=2)
+    assert c.lr is None and c.learning_rate == pytest.approx(expected, rel=1e-3)
+    assert TrainConfig.from_dict(c.to_dict()) == c  # "default" is saved as such and resolves the same
+    assert TrainConfig(ndim=ndim, channels=channels, patch_size=(16, 64, 64)[-ndim:], depth=2,
+                       lr=2e-3).learning_rate == 2e-3  # an explicit rate is used as given
+
+
+def test_head_lr_scale_limit_reads_the_rate_in_use():
+    TrainConfig(ndim=3, patch_size=(16, 64, 64), head_lr_scale=100)  # 3.3e-4 x 100 < 1
+    with pytest.raises(ConfigError, match="head_lr_scale"):
+        TrainConfig(ndim=2, head_lr_scale=100, lr=0.02)
 
 
 def test_head_lr_scale_defaults_to_one_rate_and_round_trips():

@@ -119,6 +119,19 @@ def test_head_lr_scale_moves_the_phantom_head_that_much_faster(sample, tiny_conf
     assert float((body.detach() - before[1]).abs().max()) == pytest.approx(lr, rel=1e-3)
 
 
+def test_wide_3d_network_trains_at_its_lower_default_rate(sample3d, tiny_config):
+    """Without an explicit lr a 64-channel 3D U-Net starts at 3.3e-4 (default_lr), a narrow one at 1e-3."""
+    cfg = tiny_config.replace(ndim=3, patch_size=(8, 32, 32), channels=64, depth=1)
+    assert cfg.lr is None
+    trainer = Trainer(sample3d.noisy, cfg, axes="ZYX")
+    assert trainer._lr() == pytest.approx(576 / (64 * 27) * 1e-3)
+    body = trainer.net.unet.down[0][0].weight
+    before = body.detach().clone()
+    trainer._step()  # Adam's first step moves a weight by the rate: the rate is the one in use
+    assert float((body.detach() - before).abs().max()) == pytest.approx(trainer._lr(), rel=1e-3)
+    assert Trainer(sample3d.noisy, cfg.replace(channels=8), axes="ZYX")._lr() == 1e-3
+
+
 def test_weight_average_is_what_is_validated_and_kept(sample, tiny_config):
     cfg = tiny_config.replace(epochs=3, steps_per_epoch=3, weight_average=0.9)
     trainer = Trainer(sample.noisy, cfg)

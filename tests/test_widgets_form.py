@@ -42,7 +42,7 @@ def test_every_row_names_a_real_config_field():
 
 def test_untouched_form_gives_the_default_config(model_viewer):
     form = TrainForm(model_viewer)
-    assert form.config() == TrainConfig()
+    assert form.config() == TrainConfig() and form.lr.value == "auto"
     assert form.sections["advanced"].native is not form.sections["main"].native
     assert form.epochs in form.sections["advanced"]
     assert form.sigma in form.sections["main"]
@@ -84,6 +84,8 @@ def test_bad_learning_rate_and_missing_psf_are_specific_errors(model_viewer):
     form.lr.value = "fast"
     with pytest.raises(ConfigError, match="learning rate 'fast'"):
         form.config()
+    form.lr.value = " Auto "
+    assert form.config().lr is None
     form.psf_kind.value = PSF_LAYER
     with pytest.raises(PSFError, match="image layer"):
         form.measured_psf()

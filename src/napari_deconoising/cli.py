@@ -131,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train a 3D model on volumes (the inputs need a Z axis); without it a Z-stack "
                         "trains slice by slice")
     t.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--lr", type=float, default=d.lr,
+                   help="Adam's learning rate (default: 1e-3, scaled down for layers wider than the paper's 2D "
+                        "network: 3.3e-4 for the 3D default of 64 channels)")
     t.add_argument("--head-lr-scale", type=float, default=d.head_lr_scale, metavar="X",
                    help="the PSF head (the network's last layer, which makes the phantom) learns at --lr times X "
                         "(default 1: one rate; see docs/benchmarks.md, 3D, for 10)")

@@ -57,7 +57,7 @@ def _training(model: DecoNoisingModel) -> str:
 | Normalisation | fixed mean {model.mean:.6g}, standard deviation {model.std:.6g} (input units) |
 | Loss | blind-spot masked MSE ({c.mask_fraction:g} of pixels masked) + positivity weight {c.positivity:g} |
 | Schedule | {epochs} epochs x {c.steps_per_epoch} steps x {c.batch_size} patches of {c.patch_size} px, \
-Adam lr {c.lr:g} |
+Adam lr {c.learning_rate:.2g} |
 | Patches seen | {patches} |
 | Losses | {_losses(model.history)} |
 | Seed | {c.seed} |

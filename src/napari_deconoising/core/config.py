@@ -25,7 +25,8 @@ class TrainConfig:
     """Everything that defines a DecoNoising training run.
 
     The defaults are the paper's setup (Goncharova et al. 2020): U-Net depth 3 with
-    64 first-layer channels, Adam with learning rate 1e-3, 100x100 patches, 200 epochs
+    64 first-layer channels, Adam with learning rate 1e-3 (lowered for wider layers, see
+    :func:`default_lr`), 100x100 patches, 200 epochs
     of 10 steps with 20 patches per step, ReduceLROnPlateau on the validation loss.
 
     Parameters
@@ -51,8 +52,10 @@ class TrainConfig:
         than the data is shrunk to fit, with a warning.
     val_fraction : float
         Fraction of the data held out for validation (at least one patch).
-    lr : float
-        Initial learning rate of Adam.
+    lr : float or None
+        Initial learning rate of Adam. ``None`` (the default) is the paper's 1e-3 for
+        layers no wider than the paper's 2D network, and less for wider ones: see
+        :func:`default_lr` and :attr:`learning_rate`.
     head_lr_scale : float
         The phantom head (the U-Net's final 1x1 convolution) learns at ``lr *
         head_lr_scale``. The phantom of a thin structure is many times brighter than its
@@ -110,7 +113,7 @@ class TrainConfig:
     micro_batches: int = 1
     patch_size: int | tuple[int, ...] = 100
     val_fraction: float = 0.1
-    lr: float = 1e-3
+    lr: float | None = None
     head_lr_scale: float = 1.0
     weight_average: float = 0.0
     lr_patience: int = 10
@@ -171,9 +174,10 @@ class TrainConfig:
         need(self.pool_z is None or isinstance(self.pool_z, bool), "pool_z", "must be True, False or None")
         need(_is_real(self.val_fraction) and 0 < self.val_fraction < 1, "val_fraction",
              "must be between 0 and 1 (exclusive)")
-        need(_is_real(self.lr) and 0 < self.lr < 1, "lr", "must be between 0 and 1")
+        need(self.lr is None or _is_real(self.lr) and 0 < self.lr < 1, "lr",
+             "must be between 0 and 1, or None for the default")
         need(_is_real(self.head_lr_scale) and 0 < self.head_lr_scale <= 100
-             and self.lr * self.head_lr_scale < 1, "head_lr_scale",
+             and self.learning_rate * self.head_lr_scale < 1, "head_lr_scale",
              "must be in (0, 100], with lr * head_lr_scale below 1")
         need(_is_real(self.weight_average) and 0 <= self.weight_average < 1, "weight_average",
              "must be in [0, 1): 0 is off, 0.99 averages over about the last 100 steps")
@@ -215,6 +219,11 @@ class TrainConfig:
         if self.psf == "gaussian":
             return any(s > 0 for s in self.sigma_per_axis)
         return True
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate training uses: ``lr``, or :func:`default_lr` when it is None."""
+        return default_lr(self.ndim, self.channels) if self.lr is None else float(self.lr)
 
     @property
     def sigma_per_axis(self) -> tuple[float, ...]:
@@ -269,6 +278,33 @@ class TrainConfig:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def default_lr(ndim: int, channels: int) -> float:
+    """The default Adam learning rate for a U-Net of ``channels`` first-layer channels.
+
+    The paper's 1e-3 belongs to its 2D network, whose widest first-level convolution
+    sums ``64 * 3**2 = 576`` inputs. Adam moves every weight by about the learning rate
+    per step, so a layer summing more inputs changes its output more per step; the rate
+    is scaled down by that fan-in and never raised: 1e-3 for every 2D network up to 64
+    channels and 3D networks up to 21, 6.7e-4 for 3D at 32 channels, 3.3e-4 for 3D at 64
+    (the 3D default). Measured in 3D (docs/benchmarks.md, "the learning rate of wide 3D
+    networks"): at 64 channels 3e-4 gave 4.3 dB more than 1e-3 after 600 steps; at 16
+    channels 1e-3 was the better of the two.
+
+    Parameters
+    ----------
+    ndim : {2, 3}
+        Spatial dimensions of the convolutions.
+    channels : int
+        First-layer channels of the U-Net.
+
+    Returns
+    -------
+    float
+        ``1e-3 * min(1, 576 / (channels * 3**ndim))``.
+    """
+    return 1e-3 * min(1.0, 576 / (channels * 3**ndim))
 
 
 def _is_real(v: Any) -> bool:

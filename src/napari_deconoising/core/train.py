@@ -110,7 +110,8 @@ class Trainer:
         if self.plan.channels_last:
             self.net.to(memory_format=self.plan.memory_format(config.ndim))
         self._train_net = self.net if ddp is None else ddp.wrap(self.net, self.plan.device)
-        self.optimizer = torch.optim.Adam(self.net.param_groups(config.lr, config.head_lr_scale), lr=config.lr)
+        self.optimizer = torch.optim.Adam(self.net.param_groups(config.learning_rate, config.head_lr_scale),
+                                          lr=config.learning_rate)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience)
         self.scaler = torch.amp.GradScaler(self.plan.device.type) if self.plan.use_grad_scaler else None
