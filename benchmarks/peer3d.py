@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from quality3d import add_budget_args  # noqa: E402
 
+from napari_deconoising.core.config import default_lr  # noqa: E402
 from napari_deconoising.core.sample3d import make_sample_3d  # noqa: E402
 
 SIGMA = (2.0, 1.0, 1.0)
@@ -58,7 +59,8 @@ def run_seed(py: Path, noisy: np.ndarray, args: argparse.Namespace, seed: int) -
         outs = {k: str(Path(tmp) / f"{k}.npy") for k in METHODS}
         job = {"mode": "quality", "ndim": 3, "noisy": str(src), "steps": args.steps, "depth": args.depth,
                "channels": args.channels, "patch": list(args.patch), "batch": args.batch, "seed": seed,
-               "lr": args.lr, "threads": args.threads, "n_val_patches": 1, "drop_last": True,
+               "lr": default_lr(3, args.channels) if args.lr is None else args.lr,  # "auto": our engine's rate
+               "threads": args.threads, "n_val_patches": 1, "drop_last": True,
                "checkpoints": outs}
         t0 = time.perf_counter()
         res = common.run_peer(py, job)

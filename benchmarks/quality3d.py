@@ -202,7 +202,20 @@ def run_parallel(args: argparse.Namespace, argv: list[str]) -> dict:
     table = summarise(paths)
     log(table)
     (Path(args.out) / "quality3d.md").write_text(table + "\n")
-    return {"paths": paths, "table": table}
+    # One file with every run, for machines that send back only a few files (the GPU lender).
+    merged: dict = {}
+    for path in paths:
+        run = json.loads(Path(path).read_text())
+        for seed, row in run["results"].items():
+            merged.setdefault(seed, {}).update(row)
+    first = json.loads(Path(paths[0]).read_text())
+    common.write_summary(args.out, "quality3d.json", {"machine": first["machine"], "args": first["args"],
+                                                      "results": merged, "table": table})
+    return {"paths": paths, "table": table, "results": merged}
+
+
+def _lr_arg(text: str) -> float | None:
+    return None if text == "auto" else float(text)
 
 
 def add_budget_args(ap: argparse.ArgumentParser, steps: int, seeds: list[int]) -> None:
@@ -214,7 +227,8 @@ def add_budget_args(ap: argparse.ArgumentParser, steps: int, seeds: list[int]) -
     ap.add_argument("--batch", type=int, default=4, help="3D patches per step")
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--channels", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=_lr_arg, default=1e-3,
+                    help="Adam's learning rate, or 'auto' for the engine's default for this network (default 1e-3)")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -104,7 +104,7 @@ def test_quality3d_preconditioned_smoke(tmp_path):
 def test_quality3d_runs_seeds_and_methods_in_parallel(tmp_path):
     """``--jobs``: one child process per (seed, method), then one table over all of them."""
     quality3d = _load("quality3d")
-    out = quality3d.main(["--smoke", "--jobs", "2", "--seeds", "0", "1", "--methods", "0", "1",
+    out = quality3d.main(["--smoke", "--jobs", "2", "--seeds", "0", "1", "--methods", "0", "1", "--lr", "auto",
                           "--out", str(tmp_path)])
     children = sorted(p.parent.name for p in tmp_path.glob("*/quality3d.json"))
     assert children == ["seed0_m0", "seed0_m1", "seed1_m0", "seed1_m1"]
@@ -112,6 +112,8 @@ def test_quality3d_runs_seeds_and_methods_in_parallel(tmp_path):
     assert set(one["results"]) == {"1"} and set(one["results"]["1"]) == {"raw", "3D DecoNoising"}
     assert "| 3D DecoNoising (n=2) |" in out["table"] and "| 3D Noise2Void mode (n=2) |" in out["table"]
     assert (tmp_path / "quality3d.md").read_text().strip() == out["table"]
+    merged = json.loads((tmp_path / "quality3d.json").read_text())["results"]
+    assert set(merged) == {"0", "1"} and all(set(r) == {"raw", *quality3d.METHODS[:2]} for r in merged.values())
 
 
 def test_quality3d_child_arguments_drop_the_parents_own():
