@@ -127,16 +127,23 @@ def gradient_attenuation(clean: np.ndarray, noisy: np.ndarray, sigma: tuple[floa
             "share_H2_below_0.01": float(w[h2 < 0.01].sum() / w.sum())}
 
 
-def summarise(paths: list[str]) -> str:
-    """One markdown table (mean ± sd over seeds) from one or more ``quality3d.json`` files.
-
-    Runs may be split by method or seed (e.g. one process per method); a method's seeds
-    are merged over all files. Differences to 3D DecoNoising are paired by seed.
-    """
+def merged_results(paths: list[str]) -> dict[str, dict]:
+    """The ``results`` of several ``quality3d.json`` files, merged by seed (runs split by method or seed)."""
     per_seed: dict[str, dict] = {}
     for path in paths:
         for seed, row in json.loads(Path(path).read_text())["results"].items():
             per_seed.setdefault(seed, {}).update(row)
+    return per_seed
+
+
+def summarise(paths: list[str], per_seed: dict[str, dict] | None = None) -> str:
+    """One markdown table (mean ± sd over seeds) from one or more ``quality3d.json`` files.
+
+    Runs may be split by method or seed (e.g. one process per method); a method's seeds
+    are merged over all files (or given merged as ``per_seed``). Differences to 3D
+    DecoNoising are paired by seed.
+    """
+    per_seed = merged_results(paths) if per_seed is None else per_seed
     seeds = sorted(per_seed, key=int)
 
     def stat(values: list[float], fmt: str = ".2f") -> str:
@@ -165,33 +172,19 @@ def summarise(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _without(argv: list[str], option: str, nargs: int | None) -> list[str]:
-    """``argv`` without ``option`` and its values (``nargs=None``: all up to the next option)."""
-    out, i = [], 0
-    while i < len(argv):
-        if argv[i] != option:
-            out.append(argv[i])
-            i += 1
-            continue
-        i += 1
-        taken = 0
-        while i < len(argv) and (taken < nargs if nargs is not None else not argv[i].startswith("--")):
-            i, taken = i + 1, taken + 1
-    return out
-
-
 def run_parallel(args: argparse.Namespace, argv: list[str]) -> dict:
     """One child process per (seed, method), ``args.jobs`` at a time; then the merged table."""
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
 
-    base = _without(_without(_without(_without(argv, "--jobs", 1), "--seeds", None), "--methods", None), "--out", 1)
     jobs = [(seed, m) for seed in args.seeds for m in args.methods]
 
     def child(job: tuple[int, int]) -> Path:
         seed, m = job
         out = Path(args.out) / f"seed{seed}_m{m}"
-        cmd = [sys.executable, __file__, *base, "--seeds", str(seed), "--methods", str(m), "--out", str(out)]
+        # argparse keeps the last value of a repeated option: the child's own override the parent's.
+        cmd = [sys.executable, __file__, *argv, "--jobs", "1", "--seeds", str(seed), "--methods", str(m),
+               "--out", str(out)]
         with open(Path(args.out) / f"seed{seed}_m{m}.log", "w") as logf:
             subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, check=True)
         return out / "quality3d.json"
@@ -199,17 +192,12 @@ def run_parallel(args: argparse.Namespace, argv: list[str]) -> dict:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(args.jobs) as pool:
         paths = [str(p) for p in pool.map(child, jobs)]
-    table = summarise(paths)
+    merged = merged_results(paths)
+    table = summarise(paths, merged)
     log(table)
     (Path(args.out) / "quality3d.md").write_text(table + "\n")
     # One file with every run, for machines that send back only a few files (the GPU lender).
-    merged: dict = {}
-    for path in paths:
-        run = json.loads(Path(path).read_text())
-        for seed, row in run["results"].items():
-            merged.setdefault(seed, {}).update(row)
-    first = json.loads(Path(paths[0]).read_text())
-    common.write_summary(args.out, "quality3d.json", {"machine": first["machine"], "args": first["args"],
+    common.write_summary(args.out, "quality3d.json", {"machine": common.machine_info(), "args": vars(args),
                                                       "results": merged, "table": table})
     return {"paths": paths, "table": table, "results": merged}
 

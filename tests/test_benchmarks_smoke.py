@@ -116,13 +116,6 @@ def test_quality3d_runs_seeds_and_methods_in_parallel(tmp_path):
     assert set(merged) == {"0", "1"} and all(set(r) == {"raw", *quality3d.METHODS[:2]} for r in merged.values())
 
 
-def test_quality3d_child_arguments_drop_the_parents_own():
-    quality3d = _load("quality3d")
-    argv = ["--steps", "5", "--seeds", "0", "1", "--jobs", "3", "--methods", "1", "--out", "o", "--smoke"]
-    assert quality3d._without(quality3d._without(argv, "--seeds", None), "--jobs", 1) == [
-        "--steps", "5", "--methods", "1", "--out", "o", "--smoke"]
-
-
 def test_speed3d_smoke(tmp_path):
     speed3d = _load("speed3d")
     summary = speed3d.main(["--smoke", "--out", str(tmp_path)])
