@@ -52,7 +52,7 @@ def run_method(noisy: np.ndarray, name: str, args: argparse.Namespace, seed: int
     pz, py, px = args.patch
     common_cfg = dict(depth=args.depth, channels=args.channels, seed=seed, precision=args.precision,
                       device=args.device, steps_per_epoch=min(10, args.steps), epochs=max(1, args.steps // 10),
-                      lr=args.lr, head_lr_scale=args.head_lr_scale)
+                      lr=args.lr, head_lr_scale=args.head_lr_scale, positivity=args.positivity)
     if name == "2D slice-by-slice DecoNoising":
         cfg = TrainConfig(ndim=2, psf_sigma=SIGMA[1:], patch_size=(py, px), batch_size=args.batch * pz,
                           **common_cfg)
@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
     add_budget_args(ap, steps=300, seeds=[0])
     ap.add_argument("--head-lr-scale", type=float, default=1.0,
                     help="the phantom head learns at lr times this (TrainConfig.head_lr_scale), every method")
+    ap.add_argument("--positivity", type=float, default=1.0, metavar="LAMBDA",
+                    help="weight of the phantom's positivity term (TrainConfig.positivity), every method")
     ap.add_argument("--precond", type=float, default=None, metavar="EPS",
                     help="Wiener-preconditioned phantom gradient (probe3d.py), DecoNoising methods only")
     ap.add_argument("--aux-n2v", type=float, default=0.0, metavar="W",

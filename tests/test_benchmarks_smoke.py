@@ -94,11 +94,15 @@ def test_quality3d_smoke(tmp_path):
 
 
 def test_quality3d_preconditioned_smoke(tmp_path):
-    """``--precond`` (the Wiener-preconditioned phantom gradient of probe3d.py) runs in quality3d too."""
+    """``--precond`` (the Wiener-preconditioned phantom gradient of probe3d.py) runs in quality3d too,
+    with the other training options."""
     quality3d = _load("quality3d")
-    quality3d.main(["--smoke", "--methods", "0", "--precond", "0.1", "--head-lr-scale", "10", "--out", str(tmp_path)])
-    row = json.loads((tmp_path / "quality3d.json").read_text())["results"]["0"]["3D DecoNoising"]
+    quality3d.main(["--smoke", "--methods", "0", "--precond", "0.1", "--head-lr-scale", "10", "--positivity", "0",
+                    "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "quality3d.json").read_text())
+    row = saved["results"]["0"]["3D DecoNoising"]
     assert math.isfinite(row["denoised"]) and math.isfinite(row["deconvolved_last"])
+    assert saved["args"]["positivity"] == 0 and saved["args"]["head_lr_scale"] == 10
 
 
 def test_quality3d_runs_seeds_and_methods_in_parallel(tmp_path):
