@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import json
 import math
 import sys
@@ -51,9 +52,11 @@ from quality3d import SIGMA  # noqa: E402
 
 from napari_deconoising.core import TrainConfig, Trainer  # noqa: E402
 from napari_deconoising.core import psf as psf_module  # noqa: E402
-from napari_deconoising.core import train as train_module  # noqa: E402
 from napari_deconoising.core.model import DecoNoisingModel  # noqa: E402
 from napari_deconoising.core.sample3d import make_sample_3d  # noqa: E402
+
+# The module, not the train() function the package exports under the same name.
+train_module = importlib.import_module("napari_deconoising.core.train")
 
 
 class _WienerGradient(torch.autograd.Function):

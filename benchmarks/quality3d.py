@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import importlib
 import json
 import sys
 import time
@@ -37,9 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-from napari_deconoising.core import TrainConfig, Trainer  # noqa: E402
+from napari_deconoising.core import TrainConfig, Trainer, patches  # noqa: E402
 from napari_deconoising.core.sample import make_sample  # noqa: E402
 from napari_deconoising.core.sample3d import make_sample_3d  # noqa: E402
+
+# The module, not the train() function the package exports under the same name.
+train_module = importlib.import_module("napari_deconoising.core.train")
 
 SIGMA = (2.0, 1.0, 1.0)
 
@@ -61,7 +66,13 @@ def run_method(noisy: np.ndarray, name: str, args: argparse.Namespace, seed: int
         cfg = TrainConfig(ndim=3, psf=psf, psf_sigma=SIGMA, patch_size=(pz, py, px), batch_size=args.batch,
                           pool_z=args.pool_z, **common_cfg)
     t0, c0 = time.perf_counter(), time.process_time()
-    trainer = Trainer(noisy, cfg, axes="ZYX")
+    if args.val_voxels:  # the validation set is drawn when the trainer is built
+        train_module.validation_patch_count = functools.partial(patches.validation_patch_count,
+                                                                min_voxels=args.val_voxels)
+    try:
+        trainer = Trainer(noisy, cfg, axes="ZYX")
+    finally:
+        train_module.validation_patch_count = patches.validation_patch_count
     if args.precond is not None and trainer.psf is not None and trainer.psf.size > 1:
         from probe3d import _precondition
 
@@ -226,6 +237,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="the phantom head learns at lr times this (TrainConfig.head_lr_scale), every method")
     ap.add_argument("--positivity", type=float, default=1.0, metavar="LAMBDA",
                     help="weight of the phantom's positivity term (TrainConfig.positivity), every method")
+    ap.add_argument("--val-voxels", type=int, default=0, metavar="V",
+                    help="validate on enough patches for V voxels (at most 64) instead of one batch, every method")
     ap.add_argument("--precond", type=float, default=None, metavar="EPS",
                     help="Wiener-preconditioned phantom gradient (probe3d.py), DecoNoising methods only")
     ap.add_argument("--aux-n2v", type=float, default=0.0, metavar="W",

@@ -98,11 +98,27 @@ def test_quality3d_preconditioned_smoke(tmp_path):
     with the other training options."""
     quality3d = _load("quality3d")
     quality3d.main(["--smoke", "--methods", "0", "--precond", "0.1", "--head-lr-scale", "10", "--positivity", "0",
-                    "--out", str(tmp_path)])
+                    "--val-voxels", "65536", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "quality3d.json").read_text())
     row = saved["results"]["0"]["3D DecoNoising"]
     assert math.isfinite(row["denoised"]) and math.isfinite(row["deconvolved_last"])
     assert saved["args"]["positivity"] == 0 and saved["args"]["head_lr_scale"] == 10
+    assert quality3d.train_module.validation_patch_count is quality3d.patches.validation_patch_count  # restored
+
+
+def test_quality3d_val_voxels_enlarges_the_validation_set(monkeypatch):
+    quality3d = _load("quality3d")
+    sizes = []
+    real = quality3d.Trainer.__init__
+
+    def spy(self, *a, **k):
+        real(self, *a, **k)
+        sizes.append(self.val_x.shape[0])
+
+    monkeypatch.setattr(quality3d.Trainer, "__init__", spy)
+    quality3d.main(["--smoke", "--methods", "0", "--val-voxels", str(8 * 32 * 32 * 5)])
+    quality3d.main(["--smoke", "--methods", "0"])
+    assert sizes == [5, 2]  # smoke patches of 8x32x32, batch 2
 
 
 def test_quality3d_runs_seeds_and_methods_in_parallel(tmp_path):

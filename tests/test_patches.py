@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from napari_deconoising.core.data import DataError, DataWarning
-from napari_deconoising.core.patches import PatchSampler, fit_patch_size, split_regions
+from napari_deconoising.core.patches import (
+    PatchSampler,
+    fit_patch_size,
+    split_regions,
+    validation_patch_count,
+)
 
 
 def test_patch_shrinks_with_warning_or_fails():
@@ -20,6 +25,23 @@ def test_split_single_image_and_stack():
     with pytest.warns(DataWarning, match="validation"):
         tr, va = split_regions([np.zeros((100, 100))], 0.1, 64)
     assert tr == va
+
+
+@pytest.mark.parametrize("patch", [(16, 64, 64), (8, 32, 32), (32, 128, 128), (100, 100), (64, 64), (512, 512), (4, 4)])
+@pytest.mark.parametrize("batch", [1, 4, 20, 64, 200])
+@pytest.mark.parametrize("voxels", [0, 2**16, 2**20])
+def test_validation_holds_a_batch_or_enough_voxels_and_at_most_64_patches(patch, batch, voxels):
+    n = validation_patch_count(patch, batch, voxels)
+    per_patch = int(np.prod(patch))
+    assert 1 <= n <= 64
+    assert n >= min(batch, 64)  # never fewer than a batch
+    assert n * per_patch >= voxels or n == 64  # the voxels asked for, where 64 patches allow it
+    assert (n - 1) * per_patch < voxels or n == min(batch, 64)  # and no more than needed
+
+
+def test_the_engine_validates_on_one_batch():
+    assert validation_patch_count((16, 64, 64), 4) == 4 and validation_patch_count((100, 100), 200) == 64
+    assert validation_patch_count((16, 64, 64), 4, 2**20) == 16  # the benchmark's --val-voxels 1048576
 
 
 def test_patch_sampler_normalises_augments_and_does_not_touch_data():

@@ -12,7 +12,8 @@ import numpy as np
 from .config import TrainConfig
 from .data import DataError, DataWarning
 
-__all__ = ["Region", "fit_patch_size", "fit_patch_to_data", "split_regions", "PatchSampler"]
+__all__ = ["Region", "fit_patch_size", "fit_patch_to_data", "split_regions", "validation_patch_count",
+           "PatchSampler"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,18 @@ def fit_patch_to_data(slices: Sequence[np.ndarray], config: TrainConfig,
     if not config.pools_z():
         mults[0], mins[0] = 1, smallest
     return fit_patch_size(slices, want, mults, mins, warn=warn), config
+
+
+def validation_patch_count(patch_shape: Sequence[int], batch_size: int, min_voxels: int = 0) -> int:
+    """How many validation patches to draw: a batch, or enough for ``min_voxels``; at most 64.
+
+    The engine validates on one batch (``min_voxels=0``). A larger set has fewer noisy blind
+    spots per epoch to be fooled by, but on a small held-out region it mostly repeats the same
+    voxels: ``benchmarks/quality3d.py --val-voxels`` measured 2**20 against a 3D batch of four
+    and found no consistent gain (docs/benchmarks.md, "a validation set sized by voxels").
+    """
+    per_patch = math.prod(int(n) for n in patch_shape)
+    return max(1, min(64, max(int(batch_size), math.ceil(min_voxels / per_patch))))
 
 
 def split_regions(slices: Sequence[np.ndarray], val_fraction: float, patch: int | Sequence[int],

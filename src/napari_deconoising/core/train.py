@@ -21,7 +21,7 @@ from .masking import apply_blind_spots
 from .model import DecoNoisingModel, check_resume_ndim
 from .n2v2 import median_blind_spots
 from .network import DecoNoisingNet
-from .patches import PatchSampler, fit_patch_to_data, split_regions
+from .patches import PatchSampler, fit_patch_to_data, split_regions, validation_patch_count
 from .probe import time_steps, training_probe
 from .psf import gaussian_psf, prepare_psf
 from .weight_average import WeightAverage
@@ -153,7 +153,7 @@ class Trainer:
         """A fixed set of masked validation patches, so epochs are comparable."""
         rng = np.random.default_rng(self.config.seed + 1)
         sampler = PatchSampler(self.slices, regions, self.patch_shape, self.mean, self.std, rng, augment=False)
-        n = max(1, min(self.config.batch_size, 64))
+        n = validation_patch_count(self.patch_shape, self.config.batch_size)
         x = torch.from_numpy(sampler.sample(n)).to(self.plan.device)
         gen = torch.Generator(device=self.plan.device).manual_seed(self.config.seed + 1)
         self.val_x, self.val_mask = self._mask(x, self.config.mask_fraction, self.config.mask_radius, gen)
