@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import functools
+import importlib
 import json
 import os
 import platform
@@ -225,3 +228,21 @@ def run_peer(py: Path, job: dict, timeout: float = 3600, runner: Path = RUNNER,
         if r.returncode != 0 or not rf.exists():
             raise RuntimeError(f"CAREamics job failed (exit {r.returncode}):\n{r.stderr[-2000:]}")
         return json.loads(rf.read_text())
+
+
+@contextlib.contextmanager
+def validation_voxels(voxels: int):
+    """Trainers built inside validate on enough patches for ``voxels`` voxels (at most 64).
+
+    ``patches.validation_patch_count(..., min_voxels=voxels)`` instead of the engine's one batch;
+    0 leaves the engine as it is. The engine's own rule is back on leaving.
+    """
+    # The module, not the train() function the package exports under the same name.
+    train_module = importlib.import_module("napari_deconoising.core.train")
+    patches = importlib.import_module("napari_deconoising.core.patches")
+    if voxels:
+        train_module.validation_patch_count = functools.partial(patches.validation_patch_count, min_voxels=voxels)
+    try:
+        yield
+    finally:
+        train_module.validation_patch_count = patches.validation_patch_count

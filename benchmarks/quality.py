@@ -64,6 +64,8 @@ def main(argv=None) -> dict:
     )
     ap.add_argument("--seed", type=int, default=0, help="seed of the data (and of training without --seeds)")
     ap.add_argument("--n2v2", action="store_true", help="train all our models with N2V2")
+    ap.add_argument("--val-voxels", type=int, default=0, metavar="V",
+                    help="validate our models on enough patches for V voxels (at most 64) instead of one batch")
     ap.add_argument("--weight-average", type=float, default=0.0, metavar="DECAY",
                     help="train all our models with this weight average (TrainConfig.weight_average)")
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 1.0],
@@ -123,19 +125,20 @@ def main(argv=None) -> dict:
         runs = []
         for seed in a.seeds or [a.seed]:
             log(f"{dname}: training seed {seed}")
-            runs.append(run_dataset(
-                ds,
-                p,
-                precision,
-                peer_py,
-                seed,
-                sweep=not a.no_sweep and dname in p.sweep,
-                sigmas=p.sigmas,
-                peer_matched=a.peer_matched,
-                lambdas=tuple(a.lambdas),
-                n2v2=a.n2v2,
-                weight_average=a.weight_average,
-            ))
+            with common.validation_voxels(a.val_voxels):  # our trainers only: the peer runs in its own process
+                runs.append(run_dataset(
+                    ds,
+                    p,
+                    precision,
+                    peer_py,
+                    seed,
+                    sweep=not a.no_sweep and dname in p.sweep,
+                    sigmas=p.sigmas,
+                    peer_matched=a.peer_matched,
+                    lambdas=tuple(a.lambdas),
+                    n2v2=a.n2v2,
+                    weight_average=a.weight_average,
+                ))
         r = seedstats.combine(runs)
         r["_ds"] = ds
         r["sigma"] = ds.sigma

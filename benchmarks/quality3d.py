@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
-import importlib
 import json
 import sys
 import time
@@ -39,12 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-from napari_deconoising.core import TrainConfig, Trainer, patches  # noqa: E402
+from napari_deconoising.core import TrainConfig, Trainer  # noqa: E402
 from napari_deconoising.core.sample import make_sample  # noqa: E402
 from napari_deconoising.core.sample3d import make_sample_3d  # noqa: E402
-
-# The module, not the train() function the package exports under the same name.
-train_module = importlib.import_module("napari_deconoising.core.train")
 
 SIGMA = (2.0, 1.0, 1.0)
 
@@ -66,13 +61,8 @@ def run_method(noisy: np.ndarray, name: str, args: argparse.Namespace, seed: int
         cfg = TrainConfig(ndim=3, psf=psf, psf_sigma=SIGMA, patch_size=(pz, py, px), batch_size=args.batch,
                           pool_z=args.pool_z, **common_cfg)
     t0, c0 = time.perf_counter(), time.process_time()
-    if args.val_voxels:  # the validation set is drawn when the trainer is built
-        train_module.validation_patch_count = functools.partial(patches.validation_patch_count,
-                                                                min_voxels=args.val_voxels)
-    try:
+    with common.validation_voxels(args.val_voxels):  # the validation set is drawn when the trainer is built
         trainer = Trainer(noisy, cfg, axes="ZYX")
-    finally:
-        train_module.validation_patch_count = patches.validation_patch_count
     if args.precond is not None and trainer.psf is not None and trainer.psf.size > 1:
         from probe3d import _precondition
 

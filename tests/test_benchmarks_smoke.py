@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import math
@@ -11,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from napari_deconoising.core import Trainer, patches
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -31,7 +34,8 @@ def test_quality_smoke(tmp_path):
     pytest.importorskip("matplotlib")
     pytest.importorskip("PIL")
     quality = _load("quality")
-    summary = quality.main(["--smoke", "--weight-average", "0.5", "--out", str(tmp_path)])  # the option runs too
+    summary = quality.main(["--smoke", "--weight-average", "0.5", "--val-voxels", "65536",
+                            "--out", str(tmp_path)])  # the options run too
     assert (tmp_path / "bench_quality.png").stat().st_size > 0
     assert (tmp_path / "bench_sigma.png").stat().st_size > 0
     saved = json.loads((tmp_path / "quality.json").read_text())
@@ -103,7 +107,24 @@ def test_quality3d_preconditioned_smoke(tmp_path):
     row = saved["results"]["0"]["3D DecoNoising"]
     assert math.isfinite(row["denoised"]) and math.isfinite(row["deconvolved_last"])
     assert saved["args"]["positivity"] == 0 and saved["args"]["head_lr_scale"] == 10
-    assert quality3d.train_module.validation_patch_count is quality3d.patches.validation_patch_count  # restored
+    assert train_module().validation_patch_count is patches.validation_patch_count  # the engine's own again
+
+
+def train_module():
+    # The module, not the train() function the package exports under the same name.
+    return importlib.import_module("napari_deconoising.core.train")
+
+
+def test_validation_voxels_enlarges_the_validation_set_of_trainers_built_inside(sample3d, tiny_config):
+    common = _load("common")
+    cfg = tiny_config.replace(ndim=3, patch_size=(8, 32, 32), batch_size=2, epochs=1, steps_per_epoch=1)
+    with common.validation_voxels(8 * 32 * 32 * 5):
+        inside = Trainer(sample3d.noisy, cfg, axes="ZYX")
+    assert inside.val_x.shape[0] == 5
+    assert Trainer(sample3d.noisy, cfg, axes="ZYX").val_x.shape[0] == 2  # one batch again
+    with pytest.raises(RuntimeError), common.validation_voxels(1 << 20):
+        raise RuntimeError  # restored on an error too
+    assert train_module().validation_patch_count is patches.validation_patch_count
 
 
 def test_quality3d_val_voxels_enlarges_the_validation_set(monkeypatch):
