@@ -231,16 +231,15 @@ def run_peer(py: Path, job: dict, timeout: float = 3600, runner: Path = RUNNER,
 
 
 @contextlib.contextmanager
-def validation_voxels(voxels: int):
-    """Trainers built inside validate on enough patches for ``voxels`` voxels (at most 64).
-
-    ``patches.validation_patch_count(..., min_voxels=voxels)`` instead of the engine's one batch;
-    0 leaves the engine as it is. The engine's own rule is back on leaving.
+def validation_voxels(voxels: int | None):
+    """Trainers built inside validate on enough patches for ``voxels`` voxels (at least a batch,
+    at most 64): ``patches.validation_patch_count(..., min_voxels=voxels)``; 0 is one batch (the
+    engine before stop 12), None leaves the engine's own rule, which is back on leaving.
     """
     # The module, not the train() function the package exports under the same name.
     train_module = importlib.import_module("napari_deconoising.core.train")
     patches = importlib.import_module("napari_deconoising.core.patches")
-    if voxels:
+    if voxels is not None:
         train_module.validation_patch_count = functools.partial(patches.validation_patch_count, min_voxels=voxels)
     try:
         yield

@@ -121,7 +121,9 @@ def test_validation_voxels_enlarges_the_validation_set_of_trainers_built_inside(
     with common.validation_voxels(8 * 32 * 32 * 5):
         inside = Trainer(sample3d.noisy, cfg, axes="ZYX")
     assert inside.val_x.shape[0] == 5
-    assert Trainer(sample3d.noisy, cfg, axes="ZYX").val_x.shape[0] == 2  # one batch again
+    with common.validation_voxels(0):
+        assert Trainer(sample3d.noisy, cfg, axes="ZYX").val_x.shape[0] == 2  # one batch
+    assert Trainer(sample3d.noisy, cfg, axes="ZYX").val_x.shape[0] == 64  # the engine's own again
     with pytest.raises(RuntimeError), common.validation_voxels(1 << 20):
         raise RuntimeError  # restored on an error too
     assert train_module().validation_patch_count is patches.validation_patch_count
@@ -138,8 +140,9 @@ def test_quality3d_val_voxels_enlarges_the_validation_set(monkeypatch):
 
     monkeypatch.setattr(quality3d.Trainer, "__init__", spy)
     quality3d.main(["--smoke", "--methods", "0", "--val-voxels", str(8 * 32 * 32 * 5)])
+    quality3d.main(["--smoke", "--methods", "0", "--val-voxels", "0"])
     quality3d.main(["--smoke", "--methods", "0"])
-    assert sizes == [5, 2]  # smoke patches of 8x32x32, batch 2
+    assert sizes == [5, 2, 64]  # smoke patches of 8x32x32, batch 2; the engine's own: 2**20 voxels
 
 
 def test_quality3d_runs_seeds_and_methods_in_parallel(tmp_path):

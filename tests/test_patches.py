@@ -3,6 +3,7 @@ import pytest
 
 from napari_deconoising.core.data import DataError, DataWarning
 from napari_deconoising.core.patches import (
+    VALIDATION_VOXELS,
     PatchSampler,
     fit_patch_size,
     split_regions,
@@ -39,9 +40,12 @@ def test_validation_holds_a_batch_or_enough_voxels_and_at_most_64_patches(patch,
     assert (n - 1) * per_patch < voxels or n == min(batch, 64)  # and no more than needed
 
 
-def test_the_engine_validates_on_one_batch():
-    assert validation_patch_count((16, 64, 64), 4) == 4 and validation_patch_count((100, 100), 200) == 64
-    assert validation_patch_count((16, 64, 64), 4, 2**20) == 16  # the benchmark's --val-voxels 1048576
+def test_the_engine_validates_on_about_a_million_voxels():
+    assert VALIDATION_VOXELS == 2**20
+    assert validation_patch_count((16, 64, 64), 4) == 16  # one batch (before stop 12) was 4
+    assert validation_patch_count((16, 64, 64), 20) == 20  # the 3D default: still a batch
+    assert validation_patch_count((100, 100), 20) == 64  # the 2D default: was 20
+    assert validation_patch_count((16, 64, 64), 4, min_voxels=0) == 4  # one batch
 
 
 def test_patch_sampler_normalises_augments_and_does_not_touch_data():

@@ -271,7 +271,7 @@ def test_3d_time_lapse_trains_volume_by_volume(sample3d, tiny_config):
     cfg = tiny_config.replace(ndim=3, patch_size=(8, 32, 32), batch_size=2, epochs=1, steps_per_epoch=2)
     tr = Trainer(tzyx, cfg, axes="TZYX")
     assert len(tr.slices) == 3 and all(np.shares_memory(v, tzyx) for v in tr.slices)  # never copied
-    assert tr.val_x.shape[2:] == (8, 32, 32) and tr.val_x.shape[0] == 2  # one batch
+    assert tr.val_x.shape[2:] == (8, 32, 32) and tr.val_x.shape[0] == 64  # toward 2**20 voxels, not one batch of 2
     model = train(tzyx, cfg, axes="TZYX")
     assert model.predict(tzyx, "TZYX", device="cpu").denoised.shape == tzyx.shape
 
