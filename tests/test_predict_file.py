@@ -27,9 +27,9 @@ def test_zarr_in_zarr_out_equals_in_memory(trained, stack, tmp_path):
               coordinate_transformations=[[{"type": "scale", "scale": [1.0, 0.5, 0.25]}],
                                           [{"type": "scale", "scale": [1.0, 1.0, 0.5]}]])
     tile = 2 * tile_halo(trained) + 16
-    ref = trained.predict(stack, "TYX", device="cpu", tile_size=tile, batch_size=2)
+    ref = trained.predict(stack, "TYX", device="cpu", tile_size=tile, batch_size=2, precision="fp32")
     axes = predict_file(trained, tmp_path / "in.zarr", tmp_path / "den.zarr", tmp_path / "dec.zarr",
-                        tile_size=tile, device="cpu", batch_size=2)
+                        tile_size=tile, device="cpu", batch_size=2, precision="fp32")
     assert axes == "TYX"
     for name, want in (("den.zarr", ref.denoised), ("dec.zarr", ref.deconvolved)):
         node = next(iter(Reader(parse_url(str(tmp_path / name)))()))
@@ -41,8 +41,9 @@ def test_zarr_in_zarr_out_equals_in_memory(trained, stack, tmp_path):
 def test_tiff_in_bigtiff_out(trained, stack, tmp_path):
     tifffile.imwrite(tmp_path / "in.tif", stack, metadata={"axes": "TYX"}, photometric="minisblack")
     tile = 2 * tile_halo(trained) + 16
-    ref = trained.predict(stack, "TYX", device="cpu", tile_size=tile, batch_size=2)
-    predict_file(trained, tmp_path / "in.tif", tmp_path / "den.tif", tile_size=tile, device="cpu", batch_size=2)
+    ref = trained.predict(stack, "TYX", device="cpu", tile_size=tile, batch_size=2, precision="fp32")
+    predict_file(trained, tmp_path / "in.tif", tmp_path / "den.tif", tile_size=tile, device="cpu", batch_size=2,
+                 precision="fp32")
     with tifffile.TiffFile(tmp_path / "den.tif") as tif:
         assert tif.is_bigtiff
     data, axes = read_image(tmp_path / "den.tif")

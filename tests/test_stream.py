@@ -21,8 +21,8 @@ def _lazy(model, image, axes, tile, batch=2, **kw):
 def test_lazy_equals_in_memory(trained, shape, axes):
     img = np.random.default_rng(0).normal(trained.mean, trained.std, shape).astype(np.float32)
     tile = 2 * tile_halo(trained) + 16
-    ref = trained.predict(img, axes, device="cpu", tile_size=tile, batch_size=2)
-    den, dec = _lazy(trained, img, axes, tile)
+    ref = trained.predict(img, axes, device="cpu", tile_size=tile, batch_size=2, precision="fp32")
+    den, dec = _lazy(trained, img, axes, tile, precision="fp32")
     np.testing.assert_allclose(den, ref.denoised, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dec, ref.deconvolved, rtol=1e-5, atol=1e-5)
 

@@ -81,7 +81,8 @@ def test_apply_on_a_dask_layer_never_materialises_it(viewer, trained, tmp_path, 
     assert not notifications["error"], notifications["error"]
     den, dec = viewer.layers["lazy denoised"], viewer.layers["lazy deconvolved"]
     assert isinstance(den.data, zarr.Array) and isinstance(dec.data, zarr.Array)  # lazy, on disk
-    ref = trained.predict(img, "TYX", device="cpu", tile_size=tile)
+    # Against the whole-image path in the precision the worker chose (auto may choose either).
+    ref = trained.predict(img, "TYX", device="cpu", tile_size=tile, precision=a.prediction.request.plans[0].precision)
     np.testing.assert_allclose(den.data[...], ref.denoised, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(dec.data[...], ref.deconvolved, rtol=1e-4, atol=1e-4)
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["lazy_deconvolved.zarr",
