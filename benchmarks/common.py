@@ -230,6 +230,13 @@ def run_peer(py: Path, job: dict, timeout: float = 3600, runner: Path = RUNNER,
         return json.loads(rf.read_text())
 
 
+def add_val_voxels_arg(ap) -> None:
+    """``--val-voxels V``, for :func:`validation_voxels`."""
+    ap.add_argument("--val-voxels", type=int, default=None, metavar="V",
+                    help="validation patches for V voxels (at least a batch, at most 64); 0: one batch, "
+                         "as before stop 12 (default: the engine's 2**20)")
+
+
 @contextlib.contextmanager
 def validation_voxels(voxels: int | None):
     """Trainers built inside validate on enough patches for ``voxels`` voxels (at least a batch,

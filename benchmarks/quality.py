@@ -64,9 +64,7 @@ def main(argv=None) -> dict:
     )
     ap.add_argument("--seed", type=int, default=0, help="seed of the data (and of training without --seeds)")
     ap.add_argument("--n2v2", action="store_true", help="train all our models with N2V2")
-    ap.add_argument("--val-voxels", type=int, default=None, metavar="V",
-                    help="validation patches for V voxels (at least a batch, at most 64); 0: one batch, "
-                         "as before stop 12 (default: the engine's 2**20)")
+    common.add_val_voxels_arg(ap)
     ap.add_argument("--weight-average", type=float, default=0.0, metavar="DECAY",
                     help="train all our models with this weight average (TrainConfig.weight_average)")
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 1.0],

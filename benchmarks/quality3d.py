@@ -227,9 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="the phantom head learns at lr times this (TrainConfig.head_lr_scale), every method")
     ap.add_argument("--positivity", type=float, default=1.0, metavar="LAMBDA",
                     help="weight of the phantom's positivity term (TrainConfig.positivity), every method")
-    ap.add_argument("--val-voxels", type=int, default=None, metavar="V",
-                    help="validation patches for V voxels (at least a batch, at most 64); 0: one batch, "
-                         "as before stop 12 (default: the engine's 2**20)")
+    common.add_val_voxels_arg(ap)
     ap.add_argument("--precond", type=float, default=None, metavar="EPS",
                     help="Wiener-preconditioned phantom gradient (probe3d.py), DecoNoising methods only")
     ap.add_argument("--aux-n2v", type=float, default=0.0, metavar="W",
