@@ -20,6 +20,13 @@ changed per run, to find out why 3D DecoNoising starts slower than its Noise2Voi
   to the configured sigma over the first ``STEPS`` optimiser steps, a continuation from the
   fast-learning Noise2Void problem to DecoNoising; the best model is chosen among the epochs
   after the ramp only;
+* ``--wiener-phantom EPS`` (``quality3d.py``): the phantom is the U-Net's output passed through a
+  fixed Wiener deconvolution, ``z = W u`` with ``W = (1 + EPS) conj(H) / (|H|**2 + EPS)``
+  (reflect-padded FFT), so that ``s = h * z`` is ``u`` low-passed by ``(1 + EPS) |H|**2 / (|H|**2
+  + EPS)``: the U-Net learns at Noise2Void's pace on the modes the PSF passes, and the
+  phantom is still the network's (U-Net plus one fixed layer) and still goes through the PSF.
+  A reparametrisation of the phantom head, where ``--precond`` filters only the gradient.
+  Training and prediction both (the class is patched, in this process);
 * ``--ema DECAY`` (``quality3d.py``, every method): validation, the best model and the last
   weights use an exponential moving average of the weights (``avg = DECAY * avg + (1 - DECAY)
   * w`` after every step); training continues from the raw weights.
@@ -87,6 +94,47 @@ def _precondition(trainer: Trainer, eps: float) -> None:
         return net.psf(z), phantom
 
     net.forward = forward
+
+
+def _wiener_kernel(kernel: torch.Tensor, shape: tuple[int, ...], eps: float) -> torch.Tensor:
+    """``(1 + eps) conj(H) / (|H|^2 + eps)`` on an FFT grid of ``shape`` (``kernel`` flipped, centred)."""
+    k = torch.zeros(shape, dtype=torch.float32)
+    k[tuple(slice(0, n) for n in kernel.shape)] = kernel.flip(tuple(range(kernel.ndim)))
+    k = torch.roll(k, tuple(-(n // 2) for n in kernel.shape), tuple(range(kernel.ndim)))
+    h = torch.fft.rfftn(k)
+    return (1 + eps) * h.conj() / (h.abs() ** 2 + eps)
+
+
+def wiener_phantom(eps: float) -> None:
+    """Patch ``DecoNoisingNet`` so that its phantom is ``W`` applied to the U-Net output (see the docstring)."""
+    from napari_deconoising.core.network import DecoNoisingNet
+
+    if getattr(DecoNoisingNet, "_wiener_eps", None) is not None:
+        raise RuntimeError("the Wiener phantom is already patched in")
+    DecoNoisingNet._wiener_eps = eps
+    orig_forward = DecoNoisingNet.forward
+    orig_radius = DecoNoisingNet.receptive_radius
+
+    def forward(self, x: torch.Tensor):
+        if all(r == 0 for r in self.psf.radius):  # Noise2Void mode: nothing to undo
+            return orig_forward(self, x)
+        u = self.unet(x)
+        with torch.autocast(x.device.type, enabled=False):
+            u = u.float()
+            kernel = self.psf.kernel[0, 0]  # stored flipped; _wiener_kernel flips it back
+            pad = [min(r, n - 1) for r, n in zip(self.psf.radius, u.shape[2:])]
+            up = torch.nn.functional.pad(u, [p for r in reversed(pad) for p in (r, r)], mode="reflect")
+            size = tuple(up.shape[2:])
+            w = _wiener_kernel(kernel.cpu(), size, eps).to(u.device)
+            dims = tuple(range(2, up.ndim))
+            z = torch.fft.irfftn(torch.fft.rfftn(up, dim=dims) * w, s=size, dim=dims)
+            z = z[(slice(None), slice(None), *(slice(p, p + n) for p, n in zip(pad, u.shape[2:])))]
+            return self.psf(z), z
+
+    DecoNoisingNet.forward = forward
+    # The fixed layer reaches about as far as the PSF again: tiles get that much more halo.
+    DecoNoisingNet.receptive_radius = property(
+        lambda self: tuple(r + p for r, p in zip(orig_radius.fget(self), self.psf.radius)))
 
 
 def _aux_head(trainer: Trainer, weight: float) -> None:

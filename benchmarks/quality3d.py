@@ -60,6 +60,10 @@ def run_method(noisy: np.ndarray, name: str, args: argparse.Namespace, seed: int
         psf = "none" if "Noise2Void" in name else "gaussian"
         cfg = TrainConfig(ndim=3, psf=psf, psf_sigma=SIGMA, patch_size=(pz, py, px), batch_size=args.batch,
                           pool_z=args.pool_z, **common_cfg)
+    if args.wiener_phantom is not None and "Noise2Void" not in name:
+        from probe3d import wiener_phantom
+
+        wiener_phantom(args.wiener_phantom)  # before the trainer builds the network; also for prediction
     t0, c0 = time.perf_counter(), time.process_time()
     with common.validation_voxels(args.val_voxels):  # the validation set is drawn when the trainer is built
         trainer = Trainer(noisy, cfg, axes="ZYX")
@@ -230,6 +234,9 @@ def main(argv: list[str] | None = None) -> dict:
     common.add_val_voxels_arg(ap)
     ap.add_argument("--precond", type=float, default=None, metavar="EPS",
                     help="Wiener-preconditioned phantom gradient (probe3d.py), DecoNoising methods only")
+    ap.add_argument("--wiener-phantom", type=float, default=None, metavar="EPS",
+                    help="the phantom is a fixed Wiener deconvolution of the U-Net output (probe3d.py), "
+                         "DecoNoising methods only")
     ap.add_argument("--aux-n2v", type=float, default=0.0, metavar="W",
                     help="a second head output fits the noisy input directly, loss weight W (probe3d.py), "
                          "DecoNoising methods only")
