@@ -67,6 +67,8 @@ def main(argv=None) -> dict:
     common.add_val_voxels_arg(ap)
     ap.add_argument("--weight-average", type=float, default=0.0, metavar="DECAY",
                     help="train all our models with this weight average (TrainConfig.weight_average)")
+    ap.add_argument("--wiener-phantom", type=float, default=None, metavar="EPS",
+                    help="the phantom is a fixed Wiener deconvolution of the U-Net output (probe3d.py)")
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 1.0],
                     help="positivity weights of the DecoNoising runs (1 must be among them)")
     ap.add_argument("--seeds", type=int, nargs="+", metavar="S",
@@ -92,6 +94,10 @@ def main(argv=None) -> dict:
         figure_sigma(saved["results"], out / "bench_sigma.png", saved["machine"])
         return saved
 
+    if a.wiener_phantom is not None:
+        from probe3d import wiener_phantom
+
+        wiener_phantom(a.wiener_phantom)  # DecoNoising runs only: Noise2Void's PSF is one pixel
     name = "smoke" if a.smoke else "quick" if a.quick else "full" if a.full else "default"
     p = PRESETS[name]
     if a.steps:
