@@ -318,6 +318,7 @@ def test_n2v2_flag_is_saved_with_the_model(files, capsys):
     ("--head-lr-scale", "10", "head_lr_scale", "PSF head lr x10"),
     ("--weight-average", "0.9", "weight_average", "weight average 0.9"),
     ("--lr", "0.002", "lr", "lr 0.002"),
+    ("--wiener-eps", "0.05", "wiener_eps", "Wiener-preconditioned phantom (eps 0.05)"),
 ])
 def test_training_option_is_saved_and_shown_by_info(files, capsys, flag, value, field, shown):
     model = files / f"{field}.pt"
@@ -330,7 +331,7 @@ def test_training_option_is_saved_and_shown_by_info(files, capsys, flag, value, 
 
 @pytest.mark.parametrize("flag, value, field", [
     ("--head-lr-scale", "0", "head_lr_scale"), ("--head-lr-scale", "150", "head_lr_scale"),
-    ("--weight-average", "1", "weight_average"),
+    ("--weight-average", "1", "weight_average"), ("--wiener-eps", "2", "wiener_eps"),
 ])
 def test_training_option_out_of_range_is_one_line_error(files, capsys, flag, value, field):
     out = files / "never.pt"

@@ -16,10 +16,21 @@ def test_paper_defaults():
     ("mask_fraction", 0.5), ("device", "tpu"), ("precision", "int8"), ("micro_batches", 100),
     ("seed", -1), ("depth", True), ("head_lr_scale", 0.0), ("head_lr_scale", 101.0),
     ("weight_average", 1.0), ("weight_average", -0.1), ("weight_average", True),
+    ("wiener_eps", -0.1), ("wiener_eps", 2.0), ("wiener_eps", True), ("wiener_eps", "auto"),
 ])
 def test_invalid_values_name_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
         TrainConfig(**{field: value})
+
+
+def test_the_preconditioned_phantom_is_on_in_3d_and_off_in_2d_by_default_and_off_in_old_files():
+    assert TrainConfig().wiener_eps is None and TrainConfig().phantom_wiener_eps == 0.0
+    c3 = TrainConfig(ndim=3, patch_size=(16, 64, 64))
+    assert c3.phantom_wiener_eps == 0.01
+    assert TrainConfig(ndim=3, patch_size=(16, 64, 64), wiener_eps=0).phantom_wiener_eps == 0.0
+    assert TrainConfig(wiener_eps=0.1).phantom_wiener_eps == 0.1
+    old = {k: v for k, v in c3.to_dict().items() if k != "wiener_eps"}  # a file from before the field
+    assert TrainConfig.from_dict(old).phantom_wiener_eps == 0.0
 
 
 def test_round_trip_and_unknown_keys():

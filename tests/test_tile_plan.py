@@ -19,6 +19,7 @@ from napari_deconoising.core.tile_plan import (
     default_batch_size,
     tile_grid,
     tile_halo,
+    tile_halos,
     tile_margins,
 )
 from napari_deconoising.core.tiles import TileGrid
@@ -118,10 +119,11 @@ def test_auto_tile_shape_gives_a_whole_axis_only_its_length():
     assert ly * lx * _BYTES_PER_PIXEL_CHANNEL * 32 <= budget
 
 
-def _model3d(depth: int, channels: int, z_patch: int = 16) -> DecoNoisingModel:
+def _model3d(depth: int, channels: int, z_patch: int = 16, wiener_eps: float = 0.0) -> DecoNoisingModel:
+    """The plain network by default: the budget rules were measured on its halo."""
     psf = gaussian_psf((2.0, 1.0, 1.0), ndim=3)
     cfg = TrainConfig(ndim=3, depth=depth, channels=channels, psf_sigma=(2.0, 1.0, 1.0),
-                      patch_size=(z_patch, 64, 64))
+                      patch_size=(z_patch, 64, 64), wiener_eps=wiener_eps)
     net = DecoNoisingNet(psf, depth=depth, channels=channels, ndim=3, pool_z=cfg.pools_z())
     return DecoNoisingModel(cfg, net.state_dict(), 0.0, 1.0, psf)
 
@@ -137,6 +139,19 @@ def test_auto_tile_shape_splits_a_stack_just_over_one_tile_once(monkeypatch):
     grid = tile_grid(m, shape, auto_tile_shape(m, CPU, shape))
     assert len(grid.origins()) == 2 and grid.cores[0] == 32  # the whole depth, no Z halo
     assert math.prod(grid.largest()) * _BYTES_PER_PIXEL_CHANNEL * 16 <= budget
+
+
+def test_the_preconditioned_phantom_widens_the_halo_by_its_filter():
+    from napari_deconoising.core.precondition import wiener_radius
+
+    plain, pre = _model3d(3, 32), _model3d(3, 32, wiener_eps=0.01)
+    assert tile_halos(plain) == (22, 72, 72)
+    extra = wiener_radius(pre.psf.shape, 0.01)  # (16, 8, 8)
+    assert all(b - a >= e for a, b, e in zip(tile_halos(plain), tile_halos(pre), extra))
+    assert tile_halos(pre) == (38, 80, 80)  # Y and X rounded to the pooling multiple 8
+    # The 3D default: None means the measured choice, 0.01.
+    cfg = TrainConfig(ndim=3, depth=2, channels=4, psf_sigma=(2.0, 1.0, 1.0), patch_size=(16, 32, 32))
+    assert cfg.wiener_eps is None and cfg.phantom_wiener_eps == 0.01
 
 
 def test_a_deep_3d_network_gets_a_larger_cpu_budget(monkeypatch):

@@ -67,7 +67,7 @@ def _config_from_args(args: argparse.Namespace, label: str = "") -> tuple[TrainC
         psf=psf_kind, psf_sigma=sigma, positivity=args.positivity, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, micro_batches=args.micro_batches,
         patch_size=patch, val_fraction=args.val_fraction, lr=args.lr, head_lr_scale=args.head_lr_scale,
-        weight_average=args.weight_average,
+        weight_average=args.weight_average, wiener_eps=args.wiener_eps,
         depth=args.depth, channels=args.channels, seed=args.seed, device=args.device, precision=args.precision,
         ndim=ndim, optics=optics, n2v2=args.n2v2,
     )

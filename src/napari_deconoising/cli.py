@@ -94,6 +94,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # -- parser --------------------------------------------------------------------------
 
+def _auto_or_float(text: str) -> float | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'auto'") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="deconoising", description=__doc__.splitlines()[0])
@@ -140,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-average", type=float, default=d.weight_average, metavar="DECAY",
                    help="validate and save a moving average of the weights, updated every step with this decay "
                         "(0.99: about the last 100 steps; default 0: off)")
+    t.add_argument("--wiener-eps", type=_auto_or_float, default=d.wiener_eps, metavar="EPS",
+                   help="the deconvolved image is the network's output through the PSF's Wiener filter with this "
+                        "regularisation: the same model, trained faster where the PSF is wide (default auto: "
+                        "0.01 with --3d, 0 in 2D, as measured; 0: the paper's network; see docs/engine.md)")
     t.add_argument("--depth", type=int, default=d.depth)
     t.add_argument("--channels", type=int, default=d.channels)
     t.add_argument("--n2v2", action="store_true",

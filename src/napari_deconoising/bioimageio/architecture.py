@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..core.network import DecoNoisingNet
+from ..core.precondition import wiener_kernel
 
 __all__ = ["BioimageioDecoNoisingNet", "BioimageioChannelNet", "PSF_KEY", "ARCHITECTURE", "CHANNEL_ARCHITECTURE",
            "CONFIG_KEY"]
@@ -39,25 +40,32 @@ class BioimageioDecoNoisingNet(DecoNoisingNet):
         Shape of the PSF (odd sizes). The values come from the state dict's
         ``psf_kernel`` entry; until it is loaded the PSF is a delta (identity).
         Omitted or all ones: a Noise2Void model without PSF.
+    wiener_eps : float
+        The preconditioned phantom's regularisation (``TrainConfig.wiener_eps``; 0: off).
+        Its filter is computed from the PSF whenever the PSF is loaded.
 
     The forward pass returns ``(denoised, deconvolved)`` like :class:`DecoNoisingNet`.
     """
 
     def __init__(self, depth: int = 3, channels: int = 64, ndim: int = 2,
-                 psf_shape: Sequence[int] | None = None, pool_z: bool = True, n2v2: bool = False) -> None:
+                 psf_shape: Sequence[int] | None = None, pool_z: bool = True, n2v2: bool = False,
+                 wiener_eps: float = 0.0) -> None:
         shape = tuple(int(n) for n in psf_shape) if psf_shape else (1,) * ndim
         delta = np.zeros(shape, np.float32)
         delta[tuple(n // 2 for n in shape)] = 1.0
-        super().__init__(delta, depth=depth, channels=channels, ndim=ndim, pool_z=pool_z, n2v2=n2v2)
+        super().__init__(delta, depth=depth, channels=channels, ndim=ndim, pool_z=pool_z, n2v2=n2v2,
+                         wiener_eps=wiener_eps)
         self.register_buffer(PSF_KEY, torch.from_numpy(delta))
         self.register_load_state_dict_post_hook(_sync_psf)
 
     @classmethod
     def from_parts(cls, state_dict: dict[str, torch.Tensor], psf: np.ndarray | None, *, depth: int, channels: int,
-                   ndim: int, pool_z: bool = True, n2v2: bool = False) -> BioimageioDecoNoisingNet:
+                   ndim: int, pool_z: bool = True, n2v2: bool = False,
+                   wiener_eps: float = 0.0) -> BioimageioDecoNoisingNet:
         """Build the network from a model's weights and PSF (``None``: Noise2Void)."""
         kernel = np.ones((1,) * ndim, np.float32) if psf is None else np.asarray(psf, np.float32)
-        net = cls(depth=depth, channels=channels, ndim=ndim, psf_shape=kernel.shape, pool_z=pool_z, n2v2=n2v2)
+        net = cls(depth=depth, channels=channels, ndim=ndim, psf_shape=kernel.shape, pool_z=pool_z, n2v2=n2v2,
+                  wiener_eps=wiener_eps)
         net.load_state_dict({**state_dict, PSF_KEY: torch.from_numpy(kernel.copy())})
         return net.eval()
 
@@ -70,8 +78,12 @@ def _sync_psf(module: BioimageioDecoNoisingNet, incompatible_keys) -> None:
     # The convolution keeps its own flipped copy (torch's conv is a correlation).
     # (A PSF of another shape never gets here: load_state_dict reports the size mismatch.)
     kernel = getattr(module, PSF_KEY)
+    dims = tuple(range(kernel.ndim))
     with torch.no_grad():
-        module.psf.kernel.copy_(torch.flip(kernel, tuple(range(kernel.ndim)))[None, None])
+        module.psf.kernel.copy_(torch.flip(kernel, dims)[None, None])
+        if module.precondition is not None:
+            w = torch.from_numpy(wiener_kernel(kernel.cpu().numpy(), module.wiener_eps))
+            module.precondition.kernel.copy_(torch.flip(w, dims)[None, None])
 
 
 class BioimageioChannelNet(nn.Module):

@@ -164,7 +164,9 @@ class LearnedSigmaTrainer(Trainer):
                  axes: str | None = None, init_sigma: float = INIT_SIGMA, sigma_lr: float = 1e-2,
                  param: str = "sigmoid", sigma_pull: float = SIGMA_PULL) -> None:
         # No weight average: sigma's trail and the best epoch were measured on the raw weights.
-        super().__init__(images, config.replace(psf="gaussian", psf_sigma=init_sigma, weight_average=0.0), axes=axes)
+        # No preconditioned phantom: its filter belongs to one PSF, and this one moves.
+        super().__init__(images, config.replace(psf="gaussian", psf_sigma=init_sigma, weight_average=0.0,
+                                                wiener_eps=0.0), axes=axes)
         self.init_sigma = init_sigma
         psf = LearnableGaussianPSF(init_sigma, ndim=self.config.ndim, param=param).to(self.plan.device)
         self.net.psf = psf

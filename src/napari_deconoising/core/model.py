@@ -62,7 +62,8 @@ class DecoNoisingModel:
     def build_network(self) -> DecoNoisingNet:
         """A fresh :class:`DecoNoisingNet` holding these weights (on the CPU)."""
         net = DecoNoisingNet(self.psf, depth=self.config.depth, channels=self.config.channels,
-                             ndim=self.config.ndim, pool_z=self.config.pools_z(), n2v2=self.config.n2v2)
+                             ndim=self.config.ndim, pool_z=self.config.pools_z(), n2v2=self.config.n2v2,
+                             wiener_eps=self.config.phantom_wiener_eps)
         net.load_state_dict(self.state_dict)
         return net.eval()
 
@@ -159,6 +160,8 @@ class DecoNoisingModel:
             psf = f"measured PSF {tuple(self.psf.shape)}"
         if c.n2v2:
             psf += ", N2V2"
+        if c.phantom_wiener_eps and not self.is_noise2void:
+            psf += f", Wiener-preconditioned phantom (eps {c.phantom_wiener_eps:g})"
         best = min((h["val_loss"] for h in self.history if h.get("val_loss") is not None), default=None)
         val = f", best val loss {best:.4g}" if best is not None else ""
         dims = "" if c.ndim == 2 else f"3D ({'' if c.pools_z() else 'no '}Z pooling) "

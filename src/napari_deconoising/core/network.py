@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .precondition import wiener_kernel, wiener_radius
 from .psf import PSFConvolution
 from .unet import UNet, unet_receptive_radius
 
@@ -22,22 +23,31 @@ class DecoNoisingNet(nn.Module):
         Noise2Void: the denoised signal *is* the U-Net output.
     depth, channels, ndim, pool_z, n2v2 :
         See :class:`~napari_deconoising.core.unet.UNet`.
+    wiener_eps : float
+        > 0: the phantom is the U-Net output through the fixed Wiener filter of the PSF
+        with this regularisation (:mod:`~napari_deconoising.core.precondition`); 0: the
+        U-Net output is the phantom. No effect without a PSF.
 
     The forward pass returns ``(denoised, phantom)``, both shaped like the input.
     """
 
     def __init__(self, psf: np.ndarray | None, depth: int = 3, channels: int = 64,
-                 ndim: int = 2, pool_z: bool = True, n2v2: bool = False) -> None:
+                 ndim: int = 2, pool_z: bool = True, n2v2: bool = False, wiener_eps: float = 0.0) -> None:
         super().__init__()
         self.unet = UNet(depth=depth, channels=channels, ndim=ndim, pool_z=pool_z, n2v2=n2v2)
         if psf is None:
             psf = np.ones((1,) * ndim, dtype=np.float32)
         self.psf = PSFConvolution(psf)
+        self.wiener_eps = float(wiener_eps)
+        self.precondition = (PSFConvolution(wiener_kernel(psf, wiener_eps))
+                             if any(wiener_radius(psf.shape, wiener_eps)) else None)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         phantom = self.unet(x)
         # The PSF in fp32 (one channel: cheap) so that reduced precision stays in the U-Net's body.
         with torch.autocast(x.device.type, enabled=False):
+            if self.precondition is not None:
+                phantom = self.precondition(phantom.float())
             return self.psf(phantom.float()), phantom
 
     def param_groups(self, lr: float, head_lr_scale: float = 1.0) -> list[dict]:
@@ -56,5 +66,6 @@ class DecoNoisingNet(nn.Module):
     def receptive_radius(self) -> tuple[int, ...]:
         """Per spatial axis, how far an output pixel (denoised or phantom) can see into the input."""
         u = self.unet
-        return tuple(unet_receptive_radius(u.depth, pooled=m > 1, n2v2=u.n2v2) + r
-                     for m, r in zip(u.multiples, self.psf.radius))
+        extra = (0,) * u.ndim if self.precondition is None else self.precondition.radius
+        return tuple(unet_receptive_radius(u.depth, pooled=m > 1, n2v2=u.n2v2) + r + e
+                     for m, r, e in zip(u.multiples, self.psf.radius, extra))

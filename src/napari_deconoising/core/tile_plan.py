@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .precondition import wiener_radius
 from .tiles import TileGrid
 from .unet import unet_receptive_radius
 
@@ -27,14 +28,15 @@ def tile_halos(model: DecoNoisingModel) -> tuple[int, ...]:
     """Context each tile carries on both sides of every spatial axis (Z, Y, X or Y, X).
 
     The receptive radius along the axis (an unpooled Z sees much less far) plus the
-    PSF's radius there, rounded up to the axis' pooling multiple: that keeps each
-    tile's pooling grid aligned with the whole image's, so tiled and whole-image
-    predictions agree to float precision and no blending is needed. Only interior
-    tile edges carry it: at the image border the network's zero padding applies
-    (see :mod:`.tiles`).
+    PSF's radius there and that of the preconditioned phantom's filter, rounded up to
+    the axis' pooling multiple: that keeps each tile's pooling grid aligned with the
+    whole image's, so tiled and whole-image predictions agree to float precision and
+    no blending is needed. Only interior tile edges carry it: at the image border the
+    network's zero padding applies (see :mod:`.tiles`).
     """
     cfg = model.config
-    radii = (0,) * cfg.ndim if model.psf is None else tuple(n // 2 for n in model.psf.shape)
+    shape = (1,) * cfg.ndim if model.psf is None else model.psf.shape
+    radii = tuple(n // 2 + w for n, w in zip(shape, wiener_radius(shape, cfg.phantom_wiener_eps)))
     out = []
     for mult, psf_r in zip(_multiples(cfg), radii):
         r = unet_receptive_radius(cfg.depth, pooled=mult > 1, n2v2=cfg.n2v2) + psf_r
