@@ -52,7 +52,8 @@ def run_method(noisy: np.ndarray, name: str, args: argparse.Namespace, seed: int
     pz, py, px = args.patch
     common_cfg = dict(depth=args.depth, channels=args.channels, seed=seed, precision=args.precision,
                       device=args.device, steps_per_epoch=min(10, args.steps), epochs=max(1, args.steps // 10),
-                      lr=args.lr, head_lr_scale=args.head_lr_scale, positivity=args.positivity)
+                      lr=args.lr, head_lr_scale=args.head_lr_scale, positivity=args.positivity,
+                      wiener_eps=args.wiener_eps)
     if name == "2D slice-by-slice DecoNoising":
         cfg = TrainConfig(ndim=2, psf_sigma=SIGMA[1:], patch_size=(py, px), batch_size=args.batch * pz,
                           **common_cfg)
@@ -234,6 +235,9 @@ def main(argv: list[str] | None = None) -> dict:
     common.add_val_voxels_arg(ap)
     ap.add_argument("--precond", type=float, default=None, metavar="EPS",
                     help="Wiener-preconditioned phantom gradient (probe3d.py), DecoNoising methods only")
+    ap.add_argument("--wiener-eps", type=float, default=None, metavar="EPS",
+                    help="TrainConfig.wiener_eps, the engine's preconditioned phantom (default: the engine's "
+                         "choice, 0.01 in 3D and 0 in 2D; 0: off, the engine before stop 13)")
     ap.add_argument("--wiener-phantom", type=float, default=None, metavar="EPS",
                     help="the phantom is a fixed Wiener deconvolution of the U-Net output (probe3d.py), "
                          "DecoNoising methods only")
