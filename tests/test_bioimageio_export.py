@@ -276,14 +276,16 @@ def test_channel_sample_must_have_the_channels(two_channel_model, tmp_path, need
 
 @pytest.mark.slow
 def test_a_thin_stack_3d_model_exports_and_runs_as_ours(trained3d, tmp_path, needs_bioimageio):
-    """No Z pooling and Z step 1 in the package: a 38-plane volume is a valid input."""
+    """No Z pooling and Z step 1 in the package: a volume one plane over the minimum is a valid input."""
     from bioimageio.core import create_prediction_pipeline, load_model_description, predict
     from bioimageio.core import test_model as bioimageio_test_model
 
     from napari_deconoising.core.sample3d import make_sample_3d
 
     geo = geometry(trained3d)
-    volume = make_sample_3d((geo.mins[0] + 3, 80, 80), sigma=(2.0, 1.0, 1.0), seed=3).noisy
+    # As small as the package allows (the preconditioned phantom's filter widens the halo).
+    volume = make_sample_3d((geo.mins[0] + 3, geo.mins[1] + 8, geo.mins[2] + 8), sigma=(2.0, 1.0, 1.0),
+                            seed=3).noisy
     path = tmp_path / "thin.zip"
     export_bioimageio(trained3d, path, name="thin stack model", description="x", authors=["A"], sample=volume)
     assert bioimageio_test_model(path, devices=["cpu"]).status == "passed"
