@@ -20,13 +20,12 @@ changed per run, to find out why 3D DecoNoising starts slower than its Noise2Voi
   to the configured sigma over the first ``STEPS`` optimiser steps, a continuation from the
   fast-learning Noise2Void problem to DecoNoising; the best model is chosen among the epochs
   after the ramp only;
-* ``--wiener-phantom EPS`` (``quality3d.py``): the phantom is the U-Net's output passed through a
-  fixed Wiener deconvolution, ``z = W u`` with ``W = (1 + EPS) conj(H) / (|H|**2 + EPS)``
-  (reflect-padded FFT), so that ``s = h * z`` is ``u`` low-passed by ``(1 + EPS) |H|**2 / (|H|**2
-  + EPS)``: the U-Net learns at Noise2Void's pace on the modes the PSF passes, and the
-  phantom is still the network's (U-Net plus one fixed layer) and still goes through the PSF.
-  A reparametrisation of the phantom head, where ``--precond`` filters only the gradient.
-  Training and prediction both (the class is patched, in this process);
+* ``--wiener-phantom EPS`` (``quality3d.py``; the probe that became ``TrainConfig.wiener_eps``,
+  which it turns off): the phantom is the U-Net's output passed through a fixed Wiener
+  deconvolution, ``z = W u`` with ``W = (1 + EPS) conj(H) / (|H|**2 + EPS)`` (an FFT over the
+  reflect-padded patch, where the engine cuts the kernel), so that ``s = h * z`` is ``u``
+  low-passed by ``(1 + EPS) |H|**2 / (|H|**2 + EPS)``: the U-Net learns at Noise2Void's pace on
+  the modes the PSF passes. Training and prediction both (the class is patched, in this process);
 * ``--ema DECAY`` (``quality3d.py``, every method): validation, the best model and the last
   weights use an exponential moving average of the weights (``avg = DECAY * avg + (1 - DECAY)
   * w`` after every step); training continues from the raw weights.

@@ -53,7 +53,8 @@ def run_method(noisy: np.ndarray, name: str, args: argparse.Namespace, seed: int
     common_cfg = dict(depth=args.depth, channels=args.channels, seed=seed, precision=args.precision,
                       device=args.device, steps_per_epoch=min(10, args.steps), epochs=max(1, args.steps // 10),
                       lr=args.lr, head_lr_scale=args.head_lr_scale, positivity=args.positivity,
-                      wiener_eps=args.wiener_eps)
+                      # the probe's filter replaces the engine's, never on top of it
+                      wiener_eps=0.0 if args.wiener_phantom is not None else args.wiener_eps)
     if name == "2D slice-by-slice DecoNoising":
         cfg = TrainConfig(ndim=2, psf_sigma=SIGMA[1:], patch_size=(py, px), batch_size=args.batch * pz,
                           **common_cfg)

@@ -110,6 +110,26 @@ def test_quality3d_preconditioned_smoke(tmp_path):
     assert train_module().validation_patch_count is patches.validation_patch_count  # the engine's own again
 
 
+def test_quality3d_wiener_options_smoke(tmp_path):
+    """``--wiener-eps`` (the engine's option) is passed through; ``--wiener-phantom`` (the probe it came
+    from, which patches the network class) runs in a child process, so this one stays clean."""
+    import subprocess
+
+    quality3d = _load("quality3d")
+    quality3d.main(["--smoke", "--methods", "0", "--wiener-eps", "0.1", "--out", str(tmp_path / "engine")])
+    saved = json.loads((tmp_path / "engine" / "quality3d.json").read_text())
+    assert saved["args"]["wiener_eps"] == 0.1 and math.isfinite(saved["results"]["0"]["3D DecoNoising"]["denoised"])
+    done = subprocess.run([sys.executable, str(BENCH / "quality3d.py"), "--smoke", "--methods", "0", "1",
+                           "--wiener-phantom", "0.01", "--out", str(tmp_path / "probe")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = json.loads((tmp_path / "probe" / "quality3d.json").read_text())
+    assert saved["args"]["wiener_phantom"] == 0.01 and len(saved["results"]["0"]) == 3  # raw and two methods
+    from napari_deconoising.core.network import DecoNoisingNet
+
+    assert not hasattr(DecoNoisingNet, "_wiener_eps")
+
+
 def train_module():
     # The module, not the train() function the package exports under the same name.
     return importlib.import_module("napari_deconoising.core.train")
