@@ -63,6 +63,8 @@ def main(argv=None) -> dict:
         help="also run CAREamics with our masked fraction (3.125 %% instead of its 0.2 %%)",
     )
     ap.add_argument("--seed", type=int, default=0, help="seed of the data (and of training without --seeds)")
+    ap.add_argument("--data-sigma", type=float, default=1.0, metavar="PX",
+                    help="PSF sigma of the synthetic data, which our DecoNoising runs are given (default 1)")
     ap.add_argument("--n2v2", action="store_true", help="train all our models with N2V2")
     common.add_val_voxels_arg(ap)
     ap.add_argument("--weight-average", type=float, default=0.0, metavar="DECAY",
@@ -123,7 +125,7 @@ def main(argv=None) -> dict:
     results = {}
     t0 = time.perf_counter()
     for dname in p.datasets:
-        ds = datasets.make(dname, p.n_images, p.size, seed=a.seed, log=log)
+        ds = datasets.make(dname, p.n_images, p.size, seed=a.seed, log=log, sigma=a.data_sigma)
         if ds is None:
             continue
         log(f"{dname}: {ds.description}; {ds.noisy.shape}")
