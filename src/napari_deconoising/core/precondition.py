@@ -9,10 +9,10 @@ DecoNoising starts slower").
 With preconditioning the U-Net predicts ``u`` and the phantom is ``z = w * u``, where ``w``
 is the fixed Wiener filter ``W = (1 + eps) conj(H) / (|H|**2 + eps)``. Then ``s = h * w * u``
 is ``u`` low-passed by ``(1 + eps) |H|**2 / (|H|**2 + eps)``, close to 1 wherever the PSF
-passes the signal, so the U-Net learns at Noise2Void's pace there. ``W`` is nowhere zero, so
-every phantom the plain network can produce, this one can too: the model is the same, only
-the path of training differs. The phantom still goes through the PSF, and the positivity
-term still applies to it.
+passes the signal, so the U-Net learns at Noise2Void's pace there. ``|W| >= |H|`` (for
+``|H| <= 1``): ``W`` vanishes only where the PSF does, so every phantom the data can tell
+apart stays reachable; the model is the same, only the path of training differs. The phantom
+still goes through the PSF, and the positivity term still applies to it.
 
 The filter is applied as a true convolution (:class:`~.psf.PSFConvolution`, reflect
 padding) with a kernel cut at twice the PSF's radius, where less than 1 % of its absolute
