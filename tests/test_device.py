@@ -122,7 +122,13 @@ def test_execution_plan_errors():
     with pytest.raises(RuntimeError, match="fp16 is not supported on the CPU"):
         execution_plan("cpu", "fp16")
     with pytest.raises(ValueError, match="unknown precision"):
-        execution_plan("cpu", "int8")
+        execution_plan("cpu", "int4")
+
+
+def test_int8_plan_is_a_cpu_plan_without_autocast():
+    plan = execution_plan("cpu", "int8")
+    assert plan.quantized and plan.precision == "int8" and plan.dtype is None and plan.reduced
+    assert not execution_plan("cpu", "fp32").reduced and execution_plan("cpu", "bf16").reduced
 
 
 def test_to_device_on_cpu_is_a_channels_last_view():

@@ -15,7 +15,10 @@ def test_relative_error():
     ref = torch.tensor([0.0, 1.0, 2.0, 3.0])
     assert relative_error([ref], [ref]) == 0.0
     off = ref + 0.1 * ref.std()
-    assert relative_error([ref, off], [ref, ref]) == pytest.approx(0.1)
+    assert relative_error([off, ref], [ref, ref]) == pytest.approx(0.1)
+    # The phantom (second output) counts half: its own error against the truth is far larger.
+    assert relative_error([ref, off], [ref, ref]) == pytest.approx(0.05)
+    assert relative_error([off, off], [ref, ref]) == pytest.approx(0.1)
 
 
 def _ticking_clock(step=0.25):

@@ -183,9 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--axes")
     q.add_argument("--tile-size", type=int, help="tile side in pixels (default: from free memory)")
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    q.add_argument("--precision", default=DEFAULT_PRECISION, choices=["auto", "fp32", "bf16", "fp16"],
+    q.add_argument("--precision", default=DEFAULT_PRECISION, choices=["auto", "fp32", "bf16", "fp16", "int8"],
                    help="auto (default): the fastest precision within 1%% of fp32, measured once per "
-                        "machine and model size; fp32 is exact")
+                        "machine and model size; fp32 is exact; int8 (2D, x86 CPUs) is calibrated on "
+                        "each image and falls back to fp32 there if it misses the tolerance")
     cluster = q.add_mutually_exclusive_group()
     cluster.add_argument("--workers", type=int, metavar="N",
                          help="run the tiles on a local Dask cluster of N worker processes")

@@ -56,30 +56,29 @@ _NETS: dict[str, tuple[Any, Any]] = {}
 _LOCK = threading.Lock()
 
 
-def _network(token: str, model: DecoNoisingModel, device: str, precision: str) -> tuple[Any, Any]:
+def _network(token: str, model: DecoNoisingModel, device: str, precision: str,
+             crops: Sequence[Any]) -> tuple[Any, Any]:
     from .device import execution_plan
+    from .quantize import prediction_network
 
     with _LOCK:
         if token not in _NETS:
             _NETS.clear()  # a worker serves one run at a time; drop older networks
-            plan = execution_plan(device, precision)
-            net = model.build_network().to(plan.device)
-            if plan.channels_last:
-                net = net.to(memory_format=plan.memory_format(model.config.ndim))
-            _NETS[token] = (net, plan)
+            _NETS[token] = prediction_network(model, execution_plan(device, precision), lambda: crops)
         return _NETS[token]
 
 
 def _remote_job(job: tuple, *, run_job: Callable[..., int], model: DecoNoisingModel, plan: StreamPlan,
-                source: ArrayRef, outputs: Sequence[ArrayRef | None], device: str, precision: str, token: str) -> int:
-    net, exec_plan = _network(token, model, device, precision)
+                source: ArrayRef, outputs: Sequence[ArrayRef | None], device: str, precision: str, token: str,
+                crops: Sequence[Any]) -> int:
+    net, exec_plan = _network(token, model, device, precision, crops)
     sinks = [None if o is None else o.open(write=True) for o in outputs]
     return run_job(plan, net, exec_plan, source.open(), sinks, job)
 
 
 def run_on_cluster(client: Any, run_job: Callable[..., int], model: DecoNoisingModel, plan: StreamPlan,
                    source: ArrayRef, outputs: Sequence[ArrayRef | None], work: Sequence[tuple], device: str,
-                   precision: str) -> Iterator[int]:
+                   precision: str, crops: Sequence[Any] = ()) -> Iterator[int]:
     """Submit every batch of tiles; yield each finished batch's tile count as it completes.
 
     ``run_job(plan, net, exec_plan, source, sinks, job)`` (:func:`.stream.run_job`) runs
@@ -93,12 +92,16 @@ def run_on_cluster(client: Any, run_job: Callable[..., int], model: DecoNoisingM
         raise ValueError("prediction on a Dask cluster needs an input and outputs on disk (ArrayRef)")
     # One copy of the weights per worker, rather than one per task.
     model_future = client.scatter(model, broadcast=True)
+    # int8 calibration crops (empty otherwise); wrapped, because scatter sends a list's items apart.
+    [crops_future] = client.scatter([list(crops)], broadcast=True)
     token = uuid.uuid4().hex
     futures = client.map(_remote_job, list(work), run_job=run_job, model=model_future, plan=plan, source=source,
-                         outputs=list(outputs), device=device, precision=precision, token=token, pure=False)
+                         outputs=list(outputs), device=device, precision=precision, token=token,
+                         crops=crops_future, pure=False)
     try:
         for future in as_completed(futures):
             yield future.result()
     finally:
         client.cancel(futures)
         client.cancel(model_future)
+        client.cancel(crops_future)

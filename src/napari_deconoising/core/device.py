@@ -76,10 +76,18 @@ class ExecutionPlan:
     channels_last: bool
     use_grad_scaler: bool
     reason: str = "requested"
+    quantized: bool = False  # int8: the network is quantised (:mod:`.quantize`), no autocast
 
     @property
     def precision(self) -> str:
+        if self.quantized:
+            return "int8"
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+    @property
+    def reduced(self) -> bool:
+        """Activations smaller than fp32's (bf16, fp16, int8): tiles can be larger."""
+        return self.dtype is not None or self.quantized
 
     def memory_format(self, ndim: int) -> torch.memory_format:
         """The memory format for ``ndim``-D feature maps (channels-last when the plan says so)."""
@@ -149,12 +157,14 @@ def known_precision(dev: torch.device, probe: Probe, cache: DecisionCache | None
 def _known_choice(dev: torch.device, probe: Probe | None,
                   cache: DecisionCache) -> tuple[PrecisionChoice | None, tuple[str, ...], str | None]:
     cuda_bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
-    cands, why_not = candidates(dev.type, cpu_info() if dev.type == "cpu" else None, cuda_bf16)
+    int8 = probe is not None and probe.int8
+    cands, why_not = candidates(dev.type, cpu_info() if dev.type == "cpu" else None, cuda_bf16, int8=int8)
     if len(cands) == 1:
         return PrecisionChoice(cands[0], f"only candidate: {why_not}" if why_not else "only candidate"), cands, None
     if probe is None:
         return PrecisionChoice(cands[1], f"native {cands[1]} on this {dev.type.upper()}, not measured"), cands, None
-    key = cache_key(_machine(dev), dev.type, probe.task, probe.network, torch.__version__)
+    key = cache_key(_machine(dev), dev.type, probe.task, probe.network, torch.__version__,
+                    candidates=cands if "int8" in cands else None)
     return cache.get(key), cands, key
 
 
@@ -173,8 +183,10 @@ def execution_plan(device: str | torch.device = "auto", precision: str = "auto",
 
     ``precision="auto"`` measures (once per machine, network and task; see
     :func:`choose_precision`): on the CPU fp32 against bf16 where the CPU has native
-    bf16 units, on CUDA fp32, bf16 and fp16, on MPS fp32 only. Memory is channels-last
-    on the CPU and CUDA in every precision (:func:`.probe.uses_channels_last`).
+    bf16 units, and against int8 where the probe allows it (prediction,
+    :mod:`.quantize`), on CUDA fp32, bf16 and fp16, on MPS fp32 only. Memory is
+    channels-last on the CPU and CUDA in every precision (:func:`.probe.uses_channels_last`).
+    An explicit ``"int8"`` is for CPU prediction only; the caller quantises the network.
     """
     dev = resolve_device(device)
     if precision == "auto":
@@ -183,8 +195,13 @@ def execution_plan(device: str | torch.device = "auto", precision: str = "auto",
         reason = ("cached " if choice.source == "cached" else "") + choice.reason
     else:
         reason = "requested"
+    if precision == "int8":
+        if dev.type != "cpu":
+            raise RuntimeError(f"int8 runs on the CPU only, not on {dev.type}; use auto, fp32, bf16 or fp16")
+        return ExecutionPlan(dev, None, uses_channels_last(dev.type), use_grad_scaler=False, reason=reason,
+                             quantized=True)
     if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+        raise ValueError(f"unknown precision {precision!r}; use auto, fp32, bf16, fp16 or int8 (prediction)")
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     if dtype is torch.float16 and dev.type == "cpu":
         raise RuntimeError("fp16 is not supported on the CPU; use bf16 or fp32")

@@ -102,17 +102,23 @@ def native_bf16(cpu: CPUInfo) -> bool:
     return cpu.arch in ("arm64", "aarch64") and "bf16" in cpu.flags
 
 
-def candidates(device_type: str, cpu: CPUInfo | None = None, cuda_bf16: bool = False) -> tuple[list[str], str]:
-    """Precisions worth measuring on a device, fp32 first, and why others were left out."""
+def candidates(device_type: str, cpu: CPUInfo | None = None, cuda_bf16: bool = False,
+               int8: bool = False) -> tuple[list[str], str]:
+    """Precisions worth measuring on a device, fp32 first, and why others were left out.
+
+    ``int8``: the caller can run int8 (prediction of a model :mod:`.quantize` covers); a
+    CPU candidate then.
+    """
     if device_type == "cuda":
         return ["fp32", *(["bf16"] if cuda_bf16 else []), "fp16"], "" if cuda_bf16 else "no bf16 on this GPU"
     if device_type == "mps":
         return ["fp32"], "mixed precision is not used on Apple MPS"
     cpu = cpu or cpu_info()
+    extra = ["int8"] if int8 else []
     if native_bf16(cpu):
-        return ["fp32", "bf16"], ""
+        return ["fp32", "bf16", *extra], ""
     have = "AVX512-BF16 or AMX-BF16" if cpu.arch in ("x86_64", "amd64") else "BF16 instructions"
-    return ["fp32"], f"this CPU has no native bf16 ({have} missing), so bf16 would only be emulated"
+    return ["fp32", *extra], f"this CPU has no native bf16 ({have} missing), so bf16 would only be emulated"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .precision import PrecisionChoice
@@ -42,15 +42,19 @@ def isa_limits() -> dict[str, str]:
 
 
 def cache_key(machine: str, device: str, task: str, network: Mapping, torch_version: str,
-              limits: Mapping[str, str] | None = None) -> str:
+              limits: Mapping[str, str] | None = None, candidates: Sequence[str] | None = None) -> str:
     """A stable key: anything that changes the timings changes it.
 
     ``limits``: instruction-set limits (default: this environment's, :func:`isa_limits`).
+    ``candidates``: the precisions compared, where they are not the device's usual ones
+    (int8): a decision made without a candidate does not answer for a run with it.
     """
     limits = isa_limits() if limits is None else dict(limits)
     key = {"machine": machine, "device": device, "task": task, "network": dict(network), "torch": torch_version}
     if limits:  # only then: keys made without limits stay valid
         key["isa_limits"] = limits
+    if candidates:
+        key["candidates"] = list(candidates)
     blob = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 

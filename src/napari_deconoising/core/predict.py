@@ -16,6 +16,7 @@ from .data import as_image_set, check_values
 from .device import ExecutionPlan, execution_plan, known_precision, release_memory, resolve_device
 from .precision import DEFAULT_PRECISION
 from .probe import Probe, prediction_probe
+from .quantize import calibration_crops, int8_unavailable, prediction_network
 
 # Tile planning lives in .tile_plan; these names stay importable from here (stream.py, tests).
 from .tile_plan import (  # noqa: F401
@@ -78,10 +79,11 @@ def predict(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], a
     device : str
         ``auto``, ``cpu``, ``cuda`` or ``mps``.
     precision : str
-        ``auto`` (default): the fastest precision whose result is within 1 % (RMS, of
-        the image's standard deviation) of fp32's, measured once per machine and
-        network (:func:`~napari_deconoising.core.device.choose_precision`); or
-        ``fp32`` (exact), ``bf16``, ``fp16``.
+        ``auto`` (default): the fastest precision whose result is within 1 % (RMS, of the
+        fp32 output's standard deviation; 2 % for the deconvolved image) of fp32's, measured
+        once per machine and network (:func:`~napari_deconoising.core.device.choose_precision`);
+        or ``fp32`` (exact), ``bf16``, ``fp16``, ``int8`` (2D on x86 CPUs: calibrated on crops
+        of the image and checked there, fp32 beyond the tolerance; :mod:`~.quantize`).
     batch_size : int, optional
         Tiles per forward pass; from the memory budget when omitted.
     progress : callable, optional
@@ -129,15 +131,12 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
     images = as_image_set(image, axes, ndim=nd)
     check_values(images.slices)
     plan = prediction_plan(model, device, precision, sum(int(np.prod(x.shape)) for x in images.slices))
+    net, plan = prediction_network(model, plan, lambda: calibration_crops(images.slices, model.mean, model.std))
     if on_plan is not None:
         on_plan(plan)
-    fmt = plan.memory_format(nd)
-    net = model.build_network().to(plan.device)
-    if plan.channels_last:
-        net = net.to(memory_format=fmt)
     if tile_size is None:
         largest = np.max([s.shape for s in images.slices], axis=0)
-        tile_size = auto_tile_shape(model, plan.device, largest, reduced=plan.dtype is not None)
+        tile_size = auto_tile_shape(model, plan.device, largest, reduced=plan.reduced)
     grids = [tile_grid(model, s.shape, tile_size) for s in images.slices]
     total = sum(len(g.origins()) for g in grids)
     done = 0
@@ -153,8 +152,7 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
             first = sum(images.counts[:k])
             for j in range(count):
                 grid = grids[first + j]
-                batch = batch_size or default_batch_size(model, plan.device, grid.largest(),
-                                                         reduced=plan.dtype is not None)
+                batch = batch_size or default_batch_size(model, plan.device, grid.largest(), reduced=plan.reduced)
                 image_j = images.slices[first + j]
                 tiles = _predict_slice(net, plan, grid, image_j, model.mean, model.std, batch, den[j], dec[j],
                                        resident=_fits_on_device(plan, image_j.size))
@@ -232,6 +230,8 @@ def prediction_plan(model: DecoNoisingModel, device: str = "auto",
     than two probe tiles is predicted in fp32 without measuring: the measurement would
     cost more than the prediction it speeds up.
     """
+    if precision == "int8" and (why := int8_unavailable(model.config)):
+        raise ValueError(f"precision 'int8' is not available for this model: {why}")
     probe = _probe(model)
     if precision == "auto" and image_voxels is not None and image_voxels <= 2 * math.prod(probe.network["input"][1:]):
         plan = execution_plan(device, "fp32")
@@ -256,7 +256,8 @@ def _probe(model: DecoNoisingModel) -> Probe:
     tile = tuple(2 * h + max(m, w // m * m) for h, m, w in zip(tile_halos(model), _multiples(cfg), want))
     kwargs = dict(depth=cfg.depth, channels=cfg.channels, ndim=cfg.ndim, pool_z=cfg.pools_z(),
                   wiener_eps=cfg.phantom_wiener_eps)
-    return prediction_probe(model.build_network, kwargs, None if model.psf is None else model.psf.shape, tile)
+    return prediction_probe(model.build_network, kwargs, None if model.psf is None else model.psf.shape, tile,
+                            int8=int8_unavailable(cfg) is None)
 
 
 def peak_rss_bytes() -> int:

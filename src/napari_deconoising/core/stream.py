@@ -27,6 +27,7 @@ from .predict import (
     prediction_plan,
     tile_grid,
 )
+from .quantize import calibration_crops, prediction_network
 from .tile_plan import default_batch_size
 from .tiles import TileGrid
 
@@ -210,20 +211,27 @@ def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, decon
     ``on_plan(plan)`` gets that :class:`~.device.ExecutionPlan` before the first tile.
     """
     exec_plan = prediction_plan(model, device, precision)
-    if on_plan is not None:
-        on_plan(exec_plan)
     shape = source.shape
     batch_size = batch_size or default_batch_size(model, exec_plan.device, plan.grid.largest(),
-                                                  reduced=exec_plan.dtype is not None)
+                                                  reduced=exec_plan.reduced)
     work = jobs(plan, shape, batch_size)
     total = sum(len(o) for _, o in work)
+    crops = stream_calibration_crops(plan, source, work) if exec_plan.quantized else []
+    # int8 is decided here, on this image's crops (fp32 beyond the tolerance); Dask workers
+    # calibrate on the same crops and so build the same network.
+    net, exec_plan = prediction_network(model, exec_plan, lambda: crops)
+    if on_plan is not None:
+        on_plan(exec_plan)
     if client is not None:
         from .cluster import run_on_cluster
 
+        del net
         events: Iterator[int] = run_on_cluster(client, run_job, model, plan, source, (denoised, deconvolved),
-                                               work, device, exec_plan.precision)
+                                               work, device, exec_plan.precision,
+                                               crops if exec_plan.quantized else [])
     else:
-        events = _run_here(model, plan, exec_plan, source, (denoised, deconvolved), work)
+        events = _run_here(net, plan, exec_plan, source, (denoised, deconvolved), work)
+        del net  # the generator holds it, and lets it go when it ends
     done = 0
     yield done, total  # before the first batch, as predict_iter: the plan can be shown at once
     try:
@@ -234,10 +242,27 @@ def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, decon
         events.close()
 
 
-def _run_here(model, plan, exec_plan, source, outputs, work) -> Iterator[int]:
-    net = model.build_network().to(exec_plan.device)
-    if exec_plan.channels_last:
-        net = net.to(memory_format=exec_plan.memory_format(len(plan.spatial)))
+def stream_calibration_crops(plan: StreamPlan, source: Any, work: Sequence[tuple]) -> list[torch.Tensor]:
+    """int8 calibration crops (:func:`.quantize.calibration_crops`) of a streamed input.
+
+    Every tile is read once more to find the brightest and the darkest: reading is cheap
+    next to the network, and a range that misses a bright spot would clip it.
+    """
+    src = _open(source)
+    keep: dict[str, tuple[float, np.ndarray]] = {}
+    for lead, origins in work:
+        for origin in origins:
+            tile = read_tile(plan, src, lead, origin)
+            for key, value in (("max", float(tile.max())), ("min", -float(tile.min()))):
+                if key not in keep or value > keep[key][0]:
+                    keep[key] = (value, tile)
+            keep.setdefault("first", (0.0, tile))
+    keep["last"] = (0.0, tile)
+    tiles = [keep[k][1] for k in ("max", "min", "first", "last")]
+    return calibration_crops(tiles, 0.0, 1.0)
+
+
+def _run_here(net, plan, exec_plan, source, outputs, work) -> Iterator[int]:
     try:
         for job in work:
             # Handles are reopened per batch: a memory map's pages then leave our resident set.

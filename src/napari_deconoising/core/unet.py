@@ -112,13 +112,26 @@ class UNet(nn.Module):
         m = 2**self.depth
         return (m,) * self.ndim if self.pool_z else (1,) + (m,) * (self.ndim - 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` extended at its far ends to a multiple of :attr:`multiples` (reflect, else replicate)."""
         size = x.shape[2:]
         pad = []
         for n, m in zip(reversed(size), reversed(self.multiples)):
             pad += [0, (-n) % m]
         if any(pad):
             x = F.pad(x, pad, mode="reflect" if all(p < n for p, n in zip(pad[1::2], reversed(size))) else "replicate")
+        return x
+
+    @staticmethod
+    def crop_output(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+        """Undo :meth:`pad_input`: the first ``size`` pixels along every spatial axis."""
+        if tuple(x.shape[2:]) == tuple(size):
+            return x
+        return x[(slice(None), slice(None)) + tuple(slice(0, n) for n in size)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[2:]
+        x = self.pad_input(x)
         skips = []
         for block in self.down:
             x = block(x)
@@ -138,9 +151,7 @@ class UNet(nn.Module):
         # phantom was rounded to bf16 before the PSF").
         with torch.autocast(x.device.type, enabled=False):
             x = self.head(x.float())
-        if any(pad):
-            x = x[(slice(None), slice(None)) + tuple(slice(0, n) for n in size)]
-        return x
+        return self.crop_output(x, size)
 
 
 def unet_receptive_radius(depth: int, pooled: bool = True, n2v2: bool = False) -> int:

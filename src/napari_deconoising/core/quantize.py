@@ -1,0 +1,208 @@
+"""int8 prediction on x86 CPUs: the U-Net's body in 8-bit integers, its head and the PSF in fp32.
+
+A CPU without bf16 units has no reduced float precision worth using (issue 8), but nearly
+every x86 CPU of the last decade has 8-bit integer dot products (AVX512-VNNI, AVX-VNNI, or
+AVX2's slower path). Static post-training quantisation, as PyTorch's x86 engine does it,
+runs the convolutions there: weights per output channel, activations per tensor with ranges
+observed on the image itself (min/max, so that bright spots are never clipped). The 1x1
+head, the Wiener filter and the PSF stay in fp32, as they do under bf16, so the phantom is
+never rounded to 8 bits before the PSF.
+
+The ranges depend on the data, so every prediction calibrates on crops of its own image
+(:func:`calibration_crops`: around its brightest and darkest pixels and in its middle), and
+checks the int8 result against fp32 on them (:func:`int8_network`); above the tolerance it
+predicts in fp32 and says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import platform
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from .precision import TOLERANCE
+from .probe import relative_error
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .device import ExecutionPlan
+    from .model import DecoNoisingModel
+    from .network import DecoNoisingNet
+
+__all__ = ["ENGINE", "int8_unavailable", "quantize", "calibration_crops", "int8_network", "prediction_network",
+           "CALIBRATION_SIZE"]
+
+# PyTorch's x86 engine: fbgemm or oneDNN kernels per operator, VNNI where the CPU has it.
+ENGINE = "x86"
+# Side of a calibration crop (pixels): four of them cost about a quarter of a 968^2 tile in fp32.
+CALIBRATION_SIZE = 256
+
+
+def int8_unavailable(config: TrainConfig) -> str | None:
+    """Why int8 prediction is not offered for a model of this configuration here; None when it is."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return "int8 prediction is measured and offered on x86 CPUs only"
+    if ENGINE not in torch.backends.quantized.supported_engines:
+        return "this PyTorch build has no x86 int8 engine"
+    if config.ndim != 2:
+        return "int8 prediction is 2D only (PyTorch has no int8 trilinear up-sampling)"
+    if config.n2v2:
+        return "int8 prediction does not cover N2V2's blur pooling"
+    return None
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    # torch.ao.quantization announces its move to torchao on every call; the eager API is
+    # what runs on the CPU without compiling, so the notice is for us, not for users.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+class _Int8UNet(nn.Module):
+    """The U-Net's forward pass with quantisation stubs around its body (see :class:`.unet.UNet`)."""
+
+    def __init__(self, unet: nn.Module) -> None:
+        from torch.ao.nn.quantized import FloatFunctional
+        from torch.ao.quantization import DeQuantStub, QuantStub
+
+        super().__init__()
+        self.unet = copy.deepcopy(unet).float().eval()
+        self.quant, self.dequant = QuantStub(), DeQuantStub()
+        self.cats = nn.ModuleList(FloatFunctional() for _ in range(self.unet.depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.unet
+        size = x.shape[2:]
+        x = self.quant(u.pad_input(x.float()))
+        skips = []
+        for block in u.down:
+            x = block(x)
+            skips.append(x)
+            x = u.pool(x)
+        x = u.bottom(x)
+        for up, block, cat in zip(u.up, u.up_conv, self.cats):
+            x = block(cat.cat([up(x), skips.pop()], dim=1))
+        return u.crop_output(u.head(self.dequant(x)), size)
+
+
+def quantize(net: DecoNoisingNet, calibration: Sequence[torch.Tensor]) -> DecoNoisingNet:
+    """A copy of ``net`` whose U-Net body runs in int8, calibrated on ``calibration``.
+
+    Parameters
+    ----------
+    net : DecoNoisingNet
+        A trained network (fp32, on the CPU); it is not changed.
+    calibration : sequence of torch.Tensor
+        Normalised inputs ``(N, 1, H, W)`` whose activations set the int8 ranges
+        (min/max over all of them).
+
+    Returns
+    -------
+    DecoNoisingNet
+        Same call and outputs as ``net``: ``(denoised, phantom)`` in fp32.
+    """
+    qnet, _ = _calibrated(net, calibration)
+    return qnet
+
+
+def _calibrated(net: DecoNoisingNet,
+                calibration: Sequence[torch.Tensor]) -> tuple[DecoNoisingNet, list[tuple[torch.Tensor, ...]]]:
+    """:func:`quantize`, plus the fp32 outputs for the calibration inputs (observers do not change values)."""
+    from torch.ao.quantization import QConfig, convert, default_per_channel_weight_observer, fuse_modules, prepare
+    from torch.ao.quantization.observer import MinMaxObserver
+
+    if not calibration:
+        raise ValueError("int8 quantisation needs at least one calibration input")
+    torch.backends.quantized.engine = ENGINE
+    body = _Int8UNet(net.unet)
+    u = body.unet
+    qnet = copy.deepcopy(net).eval()
+    qnet.unet = body
+    with _quiet():
+        for block in [*u.down, u.bottom, *u.up_conv]:
+            fuse_modules(block, [["0", "1"], ["2", "3"]], inplace=True)
+        # Full 8-bit activation range: this engine's VNNI kernels do not saturate, and the
+        # 7-bit "reduce_range" doubled the error (measured 1.9 % against 0.9 %).
+        body.qconfig = QConfig(activation=MinMaxObserver.with_args(reduce_range=False),
+                               weight=default_per_channel_weight_observer)
+        u.head.qconfig = None
+        prepare(body, inplace=True)
+        with torch.inference_mode():
+            ref = [qnet(x.float().contiguous()) for x in calibration]
+        convert(body, inplace=True)
+    return qnet, ref
+
+
+def calibration_crops(images: Sequence[np.ndarray], mean: float, std: float,
+                      size: int = CALIBRATION_SIZE) -> list[torch.Tensor]:
+    """Normalised crops of 2D images for int8 calibration.
+
+    Around the brightest and the darkest pixel of all images (activations' extremes follow
+    the input's, and a range that misses them would clip a bright spot), and the middle of
+    the first and of the last image. Each crop is at most ``size`` pixels a side.
+    """
+    images = [np.asarray(im) for im in images]
+    hi = max(range(len(images)), key=lambda k: float(np.max(images[k])))
+    lo = min(range(len(images)), key=lambda k: float(np.min(images[k])))
+    centres = [(hi, np.unravel_index(int(np.argmax(images[hi])), images[hi].shape)),
+               (lo, np.unravel_index(int(np.argmin(images[lo])), images[lo].shape)),
+               (0, tuple(n // 2 for n in images[0].shape)),
+               (len(images) - 1, tuple(n // 2 for n in images[-1].shape))]
+    crops, seen = [], set()
+    for k, centre in centres:
+        im = images[k]
+        starts = tuple(int(min(max(c - size // 2, 0), max(n - size, 0))) for c, n in zip(centre, im.shape))
+        if (k, starts) in seen:
+            continue
+        seen.add((k, starts))
+        crop = im[tuple(slice(s, s + size) for s in starts)].astype(np.float32)
+        crops.append(torch.from_numpy((crop - np.float32(mean)) / np.float32(std))[None, None])
+    return crops
+
+
+def int8_network(net: DecoNoisingNet, crops: Sequence[torch.Tensor]) -> tuple[DecoNoisingNet, float]:
+    """``net`` quantised on ``crops``, and its error against fp32 on them.
+
+    The error is :func:`.probe.relative_error` over all crops together (the denoised
+    output's and half the phantom's, relative to fp32's spread): what
+    :data:`.precision.TOLERANCE` judges.
+    """
+    qnet, ref = _calibrated(net, crops)
+    with torch.inference_mode():
+        out = [qnet(c) for c in crops]
+    flat = [[torch.cat([o[i].flatten() for o in outs]) for i in range(2)] for outs in (out, ref)]
+    return qnet, relative_error(flat[0], flat[1])
+
+
+def prediction_network(model: DecoNoisingModel, plan: ExecutionPlan,
+                       crops: Callable[[], Sequence[torch.Tensor]]) -> tuple[nn.Module, ExecutionPlan]:
+    """The network a prediction runs, on ``plan.device``, and the plan as it turned out.
+
+    For an int8 plan the network is quantised on ``crops()`` (normalised crops of the
+    image, :func:`calibration_crops`) and checked against fp32 there; beyond
+    :data:`.precision.TOLERANCE` the prediction runs in fp32 instead and the plan's
+    reason says why. Other plans get the fp32 network in the plan's memory layout.
+    """
+    net = model.build_network().to(plan.device)
+    if plan.quantized:
+        calibration = list(crops())
+        qnet, err = int8_network(net, calibration)
+        tol = TOLERANCE["predict"]
+        if err <= tol:
+            why = f"calibrated on {len(calibration)} crops of this image, error {err:.2%} of fp32"
+            return qnet, dataclasses.replace(plan, reason=f"{plan.reason}; int8 {why}")
+        why = f"int8's error on this image's crops was {err:.2%} of fp32 (tolerance {tol:.0%}), so fp32"
+        plan = dataclasses.replace(plan, quantized=False, reason=f"{plan.reason}; {why}")
+    if plan.channels_last:
+        net = net.to(memory_format=plan.memory_format(model.config.ndim))
+    return net, plan
