@@ -25,12 +25,22 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-def test_local_cluster_equals_single_process(trained, tmp_path):
+@pytest.mark.parametrize("precision", ["auto", "int8"])
+def test_local_cluster_equals_single_process(trained, tmp_path, precision, monkeypatch):
+    from napari_deconoising.core import precision as precision_mod
     from napari_deconoising.core.cluster import dask_client
+    from napari_deconoising.core.quantize import int8_unavailable
 
+    if precision == "int8":
+        if int8_unavailable(trained.config):
+            pytest.skip(int8_unavailable(trained.config))
+        # The tiny model's nearly flat output would send int8 back to fp32; workers calibrate
+        # on the client's crops and must build the very same int8 network.
+        monkeypatch.setitem(precision_mod.TOLERANCE, "predict", 1.0)
     img = np.random.default_rng(0).normal(trained.mean, trained.std, (2, 150, 100)).astype(np.float32)
     write_image(tmp_path / "in.zarr", img, "TYX")
-    kw = dict(tile_size=2 * tile_halo(trained) + 40, device="cpu", batch_size=2)  # tiles of two shapes
+    kw = dict(tile_size=2 * tile_halo(trained) + 40, device="cpu", batch_size=2,  # tiles of two shapes
+              precision=precision)
     predict_file(trained, tmp_path / "in.zarr", tmp_path / "one.zarr", tmp_path / "one_dec.tif", **kw)
     seen = []
     # Two worker processes: the model, plan and file references travel pickled, as to a real cluster.
@@ -41,6 +51,9 @@ def test_local_cluster_equals_single_process(trained, tmp_path):
     assert seen[-1][0] == seen[-1][1] > 2
     for a, b in (("one.zarr", "two.zarr"), ("one_dec.tif", "two_dec.tif")):
         np.testing.assert_array_equal(read_image(tmp_path / a)[0], read_image(tmp_path / b)[0])
+    if precision == "int8":  # and it was int8, not fp32
+        predict_file(trained, tmp_path / "in.zarr", tmp_path / "fp32.zarr", **{**kw, "precision": "fp32"})
+        assert not np.array_equal(read_image(tmp_path / "one.zarr")[0], read_image(tmp_path / "fp32.zarr")[0])
 
 
 def test_cluster_error_reaches_the_caller_and_leaves_no_output(trained, tmp_path):

@@ -64,7 +64,8 @@ def _network(token: str, model: DecoNoisingModel, device: str, precision: str,
     with _LOCK:
         if token not in _NETS:
             _NETS.clear()  # a worker serves one run at a time; drop older networks
-            _NETS[token] = prediction_network(model, execution_plan(device, precision), lambda: crops)
+            # int8 was checked against fp32 by the client; the same crops give the same network here.
+            _NETS[token] = prediction_network(model, execution_plan(device, precision), lambda: crops, check=False)
         return _NETS[token]
 
 

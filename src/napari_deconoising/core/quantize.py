@@ -184,16 +184,19 @@ def int8_network(net: DecoNoisingNet, crops: Sequence[torch.Tensor]) -> tuple[De
     return qnet, relative_error(flat[0], flat[1])
 
 
-def prediction_network(model: DecoNoisingModel, plan: ExecutionPlan,
-                       crops: Callable[[], Sequence[torch.Tensor]]) -> tuple[nn.Module, ExecutionPlan]:
+def prediction_network(model: DecoNoisingModel, plan: ExecutionPlan, crops: Callable[[], Sequence[torch.Tensor]],
+                       check: bool = True) -> tuple[nn.Module, ExecutionPlan]:
     """The network a prediction runs, on ``plan.device``, and the plan as it turned out.
 
     For an int8 plan the network is quantised on ``crops()`` (normalised crops of the
-    image, :func:`calibration_crops`) and checked against fp32 there; beyond
-    :data:`.precision.TOLERANCE` the prediction runs in fp32 instead and the plan's
-    reason says why. Other plans get the fp32 network in the plan's memory layout.
+    image, :func:`calibration_crops`) and, with ``check``, compared with fp32 there;
+    beyond :data:`.precision.TOLERANCE` the prediction runs in fp32 instead and the
+    plan's reason says why. Without ``check`` (Dask workers, whose client has decided)
+    it is quantised only. Other plans get the fp32 network in the plan's memory layout.
     """
     net = model.build_network().to(plan.device)
+    if plan.quantized and not check:
+        return quantize(net, list(crops())), plan
     if plan.quantized:
         calibration = list(crops())
         qnet, err = int8_network(net, calibration)

@@ -1,0 +1,144 @@
+"""int8 prediction (core/quantize.py): calibrated per image, checked against fp32, tile-exact."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deconoising.core import precision as precision_mod
+from napari_deconoising.core.device import execution_plan
+from napari_deconoising.core.network import DecoNoisingNet
+from napari_deconoising.core.precision import CPUInfo, candidates
+from napari_deconoising.core.precision_cache import cache_key
+from napari_deconoising.core.predict import prediction_plan
+from napari_deconoising.core.probe import measure, prediction_probe
+from napari_deconoising.core.psf import gaussian_psf
+from napari_deconoising.core.quantize import (
+    calibration_crops,
+    int8_network,
+    int8_unavailable,
+    prediction_network,
+    quantize,
+)
+
+pytestmark = pytest.mark.skipif(int8_unavailable(type("C", (), {"ndim": 2, "n2v2": False})()) is not None,
+                                reason="no x86 int8 engine here")
+
+
+def _rel(a, b):
+    a, b = (t.numpy() if isinstance(t, torch.Tensor) else np.asarray(t) for t in (a, b))
+    return float(np.sqrt(np.mean((a - b) ** 2)) / (np.std(b) or 1.0))
+
+
+def _busy_net(seed=0):
+    """A small network whose output has structure (an untrained head is near-constant)."""
+    torch.manual_seed(seed)
+    net = DecoNoisingNet(gaussian_psf(1.0), depth=2, channels=8).eval()
+    torch.nn.init.normal_(net.unet.head.weight, std=0.3)
+    return net
+
+
+def test_int8_is_offered_for_2d_models_only(tiny_config):
+    assert int8_unavailable(tiny_config) is None
+    assert "2D only" in int8_unavailable(tiny_config.replace(ndim=3, patch_size=(8, 32, 32)))
+    assert "N2V2" in int8_unavailable(tiny_config.replace(n2v2=True))
+
+
+def test_quantized_network_keeps_the_call_and_the_fp32_psf():
+    net = _busy_net()
+    x = torch.randn(2, 1, 40, 52)
+    qnet = quantize(net, [x])
+    with torch.inference_mode():
+        den, ph = qnet(x)
+        ref_den, ref_ph = net(x)
+        # The PSF runs in fp32 on the int8 body's phantom, exactly as in the fp32 network.
+        torch.testing.assert_close(den, net.psf(ph))
+    assert den.shape == ph.shape == x.shape and den.dtype == ph.dtype == torch.float32
+    assert 0 < _rel(den, ref_den) < 0.05 and 0 < _rel(ph, ref_ph) < 0.05
+    # The original network is untouched.
+    assert all(not p.is_quantized for p in net.parameters())
+
+
+def test_int8_error_grows_when_the_calibration_misses_the_range():
+    net = _busy_net()
+    x = torch.randn(1, 1, 64, 64)
+    _, err = int8_network(net, [x])
+    # Calibrated on a tenth of the contrast, everything brighter is clipped.
+    clipped = quantize(net, [x * 0.1])
+    with torch.inference_mode():
+        out, ref = clipped(x), net(x)
+    assert err < 0.05
+    assert _rel(out[0], ref[0]) > 5 * err
+
+
+def test_calibration_crops_hold_the_extremes_and_stay_small():
+    rng = np.random.default_rng(0)
+    imgs = [rng.normal(100, 10, (300, 500)).astype(np.float32), rng.normal(100, 10, (90, 90)).astype(np.float32)]
+    imgs[0][290, 3] = 5000.0  # a bright spot in a corner
+    imgs[1][10, 80] = -400.0
+    crops = calibration_crops(imgs, mean=100.0, std=10.0, size=64)
+    assert all(c.shape[:2] == (1, 1) and max(c.shape[2:]) <= 64 for c in crops)
+    assert max(float(c.max()) for c in crops) == pytest.approx((5000 - 100) / 10)
+    assert min(float(c.min()) for c in crops) == pytest.approx((-400 - 100) / 10)
+
+
+def test_int8_tiled_equals_whole_image(trained, monkeypatch):
+    # The tiny model's output is nearly flat, so int8's error relative to its spread is large:
+    # a loose tolerance keeps int8 on for this test of tiling.
+    monkeypatch.setitem(precision_mod.TOLERANCE, "predict", 1.0)
+    img = np.random.default_rng(3).normal(trained.mean, trained.std, (150, 130)).astype(np.float32)
+    plans = []
+    whole = trained.predict(img, device="cpu", tile_size=4096, precision="int8", on_plan=plans.append)
+    tiled = trained.predict(img, device="cpu", tile_size=2 * 16 + 48, batch_size=3, precision="int8")
+    assert plans[0].precision == "int8"
+    # Same image, same calibration crops, same integer arithmetic per pixel.
+    assert _rel(tiled.denoised, whole.denoised) < 1e-5
+    assert _rel(tiled.deconvolved, whole.deconvolved) < 1e-5
+    fp32 = trained.predict(img, device="cpu", tile_size=4096, precision="fp32")
+    assert _rel(whole.denoised, fp32.denoised) > 0
+
+
+def test_int8_falls_back_to_fp32_beyond_the_tolerance(trained, monkeypatch):
+    img = np.random.default_rng(4).normal(trained.mean, trained.std, (64, 64)).astype(np.float32)
+    plans = []
+    monkeypatch.setitem(precision_mod.TOLERANCE, "predict", 0.0)
+    out = trained.predict(img, device="cpu", precision="int8", on_plan=plans.append)
+    assert plans[0].precision == "fp32" and "so fp32" in plans[0].reason
+    fp32 = trained.predict(img, device="cpu", precision="fp32")
+    np.testing.assert_array_equal(out.denoised, fp32.denoised)
+
+
+def test_prediction_network_reports_the_calibration(trained):
+    plan = execution_plan("cpu", "int8")
+    crops = calibration_crops([np.full((40, 40), trained.mean, np.float32) + np.eye(40, dtype=np.float32)],
+                              trained.mean, trained.std)
+    net, plan2 = prediction_network(trained, plan, lambda: crops)
+    assert plan2.precision in ("int8", "fp32")
+    assert ("calibrated on 1 crops" in plan2.reason) == (plan2.precision == "int8")
+    fp32_net, fp32_plan = prediction_network(trained, execution_plan("cpu", "fp32"), lambda: 1 / 0)
+    assert fp32_plan.precision == "fp32"  # the crops are never asked for
+
+
+def test_int8_for_a_3d_model_is_a_clear_error(trained3d):
+    with pytest.raises(ValueError, match="int8.*2D only"):
+        prediction_plan(trained3d, "cpu", "int8")
+
+
+def test_int8_is_a_prediction_candidate_only_where_asked():
+    cpu = CPUInfo("test CPU", "x86_64", frozenset({"avx512f"}))
+    assert candidates("cpu", cpu)[0] == ["fp32"]
+    assert candidates("cpu", cpu, int8=True)[0] == ["fp32", "int8"]
+    bf = CPUInfo("test CPU", "x86_64", frozenset({"avx512_bf16"}))
+    assert candidates("cpu", bf, int8=True)[0] == ["fp32", "bf16", "int8"]
+    assert "int8" not in candidates("cuda", None, int8=True)[0]
+    # A decision made without int8 does not answer for a run that could use it.
+    args = ("m", "cpu", "predict", {"depth": 2}, "2.13")
+    assert cache_key(*args, limits={}) != cache_key(*args, limits={}, candidates=["fp32", "int8"])
+    assert cache_key(*args, limits={}) == cache_key(*args, limits={}, candidates=None)
+
+
+def test_probe_measures_int8():
+    net = _busy_net()
+    probe = prediction_probe(lambda: net, {"depth": 2}, (5, 5), (64, 64), int8=True)
+    seconds, errors = measure(probe, torch.device("cpu"), ["fp32", "int8"])
+    assert set(seconds) == set(errors) == {"fp32", "int8"}
+    assert errors["fp32"] == 0 and 0 < errors["int8"] < 0.05
