@@ -166,7 +166,8 @@ def main(argv=None) -> dict:
             row = {"what": "predict", "config": cfg, "precision": prec, "size": pred_size, "ours_s": s, **plan}
             log(f"predict {cfg} {pred_size}^2 {prec} ({plan['picked']}): ours {s:.2f} s = {mp / s:.3f} MP/s; "
                 f"{plan['reason']}")
-            r = None if prec == "auto" else peer(
+            # CAREamics has no int8: its fp32 row of the same run is the comparison.
+            r = None if prec in ("auto", "int8") else peer(
                 {"steps": 1, "warmup": 0, "predict": str(Path(tmp.name) / "big.npy")}, row, "predict")
             if r is not None:
                 row.update(peer_s=r["predict_big_seconds"], peer_info=r)
