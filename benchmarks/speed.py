@@ -63,6 +63,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-auto", action="store_true",
                     help="skip the auto rows; prediction models then stay untrained (the cost does not "
                          "depend on the weights, only auto's error check does)")
+    ap.add_argument("--model-steps", type=int, default=20,
+                    help="training steps of the models whose prediction is timed (auto's and int8's error "
+                         "checks see their outputs; 20 by default, users' models train 2000)")
     ap.add_argument("--no-train", action="store_true", help="skip the training timings")
     ap.add_argument("--no-predict", action="store_true", help="skip the prediction timings")
     ap.add_argument("--no-psf", action="store_true", help="skip the PSF convolution timings")
@@ -162,7 +165,7 @@ def main(argv=None) -> dict:
     for cfg in pred_cfgs:
         mp = big.size / 1e6
         for prec in variants:
-            s, plan = predict_ours(cfg, big, prec, None if a.smoke or a.no_auto else train_img)
+            s, plan = predict_ours(cfg, big, prec, None if a.smoke or a.no_auto else train_img, a.model_steps)
             row = {"what": "predict", "config": cfg, "precision": prec, "size": pred_size, "ours_s": s, **plan}
             log(f"predict {cfg} {pred_size}^2 {prec} ({plan['picked']}): ours {s:.2f} s = {mp / s:.3f} MP/s; "
                 f"{plan['reason']}")
