@@ -42,8 +42,9 @@ __all__ = ["ENGINE", "int8_unavailable", "quantize", "calibration_crops", "int8_
 
 # PyTorch's x86 engine: fbgemm or oneDNN kernels per operator, VNNI where the CPU has it.
 ENGINE = "x86"
-# Side of a calibration crop (pixels): four of them cost about a quarter of a 968^2 tile in fp32.
-CALIBRATION_SIZE = 256
+# Shape of a calibration crop by dimensionality: four 2D crops cost about a quarter of a 968^2
+# tile in fp32; a 3D crop holds four times a 2D one's voxels.
+CALIBRATION_SIZE = {2: (256, 256), 3: (16, 128, 128)}
 
 
 def int8_unavailable(config: TrainConfig) -> str | None:
@@ -52,8 +53,6 @@ def int8_unavailable(config: TrainConfig) -> str | None:
         return "int8 prediction is measured and offered on x86 CPUs only"
     if ENGINE not in torch.backends.quantized.supported_engines:
         return "this PyTorch build has no x86 int8 engine"
-    if config.ndim != 2:
-        return "int8 prediction is 2D only (PyTorch has no int8 trilinear up-sampling)"
     if config.n2v2:
         return "int8 prediction does not cover N2V2's blur pooling"
     return None
@@ -68,6 +67,19 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+class _InFloat(nn.Module):
+    """A float-only module between int8 layers: dequantise, run it, quantise again."""
+
+    def __init__(self, module: nn.Module) -> None:
+        from torch.ao.quantization import DeQuantStub, QuantStub
+
+        super().__init__()
+        self.dequant, self.module, self.quant = DeQuantStub(), module, QuantStub()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quant(self.module(self.dequant(x)))
+
+
 class _Int8UNet(nn.Module):
     """The U-Net's forward pass with quantisation stubs around its body (see :class:`.unet.UNet`)."""
 
@@ -79,6 +91,9 @@ class _Int8UNet(nn.Module):
         self.unet = copy.deepcopy(unet).float().eval()
         self.quant, self.dequant = QuantStub(), DeQuantStub()
         self.cats = nn.ModuleList(FloatFunctional() for _ in range(self.unet.depth))
+        if self.unet.ndim == 3:  # no int8 trilinear kernel: that one step runs in fp32
+            for up in self.unet.up:
+                up[1] = _InFloat(up[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = self.unet
@@ -103,7 +118,7 @@ def quantize(net: DecoNoisingNet, calibration: Sequence[torch.Tensor]) -> DecoNo
     net : DecoNoisingNet
         A trained network (fp32, on the CPU); it is not changed.
     calibration : sequence of torch.Tensor
-        Normalised inputs ``(N, 1, H, W)`` whose activations set the int8 ranges
+        Normalised inputs ``(N, 1, *spatial)`` whose activations set the int8 ranges
         (min/max over all of them).
 
     Returns
@@ -144,14 +159,17 @@ def _calibrated(net: DecoNoisingNet,
 
 
 def calibration_crops(images: Sequence[np.ndarray], mean: float, std: float,
-                      size: int = CALIBRATION_SIZE) -> list[torch.Tensor]:
-    """Normalised crops of 2D images for int8 calibration.
+                      size: int | Sequence[int] | None = None) -> list[torch.Tensor]:
+    """Normalised crops of 2D images (or 3D volumes) for int8 calibration.
 
     Around the brightest and the darkest pixel of all images (activations' extremes follow
     the input's, and a range that misses them would clip a bright spot), and the middle of
-    the first and of the last image. Each crop is at most ``size`` pixels a side.
+    the first and of the last image. Each crop is at most ``size`` pixels along each axis
+    (one value for all axes; default :data:`CALIBRATION_SIZE` for the images' dimensionality).
     """
     images = [np.asarray(im) for im in images]
+    nd = images[0].ndim
+    size = CALIBRATION_SIZE[nd] if size is None else (size,) * nd if isinstance(size, int) else tuple(size)
     hi = max(range(len(images)), key=lambda k: float(np.max(images[k])))
     lo = min(range(len(images)), key=lambda k: float(np.min(images[k])))
     centres = [(hi, np.unravel_index(int(np.argmax(images[hi])), images[hi].shape)),
@@ -161,11 +179,11 @@ def calibration_crops(images: Sequence[np.ndarray], mean: float, std: float,
     crops, seen = [], set()
     for k, centre in centres:
         im = images[k]
-        starts = tuple(int(min(max(c - size // 2, 0), max(n - size, 0))) for c, n in zip(centre, im.shape))
+        starts = tuple(int(min(max(c - w // 2, 0), max(n - w, 0))) for c, n, w in zip(centre, im.shape, size))
         if (k, starts) in seen:
             continue
         seen.add((k, starts))
-        crop = im[tuple(slice(s, s + size) for s in starts)].astype(np.float32)
+        crop = im[tuple(slice(s, s + w) for s, w in zip(starts, size))].astype(np.float32)
         crops.append(torch.from_numpy((crop - np.float32(mean)) / np.float32(std))[None, None])
     return crops
 
