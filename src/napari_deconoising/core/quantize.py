@@ -140,6 +140,7 @@ def _calibrated(net: DecoNoisingNet,
         raise ValueError("int8 quantisation needs at least one calibration input")
     torch.backends.quantized.engine = ENGINE
     body = _Int8UNet(net.unet)
+    _equalize(body.unet, calibration)
     u = body.unet
     qnet = copy.deepcopy(net).eval()
     qnet.unet = body
@@ -156,6 +157,74 @@ def _calibrated(net: DecoNoisingNet,
             ref = [qnet(x.float().contiguous()) for x in calibration]
         convert(body, inplace=True)
     return qnet, ref
+
+
+# Exponent of the channel equalisation (:func:`_equalize`): 0.5 took the demo model's int8 error
+# from 0.66 % to 0.47 % (0.25: 0.50 %, 0.75: 0.59 %, 1: 1.15 %).
+EQUALIZE_ALPHA = 0.5
+
+
+def _producers(u: nn.Module) -> list[tuple[nn.Module, bool, list[tuple[nn.Module, int]]]]:
+    """Each convolution of the U-Net whose output feeds only other convolutions (through ReLU,
+    pooling, interpolation or concatenation, all of which commute with a positive per-channel
+    scale), whether a ReLU follows it, and its consumers with the offset of its channels in
+    their input."""
+    d = u.depth
+    out = []
+    for level, block in enumerate(u.down):
+        nxt = u.down[level + 1][0] if level + 1 < d else u.bottom[0]
+        skip_user = u.up_conv[d - 1 - level][0]  # cat([up-sampled, skip]): the skip comes second
+        out += [(block[0], True, [(block[2], 0)]),
+                (block[2], True, [(nxt, 0), (skip_user, block[2].out_channels)])]
+    out += [(u.bottom[0], True, [(u.bottom[2], 0)]), (u.bottom[2], True, [(u.up[0][0], 0)])]
+    for i, block in enumerate(u.up_conv):
+        nxt = u.up[i + 1][0] if i + 1 < d else u.head
+        out += [(u.up[i][0], False, [(block[0], 0)]), (block[0], True, [(block[2], 0)]),
+                (block[2], True, [(nxt, 0)])]
+    return out
+
+
+def _equalize(u: nn.Module, calibration: Sequence[torch.Tensor], alpha: float | None = None) -> None:
+    """Even out the channels' ranges of every feature map in place, without changing the function.
+
+    Activations are quantised per tensor, so a channel whose values span a tenth of the
+    widest one's gets a tenth of the 256 levels. Scaling channel ``i`` of a convolution's
+    output by ``s_i > 0`` and the matching input weights of its consumers by ``1 / s_i`` is
+    exact in float (ReLU, max pooling, interpolation and concatenation commute with it);
+    ``s_i = (max_j r_j / r_i) ** alpha`` with ``r`` the channels' ranges on the calibration
+    inputs shares the gain between activations and weights (Nagel et al. 2019's cross-layer
+    equalisation, with measured activation ranges).
+    """
+    alpha = EQUALIZE_ALPHA if alpha is None else alpha
+    if alpha == 0:
+        return
+    producers = _producers(u)
+    ranges: dict[nn.Module, torch.Tensor] = {}
+
+    def record(module: nn.Module, _inputs: tuple, output: torch.Tensor, relu: bool) -> None:
+        o = output.detach().float()
+        o = o.clamp(min=0) if relu else o.abs()
+        r = o.amax(dim=tuple(k for k in range(o.ndim) if k != 1))
+        ranges[module] = r if module not in ranges else torch.maximum(ranges[module], r)
+
+    hooks = [conv.register_forward_hook(lambda m, i, o, relu=relu: record(m, i, o, relu))
+             for conv, relu, _ in producers]
+    try:
+        with torch.inference_mode():
+            for x in calibration:
+                u(x.float().contiguous())
+    finally:
+        for h in hooks:
+            h.remove()
+    with torch.no_grad():
+        for conv, _, consumers in producers:
+            r = ranges[conv].clamp(min=1e-12)
+            scale = (r.max() / r) ** alpha
+            conv.weight.mul_(scale.view(-1, *[1] * (conv.weight.ndim - 1)))
+            conv.bias.mul_(scale)
+            for user, offset in consumers:
+                view = (1, -1) + (1,) * (user.weight.ndim - 2)
+                user.weight[:, offset:offset + scale.numel()].div_(scale.view(view))
 
 
 def calibration_crops(images: Sequence[np.ndarray], mean: float, std: float,
