@@ -185,6 +185,24 @@ def test_cli_prints_the_precision_decision(files, capsys, monkeypatch, tmp_path)
     assert calls == ["train", "predict"]
 
 
+def test_cli_predict_int8_says_how_it_ran(files, capsys, monkeypatch, tmp_path):
+    from napari_deconoising.core import precision as precision_mod
+    from napari_deconoising.core.quantize import int8_unavailable
+
+    path = tmp_path / "m8.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(path), "--psf-sigma", "1.5", *TINY_ARGS]) == 0
+    if int8_unavailable(load_model(path).config):
+        pytest.skip(int8_unavailable(load_model(path).config))
+    cmd = ["predict", str(path), str(files / "noisy.tif"), "--denoised", str(tmp_path / "d.tif"),
+           "--precision", "int8"]
+    monkeypatch.setitem(precision_mod.TOLERANCE, "predict", 1.0)  # the tiny model's output is nearly flat
+    assert main(cmd) == 0
+    assert "precision int8 on cpu: requested; int8 calibrated on" in capsys.readouterr().err
+    monkeypatch.setitem(precision_mod.TOLERANCE, "predict", 0.0)
+    assert main(cmd) == 0
+    assert "precision fp32 on cpu: requested; int8's error on this image's crops was" in capsys.readouterr().err
+
+
 TINY_3D = [a for a in TINY_ARGS if a not in ("--patch-size", "32")]
 
 

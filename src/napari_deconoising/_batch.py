@@ -117,15 +117,22 @@ def run_predict(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         for k, job in enumerate(jobs):
             def progress(done: int, total: int, k: int = k, name: str = job.source.name) -> None:
+                bar.update(k + done / total, f"file {k + 1}/{n} {name} tile {done}/{total}")
+
+            def on_plan(run, name: str = job.source.name) -> None:
+                # int8 is calibrated on each file, and checked there (fp32 where it misses).
+                note = run.reason.removeprefix("requested").removeprefix("; ")
                 if not said:
                     said.append(True)
-                    bar.println(f"precision {plan.precision} on {plan.device}: {plan.reason}")
-                bar.update(k + done / total, f"file {k + 1}/{n} {name} tile {done}/{total}")
+                    bar.println(f"precision {run.precision} on {run.device}: {plan.reason}"
+                                + (f"; {note}" if note else ""))
+                elif run.precision != plan.precision:
+                    bar.println(f"{name}: {note}")
 
             try:
                 predict_file(model, job.source, job.denoised, job.deconvolved, axes=args.axes,
                              tile_size=args.tile_size, device=args.device, precision=plan.precision,
-                             progress=progress, client=client)
+                             progress=progress, client=client, on_plan=on_plan)
             except (ImageFileError, DataError) as e:  # this file cannot be used: report it, go on
                 if n == 1:
                     raise

@@ -27,7 +27,8 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
                  tile_size: int | None = None, device: str = "auto",
                  precision: str = DEFAULT_PRECISION,
                  batch_size: int | None = None, progress: Callable[[int, int], None] | None = None,
-                 cancel: Callable[[], bool] | None = None, client: Any = None) -> str:
+                 cancel: Callable[[], bool] | None = None, client: Any = None,
+                 on_plan: Callable[[Any], None] | None = None) -> str:
     """Denoise (and deconvolve) an image file into new files, tile by tile.
 
     The input is opened lazily (:func:`.lazy_io.open_lazy`: memory-mapped TIFF, zarr,
@@ -49,6 +50,10 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
         As for :func:`.stream.predict_lazy`.
     client : distributed.Client, optional
         Run on this Dask cluster (see :mod:`.cluster`).
+    on_plan : callable, optional
+        ``on_plan(plan)`` with the :class:`~.device.ExecutionPlan` as it will run (an int8
+        plan that fell back to fp32 on this image says so), before the first tile; once per
+        channel for a model per channel.
 
     Returns
     -------
@@ -71,7 +76,7 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
     axes = axes or (src.axes if src.axes and set(src.axes) <= set("STZCYX") else None)
     if hasattr(model, "models"):  # one model per channel (ChannelModels): channel by channel, in memory
         return _predict_channels(model, src, outputs, axes, tile_size=tile_size, device=device,
-                                 precision=precision, progress=progress, cancel=cancel)
+                                 precision=precision, progress=progress, cancel=cancel, on_plan=on_plan)
     # Dask workers each run a tile at once: on a local cluster they share this machine's RAM, so they
     # split what a deep 3D network's tile budget may grow into (the starting budget stays).
     share = 1 if client is None else max(1, len(client.nthreads()))
@@ -88,7 +93,7 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
                                                   scale=scale)) for p in outputs]
         predict_lazy(model, src.ref, refs[0], refs[1] if len(refs) > 1 else None, plan=plan, device=device,
                      precision=exec_plan.precision, batch_size=batch_size, progress=progress, cancel=cancel,
-                     client=client)
+                     client=client, on_plan=on_plan)
     return plan.axes
 
 
