@@ -84,7 +84,9 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
     # "auto" is measured once here (cached) once the input is known to fit; every tile and Dask worker
     # then runs the answer.
     exec_plan = prediction_plan(model, device, precision)
-    if exec_plan.reduced:  # bf16/fp16 (int8) activations take half (a quarter of) the bytes: larger tiles
+    # bf16/fp16 activations take half the bytes: tiles sized for that. Not int8's: it is checked on the
+    # image after the tiles are fixed, and where it misses, fp32 runs these tiles.
+    if exec_plan.dtype is not None:
         plan = plan_stream(model, src.shape, src.ref.dtype, axes, tile_size, exec_plan.device, reduced=True,
                            share=share)
     scale = src.scale if src.scale and axes == src.axes else None

@@ -212,8 +212,9 @@ def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, decon
     """
     exec_plan = prediction_plan(model, device, precision)
     shape = source.shape
+    # int8 may fall back to fp32 on this image (below): batches sized for fp32 then.
     batch_size = batch_size or default_batch_size(model, exec_plan.device, plan.grid.largest(),
-                                                  reduced=exec_plan.reduced)
+                                                  reduced=exec_plan.dtype is not None)
     work = jobs(plan, shape, batch_size)
     total = sum(len(o) for _, o in work)
     crops = stream_calibration_crops(plan, source, work) if exec_plan.quantized else []
