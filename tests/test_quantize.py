@@ -194,3 +194,23 @@ def test_probe_measures_int8():
     seconds, errors = measure(probe, torch.device("cpu"), ["fp32", "int8"])
     assert set(seconds) == set(errors) == {"fp32", "int8"}
     assert errors["fp32"] == 0 and 0 < errors["int8"] < 0.1
+
+
+def test_auto_int8_that_misses_on_the_image_falls_back_to_the_runner_up(trained, monkeypatch, tmp_path):
+    from napari_deconoising.core import device as device_mod
+    from napari_deconoising.core.precision_cache import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(device_mod, "cpu_info", lambda: CPUInfo("Test", "x86_64", frozenset({"avx512_bf16"})))
+    monkeypatch.setattr(device_mod, "_cpu_busy", lambda: None)
+    # The probe says: int8 4x, bf16 2x fp32's speed, both exact; the image's own check then
+    # finds int8's (real, non-zero) error above a tolerance of almost nothing.
+    monkeypatch.setattr(device_mod, "measure", lambda probe, dev, precisions: (
+        {"fp32": 1.0, "bf16": 0.5, "int8": 0.25}, {"fp32": 0.0, "bf16": 0.0, "int8": 0.0}))
+    monkeypatch.setitem(precision_mod.TOLERANCE, "predict", 1e-9)
+    # 900^2: above the small-image rule, which predicts in fp32 without measuring.
+    img = np.random.default_rng(6).normal(trained.mean, trained.std, (900, 900)).astype(np.float32)
+    plans = []
+    trained.predict(img, device="cpu", on_plan=plans.append)
+    assert plans[0].precision == "bf16" and plans[0].reason.endswith("so bf16"), plans[0].reason
+    assert "measured: int8: 4.0x faster than fp32" in plans[0].reason

@@ -77,6 +77,7 @@ class ExecutionPlan:
     use_grad_scaler: bool
     reason: str = "requested"
     quantized: bool = False  # int8: the network is quantised (:mod:`.quantize`), no autocast
+    fallback: str = "fp32"  # int8 only: what runs where int8 misses the tolerance on the image
 
     @property
     def precision(self) -> str:
@@ -189,17 +190,22 @@ def execution_plan(device: str | torch.device = "auto", precision: str = "auto",
     An explicit ``"int8"`` is for CPU prediction only; the caller quantises the network.
     """
     dev = resolve_device(device)
+    fallback = "fp32"
     if precision == "auto":
         choice = choose_precision(dev, probe, cache)
         precision = choice.precision
         reason = ("cached " if choice.source == "cached" else "") + choice.reason
+        if precision == "int8":  # the runner-up, should int8 miss on an image
+            rest = {p: s for p, s in choice.seconds.items() if p != "int8"}
+            if "fp32" in rest:
+                fallback = choose(rest, choice.errors, probe.task if probe else "predict").precision
     else:
         reason = "requested"
     if precision == "int8":
         if dev.type != "cpu":
             raise RuntimeError(f"int8 runs on the CPU only, not on {dev.type}; use auto, fp32, bf16 or fp16")
         return ExecutionPlan(dev, None, uses_channels_last(dev.type), use_grad_scaler=False, reason=reason,
-                             quantized=True)
+                             quantized=True, fallback=fallback)
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"unknown precision {precision!r}; use auto, fp32, bf16, fp16 or int8 (prediction)")
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

@@ -277,9 +277,10 @@ def prediction_network(model: DecoNoisingModel, plan: ExecutionPlan, crops: Call
 
     For an int8 plan the network is quantised on ``crops()`` (normalised crops of the
     image, :func:`calibration_crops`) and, with ``check``, compared with fp32 there;
-    beyond :data:`.precision.TOLERANCE` the prediction runs in fp32 instead and the
-    plan's reason says why. Without ``check`` (Dask workers, whose client has decided)
-    it is quantised only. Other plans get the fp32 network in the plan's memory layout.
+    beyond :data:`.precision.TOLERANCE` the prediction runs in ``plan.fallback`` instead
+    (fp32, or the runner-up of ``precision="auto"``) and the plan's reason says why.
+    Without ``check`` (Dask workers, whose client has decided) it is quantised only.
+    Other plans get the fp32 network in the plan's memory layout.
     """
     net = model.build_network().to(plan.device)
     if plan.quantized and not check:
@@ -291,8 +292,10 @@ def prediction_network(model: DecoNoisingModel, plan: ExecutionPlan, crops: Call
         if err <= tol:
             why = f"calibrated on {len(calibration)} crops of this image, error {err:.2%} of fp32"
             return qnet, dataclasses.replace(plan, reason=f"{plan.reason}; int8 {why}")
-        why = f"int8's error on this image's crops was {err:.2%} of fp32 (tolerance {tol:.0%}), so fp32"
-        plan = dataclasses.replace(plan, quantized=False, reason=f"{plan.reason}; {why}")
+        why = (f"int8's error on this image's crops was {err:.2%} of fp32 (tolerance {tol:.0%}), "
+               f"so {plan.fallback}")
+        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.fallback]
+        plan = dataclasses.replace(plan, quantized=False, dtype=dtype, reason=f"{plan.reason}; {why}")
     if plan.channels_last:
         net = net.to(memory_format=plan.memory_format(model.config.ndim))
     return net, plan
