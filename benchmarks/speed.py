@@ -66,6 +66,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--model-steps", type=int, default=20,
                     help="training steps of the models whose prediction is timed (auto's and int8's error "
                          "checks see their outputs; 20 by default, users' models train 2000)")
+    ap.add_argument("--model-file", action="append", default=[], metavar="CONFIG=PATH",
+                    help="predict with this trained model file for CONFIG (same depth and channels) instead of "
+                         "training one for --model-steps")
     ap.add_argument("--no-train", action="store_true", help="skip the training timings")
     ap.add_argument("--no-predict", action="store_true", help="skip the prediction timings")
     ap.add_argument("--no-psf", action="store_true", help="skip the PSF convolution timings")
@@ -99,6 +102,7 @@ def main(argv=None) -> dict:
     precisions = a.precisions.split(",") if a.precisions else precisions
     variants = precisions if a.no_auto else [*precisions, "auto"]
     steps = a.steps or (1 if a.smoke else 3 if a.quick else 5)
+    model_files = dict(m.split("=", 1) for m in a.model_file)
     pred_size, rss_size = (128, 512) if a.smoke else (2048, 4096)
     rss_cfg = "tiny" if a.smoke else "demo" if a.quick else "paper"
 
@@ -165,7 +169,8 @@ def main(argv=None) -> dict:
     for cfg in pred_cfgs:
         mp = big.size / 1e6
         for prec in variants:
-            s, plan = predict_ours(cfg, big, prec, None if a.smoke or a.no_auto else train_img, a.model_steps)
+            s, plan = predict_ours(cfg, big, prec, None if a.smoke or a.no_auto else train_img, a.model_steps,
+                                   model_files.get(cfg))
             row = {"what": "predict", "config": cfg, "precision": prec, "size": pred_size, "ours_s": s, **plan}
             log(f"predict {cfg} {pred_size}^2 {prec} ({plan['picked']}): ours {s:.2f} s = {mp / s:.3f} MP/s; "
                 f"{plan['reason']}")

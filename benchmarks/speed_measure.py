@@ -97,7 +97,7 @@ def trained_model(cfgname: str, image: np.ndarray, steps: int = 20):
 
 
 def predict_ours(cfgname: str, image: np.ndarray, precision: str = "fp32", train_image=None,
-                 train_steps: int = 20) -> tuple[float, dict]:
+                 train_steps: int = 20, model_file: str | None = None) -> tuple[float, dict]:
     """Seconds to predict ``image`` (after a warm-up on a crop), and the plan that was used.
 
     ``auto`` is decided first (its probe takes seconds, once per machine and network while
@@ -106,7 +106,15 @@ def predict_ours(cfgname: str, image: np.ndarray, precision: str = "fp32", train
     """
     from napari_deconoising.core.predict import prediction_plan
 
-    model = _model(cfgname) if train_image is None else trained_model(cfgname, train_image, train_steps)
+    if model_file is not None:
+        from napari_deconoising.core import load_model
+
+        model = load_model(model_file)
+        c = CONFIGS[cfgname]
+        if (model.config.depth, model.config.channels) != (c["depth"], c["channels"]):
+            raise SystemExit(f"{model_file} is not a {cfgname} model (depth {c['depth']}, {c['channels']} channels)")
+    else:
+        model = _model(cfgname) if train_image is None else trained_model(cfgname, train_image, train_steps)
     plan = prediction_plan(model, "cpu", precision)
     model.predict(image[:256, :256], precision=plan.precision)  # warm-up
     seen = []  # the plan as run: int8 calibrates on the image and may fall back to fp32 there
