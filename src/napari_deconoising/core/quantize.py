@@ -98,15 +98,8 @@ class _Int8UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = self.unet
         size = x.shape[2:]
-        x = self.quant(u.pad_input(x.float()))
-        skips = []
-        for block in u.down:
-            x = block(x)
-            skips.append(x)
-            x = u.pool(x)
-        x = u.bottom(x)
-        for up, block, cat in zip(u.up, u.up_conv, self.cats):
-            x = block(cat.cat([up(x), skips.pop()], dim=1))
+        x, skips = u.encode(self.quant(u.pad_input(x.float())))
+        x = u.decode(x, skips, [lambda a, b, cat=cat: cat.cat([a, b], dim=1) for cat in self.cats])
         return u.crop_output(u.head(self.dequant(x)), size)
 
 

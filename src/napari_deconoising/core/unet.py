@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -129,22 +131,36 @@ class UNet(nn.Module):
             return x
         return x[(slice(None), slice(None)) + tuple(slice(0, n) for n in size)]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[2:]
-        x = self.pad_input(x)
-        skips = []
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """The contracting path and the bottleneck: the bottom's features and the skips, finest first."""
+        skips: list[torch.Tensor | None] = []
         for block in self.down:
             x = block(x)
             skips.append(x)
             x = self.pool(x)
-        x = self.bottom(x)
+        return self.bottom(x), skips
+
+    def decode(self, x: torch.Tensor, skips: list[torch.Tensor | None],
+               merges: Sequence[Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]] | None = None,
+               ) -> torch.Tensor:
+        """The expanding path, coarsest level first, up to the head's input.
+
+        ``merges[i]`` joins level ``i``'s up-sampled map and its skip (default: concatenation
+        along channels, up-sampled map first; int8 passes its quantised concatenations).
+        """
         if self.n2v2:
             skips[0] = None  # N2V2: the input's own pixel grid does not reach the output directly
-        for up, block in zip(self.up, self.up_conv):
+        for i, (up, block) in enumerate(zip(self.up, self.up_conv)):
+            merge = _merge if merges is None else merges[i]
             # No name holds the skip or the up-sampled maps while the block runs, so both are
             # freed once concatenated: inference's peak is at the top level, where this saves
             # two full-resolution maps.
-            x = block(_merge(up(x), skips.pop()))
+            x = block(merge(up(x), skips.pop()))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[2:]
+        x = self.decode(*self.encode(self.pad_input(x)))
         # The 1x1 head runs in fp32 even under bf16 autocast: rounding the phantom to bf16
         # (8 significant bits) before the PSF cost DecoNoising 1.4 dB in a filaments run
         # while Noise2Void lost nothing (one seed; docs/benchmarks.md, "The cause: the
