@@ -214,3 +214,14 @@ def test_auto_int8_that_misses_on_the_image_falls_back_to_the_runner_up(trained,
     trained.predict(img, device="cpu", on_plan=plans.append)
     assert plans[0].precision == "bf16" and plans[0].reason.endswith("so bf16"), plans[0].reason
     assert "measured: int8: 4.0x faster than fp32" in plans[0].reason
+
+
+def test_the_probe_times_int8_and_the_image_judges_it():
+    from napari_deconoising.core.precision import choose
+
+    seconds = {"fp32": 1.0, "bf16": 0.5, "int8": 0.25}
+    errors = {"fp32": 0.0, "bf16": 0.002, "int8": 0.016}
+    pick = choose(seconds, errors, "predict")
+    assert pick.precision == "int8" and "checked on each image" in pick.reason
+    # Any other precision's probe error still rules it out.
+    assert choose({"fp32": 1.0, "bf16": 0.5}, {"fp32": 0.0, "bf16": 0.016}, "predict").precision == "fp32"
