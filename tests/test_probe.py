@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from napari_deconoising.core.device import cpu_has_bf16
-from napari_deconoising.core.probe import measure, prediction_probe, relative_error, training_probe
+from napari_deconoising.core.precision import relative_error
+from napari_deconoising.core.probe import measure, prediction_probe, training_probe
 
 
 def test_relative_error():

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Probe", "autocast", "uses_channels_last", "memory_format", "measure", "relative_error", "training_probe",
+from .precision import relative_error
+
+__all__ = ["Probe", "autocast", "uses_channels_last", "memory_format", "measure", "training_probe",
            "prediction_probe", "time_steps"]
 
 # int8 is no autocast: the network itself is quantised (:mod:`.quantize`).
@@ -76,24 +78,6 @@ class Probe:
 
 # The timed rounds' time budget, judged from the warm-up round.
 _ROUNDS_SECONDS = 10.0
-
-
-# Weight of each output's error in :func:`relative_error`: (denoised, phantom). The phantom
-# (deconvolved image) counts half: it is a high-pass estimate whose own error against the
-# truth is about 12 dB larger than the denoised image's, and int8's 1.1 % there changed its
-# PSNR by 0.003 dB (docs/benchmarks.md, "int8 prediction").
-OUTPUT_WEIGHTS = (1.0, 0.5)
-
-
-def relative_error(out: Sequence[torch.Tensor], ref: Sequence[torch.Tensor]) -> float:
-    """Largest RMS difference over the outputs, each relative to the reference's standard deviation
-    and weighted by :data:`OUTPUT_WEIGHTS` (the phantom's counts half)."""
-    errs = []
-    for o, r, w in zip(out, ref, OUTPUT_WEIGHTS):
-        o, r = o.detach().double().cpu(), r.detach().double().cpu()
-        scale = float(r.std()) or 1.0
-        errs.append(w * float(torch.sqrt(torch.mean((o - r) ** 2))) / scale)
-    return max(errs)
 
 
 def _run(net: nn.Module, x: torch.Tensor, task: str, device_type: str, precision: str) -> list[torch.Tensor]:

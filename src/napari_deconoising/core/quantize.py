@@ -28,8 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .precision import TOLERANCE
-from .probe import relative_error
+from .precision import TOLERANCE, relative_error
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -253,7 +252,7 @@ def calibration_crops(images: Sequence[np.ndarray], mean: float, std: float,
 def int8_network(net: DecoNoisingNet, crops: Sequence[torch.Tensor]) -> tuple[DecoNoisingNet, float]:
     """``net`` quantised on ``crops``, and its error against fp32 on them.
 
-    The error is :func:`.probe.relative_error` over all crops together (the denoised
+    The error is :func:`.precision.relative_error` over all crops together (the denoised
     output's and half the phantom's, relative to fp32's spread): what
     :data:`.precision.TOLERANCE` judges.
     """
