@@ -95,7 +95,7 @@ def test_dask_workers_get_the_decision_not_auto(trained, stack, tmp_path, monkey
 
     seen = []
 
-    def fake_run_on_cluster(client, run_job, model, plan, source, outputs, work, device, precision):
+    def fake_run_on_cluster(client, run_job, model, plan, source, outputs, work, device, precision, crops=()):
         seen.append(precision)
         yield from ()
 
