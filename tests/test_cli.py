@@ -203,6 +203,17 @@ def test_cli_predict_int8_says_how_it_ran(files, capsys, monkeypatch, tmp_path):
     assert "precision fp32 on cpu: requested; int8's error on this image's crops was" in capsys.readouterr().err
 
 
+def test_cli_predict_int8_for_n2v2_is_a_one_line_error(files, capsys, tmp_path):
+    path = tmp_path / "n2v2.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(path), "--n2v2", *TINY_ARGS]) == 0
+    capsys.readouterr()
+    out = tmp_path / "d.tif"
+    assert main(["predict", str(path), str(files / "noisy.tif"), "--denoised", str(out), "--precision", "int8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("deconoising: error:") and "N2V2" in err and "\n" not in err
+    assert not out.exists()
+
+
 TINY_3D = [a for a in TINY_ARGS if a not in ("--patch-size", "32")]
 
 

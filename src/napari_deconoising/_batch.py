@@ -106,7 +106,10 @@ def run_predict(args: argparse.Namespace) -> int:
     bar = ProgressBar(n, sys.stderr)
     # Decided once for all files (measured the first time, then cached), said once a file is under way.
     # A model per channel shares one architecture: the first channel's network decides.
-    plan = prediction_plan(getattr(model, "models", [model])[0], args.device, args.precision)
+    try:
+        plan = prediction_plan(getattr(model, "models", [model])[0], args.device, args.precision)
+    except ValueError as e:  # a precision this model cannot run (int8 for N2V2)
+        raise UsageError(str(e)) from None
     said: list[bool] = []
     failed: list[tuple[Path, str]] = []
     t0 = time.perf_counter()

@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     q.add_argument("--precision", default=DEFAULT_PRECISION, choices=["auto", "fp32", "bf16", "fp16", "int8"],
                    help="auto (default): the fastest precision within 1%% of fp32, measured once per "
-                        "machine and model size; fp32 is exact; int8 (2D, x86 CPUs) is calibrated on "
+                        "machine and model size; fp32 is exact; int8 (x86 CPUs) is calibrated on "
                         "each image and falls back to fp32 there if it misses the tolerance")
     cluster = q.add_mutually_exclusive_group()
     cluster.add_argument("--workers", type=int, metavar="N",

@@ -67,6 +67,10 @@ def cpu_has_bf16() -> bool:
     return native_bf16(cpu_info())
 
 
+# The autocast dtype of each float precision (None: plain fp32).
+_AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 @dataclass(frozen=True)
 class ExecutionPlan:
     """Device plus numeric mode for the forward pass, and why this mode."""
@@ -83,7 +87,12 @@ class ExecutionPlan:
     def precision(self) -> str:
         if self.quantized:
             return "int8"
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+        return {d: p for p, d in _AUTOCAST_DTYPES.items()}[self.dtype]
+
+    def fall_back(self, why: str) -> ExecutionPlan:
+        """This int8 plan run in its ``fallback`` precision instead, with ``why`` added to the reason."""
+        return dataclasses.replace(self, quantized=False, dtype=_AUTOCAST_DTYPES[self.fallback],
+                                   reason=f"{self.reason}; {why}")
 
     @property
     def reduced(self) -> bool:
@@ -208,7 +217,7 @@ def execution_plan(device: str | torch.device = "auto", precision: str = "auto",
                              quantized=True, fallback=fallback)
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"unknown precision {precision!r}; use auto, fp32, bf16, fp16 or int8 (prediction)")
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    dtype = _AUTOCAST_DTYPES[precision]
     if dtype is torch.float16 and dev.type == "cpu":
         raise RuntimeError("fp16 is not supported on the CPU; use bf16 or fp32")
     if dev.type == "cuda":

@@ -82,8 +82,8 @@ def predict(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], a
         ``auto`` (default): the fastest precision whose result is within 1 % (RMS, of the
         fp32 output's standard deviation; 2 % for the deconvolved image) of fp32's, measured
         once per machine and network (:func:`~napari_deconoising.core.device.choose_precision`);
-        or ``fp32`` (exact), ``bf16``, ``fp16``, ``int8`` (2D on x86 CPUs: calibrated on crops
-        of the image and checked there, fp32 beyond the tolerance; :mod:`~.quantize`).
+        or ``fp32`` (exact), ``bf16``, ``fp16``, ``int8`` (x86 CPUs: calibrated on crops of the
+        image and checked there, fp32 beyond the tolerance; :mod:`~.quantize`).
     batch_size : int, optional
         Tiles per forward pass; from the memory budget when omitted.
     progress : callable, optional

@@ -11,7 +11,7 @@ never rounded to 8 bits before the PSF.
 The ranges depend on the data, so every prediction calibrates on crops of its own image
 (:func:`calibration_crops`: around its brightest and darkest pixels and in its middle), and
 checks the int8 result against fp32 on them (:func:`int8_network`); above the tolerance it
-predicts in fp32 and says why.
+predicts in the plan's fall-back precision (fp32, or ``auto``'s runner-up) and says why.
 """
 
 from __future__ import annotations
@@ -284,10 +284,8 @@ def prediction_network(model: DecoNoisingModel, plan: ExecutionPlan, crops: Call
         if err <= tol:
             why = f"calibrated on {len(calibration)} crops of this image, error {err:.2%} of fp32"
             return qnet, dataclasses.replace(plan, reason=f"{plan.reason}; int8 {why}")
-        why = (f"int8's error on this image's crops was {err:.2%} of fp32 (tolerance {tol:.0%}), "
-               f"so {plan.fallback}")
-        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.fallback]
-        plan = dataclasses.replace(plan, quantized=False, dtype=dtype, reason=f"{plan.reason}; {why}")
+        plan = plan.fall_back(f"int8's error on this image's crops was {err:.2%} of fp32 "
+                              f"(tolerance {tol:.0%}), so {plan.fallback}")
     if plan.channels_last:
         net = net.to(memory_format=plan.memory_format(model.config.ndim))
     return net, plan

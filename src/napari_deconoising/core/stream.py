@@ -212,27 +212,28 @@ def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, decon
     """
     exec_plan = prediction_plan(model, device, precision)
     shape = source.shape
-    # int8 may fall back to fp32 on this image (below): batches sized for fp32 then.
+    # int8 may fall back on this image (below), after the batches are fixed: sized for fp32 then.
     batch_size = batch_size or default_batch_size(model, exec_plan.device, plan.grid.largest(),
                                                   reduced=exec_plan.dtype is not None)
     work = jobs(plan, shape, batch_size)
     total = sum(len(o) for _, o in work)
     crops = stream_calibration_crops(plan, source, work) if exec_plan.quantized else []
-    # int8 is decided here, on this image's crops (fp32 beyond the tolerance); Dask workers
-    # calibrate on the same crops and so build the same network.
-    net, exec_plan = prediction_network(model, exec_plan, lambda: crops)
+    net = None
+    if client is None or exec_plan.quantized:
+        # int8 is decided here, on this image's crops (the plan's fall-back beyond the tolerance);
+        # Dask workers calibrate on the same crops and so build the same network.
+        net, exec_plan = prediction_network(model, exec_plan, lambda: crops)
     if on_plan is not None:
         on_plan(exec_plan)
     if client is not None:
         from .cluster import run_on_cluster
 
-        del net
         events: Iterator[int] = run_on_cluster(client, run_job, model, plan, source, (denoised, deconvolved),
                                                work, device, exec_plan.precision,
                                                crops if exec_plan.quantized else [])
     else:
         events = _run_here(net, plan, exec_plan, source, (denoised, deconvolved), work)
-        del net  # the generator holds it, and lets it go when it ends
+    del net  # a local run's generator holds it, and lets it go when it ends
     done = 0
     yield done, total  # before the first batch, as predict_iter: the plan can be shown at once
     try:
