@@ -8,8 +8,8 @@ Measured in one run, on one GPU:
   in fp32, bf16, fp16 and ``auto`` (which one it picked and why): steps/s, patches/s,
   the share of a step spent sampling patches on the CPU, and the achieved TFLOP/s
   (FLOPs counted by ``torch.utils.flop_counter`` for one step) as a share of the
-  matching ceiling; then A/B of the GPU path's choices (channels-last off,
-  ``cudnn.benchmark`` off) and patches/s as the batch grows (does batch 20 fill the GPU?);
+  matching ceiling; then A/B of the GPU path's choices (the CUDA graph off, channels-last
+  off, ``cudnn.benchmark`` off) and patches/s as the batch grows (does batch 20 fill the GPU?);
 * 3D training at depth 3 / 64 channels, 16 x 64 x 64 patches, batch 4;
 * prediction megapixels/s of 2048^2, 4096^2 and 8192^2 images (host array in, host
   arrays out, so transfers are included) in each precision, and of a 64 x 512 x 512 stack;
@@ -157,8 +157,8 @@ def training(image: np.ndarray, steps: int, ceil: dict, cfg: dict, label: str, b
     rows = []
     for prec in PRECISIONS:
         tr = _trainer(image, prec, **cfg)
+        flops = step_flops(tr)  # first, while steps still run eagerly: a graph's replay is not counted
         r = time_steps(tr, steps)
-        flops = step_flops(tr)
         tflops = flops * r["steps_per_s"] / 1e12
         rows.append({"what": "train", "config": label, "precision": prec, "picked": tr.plan.precision,
                      "reason": tr.plan.reason, "flops_per_step": flops, "tflops": tflops,
@@ -170,15 +170,17 @@ def training(image: np.ndarray, steps: int, ceil: dict, cfg: dict, label: str, b
         _empty_cache()
     # A/B of the GPU path's choices, in the precision auto picked.
     picked = rows[-1]["picked"]
-    for variant in ("default", "channels-last off", "cudnn.benchmark off", "fused Adam", *variants):
-        tr = _trainer(image, picked, **cfg)
+    for variant in ("default", "CUDA graph off", "channels-last off", "cudnn.benchmark off",
+                    "fused Adam, no graph", *variants):
+        graph = variant not in ("CUDA graph off", "fused Adam, no graph", "torch.compile")
+        tr = _trainer(image, picked, **{**cfg, "cuda_graph": graph})
         t0 = time.perf_counter()
         if variant == "channels-last off":
             tr.plan = dataclasses.replace(tr.plan, channels_last=False)
             tr.net.to(memory_format=torch.contiguous_format)
         elif variant == "cudnn.benchmark off":
             torch.backends.cudnn.benchmark = False
-        elif variant == "fused Adam":
+        elif variant == "fused Adam, no graph":
             tr.optimizer = torch.optim.Adam(tr.net.param_groups(tr.config.learning_rate, tr.config.head_lr_scale),
                                             lr=tr.config.learning_rate, fused=DEVICE == "cuda")
         elif variant == "torch.compile":

@@ -176,8 +176,8 @@ class LearnedSigmaTrainer(Trainer):
             scale = sigma_pull / self.config.micro_batches
             psf.raw.register_hook(lambda g: g - scale * psf.log_sigma_slope())
         weights = [p for n, p in self.net.named_parameters() if not n.startswith("psf.")]
-        self.optimizer = torch.optim.Adam([{"params": weights, "lr": self.config.learning_rate},
-                                           {"params": list(psf.parameters()), "lr": sigma_lr}])
+        self.optimizer = self._adam([{"params": weights, "lr": self.config.learning_rate},
+                                     {"params": list(psf.parameters()), "lr": sigma_lr}])
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=self.config.lr_factor, patience=self.config.lr_patience)
 

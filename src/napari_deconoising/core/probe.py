@@ -229,5 +229,7 @@ def time_steps(trainer: Any, steps: int = 2) -> float:
     finally:
         trainer.net.load_state_dict(weights)
         trainer.optimizer.load_state_dict(state)
+        # A CUDA graph recorded while timing points at the optimiser state just replaced.
+        trainer._graphed = None
         trainer.sampler.rng.bit_generator.state = rng_state
         trainer.gen.set_state(gen_state)

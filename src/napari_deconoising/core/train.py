@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
+from .cuda_graph import GraphedStep, adam, graph_blocker
 from .data import as_image_set, check_values, normalisation_stats
 from .device import execution_plan, release_memory
 from .distributed import DDP, ddp_step
@@ -115,8 +116,12 @@ class Trainer:
         if self.plan.channels_last:
             self.net.to(memory_format=self.plan.memory_format(config.ndim))
         self._train_net = self.net if ddp is None else ddp.wrap(self.net, self.plan.device)
-        self.optimizer = torch.optim.Adam(self.net.param_groups(config.learning_rate, config.head_lr_scale),
-                                          lr=config.learning_rate)
+        #: Why steps are not replayed as a CUDA graph (None: they are, after a warm-up).
+        self.graph_blocker = graph_blocker(self.plan.device, enabled=config.cuda_graph,
+                                           micro_batches=config.micro_batches,
+                                           grad_scaler=self.plan.use_grad_scaler, distributed=ddp is not None)
+        self._graphed: GraphedStep | None = None
+        self.optimizer = self._adam(self.net.param_groups(config.learning_rate, config.head_lr_scale))
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience)
         self.scaler = torch.amp.GradScaler(self.plan.device.type) if self.plan.use_grad_scaler else None
@@ -136,6 +141,11 @@ class Trainer:
         self._average = WeightAverage(config.weight_average)
 
     # -- setup --------------------------------------------------------------------
+    def _adam(self, groups: list[dict]) -> torch.optim.Adam:
+        """Adam over ``groups``, capturable when steps will be replayed as a CUDA graph."""
+        return adam(groups, self.config.learning_rate, capturable=self.graph_blocker is None,
+                    device=self.plan.device)
+
     @property
     def patch(self) -> int | tuple[int, ...]:
         """The patch size in use: one int for square (cubic) patches, else one per axis."""
@@ -197,8 +207,13 @@ class Trainer:
             return ddp_step(self)
         cfg = self.config
         self.net.train()
-        self.optimizer.zero_grad(set_to_none=True)
         patches = self.plan.to_device(self.sampler.sample(cfg.batch_size))
+        if self.graph_blocker is None:
+            if self._graphed is None:
+                self._graphed = GraphedStep(lambda x, m, k: self._forward_loss(x, m, k)[0], self.optimizer)
+            masked, mask = self._mask(patches, cfg.mask_fraction, cfg.mask_radius, self.gen)
+            return self._finite(float(self._graphed(patches, masked, mask)))
+        self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for chunk in torch.tensor_split(patches, cfg.micro_batches):
             masked, mask = self._mask(chunk, cfg.mask_fraction, cfg.mask_radius, self.gen)
@@ -214,10 +229,14 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        if not math.isfinite(total):
+        return self._finite(total)
+
+    @staticmethod
+    def _finite(loss: float) -> float:
+        if not math.isfinite(loss):
             raise FloatingPointError(
                 "training diverged (loss is not finite); try a lower learning rate or precision='fp32'")
-        return total
+        return loss
 
     @torch.no_grad()
     def validation_loss(self) -> float:

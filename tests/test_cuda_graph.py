@@ -1,0 +1,101 @@
+"""Training steps replayed as a CUDA graph (core/cuda_graph.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deconoising.core.cuda_graph import WARMUP_STEPS, adam, graph_blocker
+from napari_deconoising.core.train import Trainer
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.parametrize(("kwargs", "why"), [
+    (dict(enabled=False), "off in the configuration"),
+    (dict(device=torch.device("cpu")), "no CUDA device (cpu)"),
+    (dict(micro_batches=2), "micro-batches"),
+    (dict(grad_scaler=True), "fp16 loss scaling"),
+    (dict(distributed=True), "distributed training"),
+])
+def test_each_blocker_is_named(kwargs, why):
+    args = dict(device=torch.device("cuda"), enabled=True, micro_batches=1, grad_scaler=False, distributed=False)
+    assert graph_blocker(**{**args, **kwargs}).startswith(why)
+    assert graph_blocker(**args) is None
+
+
+def test_the_cpu_trains_eagerly_with_a_plain_optimiser(sample, tiny_config):
+    trainer = Trainer(sample.noisy, tiny_config)
+    assert trainer.graph_blocker == "no CUDA device (cpu)"
+    assert not trainer.optimizer.defaults["capturable"]
+    assert isinstance(trainer.optimizer.param_groups[0]["lr"], float)
+    trainer._step()
+    assert trainer._graphed is None
+
+
+def test_a_capturable_adam_keeps_each_groups_rate_as_a_tensor():
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
+    opt = adam([{"params": [a], "lr": 0.1}, {"params": [b]}], 0.5, capturable=True, device=torch.device("cpu"))
+    rates = [g["lr"] for g in opt.param_groups]
+    assert all(isinstance(r, torch.Tensor) for r in rates)
+    assert [float(r) for r in rates] == pytest.approx([0.1, 0.5])
+
+
+def _losses(trainer, steps):
+    return np.array([trainer._step() for _ in range(steps)])
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_graphed_steps_train_as_eager_ones_do(sample, tiny_config, precision):
+    cfg = tiny_config.replace(device="cuda", precision=precision)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        graphed, eager = Trainer(sample.noisy, cfg), Trainer(sample.noisy, cfg.replace(cuda_graph=False))
+        assert graphed.graph_blocker is None and eager.graph_blocker == "off in the configuration"
+        steps = WARMUP_STEPS + 6
+        a, b = _losses(graphed, steps), _losses(eager, steps)
+    finally:
+        torch.backends.cudnn.allow_tf32 = True
+    assert graphed._graphed.captured and eager._graphed is None
+    # The same patches, blind spots and arithmetic: only cuDNN's choice of algorithm differs.
+    tol = 1e-3 if precision == "fp32" else 3e-2
+    np.testing.assert_allclose(a, b, rtol=tol)
+    for p, q in zip(graphed.net.parameters(), eager.net.parameters()):
+        torch.testing.assert_close(p, q, rtol=tol, atol=tol)
+
+
+@cuda
+def test_a_new_learning_rate_reaches_the_recorded_graph(sample, tiny_config):
+    trainer = Trainer(sample.noisy, tiny_config.replace(device="cuda", precision="fp32"))
+    _losses(trainer, WARMUP_STEPS + 1)
+    assert trainer._graphed.captured
+    before = [p.detach().clone() for p in trainer.net.parameters()]
+    trainer.scheduler.factor = 0.0
+    trainer.scheduler.min_lrs = [0.0] * len(trainer.optimizer.param_groups)
+    trainer.scheduler._reduce_lr(0)  # what a plateau does, down to a rate of 0
+    assert trainer._lr() == 0
+    _losses(trainer, 2)
+    for p, q in zip(trainer.net.parameters(), before):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+@cuda
+def test_a_full_run_on_cuda_validates_and_returns_the_best_model(sample, tiny_config):
+    trainer = Trainer(sample.noisy, tiny_config.replace(device="cuda", precision="auto"))
+    events = list(trainer.run())
+    assert trainer._graphed is not None and trainer._graphed.captured
+    epochs = [e for e in events if e.kind == "epoch"]
+    assert len(epochs) == tiny_config.epochs and all(np.isfinite(e.val_loss) for e in epochs)
+    assert epochs[-1].train_loss < epochs[0].train_loss * 1.5
+    pred = trainer.model.predict(sample.noisy, device="cuda")
+    assert np.isfinite(pred.denoised).all()
+
+
+@cuda
+def test_timing_a_step_drops_a_graph_it_recorded(sample, tiny_config):
+    trainer = Trainer(sample.noisy, tiny_config.replace(device="cuda", precision="fp32"))
+    trainer.estimate_step_seconds(steps=WARMUP_STEPS + 1)
+    assert trainer._graphed is None  # it pointed at the optimiser state the timing restored
+    _losses(trainer, WARMUP_STEPS + 2)
+    assert trainer._graphed.captured
