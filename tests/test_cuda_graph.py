@@ -24,8 +24,9 @@ def test_each_blocker_is_named(kwargs, why):
 
 
 def test_the_cpu_trains_eagerly_with_a_plain_optimiser(sample, tiny_config):
-    trainer = Trainer(sample.noisy, tiny_config)
+    trainer = Trainer(sample.noisy, tiny_config.replace(precision="auto"))
     assert trainer.graph_blocker == "no CUDA device (cpu)"
+    assert "CUDA graph" not in trainer.plan.reason
     assert not trainer.optimizer.defaults["capturable"]
     assert isinstance(trainer.optimizer.param_groups[0]["lr"], float)
     trainer._step()
@@ -99,3 +100,13 @@ def test_timing_a_step_drops_a_graph_it_recorded(sample, tiny_config):
     assert trainer._graphed is None  # it pointed at the optimiser state the timing restored
     _losses(trainer, WARMUP_STEPS + 2)
     assert trainer._graphed.captured
+
+
+@cuda
+def test_auto_on_a_bf16_gpu_picks_a_precision_the_graph_can_replay(sample, tiny_config):
+    trainer = Trainer(sample.noisy, tiny_config.replace(device="cuda", precision="auto", seed=1))
+    if torch.cuda.is_bf16_supported():
+        assert trainer.plan.precision in ("fp32", "bf16")
+        assert trainer.graph_blocker is None
+        eager = Trainer(sample.noisy, tiny_config.replace(device="cuda", precision="auto", cuda_graph=False, seed=1))
+        assert "CUDA graph" not in eager.plan.reason

@@ -103,6 +103,14 @@ def test_candidates_per_device():
     assert candidates("mps")[0] == ["fp32"]
 
 
+def test_graphed_training_on_a_gpu_with_bf16_leaves_fp16_out():
+    cands, why = candidates("cuda", cuda_bf16=True, graphed=True)
+    assert cands == ["fp32", "bf16"] and "CUDA graph" in why
+    # Without bf16, fp16 is the only reduced precision left: it stays (and runs eagerly).
+    assert candidates("cuda", cuda_bf16=False, graphed=True)[0] == ["fp32", "fp16"]
+    assert candidates("cpu", parse_cpuinfo(EPYC_ZEN5), graphed=True)[0] == ["fp32", "bf16"]
+
+
 def test_choose_fastest_within_tolerance():
     c = choose({"fp32": 1.0, "bf16": 0.4}, {"fp32": 0.0, "bf16": 0.003}, "predict")
     assert c.precision == "bf16" and c.source == "measured"

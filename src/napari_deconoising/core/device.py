@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .precision import PrecisionChoice, candidates, choose, cpu_info, native_bf16
+from .precision import GRAPHED_NO_FP16, PrecisionChoice, candidates, choose, cpu_info, native_bf16
 from .precision_cache import DecisionCache, cache_key
 from .probe import Probe, autocast, measure, memory_format, uses_channels_last
 
@@ -146,6 +146,8 @@ def choose_precision(dev: torch.device, probe: Probe | None = None, cache: Decis
         return known
     seconds, errors = (measure_fn or measure)(probe, dev, cands)
     choice = choose(seconds, errors, probe.task)
+    if probe.graphed and "fp16" not in cands and "bf16" in cands:
+        choice = dataclasses.replace(choice, reason=f"{choice.reason}; {GRAPHED_NO_FP16}")
     busy = _cpu_busy() if dev.type == "cpu" else None
     if busy is not None:
         # Other work can make one precision look slower than it is; use the answer for this
@@ -168,13 +170,15 @@ def _known_choice(dev: torch.device, probe: Probe | None,
                   cache: DecisionCache) -> tuple[PrecisionChoice | None, tuple[str, ...], str | None]:
     cuda_bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
     int8 = probe is not None and probe.int8
-    cands, why_not = candidates(dev.type, cpu_info() if dev.type == "cpu" else None, cuda_bf16, int8=int8)
+    graphed = probe is not None and probe.graphed
+    cands, why_not = candidates(dev.type, cpu_info() if dev.type == "cpu" else None, cuda_bf16, int8=int8,
+                                graphed=graphed)
     if len(cands) == 1:
         return PrecisionChoice(cands[0], f"only candidate: {why_not}" if why_not else "only candidate"), cands, None
     if probe is None:
         return PrecisionChoice(cands[1], f"native {cands[1]} on this {dev.type.upper()}, not measured"), cands, None
     key = cache_key(_machine(dev), dev.type, probe.task, probe.network, torch.__version__,
-                    candidates=cands if "int8" in cands else None)
+                    candidates=cands if "int8" in cands or graphed else None)
     return cache.get(key), cands, key
 
 

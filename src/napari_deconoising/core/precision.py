@@ -105,15 +105,26 @@ def native_bf16(cpu: CPUInfo) -> bool:
     return cpu.arch in ("arm64", "aarch64") and "bf16" in cpu.flags
 
 
+# Why fp16 is not tried for training where steps are replayed as a CUDA graph and bf16 runs.
+GRAPHED_NO_FP16 = ("fp16 not tried: its loss scaling runs each step without the CUDA graph, "
+                   "and bf16 with the graph trained faster (docs/benchmarks.md, GPU)")
+
+
 def candidates(device_type: str, cpu: CPUInfo | None = None, cuda_bf16: bool = False,
-               int8: bool = False) -> tuple[list[str], str]:
+               int8: bool = False, graphed: bool = False) -> tuple[list[str], str]:
     """Precisions worth measuring on a device, fp32 first, and why others were left out.
 
     ``int8``: the caller can run int8 (prediction of a model :mod:`.quantize` covers); a
-    CPU candidate then.
+    CPU candidate then. ``graphed``: training steps will be replayed as a CUDA graph
+    (:mod:`.cuda_graph`), which fp16's loss scaling prevents; on a GPU with bf16, fp16
+    is then left out (:data:`GRAPHED_NO_FP16`).
     """
     if device_type == "cuda":
-        return ["fp32", *(["bf16"] if cuda_bf16 else []), "fp16"], "" if cuda_bf16 else "no bf16 on this GPU"
+        if not cuda_bf16:
+            return ["fp32", "fp16"], "no bf16 on this GPU"
+        if graphed:
+            return ["fp32", "bf16"], GRAPHED_NO_FP16
+        return ["fp32", "bf16", "fp16"], ""
     if device_type == "mps":
         return ["fp32"], "mixed precision is not used on Apple MPS"
     cpu = cpu or cpu_info()

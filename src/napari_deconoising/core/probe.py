@@ -66,6 +66,10 @@ class Probe:
         Timed runs per precision (after one untimed warm-up); the fastest counts.
     int8 : bool
         Whether int8 (:mod:`.quantize`, prediction on x86 CPUs) is a candidate.
+    graphed : bool
+        Training whose steps will be replayed as a CUDA graph (:mod:`.cuda_graph`) where
+        the precision allows it: fp16 is then not a candidate on GPUs with bf16
+        (:func:`.precision.candidates`).
     """
 
     task: str
@@ -74,6 +78,7 @@ class Probe:
     inputs: Callable[[], torch.Tensor]
     repeats: int = 3
     int8: bool = False
+    graphed: bool = False
 
 
 # The timed rounds' time budget, judged from the warm-up round.
@@ -178,12 +183,13 @@ def _probe_batch(n: int, spatial: Sequence[int], seed: int = 0) -> torch.Tensor:
 
 
 def training_probe(network_kwargs: Mapping, psf: np.ndarray | None, patch: Sequence[int], batch: int,
-                   state_dict: Mapping | None = None) -> Probe:
+                   state_dict: Mapping | None = None, graphed: bool = False) -> Probe:
     """Forward and backward of the training network on one batch of ``patch``-sized patches.
 
     ``network_kwargs`` are :class:`~.network.DecoNoisingNet`'s keyword arguments (depth,
     channels, ndim...). The probe batch is at most 8 patches: the ratio between
     precisions is what counts, and the probe should cost seconds, not minutes.
+    ``graphed``: see :class:`Probe`.
     """
     from .network import DecoNoisingNet
 
@@ -198,7 +204,7 @@ def training_probe(network_kwargs: Mapping, psf: np.ndarray | None, patch: Seque
 
     shape = {**dict(network_kwargs), "psf": None if psf is None else list(psf.shape),
              "input": [n, *map(int, patch)]}
-    return Probe("train", shape, build, lambda: _probe_batch(n, tuple(patch)))
+    return Probe("train", shape, build, lambda: _probe_batch(n, tuple(patch)), graphed=graphed)
 
 
 def prediction_probe(build: Callable[[], nn.Module], network_kwargs: Mapping, psf_shape: Sequence[int] | None,

@@ -14,7 +14,7 @@ import torch
 from .config import TrainConfig
 from .cuda_graph import GraphedStep, adam, graph_blocker
 from .data import as_image_set, check_values, normalisation_stats
-from .device import execution_plan, release_memory
+from .device import execution_plan, release_memory, resolve_device
 from .distributed import DDP, ddp_step
 from .events import TrainEvent
 from .loss import deconoising_loss
@@ -100,11 +100,16 @@ class Trainer:
             self.mean, self.std = normalisation_stats(self.slices)
             self.psf = self._make_psf(config, psf)
 
+        def blocker(device: torch.device, grad_scaler: bool) -> str | None:
+            return graph_blocker(device, enabled=config.cuda_graph, micro_batches=config.micro_batches,
+                                 grad_scaler=grad_scaler, distributed=ddp is not None)
+
+        graphable = blocker(resolve_device(config.device), False) is None
         self.plan = execution_plan(config.device, config.precision, probe=training_probe(
             dict(depth=config.depth, channels=config.channels, ndim=config.ndim, pool_z=config.pools_z(),
                  wiener_eps=config.wiener_eps),
             self.psf, self.patch_shape, config.batch_size // config.micro_batches,
-            None if resume is None else resume.state_dict))
+            None if resume is None else resume.state_dict, graphed=graphable))
         torch.manual_seed(config.seed)
         self.net = DecoNoisingNet(self.psf, depth=config.depth, channels=config.channels, ndim=config.ndim,
                                   pool_z=config.pools_z(), n2v2=config.n2v2,
@@ -117,9 +122,7 @@ class Trainer:
             self.net.to(memory_format=self.plan.memory_format(config.ndim))
         self._train_net = self.net if ddp is None else ddp.wrap(self.net, self.plan.device)
         #: Why steps are not replayed as a CUDA graph (None: they are, after a warm-up).
-        self.graph_blocker = graph_blocker(self.plan.device, enabled=config.cuda_graph,
-                                           micro_batches=config.micro_batches,
-                                           grad_scaler=self.plan.use_grad_scaler, distributed=ddp is not None)
+        self.graph_blocker = blocker(self.plan.device, self.plan.use_grad_scaler)
         self._graphed: GraphedStep | None = None
         self.optimizer = self._adam(self.net.param_groups(config.learning_rate, config.head_lr_scale))
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
