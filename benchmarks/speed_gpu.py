@@ -168,8 +168,9 @@ def training(image: np.ndarray, steps: int, ceil: dict, cfg: dict, label: str, b
             f"{tflops:.2f} TFLOP/s = {rows[-1]['share_of_ceiling']:.1%} of the ceiling; {tr.plan.reason}")
         del tr
         _empty_cache()
-    # A/B of the GPU path's choices, in the precision auto picked.
-    picked = rows[-1]["picked"]
+    # A/B of the GPU path's choices, in the precision auto picked; fp32 where that is fp16,
+    # whose loss scaling runs eagerly (the graph's A/B would compare eager with eager).
+    picked = rows[-1]["picked"] if rows[-1]["picked"] != "fp16" else "fp32"
     for variant in ("default", "CUDA graph off", "channels-last off", "cudnn.benchmark off",
                     "fused Adam, no graph", *variants):
         graph = variant not in ("CUDA graph off", "fused Adam, no graph", "torch.compile")
