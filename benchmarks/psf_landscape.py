@@ -4,6 +4,11 @@ For each dataset and true sigma (data made as in ``psf_estimation.py``):
 
 * ``--fixed``: a short training (``--steps``) with each fixed sigma; its best validation
   loss and PSNR (the loss landscape over sigma as the learning run sees it);
+* ``--fixed`` also records the phantom's 0.001 quantile on the validation patches, at the
+  physical zero level and in units of the phantom's standard deviation (``phantom_q``):
+  where the PSF is wider than the data's blur, the phantom must ring below zero to explain
+  the sharpest detail. Train those runs without the positivity term (``--positivity 0``) so
+  that nothing holds the phantom up; ``--wiener-eps`` adds the preconditioned phantom;
 * ``--trace``: one learning run of route (a) (``core/learned_psf.py``, the default pull
   unless ``--sigma-pull``), recording per epoch its sigma and the mean slope of the data
   loss along ln(sigma), ``dL/d ln(sigma)`` (the pull is ``-w ln(sigma)``: sigma stops
@@ -27,9 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 import datasets  # noqa: E402
-from psf_estimation import model_psnr, trained  # noqa: E402
+import torch  # noqa: E402
+from psf_estimation import model_psnr  # noqa: E402
 
-from napari_deconoising.core import TrainConfig  # noqa: E402
+from napari_deconoising.core import TrainConfig, Trainer  # noqa: E402
 from napari_deconoising.core.learned_psf import SIGMA_PULL, LearnedSigmaTrainer  # noqa: E402
 
 
@@ -56,6 +62,19 @@ def trace(ds: datasets.Dataset, config: TrainConfig, pull: float) -> list[dict]:
     return rows
 
 
+def fixed(ds: datasets.Dataset, config: TrainConfig) -> dict:
+    """One training with a fixed sigma: best validation loss, PSNR, and the phantom's low quantile."""
+    trainer = Trainer(ds.noisy, config, axes="SYX")
+    for _ in trainer.run():
+        pass
+    model = trainer.model
+    with torch.no_grad():
+        _, phantom = model.build_network().eval()(trainer.val_target)
+    z = phantom + trainer._zero_level
+    q = float(torch.quantile(z.flatten()[::7], 0.001) / z.std())
+    return {"val": round(trainer.best_val, 5), "psnr": round(model_psnr(ds, model), 3), "phantom_q": round(q, 4)}
+
+
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="text,filaments")
@@ -64,6 +83,9 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--trace", action="store_true", help="also one learning run, traced")
     ap.add_argument("--sigma-pull", type=float, default=SIGMA_PULL)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--positivity", type=float, default=1.0, help="positivity weight of the fixed runs")
+    ap.add_argument("--wiener-eps", type=float, default=0.0, help="preconditioned phantom in the fixed runs")
+    ap.add_argument("--precision", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", type=int, default=256, help="image size (3 images)")
     ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "psf_landscape")
@@ -72,15 +94,15 @@ def main(argv=None) -> list[dict]:
     info = common.machine_info()
     print(common.machine_line(info), flush=True)
     base = TrainConfig(epochs=max(1, a.steps // 10), steps_per_epoch=10, batch_size=8, patch_size=64, depth=2,
-                       channels=16, seed=a.seed)
+                       channels=16, seed=a.seed, precision=a.precision)
     rows = []
     for name in a.datasets.split(","):
         for sigma in a.sigmas:
             ds = datasets.make(name, 3, a.size, seed=0, sigma=sigma)
             row = {"dataset": name, "true_sigma": sigma, "fixed": {}}
             for s in a.fixed:
-                psnr, val = trained(ds, base.replace(psf_sigma=s) if s > 0 else base.replace(psf="none"))
-                row["fixed"][s] = {"val": round(val, 5), "psnr": round(psnr, 3)}
+                cfg = base.replace(positivity=a.positivity, wiener_eps=a.wiener_eps)
+                row["fixed"][s] = fixed(ds, cfg.replace(psf_sigma=s) if s > 0 else cfg.replace(psf="none"))
                 print(name, sigma, "fixed", s, row["fixed"][s], flush=True)
             if a.trace:
                 row["trace"] = trace(ds, base, a.sigma_pull)

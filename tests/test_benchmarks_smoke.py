@@ -52,6 +52,7 @@ def test_psf_landscape_smoke(tmp_path):
                                         "--steps", "10", "--size", "64", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "psf_landscape.json").read_text())["rows"]
     assert len(rows) == len(saved) == 1 and set(saved[0]["fixed"]) == {"0.8"}
+    assert math.isfinite(saved[0]["fixed"]["0.8"]["phantom_q"])
     epoch = saved[0]["trace"][0]
     assert math.isfinite(epoch["slope"]) and epoch["slope"] != 0 and 0.2 < epoch["sigma"] < 4.0
 

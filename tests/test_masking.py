@@ -147,3 +147,12 @@ def test_3d_blind_spot_is_real(psf, pool_z):
     assert mask.sum() > 0
     assert x.grad[mask].abs().max() == 0
     assert x.grad[~mask].abs().max() > 0
+
+
+def test_a_loss_that_is_not_finite_is_a_clear_error():
+    from napari_deconoising.core.loss import finite_loss
+
+    assert finite_loss(0.25) == 0.25
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(FloatingPointError, match="diverged.*lower learning rate"):
+            finite_loss(bad)

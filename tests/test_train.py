@@ -314,3 +314,10 @@ def test_2d_trains_without_the_preconditioned_phantom_unless_asked(sample, tiny_
     tr = Trainer(sample.noisy, tiny_config.replace(wiener_eps=0.1))
     assert tr.net.precondition is not None and tr.model.config.wiener_eps == 0.1
     assert Trainer(sample.noisy, tiny_config.replace(psf="none", wiener_eps=0.1)).net.precondition is None
+
+
+def test_a_step_on_non_finite_data_stops_with_a_clear_error(sample, tiny_config, monkeypatch):
+    trainer = Trainer(sample.noisy, tiny_config)
+    monkeypatch.setattr(trainer.sampler, "sample", lambda n: np.full((n, 1, 32, 32), np.nan, np.float32))
+    with pytest.raises(FloatingPointError, match="diverged"):
+        trainer._step()

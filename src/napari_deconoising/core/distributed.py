@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .loss import finite_loss
 from .masking import blind_spot_mask, mask_spots
 
 __all__ = ["DDP", "from_environment", "ddp_step", "shutdown"]
@@ -121,11 +122,7 @@ def ddp_step(trainer: Any) -> float:
         trainer.scaler.update()
     else:
         trainer.optimizer.step()
-    total = ddp.mean(total)
-    if not np.isfinite(total):
-        raise FloatingPointError(
-            "training diverged (loss is not finite); try a lower learning rate or precision='fp32'")
-    return total
+    return finite_loss(ddp.mean(total))
 
 
 def from_environment(device: str = "auto") -> DDP | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["masked_mse", "positivity_penalty", "deconoising_loss"]
+__all__ = ["masked_mse", "positivity_penalty", "deconoising_loss", "finite_loss"]
 
 
 def masked_mse(denoised: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -39,3 +41,11 @@ def deconoising_loss(
     mse = masked_mse(denoised, target, mask)
     pos = positivity_penalty(phantom, zero_level) if positivity > 0 else mse.new_zeros(())
     return mse + positivity * pos, mse, pos
+
+
+def finite_loss(loss: float) -> float:
+    """``loss``, or a clear error when training has diverged (it is not finite)."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            "training diverged (loss is not finite); try a lower learning rate or precision='fp32'")
+    return loss

@@ -17,7 +17,7 @@ from .data import as_image_set, check_values, normalisation_stats
 from .device import execution_plan, release_memory, resolve_device
 from .distributed import DDP, ddp_step
 from .events import TrainEvent
-from .loss import deconoising_loss
+from .loss import deconoising_loss, finite_loss
 from .masking import apply_blind_spots
 from .model import DecoNoisingModel, check_resume_ndim
 from .n2v2 import median_blind_spots
@@ -215,7 +215,7 @@ class Trainer:
             if self._graphed is None:
                 self._graphed = GraphedStep(lambda x, m, k: self._forward_loss(x, m, k)[0], self.optimizer)
             masked, mask = self._mask(patches, cfg.mask_fraction, cfg.mask_radius, self.gen)
-            return self._finite(float(self._graphed(patches, masked, mask)))
+            return finite_loss(float(self._graphed(patches, masked, mask)))
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for chunk in torch.tensor_split(patches, cfg.micro_batches):
@@ -232,14 +232,7 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        return self._finite(total)
-
-    @staticmethod
-    def _finite(loss: float) -> float:
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                "training diverged (loss is not finite); try a lower learning rate or precision='fp32'")
-        return loss
+        return finite_loss(total)
 
     @torch.no_grad()
     def validation_loss(self) -> float:
