@@ -110,3 +110,16 @@ def test_auto_on_a_bf16_gpu_picks_a_precision_the_graph_can_replay(sample, tiny_
         assert trainer.graph_blocker is None
         eager = Trainer(sample.noisy, tiny_config.replace(device="cuda", precision="auto", cuda_graph=False, seed=1))
         assert "CUDA graph" not in eager.plan.reason
+
+
+@cuda
+def test_the_command_line_says_whether_steps_are_graphed(sample, tiny_config):
+    import io
+
+    from napari_deconoising._console import run_training
+
+    for graph, said in ((True, "replayed as a CUDA graph"), (False, "without a CUDA graph: off in the configuration")):
+        out = io.StringIO()
+        run_training(sample.noisy, tiny_config.replace(device="cuda", precision="fp32", epochs=1, cuda_graph=graph),
+                     out=out)
+        assert said in out.getvalue()
