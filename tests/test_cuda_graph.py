@@ -123,3 +123,11 @@ def test_the_command_line_says_whether_steps_are_graphed(sample, tiny_config):
         run_training(sample.noisy, tiny_config.replace(device="cuda", precision="fp32", epochs=1, cuda_graph=graph),
                      out=out)
         assert said in out.getvalue()
+
+
+def test_steps_are_described_on_cuda_only():
+    from napari_deconoising.core.cuda_graph import describe_steps
+
+    assert describe_steps(torch.device("cpu"), "no CUDA device (cpu)") is None
+    assert "replayed as a CUDA graph" in describe_steps(torch.device("cuda"), None)
+    assert describe_steps(torch.device("cuda"), "fp16 loss scaling").endswith("without a CUDA graph: fp16 loss scaling")
