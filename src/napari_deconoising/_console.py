@@ -10,7 +10,7 @@ from typing import IO
 import numpy as np
 
 from .core.config import TrainConfig
-from .core.cuda_graph import WARMUP_STEPS
+from .core.cuda_graph import describe_steps
 from .core.distributed import DDP
 from .core.formatting import format_seconds
 from .core.model import DecoNoisingModel
@@ -101,10 +101,9 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
     for note in trainer.warnings:
         print(f"deconoising: warning: {note}", file=out)
     print(f"{label}precision {trainer.plan.precision} on {trainer.plan.device}: {trainer.plan.reason}", file=out)
-    if trainer.plan.device.type == "cuda":
-        why = trainer.graph_blocker
-        print(f"{label}training steps " + (f"replayed as a CUDA graph after {WARMUP_STEPS} warm-up steps" if why is None
-                                         else f"run without a CUDA graph: {why}"), file=out)
+    steps = describe_steps(trainer.plan.device, trainer.graph_blocker)
+    if steps:
+        print(f"{label}{steps}", file=out)
     per_step = trainer.estimate_step_seconds(steps=1)
     patch = "x".join(map(str, trainer.patch_shape))
     print(f"{label}training {cfg.epochs} epochs x {cfg.steps_per_epoch} steps of {cfg.batch_size} "

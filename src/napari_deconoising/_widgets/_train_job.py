@@ -12,6 +12,7 @@ from napari.layers import Image
 
 from ..core import ChannelModels, DecoNoisingModel, TrainConfig, Trainer, TrainEvent
 from ..core.channels import split_channels
+from ..core.cuda_graph import describe_steps
 from ..core.learned_psf import LearnedSigmaTrainer, estimation_config
 
 __all__ = ["ChannelStart", "Ready", "TrainControl", "TrainRun", "channels_job", "train_job"]
@@ -153,7 +154,8 @@ def _forward(control: TrainControl, trainer: Trainer) -> Generator[Ready | Train
         patch="x".join(map(str, trainer.patch_shape)),
         device=str(trainer.plan.device),
         precision=trainer.plan.precision,
-        reason=trainer.plan.reason,
+        reason="; ".join(filter(None, (trainer.plan.reason,
+                                       describe_steps(trainer.plan.device, trainer.graph_blocker)))),
     )
     model = yield from trainer.run()
     return model

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["WARMUP_STEPS", "graph_blocker", "adam", "GraphedStep"]
+__all__ = ["WARMUP_STEPS", "graph_blocker", "describe_steps", "adam", "GraphedStep"]
 
 # Eager steps before the capture: cuDNN's benchmark mode times its algorithms, and Adam
 # creates its state, on these; neither may happen while a graph is recorded.
@@ -41,6 +41,15 @@ def graph_blocker(device: torch.device, *, enabled: bool, micro_batches: int, gr
     if distributed:
         return "distributed training"
     return None
+
+
+def describe_steps(device: torch.device, blocker: str | None) -> str | None:
+    """For users: how training steps run on a CUDA device (None elsewhere, where there is no choice)."""
+    if device.type != "cuda":
+        return None
+    if blocker is None:
+        return f"training steps replayed as a CUDA graph after {WARMUP_STEPS} warm-up steps"
+    return f"training steps run without a CUDA graph: {blocker}"
 
 
 def adam(groups: list[dict], lr: float, *, capturable: bool, device: torch.device) -> torch.optim.Adam:
@@ -96,8 +105,12 @@ class GraphedStep:
         return loss.detach()
 
     def __call__(self, target: torch.Tensor, masked: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # Streams and graphs belong to the current device: make it the data's (cuda:1, say).
+        with torch.cuda.device(target.device):
+            return self._call((target, masked, mask))
+
+    def _call(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         self.calls += 1
-        inputs = (target, masked, mask)
         if self.graph is None and self.calls <= self.warmup:
             # A side stream, as PyTorch's whole-network capture recipe does: the capture
             # below runs on one too, and the warm-up must see the same stream setup.
