@@ -78,3 +78,45 @@ def test_3d_receptive_radius_bounds_the_influence_of_a_voxel(pool_z, upsampling)
     assert 0 < reach_yx <= unet_receptive_radius(depth)
     rz = unet_receptive_radius(depth, pooled=pool_z)
     assert 0 < reach_z <= rz and reach_z > rz // 2
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_the_upsampled_branch_gets_a_dense_channels_last_gradient(ndim):
+    from napari_deconoising.core.unet import _merge
+
+    fmt = torch.channels_last if ndim == 2 else torch.channels_last_3d
+    seen = []
+
+    class Record(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.view_as(x)
+
+        @staticmethod
+        def backward(ctx, g):
+            seen.append(g)
+            return g
+
+    shape = (2, 4) + (6,) * ndim
+    leaf = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_(True)
+    skip = torch.randn(shape).contiguous(memory_format=fmt)
+    out = _merge(Record.apply(leaf), skip)
+    out.backward(torch.randn(out.shape).contiguous(memory_format=fmt))
+    # torch.cat alone hands back a strided channel slice of the gradient
+    assert seen[0].is_contiguous(memory_format=fmt)
+
+
+def test_the_dense_gradient_changes_no_value(monkeypatch):
+    import napari_deconoising.core.unet as unet_module
+
+    x = torch.randn(2, 1, 32, 32).contiguous(memory_format=torch.channels_last)
+    grads = []
+    for plain in (False, True):
+        if plain:
+            monkeypatch.setattr(unet_module, "_merge", lambda a, s: a if s is None else torch.cat([a, s], dim=1))
+        torch.manual_seed(0)
+        net = UNet(depth=2, channels=8).to(memory_format=torch.channels_last)
+        net(x).square().mean().backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
