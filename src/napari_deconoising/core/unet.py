@@ -200,7 +200,7 @@ def _merge(x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
         if fmt is not None:
             # The concatenation's backward hands x a channel slice of its gradient: strided in
             # channels-last memory, where up-sampling's backward then ran 5-8x slower on the
-            # CPU (issue 8, benchmarks/speed_ab.py upsample-grad). One dense copy is cheaper.
+            # CPU (issue 8, benchmarks/speed_grad_layout.py). One dense copy is cheaper.
             x.register_hook(lambda g: g.contiguous(memory_format=fmt))
     return torch.cat([x, skip], dim=1)
 
