@@ -328,3 +328,15 @@ def test_psf_spectrum_finds_a_wide_blur_in_clean_data(tmp_path):
                                        "--out", str(tmp_path)])
     assert abs(rows[0]["fits"][0]["sigma"] - 2.5) < 0.1  # 2.49 measured; the phantom's own width shows less there
     assert (tmp_path / "psf_spectrum.json").exists()
+
+
+def test_speed_grad_layout_smoke(capsys):
+    mod = _load("speed_grad_layout")
+    mod.upsample(reps=1)
+    mod.train("2d", rounds=1)
+    out = capsys.readouterr().out
+    assert "gradient as a channel slice" in out and "train 2d bf16: plain cat" in out
+    # the benchmark swaps unet._merge per variant; it must leave the real one in place
+    from napari_deconoising.core import unet
+
+    assert unet._merge is mod.unet._merge and "register_hook" in unet._merge.__code__.co_names
