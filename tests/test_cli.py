@@ -343,6 +343,15 @@ def test_n2v2_flag_is_saved_with_the_model(files, capsys):
     assert load_model(model).config.n2v2 and "N2V2" in capsys.readouterr().err
 
 
+def test_no_cuda_graph_flag_reaches_the_config(files):
+    model = files / "eager.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(model), "--no-cuda-graph", *TINY_ARGS]) == 0
+    assert load_model(model).config.cuda_graph is False
+    default = files / "default.pt"
+    assert main(["train", str(files / "noisy.tif"), "--model", str(default), *TINY_ARGS]) == 0
+    assert load_model(default).config.cuda_graph is True
+
+
 @pytest.mark.parametrize("flag, value, field, shown", [
     ("--head-lr-scale", "10", "head_lr_scale", "PSF head lr x10"),
     ("--weight-average", "0.9", "weight_average", "weight average 0.9"),

@@ -69,7 +69,7 @@ def _config_from_args(args: argparse.Namespace, label: str = "") -> tuple[TrainC
         patch_size=patch, val_fraction=args.val_fraction, lr=args.lr, head_lr_scale=args.head_lr_scale,
         weight_average=args.weight_average, wiener_eps=args.wiener_eps,
         depth=args.depth, channels=args.channels, seed=args.seed, device=args.device, precision=args.precision,
-        ndim=ndim, optics=optics, n2v2=args.n2v2,
+        ndim=ndim, optics=optics, n2v2=args.n2v2, cuda_graph=args.cuda_graph,
     )
     if optics is not None:
         psf_array = optics_psf(optics, ndim=cfg.ndim)

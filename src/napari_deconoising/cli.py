@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "from the file); with C, one model per channel")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    t.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                   help="on a CUDA GPU, run every training step eagerly instead of replaying it as a CUDA graph")
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--resume", metavar="MODEL.pt", help="continue training this model")
     t.set_defaults(func=cmd_train)
