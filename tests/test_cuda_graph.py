@@ -131,3 +131,14 @@ def test_steps_are_described_on_cuda_only():
     assert describe_steps(torch.device("cpu"), "no CUDA device (cpu)") is None
     assert "replayed as a CUDA graph" in describe_steps(torch.device("cuda"), None)
     assert describe_steps(torch.device("cuda"), "fp16 loss scaling").endswith("without a CUDA graph: fp16 loss scaling")
+
+
+@cuda
+def test_a_learned_sigma_moves_under_the_graph(sample, tiny_config):
+    from napari_deconoising.core.learned_psf import LearnedSigmaTrainer
+
+    trainer = LearnedSigmaTrainer(sample.noisy, tiny_config.replace(device="cuda", precision="fp32"))
+    start = trainer.net.psf.sigma_values()
+    list(trainer.run())
+    assert trainer._graphed is not None and trainer._graphed.captured
+    assert trainer.net.psf.sigma_values() != start  # sigma's rate (its own tensor) reached the graph
