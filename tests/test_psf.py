@@ -192,3 +192,18 @@ def test_3d_measured_psf_from_tiff_and_dimension_mismatch(tmp_path):
         prepare_psf(gaussian_psf(1.0), ndim=3)
     with pytest.raises(PSFError, match="2D model needs a 2D PSF"):
         load_psf(tmp_path / "psf3d.tif", ndim=2)
+
+
+def test_the_training_psf_follows_the_config():
+    from napari_deconoising.core import TrainConfig
+    from napari_deconoising.core.psf import training_psf
+
+    g = training_psf(TrainConfig(psf_sigma=1.5))
+    np.testing.assert_allclose(g, gaussian_psf(1.5))
+    assert training_psf(TrainConfig(psf="none")) is None
+    measured = gaussian_psf(2.0)
+    assert training_psf(TrainConfig(psf="measured"), measured).sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no PSF array was given"):
+        training_psf(TrainConfig(psf="measured"))
+    with pytest.raises(ValueError, match="use psf='measured'"):
+        training_psf(TrainConfig(psf_sigma=1.0), measured)

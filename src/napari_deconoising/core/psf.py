@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,7 +15,10 @@ from torch import nn
 
 from .io import ImageFileError, read_image
 
-__all__ = ["PSFError", "gaussian_psf", "prepare_psf", "load_psf", "PSFConvolution"]
+if TYPE_CHECKING:
+    from .config import TrainConfig
+
+__all__ = ["PSFError", "gaussian_psf", "prepare_psf", "load_psf", "training_psf", "PSFConvolution"]
 
 # From this many kernel taps on, ``method="auto"`` uses the FFT. Measured (docs/benchmarks.md,
 # "PSF convolution"): on the CPU the FFT beat oneDNN's single-channel direct convolution at
@@ -98,6 +102,26 @@ def prepare_psf(psf: np.ndarray, ndim: int = 2) -> np.ndarray:
     dst = tuple(slice(h - c, h - c + n) for h, c, n in zip(half, com, a.shape))
     out[dst] = a[src]
     return (out / out.sum()).astype(np.float32)
+
+
+def training_psf(config: TrainConfig, psf: np.ndarray | None = None) -> np.ndarray | None:
+    """The PSF ``config`` trains with: ``psf`` prepared when it says ``"measured"``, its
+    Gaussian otherwise, None without a PSF (Noise2Void).
+
+    Raises
+    ------
+    ValueError
+        A measured PSF is asked for but none given, or one is given that the config does not use.
+    """
+    if config.psf == "measured":
+        if psf is None:
+            raise ValueError("config.psf is 'measured' but no PSF array was given")
+        return prepare_psf(psf, ndim=config.ndim)
+    if psf is not None:
+        raise ValueError(f"a PSF array was given but config.psf is {config.psf!r}; use psf='measured'")
+    if not config.uses_psf:
+        return None
+    return gaussian_psf(config.sigma_per_axis, ndim=config.ndim)
 
 
 def load_psf(path: str | PathLike, ndim: int = 2) -> np.ndarray:

@@ -24,7 +24,7 @@ from .n2v2 import median_blind_spots
 from .network import DecoNoisingNet
 from .patches import PatchSampler, fit_patch_to_data, split_regions, validation_patch_count
 from .probe import time_steps, training_probe
-from .psf import gaussian_psf, prepare_psf
+from .psf import training_psf
 from .weight_average import WeightAverage
 
 __all__ = ["TrainEvent", "Trainer", "train"]
@@ -98,7 +98,7 @@ class Trainer:
         else:
             self._psf_estimate = None
             self.mean, self.std = normalisation_stats(self.slices)
-            self.psf = self._make_psf(config, psf)
+            self.psf = training_psf(config, psf)
 
         def blocker(device: torch.device, grad_scaler: bool) -> str | None:
             return graph_blocker(device, enabled=config.cuda_graph, micro_batches=config.micro_batches,
@@ -154,18 +154,6 @@ class Trainer:
         """The patch size in use: one int for square (cubic) patches, else one per axis."""
         p = self.patch_shape
         return p[0] if len(set(p)) == 1 else p
-
-    @staticmethod
-    def _make_psf(config: TrainConfig, psf: np.ndarray | None) -> np.ndarray | None:
-        if config.psf == "measured":
-            if psf is None:
-                raise ValueError("config.psf is 'measured' but no PSF array was given")
-            return prepare_psf(psf, ndim=config.ndim)
-        if psf is not None:
-            raise ValueError(f"a PSF array was given but config.psf is {config.psf!r}; use psf='measured'")
-        if not config.uses_psf:
-            return None
-        return gaussian_psf(config.sigma_per_axis, ndim=config.ndim)
 
     def _make_validation_set(self, regions) -> None:
         """A fixed set of masked validation patches, so epochs are comparable."""
