@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_deconoising.core.cuda_graph import WARMUP_STEPS, adam, graph_blocker
+from napari_deconoising.core.cuda_graph import WARMUP_STEPS, adam, describe_steps, graph_blocker
 from napari_deconoising.core.train import Trainer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -142,3 +142,23 @@ def test_a_learned_sigma_moves_under_the_graph(sample, tiny_config):
     list(trainer.run())
     assert trainer._graphed is not None and trainer._graphed.captured
     assert trainer.net.psf.sigma_values() != start  # sigma's rate (its own tensor) reached the graph
+
+
+@cuda
+def test_a_failed_capture_trains_on_without_the_graph(sample, tiny_config, monkeypatch):
+    class Refused:
+        def __init__(self, graph, **kwargs):
+            pass
+
+        def __enter__(self):
+            raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(torch.cuda, "graph", Refused)
+    trainer = Trainer(sample.noisy, tiny_config.replace(device="cuda", precision="fp32"))
+    losses = _losses(trainer, WARMUP_STEPS + 4)
+    assert np.isfinite(losses).all()
+    assert trainer.graph_blocker == "the capture failed: operation not permitted when stream is capturing"
+    assert "without a CUDA graph: the capture failed" in describe_steps(trainer.plan.device, trainer.graph_blocker)

@@ -90,6 +90,8 @@ class GraphedStep:
         self.warmup = warmup
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
+        #: Why the capture failed (then every step runs eagerly), or None.
+        self.failure: str | None = None
         self._inputs: tuple[torch.Tensor, ...] = ()
         self._loss: torch.Tensor | None = None
 
@@ -111,6 +113,8 @@ class GraphedStep:
 
     def _call(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         self.calls += 1
+        if self.failure is not None:
+            return self._eager(*inputs)
         if self.graph is None and self.calls <= self.warmup:
             # A side stream, as PyTorch's whole-network capture recipe does: the capture
             # below runs on one too, and the warm-up must see the same stream setup.
@@ -121,7 +125,15 @@ class GraphedStep:
             torch.cuda.current_stream().wait_stream(side)
             return loss
         if self.graph is None:
-            self._capture(inputs)
+            try:
+                self._capture(inputs)
+            except RuntimeError as e:
+                # An operation this GPU, driver or PyTorch cannot record: train on without
+                # the graph. Nothing of the step ran (a capture only records), and the
+                # eager step sets the gradients afresh.
+                self.failure = f"the capture failed: {str(e).strip().splitlines()[0][:200]}"
+                self._inputs, self._loss = (), None
+                return self._eager(*inputs)
         for static, new in zip(self._inputs, inputs):
             static.copy_(new)
         self.graph.replay()

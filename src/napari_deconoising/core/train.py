@@ -203,7 +203,10 @@ class Trainer:
             if self._graphed is None:
                 self._graphed = GraphedStep(lambda x, m, k: self._forward_loss(x, m, k)[0], self.optimizer)
             masked, mask = self._mask(patches, cfg.mask_fraction, cfg.mask_radius, self.gen)
-            return finite_loss(float(self._graphed(patches, masked, mask)))
+            loss = float(self._graphed(patches, masked, mask))
+            if self._graphed.failure is not None:  # later steps take the eager path below
+                self.graph_blocker = self._graphed.failure
+            return finite_loss(loss)
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for chunk in torch.tensor_split(patches, cfg.micro_batches):
