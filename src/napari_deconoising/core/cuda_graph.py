@@ -11,7 +11,9 @@ What a graph needs, and :func:`graph_blocker` checks: a CUDA device, one micro-b
 gradient scaler (fp16's loss scaling decides on the host), no DistributedDataParallel
 (its reducer launches its own work), and an optimiser built ``capturable`` with tensor
 learning rates (:func:`adam`), so that a scheduler's later change of the rate reaches
-the recorded kernels.
+the recorded kernels. A capture that fails anyway (an operation some GPU, driver or
+PyTorch version cannot record) leaves training to eager steps and says why
+(:attr:`GraphedStep.failure`).
 """
 
 from __future__ import annotations
