@@ -12,6 +12,8 @@ Jobs
 ``{"mode": "speed", "noisy": "x.npy", "steps": N, "warmup": w, "predict": "big.npy", ...}``
     Time N training steps (after w warm-up steps) and, optionally, the prediction of
     ``predict``.
+``{"mode": "flops", "noisy": "x.npy", "steps": 1, "depth": d, "channels": c, "patch": p, "batch": b}``
+    Count the operations of one forward and backward of CAREamics' network (no training).
 
 3D (``"ndim": 3``): ``noisy`` is ZYX (or SZYX), ``patch`` is ``[z, y, x]`` and
 ``tile`` (optional) ``[z, y, x]`` with ``tile_overlap``. ``"checkpoints": {"last":
@@ -101,6 +103,27 @@ def _checkpoint(cm, name: str):
 
     cb = next(c for c in cm.trainer.callbacks if isinstance(c, ModelCheckpoint))
     return cb.best_model_path or "last"  # no validation yet (a run shorter than an epoch)
+
+
+def _count_flops(cfg, careamist, batch: int, patch_size: list[int]) -> dict:
+    """Floating-point operations of a forward and backward of CAREamics' own network.
+
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` on one batch of random patches,
+    as ``benchmarks/roofline.py`` counts ours; the loss and the optimiser are left out (a
+    few element-wise operations against the convolutions' billions).
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with tempfile.TemporaryDirectory() as work:
+        net = careamist(cfg, work_dir=work, enable_progress_bar=False).model.model
+    net.train()
+    x = torch.randn(batch, 1, *patch_size)
+    with FlopCounterMode(display=False) as counter:
+        net(x).square().mean().backward()
+    return {"gflop": counter.get_total_flops() / 1e9,
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "batch_norm": bool(cfg.algorithm_config.model.use_batch_norm)}
 
 
 def main() -> None:
@@ -204,6 +227,11 @@ def main() -> None:
             "roi_size": cfg.algorithm_config.n2v_config.roi_size,
         },
     }
+    if job["mode"] == "flops":
+        result.update(_count_flops(cfg, CAREamist, int(job["batch"]), patch_size))
+        with open(sys.argv[2], "w") as f:
+            json.dump(result, f)
+        return
     with tempfile.TemporaryDirectory() as work:
         cm = CAREamist(cfg, work_dir=work, callbacks=[timer], enable_progress_bar=False)
         t0 = time.perf_counter()

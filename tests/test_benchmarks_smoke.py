@@ -340,3 +340,23 @@ def test_speed_grad_layout_smoke(capsys):
     from napari_deconoising.core import unet
 
     assert unet._merge is mod.unet._merge and "register_hook" in unet._merge.__code__.co_names
+
+
+def test_roofline_counts_what_the_layers_add_up_to():
+    mod = _load("roofline")
+    from napari_deconoising.core import TrainConfig, make_sample
+
+    tr = Trainer(make_sample((128, 128), sigma=1.0, seed=0).noisy,
+                 TrainConfig(depth=2, channels=8, patch_size=32, batch_size=2, psf_sigma=1.0, precision="fp32",
+                             device="cpu"))
+    counted = mod.count_step(tr)
+    rows = mod.layer_rates(tr, rounds=1)
+    assert len(rows) == 13  # 2 x 2 per level, 2 at the bottom, 2 up-sampling 1x1, the head
+    # FlopCounterMode's count of a step is its convolutions, forward and backward, as the layers add them up
+    assert sum(r["gflop"] for r in rows) * 1e9 == pytest.approx(counted, rel=0.02)
+    assert all(v > 0 for v in mod.peak(rounds=1, sizes=(256,)).values())
+
+
+def test_speed_heap_child_times_steps():
+    out = _load("speed_heap").child("3d", "fp32", 3)
+    assert len(out["times"]) == 2 and all(t > 0 for t in out["times"]) and out["faults_per_step"] >= 0
