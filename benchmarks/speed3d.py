@@ -68,16 +68,18 @@ def _config(c: dict, precision: str, pool_z: bool | None):
 def child_train(spec: dict) -> dict:
     """Time ``steps`` training steps after ``warmup``; save the model if asked."""
     from napari_deconoising.core import Trainer
+    from napari_deconoising.core.heap import retained_heap
     from napari_deconoising.core.predict import peak_rss_bytes
 
     tr = Trainer(np.load(spec["stack"]), _config(spec["config"], spec["precision"], spec["pool_z"]), axes="ZYX")
-    for _ in range(spec["warmup"]):
-        tr._step()
     times = []
-    for _ in range(spec["steps"]):
-        t0 = time.perf_counter()
-        tr._step()
-        times.append(time.perf_counter() - t0)
+    with retained_heap(True):  # the allocator as Trainer.run sets it on the CPU (core/heap.py)
+        for _ in range(spec["warmup"]):
+            tr._step()
+        for _ in range(spec["steps"]):
+            t0 = time.perf_counter()
+            tr._step()
+            times.append(time.perf_counter() - t0)
     if spec.get("save"):
         tr.model.save(spec["save"])
     return {"median": float(np.median(times)), "min": float(np.min(times)), "all": times,
