@@ -85,28 +85,40 @@ def test_training_runs_inside_it(fake):
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
 def test_page_faults_between_steps_go_away():
-    """A real process: buffers freed at the end of a 'step' are faulted in again without it."""
+    """A real process: buffers freed at the end of a 'step' are faulted in again without it.
+
+    The process starts from glibc's documented initial thresholds (128 KiB) rather than
+    from wherever its dynamic rule has wandered, which differs from run to run.
+    """
     script = textwrap.dedent("""
-        import resource, sys, torch
+        import ctypes, resource, torch
         from napari_deconoising.core.heap import retained_heap
 
-        def faults_per_round(rounds=4):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: glibc's initial value
+        libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD: glibc's initial value
+
+        def faults_per_round(rounds=6):
             def one():
                 bufs = [torch.empty(4 * 2**20).fill_(1.0) for _ in range(8)]  # 8 x 16 MiB, touched
                 del bufs
-            one()
-            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            out = []
             for _ in range(rounds):
+                f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 one()
-            return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / rounds
+                out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+            return out
 
         before = faults_per_round()
         with retained_heap():
             inside = faults_per_round()
-        print(before, inside)
+        print(*before)
+        print(*inside)
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    before, inside = map(float, out.stdout.split())
-    pages = 8 * 16 * 2**20 / 4096
-    assert before > 0.5 * pages  # glibc's defaults: most of the 128 MiB comes back from the kernel each round
-    assert inside < 0.02 * pages
+    before, inside = (list(map(int, line.split())) for line in out.stdout.strip().splitlines())
+    pages = 8 * 16 * 2**20 // 4096
+    assert min(before) > 0.9 * pages  # every round's 128 MiB comes back from the kernel
+    # Inside, the heap grows in the first round or two (how the free blocks fall varies), then
+    # the rounds fault nothing.
+    assert sorted(inside)[len(inside) // 2] < 0.02 * pages and inside[-1] < 0.02 * pages
