@@ -165,8 +165,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"peak: {k}: {v:.0f} GFLOP/s", flush=True)
 
     result: dict = {"machine": info, "peak_gflops": rates, "peak_best": best, "steps": {}, "layers": rows}
-    for precision in ("fp32", "bf16"):
-        for retained in (False, True):
+    # Every row with glibc's settings before any with the retained heap: mallopt's changes outlast it.
+    for retained in (False, True):
+        for precision in ("fp32", "bf16"):
             tr = demo_trainer(precision)
             flops = count_step(tr)
             with retained_heap(retained):

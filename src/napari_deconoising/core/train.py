@@ -248,41 +248,45 @@ class Trainer:
         Stops early (cleanly, after the current step) when :meth:`stop` is called or
         the generator is closed. Returns the best model by validation loss.
         """
+        # On the CPU, the memory one step frees serves the next (core/heap.py).
+        with retained_heap(self.plan.device.type == "cpu"):
+            try:
+                return (yield from self._epochs())
+            finally:
+                release_memory(self.plan.device)
+
+    def _epochs(self) -> Generator[TrainEvent, None, DecoNoisingModel]:
+        """The training loop of :meth:`run`, without its setting up and clearing away."""
         cfg = self.config
         total = cfg.total_steps
         t0 = time.perf_counter()
         step = 0
-        # On the CPU, the memory one step frees serves the next (core/heap.py).
-        with retained_heap(self.plan.device.type == "cpu"):
-            try:
-                for e in range(1, cfg.epochs + 1):
-                    losses = []
-                    for _ in range(cfg.steps_per_epoch):
-                        if self._stop.is_set():
-                            return self.model
-                        losses.append(self._step())
-                        self._average.update(self.net)
-                        step += 1
-                        elapsed = time.perf_counter() - t0
-                        yield TrainEvent("step", e, cfg.epochs, step, total, losses[-1], None, self._lr(),
-                                         elapsed, elapsed / step * (total - step))
-                    # Rank 0 validates; all ranks then step their schedulers alike.
-                    val = self.validation_loss() if self.ddp is None or self.ddp.is_main else 0.0
-                    val = val if self.ddp is None else self.ddp.from_main(val)
-                    self.scheduler.step(val)
-                    is_best = val < self.best_val
-                    if is_best:
-                        self.best_val = val
-                        self._best_state = {k: v.detach().cpu().clone() for k, v in self._eval_net.state_dict().items()}
-                    elapsed = time.perf_counter() - t0
-                    mean_loss = float(np.mean(losses))
-                    self.history.append({"epoch": self._epoch_offset + e, "train_loss": mean_loss,
-                                         "val_loss": val, "lr": self._lr(), "seconds": elapsed})
-                    yield TrainEvent("epoch", e, cfg.epochs, step, total, mean_loss, val, self._lr(),
-                                     elapsed, elapsed / step * (total - step), is_best)
-                return self.model
-            finally:
-                release_memory(self.plan.device)
+        for e in range(1, cfg.epochs + 1):
+            losses = []
+            for _ in range(cfg.steps_per_epoch):
+                if self._stop.is_set():
+                    return self.model
+                losses.append(self._step())
+                self._average.update(self.net)
+                step += 1
+                elapsed = time.perf_counter() - t0
+                yield TrainEvent("step", e, cfg.epochs, step, total, losses[-1], None, self._lr(),
+                                 elapsed, elapsed / step * (total - step))
+            # Rank 0 validates; all ranks then step their schedulers alike.
+            val = self.validation_loss() if self.ddp is None or self.ddp.is_main else 0.0
+            val = val if self.ddp is None else self.ddp.from_main(val)
+            self.scheduler.step(val)
+            is_best = val < self.best_val
+            if is_best:
+                self.best_val = val
+                self._best_state = {k: v.detach().cpu().clone() for k, v in self._eval_net.state_dict().items()}
+            elapsed = time.perf_counter() - t0
+            mean_loss = float(np.mean(losses))
+            self.history.append({"epoch": self._epoch_offset + e, "train_loss": mean_loss,
+                                 "val_loss": val, "lr": self._lr(), "seconds": elapsed})
+            yield TrainEvent("epoch", e, cfg.epochs, step, total, mean_loss, val, self._lr(),
+                             elapsed, elapsed / step * (total - step), is_best)
+        return self.model
 
     @property
     def _eval_net(self) -> torch.nn.Module:
