@@ -62,6 +62,37 @@ def test_probe_batch_is_capped_and_keyed():
     assert x.shape == (8, 1, 100, 100) and abs(float(x.mean())) < 1e-4
 
 
+def test_a_graphed_probe_takes_the_whole_batch_under_its_own_key():
+    """On a GPU the probe times graphed steps of the full batch: a decision made for eager steps
+    (or another batch) must not be reused for them."""
+    kwargs = dict(depth=3, channels=64, ndim=2)
+    eager = training_probe(kwargs, None, (100, 100), 8)
+    graphed = training_probe(kwargs, None, (100, 100), 20, graphed=True)
+    assert graphed.network["input"] == [20, 100, 100] and graphed.graphed
+    assert eager.network["input"] == [8, 100, 100] and "graphed" not in eager.network
+    assert training_probe(kwargs, None, (100, 100), 8, graphed=True).network != eager.network
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_graphed_probe_replays_whole_steps_on_cuda():
+    from napari_deconoising.core.psf import gaussian_psf
+
+    probe = training_probe(dict(depth=2, channels=8, ndim=2), gaussian_psf(1.5), (32, 32), 4, graphed=True)
+    precisions = ["fp32", "bf16"] if torch.cuda.is_bf16_supported() else ["fp32"]
+    calls = []
+    clock = _ticking_clock()
+
+    def tick():
+        calls.append(1)
+        return clock()
+
+    seconds, errors = measure(probe, torch.device("cuda"), precisions, clock=tick)
+    # The warm-up pass per precision, then three rounds of 5 replays each, read the clock twice a pass.
+    assert len(calls) == 2 * len(precisions) * (1 + 3)
+    assert all(s == pytest.approx(0.25 / 5) for s in seconds.values())
+    assert errors["fp32"] == 0.0 and all(e < 0.05 for e in errors.values())
+
+
 def test_a_slow_probe_runs_fewer_rounds():
     """Rounds are cut to the time budget judged from the warm-up, and a warm-up round over the budget is
     the measurement, so a large 3D tile does not cost minutes before the prediction starts; a quick
