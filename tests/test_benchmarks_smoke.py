@@ -360,3 +360,9 @@ def test_roofline_counts_what_the_layers_add_up_to():
 def test_speed_heap_child_times_steps():
     out = _load("speed_heap").child("3d", "fp32", 3)
     assert len(out["times"]) == 2 and all(t > 0 for t in out["times"]) and out["faults_per_step"] >= 0
+
+
+def test_auto_choice_smoke():
+    lines = _load("auto_choice").main(["--smoke"])
+    assert [line[:2] for line in lines] == ["2D", "3D"]
+    assert all(" cpu fp32 " in line or " cpu bf16 " in line for line in lines)
