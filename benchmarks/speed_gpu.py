@@ -275,6 +275,28 @@ def peer(py: str, train_img: np.ndarray, big: np.ndarray, steps: int, tmp: Path)
     return rows
 
 
+def layout_ab(image: np.ndarray, cfg: dict, label: str, steps: int, rounds: int,
+              precisions=("fp32", "bf16")) -> list[dict]:
+    """Channels-last against contiguous feature maps, alternating, each round a fresh trainer."""
+    import torch
+
+    rows = []
+    for rnd in range(rounds):
+        for prec in precisions:
+            for layout in ("channels-last", "contiguous"):
+                tr = _trainer(image, prec, **cfg)
+                if layout == "contiguous":
+                    tr.plan = dataclasses.replace(tr.plan, channels_last=False)
+                    tr.net.to(memory_format=torch.contiguous_format)
+                r = time_steps(tr, steps)
+                rows.append({"what": "layout-ab", "config": label, "precision": prec, "layout": layout,
+                             "round": rnd, **r})
+                log(f"layout {label} {prec} {layout} round {rnd}: {r['steps_per_s']:.1f} steps/s")
+                del tr
+                _empty_cache()
+    return rows
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "speed_gpu")
@@ -284,6 +306,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--smoke", action="store_true", help="tiny networks and images on the CPU (tests)")
     ap.add_argument("--profile", action="store_true", help="print torch.profiler tables of a step and a prediction")
     ap.add_argument("--compile", action="store_true", help="also time training with torch.compile (paper size)")
+    ap.add_argument("--layout-ab", type=int, default=0, metavar="ROUNDS",
+                    help="only channels-last against contiguous, 3D then 2D, fp32 and bf16, ROUNDS alternations")
     a = ap.parse_args(argv)
     import torch
 
@@ -317,6 +341,12 @@ def main(argv=None) -> dict:
     summary["ceilings"] = ceil
     log("ceilings: " + ", ".join(f"{k} {v:.1f}" for k, v in ceil.items()))
     steps = 2 if a.smoke else a.steps
+    if a.layout_ab:
+        vol = make_sample_3d((16, 64, 64) if a.smoke else (32, 160, 160), sigma=(2.0, 1.0, 1.0), seed=0).noisy
+        save(layout_ab(vol, paper3d, "paper3d", steps, a.layout_ab))
+        img = make_sample((128, 128) if a.smoke else (1024, 1024), sigma=1.0, seed=0).noisy
+        save(layout_ab(img, paper, "paper", steps, a.layout_ab))
+        return summary
     train_img = make_sample((128, 128) if a.smoke else (1024, 1024), sigma=1.0, seed=0).noisy
     save(training(train_img, steps, ceil, paper, "paper", () if a.quick or a.smoke else (80, 320),
                   ("torch.compile",) if a.compile else ()))

@@ -366,3 +366,11 @@ def test_auto_choice_smoke():
     lines = _load("auto_choice").main(["--smoke"])
     assert [line[:2] for line in lines] == ["2D", "3D"]
     assert all(" cpu fp32 " in line or " cpu bf16 " in line for line in lines)
+
+
+def test_speed_gpu_layout_ab_smoke(tmp_path):
+    summary = _load("speed_gpu").main(["--smoke", "--layout-ab", "1", "--out", str(tmp_path)])
+    rows = summary["rows"]
+    assert {(r["config"], r["layout"]) for r in rows} == {(c, lay) for c in ("paper", "paper3d")
+                                                          for lay in ("channels-last", "contiguous")}
+    assert all(r["steps_per_s"] > 0 for r in rows)
