@@ -60,7 +60,7 @@ def models() -> None:
 
 
 def _layout(cl: bool) -> None:
-    device_mod.uses_channels_last = lambda device_type: cl and device_type in ("cpu", "cuda")
+    device_mod.uses_channels_last = lambda device_type, *_: cl and device_type in ("cpu", "cuda")
 
 
 def predict(name: str, size: int, rounds: int = 2) -> None:

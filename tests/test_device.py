@@ -184,3 +184,29 @@ def test_cuda_image_kept_on_the_gpu_matches_the_host_path(trained):
     # benchmark mode may time and pick another algorithm per call (2e-5 relative seen on an H200).
     np.testing.assert_allclose(kept.denoised, host.denoised, rtol=2e-4, atol=0)
     np.testing.assert_allclose(kept.deconvolved, host.deconvolved, rtol=2e-4, atol=1e-3 * trained.std)
+
+
+def test_3d_training_on_cuda_runs_contiguous_and_everything_else_channels_last():
+    """Measured on an H100: 3D training 1.05-1.18x faster contiguous, 2D 1.34x slower (docs)."""
+    from napari_deconoising.core.probe import uses_channels_last
+
+    assert not uses_channels_last("cuda", 3, "train")
+    assert uses_channels_last("cuda", 3, "predict") and uses_channels_last("cuda", 2, "train")
+    assert uses_channels_last("cpu", 3, "train") and not uses_channels_last("mps", 2, "train")
+    plan = execution_plan("cpu", "fp32", probe=training_probe(dict(depth=2, channels=8, ndim=3), None,
+                                                              (8, 32, 32), 2))
+    assert plan.channels_last and plan.memory_format(3) == torch.channels_last_3d
+
+
+@needs_cuda
+def test_a_3d_trainer_on_cuda_keeps_its_network_contiguous(tiny_config):
+    import numpy as np
+
+    from napari_deconoising.core import Trainer
+
+    vol = np.random.default_rng(0).normal(size=(16, 48, 48)).astype(np.float32)
+    cfg = tiny_config.replace(device="cuda", ndim=3, patch_size=(8, 32, 32), psf_sigma=(1.0, 1.0, 1.0))
+    trainer = Trainer(vol, cfg)
+    # On the CPU the same trainer's 5D weights are channels-last, so not contiguous.
+    assert not trainer.plan.channels_last
+    assert all(p.is_contiguous() for p in trainer.net.parameters())

@@ -199,10 +199,13 @@ def execution_plan(device: str | torch.device = "auto", precision: str = "auto",
     :func:`choose_precision`): on the CPU fp32 against bf16 where the CPU has native
     bf16 units, and against int8 where the probe allows it (prediction,
     :mod:`.quantize`), on CUDA fp32, bf16 and fp16, on MPS fp32 only. Memory is
-    channels-last on the CPU and CUDA in every precision (:func:`.probe.uses_channels_last`).
+    channels-last on the CPU and CUDA in every precision, except 3D training on CUDA
+    (:func:`.probe.uses_channels_last`; the probe, when given, says the task and dimensions).
     An explicit ``"int8"`` is for CPU prediction only; the caller quantises the network.
     """
     dev = resolve_device(device)
+    channels_last = uses_channels_last(dev.type, len(probe.network["input"]) - 1, probe.task) if probe \
+        else uses_channels_last(dev.type)
     fallback = "fp32"
     if precision == "auto":
         choice = choose_precision(dev, probe, cache)
@@ -217,7 +220,7 @@ def execution_plan(device: str | torch.device = "auto", precision: str = "auto",
     if precision == "int8":
         if dev.type != "cpu":
             raise RuntimeError(f"int8 runs on the CPU only, not on {dev.type}; use auto, fp32, bf16 or fp16")
-        return ExecutionPlan(dev, None, uses_channels_last(dev.type), use_grad_scaler=False, reason=reason,
+        return ExecutionPlan(dev, None, channels_last, use_grad_scaler=False, reason=reason,
                              quantized=True, fallback=fallback)
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"unknown precision {precision!r}; use auto, fp32, bf16, fp16 or int8 (prediction)")
@@ -227,7 +230,7 @@ def execution_plan(device: str | torch.device = "auto", precision: str = "auto",
     if dev.type == "cuda":
         # Patches and tiles keep one shape for a whole run: let cuDNN time its algorithms once.
         torch.backends.cudnn.benchmark = True
-    return ExecutionPlan(dev, dtype, uses_channels_last(dev.type), use_grad_scaler=dtype is torch.float16,
+    return ExecutionPlan(dev, dtype, channels_last, use_grad_scaler=dtype is torch.float16,
                          reason=reason)
 
 

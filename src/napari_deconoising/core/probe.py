@@ -24,13 +24,18 @@ __all__ = ["Probe", "autocast", "uses_channels_last", "memory_format", "measure"
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": None}
 
 
-def uses_channels_last(device_type: str) -> bool:
-    """Channels-last feature maps on the CPU and CUDA, in every precision.
+def uses_channels_last(device_type: str, ndim: int = 2, task: str = "predict") -> bool:
+    """Channels-last feature maps on the CPU and CUDA, in every precision, but for 3D training on CUDA.
 
     On the CPU oneDNN's convolutions run channels-last natively: fp32 prediction of a
     2048^2 image took 0.58x the time of contiguous memory, and bf16 needs it to use its
-    bf16 kernels at all (issue 8, docs/benchmarks.md); on CUDA tensor cores want it.
+    bf16 kernels at all (issue 8, docs/benchmarks.md); on CUDA tensor cores want it in 2D
+    (training 1.34x contiguous's speed on an H100). 3D training on that H100 ran faster
+    contiguous (fp32 1.05-1.07x, bf16 1.11-1.18x, two alternating rounds each); 3D
+    prediction on CUDA was not measured that way and keeps channels-last.
     """
+    if device_type == "cuda" and ndim == 3 and task == "train":
+        return False
     return device_type in ("cpu", "cuda")
 
 
@@ -132,7 +137,8 @@ def measure(probe: Probe, device: torch.device, precisions: Sequence[str],
     net = probe.build().to(device)
     net.train(probe.task == "train")
     x = probe.inputs().to(device)
-    layouts = {p: memory_format(uses_channels_last(device.type), x.ndim - 2) for p in precisions}
+    layouts = {p: memory_format(uses_channels_last(device.type, x.ndim - 2, probe.task), x.ndim - 2)
+               for p in precisions}
     nets = dict.fromkeys(precisions, net)
     if "int8" in precisions:  # calibrated on the probe tile itself, as a prediction calibrates on its image
         from .quantize import quantize
