@@ -61,6 +61,21 @@ def test_no_native_bf16_means_fp32_without_measuring(monkeypatch, tmp_path):
     assert c.precision == "fp32" and fake.calls == [] and "no native bf16" in c.reason
 
 
+def test_a_measured_choice_says_which_precision_was_left_out(monkeypatch, tmp_path):
+    """int8 prediction on a CPU without bf16 units: fp32 and int8 are measured, and the reason says why
+    bf16 was not."""
+    from napari_deconoising.core.probe import prediction_probe
+
+    monkeypatch.setattr(device_mod, "cpu_info", lambda: PLAIN_CPU)
+    monkeypatch.setattr(device_mod, "_cpu_busy", lambda: None)
+    probe = prediction_probe(lambda: None, dict(depth=2, channels=8, ndim=2), None, (64, 64), int8=True)
+    fake = FakeMeasure({"fp32": 1.0, "int8": 0.5}, {"int8": 0.001})
+    c = choose_precision(CPU, probe, DecisionCache(tmp_path), fake)
+    assert fake.calls == [["fp32", "int8"]] and c.precision == "int8"
+    assert c.reason.endswith("; this CPU has no native bf16 (AVX512-BF16 or AMX-BF16 missing), "
+                             "so bf16 would only be emulated")
+
+
 def test_measured_choice_and_cache_hit(bf16_cpu, tmp_path):
     cache = DecisionCache(tmp_path)
     fast = FakeMeasure({"fp32": 1.0, "bf16": 0.4}, {"bf16": 0.002})

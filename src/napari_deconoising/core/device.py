@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .precision import GRAPHED_NO_FP16, PrecisionChoice, candidates, choose, cpu_info, native_bf16
+from .precision import PrecisionChoice, candidates, choose, cpu_info, native_bf16
 from .precision_cache import DecisionCache, cache_key
 from .probe import Probe, autocast, measure, memory_format, uses_channels_last
 
@@ -141,13 +141,13 @@ def choose_precision(dev: torch.device, probe: Probe | None = None, cache: Decis
     Without a probe the reduced precision is taken unmeasured.
     """
     cache = DecisionCache() if cache is None else cache
-    known, cands, key = _known_choice(dev, probe, cache)
+    known, cands, why_not, key = _known_choice(dev, probe, cache)
     if known is not None:
         return known
     seconds, errors = (measure_fn or measure)(probe, dev, cands)
     choice = choose(seconds, errors, probe.task)
-    if probe.graphed and "fp16" not in cands and "bf16" in cands:
-        choice = dataclasses.replace(choice, reason=f"{choice.reason}; {GRAPHED_NO_FP16}")
+    if why_not:  # what was left out of the measurement, and why
+        choice = dataclasses.replace(choice, reason=f"{choice.reason}; {why_not}")
     busy = _cpu_busy() if dev.type == "cpu" else None
     if busy is not None:
         # Other work can make one precision look slower than it is; use the answer for this
@@ -162,24 +162,27 @@ def choose_precision(dev: torch.device, probe: Probe | None = None, cache: Decis
 def known_precision(dev: torch.device, probe: Probe, cache: DecisionCache | None = None) -> str | None:
     """What :func:`choose_precision` answers without measuring: a sole candidate or a cached
     decision; None when it would have to measure."""
-    known, _, _ = _known_choice(dev, probe, DecisionCache() if cache is None else cache)
+    known = _known_choice(dev, probe, DecisionCache() if cache is None else cache)[0]
     return None if known is None else known.precision
 
 
-def _known_choice(dev: torch.device, probe: Probe | None,
-                  cache: DecisionCache) -> tuple[PrecisionChoice | None, tuple[str, ...], str | None]:
+def _known_choice(dev: torch.device, probe: Probe | None, cache: DecisionCache
+                  ) -> tuple[PrecisionChoice | None, list[str], str, str | None]:
+    """The answer without measuring (or None), the candidates, why others were left out, the cache key."""
     cuda_bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
     int8 = probe is not None and probe.int8
     graphed = probe is not None and probe.graphed
     cands, why_not = candidates(dev.type, cpu_info() if dev.type == "cpu" else None, cuda_bf16, int8=int8,
                                 graphed=graphed)
     if len(cands) == 1:
-        return PrecisionChoice(cands[0], f"only candidate: {why_not}" if why_not else "only candidate"), cands, None
+        only = PrecisionChoice(cands[0], f"only candidate: {why_not}" if why_not else "only candidate")
+        return only, cands, why_not, None
     if probe is None:
-        return PrecisionChoice(cands[1], f"native {cands[1]} on this {dev.type.upper()}, not measured"), cands, None
+        unmeasured = PrecisionChoice(cands[1], f"native {cands[1]} on this {dev.type.upper()}, not measured")
+        return unmeasured, cands, why_not, None
     key = cache_key(_machine(dev), dev.type, probe.task, probe.network, torch.__version__,
                     candidates=cands if "int8" in cands or graphed else None)
-    return cache.get(key), cands, key
+    return cache.get(key), cands, why_not, key
 
 
 def _cpu_busy() -> str | None:
