@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -129,8 +128,10 @@ def measure(probe: Probe, device: torch.device, precisions: Sequence[str],
             clock: Callable[[], float] = time.perf_counter) -> tuple[dict[str, float], dict[str, float]]:
     """Seconds per pass and error against fp32 for each precision (``fp32`` must be among them).
 
-    The precisions take turns, and each one's fastest run counts, so that other work
-    on a shared machine slows all of them alike instead of deciding the choice. Fewer
+    The precisions take turns, and each one's fastest run counts, so that other work on a
+    shared machine slows all of them alike instead of deciding the choice (training that
+    CUDA will replay as a graph is timed one precision after the other instead,
+    :func:`_graphed_seconds`, to hold one graph's memory at a time). Fewer
     than ``probe.repeats`` rounds run when the warm-up round shows that they would take
     more than ``_ROUNDS_SECONDS``; past that, on the CPU, the warm-up round is the measurement.
     """
@@ -162,59 +163,65 @@ def measure(probe: Probe, device: torch.device, precisions: Sequence[str],
     if total > _ROUNDS_SECONDS and device.type == "cpu":
         return dict(warm), {p: relative_error(outputs[p], outputs["fp32"]) for p in precisions}
     repeats = max(1, min(probe.repeats, int(_ROUNDS_SECONDS // total) if total > 0 else probe.repeats))
-    graphed = _graphed_steps(net, x.contiguous(memory_format=layouts["fp32"]), precisions) \
-        if probe.graphed and probe.task == "train" and device.type == "cuda" else {}
-    times: dict[str, list[float]] = {p: [] for p in precisions}
-    for _ in range(repeats):
-        for p in precisions:
+    seconds: dict[str, float] = {}
+    if probe.graphed and probe.task == "train" and device.type == "cuda":
+        xg = x.contiguous(memory_format=layouts["fp32"])
+        for p in (p for p in precisions if p in _GRAPHABLE):
+            seconds[p] = _graphed_seconds(net, xg, p, repeats, clock)
+            torch.cuda.empty_cache()  # the graph, gone with the call, gives its pool back
+    times: dict[str, list[float]] = {p: [] for p in precisions if p not in seconds}
+    for _ in range(repeats if times else 0):
+        for p in times:
             xp = _layout(nets[p], x, layouts[p], p)
             _sync(device)
             t0 = clock()
-            if p in graphed:
-                for _ in range(_REPLAYS):
-                    graphed[p]()
-            else:
-                _run(nets[p], xp, probe.task, device.type, p)
+            _run(nets[p], xp, probe.task, device.type, p)
             _sync(device)
-            times[p].append((clock() - t0) / (_REPLAYS if p in graphed else 1))
-    seconds = {p: float(np.min(v)) for p, v in times.items()}
+            times[p].append(clock() - t0)
+    seconds.update({p: float(np.min(v)) for p, v in times.items()})
     errors = {p: relative_error(outputs[p], outputs["fp32"]) for p in precisions}
     return seconds, errors
 
 
 # Replays timed together: one graphed step at the paper's size takes about 10 ms on an H100.
 _REPLAYS = 5
+# Precisions whose training steps are replayed as a CUDA graph (fp16's loss scaling is not).
+_GRAPHABLE = ("fp32", "bf16")
 
 
-def _graphed_steps(net: nn.Module, x: torch.Tensor, precisions: Sequence[str]) -> dict[str, Callable[[], Any]]:
-    """A whole optimiser step per precision, replayed as a CUDA graph as training replays it.
+def _graphed_seconds(net: nn.Module, x: torch.Tensor, precision: str, rounds: int,
+                     clock: Callable[[], float]) -> float:
+    """Seconds per whole optimiser step in ``precision``, replayed as a CUDA graph as training replays it.
 
     Eager passes misjudge a GPU: at the paper's size they wait on Python's kernel launches,
     and bf16's extra casts launch more of them. On an H100 eager probing found bf16 0.84x
-    fp32's speed while graphed training ran it 1.2x faster (docs/benchmarks.md, GPU).
-    fp16 is left to eager timing: its loss scaling keeps its steps out of the graph.
-    Each precision steps its own copy of the network, so the caller's stays untouched.
+    fp32's speed while graphed training ran it 1.2x faster (docs/benchmarks.md, GPU). The
+    step trains a copy of the network, so the caller's stays untouched, and one precision's
+    graph (its memory pool holds a whole step's activations) is freed before the next is
+    recorded, so the probe needs no more memory than training does.
     """
     from .cuda_graph import WARMUP_STEPS, GraphedStep, adam
 
-    steps: dict[str, Callable[[], Any]] = {}
+    own = copy.deepcopy(net)
+
+    def loss_fn(target: torch.Tensor, masked: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        with autocast(x.device.type, precision):
+            denoised, _ = own(masked)
+        return (((denoised.float() - target) ** 2) * m).mean()
+
+    step = GraphedStep(loss_fn, adam([{"params": list(own.parameters())}], 1e-4, capturable=True, device=x.device))
     mask = torch.ones_like(x)
-    for p in precisions:
-        if p not in ("fp32", "bf16"):
-            continue
-        own = copy.deepcopy(net)
-
-        def loss_fn(target: torch.Tensor, masked: torch.Tensor, m: torch.Tensor, own=own, p=p) -> torch.Tensor:
-            with autocast(x.device.type, p):
-                denoised, _ = own(masked)
-            return (((denoised.float() - target) ** 2) * m).mean()
-
-        step = GraphedStep(loss_fn, adam([{"params": list(own.parameters())}], 1e-4, capturable=True,
-                                         device=x.device))
-        for _ in range(WARMUP_STEPS + 1):  # the last call records the graph
+    for _ in range(WARMUP_STEPS + 1):  # the last call records the graph
+        step(x, x, mask)
+    times = []
+    for _ in range(rounds):
+        _sync(x.device)
+        t0 = clock()
+        for _ in range(_REPLAYS):
             step(x, x, mask)
-        steps[p] = functools.partial(step, x, x, mask)
-    return steps
+        _sync(x.device)
+        times.append((clock() - t0) / _REPLAYS)
+    return float(np.min(times))
 
 
 def _probe_batch(n: int, spatial: Sequence[int], seed: int = 0) -> torch.Tensor:
