@@ -30,8 +30,9 @@ def uses_channels_last(device_type: str, ndim: int = 2, task: str = "predict") -
     2048^2 image took 0.58x the time of contiguous memory, and bf16 needs it to use its
     bf16 kernels at all (issue 8, docs/benchmarks.md); on CUDA tensor cores want it in 2D
     (training 1.34x contiguous's speed on an H100). 3D training on that H100 ran faster
-    contiguous (fp32 1.05-1.07x, bf16 1.11-1.18x, two alternating rounds each); 3D
-    prediction on CUDA was not measured that way and keeps channels-last.
+    contiguous (fp32 1.05-1.07x, bf16 1.11-1.18x, two alternating rounds each), while on a
+    CPU channels-last won in 3D too (1.15-1.20x); 3D prediction on CUDA was not measured
+    that way and keeps channels-last.
     """
     if device_type == "cuda" and ndim == 3 and task == "train":
         return False
