@@ -280,7 +280,6 @@ def peer(py: str, train_img: np.ndarray, big: np.ndarray, steps: int, tmp: Path)
 def layout_ab(image: np.ndarray, cfg: dict, label: str, steps: int, rounds: int,
               precisions=("fp32", "bf16")) -> list[dict]:
     """Channels-last against contiguous feature maps, alternating, each round a fresh trainer."""
-
     rows = []
     for rnd in range(rounds):
         for prec in precisions:
@@ -344,16 +343,15 @@ def main(argv=None) -> dict:
 
     log(json.dumps(info))
     steps = 2 if a.smoke else a.steps
+    train_img = make_sample((128, 128) if a.smoke else (1024, 1024), sigma=1.0, seed=0).noisy
+    vol = make_sample_3d((16, 64, 64) if a.smoke else (32, 160, 160), sigma=(2.0, 1.0, 1.0), seed=0).noisy
     if a.layout_ab:  # no ceilings: an 8192^2 fp16 product takes minutes on a CPU
-        vol = make_sample_3d((16, 64, 64) if a.smoke else (32, 160, 160), sigma=(2.0, 1.0, 1.0), seed=0).noisy
         save(layout_ab(vol, paper3d, "paper3d", steps, a.layout_ab))
-        img = make_sample((128, 128) if a.smoke else (1024, 1024), sigma=1.0, seed=0).noisy
-        save(layout_ab(img, paper, "paper", steps, a.layout_ab))
+        save(layout_ab(train_img, paper, "paper", steps, a.layout_ab))
         return summary
     ceil = ceilings(256 if a.smoke else 8192)
     summary["ceilings"] = ceil
     log("ceilings: " + ", ".join(f"{k} {v:.1f}" for k, v in ceil.items()))
-    train_img = make_sample((128, 128) if a.smoke else (1024, 1024), sigma=1.0, seed=0).noisy
     save(training(train_img, steps, ceil, paper, "paper", () if a.quick or a.smoke else (80, 320),
                   ("torch.compile",) if a.compile else ()))
     tile = make_sample((512, 512), sigma=1.0, seed=0).noisy
@@ -361,7 +359,6 @@ def main(argv=None) -> dict:
     images = {f"{n}^2": np.tile(tile, (n // 512, n // 512)).astype(np.float32) for n in sizes}
     model = _trained(train_img, 10 if a.smoke else 50, **paper)
     save(prediction(model, images))
-    vol = make_sample_3d((16, 64, 64) if a.smoke else (32, 160, 160), sigma=(2.0, 1.0, 1.0), seed=0).noisy
     save(training(vol, steps if a.smoke else max(10, steps // 2), ceil, paper3d, "paper3d"))
     big3d = vol.astype(np.float32) if a.smoke else np.tile(vol, (2, 4, 4))[:64, :512, :512].astype(np.float32)
     model3d = _trained(vol, 10 if a.smoke else 20, **paper3d)

@@ -207,8 +207,7 @@ def execution_plan(device: str | torch.device = "auto", precision: str = "auto",
     An explicit ``"int8"`` is for CPU prediction only; the caller quantises the network.
     """
     dev = resolve_device(device)
-    channels_last = uses_channels_last(dev.type, len(probe.network["input"]) - 1, probe.task) if probe \
-        else uses_channels_last(dev.type)
+    channels_last = uses_channels_last(dev.type, probe.ndim, probe.task) if probe else uses_channels_last(dev.type)
     fallback = "fp32"
     if precision == "auto":
         choice = choose_precision(dev, probe, cache)

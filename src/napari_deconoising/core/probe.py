@@ -87,6 +87,11 @@ class Probe:
     int8: bool = False
     graphed: bool = False
 
+    @property
+    def ndim(self) -> int:
+        """Spatial dimensions of the probe's input (2 or 3)."""
+        return len(self.network["input"]) - 1
+
 
 # The timed rounds' time budget, judged from the warm-up round.
 _ROUNDS_SECONDS = 10.0
