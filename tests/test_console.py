@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from napari_deconoising._console import ProgressBar, run_training
 
 
@@ -50,3 +52,50 @@ def test_run_training_names_a_3d_patch_by_its_axes(sample3d, tiny_config):
     s = io.StringIO()
     run_training(sample3d.noisy, cfg, axes="ZYX", out=s)
     assert any("of 2 8x32x32px patches" in line for line in s.getvalue().splitlines())
+
+
+def _interrupt_after(trainer, kind: str) -> None:
+    """Make ``trainer.run`` raise KeyboardInterrupt (Ctrl-C) after its first event of ``kind``."""
+    run = trainer.run
+
+    def interrupted():
+        for ev in run():
+            yield ev
+            if ev.kind == kind:
+                raise KeyboardInterrupt
+
+    trainer.run = interrupted
+
+
+def test_ctrl_c_before_the_first_epoch_saves_no_model(sample, tiny_config):
+    from napari_deconoising.core import Trainer
+    from napari_deconoising.core.predict import Cancelled
+
+    cfg = tiny_config.replace(epochs=2, steps_per_epoch=3)
+    trainer = Trainer(sample.noisy, cfg)
+    _interrupt_after(trainer, "step")
+    with pytest.raises(Cancelled, match="interrupted before the first epoch ended: no model was saved"):
+        run_training(sample.noisy, cfg, trainer=trainer, out=io.StringIO())
+    trainer = Trainer(sample.noisy, cfg)
+    _interrupt_after(trainer, "epoch")
+    s = io.StringIO()
+    model, _ = run_training(sample.noisy, cfg, trainer=trainer, out=s)
+    assert len(model.history) == 1 and "interrupted: keeping the best model so far" in s.getvalue()
+
+
+def test_ctrl_c_while_learning_sigma_stops_everything(sample, tiny_config, monkeypatch, capsys):
+    from napari_deconoising._cli_sigma import train_learning_sigma
+    from napari_deconoising.core.learned_psf import LearnedSigmaTrainer
+    from napari_deconoising.core.predict import Cancelled
+
+    init = LearnedSigmaTrainer.__init__
+
+    def patched(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        _interrupt_after(self, "epoch")
+
+    monkeypatch.setattr(LearnedSigmaTrainer, "__init__", patched)
+    with pytest.raises(Cancelled, match=r"interrupted while learning the PSF sigma \(at [0-9.]+ px so far\)"):
+        train_learning_sigma([sample.noisy], tiny_config, "YX")
+    err = capsys.readouterr().err
+    assert err.count(" epochs x ") == 1  # the learning run's announcement only: the full run never started

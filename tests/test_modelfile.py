@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 
 from napari_deconoising.core import DecoNoisingModel, ModelFileError, TrainConfig, load_model
@@ -66,6 +67,15 @@ def test_truncated_foreign_newer_missing(trained, tmp_path):
         load_model(tmp_path / "damaged.pt")
     with pytest.raises(ModelFileError, match="not found"):
         load_model(tmp_path / "missing.pt")
+    tifffile.imwrite(tmp_path / "image.tif", np.zeros((8, 8), np.uint8))  # "Load model" offers all files
+    with pytest.raises(ModelFileError, match="image.tif is not a readable model file: not a .pt file written by"):
+        load_model(tmp_path / "image.tif")
+    torch.save({"net": torch.nn.Linear(2, 2)}, tmp_path / "module.pt")
+    with pytest.raises(ModelFileError) as refused:
+        load_model(tmp_path / "module.pt")
+    # torch's own advice (load with weights_only=False) and its terminal colour codes stay out
+    assert str(refused.value).endswith("not plain data (torch.nn.modules.linear.Linear), which could run code "
+                                       "when loaded; refusing to load it")
     for i, junk in enumerate([b"hello", b"junk", b"PK\x03\x04garbage", b"\x80\x02}q\x00."]):
         (tmp_path / f"junk{i}.pt").write_bytes(junk)
         with pytest.raises(ModelFileError):

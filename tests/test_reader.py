@@ -22,6 +22,10 @@ def test_reader_loads_model_into_apply_widget(
     assert get_reader(str(tmp_path / "other.tif")) is None
     (tmp_path / "foreign.pt").write_bytes(b"junk")
     assert get_reader(str(tmp_path / "foreign.pt")) is None
+    # the reason reaches the user (napari's own message only says that the plugin failed)
+    assert notifications["warning"] == [f"Cannot load the model: {tmp_path / 'foreign.pt'} is not a readable "
+                                        "model file: not a .pt file written by torch.save (napari-deconoising "
+                                        "saves models as .pt files)"]
     reader = get_reader(str(path))
     assert reader(str(path)) == [(None,)]
     assert "nuclei" in fresh_registry

@@ -97,15 +97,34 @@ def test_stop_mid_run_keeps_usable_model(qtbot, viewer, train_widget, notificati
     w = train_widget
     set_tiny(w, epochs=200, steps_per_epoch=5)
     assert w.start()
-    qtbot.waitUntil(lambda: w.progress.value() >= 3, timeout=30_000)
+    qtbot.waitUntil(lambda: w.progress.value() >= 6, timeout=30_000)  # into the second epoch
     w.stop()
     _wait_idle(qtbot, w)
     assert not notifications["error"], notifications["error"]
     assert w.model is not None
-    assert len(w.model.history) < 200
+    assert 1 <= len(w.model.history) < 200
     assert "stopped early" in w.status.value
     assert viewer.layers["noisy deconvolved"].data.shape == (96, 96)
     assert np.isfinite(viewer.layers["noisy denoised"].data).all()
+
+
+def test_stop_before_the_first_epoch_keeps_no_model(qtbot, viewer, train_widget, notifications):
+    """Untrained weights are no model: nothing is registered, predicted or added."""
+    from napari_deconoising._widgets._registry import REGISTRY
+
+    w = train_widget
+    set_tiny(w, epochs=200, steps_per_epoch=50)
+    layers = [layer.name for layer in viewer.layers]
+    assert w.start()
+    qtbot.waitUntil(lambda: w.progress.value() >= 1, timeout=30_000)
+    w.stop()
+    _wait_idle(qtbot, w)
+    assert not notifications["error"], notifications["error"]
+    assert w.model is None and len(REGISTRY) == 0
+    assert [layer.name for layer in viewer.layers] == layers
+    assert "stopped before the first epoch ended: no model was kept" in w.status.value
+    assert any("no model was kept" in m for m in notifications["warning"])
+    assert not w.save_button.enabled
 
 
 def test_closing_the_widget_stops_training(qtbot, viewer, train_widget):
@@ -243,7 +262,7 @@ def test_apply_refuses_mismatch(viewer, sample, sync_workers, notifications, tra
     layer = viewer.add_image(sample.noisy, name="img")
     a.form.image.value = layer
     assert not a.run()
-    assert "no model selected" in notifications["error"][-1]
+    assert notifications["error"][-1].startswith("No model selected: train one")
     a.select_model(trained, "m")
     a.form.axes.value = "TYX"
     assert not a.run()

@@ -124,6 +124,7 @@ def test_the_apply_widget_runs_a_3d_model_on_stacks(viewer, sample3d, trained3d,
     a.form.image.value = flat
     a.form.axes.value = "YX"
     n_layers = len(viewer.layers)
-    a.run()  # refused in the worker, before any tile runs
-    assert "needs a Z axis" in notifications["error"][-1]
+    assert not a.run()  # refused before any work starts, saying that the model is the 3D one
+    assert "is a 3D model and layer 'plane' has no Z axis (axes YX)" in notifications["error"][-1]
+    assert a.status.value == notifications["error"][-1]
     assert "plane denoised" not in viewer.layers and len(viewer.layers) == n_layers

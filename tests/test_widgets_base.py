@@ -69,3 +69,57 @@ def test_a_removed_widget_ignores_later_layer_events(viewer):
         w.form.image.native.count()  # the Qt side is gone
     w.reset_choices()  # what napari's connection calls: must not raise
     viewer.add_image(np.zeros((16, 16), np.float32), name="after")
+
+
+@pytest.mark.parametrize("cls", [TrainWidget, ApplyWidget])
+def test_renaming_layers_keeps_every_pick(viewer, cls):
+    """magicgui re-adds a renamed choice; the pickers still show the same layers, axes untouched."""
+    w = cls(viewer)
+    viewer.window.add_dock_widget(w)
+    a, b, _ = (viewer.add_image(np.zeros((16, 16), np.float32), name=n) for n in "abc")
+    w.form.image.value, w.truth_combo.value = b, a
+    w.form.axes.value = "YX"
+    seen = []
+    w.form.image.changed.connect(seen.append)
+    b.name, a.name = "b-renamed", "a-renamed"
+    assert w.form.image.value is b and w.truth_combo.value is a
+    assert w.form.axes.value == "YX" and not seen  # nothing downstream saw a change
+    assert "b-renamed" in _names(w.form.image)
+
+
+def test_renaming_keeps_the_psf_layer_and_the_extra_channels(viewer):
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    green, magenta = viewer.add_image(np.zeros((2, 16, 16), np.float32), channel_axis=0, name=["green", "magenta"])
+    psf = viewer.add_image(np.ones((5, 5), np.float32), name="psf")
+    w.form.image.value = green
+    w.form.extra_layers.value = [magenta]
+    w.form.psf_kind.value = "Measured PSF: image layer"
+    w.form.psf_layer.value = psf
+    green.name, psf.name = "green2", "psf2"  # the Image's rename changes what the extra list may hold
+    magenta.name = "magenta2"
+    assert w.form.image.value is green and w.form.psf_layer.value is psf
+    assert list(w.form.extra_layers.value) == [magenta] and w.form.channel_count() == 2
+
+
+def test_a_removed_pick_falls_back_to_a_raw_image_not_a_result(viewer):
+    w = TrainWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    viewer.add_image(np.zeros((16, 16), np.float32), name="raw denoised",  # first: magicgui's own pick
+                     metadata={PROVENANCE_KEY: {"role": "denoised"}})
+    raw = viewer.add_image(np.zeros((16, 16), np.float32), name="raw")
+    picked = viewer.add_image(np.zeros((16, 16), np.float32), name="picked")
+    w.form.image.value = picked
+    viewer.layers.remove(picked)
+    assert w.form.image.value is raw
+
+
+@pytest.mark.parametrize("cls", [TrainWidget, ApplyWidget])
+def test_a_widget_opened_after_the_layers_shows_the_visible_raw_image(viewer, cls):
+    """The samples add a hidden ground truth first: it must not be what Start trains on."""
+    viewer.add_image(np.zeros((16, 16), np.float32), name="ground truth", visible=False)
+    noisy = viewer.add_image(np.zeros((16, 16), np.float32), name="noisy")
+    viewer.add_image(np.zeros((16, 16), np.float32), name="noisy denoised",
+                     metadata={PROVENANCE_KEY: {"role": "denoised"}})
+    w = cls(viewer)
+    assert w.form.image.value is noisy

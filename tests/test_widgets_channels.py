@@ -348,27 +348,35 @@ def test_3d_channels_get_a_z_sigma_each(train_widget, sample3d, sync_workers, no
 
 
 def test_stop_before_the_last_channel_keeps_no_model(sample, tiny_config):
-    """The job stops the channel in training and trains no further channel: no half-trained model."""
+    """The job stops the channel in training and trains no further channel: no half-trained model.
+
+    Stopped in the last channel before its first epoch ended, that channel's weights are
+    untrained: no model either. Stopped after it, the model is kept.
+    """
     data = np.stack([sample.noisy, sample.noisy.T])
-    cfg = tiny_config.replace(epochs=1, steps_per_epoch=3, batch_size=2)
-    for stop_in, want in ((0, None), (1, ChannelModels)):
+    cfg = tiny_config.replace(epochs=2, steps_per_epoch=3, batch_size=2)
+    cases = (("ready", 0, None, 0), ("ready", 1, None, 6), ("epoch", 1, ChannelModels, 9))
+    for when, channel, want, n_steps in cases:
         control = TrainControl()
         job, seen = channels_job(control, data, [cfg, cfg], "CYX", [None, None]), []
         try:
             while True:
                 msg = next(job)
                 seen.append(msg)
-                if isinstance(msg, Ready) and sum(isinstance(m, ChannelStart) for m in seen) == stop_in + 1:
+                in_channel = sum(isinstance(m, ChannelStart) for m in seen) == channel + 1
+                hit = isinstance(msg, Ready) if when == "ready" else getattr(msg, "kind", None) == "epoch"
+                if in_channel and hit:
                     control.stop()
         except StopIteration as end:
             result = end.value
         steps = [m for m in seen if getattr(m, "kind", None) == "step"]
-        assert len(steps) == (0 if stop_in == 0 else 3)  # stopped before the first step of that channel
+        assert len(steps) == n_steps, (when, channel)
         if want is None:
-            assert result is None
-            assert sum(isinstance(m, ChannelStart) for m in seen) == 1
+            assert result is None, (when, channel)
+            assert sum(isinstance(m, ChannelStart) for m in seen) == channel + 1
         else:
             assert isinstance(result, ChannelModels) and len(result.models) == 2
+            assert [len(m.history) for m in result.models] == [2, 1]
 
 
 def test_stop_in_the_widget_during_the_first_channel(qtbot, train_widget, two_channels, notifications):
@@ -383,3 +391,17 @@ def test_stop_in_the_widget_during_the_first_channel(qtbot, train_widget, two_ch
     assert w.model is None and not w.save_button.enabled
     assert any("no model was kept" in m for m in notifications["warning"]), notifications["warning"]
     assert "cells denoised" not in viewer.layers and w.start_button.enabled
+
+
+def test_trained_size_counts_epochs_in_channel_order(tiny_config):
+    from napari_deconoising._widgets._train_channels import trained_size
+    from napari_deconoising.core import DecoNoisingModel
+
+    def model(n):
+        return DecoNoisingModel(config=tiny_config, state_dict={}, mean=0.0, std=1.0, psf=None,
+                                history=[{"epoch": k + 1} for k in range(n)])
+
+    assert trained_size(model(1)) == "1 epoch" and trained_size(model(4)) == "4 epochs"
+    assert trained_size(ChannelModels([model(2), model(2)])) == "2 channels, 2 epochs each"
+    assert trained_size(ChannelModels([model(50), model(3)])) == "2 channels, 50 and 3 epochs"
+    assert trained_size(ChannelModels([model(5), model(5), model(1)])) == "3 channels, 5, 5 and 1 epoch"

@@ -54,7 +54,7 @@ def test_export_dialog_refuses_incomplete_forms(apply, tmp_path, sync_workers, n
 def test_export_without_a_model_says_so(make_napari_viewer, fresh_registry, notifications):
     widget = ApplyWidget(make_napari_viewer())
     assert widget.open_export_dialog() is None
-    assert "no model selected" in notifications["error"][-1]
+    assert notifications["error"][-1].startswith("No model selected: train one")
 
 
 def test_export_failure_is_a_notification(apply, tmp_path, sync_workers, notifications, monkeypatch):

@@ -1,4 +1,4 @@
-"""The training job's Ready message carries the precision decision."""
+"""The training job: its Ready message carries the precision decision; a stopped run with no model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari_deconoising._widgets._train_job import Ready, TrainControl, train_job  # noqa: E402
+from napari_deconoising._widgets._train_job import NoModel, Ready, TrainControl, train_job  # noqa: E402
 
 
 def test_ready_carries_precision_and_reason(sample, tiny_config):
@@ -17,3 +17,40 @@ def test_ready_carries_precision_and_reason(sample, tiny_config):
     assert ready.reason.startswith(("measured", "cached measured", "only candidate"))
     pinned = next(train_job(TrainControl(), sample.noisy, tiny_config, "YX", None, None))
     assert (pinned.precision, pinned.reason) == ("fp32", "requested")
+
+
+def _stop_at(job, control, when):
+    """Run ``job``, calling ``control.stop()`` on the first message ``when(message)`` accepts; its return value."""
+    try:
+        while True:
+            if when(next(job)):
+                control.stop()
+    except StopIteration as end:
+        return end.value
+
+
+def test_a_run_stopped_before_its_first_epoch_returns_no_model(sample, tiny_config):
+    control = TrainControl()
+    job = train_job(control, sample.noisy, tiny_config.replace(epochs=2, steps_per_epoch=3), "YX", None, None)
+    result = _stop_at(job, control, lambda m: getattr(m, "kind", None) == "step")
+    assert isinstance(result, NoModel) and result.reason == "stopped before the first epoch ended"
+    control = TrainControl()
+    job = train_job(control, sample.noisy, tiny_config.replace(epochs=2, steps_per_epoch=3), "YX", None, None)
+    kept = _stop_at(job, control, lambda m: getattr(m, "kind", None) == "epoch")
+    assert len(kept.history) == 1
+
+
+def test_a_stop_while_learning_sigma_returns_no_model_and_no_estimate(sample, tiny_config):
+    """The learning run's model (a sigma taken part way) is not what the user asked for."""
+    control, seen = TrainControl(), []
+
+    def when(message):
+        seen.append(message)
+        return getattr(message, "kind", None) == "epoch"
+
+    job = train_job(control, sample.noisy, tiny_config, "YX", None, None, estimate_sigma=True)
+    result = _stop_at(job, control, when)
+    assert isinstance(result, NoModel)
+    assert result.reason.startswith("stopped while learning the PSF sigma (at ") and "px so far" in result.reason
+    assert not any(isinstance(m, dict) for m in seen)  # no "sigma learned / using the default" message
+    assert sum(isinstance(m, Ready) for m in seen) == 1  # the full training never started

@@ -10,6 +10,7 @@ import numpy as np
 from ._cli_channels import CLIError
 from ._console import run_training
 from .core.config import TrainConfig
+from .core.predict import Cancelled
 
 __all__ = ["sigma_values", "wants_auto", "train_learning_sigma"]
 
@@ -35,7 +36,7 @@ def wants_auto(values: Sequence[str]) -> bool:
 
 def train_learning_sigma(images: list[np.ndarray], cfg: TrainConfig, axes: str | None):
     """``--psf-sigma auto``: learn sigma in a short run, then train with it (or the default) fixed."""
-    from .core.learned_psf import INIT_SIGMA, LearnedSigmaTrainer, estimation_config
+    from .core.learned_psf import INIT_SIGMA, LearnedSigmaTrainer, estimation_config, sigma_text
 
     learn_cfg = estimation_config(cfg)
     print(f"learning the PSF sigma with the network ({learn_cfg.total_steps} steps, starting at {INIT_SIGMA:g} px), "
@@ -43,6 +44,9 @@ def train_learning_sigma(images: list[np.ndarray], cfg: TrainConfig, axes: str |
     trainer = LearnedSigmaTrainer(images, learn_cfg, axes=axes)
     _, trainer = run_training(images, learn_cfg, axes=axes, trainer=trainer)
     estimate = trainer.estimate()
+    if trainer.stopped:  # Ctrl-C: stop, rather than train the full run with a sigma learned part way
+        raise Cancelled(f"interrupted while learning the PSF sigma (at {sigma_text(estimate['learned'])} px so far): "
+                        "no model was saved")
     print(f"deconoising: {estimate['message']}", file=sys.stderr)
     model, _ = run_training(images, cfg.replace(psf_sigma=estimate["sigma"]), axes=axes)
     model.psf_estimate = estimate

@@ -14,6 +14,7 @@ from .core.cuda_graph import describe_steps
 from .core.distributed import DDP
 from .core.formatting import format_seconds
 from .core.model import DecoNoisingModel
+from .core.predict import Cancelled
 from .core.train import Trainer
 
 __all__ = ["ProgressBar", "run_training"]
@@ -120,6 +121,10 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
                 bar.println(f"{label}epoch {ev.epoch:4d}/{ev.epochs}  train {ev.train_loss:.5f}  "
                             f"val {ev.val_loss:.5f}  lr {ev.lr:.2e}  {format_seconds(ev.elapsed_s)}{star}")
     except KeyboardInterrupt:
+        trainer.stop()  # callers can tell an interrupted run by trainer.stopped
+        if not trainer.has_model:
+            bar.close()
+            raise Cancelled("interrupted before the first epoch ended: no model was saved") from None
         bar.println("interrupted: keeping the best model so far")
     finally:
         bar.close()

@@ -30,7 +30,12 @@ def get_reader(path):
 
         warning(str(exc))
         return None
-    except ModelFileError:
+    except ModelFileError as exc:
+        if str(path).lower().endswith(".pt"):
+            # The reason, before napari's own "the plugin gave an error" (no other reader claims .pt).
+            from ._widgets._notify import describe_error, warning
+
+            warning(describe_error(exc))
         return None  # some other program's .pt file or zip: let other readers try
     except Exception:  # torch's unpickler can fail in other ways on foreign files
         return None

@@ -15,7 +15,7 @@ from ._base import DeconoisingWidget, button_row
 from ._form import Field, Form, axes_field, device_field, image_field
 from ._large import is_large, large_outputs, sample_region
 from ._layers import full_resolution, layer_array, layer_shape
-from ._notify import notify_error, warning
+from ._notify import Refused, notify_error, warning
 from ._prediction import PredictRequest
 from ._registry import REGISTRY, read_model_file
 
@@ -185,7 +185,7 @@ class ApplyWidget(DeconoisingWidget):
 
         name = self.form.model.value
         if not name or name not in REGISTRY:
-            notify_error(DataError("no model selected: train one or load a model file first"),
+            notify_error(Refused("no model selected: train one or load a model file first"),
                          what="the bioimage.io export")
             return None
         self.export_dialog = ExportDialog(self.viewer, REGISTRY.get(name), name, track=self.track, parent=self)
@@ -200,7 +200,7 @@ class ApplyWidget(DeconoisingWidget):
         name = self.form.model.value
         try:
             if not name or name not in REGISTRY:
-                raise DataError("no model selected: train one (Train widget) or load a model file")
+                raise Refused("no model selected: train one (Train widget) or load a model file")
             model = REGISTRY.get(name)
             layer, axes = self.form.image_and_axes()
             shape = layer_shape(layer)
@@ -217,8 +217,11 @@ class ApplyWidget(DeconoisingWidget):
                     f"axes {axes!r} has {len(axes)} letters but layer '{layer.name}' has "
                     f"{len(shape)} dimensions {shape}"
                 )
+            if model.ndim == 3 and "Z" not in axes:
+                raise DataError(f"the model ('{name}') is a 3D model and layer '{layer.name}' has no Z axis "
+                                f"(axes {axes}): choose a Z-stack, or give its Z in Axes")
         except ValueError as exc:
-            notify_error(exc, what="prediction")
+            self.status.value = notify_error(exc, what="prediction")
             return False
         large, plan = None, None
         try:
@@ -234,7 +237,7 @@ class ApplyWidget(DeconoisingWidget):
                 data = layer_array(layer)
                 pairs = zip(model.models, split_channels(data, axes)[0]) if per_channel else [(model, data)]
         except (ValueError, OSError) as exc:
-            notify_error(exc, what="prediction")
+            self.status.value = notify_error(exc, what="prediction")
             return False
         for k, (one, channel) in enumerate(pairs):
             mismatch = intensity_mismatch(one, channel)

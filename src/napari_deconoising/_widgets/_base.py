@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from typing import Any
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton
+from magicgui.widgets.bases import CategoricalWidget
 from napari.layers import Image, Layer
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
@@ -16,7 +19,7 @@ from ._notify import info
 from ._prediction import PredictionFlow
 from ._worker import Job
 
-__all__ = ["DeconoisingWidget", "button_row"]
+__all__ = ["DeconoisingWidget", "button_row", "preferred_image", "refresh_keeping_choices"]
 
 
 def button_row(*widgets: QWidget) -> QWidget:
@@ -27,6 +30,66 @@ def button_row(*widgets: QWidget) -> QWidget:
     for w in widgets:
         lay.addWidget(w)
     return row
+
+def preferred_image(viewer) -> Image | None:
+    """The image a picker should show: the top-most visible raw image, else the top-most raw one.
+
+    Raw: not RGB and not one of this plugin's results. None when there is none.
+    """
+    raw = [layer for layer in reversed(viewer.layers)
+           if isinstance(layer, Image) and not layer.rgb and PROVENANCE_KEY not in (layer.metadata or {})]
+    return next((layer for layer in raw if layer.visible), raw[0] if raw else None)
+
+
+def refresh_keeping_choices(widgets: Iterable[CategoricalWidget], refresh: Callable[[], None],
+                            fallback: dict[CategoricalWidget, Callable[[], Any]] | None = None) -> None:
+    """Run ``refresh`` (which resets the pickers' choices), keeping what each picker shows.
+
+    magicgui drops and re-adds a choice whose label changed, so renaming a layer moved
+    every picker that showed it to another layer (and cleared a multi-selection): Start
+    would then train on an image the user had not picked. Here each widget's value is
+    put back where its choices still hold it, with its ``changed`` signal blocked, so
+    nothing downstream (the guessed axes) notices. Choices can depend on another picker
+    (the extra channel layers leave out the Image), so when a value could not be put
+    back the choices are refreshed once more with the others restored. A picker whose
+    value did go (its layer was removed) takes ``fallback[widget]()`` when that is one
+    of its choices, and emits ``changed`` once, at the end.
+    """
+    widgets = list(widgets)
+    saved = [(w, w.value) for w in widgets]
+    with ExitStack() as stack:
+        for w in widgets:
+            stack.enter_context(w.changed.blocked())
+        refresh()
+        if not all([_restore(w, old, None) for w, old in saved]):
+            refresh()
+        moved = [w for w, old in saved if not _restore(w, old, (fallback or {}).get(w))]
+    for w in moved:
+        w.changed.emit(w.value)
+
+
+def _restore(widget: CategoricalWidget, old: Any, fallback: Callable[[], Any] | None) -> bool:
+    """Set ``old`` (or what of it is left) back on ``widget``; whether it was all still there."""
+    choices = widget.choices
+
+    def present(value: Any) -> bool:
+        # Layers by identity: two layers can be equal in name but not the same.
+        return any(value is c or (not isinstance(c, Layer) and not isinstance(value, Layer) and value == c)
+                   for c in choices)
+
+    if isinstance(old, (list, tuple)):  # a multi-selection
+        left = [v for v in old if present(v)]
+        widget.value = left
+        return len(left) == len(old)
+    if present(old):
+        widget.value = old
+        return True
+    if fallback is not None:
+        value = fallback()
+        if present(value):
+            widget.value = value
+    return False
+
 
 class _TextLabel(QLabel):
     """A QLabel with a ``value`` property like magicgui's Label."""
@@ -120,17 +183,31 @@ class DeconoisingWidget(QWidget):
         self.psnr_label = _TextLabel()
         self.compare_box = Container(widgets=[self.truth_combo, self.compare_button])
         self.compare_box.native.layout().addWidget(self.psnr_label)
+        self.pick_preferred_image()
 
     # -- layer pickers -------------------------------------------------------------
     def reset_choices(self, event: Any = None) -> None:
-        """Refresh the layer and model pickers; follow a newly inserted raw image."""
+        """Refresh the layer and model pickers, each keeping its choice (also across a rename);
+        follow a newly inserted raw image."""
+        pickers = [w for w in self.form.widgets.values() if isinstance(w, CategoricalWidget)]
+        fallback = {self.form.image: lambda: preferred_image(self.viewer)} if "image" in self.form.widgets else {}
         try:
-            self.form.reset_choices()
-            self.compare_box.reset_choices()
+            refresh_keeping_choices([*pickers, self.truth_combo], self._reset_all_choices, fallback)
         except RuntimeError:  # widget already deleted (napari keeps the connection)
             return
         if getattr(event, "type", None) == "inserted":
             self._follow_new_layer(event.value)
+
+    def _reset_all_choices(self) -> None:
+        self.form.reset_choices()
+        self.compare_box.reset_choices()
+
+    def pick_preferred_image(self) -> None:
+        """Show the top-most visible raw image in the Image picker (a widget opened after the
+        layers would otherwise show the first layer, which may be a hidden ground truth)."""
+        layer = preferred_image(self.viewer)
+        if layer is not None and "image" in self.form.widgets:
+            self.form.image.value = layer
 
     def _follow_new_layer(self, layer: Layer) -> None:
         """Pick a newly added visible raw image unless the user picked a visible one."""

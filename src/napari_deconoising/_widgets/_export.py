@@ -18,7 +18,7 @@ from ..core import ChannelModels, DataError, DecoNoisingModel
 from ._base import button_row
 from ._form import Field, Form
 from ._layers import full_resolution, grey_image_choices
-from ._notify import info, notify_error
+from ._notify import Refused, info, notify_error
 from ._worker import Job
 
 __all__ = ["ExportDialog", "export_fields", "LICENSES"]
@@ -86,17 +86,17 @@ class ExportDialog(QDialog):
         lay.addWidget(self.status.native)
 
     def arguments(self) -> tuple[Path, dict[str, Any]]:
-        """The package path and :func:`export_bioimageio`'s keyword arguments; DataError if unusable."""
+        """The package path and :func:`export_bioimageio`'s keyword arguments; DataError or Refused if unusable."""
         f = self.form
         raw = str(f.path.value or "").strip()
         if not raw or raw == ".":
-            raise DataError("choose where to save the package (a .zip file)")
+            raise Refused("choose where to save the package (a .zip file)")
         path = Path(raw)
         if path.suffix.lower() != ".zip":
             path = path.with_name(path.name + ".zip")
         authors = [a.strip() for a in str(f.authors.value).replace(";", ",").split(",") if a.strip()]
         if not authors:
-            raise DataError("enter at least one author (names separated by commas)")
+            raise Refused("enter at least one author (names separated by commas)")
         sample = None
         if f.sample.value is not None:
             data = full_resolution(f.sample.value)
@@ -113,7 +113,7 @@ class ExportDialog(QDialog):
             return False
         try:
             path, kwargs = self.arguments()
-        except DataError as exc:
+        except (DataError, Refused) as exc:
             notify_error(exc, what="the bioimage.io export")
             return False
         self.export_button.enabled = False

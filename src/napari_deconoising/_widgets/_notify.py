@@ -13,6 +13,7 @@ from napari.utils import notifications
 
 __all__ = [
     "Level",
+    "Refused",
     "describe_error",
     "error",
     "info",
@@ -23,6 +24,11 @@ __all__ = [
 ]
 
 Level = Literal["info", "warning", "error"]
+
+
+class Refused(ValueError):
+    """A request a widget cannot carry out that is not about the image (no model selected, no
+    file name given): :func:`describe_error` shows it as its own sentence, with no prefix."""
 
 
 def show(level: Level, message: str) -> None:
@@ -58,6 +64,8 @@ def describe_error(exc: BaseException, *, what: str = "the operation") -> str:
         )
     if isinstance(exc, Cancelled):
         return f"{what.capitalize()} was cancelled."
+    if isinstance(exc, Refused):
+        return text[:1].upper() + text[1:]
     prefixes = (
         (DataError, "Cannot use this image"),
         (ConfigError, "Invalid setting"),

@@ -20,7 +20,7 @@ from ._prediction import PredictRequest
 from ._registry import REGISTRY, read_model_file
 from ._train_channels import channel_prefix, stopped_channels_text, trained_size
 from ._train_form import TrainForm
-from ._train_job import ChannelStart, Ready, TrainControl, TrainRun
+from ._train_job import ChannelStart, NoModel, Ready, TrainControl, TrainRun
 from ._train_start import continuing_text, plan_run
 from ._worker import Job
 
@@ -96,7 +96,7 @@ class TrainWidget(DeconoisingWidget):
         try:
             plan = plan_run(self.form, control)
         except ValueError as exc:
-            notify_error(exc, what="training")
+            self.status.value = notify_error(exc, what="training")
             return False
         note = continuing_text(plan)
         if note is not None:
@@ -185,11 +185,12 @@ class TrainWidget(DeconoisingWidget):
         )
         run.last_event = ev
 
-    def _on_trained(self, model: DecoNoisingModel | ChannelModels | None) -> None:
+    def _on_trained(self, model: DecoNoisingModel | ChannelModels | NoModel | None) -> None:
         run = self.train_run
         self.plot.redraw()
-        if model is None:  # stopped before the last channel
-            self.status.value = stopped_channels_text(run.channel)
+        if model is None or isinstance(model, NoModel):  # stopped with nothing worth keeping
+            self.status.value = (stopped_channels_text(run.channel) if model is None else
+                                 f"Training {model.reason}: no model was kept. Start again to train one.")
             warning(self.status.value)
             return
         stopped = self.control is not None and self.control.stop_requested

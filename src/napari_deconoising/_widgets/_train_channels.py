@@ -240,9 +240,15 @@ def stopped_channels_text(channel: ChannelStart | None) -> str:
 
 
 def trained_size(model: DecoNoisingModel | ChannelModels) -> str:
-    """``"4 epochs"``, or ``"2 channels, 4 epochs each"`` for a model per channel."""
+    """``"4 epochs"``, ``"1 epoch"``; for a model per channel ``"2 channels, 4 epochs each"`` or,
+    when a stop cut the last channel short, ``"2 channels, 50 and 3 epochs"`` (in channel order)."""
     if isinstance(model, ChannelModels):
-        epochs = sorted({len(m.history) for m in model.models})
-        each = f"{epochs[0]} epochs each" if len(epochs) == 1 else f"{'/'.join(map(str, epochs))} epochs"
-        return f"{len(model.models)} channels, {each}"
-    return f"{len(model.history)} epochs"
+        counts = [len(m.history) for m in model.models]
+        if len(set(counts)) == 1:
+            return f"{len(counts)} channels, {_epochs(counts[0])} each"
+        return f"{len(counts)} channels, {', '.join(map(str, counts[:-1]))} and {_epochs(counts[-1])}"
+    return _epochs(len(model.history))
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"

@@ -117,7 +117,7 @@ def train_fields() -> tuple[Field, ...]:
         Field("sigma", FloatSpinBox, "PSF sigma (px)", {"min": 0.0, "max": 50.0, "step": 0.1, "tooltip": tip["sigma"]},
               config="psf_sigma", parse=float),
         per["channel_sigmas"],
-        Field("sigma_z", FloatSpinBox, "PSF sigma Z (px)", {"min": 0.0, "max": 50.0, "step": 0.1, "value": 2.0,
+        Field("sigma_z", FloatSpinBox, "PSF sigma Z (planes)", {"min": 0.0, "max": 50.0, "step": 0.1, "value": 2.0,
                                                             "visible": False, "tooltip": tip["sigma_z"]}),
         per["channel_sigmas_z"],
         Field("sigma_auto", CheckBox, "Estimate sigma from data", {"value": False, "tooltip": tip["sigma_auto"]}),

@@ -13,9 +13,9 @@ from napari.layers import Image
 from ..core import ChannelModels, DecoNoisingModel, TrainConfig, Trainer, TrainEvent
 from ..core.channels import split_channels
 from ..core.cuda_graph import describe_steps
-from ..core.learned_psf import LearnedSigmaTrainer, estimation_config
+from ..core.learned_psf import LearnedSigmaTrainer, estimation_config, sigma_text
 
-__all__ = ["ChannelStart", "Ready", "TrainControl", "TrainRun", "channels_job", "train_job"]
+__all__ = ["ChannelStart", "NoModel", "Ready", "TrainControl", "TrainRun", "channels_job", "train_job"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,13 @@ class Ready:
     device: str
     precision: str
     reason: str = ""  # why this precision (the measured choice, or "requested")
+
+
+@dataclass(frozen=True)
+class NoModel:
+    """What :func:`train_job` returns when a stopped run has no model worth keeping."""
+
+    reason: str  # e.g. "stopped before the first epoch ended"
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,7 @@ def train_job(
     psf: np.ndarray | None,
     resume: DecoNoisingModel | None,
     estimate_sigma: bool = False,
-) -> Generator[Ready | TrainEvent | dict, None, DecoNoisingModel]:
+) -> Generator[Ready | TrainEvent | dict, None, DecoNoisingModel | NoModel]:
     """Worker-thread generator: build the trainer, then forward its events.
 
     Yields one :class:`Ready` and then :class:`TrainEvent` objects; returns the best model.
@@ -101,15 +108,21 @@ def train_job(
     :meth:`~napari_deconoising.core.learned_psf.LearnedSigmaTrainer.estimate`) is
     yielded, and the full training with that sigma (the default when it is not clear)
     follows (another Ready and its events).
+
+    Returns :class:`NoModel` instead of a model when stopped before the first epoch ended
+    (the weights are untrained) or while learning sigma (the learning run's model, with a
+    sigma taken part way, is not the model the user asked for).
     """
     if estimate_sigma and resume is None:
         learner = LearnedSigmaTrainer(data, estimation_config(config), axes=axes)
-        model = yield from _forward(control, learner)
+        yield from _forward(control, learner)
         estimate = learner.estimate()
+        if control.stop_requested:
+            return NoModel(f"stopped while learning the PSF sigma (at {sigma_text(estimate['learned'])} px so far)")
         yield estimate
-        if not control.stop_requested:
-            model = yield from _forward(control, Trainer(data, config.replace(psf_sigma=estimate["sigma"]), axes=axes))
-        model.psf_estimate = estimate
+        model = yield from _forward(control, Trainer(data, config.replace(psf_sigma=estimate["sigma"]), axes=axes))
+        if not isinstance(model, NoModel):
+            model.psf_estimate = estimate
         return model
     return (yield from _forward(control, Trainer(data, config, axes=axes, psf=psf, resume=resume)))
 
@@ -140,12 +153,16 @@ def channels_job(
         if control.stop_requested:
             return None
         yield ChannelStart(k, len(views), names[k], () if start is None else tuple(start.history))
-        models.append((yield from train_job(control, view, config, rest, psf, start, estimate_sigma)))
+        model = yield from train_job(control, view, config, rest, psf, start, estimate_sigma)
+        if isinstance(model, NoModel):
+            return None
+        models.append(model)
     return ChannelModels(models)
 
 
-def _forward(control: TrainControl, trainer: Trainer) -> Generator[Ready | TrainEvent, None, DecoNoisingModel]:
-    """Announce ``trainer`` (Ready) and pass its events on; returns its best model."""
+def _forward(control: TrainControl, trainer: Trainer,
+             ) -> Generator[Ready | TrainEvent, None, DecoNoisingModel | NoModel]:
+    """Announce ``trainer`` (Ready) and pass its events on; returns its best model (NoModel before any epoch)."""
     control.trainer = trainer
     if control.stop_requested:
         trainer.stop()
@@ -158,4 +175,4 @@ def _forward(control: TrainControl, trainer: Trainer) -> Generator[Ready | Train
                                        describe_steps(trainer.plan.device, trainer.graph_blocker)))),
     )
     model = yield from trainer.run()
-    return model
+    return model if trainer.has_model else NoModel("stopped before the first epoch ended")

@@ -40,7 +40,7 @@ from .psf import _reflect_pad, gaussian_psf
 from .train import Trainer
 
 __all__ = ["DEFAULT_SIGMA", "ESTIMATE_STEPS", "INIT_SIGMA", "SIGMA_PULL", "LearnableGaussianPSF", "LearnedSigmaTrainer",
-           "estimation_config", "learned_sigma_model", "learned_sigma_trainer"]
+           "estimation_config", "learned_sigma_model", "learned_sigma_trainer", "sigma_text"]
 
 
 class LearnableGaussianPSF(nn.Module):
@@ -223,7 +223,7 @@ class LearnedSigmaTrainer(Trainer):
         """
         sigma = self.model.config.psf_sigma
         trail = [h["psf_sigma"] for h in self.history if "psf_sigma" in h]
-        shown = f"{sigma:.2f}" if isinstance(sigma, float) else " x ".join(f"{v:.2f}" for v in sigma)
+        shown = sigma_text(sigma)
         sigma = sigma if isinstance(sigma, float) else list(sigma)
         near_start = self.init_sigma - 0.1
         tail = trail[-max(2, len(trail) // 5):]
@@ -243,6 +243,11 @@ class LearnedSigmaTrainer(Trainer):
         return {"method": "learned", "clear": False, "sigma": default, "learned": sigma,
                 "message": f"PSF sigma: the data gave no clear answer ({why}; learned {shown} px); "
                            f"using the default {default:g} px"}
+
+
+def sigma_text(sigma: float | Sequence[float]) -> str:
+    """A sigma for messages: ``"1.57"``, or ``"2.09 x 2.25"`` per axis."""
+    return f"{sigma:.2f}" if isinstance(sigma, (int, float)) else " x ".join(f"{v:.2f}" for v in sigma)
 
 
 def learned_sigma_trainer(images: np.ndarray | Sequence[np.ndarray], config: TrainConfig, *,

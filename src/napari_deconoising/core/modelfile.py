@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from os import PathLike
 from pathlib import Path
@@ -87,15 +88,23 @@ def read_payload(path: str | PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"
+    if not is_zip:  # torch.save writes a zip archive (checked by its start: a truncated one still is)
+        raise ModelFileError(f"{path} is not a readable model file: not a .pt file written by torch.save "
+                             "(napari-deconoising saves models as .pt files)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        # torch's own text advises loading with weights_only=False: not advice to pass on.
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
         raise ModelFileError(
-            f"{path} contains objects that are not plain data (possibly code); refusing to load it. "
-            f"({str(e).splitlines()[0][:200]})"
+            f"{path} contains objects that are not plain data{what}, which could run code when loaded; "
+            "refusing to load it"
         ) from None
-    except Exception as e:  # torch/zipfile/struct raise many types for junk files
-        raise ModelFileError(f"{path} is not a readable model file (corrupt or truncated?): {e}") from None
+    except Exception:  # torch/zipfile/struct raise many types for junk files
+        raise ModelFileError(f"{path} is not a readable model file (corrupt or truncated?)") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{path} is not a napari-deconoising model file")
     version = payload.get("format_version")

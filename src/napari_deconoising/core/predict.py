@@ -44,7 +44,7 @@ __all__ = ["Prediction", "Cancelled", "predict", "predict_iter", "prediction_pla
 
 
 class Cancelled(Exception):
-    """Prediction was cancelled by the caller."""
+    """Prediction (or training, on the command line) was cancelled by the caller."""
 
 
 @dataclass

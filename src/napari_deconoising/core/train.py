@@ -176,8 +176,13 @@ class Trainer:
         return self._stop.is_set()
 
     @property
+    def has_model(self) -> bool:
+        """Whether :attr:`model` is a trained model: an epoch was validated, or training resumed one."""
+        return self._best_state is not None
+
+    @property
     def model(self) -> DecoNoisingModel:
-        """The best model so far (by validation loss), or the current one before any epoch."""
+        """The best model so far (by validation loss); before any epoch (see :attr:`has_model`), the current weights."""
         state = self._best_state
         if state is None:
             state = {k: v.detach().cpu().clone() for k, v in self._eval_net.state_dict().items()}
