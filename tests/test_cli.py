@@ -289,7 +289,7 @@ def test_batch_predict_glob_format_and_usage_errors(files, trained, tmp_path, ca
     capsys.readouterr()
     for extra, msg in ((["--denoised", str(tmp_path / "d.tif")], "one input"),
                        ([], "--output-dir"),
-                       (["--output-dir", str(out), "--tile-size", "8"], "tile_size"),  # stops, not per file
+                       (["--output-dir", str(out), "--tile-size", "8"], "a tile size of 8 px is too small"),  # stops, not per file
                        (["--output-dir", str(out), "--format", ".tif"], None)):
         args = ["predict", str(tmp_path / "m.pt"), str(tmp_path / "x1.tif"), str(tmp_path / "x2.tif"), *extra]
         if msg is None:  # the same stem twice

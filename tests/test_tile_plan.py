@@ -81,7 +81,10 @@ def test_a_large_gpu_never_gets_a_tensor_over_int_max(monkeypatch):
 @given(st.integers(1, 5000), st.integers(1, 64), st.sampled_from([1, 4, 8, 16]), st.integers(0, 3),
        st.integers(0, 3))
 def test_tile_grid_fits_the_tile_size_with_the_fewest_tiles(n, extra, m, hk, rk):
-    """Each tile fits the requested size; one tile if the whole axis fits, else two, else balanced cores."""
+    """Each tile fits the requested size; one tile if the whole axis fits, else two, else balanced cores.
+
+    A size that covers the axis (``t >= n``) asks for one tile: it gets the whole axis, with the
+    few aligned and mirrored pixels beyond it."""
     from napari_deconoising.core.tile_plan import _axis_core
 
     h, r = hk * m, min(rk, hk) * m
@@ -89,9 +92,10 @@ def test_tile_grid_fits_the_tile_size_with_the_fewest_tiles(n, extra, m, hk, rk)
     core = _axis_core(n, t, h, r, m)
     aligned = -(-n // m) * m
     grid = TileGrid((n,), (core,), (h,), (r,), (m,))
-    assert core % m == 0 and grid.largest()[0] <= t
+    whole = aligned + 2 * r <= t or n <= t
+    assert core % m == 0 and grid.largest()[0] <= (aligned + 2 * r if whole else t)
     count = len(grid.origins())
-    assert count == 1 if aligned + 2 * r <= t else count >= 2
+    assert count == 1 if whole else count >= 2
     if count > 2:  # balanced: no more tiles than cores of the full size would need
         assert count == -(-aligned // ((t - 2 * h) // m * m))
 
@@ -101,8 +105,9 @@ def test_tile_grid_examples():
     assert tile_grid(m, (2048, 2048), 792).cores == (684, 684)  # three balanced 684 px cores per axis
     assert tile_grid(m, (150, 77), 4096).cores == (152, 80)  # one tile: the pooling-aligned image
     assert tile_grid(m, (150, 77), 120).cores == (76, 80)  # Y in two tiles (76 + 36 <= 120), X whole
-    with pytest.raises(ValueError, match="at least 76 px, or cover the whole axis"):
+    with pytest.raises(ValueError, match=r"too small along Y: .* at least 76 px, or the whole axis \(150 px\)"):
         tile_grid(m, (150, 77), 60)
+    assert tile_grid(m, (64, 64), 64).cores == (64, 64)  # a tile the size of the image: one tile
     with pytest.raises(ValueError, match="needs 1 or 2 values"):
         tile_grid(m, (150, 77), (100, 100, 100))
 

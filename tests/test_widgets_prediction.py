@@ -24,7 +24,7 @@ def test_prediction_error_is_reported_and_adds_nothing(
     a.form.image.value = layer
     a.form.tile_size.value = 32  # smaller than the model's context: refused in the worker
     assert a.run()
-    assert notifications["error"][-1].startswith("Prediction failed: tile_size 32 is too small")
+    assert notifications["error"][-1].startswith("Prediction failed: a tile size of 32 px is too small")
     assert a.status.value == notifications["error"][-1]
     assert "img denoised" not in viewer.layers and a.last_results is None
     assert a.run_button.enabled and not a.cancel_button.enabled

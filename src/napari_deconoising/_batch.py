@@ -6,9 +6,11 @@ import argparse
 import glob
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ._console import ProgressBar
 from .bioimageio import load_any_model
@@ -77,31 +79,53 @@ def plan_outputs(sources: list[Path], args: argparse.Namespace) -> list[Job]:
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise UsageError(f"two inputs would both write {dup}; predict them into different folders")
+    elif args.deconvolved:
+        raise UsageError("--deconvolved needs --denoised (the two outputs of one input)")
     else:
         raise UsageError("say where to write: --output-dir DIR, or --denoised OUT for one input")
+    if args.denoised and (args.format or args.no_deconvolved):
+        raise UsageError("--format and --no-deconvolved go with --output-dir; with --denoised the names say it all")
+    if args.output_dir and Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
+        raise UsageError(f"--output-dir {args.output_dir} is a file, not a folder")
+    inputs = {s.resolve() for s in sources}
     for job in jobs:
+        if job.deconvolved is not None and job.denoised.resolve() == job.deconvolved.resolve():
+            raise UsageError(f"--denoised and --deconvolved name the same file {job.denoised}")
         for p in (job.denoised, job.deconvolved):
-            if p is not None:
-                image_format(p)  # an unsupported suffix fails now, not after the first file
-                if args.denoised and not p.parent.exists():
-                    raise UsageError(f"output folder does not exist: {p.parent}")
+            if p is None:
+                continue
+            image_format(p)  # an unsupported suffix fails now, not after the first file
+            if args.denoised and not p.parent.exists():
+                raise UsageError(f"output folder does not exist: {p.parent}")
+            if p.resolve() in inputs:  # in a batch, one file's output could be another's input
+                raise UsageError(f"refusing to overwrite the input image {p}")
     return jobs
 
 
-def _client(args: argparse.Namespace):
-    if args.workers or args.scheduler:
-        from .core.cluster import dask_client
+@contextmanager
+def _client(args: argparse.Namespace) -> Iterator[Any]:
+    """A Dask client for ``--workers``/``--scheduler`` (None without them); a clear error if none starts."""
+    if not (args.workers or args.scheduler):
+        yield None
+        return
+    from .core.cluster import dask_client
 
-        return dask_client(args.workers, args.scheduler)
-    return nullcontext(None)
+    stack = ExitStack()
+    try:
+        client = stack.enter_context(dask_client(args.workers, args.scheduler))
+    except (OSError, ValueError, TimeoutError, ImportError) as e:  # no scheduler there, a bad address, no Dask
+        where = f"the Dask scheduler at {args.scheduler}" if args.scheduler else f"{args.workers} Dask workers"
+        raise UsageError(f"cannot start or reach {where}: {str(e).splitlines()[0]}") from None
+    with stack:
+        yield client
 
 
 def run_predict(args: argparse.Namespace) -> int:
     """Run ``deconoising predict``; returns the exit status (1 when some files failed)."""
     jobs = plan_outputs(expand_inputs(args.inputs), args)
-    if args.output_dir:
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     model = load_any_model(args.model)
+    if args.output_dir:  # made once the model is known to load: a failed run leaves no empty folder
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     n = len(jobs)
     bar = ProgressBar(n, sys.stderr)
     # Decided once for all files (measured the first time, then cached), said once a file is under way.

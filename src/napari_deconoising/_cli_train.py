@@ -22,6 +22,8 @@ from .core.optics import optics_psf, parse_optics
 
 __all__ = ["DEFAULT_PATCH_3D", "cmd_train"]
 
+_IMAGE_SUFFIXES = (".tif", ".tiff", ".zarr", ".png", ".jpg", ".jpeg")
+
 
 def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list, str | None]:
     """The training images, opened lazily (dask arrays): patches are read as they are drawn."""
@@ -30,6 +32,9 @@ def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list, str | No
         lazy = open_lazy(p)
         arrays.append(lazy.dask())
         found.append(lazy.axes)
+    if axes is None and len(paths) > 1 and any("C" in (a or "") for a in found):
+        # else their axes disagree and the core would read the channels as slices of one model
+        raise CLIError("images with a channel axis (C) are trained one file at a time; give a single input")
     if axes is None and len(set(found)) == 1 and found[0] and set(found[0]) <= set("STZCYX"):
         axes = found[0]  # else None: the core guesses per array shape
     return arrays, axes
@@ -90,6 +95,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.model)
     if not out.parent.exists():
         raise CLIError(f"output folder does not exist: {out.parent}")
+    if out.is_dir():
+        raise CLIError(f"--model {out} is a folder; name the model file, e.g. {out / 'model.pt'}")
+    if out.suffix.lower() in _IMAGE_SUFFIXES:
+        raise CLIError(f"--model {out}: a model file ends in .pt, not {out.suffix} (an image's suffix)")
+    if out.exists() and any(Path(i).exists() and out.resolve() == Path(i).resolve() for i in args.inputs):
+        raise CLIError(f"refusing to overwrite the input image {out} with the model")
     images, axes = _load_inputs(args.inputs, args.axes)
     channels = channel_count(images, axes)
     built = [_config_from_args(a, f"channel {k + 1}/{channels}: " if channels else "")

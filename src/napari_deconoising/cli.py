@@ -6,6 +6,7 @@ Runs the same core functions as the napari widgets, in the foreground.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -33,6 +34,9 @@ _OPTICS_EXAMPLE = '"na=1.4,wavelength=520,n=1.518,pixel=65,z_step=200,modality=w
 def cmd_predict(args: argparse.Namespace) -> int:
     from ._batch import run_predict
 
+    model = Path(args.model)
+    if model.suffix.lower() in (".tif", ".tiff") and any(Path(i).suffix.lower() == ".pt" for i in args.inputs):
+        raise CLIError(f"{model} is an image, not a model: the model comes first (deconoising predict MODEL INPUT)")
     return run_predict(args)
 
 
@@ -61,7 +65,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     model = load_any_model(args.model)
-    kind = f"one model per channel, {len(model.models)} channels" if isinstance(model, ChannelModels) else "one model"
+    n = len(model.models) if isinstance(model, ChannelModels) else 0
+    kind = f"one model per channel, {n} channel{'s' if n != 1 else ''}" if n else "one model"
     print(f"{args.model}: {kind}\n{model.summary()}")
     return 0
 
@@ -84,15 +89,30 @@ def cmd_psf(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import DEMO_MIN_SIZE, run_demo
 
     if args.minutes <= 0 or (args.steps is not None and args.steps <= 0):
         raise CLIError("--steps and --minutes must be positive")
+    if args.size < DEMO_MIN_SIZE:
+        raise CLIError(f"--size must be at least {DEMO_MIN_SIZE} (the demo's training patches are "
+                       f"{DEMO_MIN_SIZE} px), got {args.size}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CLIError(f"--out {args.out} is a file, not a folder")
     return run_demo(Path(args.out), steps=args.steps, size=args.size, viewer=not args.no_viewer,
                     device=args.device, minutes=args.minutes)
 
 
 # -- parser --------------------------------------------------------------------------
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
 
 def _auto_or_float(text: str) -> float | None:
     if text.strip().lower() == "auto":
@@ -111,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a model on noisy TIFF images (self-supervised)")
-    t.add_argument("inputs", nargs="+", metavar="INPUT.tif", help="noisy image(s); stacks allowed")
+    t = sub.add_parser("train", help="train a model on noisy images (self-supervised)")
+    t.add_argument("inputs", nargs="+", metavar="INPUT", help="noisy image(s): TIFF or zarr/OME-Zarr (.zarr); "
+                   "stacks allowed")
     t.add_argument("--model", required=True, metavar="OUT.pt", help="where to save the model")
     psf = t.add_mutually_exclusive_group()
     psf.add_argument("--psf-sigma", nargs="+", action="append", metavar="S",
@@ -127,10 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"PSF computed from the microscope, e.g. {_OPTICS_EXAMPLE} (lengths in nm; confocal: "
                           "modality=confocal,excitation=488,pinhole=1); repeat once per channel for data with a "
                           "C axis (each channel's emission wavelength)")
-    t.add_argument("--positivity", type=float, default=d.positivity, help="positivity weight lambda (0 = off)")
-    t.add_argument("--epochs", type=int, default=d.epochs)
-    t.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
-    t.add_argument("--batch-size", type=int, default=d.batch_size, help="patches per optimiser step")
+    t.add_argument("--positivity", type=float, default=d.positivity,
+                   help=f"positivity weight lambda (0 = off; default {d.positivity:g})")
+    t.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    t.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch, help=f"default {d.steps_per_epoch}")
+    t.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"patches per optimiser step (default {d.batch_size})")
     t.add_argument("--micro-batches", type=int, default=d.micro_batches,
                    help="split each step into this many passes to save memory (gradient accumulation)")
     t.add_argument("--patch-size", type=int, nargs="+", metavar="N",
@@ -139,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--3d", dest="three_d", action="store_true",
                    help="train a 3D model on volumes (the inputs need a Z axis); without it a Z-stack "
                         "trains slice by slice")
-    t.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    t.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help=f"share of the data held out for validation (default {d.val_fraction:g})")
     t.add_argument("--lr", type=float, default=d.lr,
                    help="Adam's learning rate (default: 1e-3, scaled down for layers wider than the paper's 2D "
                         "network: 3.3e-4 for the 3D default of 64 channels)")
@@ -153,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the deconvolved image is the network's output through the PSF's Wiener filter with this "
                         "regularisation: the same model, trained faster where the PSF is wide (default auto: "
                         "0.01 with --3d, 0 in 2D, as measured; 0: the paper's network; see docs/engine.md)")
-    t.add_argument("--depth", type=int, default=d.depth)
-    t.add_argument("--channels", type=int, default=d.channels)
+    t.add_argument("--depth", type=int, default=d.depth, help=f"U-Net depth: poolings (default {d.depth})")
+    t.add_argument("--channels", type=int, default=d.channels,
+                   help=f"U-Net channels at the first level (default {d.channels})")
     t.add_argument("--n2v2", action="store_true",
                    help="N2V2 against checkerboard artefacts: blur pooling, no top skip connection, "
                         "median blind-spot replacement (off by default, see docs/benchmarks.md)")
@@ -164,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     t.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
                    help="on a CUDA GPU, run every training step eagerly instead of replaying it as a CUDA graph")
-    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
     t.add_argument("--resume", metavar="MODEL.pt", help="continue training this model")
     t.set_defaults(func=cmd_train)
 
@@ -181,8 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output format with --output-dir (default: the input's); .zarr writes OME-Zarr")
     q.add_argument("--no-deconvolved", action="store_true", help="with --output-dir: only the denoised images")
     q.add_argument("--denoised", metavar="OUT", help="output of a single input (.tif: BigTIFF, .zarr: OME-Zarr)")
-    q.add_argument("--deconvolved", metavar="OUT2")
-    q.add_argument("--axes")
+    q.add_argument("--deconvolved", metavar="OUT2", help="with --denoised: where to write the deconvolved image")
+    q.add_argument("--axes", help="axis letters of every input, e.g. YX, TYX, ZYX, CYX (default: from the file)")
     q.add_argument("--tile-size", type=int, help="tile side in pixels (default: from free memory)")
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     q.add_argument("--precision", default=DEFAULT_PRECISION, choices=["auto", "fp32", "bf16", "fp16", "int8"],
@@ -190,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "machine and model size; fp32 is exact; int8 (x86 CPUs) is calibrated on "
                         "each image and falls back to fp32 there if it misses the tolerance")
     cluster = q.add_mutually_exclusive_group()
-    cluster.add_argument("--workers", type=int, metavar="N",
+    cluster.add_argument("--workers", type=_positive_int, metavar="N",
                          help="run the tiles on a local Dask cluster of N worker processes")
     cluster.add_argument("--scheduler", metavar="ADDRESS",
                          help="run the tiles on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
@@ -235,6 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# TrainConfig's fields by the flags that set them, for its messages ("batch_size=0: ..." -> "--batch-size 0: ...").
+_FLAGS = {name: "--" + name.replace("_", "-") for name in (
+    "epochs", "steps_per_epoch", "batch_size", "micro_batches", "patch_size", "val_fraction", "positivity",
+    "depth", "channels", "seed", "psf_sigma", "head_lr_scale", "weight_average", "wiener_eps", "lr")}
+
+
+def _in_flags(message: str) -> str:
+    found = re.match(r"(\w+)=(.*?): ", message)
+    if found is None or found.group(1) not in _FLAGS:
+        return message
+    return f"{_FLAGS[found.group(1)]} {found.group(2)}: {message[found.end():]}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deconoising`` console script."""
     args = build_parser().parse_args(argv)
@@ -242,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (CLIError, UsageError, DataError, ConfigError, PSFError, ModelFileError, ImageFileError, Cancelled,
             BioimageioExportError, BioimageioUnavailable) as e:
-        print(f"deconoising: error: {e}", file=sys.stderr)
+        text = _in_flags(str(e)) if isinstance(e, ConfigError) else str(e)
+        print(f"deconoising: error: {text}", file=sys.stderr)
         return 2
     except RuntimeError as e:  # device not available, out of memory
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -18,6 +18,7 @@ from .core.sample import make_sample, psnr
 DEMO_CONFIG = TrainConfig(depth=2, channels=32, patch_size=64, batch_size=16, steps_per_epoch=10)
 # The step budget adapts to the machine so that the demo takes about this long.
 DEMO_MINUTES = 3.0
+DEMO_MIN_SIZE = 64  # the demo's training patch: a smaller sample has nothing to train on
 # What the demo does besides training steps (sample, validation, prediction, picture),
 # as a fixed part and a fraction of the training time.
 _OVERHEAD_S, _OVERHEAD_FRACTION = 15.0, 0.1

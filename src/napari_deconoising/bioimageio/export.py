@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..core.channels import ChannelModels
+from ..core.io import usual_permissions
 from .architecture import ARCHITECTURE, CHANNEL_ARCHITECTURE, CONFIG_KEY
 from .errors import BioimageioExportError, require_bioimageio
 from .files import (
@@ -214,6 +215,7 @@ def _package_tested(descr: Any, path: Path, work: Path) -> None:
     directory = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".zip", dir=directory)
     os.close(fd)
+    usual_permissions(tmp)
     try:
         save_bioimageio_package(descr, output_path=Path(tmp))
         summary = test_model(Path(tmp), devices=["cpu"], working_dir=work / "test")

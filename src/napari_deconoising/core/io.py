@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ImageFileError", "ImageFormat", "FORMATS", "image_format", "read_image", "write_image",
-           "atomic_output"]
+           "atomic_output", "is_zarr_store", "usual_permissions"]
 
 
 class ImageFileError(ValueError):
@@ -196,18 +196,39 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise ImageFileError(f"output folder does not exist: {folder}")
+    if p.is_dir() and not (fmt.folder and is_zarr_store(p)):
+        # an existing zarr store of that name is replaced like a file; any other folder is the user's
+        raise ImageFileError(f"{p} is a folder that is not a zarr image; "
+                             "refusing to replace it")
+    if p.exists() and not p.is_dir() and fmt.folder:
+        raise ImageFileError(f"{p} is a file, not a zarr folder; refusing to replace it")
     if fmt.folder:
         tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=p.suffix, dir=folder))
     else:
         fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=folder)
         os.close(fd)
         tmp = Path(name)
+    usual_permissions(tmp)
     try:
         yield tmp
         _replace(tmp, p)
     except BaseException:
         _remove(tmp)
         raise
+
+
+def is_zarr_store(path: Path) -> bool:
+    """Whether the folder ``path`` holds a zarr array or group (format 2 or 3)."""
+    return any((path / name).is_file() for name in ("zarr.json", ".zgroup", ".zarray"))
+
+
+def usual_permissions(path: str | os.PathLike) -> None:
+    """Give a file or folder made by ``tempfile`` (owner only: 0600 / 0700) the permissions of
+    one made by ``open``/``mkdir`` under the user's umask, so colleagues in a shared folder
+    can read the results as they can the rest."""
+    mask = os.umask(0)  # the only portable way to read the umask is to set it
+    os.umask(mask)
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~mask)
 
 
 def _replace(tmp: Path, p: Path) -> None:

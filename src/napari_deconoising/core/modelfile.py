@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from .io import usual_permissions
+
 __all__ = ["CHANNELS_FORMAT_VERSION", "FORMAT_NAME", "FORMAT_VERSION", "SINGLE_FORMAT_VERSION", "ModelFileError",
            "write_payload", "read_payload"]
 
@@ -59,8 +61,11 @@ def write_payload(path: str | PathLike, payload: dict[str, Any], format_version:
     path = Path(path)
     envelope = {"format": FORMAT_NAME, "format_version": format_version, "software_version": str(__version__)}
     directory = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder; name the model file, e.g. {path / 'model.pt'}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        usual_permissions(tmp)
         with os.fdopen(fd, "wb") as f:
             torch.save({**envelope, **payload}, f)
             f.flush()
@@ -86,6 +91,8 @@ def read_payload(path: str | PathLike) -> dict[str, Any]:
         truncated or another program's), unsafe content, or a newer format version.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder, not a model file")
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     with open(path, "rb") as f:

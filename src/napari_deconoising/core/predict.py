@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -196,7 +197,10 @@ def _predict_slice(net: torch.nn.Module, plan: ExecutionPlan, grid: TileGrid, im
     the host once each; otherwise they stay on the host and only tiles travel.
     """
     store = plan.device if resident else torch.device("cpu")
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(store)
+    with warnings.catch_warnings():
+        # A read-only image (a channel of a memory-mapped file) is fine: it is only read, never written.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(store)
     x = x - np.float32(mean)  # a new tensor: the caller's image is never written to
     x.div_(np.float32(std))
     x = grid.extend(x)

@@ -85,13 +85,12 @@ def tile_grid(model: DecoNoisingModel, shape: Sequence[int], tile_size: int | Se
     halos, margins, mults = tile_halos(model), tile_margins(model), _multiples(model.config)
     shape = tuple(int(n) for n in shape)
     cores = []
-    for n, t, h, r, m in zip(shape, sizes, halos, margins, mults):
+    for axis, n, t, h, r, m in zip("ZYX"[-nd:], shape, sizes, halos, margins, mults):
         core = _axis_core(n, t, h, r, m)
         if core is None:
             raise ValueError(
-                f"tile_size {tile_size} is too small: each tile carries {h} px of context on every inner "
-                f"side, so it must be at least {2 * h + m} px, or cover the whole axis "
-                f"({_ceil_div(n, m) * m + 2 * r} px)")
+                f"a tile size of {t} px is too small along {axis}: each tile carries {h} px of context on "
+                f"every inner side, so it must be at least {2 * h + m} px, or the whole axis ({n} px)")
         cores.append(core)
     return TileGrid(shape, tuple(cores), halos, margins, mults)
 
@@ -99,8 +98,9 @@ def tile_grid(model: DecoNoisingModel, shape: Sequence[int], tile_size: int | Se
 def _axis_core(n: int, t: int, h: int, r: int, m: int) -> int | None:
     """Core length along an axis of ``n`` px for tiles of at most ``t`` px (None: impossible)."""
     aligned = _ceil_div(n, m) * m
-    if aligned + 2 * r <= t:
-        return aligned  # one tile, no halo
+    if aligned + 2 * r <= t or n <= t:
+        # one tile, no halo (asked for the whole axis, it also gets the few mirrored pixels beyond it)
+        return aligned
     half = _ceil_div(aligned, 2 * m) * m
     if half + h + r <= t:
         return half  # two tiles, each with a halo on the inner side
