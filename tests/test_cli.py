@@ -92,7 +92,7 @@ def test_train_bad_input_fails_cleanly(files, capsys, case, msg):
 @pytest.mark.parametrize("case, msg", [
     (["{d}/junk.tif", "{d}/noisy.tif"], "not a readable model"),
     (["{d}/missing.pt", "{d}/noisy.tif"], "not found"),
-    (["{d}/m.pt", "{d}/nan.tif"], "NaN"),
+    (["{d}/m.pt", "{d}/nan.tif"], "NaN or infinite values (first found at Y=5, X=5)"),
     (["{d}/m.pt", "{d}/missing.tif"], "not found"),
     (["{d}/m.pt", "{d}/noisy.tif", "--axes", "ZYX"], "axes"),
 ])
@@ -289,7 +289,8 @@ def test_batch_predict_glob_format_and_usage_errors(files, trained, tmp_path, ca
     capsys.readouterr()
     for extra, msg in ((["--denoised", str(tmp_path / "d.tif")], "one input"),
                        ([], "--output-dir"),
-                       (["--output-dir", str(out), "--tile-size", "8"], "a tile size of 8 px is too small"),  # stops, not per file
+                       # stops the run, not just one file
+                       (["--output-dir", str(out), "--tile-size", "8"], "a tile size of 8 px is too small"),
                        (["--output-dir", str(out), "--format", ".tif"], None)):
         args = ["predict", str(tmp_path / "m.pt"), str(tmp_path / "x1.tif"), str(tmp_path / "x2.tif"), *extra]
         if msg is None:  # the same stem twice

@@ -129,3 +129,11 @@ def test_setting_errors_name_the_flag(d, capsys):
     _fails(["train", d / "img.tif", "--model", d / "x.pt", "--batch-size", "0"], capsys,
            "error: --batch-size 0: must be a whole number >= 1")
     _fails(["train", d / "img.tif", "--model", d / "x.pt", "--lr", "5"], capsys, "error: --lr 5.0: must be between")
+
+
+def test_resume_says_that_it_keeps_the_network(d, capsys, tmp_path):
+    assert main([str(a) for a in ["train", d / "img.tif", "--model", tmp_path / "r.pt", "--resume", d / "m.pt",
+                                  *TINY[:-8], "--depth", "4", "--channels", "16", *TINY[-8:]]]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --depth 4 is ignored: a resumed model keeps its network (depth 2)" in err
+    assert "warning: --channels 16 is ignored" in err

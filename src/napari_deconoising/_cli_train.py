@@ -87,6 +87,16 @@ def _config_from_args(args: argparse.Namespace, label: str = "") -> tuple[TrainC
 DEFAULT_PATCH_3D = (16, 64, 64)
 
 
+def _warn_kept_architecture(args: argparse.Namespace, kept: TrainConfig) -> None:
+    """Say so when --depth/--channels ask for another network than the resumed model's (it keeps its own)."""
+    default = TrainConfig()
+    for flag, name in (("--depth", "depth"), ("--channels", "channels")):
+        asked = getattr(args, name)
+        if asked != getattr(default, name) and asked != getattr(kept, name):
+            print(f"deconoising: warning: {flag} {asked} is ignored: a resumed model keeps its network "
+                  f"({name} {getattr(kept, name)})", file=sys.stderr)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .core.distributed import from_environment, shutdown
 
@@ -110,6 +120,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError("--psf-sigma auto trains one single-channel model in one process: it cannot be combined "
                        "with --resume (a resumed model keeps its PSF), a channel axis (C) or torchrun")
     resume = load_any_model(args.resume) if args.resume else None
+    if resume is not None:
+        _warn_kept_architecture(args, getattr(resume, "models", [resume])[0].config)
     if channels:
         if os.environ.get("WORLD_SIZE", "1") != "1":
             raise CLIError("one model per channel (a C axis) trains in one process; run it without torchrun")

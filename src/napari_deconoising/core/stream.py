@@ -124,8 +124,10 @@ def read_tile(plan: StreamPlan, src: Any, lead: Sequence[int], origin: Sequence[
     spans, gathers = plan.grid.read_spans(origin)
     block = plan.to_canonical(np.asarray(src[plan.index(lead, spans)]))
     if block.dtype.kind == "f" and not np.isfinite(block).all():
-        raise DataError(f"the image contains NaN or infinite values (near {tuple(lead)} {tuple(origin)}); "
-                        "fill or crop them first")
+        at = dict(zip(plan.spatial, (sp.start + int(i) for sp, i in zip(spans, np.argwhere(~np.isfinite(block))[0]))))
+        at.update(zip([a for a in plan.axes if a not in plan.spatial], lead))
+        where = ", ".join(f"{a}={at[a]}" for a in plan.axes)
+        raise DataError(f"the image contains NaN or infinite values (first found at {where}); fill or crop them first")
     for axis, g in enumerate(gathers):
         if g is not None:
             block = np.take(block, g, axis=axis)
