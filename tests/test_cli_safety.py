@@ -137,3 +137,12 @@ def test_resume_says_that_it_keeps_the_network(d, capsys, tmp_path):
     err = capsys.readouterr().err
     assert "warning: --depth 4 is ignored: a resumed model keeps its network (depth 2)" in err
     assert "warning: --channels 16 is ignored" in err
+
+
+def test_train_reads_a_folder_of_images(d, capsys, tmp_path):
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for k in range(2):
+        (folder / f"field{k}.tif").write_bytes((d / "img.tif").read_bytes())
+    assert main([str(a) for a in ["train", folder, "--model", tmp_path / "f.pt", *TINY]]) == 0
+    _fails(["train", tmp_path / "empty*.tif", "--model", tmp_path / "g.pt", *TINY], capsys, "no files match")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._batch import expand_inputs
 from ._cli_channels import CLIError, channel_count, per_channel_args, train_per_channel
 from ._cli_sigma import sigma_values, train_learning_sigma, wants_auto
 from ._console import run_training
@@ -109,9 +110,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"--model {out} is a folder; name the model file, e.g. {out / 'model.pt'}")
     if out.suffix.lower() in _IMAGE_SUFFIXES:
         raise CLIError(f"--model {out}: a model file ends in .pt, not {out.suffix} (an image's suffix)")
-    if out.exists() and any(Path(i).exists() and out.resolve() == Path(i).resolve() for i in args.inputs):
+    if out.exists() and any(p.exists() and out.resolve() == p.resolve() for p in expand_inputs(args.inputs)):
         raise CLIError(f"refusing to overwrite the input image {out} with the model")
-    images, axes = _load_inputs(args.inputs, args.axes)
+    images, axes = _load_inputs([str(p) for p in expand_inputs(args.inputs)], args.axes)
     channels = channel_count(images, axes)
     built = [_config_from_args(a, f"channel {k + 1}/{channels}: " if channels else "")
              for k, a in enumerate(per_channel_args(args, channels))]

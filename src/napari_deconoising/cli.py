@@ -132,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model on noisy images (self-supervised)")
-    t.add_argument("inputs", nargs="+", metavar="INPUT", help="noisy image(s): TIFF or zarr/OME-Zarr (.zarr); "
-                   "stacks allowed")
+    t.add_argument("inputs", nargs="+", metavar="INPUT", help="noisy image(s): TIFF or zarr/OME-Zarr (.zarr) "
+                   "files, folders of them or glob patterns; stacks allowed")
     t.add_argument("--model", required=True, metavar="OUT.pt", help="where to save the model")
     psf = t.add_mutually_exclusive_group()
     psf.add_argument("--psf-sigma", nargs="+", action="append", metavar="S",
