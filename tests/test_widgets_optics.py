@@ -98,3 +98,14 @@ def test_training_from_optics_keeps_them_in_the_model(make_napari_viewer, fresh_
     assert w.model.config.optics == OIL
     np.testing.assert_array_equal(w.model.psf, optics_psf(OIL))
     assert "widefield PSF NA 1.4" in w.model.summary()
+
+
+def test_preview_leaves_a_layer_of_the_users_with_its_name_alone(make_napari_viewer, notifications):
+    viewer = make_napari_viewer()
+    form = TrainForm(viewer)
+    form.psf_kind.value = PSF_OPTICS
+    mine = np.ones((3, 3), np.float32)
+    user = viewer.add_image(mine.copy(), name=f"PSF {OIL.modality} NA {OIL.na:g} {OIL.wavelength_nm:g} nm")
+    form.preview_psf.clicked.emit()
+    np.testing.assert_array_equal(user.data, mine)
+    assert len(viewer.layers) == 2 and viewer.layers[-1].metadata["optics"] == OIL.to_dict()

@@ -86,7 +86,9 @@ def preview_psf(form: Any, viewer: Any, ndim: int = 2, optics: Optics | None = N
     kernel = optics_psf(optics, ndim=ndim)
     name = f"PSF {optics.modality} NA {optics.na:g} {optics.wavelength_nm:g} nm"
     metadata = {"optics": optics.to_dict(), "gaussian_sigma_px": list(gaussian_sigma(optics))}
-    if name in viewer.layers:  # a second preview of the same optics replaces the first
+    # A second preview of the same optics replaces the first; a layer of the user's that happens to
+    # have that name (no "optics" in its metadata) is left alone, and the preview gets a new name.
+    if name in viewer.layers and "optics" in (viewer.layers[name].metadata or {}):
         viewer.layers[name].data = kernel
         viewer.layers[name].metadata.update(metadata)
         return viewer.layers[name]
