@@ -128,3 +128,13 @@ def test_the_apply_widget_runs_a_3d_model_on_stacks(viewer, sample3d, trained3d,
     assert "is a 3D model and layer 'plane' has no Z axis (axes YX)" in notifications["error"][-1]
     assert a.status.value == notifications["error"][-1]
     assert "plane denoised" not in viewer.layers and len(viewer.layers) == n_layers
+
+
+def test_axes_come_from_the_layers_labels_or_its_z_spacing(viewer, widget, sample3d):
+    form = widget.form
+    form.image.value = viewer.add_image(sample3d.noisy, name="spaced", scale=(2.0, 0.5, 0.5))
+    assert form.axes.value == "ZYX" and form.three_d.enabled  # a Z spacing: a Z-stack
+    form.image.value = viewer.add_image(sample3d.noisy, name="even")
+    assert form.axes.value == "SYX"  # nothing says Z: a stack of images
+    form.image.value = viewer.add_image(sample3d.noisy, name="labelled", axis_labels=("t", "y", "x"))
+    assert form.axes.value == "TYX"  # a reader's own axis letters win

@@ -77,10 +77,22 @@ def layer_shape(layer: Layer) -> tuple[int, ...]:
 
 
 def guess_axes(layer: Layer | None) -> str:
-    """An axes string for the layer's shape (``YX``, ``SYX``, ``SZYX``...); '' if unknown."""
+    """An axes string for the layer (``YX``, ``SYX``, ``ZYX``, ``SZYX``...); '' if unknown.
+
+    The layer's own axis labels when they are axis letters (a reader that knows them, e.g.
+    OME-Zarr's ``z, y, x``); else a 3D layer whose first axis is scaled unlike Y and X (a
+    Z spacing) is a Z-stack; else a guess from the shape.
+    """
     if not isinstance(layer, Image) or layer.rgb:
         return ""
     shape = layer_shape(layer)
+    labels = "".join(str(a).upper() for a in (getattr(layer, "axis_labels", None) or ()))
+    if (len(labels) == len(shape) >= 2 and set(labels) <= set("TCZYX") and len(set(labels)) == len(labels)
+            and labels.endswith("YX")):
+        return labels
+    scale = tuple(float(v) for v in layer.scale)
+    if len(shape) == 3 and scale[0] != scale[1] and scale[1] == scale[2]:
+        return "ZYX"
     try:
         return default_axes(shape)
     except DataError:
