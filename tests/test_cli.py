@@ -376,4 +376,4 @@ def test_training_option_out_of_range_is_one_line_error(files, capsys, flag, val
     out = files / "never.pt"
     assert main(["train", str(files / "noisy.tif"), "--model", str(out), flag, value, *TINY_ARGS]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"deconoising: error: {field}=") and "\n" not in err and not out.exists()
+    assert err.startswith(f"deconoising: error: {flag} ") and "\n" not in err and not out.exists()

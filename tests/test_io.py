@@ -41,6 +41,37 @@ def test_reads_tifffile_axis_letters_in_ours(tmp_path):
     assert read_image(tmp_path / "rgb.TIFF")[1] == "YXC"  # tifffile's S (samples) is our C
 
 
+# tifffile says it will stop storing 3 or 4 planes as RGB one day; files written so far stay that way.
+_PLANAR_RGB = "ignore:.*stored as RGB with separate component planes:DeprecationWarning"
+
+
+@pytest.mark.filterwarnings(_PLANAR_RGB)
+@pytest.mark.parametrize("planes", [2, 3, 4, 5])
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_planes_of_a_tiff_without_axes_are_a_stack(tmp_path, planes, dtype):
+    """tifffile stores 3 or 4 unlabelled planes as planar RGB(A) (axis S); they are a stack like 2 or 5."""
+    from napari_deconoising.core.lazy_io import open_lazy
+
+    data = (np.arange(planes * 8 * 9) % 250).reshape(planes, 8, 9).astype(dtype)
+    tifffile.imwrite(tmp_path / "p.tif", data)
+    got, axes = read_image(tmp_path / "p.tif")
+    np.testing.assert_array_equal(got, data)
+    assert axes == "SYX" and open_lazy(tmp_path / "p.tif").axes == "SYX"
+
+
+@pytest.mark.filterwarnings(_PLANAR_RGB)
+def test_channels_and_colours_the_file_names_stay_channels(tmp_path):
+    from napari_deconoising.core.lazy_io import open_lazy
+
+    cyx = np.zeros((3, 8, 9), np.float32)
+    tifffile.imwrite(tmp_path / "shaped.tif", cyx, metadata={"axes": "CYX"})  # planar samples too
+    tifffile.imwrite(tmp_path / "ij.tif", cyx, imagej=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "ome.ome.tif", cyx, ome=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((8, 9, 3), np.uint8))  # contiguous samples: a colour picture
+    for name, want in (("shaped.tif", "CYX"), ("ij.tif", "CYX"), ("ome.ome.tif", "CYX"), ("rgb.tif", "YXC")):
+        assert read_image(tmp_path / name)[1] == want == open_lazy(tmp_path / name).axes, name
+
+
 def test_specific_errors(tmp_path):
     with pytest.raises(ImageFileError, match="not found"):
         read_image(tmp_path / "missing.tif")

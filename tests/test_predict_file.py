@@ -123,3 +123,34 @@ def test_tiles_sized_for_the_precision_it_runs(trained, tmp_path, monkeypatch, p
     tile = tile_plan.auto_tile_shape(trained, torch.device("cpu"), img.shape, reduced=precision == "bf16")
     chunks = zarr.open_group(str(tmp_path / "den.zarr"), mode="r")["0"].chunks
     assert chunks == tile_plan.tile_grid(trained, img.shape, tile).cores
+
+
+def test_pixel_size_and_units_reach_both_outputs(trained, tmp_path):
+    import zarr
+    from ome_zarr.writer import write_image as ome_write
+
+    from napari_deconoising.core.lazy_io import open_lazy
+
+    vol = np.random.default_rng(3).normal(trained.mean, trained.std, (3, 60, 50)).astype(np.float32)
+    root = zarr.open_group(str(tmp_path / "in.zarr"), mode="w")
+    ome_write(vol, root, axes=[{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"], scale_factors=(2,),
+              coordinate_transformations=[[{"type": "scale", "scale": [0.3, 0.1, 0.1]}],
+                                          [{"type": "scale", "scale": [0.3, 0.2, 0.2]}]])
+    predict_file(trained, tmp_path / "in.zarr", tmp_path / "den.zarr", tmp_path / "dec.tif", device="cpu",
+                 precision="fp32")
+    for name in ("den.zarr", "dec.tif"):
+        lazy = open_lazy(tmp_path / name)
+        assert lazy.axes == "ZYX" and lazy.scale == pytest.approx((0.3, 0.1, 0.1)), name
+        assert lazy.units == ("micrometer",) * 3, name
+
+
+def test_an_axis_given_another_letter_loses_its_size(trained, tmp_path):
+    from napari_deconoising.core.lazy_io import open_lazy
+
+    vol = np.random.default_rng(3).normal(trained.mean, trained.std, (3, 60, 50)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "in.tif", vol, imagej=True, resolution=(10, 10),
+                     metadata={"axes": "ZYX", "spacing": 0.3, "unit": "um"})
+    predict_file(trained, tmp_path / "in.tif", tmp_path / "out.zarr", axes="TYX", device="cpu", precision="fp32")
+    lazy = open_lazy(tmp_path / "out.zarr")  # the Z spacing is not a time step; Y and X keep theirs
+    assert lazy.axes == "TYX" and lazy.scale == pytest.approx((1.0, 0.1, 0.1))
+    assert lazy.units == (None, "micrometer", "micrometer")

@@ -68,7 +68,8 @@ def test_apply_on_a_dask_layer_never_materialises_it(viewer, trained, tmp_path, 
     lazy = no_whole_compute(img, (1, 35, 30))
     with pytest.raises(AssertionError, match="whole layer"):
         np.asarray(lazy)  # the guard works
-    layer = viewer.add_image(lazy, name="lazy", contrast_limits=(float(img.min()), float(img.max())))
+    layer = viewer.add_image(lazy, name="lazy", contrast_limits=(float(img.min()), float(img.max())),
+                             scale=(60.0, 0.2, 0.2), units=("s", "um", "um"))
     a = ApplyWidget(viewer)
     viewer.window.add_dock_widget(a)
     a.select_model(trained, "m")
@@ -87,6 +88,10 @@ def test_apply_on_a_dask_layer_never_materialises_it(viewer, trained, tmp_path, 
     np.testing.assert_allclose(dec.data[...], ref.deconvolved, rtol=1e-4, atol=1e-4)
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["lazy_deconvolved.zarr",
                                                                         "lazy_denoised.zarr"]
+    from napari_deconoising.core.lazy_io import open_lazy
+
+    saved = open_lazy(tmp_path / "results" / "lazy_denoised.zarr")  # the files keep the layer's pixel size
+    assert saved.scale == pytest.approx((60.0, 0.2, 0.2)) and saved.units == ("second", "micrometer", "micrometer")
     assert "saved in" in a.status.value
     # The layers were added before the worker chose the precision; their provenance says it now.
     plan = a.prediction.request.plans[0]

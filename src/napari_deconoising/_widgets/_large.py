@@ -89,8 +89,9 @@ class LazyResults:
         for role in ("denoised", "deconvolved"):
             path = self._free_path(f"{_safe(source.name)}_{role}")
             axes = plan.axes if _ngff_order(plan.axes) else None
-            if axes:
-                array = create_ome_zarr(path, shape, axes, chunks=plan.out_chunks(shape))
+            if axes:  # the layer's pixel size goes into the files too, not only into the result layers
+                array = create_ome_zarr(path, shape, axes, chunks=plan.out_chunks(shape),
+                                        scale=tuple(float(v) for v in source.scale), units=_units(source))
             else:  # an axis order OME-Zarr cannot describe: a plain zarr array
                 import zarr
 
@@ -125,6 +126,14 @@ class LazyResults:
             self._last_refresh = now
             for layer in self.layers:
                 layer.refresh()
+
+
+def _units(layer: Image) -> tuple[str | None, ...] | None:
+    """The layer's units by their OME-Zarr names (None where napari says pixel), or None for none."""
+    from ..core.units import normalize_unit
+
+    units = tuple(normalize_unit(str(u)) for u in (getattr(layer, "units", None) or ()))
+    return units if len(units) == layer.ndim and any(units) else None
 
 
 def _ngff_order(axes: str) -> bool:

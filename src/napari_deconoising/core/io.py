@@ -50,7 +50,8 @@ class ImageFormat:
 
 # -- TIFF --------------------------------------------------------------------------
 
-# tifffile's axis letters -> ours. tifffile's "S" means samples (RGB), ours means stack.
+# tifffile's axis letters -> ours. tifffile's "S" means samples (RGB), ours means stack; planar samples
+# of a file that names no axes are a stack after all (see .tiff_meta.tiff_axes).
 _FROM_TIFF = {"S": "C", "Q": "S", "I": "S", "T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X"}
 # Ours -> tifffile's, for writing: our stack is tifffile's generic "Q".
 _TO_TIFF = {"S": "Q", "T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X"}
@@ -59,13 +60,11 @@ _TO_TIFF = {"S": "Q", "T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X"}
 def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
     import tifffile
 
+    from .tiff_meta import tiff_axes
+
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        data = series.asarray()
-        axes = "".join(_FROM_TIFF.get(a, "S") for a in series.axes)
-    if len(set(axes)) != len(axes):  # e.g. two unknown axes both mapped to S
-        axes = ""
-    return data, axes
+        return series.asarray(), tiff_axes(tif, series)
 
 
 def _write_tiff(path: Path, data: np.ndarray, axes: str | None) -> None:
@@ -196,8 +195,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise ImageFileError(f"output folder does not exist: {folder}")
-    if p.is_dir() and not (fmt.folder and is_zarr_store(p)):
-        # an existing zarr store of that name is replaced like a file; any other folder is the user's
+    if p.is_dir() and not (fmt.folder and (is_zarr_store(p) or not any(p.iterdir()))):
+        # an existing zarr store (or an empty folder) of that name is replaced like a file; any other
+        # folder is the user's
         raise ImageFileError(f"{p} is a folder that is not a zarr image; "
                              "refusing to replace it")
     if p.exists() and not p.is_dir() and fmt.folder:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import _FROM_TIFF, _TO_TIFF, ImageFileError, atomic_output, image_format
+from .io import ImageFileError, atomic_output, image_format
 
 __all__ = ["ArrayRef", "LazyImage", "open_lazy", "create_output"]
 
@@ -64,11 +64,16 @@ class ArrayRef:
 
 @dataclass(frozen=True)
 class LazyImage:
-    """An input opened without reading its pixels: where it is, its axes and pixel size."""
+    """An input opened without reading its pixels: where it is, its axes and pixel size.
+
+    ``scale`` is the pixel size per axis and ``units`` the unit of each (NGFF names such
+    as ``"micrometer"``, ``None`` where unknown); both ``None`` when the file gives none.
+    """
 
     ref: ArrayRef
     axes: str
     scale: tuple[float, ...] | None = None
+    units: tuple[str | None, ...] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -101,9 +106,9 @@ def open_lazy(path: str | Path) -> LazyImage:
         if fmt.folder:
             from .ome import open_zarr_level0
 
-            array, axes, scale, key = open_zarr_level0(p)
+            array, axes, scale, units, key = open_zarr_level0(p)
             ref = ArrayRef(str(p), "zarr", tuple(array.shape), str(array.dtype), key=key)
-            return LazyImage(ref, axes, scale)
+            return LazyImage(ref, axes, scale, units)
         return LazyImage(*_open_tiff(p))
     except ImageFileError:
         raise
@@ -111,32 +116,36 @@ def open_lazy(path: str | Path) -> LazyImage:
         raise ImageFileError(f"cannot read {p} as a {fmt.name} image: {e}") from None
 
 
-def _open_tiff(p: Path) -> tuple[ArrayRef, str]:
+def _open_tiff(p: Path) -> tuple[ArrayRef, str, tuple[float, ...] | None, tuple[str | None, ...] | None]:
     import tifffile
+
+    from .tiff_meta import tiff_axes, tiff_pixel_size
 
     with tifffile.TiffFile(p) as tif:
         series = tif.series[0]
-        axes = "".join(_FROM_TIFF.get(a, "S") for a in series.axes)
+        axes = tiff_axes(tif, series)
+        scale, units = tiff_pixel_size(tif, series, axes)
         shape, dtype = tuple(series.shape), series.dtype
         offset = series.dataoffset  # None unless contiguous and uncompressed
         if series.levels and len(series.levels) > 1:
             offset = None
-    if len(set(axes)) != len(axes):
-        axes = ""
     if offset is not None and dtype.isnative:
-        return ArrayRef(str(p), "memmap", shape, dtype.str, offset=int(offset)), axes
-    return ArrayRef(str(p), "tiff", shape, dtype.str), axes
+        return ArrayRef(str(p), "memmap", shape, dtype.str, offset=int(offset)), axes, scale, units
+    return ArrayRef(str(p), "tiff", shape, dtype.str), axes, scale, units
 
 
 @contextmanager
 def create_output(path: str | Path, shape: Sequence[int], axes: str, *, chunks: Sequence[int] | None = None,
-                  scale: Sequence[float] | None = None) -> Iterator[ArrayRef]:
+                  scale: Sequence[float] | None = None,
+                  units: Sequence[str | None] | None = None) -> Iterator[ArrayRef]:
     """Create a float32 image to fill tile by tile; it appears under ``path`` when the block ends.
 
     Yields an :class:`ArrayRef` to open for writing. A ``.zarr`` path becomes a
     one-level OME-Zarr image chunked as ``chunks``; any TIFF suffix an uncompressed
-    BigTIFF whose pixels are memory-mapped. On an error or a cancel nothing appears
-    under ``path`` and an existing file there is left untouched.
+    BigTIFF whose pixels are memory-mapped. ``scale`` and ``units`` (the pixel size per
+    axis, as :class:`LazyImage` has them) are stored in either (see
+    :mod:`.tiff_meta` for TIFF). On an error or a cancel nothing appears under
+    ``path`` and an existing file there is left untouched.
 
     Raises
     ------
@@ -149,21 +158,29 @@ def create_output(path: str | Path, shape: Sequence[int], axes: str, *, chunks: 
             from .ome import create_ome_zarr
 
             try:
-                create_ome_zarr(tmp, shape, axes, chunks=chunks, scale=scale)
+                create_ome_zarr(tmp, shape, axes, chunks=chunks, scale=scale, units=units)
             except ValueError as e:
                 raise ImageFileError(f"cannot write {path}: {e}") from None
             yield ArrayRef(str(tmp), "zarr", tuple(shape), "<f4", key="0")
         else:
-            yield _create_tiff(tmp, shape, axes)
+            yield _create_tiff(tmp, shape, axes, scale, units)
 
 
-def _create_tiff(tmp: Path, shape: Sequence[int], axes: str) -> ArrayRef:
+def _create_tiff(tmp: Path, shape: Sequence[int], axes: str, scale: Sequence[float] | None,
+                 units: Sequence[str | None] | None) -> ArrayRef:
+    import warnings
+
     import tifffile
 
-    metadata = {"axes": "".join(_TO_TIFF.get(a, "Q") for a in axes)} if axes else {}
-    # An empty (sparse) file of the final size; pixels are filled through a memory map.
-    tifffile.imwrite(tmp, shape=tuple(shape), dtype=np.float32, bigtiff=True, photometric="minisblack",
-                     metadata=metadata)
+    from .tiff_meta import tiff_write_options
+
+    options = tiff_write_options(axes, shape, np.float32, scale, units)
+    with warnings.catch_warnings():
+        # ImageJ itself opens no BigTIFF; Fiji opens one with Bio-Formats, which reads its ImageJ description.
+        warnings.filterwarnings("ignore", message=".*nonconformant BigTIFF ImageJ")
+        # An empty (sparse) file of the final size; pixels are filled through a memory map.
+        tifffile.imwrite(tmp, shape=tuple(shape), dtype=np.float32, bigtiff=True, photometric="minisblack",
+                         **options)
     with tifffile.TiffFile(tmp) as tif:
         offset = tif.series[0].dataoffset
     return ArrayRef(str(tmp), "memmap", tuple(shape), "<f4", offset=int(offset))

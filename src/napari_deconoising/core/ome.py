@@ -8,6 +8,9 @@ resolution, and a one-level image is a valid multiscale image.
 Axis letters are ours (see :mod:`.io`); NGFF names them ``t``, ``c``, ``z``, ``y``,
 ``x``, and our stack axis ``S`` becomes a custom axis ``s`` (NGFF allows one, in the
 channel's place).
+
+The pixel size travels as level 0's ``scale`` transformation and each axis' ``unit``
+(NGFF names such as ``"micrometer"``, see :mod:`.units`).
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ _TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
 _RANK = {"T": 0, "C": 1, "S": 1, "Q": 1, "Z": 2, "Y": 3, "X": 4}
 
 
-def ngff_axes(axes: str, unit: str | None = None) -> list[dict[str, str]]:
-    """NGFF ``axes`` entries for our axis letters.
+def ngff_axes(axes: str, units: Sequence[str | None] | None = None) -> list[dict[str, str]]:
+    """NGFF ``axes`` entries for our axis letters, with the unit of each space and time axis in ``units``.
 
     Raises
     ------
@@ -42,23 +45,24 @@ def ngff_axes(axes: str, unit: str | None = None) -> list[dict[str, str]]:
         raise ValueError(f"axes {axes!r} cannot be stored as OME-Zarr, which needs the order T, C (or S), Z, Y, X; "
                          "write a TIFF instead or reorder the image")
     out = []
-    for a in axes:
+    for a, unit in zip(axes, units or [None] * len(axes)):
         entry = {"name": a.lower()}
         if a in _TYPES:
             entry["type"] = _TYPES[a]
-        if unit and entry.get("type") == "space":
+        if unit and entry.get("type") in ("space", "time"):  # NGFF gives units to these alone
             entry["unit"] = unit
         out.append(entry)
     return out
 
 
-def multiscales_metadata(axes: str, scale: Sequence[float] | None = None, name: str = "") -> dict[str, Any]:
+def multiscales_metadata(axes: str, scale: Sequence[float] | None = None, name: str = "",
+                         units: Sequence[str | None] | None = None) -> dict[str, Any]:
     """The ``multiscales`` attribute of a one-level OME-Zarr image whose level 0 is array ``"0"``."""
     scale = [1.0] * len(axes) if scale is None else [float(s) for s in scale]
     return {"multiscales": [{
         "version": NGFF_VERSION,
         "name": name,
-        "axes": ngff_axes(axes),
+        "axes": ngff_axes(axes, units),
         "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
     }]}
 
@@ -87,7 +91,8 @@ def _multiscales(attrs: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def open_zarr_level0(path: str | Path) -> tuple[Any, str, tuple[float, ...] | None, str]:
+def open_zarr_level0(path: str | Path) -> tuple[Any, str, tuple[float, ...] | None, tuple[str | None, ...] | None,
+                                                str]:
     """Open a zarr array, or level 0 of an OME-Zarr image, without reading pixels.
 
     Returns
@@ -99,6 +104,9 @@ def open_zarr_level0(path: str | Path) -> tuple[Any, str, tuple[float, ...] | No
         ``""`` when unknown.
     scale : tuple of float or None
         Level 0's pixel size per axis, when the metadata gives one.
+    units : tuple of str or None
+        Each axis' unit (NGFF names, ``None`` where the metadata gives none); ``None``
+        when no axis has one.
     key : str
         The array's path inside the store (``""`` for a bare array).
     """
@@ -107,7 +115,7 @@ def open_zarr_level0(path: str | Path) -> tuple[Any, str, tuple[float, ...] | No
     node = zarr.open(str(path), mode="r")
     if isinstance(node, zarr.Array):
         names = getattr(node.metadata, "dimension_names", None) or node.attrs.get("_ARRAY_DIMENSIONS")
-        return node, _letters(list(names)) if names else "", None, ""
+        return node, _letters(list(names)) if names else "", None, None, ""
     ms = _multiscales(dict(node.attrs))
     if ms is None:
         raise ValueError("a zarr group without OME 'multiscales' metadata (not an OME-Zarr image)")
@@ -118,18 +126,25 @@ def open_zarr_level0(path: str | Path) -> tuple[Any, str, tuple[float, ...] | No
     for tr in level0.get("coordinateTransformations", []):
         if tr.get("type") == "scale":
             scale = tuple(float(s) for s in tr["scale"])
-    return array, axes, scale, level0["path"]
+    return array, axes, scale, _units(ms.get("axes", [])), level0["path"]
+
+
+def _units(ngff: list[Any]) -> tuple[str | None, ...] | None:
+    from .units import normalize_unit
+
+    units = tuple(normalize_unit(ax.get("unit")) if isinstance(ax, dict) else None for ax in ngff)
+    return units if any(units) else None
 
 
 def read_ome_zarr(path: Path) -> tuple[np.ndarray, str]:
     """Read a zarr array or level 0 of an OME-Zarr image into memory (the :data:`.io.FORMATS` reader)."""
-    array, axes, _, _ = open_zarr_level0(path)
+    array, axes, *_ = open_zarr_level0(path)
     return np.asarray(array[...]), axes
 
 
 def create_ome_zarr(path: str | Path, shape: Sequence[int], axes: str, *, dtype: Any = np.float32,
                     chunks: Sequence[int] | None = None, scale: Sequence[float] | None = None,
-                    data: np.ndarray | None = None) -> Any:
+                    units: Sequence[str | None] | None = None, data: np.ndarray | None = None) -> Any:
     """Create a one-level OME-Zarr image at ``path`` (an empty or new folder) and return level 0.
 
     Parameters
@@ -145,6 +160,9 @@ def create_ome_zarr(path: str | Path, shape: Sequence[int], axes: str, *, dtype:
         image tile by tile pass their tile shape so every tile writes whole chunks.
     scale : sequence of float, optional
         Pixel size per axis, carried over from the input.
+    units : sequence of str or None, optional
+        The unit of each axis (NGFF names such as ``"micrometer"``), stored on the space
+        and time axes.
     data : numpy.ndarray, optional
         Pixels to write at once.
 
@@ -158,7 +176,9 @@ def create_ome_zarr(path: str | Path, shape: Sequence[int], axes: str, *, dtype:
     if chunks is None:
         chunks = tuple(1 if a not in "YX" else min(n, 1024) for a, n in zip(axes, shape))
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
-    root.attrs.update(multiscales_metadata(axes, scale, name=Path(path).name.split(".")[0]))
+    # A writer's temporary name is ".<name>.zarr.<random>.zarr": the image is named after <name>.
+    name = Path(path).name.lstrip(".").split(".")[0]
+    root.attrs.update(multiscales_metadata(axes, scale, name=name, units=units))
     array = root.create_array("0", shape=tuple(shape), chunks=tuple(int(c) for c in chunks), dtype=dtype,
                               chunk_key_encoding={"name": "v2", "separator": "/"}, fill_value=0)
     if data is not None:

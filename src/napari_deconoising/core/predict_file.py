@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .data import DataError
 from .device import resolve_device
 from .io import ImageFileError
-from .lazy_io import create_output, open_lazy
+from .lazy_io import LazyImage, create_output, open_lazy
 from .precision import DEFAULT_PRECISION
 from .predict import prediction_plan
 from .stream import plan_stream, predict_lazy
@@ -58,7 +58,7 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
     Returns
     -------
     str
-        The axis letters used (the outputs have the input's shape and axes).
+        The axis letters used (the outputs have the input's shape, axes and pixel size).
 
     Raises
     ------
@@ -89,10 +89,10 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
     if exec_plan.dtype is not None:
         plan = plan_stream(model, src.shape, src.ref.dtype, axes, tile_size, exec_plan.device, reduced=True,
                            share=share)
-    scale = src.scale if src.scale and axes == src.axes else None
+    scale, units = _pixel_size(src, plan.axes)
     with ExitStack() as stack:
         refs = [stack.enter_context(create_output(p, src.shape, plan.axes, chunks=plan.out_chunks(src.shape),
-                                                  scale=scale)) for p in outputs]
+                                                  scale=scale, units=units)) for p in outputs]
         predict_lazy(model, src.ref, refs[0], refs[1] if len(refs) > 1 else None, plan=plan, device=device,
                      precision=exec_plan.precision, batch_size=batch_size, progress=progress, cancel=cancel,
                      client=client, on_plan=on_plan)
@@ -110,11 +110,30 @@ def _predict_channels(model: Any, src: Any, outputs: list[Path], axes: str | Non
     if axes is None:
         raise DataError(f"give the axes of the image (e.g. CYX): the model has {len(model.models)} channels")
     pred = model.predict(np.asarray(src.ref.open()), axes, **kwargs)
+    scale, units = _pixel_size(src, axes)
     with ExitStack() as stack:
-        refs = [stack.enter_context(create_output(p, src.shape, axes)) for p in outputs]
+        refs = [stack.enter_context(create_output(p, src.shape, axes, scale=scale, units=units)) for p in outputs]
         for ref, result in zip(refs, (pred.denoised, pred.deconvolved)):
             out = ref.open(write=True)
             out[...] = result
             if hasattr(out, "flush"):
                 out.flush()
     return axes
+
+
+def _pixel_size(src: LazyImage, axes: str) -> tuple[tuple[float, ...] | None, tuple[str | None, ...] | None]:
+    """The input's pixel size for the output axes ``axes``.
+
+    An axis keeps its size where ``axes`` (given with ``--axes``, or guessed) name it
+    as the file does; the others get 1 and no unit, since the file's size was for
+    another axis.
+    """
+    if src.scale is None or not len(src.axes) == len(src.scale) == len(axes):
+        return None, None
+    units = src.units or (None,) * len(axes)
+    same = [a == b for a, b in zip(src.axes, axes)]
+    scale = tuple(s if keep else 1.0 for s, keep in zip(src.scale, same))
+    kept = tuple(u if keep else None for u, keep in zip(units, same))
+    if all(s == 1.0 for s in scale) and not any(kept):
+        return None, None
+    return scale, kept if any(kept) else None

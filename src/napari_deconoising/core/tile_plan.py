@@ -98,14 +98,15 @@ def tile_grid(model: DecoNoisingModel, shape: Sequence[int], tile_size: int | Se
 def _axis_core(n: int, t: int, h: int, r: int, m: int) -> int | None:
     """Core length along an axis of ``n`` px for tiles of at most ``t`` px (None: impossible)."""
     aligned = _ceil_div(n, m) * m
-    if aligned + 2 * r <= t or n <= t:
-        # one tile, no halo (asked for the whole axis, it also gets the few mirrored pixels beyond it)
-        return aligned
+    if aligned + 2 * r <= t:
+        return aligned  # one tile, no halo
     half = _ceil_div(aligned, 2 * m) * m
     if half + h + r <= t:
         return half  # two tiles, each with a halo on the inner side
     if t - 2 * h < m:
-        return None
+        # No tiling fits. A size that covers the axis asks for it whole: one tile, with the few
+        # aligned and mirrored pixels beyond it.
+        return aligned if n <= t else None
     return _balanced_core(aligned, (t - 2 * h) // m * m, m)
 
 

@@ -1,0 +1,175 @@
+"""TIFF metadata: the axes and pixel size of a file's first series, and how to write them.
+
+Reading. tifffile names the axes (from ImageJ, OME-XML or its own JSON description);
+:func:`tiff_axes` turns them into ours (see :mod:`.io`). :func:`tiff_pixel_size` takes the
+pixel size from the OME-XML (``PhysicalSizeX/Y/Z`` and their units), or else from the
+XResolution/YResolution tags (pixels per ResolutionUnit, or per ImageJ's ``unit`` when the
+tag says none) and ImageJ's ``spacing`` for Z.
+
+Writing. :func:`tiff_write_options` gives ``tifffile.imwrite`` an ImageJ description
+(``unit``, ``spacing``) and the resolution in pixels per unit where ImageJ can hold the
+axes: that is what ImageJ itself writes, and what Fiji shows (through Bio-Formats for a
+BigTIFF). Other axes get tifffile's JSON description and the resolution in pixels per
+centimetre, which any TIFF reader converts. Lengths are written in micrometres because
+Bio-Formats reads ImageJ's ``spacing`` as micrometres whatever the unit says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .io import _FROM_TIFF, _TO_TIFF
+from .units import micrometres_per, normalize_unit
+
+__all__ = ["tiff_axes", "tiff_pixel_size", "tiff_write_options"]
+
+#: Pixel size per axis (``scale``) and the unit of each (``units``, NGFF names); ``(None, None)``
+#: when the file gives none.
+PixelSize = tuple[tuple[float, ...] | None, tuple[str | None, ...] | None]
+
+
+def tiff_axes(tif: Any, series: Any) -> str:
+    """Our axis letters for a tifffile series of ``tif``; ``""`` when they are ambiguous."""
+    letters = series.axes
+    if "S" in letters and _planes_without_axes(tif, series):
+        # tifffile writes an unlabelled (3 or 4, Y, X) array as planar RGB(A) and reports its planes as
+        # samples; nothing in the file says they are colours, so they are planes of a stack like any other.
+        letters = letters.replace("S", "Q")
+    axes = "".join(_FROM_TIFF.get(a, "S") for a in letters)
+    return axes if len(set(axes)) == len(axes) else ""  # e.g. two unknown axes both mapped to S
+
+
+def _planes_without_axes(tif: Any, series: Any) -> bool:
+    """Samples stored as separate planes, in a file whose metadata names no axes."""
+    import tifffile
+
+    if series.kind not in ("shaped", "uniform", "generic") or tif.is_imagej or tif.is_ome:
+        return False
+    if series.kind == "shaped" and "axes" in _shaped(tif):
+        return False
+    return series.keyframe.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+
+
+def _shaped(tif: Any) -> dict[str, Any]:
+    """tifffile's JSON description of the first series, ``{}`` if none."""
+    meta = tif.shaped_metadata if tif.is_shaped else None
+    return dict(meta[0]) if meta else {}
+
+
+# -- pixel size, read --------------------------------------------------------------------
+
+
+def tiff_pixel_size(tif: Any, series: Any, axes: str) -> PixelSize:
+    """The pixel size of ``series`` per axis of ``axes`` (our letters), and its units.
+
+    Axes without a size (T, C, S) get 1.0 and no unit. ``(None, None)`` when the
+    axes are unknown or the file gives no pixel size (a resolution of 1 pixel per
+    nothing, tifffile's default).
+    """
+    if not axes:
+        return None, None
+    try:
+        sizes = _ome_sizes(tif.ome_metadata) if series.kind == "ome" else _tag_sizes(tif, series)
+    except (ValueError, TypeError, SyntaxError):  # broken metadata (XML, numbers): no size, pixels still readable
+        return None, None
+    scale = tuple(sizes[a][0] if a in sizes else 1.0 for a in axes)
+    units = tuple(sizes[a][1] if a in sizes else None for a in axes)
+    if all(s == 1.0 for s in scale) and not any(units):
+        return None, None
+    return scale, units
+
+
+def _ome_sizes(xml: str | None) -> dict[str, tuple[float, str | None]]:
+    from xml.etree import ElementTree
+
+    if not xml:
+        return {}
+    # Series 0 is the first Image; the namespace changes with the OME schema's version.
+    pixels = next((el for el in ElementTree.fromstring(xml).iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    sizes: dict[str, tuple[float, str | None]] = {}
+    for a in "XYZ" if pixels is not None else "":
+        value = pixels.get(f"PhysicalSize{a}")
+        if value and float(value) > 0:  # µm is OME's default unit
+            sizes[a] = (float(value), normalize_unit(pixels.get(f"PhysicalSize{a}Unit", "µm")))
+    return sizes
+
+
+def _tag_sizes(tif: Any, series: Any) -> dict[str, tuple[float, str | None]]:
+    import tifffile
+
+    page = series.keyframe
+    meta = tif.imagej_metadata or _shaped(tif)
+    unit = meta.get("unit")
+    if page.resolutionunit == tifffile.RESUNIT.NONE:  # pixels per ImageJ's unit, if any
+        (x, y), xunit, yunit = page.resolution, normalize_unit(unit), normalize_unit(meta.get("yunit", unit))
+    elif page.resolutionunit == tifffile.RESUNIT.INCH:  # a printing resolution (72 dpi), not a size in the sample
+        x = y = 0.0
+    else:  # centimetre, millimetre, micrometre
+        (x, y), xunit = page.get_resolution(tifffile.RESUNIT.MICROMETER), "micrometer"
+        yunit = xunit
+    sizes: dict[str, tuple[float, str | None]] = {}
+    if x > 0 and y > 0:
+        sizes.update(X=(1 / x, xunit), Y=(1 / y, yunit))
+    spacing = meta.get("spacing")
+    if isinstance(spacing, int | float) and spacing > 0:
+        sizes["Z"] = (float(spacing), normalize_unit(meta.get("zunit", unit)))
+    return sizes
+
+
+# -- pixel size, written -----------------------------------------------------------------
+
+
+def tiff_write_options(axes: str, shape: Sequence[int], dtype: Any, scale: Sequence[float] | None = None,
+                       units: Sequence[str | None] | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``tifffile.imwrite`` that store our ``axes`` and the pixel size.
+
+    Parameters
+    ----------
+    axes : str
+        Our axis letters (``""``: not stored).
+    shape, dtype : sequence of int, dtype
+        The image's, to know whether ImageJ can hold it.
+    scale, units : sequence, optional
+        Pixel size per axis and its unit (NGFF names, ``None`` for unknown).
+
+    Returns
+    -------
+    dict
+        ``metadata`` and, with a pixel size, ``resolution``, ``resolutionunit`` and
+        ``imagej``.
+    """
+    metadata: dict[str, Any] = {"axes": "".join(_TO_TIFF.get(a, "Q") for a in axes)} if axes else {}
+    lengths, in_um = _lengths(axes, scale, units) if axes and scale is not None else ({}, False)
+    if not in_um and all(v == 1.0 for v in lengths.values()):
+        return {"metadata": metadata}
+    if "Z" in lengths:
+        metadata["spacing"] = lengths["Z"]
+    if in_um:
+        metadata["unit"] = "um"  # ImageJ's spelling; it shows µm
+    x, y = lengths.get("X", 1.0), lengths.get("Y", 1.0)
+    if _imagej_holds(axes, shape, dtype):
+        return {"imagej": True, "metadata": metadata, "resolution": (1 / x, 1 / y), "resolutionunit": "NONE"}
+    if in_um:
+        return {"metadata": metadata, "resolution": (1e4 / x, 1e4 / y), "resolutionunit": "CENTIMETER"}
+    return {"metadata": metadata, "resolution": (1 / x, 1 / y), "resolutionunit": "NONE"}
+
+
+def _lengths(axes: str, scale: Sequence[float], units: Sequence[str | None] | None) -> tuple[dict[str, float], bool]:
+    """X, Y, Z pixel sizes: in micrometres (and True) when every unit converts, else as given."""
+    units = units or (None,) * len(axes)
+    found = {a: (float(s), micrometres_per(u)) for a, s, u in zip(axes, scale, units) if a in "XYZ"}
+    if found and all(f is not None for _, f in found.values()):
+        return {a: s * f for a, (s, f) in found.items()}, True
+    return {a: s for a, (s, _) in found.items()}, False
+
+
+def _imagej_holds(axes: str, shape: Sequence[int], dtype: Any) -> bool:
+    """ImageJ stores T, Z, C (in that order) of Y X planes, 8/16-bit or float32, and drops axes of length 1
+    (the file would read back with fewer axes than it was written with)."""
+    order = "TZCYX"
+    return (axes.endswith("YX") and set(axes) <= set(order) and list(axes) == sorted(axes, key=order.index)
+            and all(n > 1 for a, n in zip(axes, shape) if a not in "YX")
+            and np.dtype(dtype) in (np.uint8, np.uint16, np.float32))

@@ -1,0 +1,51 @@
+"""Units of a pixel size: the names files use for them, and conversion to micrometres.
+
+Our name for a unit is OME-NGFF's (the UDUNITS-2 name, e.g. ``"micrometer"``), as an
+OME-Zarr image stores it. TIFF metadata spell them differently: ImageJ writes ``um``,
+``micron`` or an escaped ``\\u00B5m``, OME-XML the symbol ``µm``. Units this module does
+not know are kept as the file spelt them (they are carried from input to output as they
+are) but cannot be converted.
+"""
+
+from __future__ import annotations
+
+__all__ = ["normalize_unit", "micrometres_per"]
+
+# NGFF length units used in microscopy -> micrometres per unit.
+_LENGTHS = {"angstrom": 1e-4, "picometer": 1e-6, "nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3,
+            "centimeter": 1e4, "meter": 1e6, "inch": 25400.0}
+_TIMES = {"nanosecond", "microsecond", "millisecond", "second", "minute", "hour"}
+# Symbols are case-sensitive ("Mm" is not "mm"); ImageJ escapes non-ASCII letters as \uXXXX.
+_SYMBOLS = {
+    "A": "angstrom", "Å": "angstrom", "\\u00C5": "angstrom", "pm": "picometer", "nm": "nanometer",
+    "um": "micrometer", "µm": "micrometer", "μm": "micrometer", "\\u00B5m": "micrometer",
+    "\\u00b5m": "micrometer", "mm": "millimeter", "cm": "centimeter", "m": "meter", "in": "inch",
+    "ns": "nanosecond", "ms": "millisecond", "s": "second", "sec": "second", "min": "minute", "h": "hour",
+}
+_WORDS = {"micron": "micrometer", "microns": "micrometer", **{n.replace("meter", "metre"): n for n in _LENGTHS}}
+# What ImageJ and OME write for "no physical unit".
+_NO_UNIT = {"", "pixel", "pixels", "px", "reference frame"}
+
+
+def normalize_unit(unit: object) -> str | None:
+    """Our (NGFF) name for a unit as a file spells it; ``None`` for none or "pixel".
+
+    Examples
+    --------
+    >>> normalize_unit("um"), normalize_unit("µm"), normalize_unit("pixel")
+    ('micrometer', 'micrometer', None)
+    """
+    if not isinstance(unit, str) or unit.strip().lower() in _NO_UNIT:
+        return None
+    symbol = unit.strip()
+    if symbol in _SYMBOLS:
+        return _SYMBOLS[symbol]
+    word = symbol.lower()
+    if word in _LENGTHS or word in _TIMES:
+        return word
+    return _WORDS.get(word, symbol)
+
+
+def micrometres_per(unit: str | None) -> float | None:
+    """How many micrometres one ``unit`` is; ``None`` for an unknown or missing unit."""
+    return _LENGTHS.get(normalize_unit(unit) or "")
