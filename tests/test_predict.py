@@ -171,7 +171,7 @@ def test_progress_and_cancel(trained, sample):
 def test_bad_input(trained):
     with pytest.raises(DataError, match="RGB"):
         trained.predict(np.zeros((64, 64, 3)), device="cpu")
-    with pytest.raises(ValueError, match="tile_size"):
+    with pytest.raises(ValueError, match="a tile size of"):
         trained.predict(np.random.rand(64, 64), device="cpu", tile_size=16)
 
 
@@ -299,7 +299,7 @@ def test_3d_auto_tile_shape_and_bad_input(trained3d):
     assert len(tile_grid(trained3d, small, auto_tile_shape(trained3d, torch.device("cpu"), small)).origins()) == 1
     with pytest.raises(DataError, match="needs a Z axis"):
         trained3d.predict(np.zeros((3, 40, 40)), "SYX", device="cpu")
-    with pytest.raises(ValueError, match="tile_size"):
+    with pytest.raises(ValueError, match="a tile size of"):
         trained3d.predict(np.random.rand(12, 40, 40), "ZYX", device="cpu", tile_size=(4, 200, 200))
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tiff_meta import TO_TIFF, tiff_axes
+
 __all__ = ["ImageFileError", "ImageFormat", "FORMATS", "image_format", "read_image", "write_image",
            "atomic_output", "is_zarr_store", "usual_permissions"]
 
@@ -50,17 +52,10 @@ class ImageFormat:
 
 # -- TIFF --------------------------------------------------------------------------
 
-# tifffile's axis letters -> ours. tifffile's "S" means samples (RGB), ours means stack; planar samples
-# of a file that names no axes are a stack after all (see .tiff_meta.tiff_axes).
-_FROM_TIFF = {"S": "C", "Q": "S", "I": "S", "T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X"}
-# Ours -> tifffile's, for writing: our stack is tifffile's generic "Q".
-_TO_TIFF = {"S": "Q", "T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X"}
 
 
 def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
     import tifffile
-
-    from .tiff_meta import tiff_axes
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
@@ -70,7 +65,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
 def _write_tiff(path: Path, data: np.ndarray, axes: str | None) -> None:
     import tifffile
 
-    metadata = {"axes": "".join(_TO_TIFF[a] for a in axes)} if axes else {}
+    metadata = {"axes": "".join(TO_TIFF[a] for a in axes)} if axes else {}
     # minisblack: else tifffile stores a (3, Y, X) stack as one RGB image.
     tifffile.imwrite(path, data, metadata=metadata, photometric="minisblack")
 
@@ -170,7 +165,7 @@ def write_image(path: str | os.PathLike, data: np.ndarray, axes: str | None = No
     fmt = image_format(p)
     data = np.asarray(data)
     axes = axes.upper() if axes else None
-    if axes and (len(axes) != data.ndim or not set(axes) <= set(_TO_TIFF) or len(set(axes)) != len(axes)):
+    if axes and (len(axes) != data.ndim or not set(axes) <= set(TO_TIFF) or len(set(axes)) != len(axes)):
         raise ImageFileError(f"axes {axes!r} do not describe an array of shape {data.shape}")
     with atomic_output(p) as tmp:
         fmt.write(tmp, data, axes)

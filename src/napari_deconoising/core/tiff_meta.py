@@ -21,10 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from .io import _FROM_TIFF, _TO_TIFF
 from .units import micrometres_per, normalize_unit
 
-__all__ = ["tiff_axes", "tiff_pixel_size", "tiff_write_options"]
+__all__ = ["FROM_TIFF", "TO_TIFF", "tiff_axes", "tiff_pixel_size", "tiff_write_options"]
+
+# tifffile's axis letters -> ours. tifffile's "S" means samples (RGB), ours means stack; planar samples
+# of a file that names no axes are a stack after all (see tiff_axes).
+FROM_TIFF = {"S": "C", "Q": "S", "I": "S", "T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X"}
+# Ours -> tifffile's, for writing: our stack is tifffile's generic "Q".
+TO_TIFF = {"S": "Q", "T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X"}
 
 #: Pixel size per axis (``scale``) and the unit of each (``units``, NGFF names); ``(None, None)``
 #: when the file gives none.
@@ -38,7 +43,7 @@ def tiff_axes(tif: Any, series: Any) -> str:
         # tifffile writes an unlabelled (3 or 4, Y, X) array as planar RGB(A) and reports its planes as
         # samples; nothing in the file says they are colours, so they are planes of a stack like any other.
         letters = letters.replace("S", "Q")
-    axes = "".join(_FROM_TIFF.get(a, "S") for a in letters)
+    axes = "".join(FROM_TIFF.get(a, "S") for a in letters)
     return axes if len(set(axes)) == len(axes) else ""  # e.g. two unknown axes both mapped to S
 
 
@@ -141,7 +146,7 @@ def tiff_write_options(axes: str, shape: Sequence[int], dtype: Any, scale: Seque
         ``metadata`` and, with a pixel size, ``resolution``, ``resolutionunit`` and
         ``imagej``.
     """
-    metadata: dict[str, Any] = {"axes": "".join(_TO_TIFF.get(a, "Q") for a in axes)} if axes else {}
+    metadata: dict[str, Any] = {"axes": "".join(TO_TIFF.get(a, "Q") for a in axes)} if axes else {}
     lengths, in_um = _lengths(axes, scale, units) if axes and scale is not None else ({}, False)
     if not in_um and all(v == 1.0 for v in lengths.values()):
         return {"metadata": metadata}
