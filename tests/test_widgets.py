@@ -429,3 +429,11 @@ def test_status_says_which_precision_and_why(viewer, sample, sync_workers, notif
     for role in ("denoised", "deconvolved"):
         meta = viewer.layers[f"img {role}"].metadata["napari-deconoising"]["prediction"]
         assert meta["device"] == "cpu" and meta["precision"] == "fp32" and meta["reason"].startswith("small image")
+
+
+def test_intensity_warning_only_for_usable_images(trained):
+    from napari_deconoising._widgets._apply import intensity_mismatch
+
+    assert intensity_mismatch(trained, np.full((32, 32), 1e6, np.float32)) is None  # constant: refused elsewhere
+    assert "differ strongly" in intensity_mismatch(trained, np.random.default_rng(0).normal(1e6, 1.0, (32, 32)))
+    assert intensity_mismatch(trained, np.random.default_rng(0).normal(trained.mean, trained.std, (32, 32))) is None

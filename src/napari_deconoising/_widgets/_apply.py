@@ -27,7 +27,7 @@ def intensity_mismatch(model: DecoNoisingModel, data: np.ndarray) -> str | None:
     flat = np.asarray(data).ravel()
     sample = flat[:: max(1, flat.size // 200_000)].astype(np.float64)
     mean, std = float(sample.mean()), float(sample.std())
-    if model.std <= 0:
+    if model.std <= 0 or std == 0:  # a constant image is refused with its own message
         return None
     shift = abs(mean - model.mean) / model.std
     ratio = std / model.std if model.std else np.inf
