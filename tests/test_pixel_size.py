@@ -120,3 +120,20 @@ def test_cli_predict_keeps_the_pixel_size(tmp_path, trained, volume):
         ms = json.loads((tmp_path / name / ".zattrs").read_text())["multiscales"][0]
         assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == pytest.approx([0.3, 0.1, 0.1])
         assert [a["unit"] for a in ms["axes"]] == list(UM3)
+
+
+def test_an_ome_tif_output_is_an_ome_tiff(tmp_path, trained, volume):
+    """A ``.ome.tif`` name promises OME-XML (Bio-Formats reads it): pixels and pixel size as in a plain TIFF."""
+    trained.save(tmp_path / "m.pt")
+    tifffile.imwrite(tmp_path / "vol_ij.tif", volume, imagej=True, resolution=(10, 10),
+                     metadata={"axes": "ZYX", "spacing": 0.3, "unit": "um"})
+    run = ["predict", str(tmp_path / "m.pt"), str(tmp_path / "vol_ij.tif"), "--device", "cpu", "--precision", "fp32"]
+    assert main([*run, "--denoised", str(tmp_path / "out.ome.tif")]) == 0
+    assert main([*run, "--denoised", str(tmp_path / "out.tif")]) == 0
+    with tifffile.TiffFile(tmp_path / "out.ome.tif") as tif:
+        assert tif.is_ome and not tif.is_imagej and tif.series[0].axes == "ZYX"
+        pixels = tif.ome_metadata
+    assert 'PhysicalSizeX="0.1"' in pixels and 'PhysicalSizeZ="0.3"' in pixels and 'PhysicalSizeXUnit="µm"' in pixels
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.ome.tif"), tifffile.imread(tmp_path / "out.tif"))
+    lazy = open_lazy(tmp_path / "out.ome.tif")
+    assert lazy.scale == pytest.approx((0.3, 0.1, 0.1)) and lazy.units == UM3

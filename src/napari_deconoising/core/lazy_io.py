@@ -142,7 +142,8 @@ def create_output(path: str | Path, shape: Sequence[int], axes: str, *, chunks: 
 
     Yields an :class:`ArrayRef` to open for writing. A ``.zarr`` path becomes a
     one-level OME-Zarr image chunked as ``chunks``; any TIFF suffix an uncompressed
-    BigTIFF whose pixels are memory-mapped. ``scale`` and ``units`` (the pixel size per
+    BigTIFF whose pixels are memory-mapped (with OME-XML for a ``.ome.tif`` name, which
+    Bio-Formats expects). ``scale`` and ``units`` (the pixel size per
     axis, as :class:`LazyImage` has them) are stored in either (see
     :mod:`.tiff_meta` for TIFF). On an error or a cancel nothing appears under
     ``path`` and an existing file there is left untouched.
@@ -163,18 +164,19 @@ def create_output(path: str | Path, shape: Sequence[int], axes: str, *, chunks: 
                 raise ImageFileError(f"cannot write {path}: {e}") from None
             yield ArrayRef(str(tmp), "zarr", tuple(shape), "<f4", key="0")
         else:
-            yield _create_tiff(tmp, shape, axes, scale, units)
+            ome = Path(path).name.lower().endswith((".ome.tif", ".ome.tiff"))  # the name promises OME-XML
+            yield _create_tiff(tmp, shape, axes, scale, units, ome=ome)
 
 
 def _create_tiff(tmp: Path, shape: Sequence[int], axes: str, scale: Sequence[float] | None,
-                 units: Sequence[str | None] | None) -> ArrayRef:
+                 units: Sequence[str | None] | None, ome: bool = False) -> ArrayRef:
     import warnings
 
     import tifffile
 
     from .tiff_meta import tiff_write_options
 
-    options = tiff_write_options(axes, shape, np.float32, scale, units)
+    options = tiff_write_options(axes, shape, np.float32, scale, units, ome=ome)
     with warnings.catch_warnings():
         # ImageJ itself opens no BigTIFF; Fiji opens one with Bio-Formats, which reads its ImageJ description.
         warnings.filterwarnings("ignore", message=".*nonconformant BigTIFF ImageJ")

@@ -128,7 +128,7 @@ def _tag_sizes(tif: Any, series: Any) -> dict[str, tuple[float, str | None]]:
 
 
 def tiff_write_options(axes: str, shape: Sequence[int], dtype: Any, scale: Sequence[float] | None = None,
-                       units: Sequence[str | None] | None = None) -> dict[str, Any]:
+                       units: Sequence[str | None] | None = None, ome: bool = False) -> dict[str, Any]:
     """Keyword arguments of ``tifffile.imwrite`` that store our ``axes`` and the pixel size.
 
     Parameters
@@ -139,6 +139,9 @@ def tiff_write_options(axes: str, shape: Sequence[int], dtype: Any, scale: Seque
         The image's, to know whether ImageJ can hold it.
     scale, units : sequence, optional
         Pixel size per axis and its unit (NGFF names, ``None`` for unknown).
+    ome : bool
+        Write OME-XML (``PhysicalSizeX/Y/Z`` in µm where the units convert) instead of an
+        ImageJ or tifffile description: for ``.ome.tif`` names.
 
     Returns
     -------
@@ -148,6 +151,9 @@ def tiff_write_options(axes: str, shape: Sequence[int], dtype: Any, scale: Seque
     """
     metadata: dict[str, Any] = {"axes": "".join(TO_TIFF.get(a, "Q") for a in axes)} if axes else {}
     lengths, in_um = _lengths(axes, scale, units) if axes and scale is not None else ({}, False)
+    if ome:  # OME's lengths have units; without one that converts, the pixel size is left out
+        sizes = {f"PhysicalSize{a}": v for a, v in lengths.items()} if in_um else {}
+        return {"ome": True, "metadata": {**metadata, **sizes, **{f"{k}Unit": "µm" for k in sizes}}}
     if not in_um and all(v == 1.0 for v in lengths.values()):
         return {"metadata": metadata}
     if "Z" in lengths:
