@@ -122,8 +122,7 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
                             f"val {ev.val_loss:.5f}  lr {ev.lr:.2e}  {format_seconds(ev.elapsed_s)}{star}")
     except KeyboardInterrupt:
         trainer.stop()  # callers can tell an interrupted run by trainer.stopped
-        if not trainer.has_model:
-            bar.close()
+        if not trainer.has_model:  # (the bar is closed by the finally clause)
             raise Cancelled("interrupted before the first epoch ended: no model was saved") from None
         bar.println("interrupted: keeping the best model so far")
     finally:
