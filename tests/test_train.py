@@ -84,6 +84,20 @@ def test_resume_continues_history_and_keeps_normalisation(sample, tiny_config, t
     assert (m.mean, m.std) == (trained.mean, trained.std)
 
 
+def test_resume_on_other_data_keeps_what_it_learns(tiny_config, trained):
+    """The earlier run's best validation loss was on other data: new epochs are scored against the
+    resumed weights on this run's patches, not against it (else brighter or noisier data, which
+    scores worse, kept the old weights whatever the new epochs learned)."""
+    other = make_sample((96, 96), sigma=1.5, seed=5).noisy * 3 + 10  # the model's normalisation is kept
+    trainer = Trainer(other, tiny_config.replace(epochs=3), resume=trained)
+    start = trainer.best_val  # the resumed weights on this data
+    assert start > min(h["val_loss"] for h in trained.history)  # the case that kept nothing
+    list(trainer.run())
+    m = trainer.model
+    assert min(h["val_loss"] for h in m.history[len(trained.history):]) < start
+    assert any(not torch.equal(m.state_dict[k], v) for k, v in trained.state_dict.items())
+
+
 def test_resume_keeps_how_sigma_was_chosen_through_the_model_file(sample, tiny_config, trained, tmp_path):
     estimated = dataclasses.replace(trained, psf_estimate=learned_estimate(trained.config.psf_sigma))
     cfg = tiny_config.replace(epochs=1, steps_per_epoch=2, psf_sigma=3.0)  # the model's sigma wins

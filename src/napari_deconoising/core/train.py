@@ -137,12 +137,17 @@ class Trainer:
 
         self.history: list[dict] = list(resume.history) if resume is not None else []
         self._epoch_offset = len(self.history)
-        self.best_val = min((h["val_loss"] for h in self.history), default=math.inf)
+        self.best_val = math.inf
         self._best_state: dict[str, torch.Tensor] | None = (
             {k: v.clone() for k, v in resume.state_dict.items()} if resume is not None else None)
         self._stop = threading.Event()
         self._zero_level = self.mean / self.std
         self._average = WeightAverage(config.weight_average)
+        if resume is not None:
+            # The earlier run's best was scored on its own validation patches, often of other images
+            # (noisier data scores worse): against it no new epoch would count as better, and the
+            # resumed weights would come back unchanged. Score them on this run's patches instead.
+            self.best_val = self.validation_loss()
 
     # -- setup --------------------------------------------------------------------
     def _adam(self, groups: list[dict]) -> torch.optim.Adam:
