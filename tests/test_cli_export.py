@@ -48,6 +48,29 @@ def test_export_bad_arguments_fail_cleanly(files, capsys, args, msg):
     assert not (files / "out.zip").exists()
 
 
+def test_export_refuses_a_folder_before_any_work(files, capsys):
+    (files / "dir.zip").mkdir(exist_ok=True)
+    assert main(["export", str(files / "m.pt"), str(files / "dir.zip"), "--author", "A"]) == 2
+    assert "dir.zip is a folder; refusing to replace it" in capsys.readouterr().err
+
+
+def test_default_package_names_are_names_bioimageio_accepts():
+    from napari_deconoising.bioimageio.export import package_name
+
+    assert package_name("DecoNoising model.v2") == "DecoNoising model v2"
+    assert package_name("DecoNoising gau2d [2]") == "DecoNoising gau2d 2"  # a session's second model
+    assert package_name("DecoNoising très#1") == "DecoNoising tres 1"
+    assert len(package_name("x" * 300)) == 128
+
+
+def test_a_typed_name_bioimageio_refuses_is_a_plain_error(files, capsys, needs_bioimageio):
+    assert main(["export", str(files / "m.pt"), str(files / "named.zip"), "--author", "A",
+                 "--name", "Modèle v2.0"]) == 2
+    err = capsys.readouterr().err
+    assert "may hold only letters a-z A-Z, digits, spaces and _ + - ( ), at most 128 characters; not '.' 'è'" in err
+    assert "pydantic" not in err and not (files / "named.zip").exists()
+
+
 def test_export_needs_an_author(files, capsys):
     with pytest.raises(SystemExit) as e:
         main(["export", str(files / "m.pt"), str(files / "out.zip")])

@@ -60,6 +60,9 @@ def test_parse_cli_string():
     ("na=1.4,wavelength=520,n=1.518,pixel=-65", "pixel_nm=-65.0: must be a positive number"),
     ("na=1.4,wavelength=0.52,n=1.518,pixel=65", "expected 200-2000 nm"),
     ("na=1.4,wavelength=520,n=1.518,pixel=65000", "give the pixel size in nm"),
+    # micrometres for nanometres: a kernel of 22859^2 px that did not fit in memory
+    ("na=1.4,wavelength=520,n=1.518,pixel=0.065", r"about 1257 px wide \(Gaussian sigma; at most 50 px\); give"),
+    ("na=1.4,wavelength=520,n=1.518,pixel=1", "about 82 px wide"),  # wider than --psf-sigma allows
 ])
 def test_bad_optics_are_specific_errors(text, match):
     with pytest.raises(OpticsError, match=match):

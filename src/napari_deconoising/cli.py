@@ -42,17 +42,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .bioimageio import export_bioimageio
+    from .bioimageio.export import package_name
 
     out = Path(args.output)
     if out.suffix.lower() != ".zip":
         raise CLIError(f"the bioimage.io package must be a .zip file, got {out.name}")
     if not out.parent.exists():
         raise CLIError(f"output folder does not exist: {out.parent}")
+    if out.is_dir():
+        raise CLIError(f"{out} is a folder; refusing to replace it")
     if Path(args.model).exists() and out.exists() and out.resolve() == Path(args.model).resolve():
         raise CLIError(f"refusing to overwrite the model {out}")
     model = load_any_model(args.model)
     sample, sample_axes = read_image(args.sample) if args.sample else (None, None)
-    name = args.name or f"DecoNoising {Path(args.model).stem}"
+    name = args.name or package_name(f"DecoNoising {Path(args.model).stem}")
     t0 = time.perf_counter()
     print("exporting and running bioimage.io's model test...", file=sys.stderr)
     # a model per channel summarises one line per channel; the zoo's description is one line

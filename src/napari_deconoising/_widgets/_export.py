@@ -14,6 +14,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, PushButton
 from qtpy.QtWidgets import QDialog, QVBoxLayout, QWidget
 
+from ..bioimageio.export import package_name
 from ..core import ChannelModels, DataError, DecoNoisingModel
 from ._base import button_row
 from ._form import Field, Form
@@ -75,7 +76,7 @@ class ExportDialog(QDialog):
         channels = len(model.models) if isinstance(model, ChannelModels) else 0
         # the description is one line in the zoo: a model per channel's summary has one per channel
         summary = "; ".join(model.summary().splitlines())
-        self.form = Form(export_fields(f"DecoNoising {model_name}", summary, channels), viewer)
+        self.form = Form(export_fields(package_name(f"DecoNoising {model_name}"), summary, channels), viewer)
         self.export_button = PushButton(text="Export")
         self.export_button.changed.connect(self.export)
         self.status = Label(value="The package is tested with bioimage.io's model test before it is written.")
@@ -94,6 +95,8 @@ class ExportDialog(QDialog):
         path = Path(raw)
         if path.suffix.lower() != ".zip":
             path = path.with_name(path.name + ".zip")
+        if path.is_dir():
+            raise Refused(f"{path} is a folder: choose a file name ending in .zip")
         authors = [a.strip() for a in str(f.authors.value).replace(";", ",").split(",") if a.strip()]
         if not authors:
             raise Refused("enter at least one author (names separated by commas)")

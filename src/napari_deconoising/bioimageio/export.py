@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import string
 import tempfile
+import unicodedata
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -29,7 +31,20 @@ from .files import (
 from .readme import N2V_CITATION, PAPER_CITATION, write_cover, write_readme
 from .tensors import input_descr, output_descr, payload
 
-__all__ = ["export_bioimageio"]
+__all__ = ["export_bioimageio", "package_name"]
+
+# bioimage.io's characters for a model's name
+_NAME_CHARS = string.ascii_letters + string.digits + "_+- ()"
+
+
+def package_name(text: str) -> str:
+    """``text`` as a name bioimage.io accepts: accents dropped, other characters as spaces.
+
+    For the default names made from a file or a session's model name, e.g.
+    ``"DecoNoising model.v2"`` -> ``"DecoNoising model v2"``, ``"gau2d [2]"`` -> ``"gau2d 2"``.
+    """
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return " ".join("".join(c if c in _NAME_CHARS else " " for c in plain).split())[:128]
 
 # bioimage.io's test accepts |out - expected| <= ABS * std + REL * |expected|, expected being
 # our network's output on the test input: room for float32 rounding, not for other weights.
@@ -88,6 +103,11 @@ def export_bioimageio(model: AnyModel, path: str | PathLike, *, name: str, descr
     authors = [a.strip() for a in authors if a and a.strip()]
     if len(name.strip()) < 5:
         raise BioimageioExportError(f"the package name needs at least 5 characters, got {name.strip()!r}")
+    bad = sorted(set(name.strip()) - set(_NAME_CHARS))
+    if bad or len(name.strip()) > 128:  # bioimage.io's rule, said before the package is built
+        raise BioimageioExportError(
+            f"the package name {name.strip()!r} may hold only letters a-z A-Z, digits, spaces and _ + - ( ), "
+            f"at most 128 characters" + (f"; not {' '.join(repr(c) for c in bad)}" if bad else ""))
     if not authors:
         raise BioimageioExportError("the package needs at least one author")
     if any("/" in a for a in authors):
@@ -98,6 +118,8 @@ def export_bioimageio(model: AnyModel, path: str | PathLike, *, name: str, descr
     _check_license(license)
     if not path.parent.is_dir():
         raise BioimageioExportError(f"folder does not exist: {path.parent}")
+    if path.is_dir():
+        raise BioimageioExportError(f"{path} is a folder; refusing to replace it")
     try:
         raw = package_test_image(model, sample, sample_axes)
     except ValueError as e:

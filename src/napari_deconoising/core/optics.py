@@ -21,6 +21,7 @@ from .psf import PSFError
 __all__ = ["MODALITIES", "Optics", "OpticsError", "gaussian_sigma", "optics_psf", "parse_optics"]
 
 MODALITIES = ("widefield", "confocal")
+MAX_SIGMA_PX = 50.0  # the widest Gaussian PSF a TrainConfig accepts (psf_sigma)
 
 # CLI key -> Optics field; the keys are what users type in --psf-optics.
 _KEYS = {"na": "na", "wavelength": "wavelength_nm", "excitation": "excitation_nm", "n": "n_immersion",
@@ -93,6 +94,11 @@ class Optics:
         # Below a fifth of a pixel the PSF is a single pixel: almost surely a unit mistake (um for nm).
         need(self.pixel_nm <= 5 * self.wavelength_nm / self.na,
              f"pixel_nm={self.pixel_nm}: far larger than the PSF; give the pixel size in nm")
+        # The other slip (um for nm): a PSF hundreds of pixels wide, whose kernel would not fit in memory.
+        # 0.22 wavelength / NA is the widefield Gaussian's sigma (gaussian_sigma), an upper bound.
+        sigma_px = 0.22 * self.wavelength_nm / self.na / self.pixel_nm
+        need(sigma_px <= MAX_SIGMA_PX, f"pixel_nm={self.pixel_nm}: the PSF would be about {sigma_px:.0f} px wide "
+             f"(Gaussian sigma; at most {MAX_SIGMA_PX:g} px); give the pixel size in nm")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for config and model files)."""
