@@ -295,3 +295,21 @@ def test_a_thin_stack_3d_model_exports_and_runs_as_ours(trained3d, tmp_path, nee
     got = predict(model=pipeline, inputs={"raw": image[None, None]}).members["deconvolved"].data.values[0, 0]
     inner = _inner(geo)
     np.testing.assert_allclose(got[inner], ours.deconvolved[inner], rtol=1e-4, atol=1e-4 * trained3d.std)
+
+
+@pytest.mark.slow
+def test_a_noise2void_package_says_it_is_one(sample, tiny_config, tmp_path, needs_bioimageio):
+    """No PSF: no phantom and no deconvolution, in the tags, the outputs and the README."""
+    from napari_deconoising.core import train
+
+    n2v = train(sample.noisy, tiny_config.replace(psf="none", epochs=1))
+    path = export_bioimageio(n2v, tmp_path / "n2v.zip", name="tiny Noise2Void", description="a test model",
+                             authors=["Ada Lovelace"], sample=sample.noisy)
+    with zipfile.ZipFile(path) as z:
+        rdf = yaml.safe_load(z.read("rdf.yaml"))
+        readme = z.read("README.md").decode()
+    assert "deconvolution" not in rdf["tags"] and "noise2void" in rdf["tags"]
+    assert [t["description"] for t in rdf["outputs"]] == [
+        "the denoised image (Noise2Void: no PSF), input units",
+        "the same as denoised (Noise2Void: no PSF, no deconvolution), input units"]
+    assert "A **Noise2Void** network" in readme and "phantom convolved" not in readme

@@ -180,9 +180,10 @@ def _describe(model: AnyModel, work: Path, raw: np.ndarray, *, name: str, descri
             license=s.LicenseId(license),
             documentation=s.FileDescr(source=work / "README.md"),
             covers=[s.FileDescr(source=work / "cover.png")],
-            tags=sorted({"denoising", "deconvolution", "noise2void", "deconoising", "self-supervised",
+            tags=sorted({"denoising", "noise2void", "deconoising", "self-supervised",
                          "fluorescence-light-microscopy", f"{models[0].ndim}d", "pytorch", *tags,
-                         *(["multichannel"] if per_channel else [])}),
+                         *(["multichannel"] if per_channel else []),
+                         *([] if all(m.is_noise2void for m in models) else ["deconvolution"])}),
             inputs=[input_descr(model, geo, work)],
             outputs=[output_descr(key, model, geo, work) for key in outputs],
             weights=s.WeightsDescr(

@@ -66,6 +66,24 @@ Adam lr {c.learning_rate:.2g} |
 """
 
 
+def _what_it_does(models: list) -> str:
+    if all(m.is_noise2void for m in models):
+        return """A **Noise2Void** network (Krull et al., 2019), trained with napari-deconoising with the
+point spread function switched off: a U-Net trained self-supervised on noisy images alone
+that predicts the denoised image. There is no phantom and no deconvolution; the package
+keeps DecoNoising's two outputs, and both hold the denoised image:
+
+- `denoised`: the denoised image, in the input's intensity units;
+- `deconvolved`: the same image (no PSF: nothing to deconvolve)."""
+    return """A **DecoNoising** network (Goncharova et al., 2020): a Noise2Void-style U-Net, trained
+self-supervised on noisy images alone, predicts a *phantom* (the fluorophore density);
+convolved with a fixed point spread function (PSF) it gives the denoised image. The
+package has two outputs:
+
+- `denoised`: the phantom convolved with the PSF, in the input's intensity units;
+- `deconvolved`: the phantom itself (sharper, but not a validated deconvolution)."""
+
+
 def write_readme(model: AnyModel, path: Path, *, name: str, description: str, geo: Geometry) -> Path:
     """A README for people deciding whether this model fits their data."""
     from .. import __version__
@@ -87,13 +105,7 @@ def write_readme(model: AnyModel, path: Path, *, name: str, description: str, ge
 {description}
 
 ## What this model does
-A **DecoNoising** network (Goncharova et al., 2020): a Noise2Void-style U-Net, trained
-self-supervised on noisy images alone, predicts a *phantom* (the fluorophore density);
-convolved with a fixed point spread function (PSF) it gives the denoised image. The
-package has two outputs:
-
-- `denoised`: the phantom convolved with the PSF, in the input's intensity units;
-- `deconvolved`: the phantom itself (sharper, but not a validated deconvolution).
+{_what_it_does(models)}
 
 Exported with napari-deconoising {__version__}.
 

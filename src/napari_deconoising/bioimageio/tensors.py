@@ -18,6 +18,9 @@ __all__ = ["channel_names", "input_descr", "output_descr", "payload"]
 
 OUTPUT_TEXT = {"denoised": "phantom convolved with the PSF, input units",
                "deconvolved": "the phantom (fluorophore density), input units"}
+# A model without a PSF (Noise2Void) has no phantom: both outputs are the denoised image.
+OUTPUT_TEXT_N2V = {"denoised": "the denoised image (Noise2Void: no PSF), input units",
+                   "deconvolved": "the same as denoised (Noise2Void: no PSF, no deconvolution), input units"}
 
 
 def channel_names(model: AnyModel, key: str) -> list[str]:
@@ -62,7 +65,7 @@ def output_descr(key: str, model: AnyModel, geo: Geometry, work: Path) -> Any:
         post.append(s.ScaleLinearDescr(kwargs=kwargs))
     return s.OutputTensorDescr(
         id=s.TensorId(key),
-        description=OUTPUT_TEXT[key],
+        description=(OUTPUT_TEXT_N2V if all(m.is_noise2void for m in models) else OUTPUT_TEXT)[key],
         axes=[s.BatchAxis(), s.ChannelAxis(channel_names=[s.Identifier(n) for n in channel_names(model, key)]),
               *[s.SpaceOutputAxisWithHalo(id=s.AxisId(a), halo=halo,
                                           size=s.SizeReference(tensor_id=s.TensorId("raw"), axis_id=s.AxisId(a)))
