@@ -52,7 +52,8 @@ def test_apply_a_model_per_channel_keeps_the_c_axis(apply_widget, cyx_models, sy
 
 
 @pytest.mark.parametrize("axes, data, msg", [
-    ("YX", lambda cyx: cyx[0], "one network per channel"),
+    ("YX", lambda cyx: cyx[0], "one network per channel (2); layer 'other' (48, 48) has no axis of 2 channels"),
+    ("ZYX", lambda cyx: cyx, "give layer 'other' axes with C for its axis of 2 (e.g. CYX)"),  # Z is not C here
     ("CYX", lambda cyx: cyx[:1].repeat(3, axis=0), "3 channel(s)"),
 ])
 def test_apply_refuses_layers_that_do_not_match_the_channels(apply_widget, cyx_models, sync_workers,

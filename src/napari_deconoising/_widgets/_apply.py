@@ -44,11 +44,20 @@ def _check_channels(model: ChannelModels, name: str, layer: str, axes: str, shap
     """Refuse a layer whose C axis does not match a model per channel."""
     n = len(model.models)
     if "C" not in axes or len(axes) != len(shape):
-        raise DataError(f"the model ('{name}') has one network per channel ({n}); give layer '{layer}' "
-                        f"axes with a channel axis C and one letter per dimension of {shape}, e.g. CYX")
+        # Suggest C only where the layer has an axis of n entries; else it is not a layer for this model.
+        where = [k for k, size in enumerate(shape[:-2]) if size == n]
+        hint = (f"give layer '{layer}' axes with C for its axis of {n} (e.g. "
+                f"{''.join('C' if k == where[0] else a for k, a in enumerate(_spare(len(shape))))})" if where
+                else f"layer '{layer}' {shape} has no axis of {n} channels: choose a layer with {n} channels")
+        raise DataError(f"the model ('{name}') has one network per channel ({n}); {hint}")
     if shape[axes.index("C")] != n:
         raise DataError(f"layer '{layer}' has {shape[axes.index('C')]} channel(s) (axis C) but the model "
                         f"('{name}') has {n}")
+
+
+def _spare(nd: int) -> str:
+    """Axis letters for an ``nd``-dimensional layer, Y and X last (the C goes in place of one)."""
+    return "TZYX"[-nd:] if nd <= 4 else "S" * (nd - 4) + "TZYX"
 
 
 def _model_choices(_viewer: Any) -> list[str]:
