@@ -137,6 +137,11 @@ def test_resume_says_that_it_keeps_the_network(d, capsys, tmp_path):
     err = capsys.readouterr().err
     assert "warning: --depth 4 is ignored: a resumed model keeps its network (depth 2)" in err
     assert "warning: --channels 16 is ignored" in err
+    assert main([str(a) for a in ["train", d / "img.tif", "--model", tmp_path / "r2.pt", "--resume", d / "m.pt",
+                                  "--psf-sigma", "2", "--n2v2", *TINY]]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --psf-sigma is ignored: a resumed model keeps its PSF" in err
+    assert "warning: --n2v2 is ignored" in err
 
 
 def test_train_reads_a_folder_of_images(d, capsys, tmp_path):

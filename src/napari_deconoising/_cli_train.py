@@ -89,13 +89,18 @@ DEFAULT_PATCH_3D = (16, 64, 64)
 
 
 def _warn_kept_architecture(args: argparse.Namespace, kept: TrainConfig) -> None:
-    """Say so when --depth/--channels ask for another network than the resumed model's (it keeps its own)."""
+    """Say so when options ask for another network or PSF than the resumed model's (it keeps its own)."""
     default = TrainConfig()
     for flag, name in (("--depth", "depth"), ("--channels", "channels")):
         asked = getattr(args, name)
         if asked != getattr(default, name) and asked != getattr(kept, name):
             print(f"deconoising: warning: {flag} {asked} is ignored: a resumed model keeps its network "
                   f"({name} {getattr(kept, name)})", file=sys.stderr)
+    if args.n2v2 and not kept.n2v2:
+        print("deconoising: warning: --n2v2 is ignored: a resumed model keeps its network (not N2V2)", file=sys.stderr)
+    for flag, given in (("--psf-sigma", args.psf_sigma), ("--psf", args.psf), ("--no-psf", args.no_psf)):
+        if given:
+            print(f"deconoising: warning: {flag} is ignored: a resumed model keeps its PSF", file=sys.stderr)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
