@@ -113,3 +113,11 @@ def test_a_model_per_channel_exports_with_its_channels(make_napari_viewer, fresh
     assert (tmp_path / "two.zip").is_file(), notifications
     assert any("model test passed" in m for m in notifications["info"])
     assert isinstance(widget.load_model(tmp_path / "two.zip"), ChannelModels)
+
+
+def test_authors_are_split_at_semicolons_where_there_are_any():
+    from napari_deconoising._widgets._export import split_authors
+
+    assert split_authors("Ada Lovelace, Alan Turing") == ["Ada Lovelace", "Alan Turing"]
+    assert split_authors("Lovelace, Ada; Turing, Alan") == ["Lovelace, Ada", "Turing, Alan"]
+    assert split_authors("  ") == [] and split_authors("Ada Lovelace;") == ["Ada Lovelace"]

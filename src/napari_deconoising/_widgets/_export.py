@@ -22,7 +22,7 @@ from ._layers import full_resolution, grey_image_choices
 from ._notify import Refused, info, notify_error
 from ._worker import Job
 
-__all__ = ["ExportDialog", "export_fields", "LICENSES"]
+__all__ = ["ExportDialog", "export_fields", "LICENSES", "split_authors"]
 
 #: Licences offered (SPDX identifiers); bioimage.io recommends CC-BY-4.0.
 LICENSES = ["CC-BY-4.0", "CC0-1.0", "MIT", "BSD-3-Clause", "Apache-2.0"]
@@ -36,7 +36,8 @@ def export_fields(default_name: str, description: str, channels: int = 0) -> tup
     return (
         Field("name", LineEdit, "Name", {"value": default_name, "tooltip": "Shown in the Model Zoo (5+ characters)"}),
         Field("description", LineEdit, "Description", {"value": description}),
-        Field("authors", LineEdit, "Authors", {"value": "", "tooltip": "Names separated by commas"}),
+        Field("authors", LineEdit, "Authors", {"value": "", "tooltip": "Names separated by commas, or by "
+                                                "semicolons for names written 'Surname, Given'"}),
         Field("license", ComboBox, "Licence", {"choices": LICENSES, "value": LICENSES[0]}),
         Field("sample", ComboBox, "Sample image",
               {"nullable": True, "value": None, "tooltip": sample_tip},
@@ -50,6 +51,12 @@ def _export(model: DecoNoisingModel | ChannelModels, path: Path, kwargs: dict[st
 
     yield "exporting"
     return export_bioimageio(model, path, **kwargs)
+
+
+def split_authors(text: str) -> list[str]:
+    """Author names from one line: separated by ``;`` where there is one (so that "Lovelace, Ada;
+    Turing, Alan" is two names), else by commas."""
+    return [a.strip() for a in text.split(";" if ";" in text else ",") if a.strip()]
 
 
 class ExportDialog(QDialog):
@@ -97,7 +104,7 @@ class ExportDialog(QDialog):
             path = path.with_name(path.name + ".zip")
         if path.is_dir():
             raise Refused(f"{path} is a folder: choose a file name ending in .zip")
-        authors = [a.strip() for a in str(f.authors.value).replace(";", ",").split(",") if a.strip()]
+        authors = split_authors(str(f.authors.value))
         if not authors:
             raise Refused("enter at least one author (names separated by commas)")
         sample = None
