@@ -115,9 +115,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"--model {out} is a folder; name the model file, e.g. {out / 'model.pt'}")
     if out.suffix.lower() in _IMAGE_SUFFIXES:
         raise CLIError(f"--model {out}: a model file ends in .pt, not {out.suffix} (an image's suffix)")
-    if out.exists() and any(p.exists() and out.resolve() == p.resolve() for p in expand_inputs(args.inputs)):
+    paths = expand_inputs(args.inputs)
+    if out.exists() and any(p.exists() and out.resolve() == p.resolve() for p in paths):
         raise CLIError(f"refusing to overwrite the input image {out} with the model")
-    images, axes = _load_inputs([str(p) for p in expand_inputs(args.inputs)], args.axes)
+    images, axes = _load_inputs([str(p) for p in paths], args.axes)
     channels = channel_count(images, axes)
     built = [_config_from_args(a, f"channel {k + 1}/{channels}: " if channels else "")
              for k, a in enumerate(per_channel_args(args, channels))]

@@ -31,13 +31,18 @@ def button_row(*widgets: QWidget) -> QWidget:
         lay.addWidget(w)
     return row
 
+
+def _is_raw(layer: Layer) -> bool:
+    """An image a picker may follow: not RGB and not one of this plugin's results."""
+    return isinstance(layer, Image) and not layer.rgb and PROVENANCE_KEY not in (layer.metadata or {})
+
+
 def preferred_image(viewer) -> Image | None:
     """The image a picker should show: the top-most visible raw image, else the top-most raw one.
 
-    Raw: not RGB and not one of this plugin's results. None when there is none.
+    None when there is no raw image (see :func:`_is_raw`).
     """
-    raw = [layer for layer in reversed(viewer.layers)
-           if isinstance(layer, Image) and not layer.rgb and PROVENANCE_KEY not in (layer.metadata or {})]
+    raw = [layer for layer in reversed(viewer.layers) if _is_raw(layer)]
     return next((layer for layer in raw if layer.visible), raw[0] if raw else None)
 
 
@@ -211,10 +216,8 @@ class DeconoisingWidget(QWidget):
 
     def _follow_new_layer(self, layer: Layer) -> None:
         """Pick a newly added visible raw image unless the user picked a visible one."""
-        if not isinstance(layer, Image) or layer.rgb or not layer.visible:
+        if not _is_raw(layer) or not layer.visible:
             return
-        if PROVENANCE_KEY in (layer.metadata or {}):
-            return  # our own results
         current = self.form.image.value
         if current is None or not current.visible:
             self.form.image.value = layer
