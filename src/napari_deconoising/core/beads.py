@@ -1,0 +1,272 @@
+"""A PSF measured from an image of sub-resolution beads.
+
+How microscopists measure their PSF: image fluorescent beads smaller than the resolution
+(100-200 nm) with the settings of the experiment, then average the isolated beads. This
+module does that for a 2D image (YX) or a stack (ZYX):
+
+1. **Find** bright spots: local maxima of the lightly smoothed image that stand
+   ``threshold`` noise levels above the background (median and median absolute deviation,
+   robust to the beads themselves).
+2. **Keep the isolated ones**: a bead whose box (the PSF's extent) reaches the image edge,
+   holds another detected bead, is saturated, is much brighter than the typical bead (a
+   clump) or much wider (out of focus, a clump) is left out, and the reasons are counted.
+3. **Align** each bead on a sub-pixel Gaussian fit of its centre (cubic-spline shift),
+   subtract its local background (the median of its box's outer shell) and normalise it
+   to unit sum.
+4. **Average** them, clip at 0 and normalise: the PSF, odd-sized and centred, ready for
+   ``--psf`` / a measured-PSF layer. A Gaussian fitted to the average gives sigma per axis,
+   with the spread of the single beads' widths as a check of consistency.
+
+A bead of finite size widens what is measured: its light is the PSF convolved with the
+bead. For a uniform sphere of diameter ``d`` the variance along any axis is ``d**2 / 20``,
+so the Gaussian sigma is corrected in quadrature when ``bead_diameter`` is given (the
+averaged PSF image itself is left as measured).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .gaussian_fit import fit_gaussian
+from .psf import PSFError, prepare_psf
+
+__all__ = ["BeadError", "BeadPSF", "distill_psf", "REJECT_REASONS"]
+
+#: Why a detected bead was left out, in the order they are checked.
+REJECT_REASONS = {
+    "edge": "too close to the image edge",
+    "crowded": "another bead within its box",
+    "saturated": "saturated",
+    "bright": "much brighter than the typical bead (a clump?)",
+    "wide": "much wider than the typical bead (out of focus or a clump?)",
+    "fit": "no Gaussian could be fitted",
+}
+_BRIGHT = 1.6  # x the median integrated intensity: two beads together are about 2x
+_WIDE = 1.4  # x the median width (geometric mean over axes)
+_MAX_BEADS = 2000
+
+
+class BeadError(PSFError):
+    """No usable beads: none found, or every one left out (the message says why)."""
+
+
+@dataclass(frozen=True)
+class BeadPSF:
+    """The result of :func:`distill_psf`.
+
+    Attributes
+    ----------
+    psf : numpy.ndarray
+        The averaged PSF: float32, odd-sized, centred, non-negative, sums to 1.
+    sigma : tuple of float
+        Gaussian sigma of ``psf`` per axis (Z, Y, X or Y, X), in pixels (Z in planes),
+        corrected for the bead's size when one was given.
+    sigma_measured : tuple of float
+        The same before the bead-size correction.
+    positions : numpy.ndarray
+        ``(n, ndim)`` sub-pixel centres of the beads that were averaged, image coordinates.
+    bead_sigmas : numpy.ndarray
+        ``(n, ndim)`` Gaussian sigma of each averaged bead, pixels.
+    rejected : dict
+        Reason (a key of :data:`REJECT_REASONS`) -> number of beads left out for it.
+    box : tuple of int
+        Size of the box (and of ``psf``) per axis.
+    """
+
+    psf: np.ndarray
+    sigma: tuple[float, ...]
+    sigma_measured: tuple[float, ...]
+    positions: np.ndarray
+    bead_sigmas: np.ndarray
+    rejected: dict[str, int] = field(default_factory=dict)
+    box: tuple[int, ...] = ()
+
+    @property
+    def n_beads(self) -> int:
+        return len(self.positions)
+
+    @property
+    def sigma_spread(self) -> tuple[float, ...]:
+        """Standard deviation of the single beads' sigmas per axis (0 for a single bead)."""
+        if self.n_beads < 2:
+            return (0.0,) * self.bead_sigmas.shape[1]
+        return tuple(float(v) for v in self.bead_sigmas.std(axis=0, ddof=1))
+
+    def rejected_text(self) -> str:
+        """``"3 too close to the image edge, 1 saturated"``, or ``"none"``."""
+        parts = [f"{n} {REJECT_REASONS[k]}" for k, n in self.rejected.items() if n]
+        return ", ".join(parts) if parts else "none"
+
+
+def distill_psf(image: np.ndarray, box: int | Sequence[int] | None = None, threshold: float = 6.0,
+                bead_diameter: float | Sequence[float] = 0.0, smooth: float = 1.0) -> BeadPSF:
+    """Measure the PSF from an image of isolated sub-resolution beads.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2D (YX) or 3D (ZYX) bead image, raw intensities.
+    box : int or sequence of int, optional
+        Odd size of the box around each bead, one for all axes or one per axis: the extent of
+        the PSF to measure. By default 10 Gaussian sigmas of the brightest beads (at least 9),
+        within the image.
+    threshold : float
+        How many noise levels (robust standard deviations of the smoothed image) a bead's peak
+        must stand above the background to be detected.
+    bead_diameter : float or sequence of float
+        Bead diameter in pixels (per axis for anisotropic sampling, Z in planes); 0 for no
+        correction.
+    smooth : float
+        Sigma (pixels) of the Gaussian smoothing used for detection only.
+
+    Returns
+    -------
+    BeadPSF
+
+    Raises
+    ------
+    BeadError
+        No bead stands out of the noise, or none is isolated enough to use.
+    PSFError
+        The image is not 2D or 3D, or not finite.
+    """
+    from scipy import ndimage
+
+    a = np.asarray(image)
+    if a.ndim not in (2, 3) or a.dtype.kind not in "iuf":
+        raise PSFError(f"a bead image must be a 2D (YX) or 3D (ZYX) array of numbers, got shape {a.shape} "
+                       f"and dtype {a.dtype}")
+    saturation = float(np.iinfo(a.dtype).max) if a.dtype.kind in "iu" else None
+    data = a.astype(np.float64)
+    if not np.all(np.isfinite(data)):
+        raise PSFError("the bead image contains NaN or infinite values")
+    ndim = data.ndim
+    smoothed = ndimage.gaussian_filter(data, smooth)
+    background = float(np.median(smoothed))
+    noise = 1.4826 * float(np.median(np.abs(smoothed - background)))
+    if noise <= 0:  # a flat background (simulated, or clipped at 0): any spot counts
+        noise = max(float(smoothed.std()), 1e-12) * 1e-3
+    level = background + threshold * noise
+    peaks = (smoothed == ndimage.maximum_filter(smoothed, size=3, mode="nearest")) & (smoothed > level)
+    found = np.argwhere(peaks)
+    if len(found) == 0:
+        raise BeadError(f"no beads found: no spot stands {threshold:g} noise levels above the background "
+                        f"({background:.4g} ± {noise:.3g} after smoothing); lower the threshold if the beads are "
+                        "faint, or check that this is a bead image")
+    # brightest first: the box is sized on them, and the cap keeps the brightest
+    found = found[np.argsort(-smoothed[tuple(found.T)], kind="stable")][:_MAX_BEADS]
+    size = _box_size(data, found, box)
+    half = np.array(size) // 2
+    rejected = dict.fromkeys(REJECT_REASONS, 0)
+    keep = _isolated(found, data.shape, half, rejected)
+
+    crops, origins, centres, widths, totals = [], [], [], [], []
+    for pos in found[keep]:
+        sl = tuple(slice(p - h, p + h + 1) for p, h in zip(pos, half))
+        crop = data[sl]
+        if saturation is not None and crop.max() >= saturation:
+            rejected["saturated"] += 1
+            continue
+        crop = crop - np.median(_shell(crop))
+        spot = _fit(crop, half)
+        if spot is None:
+            rejected["fit"] += 1
+            continue
+        crops.append(crop)
+        origins.append(pos)
+        centres.append(np.asarray(spot.centre) - half + pos)
+        widths.append(spot.sigma)
+        totals.append(crop.sum())
+    use = _typical(np.array(totals), np.array(widths).reshape(-1, ndim), rejected)
+    if not use.any():
+        raise BeadError(f"{len(found)} bead{'s' if len(found) != 1 else ''} found, none usable: "
+                        f"{', '.join(f'{n} {REJECT_REASONS[k]}' for k, n in rejected.items() if n)}; "
+                        "try a smaller box, or an image with fewer, well separated beads")
+    positions = np.array(centres)[use]
+    stack = []
+    for i in np.flatnonzero(use):
+        # the fitted centre onto the box's centre pixel
+        shifted = ndimage.shift(crops[i], origins[i] - centres[i], order=3, mode="constant", cval=0.0)
+        stack.append(shifted / shifted.sum())
+    mean = np.clip(np.mean(stack, axis=0), 0, None)
+    psf = prepare_psf(mean, ndim=ndim)
+    measured = _fit(psf.astype(np.float64) / psf.max(), np.array(psf.shape) // 2)
+    sigma_measured = measured.sigma if measured is not None else (math.nan,) * ndim
+    d = np.broadcast_to(np.asarray(bead_diameter, dtype=np.float64), (ndim,))
+    sigma = tuple(float(math.sqrt(max(s * s - di * di / 20.0, 0.0))) for s, di in zip(sigma_measured, d))
+    return BeadPSF(psf=psf, sigma=sigma, sigma_measured=tuple(float(s) for s in sigma_measured),
+                   positions=positions, bead_sigmas=np.array(widths).reshape(-1, ndim)[use],
+                   rejected={k: n for k, n in rejected.items() if n}, box=tuple(int(s) for s in size))
+
+
+def _box_size(data: np.ndarray, found: np.ndarray, box: int | Sequence[int] | None) -> tuple[int, ...]:
+    ndim = data.ndim
+    if box is not None:
+        size = tuple(int(b) for b in np.broadcast_to(np.asarray(box), (ndim,)))
+        bad = [b for b in size if b < 3 or b % 2 == 0]
+        if bad:
+            raise PSFError(f"box {size}: every size must be odd and at least 3")
+        too_big = [(b, n) for b, n in zip(size, data.shape) if b > n]
+        if too_big:
+            raise PSFError(f"box {size} does not fit into the image {data.shape}")
+        return size
+    # A first look at the brightest beads, in a window of 15 pixels (or the image)
+    win = [min(15, n - (1 - n % 2)) // 2 for n in data.shape]
+    sigmas = []
+    for pos in found[:10]:
+        sl = tuple(slice(max(p - w, 0), p + w + 1) for p, w in zip(pos, win))
+        crop = data[sl]
+        spot = _fit(crop - np.median(crop), np.array(pos) - [s.start for s in sl])
+        if spot is not None:
+            sigmas.append(spot.sigma)
+    s = np.median(sigmas, axis=0) if sigmas else np.full(ndim, 1.5)
+    return tuple(int(min(max(2 * math.ceil(5 * si) + 1, 9), n - (1 - n % 2))) for si, n in zip(s, data.shape))
+
+
+def _isolated(found: np.ndarray, shape: tuple[int, ...], half: np.ndarray, rejected: dict[str, int]) -> np.ndarray:
+    """Which beads have their whole box inside the image and no other detected bead in it."""
+    keep = np.ones(len(found), dtype=bool)
+    inside = np.all((found >= half) & (found < np.array(shape) - half), axis=1)
+    rejected["edge"] += int((~inside).sum())
+    keep &= inside
+    # The box is about 10 sigmas wide (half = 5 sigmas): a bead more than 3 sigmas outside it
+    # puts less than 1 % of its peak into it.
+    reach = half + np.ceil(0.6 * half)
+    for i in np.flatnonzero(keep):
+        near = np.all(np.abs(found - found[i]) <= reach, axis=1)
+        near[i] = False
+        if near.any():
+            keep[i] = False
+            rejected["crowded"] += 1
+    return keep
+
+
+def _fit(crop: np.ndarray, centre: np.ndarray):
+    spot = fit_gaussian(crop, centre=tuple(float(c) for c in centre), sigma=1.5, fit_offset=False)
+    ok = (spot.amplitude > 0 and np.isfinite(spot.residual)
+          and all(abs(c - h) <= max(2.0, 0.5 * h) for c, h in zip(spot.centre, centre)))
+    return spot if ok else None
+
+
+def _typical(totals: np.ndarray, widths: np.ndarray, rejected: dict[str, int]) -> np.ndarray:
+    """Leave out clumps and out-of-focus beads, once there are enough beads to know the typical one."""
+    use = np.ones(len(totals), dtype=bool)
+    if len(totals) < 5:
+        return use
+    bright = totals > _BRIGHT * np.median(totals)
+    width = np.exp(np.log(widths).mean(axis=1))
+    wide = ~bright & (width > _WIDE * np.median(width[~bright]))
+    rejected["bright"] += int(bright.sum())
+    rejected["wide"] += int(wide.sum())
+    return ~(bright | wide)
+
+
+def _shell(crop: np.ndarray) -> np.ndarray:
+    """The voxels on the faces of ``crop``."""
+    mask = np.ones(crop.shape, dtype=bool)
+    mask[tuple(slice(1, -1) for _ in crop.shape)] = False
+    return crop[mask]

@@ -1,0 +1,132 @@
+"""A PSF measured from bead images (core/beads.py, core/sample_beads.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from napari_deconoising.core.beads import BeadError, distill_psf
+from napari_deconoising.core.psf import PSFError, prepare_psf
+from napari_deconoising.core.sample_beads import make_beads
+
+
+def _centre_of_mass(k: np.ndarray) -> np.ndarray:
+    return np.array([(g * k).sum() / k.sum() for g in np.indices(k.shape)])
+
+
+@pytest.mark.parametrize("sigma", [0.8, 1.5, 2.5])
+def test_gaussian_sigma_is_recovered_in_2d(sigma):
+    image, _ = make_beads((256, 256), sigma, n=25, seed=1)
+    r = distill_psf(image)
+    assert r.n_beads >= 15
+    assert np.allclose(r.sigma, sigma, atol=0.05), r.sigma
+    assert all(s < 0.2 for s in r.sigma_spread)
+
+
+def test_anisotropic_sigma_is_recovered_in_3d():
+    image, _ = make_beads((40, 128, 128), (2.2, 1.1, 1.1), n=12, seed=2, photons=20000, min_distance=14)
+    r = distill_psf(image)
+    assert r.psf.ndim == 3 and r.n_beads >= 3
+    assert np.allclose(r.sigma, (2.2, 1.1, 1.1), atol=0.1), r.sigma
+
+
+@settings(max_examples=8, deadline=None)
+@given(sigma=st.floats(0.8, 2.2), seed=st.integers(0, 10_000))
+def test_the_psf_is_odd_centred_non_negative_and_sums_to_one(sigma, seed):
+    image, _ = make_beads((160, 160), sigma, n=12, seed=seed)
+    psf = distill_psf(image).psf
+    assert psf.dtype == np.float32 and all(n % 2 == 1 for n in psf.shape)
+    assert psf.min() >= 0 and psf.sum() == pytest.approx(1.0, abs=1e-5)
+    assert np.allclose(_centre_of_mass(psf), np.array(psf.shape) // 2, atol=0.05)
+    assert np.allclose(prepare_psf(psf), psf, atol=1e-6)  # already in the form training takes
+
+
+def test_positions_are_the_beads_to_sub_pixel_precision():
+    image, truth = make_beads((200, 200), 1.3, n=15, seed=3, photons=20000)
+    r = distill_psf(image)
+    for p in r.positions:
+        assert np.min(np.linalg.norm(truth - p, axis=1)) < 0.1
+
+
+def test_a_constant_background_does_not_change_the_psf():
+    image, _ = make_beads((200, 200), 1.4, n=15, seed=4, background=100)
+    shifted = image.astype(np.int32) + 900
+    assert np.allclose(distill_psf(image).psf, distill_psf(shifted).psf, atol=1e-6)
+
+
+def test_a_psf_from_optics_is_recovered_rings_and_all():
+    pytest.importorskip("psf")
+    from napari_deconoising.core.optics import Optics, optics_psf
+
+    kernel = optics_psf(Optics(na=1.4, wavelength_nm=520, n_immersion=1.518, pixel_nm=65), ndim=2, size=21)
+    image, _ = make_beads((256, 256), psf=kernel, n=25, seed=5, photons=50000, min_distance=26)
+    r = distill_psf(image, box=21)
+    assert r.psf.shape == kernel.shape
+    corr = np.corrcoef(r.psf.ravel(), kernel.ravel())[0, 1]
+    assert corr > 0.995
+    # the first dark ring is there: a measured Airy pattern, not a Gaussian fitted to it
+    centre = np.array(kernel.shape) // 2
+    ring = int(np.argmin(kernel[centre[0], centre[1]:]))
+    assert r.psf[centre[0], centre[1] + ring] < 0.05 * r.psf.max()
+
+
+def test_beads_too_close_together_are_left_out():
+    image, truth = make_beads((200, 200), 1.2, n=8, seed=6, min_distance=40, margin=20)
+    y, x = np.indices(image.shape)
+    cy, cx = truth[0] + (0.0, 4.0)  # a second bead 4 px from the first one
+    spot = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * 1.2**2))
+    pair = image + np.round(5000 * spot / spot.sum()).astype(np.uint16)
+    r = distill_psf(pair)
+    assert r.rejected.get("crowded", 0) >= 1
+    assert np.min(np.linalg.norm(r.positions - truth[0], axis=1)) > 10
+    assert r.n_beads == 7
+
+
+def test_a_clump_and_a_saturated_bead_are_left_out():
+    image, truth = make_beads((256, 256), 1.3, n=20, seed=8)
+    big = image.astype(np.float64)
+    sl = tuple(slice(int(c) - 6, int(c) + 7) for c in truth[0])
+    big[sl] += 2 * (big[sl] - 100)  # three times as bright: a clump of beads
+    sl = tuple(slice(int(c) - 1, int(c) + 2) for c in truth[1])
+    big[sl] = 65535  # clipped at the camera's full scale
+    r = distill_psf(np.clip(big, 0, 65535).astype(np.uint16))
+    assert r.rejected.get("bright") == 1 and r.rejected.get("saturated") == 1
+    assert r.n_beads == 18
+    assert "saturated" in r.rejected_text()
+
+
+def test_bead_size_is_taken_out_in_quadrature():
+    image, _ = make_beads((200, 200), 1.5, n=15, seed=9)
+    plain, corrected = distill_psf(image), distill_psf(image, bead_diameter=2.0)
+    assert corrected.sigma_measured == plain.sigma_measured
+    assert np.allclose(np.square(corrected.sigma), np.square(plain.sigma) - 4.0 / 20)
+
+
+def test_noise_alone_has_no_beads():
+    image = np.random.default_rng(0).poisson(100, (128, 128)).astype(np.uint16)
+    with pytest.raises(BeadError, match="no beads found"):
+        distill_psf(image)
+
+
+def test_no_isolated_bead_says_why():
+    image, _ = make_beads((64, 64), 1.2, n=2, seed=10, min_distance=6, margin=24)
+    with pytest.raises(BeadError, match="another bead within its box"):
+        distill_psf(image)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros(10), "2D"), (np.zeros((2, 3, 8, 8)), "2D"),
+    (np.full((32, 32), np.nan), "NaN"), (np.zeros((32, 32), dtype=bool), "2D"),
+])
+def test_bad_images_are_refused(bad, match):
+    with pytest.raises(PSFError, match=match):
+        distill_psf(bad)
+
+
+@pytest.mark.parametrize("box, match", [(8, "odd"), (1, "odd"), (301, "does not fit")])
+def test_bad_boxes_are_refused(box, match):
+    image, _ = make_beads((128, 128), 1.2, n=4, seed=11)
+    with pytest.raises(PSFError, match=match):
+        distill_psf(image, box=box)
