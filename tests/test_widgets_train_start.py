@@ -57,3 +57,27 @@ def test_resuming_reads_no_psf_rows_and_says_what_is_kept(form, trained, trained
     assert plan.job[0] is channels_job and plan.job[-1] is pair and plan.job[5] == [None, None]
     assert plan.epochs_before == 0  # each channel's curve follows the previous one's
     assert "its architecture of every channel" in continuing_text(plan)
+
+
+def test_a_2d_3d_mismatch_names_the_forms_controls_not_the_command_line(train_widget, fresh_registry, notifications,
+                                                                         trained, trained3d, sample, sample3d):
+    """The widget's refusal says how to fix it with its own 3D box and Start from, never with ``--3d``."""
+    viewer, w = train_widget
+    pair3d = ChannelModels([trained3d, trained3d])
+    cases = [  # (image, axes, 3D ticked, model to resume, what to do)
+        (sample.noisy, "YX", False, trained3d, "tick the 3D box"),
+        (sample3d.noisy, "ZYX", True, trained, "untick the 3D box"),
+        (np.stack([sample.noisy] * 2), "CYX", False, pair3d, "tick the 3D box"),
+    ]
+    for k, (data, axes, three_d, model, fix) in enumerate(cases):
+        w.form.image.value, w.form.axes.value = viewer.add_image(data, name=f"im{k}"), axes
+        w.form.three_d.value = three_d
+        w.form.resume.reset_choices()
+        w.form.resume.value = fresh_registry.add(model, f"model{k}")
+        notifications["error"].clear()
+        assert not w.start()
+        (message,) = notifications["error"]
+        assert "is 3D" in message or "is 2D" in message, message
+        assert fix in message and "Start from to '(new model)'" in message and "--" not in message, message
+        assert "command line" not in message, message
+

@@ -18,10 +18,15 @@ from ..core.channels import check_resume, check_single_resume
 from ._large import layer_data
 from ._registry import REGISTRY
 from ._train_channels import ChannelInput, channel_input
-from ._train_form import TrainForm
+from ._train_form import NEW_MODEL, TrainForm
 from ._train_job import TrainControl, channels_job, train_job
 
-__all__ = ["RunPlan", "continuing_text", "plan_run"]
+__all__ = ["GUI_NDIM_HINTS", "RunPlan", "continuing_text", "plan_run"]
+
+#: How to train in the resumed model's dimensions (3 or 2) with the form's controls: the core's
+#: own wording names the command line's --3d, which the user of the widget never sees.
+GUI_NDIM_HINTS = {3: f"tick the 3D box, for an Image with a Z axis, or set Start from to '{NEW_MODEL}'",
+                  2: f"untick the 3D box, or set Start from to '{NEW_MODEL}'"}
 
 
 @dataclass
@@ -73,7 +78,7 @@ def plan_run(form: TrainForm, control: TrainControl) -> RunPlan:
     resume = REGISTRY.get(resumed) if resumed is not None else None
     if channels is not None:
         if resume is not None:
-            check_resume(resume, channels.count, config.ndim)
+            check_resume(resume, channels.count, config.ndim, hints=GUI_NDIM_HINTS)
             configs, psfs = [config] * channels.count, [None] * channels.count
         else:
             configs = form.channel_configs(config, channels.count)
@@ -83,7 +88,7 @@ def plan_run(form: TrainForm, control: TrainControl) -> RunPlan:
                resume)
         return RunPlan(job, layer, config, data, channels.axes, channels, resume, resumed)
     if resume is not None:
-        check_single_resume(resume, config.ndim)
+        check_single_resume(resume, config.ndim, hints=GUI_NDIM_HINTS)
     data = layer_data(layer)  # a dask/zarr layer stays lazy: patches are read as drawn
     psf = form.measured_psf() if resume is None else None
     job = (train_job, control, data, config, axes, psf, resume, form.estimate_sigma())

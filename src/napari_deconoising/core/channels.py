@@ -7,7 +7,7 @@ models are ordinary :class:`~napari_deconoising.core.model.DecoNoisingModel` obj
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from .data import DataError
-from .model import DecoNoisingModel, check_resume_ndim
+from .model import NDIM_HINTS, DecoNoisingModel, check_resume_ndim
 from .modelfile import CHANNELS_FORMAT_VERSION, ModelFileError, read_payload, write_payload
 from .predict import Prediction
 from .psf import PSFError, prepare_psf
@@ -206,12 +206,14 @@ def load_model(path: str | PathLike) -> DecoNoisingModel | ChannelModels:
     return DecoNoisingModel.from_payload(payload, source=path)
 
 
-def check_resume(resume: DecoNoisingModel | ChannelModels, channels: int, ndim: int) -> ChannelModels:
+def check_resume(resume: DecoNoisingModel | ChannelModels, channels: int, ndim: int, *,
+                 hints: Mapping[int, str] = NDIM_HINTS) -> ChannelModels:
     """``resume`` as the models to continue on an image with ``channels`` channels, or a clear error.
 
     The per-channel form of the single-channel checks: a model per channel, as many as
     the image has channels, each of the dimensionality being trained (2D <-> 3D is a
-    different network, never a silent switch).
+    different network, never a silent switch). ``hints``: how the caller's controls switch
+    between 2D and 3D (see :func:`~napari_deconoising.core.model.check_resume_ndim`).
 
     Raises
     ------
@@ -226,12 +228,14 @@ def check_resume(resume: DecoNoisingModel | ChannelModels, channels: int, ndim: 
     if len(resume.models) != channels:
         raise DataError(f"the model to resume has {len(resume.models)} channels but the image has {channels}")
     for k, m in enumerate(resume.models):
-        check_resume_ndim(m, ndim, f"channel {k + 1} of the model to resume")
+        check_resume_ndim(m, ndim, f"channel {k + 1} of the model to resume", hints)
     return resume
 
 
-def check_single_resume(resume: DecoNoisingModel | ChannelModels, ndim: int) -> DecoNoisingModel:
-    """``resume`` as the model to continue on an image without channels, or a clear error.
+def check_single_resume(resume: DecoNoisingModel | ChannelModels, ndim: int, *,
+                        hints: Mapping[int, str] = NDIM_HINTS) -> DecoNoisingModel:
+    """``resume`` as the model to continue on an image without channels, or a clear error
+    (``hints`` as for :func:`check_resume`).
 
     Raises
     ------
@@ -244,7 +248,7 @@ def check_single_resume(resume: DecoNoisingModel | ChannelModels, ndim: int) -> 
         n = len(resume.models)
         raise DataError(f"the model to resume holds one model per channel ({n} channels): resume needs an image "
                         f"with {n} channels, not one without a channel axis (C)")
-    check_resume_ndim(resume, ndim)
+    check_resume_ndim(resume, ndim, hints=hints)
     return resume
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
@@ -171,14 +171,20 @@ class DecoNoisingModel:
         return f"{dims}U-Net depth {c.depth}/{c.channels} ch, {psf}, {len(self.history)} epochs{head}{val}"
 
 
-def check_resume_ndim(model: DecoNoisingModel, ndim: int, what: str = "the model to resume") -> None:
+#: How to train in 2D or 3D, by the model's dimensions: the command line's wording (a caller with
+#: other controls, such as the Train widget, passes its own to the checks).
+NDIM_HINTS: Mapping[int, str] = {3: "--3d on the command line, 3D on in the Train widget",
+                                 2: "without --3d on the command line, 3D off in the Train widget"}
+
+
+def check_resume_ndim(model: DecoNoisingModel, ndim: int, what: str = "the model to resume",
+                      hints: Mapping[int, str] = NDIM_HINTS) -> None:
     """Raise :class:`ConfigError` unless ``model`` continues as an ``ndim``-D model: 2D <-> 3D is a
-    different network, never a silent switch. ``what`` names the model in the message."""
+    different network, never a silent switch. ``what`` names the model in the message; ``hints``
+    says how to switch to the model's dimensions (2 or 3) with the caller's controls."""
     m = model.config.ndim
     if m != ndim:
-        how = "--3d on the command line, 3D on in the Train widget" if m == 3 else \
-            "without --3d on the command line, 3D off in the Train widget"
-        raise ConfigError(f"ndim={ndim}: {what} is {m}D; train it in {m}D ({how})")
+        raise ConfigError(f"ndim={ndim}: {what} is {m}D; train it in {m}D ({hints[m]})")
 
 
 def _plain(v: Any) -> Any:
