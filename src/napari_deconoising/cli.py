@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._batch import UsageError
+from ._cli_beads import add_beads_parser
 from ._cli_channels import CLIError
 from ._cli_train import DEFAULT_PATCH_3D, cmd_train
 from .bioimageio import BioimageioExportError, BioimageioUnavailable, load_any_model
@@ -250,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the in-focus plane")
     o.add_argument("--size", type=int, nargs="+", metavar="N", help="odd size, one value or one per axis")
     o.set_defaults(func=cmd_psf)
+    add_beads_parser(sub)
 
     m = sub.add_parser("demo", help="train and compare Noise2Void and DecoNoising on a synthetic sample")
     m.add_argument("--out", default="demo-output", help="output folder (default demo-output)")

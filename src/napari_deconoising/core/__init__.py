@@ -11,6 +11,7 @@ Typical use::
     model3d = train(stack, TrainConfig(ndim=3, psf_sigma=(2, 1, 1), patch_size=(16, 64, 64)), axes="ZYX")
 """
 
+from .beads import BeadError, BeadPSF, distill_psf
 from .channels import ChannelModels, load_model
 from .config import ConfigError, TrainConfig
 from .data import DataError, DataWarning, as_image_set
@@ -27,6 +28,8 @@ from .train import Trainer, TrainEvent, train
 from .unet import UNet
 
 __all__ = [
+    "BeadError",
+    "BeadPSF",
     "Cancelled",
     "ChannelModels",
     "ConfigError",
@@ -47,6 +50,7 @@ __all__ = [
     "UNet",
     "as_image_set",
     "available_devices",
+    "distill_psf",
     "execution_plan",
     "gaussian_psf",
     "load_model",

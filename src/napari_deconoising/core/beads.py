@@ -96,6 +96,32 @@ class BeadPSF:
             return (0.0,) * self.bead_sigmas.shape[1]
         return tuple(float(v) for v in self.bead_sigmas.std(axis=0, ddof=1))
 
+    def summary(self, spacing_nm: Sequence[float | None] | None = None) -> str:
+        """A few lines for the user: beads used, sigma per axis (and in nm where ``spacing_nm``, the
+        pixel size per axis, is known), FWHM, consistency, and what to do about a weak result."""
+        names = "zyx"[-len(self.sigma):]
+        nm = list(spacing_nm) if spacing_nm is not None else [None] * len(self.sigma)
+        unit = ["planes" if a == "z" else "px" for a in names]
+        sig = ", ".join(f"{a} {s:.2f} {u}" + (f" ({s * d:.0f} nm)" if d else "")
+                        for a, s, u, d in zip(names, self.sigma, unit, nm))
+        lines = [f"{self.n_beads} bead{'s' if self.n_beads != 1 else ''} averaged in a "
+                 f"{' x '.join(map(str, self.box))} box; left out: {self.rejected_text()}",
+                 f"Gaussian sigma: {sig}"]
+        if all(nm):
+            lines.append("FWHM: " + ", ".join(f"{a} {2.3548 * s * d:.0f} nm" for a, s, d in zip(names, self.sigma, nm)))
+        if self.sigma != self.sigma_measured:
+            lines.append("bead size taken out; as measured: "
+                         + ", ".join(f"{a} {s:.2f}" for a, s in zip(names, self.sigma_measured)))
+        spread = self.sigma_spread
+        lines.append("single beads vary by " + ", ".join(f"{a} ±{v:.2f}" for a, v in zip(names, spread)))
+        if self.n_beads < 5:
+            lines.append(f"only {self.n_beads} bead{'s' if self.n_beads != 1 else ''}: the average is noisy; "
+                         "image more isolated beads for a firmer PSF")
+        if any(v > 0.15 * s for v, s in zip(spread, self.sigma_measured)):
+            lines.append("the beads differ in width by more than 15 %: some may be out of focus, or the field "
+                         "is not flat; check the beads used")
+        return "\n".join(lines)
+
     def rejected_text(self) -> str:
         """``"3 too close to the image edge, 1 saturated"``, or ``"none"``."""
         parts = [f"{n} {REJECT_REASONS[k]}" for k, n in self.rejected.items() if n]
