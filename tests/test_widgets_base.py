@@ -14,7 +14,7 @@ from napari_deconoising._widgets._layers import PROVENANCE_KEY  # noqa: E402
 
 
 def _names(combo) -> list[str]:
-    """The names the picker shows (magicgui keeps unchanged items where they are)."""
+    """The names the picker shows, sorted (their order: :func:`_order`)."""
     return sorted(combo.native.itemText(i) for i in range(combo.native.count()))
 
 
@@ -87,6 +87,29 @@ def test_renaming_layers_keeps_every_pick(viewer, cls):
     assert "b-renamed" in _names(w.form.image)
 
 
+def _order(picker) -> list[str]:
+    """The names a picker shows, top to bottom (a ComboBox or a Select)."""
+    native = picker.native
+    return [native.itemText(i) if hasattr(native, "itemText") else native.item(i).text() for i in range(native.count())]
+
+
+@pytest.mark.parametrize("cls", [TrainWidget, ApplyWidget])
+def test_a_renamed_or_moved_layer_keeps_its_place_in_the_pickers(viewer, cls):
+    """magicgui appends a renamed choice at the end; the pickers list the layers in the viewer's order."""
+    w = cls(viewer)
+    viewer.window.add_dock_widget(w)
+    a, b, _ = (viewer.add_image(np.zeros((16, 16), np.float32), name=n) for n in "abc")
+    w.form.image.value, w.truth_combo.value = b, a
+    seen = []
+    w.form.image.changed.connect(seen.append)
+    w.truth_combo.changed.connect(seen.append)
+    a.name = "a2"
+    assert _order(w.form.image) == ["a2", "b", "c"] and _order(w.truth_combo) == ["-----", "a2", "b", "c"]
+    viewer.layers.move(2, 0)  # c to the bottom of the layer list
+    assert _order(w.form.image) == ["c", "a2", "b"]
+    assert w.form.image.value is b and w.truth_combo.value is a and not seen  # the picks stay, silently
+
+
 def test_renaming_keeps_the_psf_layer_and_the_extra_channels(viewer):
     w = TrainWidget(viewer)
     viewer.window.add_dock_widget(w)
@@ -100,6 +123,8 @@ def test_renaming_keeps_the_psf_layer_and_the_extra_channels(viewer):
     magenta.name = "magenta2"
     assert w.form.image.value is green and w.form.psf_layer.value is psf
     assert list(w.form.extra_layers.value) == [magenta] and w.form.channel_count() == 2
+    assert _order(w.form.extra_layers) == ["magenta2", "psf2"]
+    assert _order(w.form.image) == ["green2", "magenta2", "psf2"]
 
 
 def test_a_removed_pick_falls_back_to_a_raw_image_not_a_result(viewer):

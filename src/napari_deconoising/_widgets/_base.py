@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
+from enum import EnumMeta
 from typing import Any
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton
@@ -58,7 +59,8 @@ def refresh_keeping_choices(widgets: Iterable[CategoricalWidget], refresh: Calla
     (the extra channel layers leave out the Image), so when a value could not be put
     back the choices are refreshed once more with the others restored. A picker whose
     value did go (its layer was removed) takes ``fallback[widget]()`` when that is one
-    of its choices, and emits ``changed`` once, at the end.
+    of its choices, and emits ``changed`` once, at the end. Each picker then lists its
+    choices in their own order (the viewer's layer order), as magicgui does not.
     """
     widgets = list(widgets)
     saved = [(w, w.value) for w in widgets]
@@ -69,8 +71,34 @@ def refresh_keeping_choices(widgets: Iterable[CategoricalWidget], refresh: Calla
         if not all([_restore(w, old, None) for w, old in saved]):
             refresh()
         moved = [w for w, old in saved if not _restore(w, old, (fallback or {}).get(w))]
+        for w in widgets:
+            _in_choice_order(w)
     for w in moved:
         w.changed.emit(w.value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    # Layers by identity: two layers can be equal in name but not the same.
+    return a is b or (not isinstance(a, Layer) and not isinstance(b, Layer) and a == b)
+
+
+def _in_choice_order(widget: CategoricalWidget) -> None:
+    """List ``widget``'s choices in the order its choices function gives (the caller blocks ``changed``).
+
+    magicgui keeps an item where it is and appends a new label at the end, so a renamed or
+    moved layer sat out of the viewer's order; emptied first, the list is rebuilt in order.
+    """
+    source = widget.options.get("choices")
+    if not callable(source) or isinstance(source, EnumMeta):
+        return  # fixed choices keep their order
+    wanted = [c[1] if isinstance(c, tuple) and len(c) == 2 else c for c in source(widget)]  # (label, value)
+    shown = [c for c in widget.choices if c is not None]  # a nullable picker's empty choice stays first
+    wanted = [c for c in wanted if c is not None]
+    if len(shown) != len(wanted) or not all(_same(a, b) for a, b in zip(shown, wanted)):
+        value = widget.value
+        widget.choices = ()
+        widget.reset_choices()
+        _restore(widget, value, None)
 
 
 def _restore(widget: CategoricalWidget, old: Any, fallback: Callable[[], Any] | None) -> bool:
@@ -78,9 +106,7 @@ def _restore(widget: CategoricalWidget, old: Any, fallback: Callable[[], Any] | 
     choices = widget.choices
 
     def present(value: Any) -> bool:
-        # Layers by identity: two layers can be equal in name but not the same.
-        return any(value is c or (not isinstance(c, Layer) and not isinstance(value, Layer) and value == c)
-                   for c in choices)
+        return any(_same(value, c) for c in choices)
 
     if isinstance(old, (list, tuple)):  # a multi-selection
         left = [v for v in old if present(v)]
