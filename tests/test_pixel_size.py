@@ -137,3 +137,41 @@ def test_an_ome_tif_output_is_an_ome_tiff(tmp_path, trained, volume):
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.ome.tif"), tifffile.imread(tmp_path / "out.tif"))
     lazy = open_lazy(tmp_path / "out.ome.tif")
     assert lazy.scale == pytest.approx((0.3, 0.1, 0.1)) and lazy.units == UM3
+
+
+@pytest.mark.parametrize("axes, shape, ij_unit, unit", [
+    ("TYX", (3, 64, 48), {"tunit": "min"}, "minute"),
+    ("TZYX", (2, 3, 64, 48), {"spacing": 0.3}, "second"),  # ImageJ's time unit is seconds unless it says
+])
+def test_cli_predict_keeps_the_frame_interval(tmp_path, trained, axes, shape, ij_unit, unit):
+    """ImageJ's ``finterval`` (the T spacing) and its ``tunit`` reach the denoised and deconvolved files."""
+    trained.save(tmp_path / "m.pt")
+    data = np.random.default_rng(2).poisson(50, shape).astype(np.float32)
+    tifffile.imwrite(tmp_path / "movie.tif", data, imagej=True, resolution=(10, 10),
+                     metadata={"axes": axes, "finterval": 2.5, "unit": "um", **ij_unit})
+    assert main(["predict", str(tmp_path / "m.pt"), str(tmp_path / "movie.tif"), "--device", "cpu", "--precision",
+                 "fp32", "--denoised", str(tmp_path / "den.tif"), "--deconvolved", str(tmp_path / "dec.tif")]) == 0
+    for name in ("den.tif", "dec.tif"):
+        with tifffile.TiffFile(tmp_path / name) as tif:
+            meta = tif.imagej_metadata
+            assert meta["finterval"] == pytest.approx(2.5) and meta["tunit"] == ij_unit.get("tunit", "sec"), meta
+            assert meta["unit"] == "um" and tif.pages.first.resolution == pytest.approx((10, 10))
+        lazy = open_lazy(tmp_path / name)
+        assert lazy.axes == axes and lazy.scale[0] == pytest.approx(2.5) and lazy.units[0] == unit
+
+
+def test_the_frame_interval_in_ome_tiff_shaped_tiff_and_ome_zarr(tmp_path):
+    """OME's ``TimeIncrement``, tifffile's JSON description (a T ImageJ cannot hold) and OME-Zarr's T scale."""
+    movie = np.zeros((3, 10, 12), np.float32)
+    tifffile.imwrite(tmp_path / "in.ome.tif", movie, ome=True,
+                     metadata={"axes": "TYX", "TimeIncrement": 40, "TimeIncrementUnit": "ms"})
+    lazy = open_lazy(tmp_path / "in.ome.tif")
+    assert lazy.scale == pytest.approx((40, 1, 1)) and lazy.units == ("millisecond", None, None)
+    for name, shape in (("o.ome.tif", (3, 10, 12)), ("o.tif", (1, 10, 12)), ("o.zarr", (3, 10, 12))):
+        with create_output(tmp_path / name, shape, "TYX", scale=lazy.scale, units=lazy.units):
+            pass
+        back = open_lazy(tmp_path / name)
+        assert back.scale == pytest.approx((40, 1, 1)) and back.units == ("millisecond", None, None), name
+    with tifffile.TiffFile(tmp_path / "o.tif") as tif:  # T of length 1: no ImageJ file, the same keys in JSON
+        assert not tif.is_imagej and tif.shaped_metadata[0]["finterval"] == 40
+        assert tif.shaped_metadata[0]["tunit"] == "ms"

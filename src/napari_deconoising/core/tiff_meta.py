@@ -4,14 +4,16 @@ Reading. tifffile names the axes (from ImageJ, OME-XML or its own JSON descripti
 :func:`tiff_axes` turns them into ours (see :mod:`.io`). :func:`tiff_pixel_size` takes the
 pixel size from the OME-XML (``PhysicalSizeX/Y/Z`` and their units), or else from the
 XResolution/YResolution tags (pixels per ResolutionUnit, or per ImageJ's ``unit`` when the
-tag says none) and ImageJ's ``spacing`` for Z.
+tag says none) and ImageJ's ``spacing`` for Z. The time between frames (T) is OME's
+``TimeIncrement`` or ImageJ's ``finterval`` (in its ``tunit``, seconds by default).
 
 Writing. :func:`tiff_write_options` gives ``tifffile.imwrite`` an ImageJ description
 (``unit``, ``spacing``) and the resolution in pixels per unit where ImageJ can hold the
 axes: that is what ImageJ itself writes, and what Fiji shows (through Bio-Formats for a
 BigTIFF). Other axes get tifffile's JSON description and the resolution in pixels per
 centimetre, which any TIFF reader converts. Lengths are written in micrometres because
-Bio-Formats reads ImageJ's ``spacing`` as micrometres whatever the unit says.
+Bio-Formats reads ImageJ's ``spacing`` as micrometres whatever the unit says. The frame
+interval is written as it came, with its unit (``finterval``/``tunit``, ``TimeIncrement``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .units import micrometres_per, normalize_unit
+from .units import micrometres_per, normalize_unit, time_symbol
 
 __all__ = ["FROM_TIFF", "TO_TIFF", "tiff_axes", "tiff_pixel_size", "tiff_write_options"]
 
@@ -70,9 +72,9 @@ def _shaped(tif: Any) -> dict[str, Any]:
 def tiff_pixel_size(tif: Any, series: Any, axes: str) -> PixelSize:
     """The pixel size of ``series`` per axis of ``axes`` (our letters), and its units.
 
-    Axes without a size (T, C, S) get 1.0 and no unit. ``(None, None)`` when the
-    axes are unknown or the file gives no pixel size (a resolution of 1 pixel per
-    nothing, tifffile's default).
+    T gets the frame interval; axes without a size (C, S, a T without an interval) get
+    1.0 and no unit. ``(None, None)`` when the axes are unknown or the file gives no
+    pixel size (a resolution of 1 pixel per nothing, tifffile's default).
     """
     if not axes:
         return None, None
@@ -99,6 +101,9 @@ def _ome_sizes(xml: str | None) -> dict[str, tuple[float, str | None]]:
         value = pixels.get(f"PhysicalSize{a}")
         if value and float(value) > 0:  # µm is OME's default unit
             sizes[a] = (float(value), normalize_unit(pixels.get(f"PhysicalSize{a}Unit", "µm")))
+    interval = pixels.get("TimeIncrement") if pixels is not None else None
+    if interval and float(interval) > 0:  # seconds is OME's default unit
+        sizes["T"] = (float(interval), normalize_unit(pixels.get("TimeIncrementUnit", "s")))
     return sizes
 
 
@@ -121,6 +126,9 @@ def _tag_sizes(tif: Any, series: Any) -> dict[str, tuple[float, str | None]]:
     spacing = meta.get("spacing")
     if isinstance(spacing, int | float) and spacing > 0:
         sizes["Z"] = (float(spacing), normalize_unit(meta.get("zunit", unit)))
+    interval = meta.get("finterval")
+    if isinstance(interval, int | float) and interval > 0:  # ImageJ's time unit is "sec" unless it says
+        sizes["T"] = (float(interval), normalize_unit(meta.get("tunit", "sec")))
     return sizes
 
 
@@ -146,16 +154,24 @@ def tiff_write_options(axes: str, shape: Sequence[int], dtype: Any, scale: Seque
     Returns
     -------
     dict
-        ``metadata`` and, with a pixel size, ``resolution``, ``resolutionunit`` and
-        ``imagej``.
+        ``metadata`` and, with a pixel size or frame interval, ``resolution``,
+        ``resolutionunit`` and ``imagej``.
     """
     metadata: dict[str, Any] = {"axes": "".join(TO_TIFF.get(a, "Q") for a in axes)} if axes else {}
     lengths, in_um = _lengths(axes, scale, units) if axes and scale is not None else ({}, False)
+    interval, tunit = _interval(axes, scale, units)
     if ome:  # OME's lengths have units; without one that converts, the pixel size is left out
         sizes = {f"PhysicalSize{a}": v for a, v in lengths.items()} if in_um else {}
-        return {"ome": True, "metadata": {**metadata, **sizes, **{f"{k}Unit": "µm" for k in sizes}}}
-    if not in_um and all(v == 1.0 for v in lengths.values()):
+        sizes = {**sizes, **{f"{k}Unit": "µm" for k in sizes}}
+        if interval is not None and (tunit is None or time_symbol(tunit, ome=True)):  # seconds unless it says
+            sizes["TimeIncrement"] = interval
+            sizes.update({"TimeIncrementUnit": time_symbol(tunit, ome=True)} if tunit else {})
+        return {"ome": True, "metadata": {**metadata, **sizes}}
+    if not in_um and all(v == 1.0 for v in lengths.values()) and interval is None:
         return {"metadata": metadata}
+    if interval is not None:  # ImageJ's key names; tifffile keeps them in its JSON description too
+        metadata["finterval"] = interval
+        metadata.update({"tunit": time_symbol(tunit)} if tunit else {})
     if "Z" in lengths:
         metadata["spacing"] = lengths["Z"]
     if in_um:
@@ -175,6 +191,17 @@ def _lengths(axes: str, scale: Sequence[float], units: Sequence[str | None] | No
     if found and all(f is not None for _, f in found.values()):
         return {a: s * f for a, (s, f) in found.items()}, True
     return {a: s for a, (s, _) in found.items()}, False
+
+
+def _interval(axes: str, scale: Sequence[float] | None, units: Sequence[str | None] | None,
+              ) -> tuple[float | None, str | None]:
+    """The time between frames (T) and its unit; ``(None, None)`` when the file gave none."""
+    if "T" not in axes or scale is None:
+        return None, None
+    k = axes.index("T")
+    unit = (units or (None,) * len(axes))[k]
+    keep = scale[k] > 0 and (scale[k] != 1.0 or unit)  # 1 without a unit: tifffile's default, no interval
+    return (float(scale[k]), unit) if keep else (None, None)
 
 
 def _imagej_holds(axes: str, shape: Sequence[int], dtype: Any) -> bool:

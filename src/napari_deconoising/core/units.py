@@ -9,7 +9,7 @@ are) but cannot be converted.
 
 from __future__ import annotations
 
-__all__ = ["normalize_unit", "micrometres_per"]
+__all__ = ["normalize_unit", "micrometres_per", "time_symbol"]
 
 # NGFF length units used in microscopy -> micrometres per unit.
 _LENGTHS = {"angstrom": 1e-4, "picometer": 1e-6, "nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3,
@@ -20,8 +20,14 @@ _SYMBOLS = {
     "A": "angstrom", "Å": "angstrom", "\\u00C5": "angstrom", "pm": "picometer", "nm": "nanometer",
     "um": "micrometer", "µm": "micrometer", "μm": "micrometer", "\\u00B5m": "micrometer",
     "\\u00b5m": "micrometer", "mm": "millimeter", "cm": "centimeter", "m": "meter", "in": "inch",
-    "ns": "nanosecond", "ms": "millisecond", "s": "second", "sec": "second", "min": "minute", "h": "hour",
+    "ns": "nanosecond", "us": "microsecond", "µs": "microsecond", "μs": "microsecond", "\\u00B5s": "microsecond",
+    "\\u00b5s": "microsecond", "ms": "millisecond", "s": "second", "sec": "second", "min": "minute", "h": "hour",
 }
+# Our time units as ImageJ's ``tunit`` spells them (ASCII: its description is), and as OME-XML does.
+_IMAGEJ_TIMES = {"nanosecond": "ns", "microsecond": "us", "millisecond": "ms", "second": "sec", "minute": "min",
+                 "hour": "hour"}
+_OME_TIMES = {"nanosecond": "ns", "microsecond": "µs", "millisecond": "ms", "second": "s", "minute": "min",
+              "hour": "h"}
 _WORDS = {"micron": "micrometer", "microns": "micrometer", **{n.replace("meter", "metre"): n for n in _LENGTHS}}
 # What ImageJ and OME write for "no physical unit".
 _NO_UNIT = {"", "pixel", "pixels", "px", "reference frame"}
@@ -49,3 +55,13 @@ def normalize_unit(unit: object) -> str | None:
 def micrometres_per(unit: str | None) -> float | None:
     """How many micrometres one ``unit`` is; ``None`` for an unknown or missing unit."""
     return _LENGTHS.get(normalize_unit(unit) or "")
+
+
+def time_symbol(unit: str, ome: bool = False) -> str | None:
+    """How ImageJ (or, with ``ome``, OME-XML) writes the time ``unit`` (our name or a file's spelling).
+
+    ImageJ takes any word, so a unit it has no symbol for is written as it is; OME-XML
+    only knows its own symbols, so there it is ``None``.
+    """
+    name = normalize_unit(unit)
+    return (_OME_TIMES if ome else _IMAGEJ_TIMES).get(name or "", None if ome else unit)
