@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from napari_deconoising.core.bead_psf import fwhm
 from napari_deconoising.core.beads import BeadError, distill_psf
-from napari_deconoising.core.psf import PSFError, prepare_psf
+from napari_deconoising.core.psf import PSFError, gaussian_psf, prepare_psf
 from napari_deconoising.core.sample_beads import make_beads
 
 
@@ -39,7 +40,10 @@ def test_the_psf_is_odd_centred_non_negative_and_sums_to_one(sigma, seed):
     psf = distill_psf(image).psf
     assert psf.dtype == np.float32 and all(n % 2 == 1 for n in psf.shape)
     assert psf.min() >= 0 and psf.sum() == pytest.approx(1.0, abs=1e-5)
-    assert np.allclose(_centre_of_mass(psf), np.array(psf.shape) // 2, atol=0.05)
+    centre = np.array(psf.shape) // 2
+    assert np.unravel_index(np.argmax(psf), psf.shape) == tuple(centre)
+    # the tails keep some noise (above the noise floor), so the centre of mass is a little less exact
+    assert np.allclose(_centre_of_mass(psf), centre, atol=0.15)
     assert np.allclose(prepare_psf(psf), psf, atol=1e-6)  # already in the form training takes
 
 
@@ -70,6 +74,7 @@ def test_a_psf_from_optics_is_recovered_rings_and_all():
     centre = np.array(kernel.shape) // 2
     ring = int(np.argmin(kernel[centre[0], centre[1]:]))
     assert r.psf[centre[0], centre[1] + ring] < 0.05 * r.psf.max()
+    assert np.allclose(fwhm(r.psf), fwhm(kernel), atol=0.1)
 
 
 def test_beads_too_close_together_are_left_out():
@@ -130,3 +135,16 @@ def test_bad_boxes_are_refused(box, match):
     image, _ = make_beads((128, 128), 1.2, n=4, seed=11)
     with pytest.raises(PSFError, match=match):
         distill_psf(image, box=box)
+
+
+@pytest.mark.parametrize("sigma", [1.5, 2.5, (2.0, 1.5, 1.5)])
+def test_fwhm_of_a_gaussian_is_2_355_sigma(sigma):
+    ndim = 3 if isinstance(sigma, tuple) else 2
+    widths = fwhm(gaussian_psf(sigma, ndim=ndim, truncate=5))
+    assert np.allclose(widths, 2.3548 * np.broadcast_to(sigma, (ndim,)), rtol=0.02)
+
+
+def test_fwhm_is_nan_where_the_profile_never_halves():
+    flat = np.ones((5, 9))
+    flat[2, 4] = 1.5
+    assert all(np.isnan(fwhm(flat)))

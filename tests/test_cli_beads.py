@@ -51,7 +51,7 @@ def test_a_stack_gives_a_3d_psf_with_sizes_in_nm(beads3d, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert load_psf(psf, ndim=3).ndim == 3
     assert re.search(r"z 2\.[12]\d planes \(4[34]\d nm\)", err)  # about 2.2 planes of 200 nm
-    assert "FWHM: z" in err and "bead size taken out" in err
+    assert "FWHM (measured profile): z" in err and "bead size taken out" in err
     assert "--3d --psf" in out
 
 

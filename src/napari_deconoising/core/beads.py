@@ -27,105 +27,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from .bead_psf import REJECT_REASONS, BeadPSF
 from .gaussian_fit import fit_gaussian
 from .psf import PSFError, prepare_psf
 
 __all__ = ["BeadError", "BeadPSF", "distill_psf", "REJECT_REASONS"]
 
-#: Why a detected bead was left out, in the order they are checked.
-REJECT_REASONS = {
-    "edge": "too close to the image edge",
-    "crowded": "another bead within its box",
-    "saturated": "saturated",
-    "bright": "much brighter than the typical bead (a clump?)",
-    "wide": "much wider than the typical bead (out of focus or a clump?)",
-    "fit": "no Gaussian could be fitted",
-}
 _BRIGHT = 1.6  # x the median integrated intensity: two beads together are about 2x
 _WIDE = 1.4  # x the median width (geometric mean over axes)
 _MAX_BEADS = 2000
+_FLOOR = 1.0  # x the noise of the average (measured: benchmarks/beads.py, docs/beads.md)
 
 
 class BeadError(PSFError):
     """No usable beads: none found, or every one left out (the message says why)."""
-
-
-@dataclass(frozen=True)
-class BeadPSF:
-    """The result of :func:`distill_psf`.
-
-    Attributes
-    ----------
-    psf : numpy.ndarray
-        The averaged PSF: float32, odd-sized, centred, non-negative, sums to 1.
-    sigma : tuple of float
-        Gaussian sigma of ``psf`` per axis (Z, Y, X or Y, X), in pixels (Z in planes),
-        corrected for the bead's size when one was given.
-    sigma_measured : tuple of float
-        The same before the bead-size correction.
-    positions : numpy.ndarray
-        ``(n, ndim)`` sub-pixel centres of the beads that were averaged, image coordinates.
-    bead_sigmas : numpy.ndarray
-        ``(n, ndim)`` Gaussian sigma of each averaged bead, pixels.
-    rejected : dict
-        Reason (a key of :data:`REJECT_REASONS`) -> number of beads left out for it.
-    box : tuple of int
-        Size of the box (and of ``psf``) per axis.
-    """
-
-    psf: np.ndarray
-    sigma: tuple[float, ...]
-    sigma_measured: tuple[float, ...]
-    positions: np.ndarray
-    bead_sigmas: np.ndarray
-    rejected: dict[str, int] = field(default_factory=dict)
-    box: tuple[int, ...] = ()
-
-    @property
-    def n_beads(self) -> int:
-        return len(self.positions)
-
-    @property
-    def sigma_spread(self) -> tuple[float, ...]:
-        """Standard deviation of the single beads' sigmas per axis (0 for a single bead)."""
-        if self.n_beads < 2:
-            return (0.0,) * self.bead_sigmas.shape[1]
-        return tuple(float(v) for v in self.bead_sigmas.std(axis=0, ddof=1))
-
-    def summary(self, spacing_nm: Sequence[float | None] | None = None) -> str:
-        """A few lines for the user: beads used, sigma per axis (and in nm where ``spacing_nm``, the
-        pixel size per axis, is known), FWHM, consistency, and what to do about a weak result."""
-        names = "zyx"[-len(self.sigma):]
-        nm = list(spacing_nm) if spacing_nm is not None else [None] * len(self.sigma)
-        unit = ["planes" if a == "z" else "px" for a in names]
-        sig = ", ".join(f"{a} {s:.2f} {u}" + (f" ({s * d:.0f} nm)" if d else "")
-                        for a, s, u, d in zip(names, self.sigma, unit, nm))
-        lines = [f"{self.n_beads} bead{'s' if self.n_beads != 1 else ''} averaged in a "
-                 f"{' x '.join(map(str, self.box))} box; left out: {self.rejected_text()}",
-                 f"Gaussian sigma: {sig}"]
-        if all(nm):
-            lines.append("FWHM: " + ", ".join(f"{a} {2.3548 * s * d:.0f} nm" for a, s, d in zip(names, self.sigma, nm)))
-        if self.sigma != self.sigma_measured:
-            lines.append("bead size taken out; as measured: "
-                         + ", ".join(f"{a} {s:.2f}" for a, s in zip(names, self.sigma_measured)))
-        spread = self.sigma_spread
-        lines.append("single beads vary by " + ", ".join(f"{a} ±{v:.2f}" for a, v in zip(names, spread)))
-        if self.n_beads < 5:
-            lines.append(f"only {self.n_beads} bead{'s' if self.n_beads != 1 else ''}: the average is noisy; "
-                         "image more isolated beads for a firmer PSF")
-        if any(v > 0.15 * s for v, s in zip(spread, self.sigma_measured)):
-            lines.append("the beads differ in width by more than 15 %: some may be out of focus, or the field "
-                         "is not flat; check the beads used")
-        return "\n".join(lines)
-
-    def rejected_text(self) -> str:
-        """``"3 too close to the image edge, 1 saturated"``, or ``"none"``."""
-        parts = [f"{n} {REJECT_REASONS[k]}" for k, n in self.rejected.items() if n]
-        return ", ".join(parts) if parts else "none"
 
 
 def distill_psf(image: np.ndarray, box: int | Sequence[int] | None = None, threshold: float = 6.0,
@@ -197,7 +115,7 @@ def distill_psf(image: np.ndarray, box: int | Sequence[int] | None = None, thres
         if saturation is not None and crop.max() >= saturation:
             rejected["saturated"] += 1
             continue
-        crop = crop - np.median(_shell(crop))
+        crop = crop - _shell(crop).mean()  # the mean: a Poisson background's median is biased low
         spot = _fit(crop, half)
         if spot is None:
             rejected["fit"] += 1
@@ -216,12 +134,18 @@ def distill_psf(image: np.ndarray, box: int | Sequence[int] | None = None, thres
     stack = []
     for i in np.flatnonzero(use):
         # the fitted centre onto the box's centre pixel
-        shifted = ndimage.shift(crops[i], origins[i] - centres[i], order=3, mode="constant", cval=0.0)
+        shifted = _shift(crops[i], origins[i] - centres[i])
         stack.append(shifted / shifted.sum())
-    mean = np.clip(np.mean(stack, axis=0), 0, None)
+    mean = np.mean(stack, axis=0)
+    shell = _shell(mean)
+    # What is left of the background, then the noise floor: clipping noise at 0 alone would leave a
+    # positive pedestal all over the box, which widens the PSF.
+    mean = mean - shell.mean()
+    floor = _FLOOR * shell.std()
+    fitted = _fit(mean / mean.max(), np.array(mean.shape) // 2)  # before the floor: noise averages out
+    mean[mean < floor] = 0.0
     psf = prepare_psf(mean, ndim=ndim)
-    measured = _fit(psf.astype(np.float64) / psf.max(), np.array(psf.shape) // 2)
-    sigma_measured = measured.sigma if measured is not None else (math.nan,) * ndim
+    sigma_measured = fitted.sigma if fitted is not None else (math.nan,) * ndim
     d = np.broadcast_to(np.asarray(bead_diameter, dtype=np.float64), (ndim,))
     sigma = tuple(float(math.sqrt(max(s * s - di * di / 20.0, 0.0))) for s, di in zip(sigma_measured, d))
     return BeadPSF(psf=psf, sigma=sigma, sigma_measured=tuple(float(s) for s in sigma_measured),
@@ -250,6 +174,7 @@ def _box_size(data: np.ndarray, found: np.ndarray, box: int | Sequence[int] | No
         if spot is not None:
             sigmas.append(spot.sigma)
     s = np.median(sigmas, axis=0) if sigmas else np.full(ndim, 1.5)
+    s[-2:] = s[-2:].max()  # Y and X alike: a lateral PSF is round unless the optics are broken
     return tuple(int(min(max(2 * math.ceil(5 * si) + 1, 9), n - (1 - n % 2))) for si, n in zip(s, data.shape))
 
 
@@ -289,6 +214,13 @@ def _typical(totals: np.ndarray, widths: np.ndarray, rejected: dict[str, int]) -
     rejected["bright"] += int(bright.sum())
     rejected["wide"] += int(wide.sum())
     return ~(bright | wide)
+
+
+def _shift(crop: np.ndarray, by: np.ndarray) -> np.ndarray:
+    """``crop`` moved by ``by`` pixels (sub-pixel), by the Fourier shift theorem: no interpolation blur."""
+    from scipy import ndimage
+
+    return np.fft.ifftn(ndimage.fourier_shift(np.fft.fftn(crop), by)).real
 
 
 def _shell(crop: np.ndarray) -> np.ndarray:
