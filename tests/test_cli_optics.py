@@ -67,6 +67,9 @@ def test_psf_command_writes_the_psf_and_prints_sigma(tmp_path, capsys, args, sha
     with tifffile.TiffFile(out) as tif:
         data = tif.asarray()
         assert tif.series[0].axes == axes
+        # the voxel size it was computed for, in µm as ImageJ stores it (65 nm pixels, 200 nm planes)
+        assert tif.imagej_metadata["unit"] == "um" and tif.pages.first.resolution == pytest.approx((1 / 0.065,) * 2)
+        assert tif.imagej_metadata.get("spacing") == (pytest.approx(0.2) if axes == "ZYX" else None)
     assert data.shape == shape and data.sum() == pytest.approx(1.0, abs=1e-5)
     sz, sy, _ = gaussian_sigma(parse_optics(OPTICS))
     assert f"y {sy:.3f} px" in capsys.readouterr().out

@@ -106,3 +106,22 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatc
         write_image(path, np.zeros((4, 4), np.float32))
     assert path.read_bytes() == before
     assert [f.name for f in tmp_path.iterdir()] == ["out.tif"]
+
+
+@pytest.mark.parametrize("name", ["psf.tif", "psf.zarr"])
+def test_write_image_stores_a_pixel_size_as_the_tiled_outputs_do(tmp_path, name):
+    """What ``deconoising psf`` writes: the voxel size in nm, read back (in µm for TIFF) as from any input."""
+    from napari_deconoising.core.lazy_io import open_lazy
+
+    data = np.ones((3, 5, 7), np.float32)
+    write_image(tmp_path / name, data, "ZYX", scale=(200.0, 65.0, 65.0), units=("nanometer",) * 3)
+    lazy = open_lazy(tmp_path / name)
+    factor = 1e-3 if name.endswith(".tif") else 1.0
+    assert lazy.axes == "ZYX" and lazy.scale == pytest.approx((200 * factor, 65 * factor, 65 * factor))
+    assert lazy.units == (("micrometer",) if factor != 1 else ("nanometer",)) * 3
+    np.testing.assert_array_equal(read_image(tmp_path / name)[0], data)
+    with pytest.raises(ImageFileError, match=r"pixel size \(scale \(1.0, 1.0\)\) needs axes and one value per axis"):
+        write_image(tmp_path / "bad.tif", data, "ZYX", scale=(1.0, 1.0))
+    with pytest.raises(ImageFileError, match="needs axes"):
+        write_image(tmp_path / "bad.tif", data, scale=(1.0, 1.0, 1.0))
+    assert not (tmp_path / "bad.tif").exists()

@@ -84,7 +84,9 @@ def cmd_psf(args: argparse.Namespace) -> int:
     ndim = 3 if args.three_d else 2
     size = None if args.size is None else (args.size[0] if len(args.size) == 1 else tuple(args.size))
     kernel = optics_psf(optics, ndim=ndim, size=size)
-    write_image(out, kernel, "ZYX"[-ndim:])
+    # the voxel size the PSF was computed for, so that Fiji (or other deconvolution software) scales it
+    spacing = (optics.z_step_nm, optics.pixel_nm, optics.pixel_nm)[-ndim:]
+    write_image(out, kernel, "ZYX"[-ndim:], scale=spacing, units=("nanometer",) * ndim)
     sz, sy, sx = gaussian_sigma(optics)
     zsig = f"z {sz:.3f} planes, " if ndim == 3 else ""
     print(f"{optics.describe(ndim)}: {kernel.shape} -> {out}", file=sys.stderr)

@@ -16,14 +16,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .tiff_meta import TO_TIFF, tiff_axes
+from .tiff_meta import TO_TIFF, tiff_axes, tiff_write_options
 
 __all__ = ["ImageFileError", "ImageFormat", "FORMATS", "image_format", "read_image", "write_image",
            "atomic_output", "is_zarr_store", "usual_permissions"]
@@ -38,15 +38,15 @@ class ImageFormat:
     """One file format: its name, the suffixes it owns, and how to read and write it.
 
     ``read(path) -> (array, axes)`` may raise anything for a broken file (it is turned
-    into :class:`ImageFileError`); ``write(path, data, axes)`` writes to exactly ``path``
-    (a temporary name chosen by :func:`write_image`). A ``folder`` format stores an
-    image as a directory (zarr).
+    into :class:`ImageFileError`); ``write(path, data, axes, scale, units)`` writes to
+    exactly ``path`` (a temporary name chosen by :func:`write_image`), with the pixel size
+    where one is given. A ``folder`` format stores an image as a directory (zarr).
     """
 
     name: str
     suffixes: tuple[str, ...]
     read: Callable[[Path], tuple[np.ndarray, str]]
-    write: Callable[[Path, np.ndarray, str | None], None]
+    write: Callable[[Path, np.ndarray, str | None, Sequence[float] | None, Sequence[str | None] | None], None]
     folder: bool = False
 
 
@@ -62,12 +62,14 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
         return series.asarray(), tiff_axes(tif, series)
 
 
-def _write_tiff(path: Path, data: np.ndarray, axes: str | None) -> None:
+def _write_tiff(path: Path, data: np.ndarray, axes: str | None, scale: Sequence[float] | None = None,
+                units: Sequence[str | None] | None = None) -> None:
     import tifffile
 
-    metadata = {"axes": "".join(TO_TIFF[a] for a in axes)} if axes else {}
+    # The axes and pixel size as the tile-by-tile outputs store them (see .tiff_meta).
+    options = tiff_write_options(axes or "", data.shape, data.dtype, scale, units)
     # minisblack: else tifffile stores a (3, Y, X) stack as one RGB image.
-    tifffile.imwrite(path, data, metadata=metadata, photometric="minisblack")
+    tifffile.imwrite(path, data, photometric="minisblack", **options)
 
 
 def _read_zarr(path: Path) -> tuple[np.ndarray, str]:
@@ -76,10 +78,11 @@ def _read_zarr(path: Path) -> tuple[np.ndarray, str]:
     return read_ome_zarr(path)
 
 
-def _write_zarr(path: Path, data: np.ndarray, axes: str | None) -> None:
+def _write_zarr(path: Path, data: np.ndarray, axes: str | None, scale: Sequence[float] | None = None,
+                units: Sequence[str | None] | None = None) -> None:
     from .ome import write_ome_zarr
 
-    write_ome_zarr(path, data, axes)
+    write_ome_zarr(path, data, axes, scale=scale, units=units)
 
 
 #: The known formats; the first whose suffixes match a file name handles it.
@@ -140,7 +143,8 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str]:
         raise ImageFileError(f"cannot read {p} as a {fmt.name} image: {e}") from None
 
 
-def write_image(path: str | os.PathLike, data: np.ndarray, axes: str | None = None) -> None:
+def write_image(path: str | os.PathLike, data: np.ndarray, axes: str | None = None, *,
+                scale: Sequence[float] | None = None, units: Sequence[str | None] | None = None) -> None:
     """Write ``data`` to ``path`` atomically, in the format its suffix names.
 
     The file is written under a temporary name in the same folder and renamed over
@@ -155,11 +159,15 @@ def write_image(path: str | os.PathLike, data: np.ndarray, axes: str | None = No
         Written in its own dtype.
     axes : str, optional
         Our axis letters for ``data``, stored in the file where the format allows.
+    scale, units : sequence, optional
+        The pixel size per axis and its unit (NGFF names such as ``"nanometer"``), stored
+        as :func:`~.lazy_io.create_output` stores them (needs ``axes``).
 
     Raises
     ------
     ImageFileError
-        Unsupported suffix, missing folder, or ``axes`` that do not fit ``data``.
+        Unsupported suffix, missing folder, or ``axes``, ``scale`` or ``units`` that do
+        not fit ``data``.
     """
     p = Path(path)
     fmt = image_format(p)
@@ -167,8 +175,12 @@ def write_image(path: str | os.PathLike, data: np.ndarray, axes: str | None = No
     axes = axes.upper() if axes else None
     if axes and (len(axes) != data.ndim or not set(axes) <= set(TO_TIFF) or len(set(axes)) != len(axes)):
         raise ImageFileError(f"axes {axes!r} do not describe an array of shape {data.shape}")
+    for name, values in (("scale", scale), ("units", units)):
+        if values is not None and (not axes or len(values) != data.ndim):
+            raise ImageFileError(f"a pixel size ({name} {tuple(values)}) needs axes and one value per axis of "
+                                 f"an array of shape {data.shape}")
     with atomic_output(p) as tmp:
-        fmt.write(tmp, data, axes)
+        fmt.write(tmp, data, axes, scale, units)
 
 
 @contextmanager

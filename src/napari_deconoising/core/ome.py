@@ -186,9 +186,11 @@ def create_ome_zarr(path: str | Path, shape: Sequence[int], axes: str, *, dtype:
     return array
 
 
-def write_ome_zarr(path: Path, data: np.ndarray, axes: str | None) -> None:
-    """Write an array as a one-level OME-Zarr image (the :data:`.io.FORMATS` writer)."""
+def write_ome_zarr(path: Path, data: np.ndarray, axes: str | None, *, scale: Sequence[float] | None = None,
+                   units: Sequence[str | None] | None = None) -> None:
+    """Write an array as a one-level OME-Zarr image (the :data:`.io.FORMATS` writer), with its
+    pixel size where ``scale`` and ``units`` give one (see :func:`create_ome_zarr`)."""
     from .data import default_axes
 
     axes = axes or default_axes(data.shape)
-    create_ome_zarr(path, data.shape, axes, dtype=data.dtype, data=data)
+    create_ome_zarr(path, data.shape, axes, dtype=data.dtype, data=data, scale=scale, units=units)
