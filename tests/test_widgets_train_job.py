@@ -54,3 +54,28 @@ def test_a_stop_while_learning_sigma_returns_no_model_and_no_estimate(sample, ti
     assert result.reason.startswith("stopped while learning the PSF sigma (at ") and "px so far" in result.reason
     assert not any(isinstance(m, dict) for m in seen)  # no "sigma learned / using the default" message
     assert sum(isinstance(m, Ready) for m in seen) == 1  # the full training never started
+
+
+def test_a_refused_start_leaves_save_naming_the_previous_model(train_widget, notifications, trained, tmp_path,
+                                                               monkeypatch):
+    """A per-channel run refused at Start changes no model: Save still writes the previous one, and says so."""
+    import numpy as np
+
+    from napari_deconoising._widgets import _train
+
+    viewer, w = train_widget
+    assert not w.save_button.enabled and "first" in w.save_button.tooltip
+    trained.save(tmp_path / "earlier.pt")
+    w.load_model(tmp_path / "earlier.pt")  # "Start from" now continues it
+    w.form.image.value = viewer.add_image(np.zeros((2, 48, 48), np.float32), name="cells")
+    w.form.axes.value = "CYX"
+    assert not w.start()  # one network for a two-channel image: refused before anything changes
+    assert any("one network" in m for m in notifications["error"]), notifications
+    assert w.model is not None and w.model_name == "earlier" and w.save_button.enabled
+    assert "'earlier'" in w.save_button.tooltip
+    assert "The model 'earlier' is unchanged: Save model… writes it." in w.status.value
+    asked = []
+    monkeypatch.setattr(_train.QFileDialog, "getSaveFileName", lambda *a: asked.append(a) or ("", ""))
+    w.save_button.clicked.emit()
+    (_, title, default, _) = asked[0]
+    assert title == "Save DecoNoising model 'earlier'" and default == "earlier.pt"

@@ -53,6 +53,7 @@ class TrainWidget(DeconoisingWidget):
         self.load_button.changed.connect(self._load_dialog)
         self.plot = LossPlot(self, viewer=napari_viewer)
         REGISTRY.changed.connect(self._on_registry_changed)
+        self._update_save()
 
         lay = self._layout
         lay.addWidget(self.form.sections["main"].native)
@@ -80,7 +81,13 @@ class TrainWidget(DeconoisingWidget):
         self.start_button.enabled = not busy
         self.stop_button.enabled = busy
         self.load_button.enabled = not busy
+        self._update_save()
+
+    def _update_save(self) -> None:
+        # A refused or failed run leaves the previous model in place: Save names the model it writes.
         self.save_button.enabled = self.model is not None
+        self.save_button.tooltip = ("Train or load a model first" if self.model is None else
+                                    f"Save the model '{self.model_name}' ({self.model.summary().splitlines()[0]})")
 
     def config(self) -> TrainConfig:
         """The :class:`TrainConfig` the form describes (raises ConfigError)."""
@@ -96,7 +103,7 @@ class TrainWidget(DeconoisingWidget):
         try:
             plan = plan_run(self.form, control)
         except ValueError as exc:
-            self.status.value = notify_error(exc, what="training")
+            self._refused(exc)
             return False
         note = continuing_text(plan)
         if note is not None:
@@ -196,7 +203,7 @@ class TrainWidget(DeconoisingWidget):
         stopped = self.control is not None and self.control.stop_requested
         self.model = model
         self.model_name = REGISTRY.add(model, f"{run.layer.name} model")
-        self.save_button.enabled = True
+        self._update_save()
         done = "stopped early" if stopped else "finished"
         secs = time.perf_counter() - run.t0
         prefix = f"Training {done} after {format_seconds(secs)} ({trained_size(model)}). Model '{self.model_name}'. "
@@ -222,7 +229,14 @@ class TrainWidget(DeconoisingWidget):
         ))
 
     def _on_train_error(self, exc: BaseException) -> None:
-        self.status.value = notify_error(exc, what="training")
+        self._refused(exc)
+
+    def _refused(self, exc: BaseException) -> None:
+        """Say why training was refused or failed, and which model Save still writes."""
+        text = notify_error(exc, what="training")
+        if self.model is not None:
+            text += f" The model '{self.model_name}' is unchanged: Save model… writes it."
+        self.status.value = text
 
     def _on_train_finished(self) -> None:
         self.control = None
@@ -270,7 +284,8 @@ class TrainWidget(DeconoisingWidget):
 
     def _save_dialog(self, *_args) -> None:
         path, _ = QFileDialog.getSaveFileName(
-            self, "Save DecoNoising model", f"{self.model_name or 'model'}.pt", "Model files (*.pt)"
+            self, f"Save DecoNoising model '{self.model_name}'", f"{self.model_name or 'model'}.pt",
+            "Model files (*.pt)"
         )
         if path:
             self.save_model(path)
