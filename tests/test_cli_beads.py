@@ -53,6 +53,10 @@ def test_a_stack_gives_a_3d_psf_with_sizes_in_nm(beads3d, tmp_path, capsys):
     assert re.search(r"z 2\.[12]\d planes \(4[34]\d nm\)", err)  # about 2.2 planes of 200 nm
     assert "FWHM (measured profile): z" in err and "bead size taken out" in err
     assert "--3d --psf" in out
+    from napari_deconoising.core.lazy_io import open_lazy
+
+    written = open_lazy(psf)  # the voxel size travels with the PSF
+    assert written.axes == "ZYX" and np.allclose(written.scale, (0.2, 0.065, 0.065), rtol=1e-3)
 
 
 def test_channels_one_at_a_time(beads2d, tmp_path, capsys):

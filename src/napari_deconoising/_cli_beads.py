@@ -64,7 +64,8 @@ def cmd_beads(args: argparse.Namespace) -> int:
     if box is not None and not isinstance(box, int) and len(box) != len(axes):
         raise CLIError(f"--box takes one value or one per axis ({len(axes)} for {axes})")
     result = distill_psf(data, box=box, threshold=args.threshold, bead_diameter=diameter)
-    write_image(out, result.psf, axes)
+    # the voxel size it was measured at, so that other software (Fiji, Huygens) scales it right
+    write_image(out, result.psf, axes, scale=spacing, units=None if spacing is None else ("nanometer",) * len(axes))
     print(f"{args.image}: {result.summary(spacing)}", file=sys.stderr)
     print(f"PSF {result.psf.shape} -> {out}", file=sys.stderr)
     sig = " ".join(f"{s:.2f}" for s in result.sigma)
