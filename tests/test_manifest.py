@@ -14,9 +14,9 @@ def test_manifest_is_valid_and_imports():
     manifest.validate_imports()  # every python_name resolves
     assert manifest.name == "napari-deconoising"
     widgets = {w.display_name for w in manifest.contributions.widgets}
-    assert widgets == {"Train model", "Apply model"}
+    assert widgets == {"Train model", "Apply model", "Measure PSF from beads"}
     keys = {s.key for s in manifest.contributions.sample_data}
-    assert keys == {"synthetic", "synthetic_3d", "nuclei"}
+    assert keys == {"synthetic", "synthetic_3d", "nuclei", "beads"}
     commands = {c.id for c in manifest.contributions.commands}
     assert "napari-deconoising.compare" in commands
     menus = manifest.contributions.menus
@@ -38,12 +38,13 @@ def test_entry_point_registers_the_manifest():
 def test_widgets_open_from_the_plugin(make_napari_viewer):
     """What `napari -w napari-deconoising` does: dock the plugin's widgets by name."""
     pytest.importorskip("napari")
-    from napari_deconoising._widgets import ApplyWidget, TrainWidget
+    from napari_deconoising._widgets import ApplyWidget, BeadsWidget, TrainWidget
 
     viewer = make_napari_viewer()
     _, train = viewer.window.add_plugin_dock_widget("napari-deconoising", "Train model")
     _, apply = viewer.window.add_plugin_dock_widget("napari-deconoising", "Apply model")
-    assert isinstance(train, TrainWidget) and isinstance(apply, ApplyWidget)
+    _, beads = viewer.window.add_plugin_dock_widget("napari-deconoising", "Measure PSF from beads")
+    assert isinstance(train, TrainWidget) and isinstance(apply, ApplyWidget) and isinstance(beads, BeadsWidget)
     viewer.open_sample("napari-deconoising", "synthetic")
     assert "synthetic noisy" in viewer.layers
     assert train.form.image.value is viewer.layers["synthetic noisy"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from napari_deconoising._sample_data import (
+    BEADS_SIGMA,
     NUCLEI_SIGMA,
+    beads_sample,
     load_nuclei_crop,
     make_noisy,
     nuclei_sample,
@@ -53,6 +55,16 @@ def test_nuclei_sample():
     layers = nuclei_sample()
     _check(layers, "nuclei")
     assert layers[2][1]["metadata"]["napari-deconoising sample"]["psf_sigma_px"] == NUCLEI_SIGMA
+
+
+def test_beads_sample_records_its_psf_and_beads():
+    [(image, kwargs, kind)] = beads_sample()
+    assert kind == "image" and image.shape == (256, 256) and image.dtype == np.uint16
+    meta = kwargs["metadata"]["napari-deconoising sample"]
+    assert meta["psf_sigma_px"] == BEADS_SIGMA == 1.3
+    assert len(meta["bead_positions"]) == 30 and kwargs["name"] == "beads"
+    y, x = np.round(meta["bead_positions"][0]).astype(int)
+    assert image[y, x] > 3 * np.median(image)  # a bead where the metadata says
 
 
 def test_make_noisy_is_reproducible_and_does_not_modify_input():

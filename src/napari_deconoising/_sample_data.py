@@ -1,8 +1,10 @@
-"""Sample data: noisy diffraction-limited images with their ground truth.
+"""Sample data: noisy diffraction-limited images with their ground truth, and beads.
 
-Both samples are made by the core: a sharp "phantom" is blurred with a Gaussian PSF
+The image samples are made by the core: a sharp "phantom" is blurred with a Gaussian PSF
 (the noise-free "clean" image, the target of denoising) and then Poisson (shot)
 and Gaussian (read) noise are added. The phantom is the target of deconvolution.
+The bead sample is an image of sub-resolution beads whose PSF is known, to measure it
+with the "Measure PSF from beads" widget.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ import numpy as np
 from .core.io import ImageFileError, read_image
 from .core.sample import camera_noise, gaussian_blur, make_sample
 from .core.sample3d import make_sample_3d
+from .core.sample_beads import make_beads
 
-__all__ = ["synthetic_sample", "synthetic_sample_3d", "nuclei_sample", "load_nuclei_crop", "make_noisy", "NUCLEI_SIGMA"]
+__all__ = ["synthetic_sample", "synthetic_sample_3d", "nuclei_sample", "beads_sample", "load_nuclei_crop",
+           "make_noisy", "NUCLEI_SIGMA", "BEADS_SIGMA", "BEADS_PIXEL_UM"]
 
 #: Gaussian PSF sigma (px) used for the nuclei sample.
 NUCLEI_SIGMA = 2.0
+#: Gaussian PSF sigma (px) of the bead sample, and its pixel size (µm): 1.3 px at 65 nm is the
+#: sigma of a 1.4 NA oil objective at 520 nm (0.21 * 520 / 1.4 = 78 nm).
+BEADS_SIGMA = 1.3
+BEADS_PIXEL_UM = 0.065
 
 
 def _layers(stem: str, noisy, clean, phantom, sigma, source: str, scale: tuple | None = None) -> list[tuple]:
@@ -137,3 +145,27 @@ def nuclei_sample() -> list[tuple]:
         NUCLEI_SIGMA,
         "StarDist 0.9.2 stardist/data/images/img2d.tif, crop [256:512, 0:256] (BSD-3-Clause)",
     )
+
+
+def beads_sample(shape: tuple[int, int] = (256, 256), sigma: float = BEADS_SIGMA, n: int = 30,
+                 seed: int = 0) -> list[tuple]:
+    """Point-like beads blurred by a Gaussian PSF, with shot noise (uint16 photon counts).
+
+    The layer's scale is the pixel size in µm (a unitless scale, as napari's readers give
+    it), so that sizes in nm and a bead diameter can be tried; the metadata has the true
+    sigma and bead positions.
+    """
+    image, positions = make_beads(shape, sigma, n=n, seed=seed)
+    meta = {
+        "napari-deconoising sample": {
+            "psf_sigma_px": sigma,
+            "pixel_size_nm": 1000.0 * BEADS_PIXEL_UM,
+            "bead_positions": positions.tolist(),
+            "source": f"napari_deconoising.core.sample_beads.make_beads(shape={shape}, sigma={sigma}, n={n}, "
+                      f"seed={seed})",
+            "noise": "Poisson",
+        },
+        "role": "beads (measure the PSF: Measure PSF from beads)",
+    }
+    kwargs = {"name": "beads", "colormap": "gray", "scale": (BEADS_PIXEL_UM, BEADS_PIXEL_UM), "metadata": meta}
+    return [(image, kwargs, "image")]
