@@ -149,3 +149,14 @@ def test_a_channel_is_picked(viewer, widget, sync_workers, notifications):
     widget.form.channel.value = 1
     widget.measure()
     assert "no beads found" in notifications["error"][-1]
+
+
+def test_a_measured_psf_is_not_a_result_to_compare(qtbot, viewer, widget, notifications):
+    from napari_deconoising._widgets._compare import find_result_layers
+
+    viewer.open_sample("napari-deconoising", "beads")
+    assert widget.measure()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
+    assert "PSF from beads (beads)" in _names(viewer)
+    viewer.layers.selection.active = viewer.layers["PSF from beads (beads)"]
+    assert find_result_layers(viewer) is None  # "No DecoNoising results yet", not a broken comparison

@@ -135,6 +135,8 @@ def find_result_layers(viewer) -> tuple[Layer, Layer, Layer] | None:
         layer
         for layer in viewer.layers
         if isinstance(layer, Image) and PROVENANCE_KEY in (layer.metadata or {})
+        # a model's outputs, not other layers the plugin makes (a PSF measured from beads)
+        and (layer.metadata[PROVENANCE_KEY] or {}).get("role") in ("denoised", "deconvolved")
     ]
     if not results:
         return None
