@@ -92,6 +92,7 @@ def test_estimate_is_clear_only_when_sigma_settled_below_its_start():
     assert est["clear"] and est["sigma"] == pytest.approx(1.505) and "learned from the data" in est["message"]
     stuck = _estimate_for([(2.95, 2.97)] * 10)
     assert not stuck["clear"] and stuck["sigma"] == 1.0 and "start value" in stuck["message"]
+    assert "deconoising beads" in stuck["message"]  # where to get a firm value
     moving = _estimate_for([(3.0 - 0.1 * i,) * 2 for i in range(20)])
     assert moving["clear"] and "still moving" in moving["message"] and moving["sigma"] == pytest.approx(1.1)
     assert "still moving" not in est["message"]

@@ -242,7 +242,8 @@ class LearnedSigmaTrainer(Trainer):
                     "message": f"PSF sigma learned from the data: {shown} px{note}"}
         return {"method": "learned", "clear": False, "sigma": default, "learned": sigma,
                 "message": f"PSF sigma: the data gave no clear answer ({why}; learned {shown} px); "
-                           f"using the default {default:g} px"}
+                           f"using the default {default:g} px. A PSF measured on beads avoids the guess "
+                           "('deconoising beads', or Measure PSF from beads in napari)"}
 
 
 def sigma_text(sigma: float | Sequence[float]) -> str:
