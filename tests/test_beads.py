@@ -148,3 +148,19 @@ def test_fwhm_is_nan_where_the_profile_never_halves():
     flat = np.ones((5, 9))
     flat[2, 4] = 1.5
     assert all(np.isnan(fwhm(flat)))
+
+
+def test_hot_pixels_are_not_beads():
+    image, truth = make_beads((256, 256), 1.4, n=20, seed=12)
+    hot = image.copy()
+    rng = np.random.default_rng(0)
+    spots = []
+    while len(spots) < 4:  # single bright pixels well away from the beads
+        p = rng.integers(20, 236, 2)
+        if np.min(np.abs(truth - p).max(axis=1)) > 25 and all(np.abs(p - q).max() > 25 for q in spots):
+            spots.append(p)
+    for y, x in spots:
+        hot[y, x] = 3000
+    clean, dirty = distill_psf(image), distill_psf(hot)
+    assert dirty.rejected.get("narrow") == 4 and dirty.n_beads == clean.n_beads
+    assert np.allclose(dirty.psf, clean.psf, atol=1e-6)

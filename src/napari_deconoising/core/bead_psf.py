@@ -16,6 +16,7 @@ REJECT_REASONS = {
     "saturated": "saturated",
     "bright": "much brighter than the typical bead (a clump?)",
     "wide": "much wider than the typical bead (out of focus or a clump?)",
+    "narrow": "much narrower than a bead (a hot pixel?)",
     "fit": "no Gaussian could be fitted",
 }
 

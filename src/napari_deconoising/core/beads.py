@@ -37,7 +37,8 @@ from .psf import PSFError, prepare_psf
 __all__ = ["BeadError", "BeadPSF", "distill_psf", "REJECT_REASONS"]
 
 _BRIGHT = 1.6  # x the median integrated intensity: two beads together are about 2x
-_WIDE = 1.4  # x the median width (geometric mean over axes)
+_WIDE = 1.4  # x the median width (geometric mean over axes), and 1 / _WIDE for too narrow
+_NARROW = 0.35  # px: narrower than a PSF sampled at the Nyquist rate or finer can be: a hot pixel
 _MAX_BEADS = 2000
 _FLOOR = 1.0  # x the noise of the average (measured: benchmarks/beads.py, docs/beads.md)
 
@@ -204,16 +205,24 @@ def _fit(crop: np.ndarray, centre: np.ndarray):
 
 
 def _typical(totals: np.ndarray, widths: np.ndarray, rejected: dict[str, int]) -> np.ndarray:
-    """Leave out clumps and out-of-focus beads, once there are enough beads to know the typical one."""
-    use = np.ones(len(totals), dtype=bool)
-    if len(totals) < 5:
-        return use
-    bright = totals > _BRIGHT * np.median(totals)
+    """Leave out hot pixels always, and clumps, out-of-focus beads and odd narrow spots once there are
+    enough beads to know the typical one."""
+    if len(totals) == 0:
+        return np.zeros(0, dtype=bool)
     width = np.exp(np.log(widths).mean(axis=1))
-    wide = ~bright & (width > _WIDE * np.median(width[~bright]))
+    narrow = widths.min(axis=1) < _NARROW
+    bright = np.zeros_like(narrow)
+    wide = np.zeros_like(narrow)
+    rest = ~narrow
+    if rest.sum() >= 5:
+        bright = rest & (totals > _BRIGHT * np.median(totals[rest]))
+        typical = np.median(width[rest & ~bright])
+        wide = rest & ~bright & (width > _WIDE * typical)
+        narrow |= rest & ~bright & (width < typical / _WIDE)
     rejected["bright"] += int(bright.sum())
     rejected["wide"] += int(wide.sum())
-    return ~(bright | wide)
+    rejected["narrow"] += int(narrow.sum())
+    return ~(bright | wide | narrow)
 
 
 def _shift(crop: np.ndarray, by: np.ndarray) -> np.ndarray:
