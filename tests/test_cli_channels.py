@@ -197,3 +197,35 @@ def test_export_with_a_sample_without_the_channels_fails_cleanly(resume_cases, c
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("deconoising: error: ") and "needs 2 channels, one per model" in err[-1]
     assert not out.exists()
+
+
+def _write_tczyx(path, image):
+    """A real 5D OME-Zarr (t, c, z, y, x) as ome-zarr writes it, with a single channel."""
+    import zarr
+    from ome_zarr.writer import write_image as ome_write
+
+    ome_write(image[None, None].astype(np.float32), zarr.open_group(str(path), mode="w"), axes="tczyx", scaler=None)
+
+
+def test_a_5d_ome_zarr_with_one_channel_trains_one_model(tmp_path, capsys):
+    from napari_deconoising._cli_channels import channel_count, drop_single_channel
+    from napari_deconoising.core.lazy_io import open_lazy
+    from napari_deconoising.core.ome import open_zarr_level0
+
+    s = make_sample((64, 64), sigma=1.0, seed=3)
+    for name in ("a.zarr", "b.zarr"):
+        _write_tczyx(tmp_path / name, np.stack([s.noisy, s.noisy]))
+    lazy = open_lazy(tmp_path / "a.zarr")
+    view, axes = drop_single_channel(lazy.dask(), lazy.axes)
+    assert (lazy.axes, axes, view.shape) == ("TCZYX", "TZYX", (1, 2, 64, 64)) and hasattr(view, "dask")
+    assert channel_count([lazy.dask()], lazy.axes) == 0
+    model = tmp_path / "m.pt"
+    # two such files, as a folder of OME-Zarr images is: one model, not "one model per channel"
+    assert main(["train", str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr"), "--model", str(model),
+                 *TINY_ARGS, "--epochs", "1"]) == 0
+    assert "channel 1/1" not in capsys.readouterr().err
+    assert not isinstance(load_model(model), ChannelModels)
+    den = tmp_path / "den.zarr"
+    assert main(["predict", str(model), str(tmp_path / "a.zarr"), "--denoised", str(den), "--device", "cpu"]) == 0
+    out, out_axes, *_ = open_zarr_level0(den)
+    assert (out.shape, out_axes) == ((1, 1, 2, 64, 64), "TCZYX")  # the input's axes, C of one kept

@@ -14,16 +14,37 @@ from ._console import run_training
 from .core.channels import ChannelModels, check_resume, split_channels
 from .core.config import TrainConfig
 
-__all__ = ["CLIError", "channel_count", "per_channel_args", "train_per_channel"]
+__all__ = ["CLIError", "channel_count", "drop_single_channel", "per_channel_args", "train_per_channel"]
 
 
 class CLIError(Exception):
     """A user error: reported as one line on stderr, exit status 2."""
 
 
+def drop_single_channel(image: Any, axes: str | None) -> tuple[Any, str | None]:
+    """``image`` and ``axes`` without the ``C`` axis when it holds one channel; else both as given.
+
+    The usual 5D OME-Zarr layout (TCZYX) has a C axis even for a single channel: that is
+    one model's data, not one model per channel. Indexing keeps a dask or zarr ``image``
+    lazy (nothing is read).
+    """
+    if not axes or "C" not in axes.upper() or len(axes) != len(image.shape):
+        return image, axes
+    c = axes.upper().index("C")
+    if image.shape[c] != 1:
+        return image, axes
+    return image[(slice(None),) * c + (0,)], axes[:c] + axes[c + 1:]
+
+
 def channel_count(images: Sequence[np.ndarray], axes: str | None) -> int:
-    """Channels along the ``C`` axis of the inputs (0 without one)."""
+    """Channels along the ``C`` axis of the inputs (0 without one, or with one channel only).
+
+    A C axis of one entry is no channel axis (one model, see :func:`drop_single_channel`).
+    """
     if axes is None or "C" not in axes.upper():
+        return 0
+    c = axes.upper().index("C")
+    if all(len(a.shape) == len(axes) and a.shape[c] == 1 for a in images):
         return 0
     if len(images) != 1:
         raise CLIError("images with a channel axis (C) are trained one file at a time; give a single input")

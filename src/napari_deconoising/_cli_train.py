@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ._batch import expand_inputs
-from ._cli_channels import CLIError, channel_count, per_channel_args, train_per_channel
+from ._cli_channels import CLIError, channel_count, drop_single_channel, per_channel_args, train_per_channel
 from ._cli_sigma import sigma_values, train_learning_sigma, wants_auto
 from ._console import run_training
 from .bioimageio import load_any_model
@@ -31,8 +31,12 @@ def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list, str | No
     arrays, found = [], []
     for p in paths:
         lazy = open_lazy(p)
-        arrays.append(lazy.dask())
-        found.append(lazy.axes)
+        # one channel on a C axis (the usual 5D OME-Zarr) is one model's data: C is dropped, lazily
+        array, file_axes = drop_single_channel(lazy.dask(), axes or lazy.axes)
+        arrays.append(array)
+        found.append(file_axes)
+    if axes is not None:  # --axes names every file's axes, without C where every file has one channel
+        return arrays, found[0] if len(set(found)) == 1 else axes
     if axes is None and len(paths) > 1 and any("C" in (a or "") for a in found):
         # else their axes disagree and the core would read the channels as slices of one model
         raise CLIError("images with a channel axis (C) are trained one file at a time; give a single input")
