@@ -101,12 +101,16 @@ def image_format(path: str | os.PathLike) -> ImageFormat:
     ------
     ImageFileError
         No known format owns the suffix. Callers check outputs with this before
-        long work, so a typo fails at once rather than after training.
+        long work, so a typo fails at once rather than after training. A name without a
+        suffix inside a ``.zarr`` folder (``b2r.zarr/1``) is zarr.
     """
     suffix = Path(str(path).rstrip("/")).suffix.lower()
     for fmt in FORMATS:
         if suffix in fmt.suffixes:
             return fmt
+    if not suffix and any(part.lower().endswith(".zarr") for part in Path(path).parts[:-1]):
+        # an image inside a zarr store, e.g. series 1 of a bioformats2raw container ("b2r.zarr/1")
+        return next(fmt for fmt in FORMATS if ".zarr" in fmt.suffixes)
     known = ", ".join(s for fmt in FORMATS for s in fmt.suffixes)
     what = f"'{suffix}' files" if suffix else "files without a suffix"
     raise ImageFileError(f"cannot handle {Path(path)}: {what} are not supported (use one of {known})")

@@ -11,10 +11,16 @@ channel's place).
 
 The pixel size travels as level 0's ``scale`` transformation and each axis' ``unit``
 (NGFF names such as ``"micrometer"``, see :mod:`.units`).
+
+A bioformats2raw container (the default output of bioformats2raw and NGFF-Converter: a
+group marked ``bioformats2raw.layout`` holding one image per series in groups ``0``,
+``1``, ... and the OME-XML under ``OME/``) opens as its series 0; ``container.zarr/1``
+names series 1.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -91,6 +97,48 @@ def _multiscales(attrs: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _layout_version(attrs: dict[str, Any]) -> Any:
+    """The ``bioformats2raw.layout`` mark of a container's top group (under ``"ome"`` in zarr format 3)."""
+    ome = attrs.get("ome")
+    return attrs.get("bioformats2raw.layout", ome.get("bioformats2raw.layout") if isinstance(ome, dict) else None)
+
+
+def _series(node: Any) -> list[str]:
+    """The image groups of a bioformats2raw container, in series order.
+
+    The ``OME`` group's ``series`` attribute lists them where present; else they are
+    the consecutively numbered groups ``0``, ``1``, ... (the layout's rule).
+    """
+    try:
+        attrs = dict(node["OME"].attrs)
+    except KeyError:
+        attrs = {}
+    listed = attrs.get("series", (attrs.get("ome") or {}).get("series"))
+    if listed:
+        return [str(s) for s in listed]
+    found = []
+    while str(len(found)) in node:
+        found.append(str(len(found)))
+    return found
+
+
+def _image_group(node: Any, path: str | Path) -> tuple[Any, str]:
+    """The group holding the image's ``multiscales`` and its path in the store: ``node`` itself, or
+    series 0 of a bioformats2raw container (with a warning when it holds several)."""
+    if _multiscales(dict(node.attrs)) is not None or _layout_version(dict(node.attrs)) is None:
+        return node, ""
+    series = _series(node)
+    if not series:
+        raise ValueError("a bioformats2raw container without images (no series group '0')")
+    if len(series) > 1:
+        from .data import DataWarning
+
+        name = str(path).rstrip("/")
+        warnings.warn(f"{name} holds {len(series)} images (bioformats2raw series); reading series "
+                      f"{series[0]} (name {name}/{series[1]} to read the next)", DataWarning, stacklevel=3)
+    return node[series[0]], f"{series[0]}/"
+
+
 def open_zarr_level0(path: str | Path) -> tuple[Any, str, tuple[float, ...] | None, tuple[str | None, ...] | None,
                                                 str]:
     """Open a zarr array, or level 0 of an OME-Zarr image, without reading pixels.
@@ -108,7 +156,13 @@ def open_zarr_level0(path: str | Path) -> tuple[Any, str, tuple[float, ...] | No
         Each axis' unit (NGFF names, ``None`` where the metadata gives none); ``None``
         when no axis has one.
     key : str
-        The array's path inside the store (``""`` for a bare array).
+        The array's path inside the store (``""`` for a bare array; ``"0/0"`` for level 0
+        of series 0 of a bioformats2raw container).
+
+    Warns
+    -----
+    DataWarning
+        A bioformats2raw container holds several images: series 0 is read.
     """
     import zarr
 
@@ -116,6 +170,7 @@ def open_zarr_level0(path: str | Path) -> tuple[Any, str, tuple[float, ...] | No
     if isinstance(node, zarr.Array):
         names = getattr(node.metadata, "dimension_names", None) or node.attrs.get("_ARRAY_DIMENSIONS")
         return node, _letters(list(names)) if names else "", None, None, ""
+    node, prefix = _image_group(node, path)
     ms = _multiscales(dict(node.attrs))
     if ms is None:
         raise ValueError("a zarr group without OME 'multiscales' metadata (not an OME-Zarr image)")
@@ -126,7 +181,7 @@ def open_zarr_level0(path: str | Path) -> tuple[Any, str, tuple[float, ...] | No
     for tr in level0.get("coordinateTransformations", []):
         if tr.get("type") == "scale":
             scale = tuple(float(s) for s in tr["scale"])
-    return array, axes, scale, _units(ms.get("axes", [])), level0["path"]
+    return array, axes, scale, _units(ms.get("axes", [])), prefix + level0["path"]
 
 
 def _units(ngff: list[Any]) -> tuple[str | None, ...] | None:

@@ -1,0 +1,68 @@
+"""OME-Zarr layouts written by other tools: bioformats2raw containers, translations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_deconoising.core.data import DataWarning
+from napari_deconoising.core.io import read_image
+from napari_deconoising.core.lazy_io import open_lazy
+from napari_deconoising.core.ome import open_zarr_level0
+
+
+def write_b2r(path, images, series_attr=True):
+    """A bioformats2raw (layout 3) container as bioformats2raw writes it: zarr format 2, one NGFF 0.4
+    image per series in groups 0, 1, ..., and the OME-XML in ``OME/``."""
+    import zarr
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_image
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root.attrs["bioformats2raw.layout"] = 3
+    for k, image in enumerate(images):
+        write_image(image, root.create_group(str(k)), axes="tczyx", fmt=FormatV04(), scaler=None)
+    ome = root.create_group("OME")
+    if series_attr:
+        ome.attrs["series"] = [str(k) for k in range(len(images))]
+    (path / "OME" / "METADATA.ome.xml").write_text('<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+                                                  + '<Image ID="Image:0"/>' * len(images) + "</OME>")
+
+
+def _image(seed, z=3):
+    return np.random.default_rng(seed).random((1, 1, z, 24, 32)).astype(np.float32)
+
+
+@pytest.mark.parametrize("series_attr", [True, False])
+def test_a_bioformats2raw_container_opens_as_series_0(tmp_path, series_attr, recwarn):
+    one = _image(0)
+    write_b2r(tmp_path / "b2r.zarr", [one], series_attr)
+    array, axes, _, _, key = open_zarr_level0(tmp_path / "b2r.zarr")
+    assert (axes, key.split("/")[0], array.shape) == ("TCZYX", "0", one.shape)  # level 0 of series 0
+    data, axes = read_image(tmp_path / "b2r.zarr")
+    np.testing.assert_array_equal(data, one)
+    lazy = open_lazy(tmp_path / "b2r.zarr")
+    np.testing.assert_array_equal(np.asarray(lazy.dask()), one)
+    assert not [w for w in recwarn if issubclass(w.category, DataWarning)]  # one series: nothing to say
+
+
+def test_several_series_read_series_0_with_a_warning_and_a_path_picks_another(tmp_path):
+    one, two = _image(1), _image(2, z=5)
+    write_b2r(tmp_path / "b2r.zarr", [one, two], series_attr=False)
+    with pytest.warns(DataWarning, match=r"holds 2 images .*series 0 \(name .*b2r\.zarr/1 to read the next\)"):
+        data, _ = read_image(tmp_path / "b2r.zarr")
+    np.testing.assert_array_equal(data, one)
+    data, axes = read_image(tmp_path / "b2r.zarr" / "1")  # a series named directly: no warning
+    assert axes == "TCZYX"
+    np.testing.assert_array_equal(data, two)
+    lazy = open_lazy(tmp_path / "b2r.zarr" / "1")
+    np.testing.assert_array_equal(lazy.ref.open()[...], two)
+
+
+def test_an_empty_container_fails_in_one_line(tmp_path):
+    from napari_deconoising.core.io import ImageFileError
+
+    write_b2r(tmp_path / "b2r.zarr", [])
+    with pytest.raises(ImageFileError, match="bioformats2raw container without images") as e:
+        read_image(tmp_path / "b2r.zarr")
+    assert "\n" not in str(e.value)
