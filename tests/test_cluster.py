@@ -1,6 +1,7 @@
 """Prediction on a real Dask cluster gives exactly the single-process result."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -112,3 +113,44 @@ def test_local_workers_split_the_ram_the_budget_grows_into(trained3d, tmp_path, 
                      precision="fp32")
     chunks = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["0"].chunks
     assert chunks == tile_plan.tile_grid(trained3d, img.shape, split).cores
+
+
+def test_relative_paths_reach_workers_that_run_in_another_folder(trained, tmp_path, monkeypatch, capsys):
+    """A scheduler and worker started elsewhere (as on a cluster) run in their own folder: the
+    paths the tasks carry, inputs and temporary outputs alike, must not depend on ours."""
+    import subprocess
+    import sys
+
+    from distributed import Client, LocalCluster
+
+    from napari_deconoising.cli import main
+
+    img = np.random.default_rng(3).normal(trained.mean, trained.std, (50, 40)).astype(np.float32)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    write_image(tmp_path / "data" / "in.tif", img)
+    trained.save(tmp_path / "data" / "m.pt")
+    tile = str(2 * tile_halo(trained) + 8)
+    monkeypatch.chdir(tmp_path / "data")
+    assert main(["predict", "m.pt", "in.tif", "--denoised", "one.zarr", "--tile-size", tile, "--device", "cpu",
+                 "--precision", "fp32"]) == 0
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None,
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
+                                   "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                                  cwd=tmp_path / "elsewhere", env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            with Client(cluster) as client:
+                client.wait_for_workers(1, timeout=120)
+            argv = ["predict", "m.pt", "in.tif", "--denoised", "c.zarr", "--deconvolved", "c_dec.tif",
+                    "--tile-size", tile, "--device", "cpu", "--precision", "fp32",
+                    "--scheduler", cluster.scheduler_address]
+            assert main(argv) == 0, capsys.readouterr().err
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == []  # nothing written there
+    np.testing.assert_allclose(read_image("c.zarr")[0], read_image("one.zarr")[0], rtol=1e-5, atol=1e-6)
+    assert read_image("c_dec.tif")[0].shape == img.shape
+

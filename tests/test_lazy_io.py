@@ -1,5 +1,7 @@
 """Lazy inputs (memory-mapped TIFF, compressed TIFF, zarr, OME-Zarr) and tile-by-tile outputs."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -87,3 +89,13 @@ def test_pyramidal_tiff_reads_level_0(tmp_path):
     lazy = open_lazy(tmp_path / "p.tif")
     assert lazy.shape == img.shape and lazy.ref.kind == "tiff"
     np.testing.assert_array_equal(lazy.ref.open()[10:90, 5:150], img[10:90, 5:150])
+
+
+def test_refs_carry_absolute_paths(tmp_path, monkeypatch):
+    """Dask workers open the refs in their own working folder: relative names would miss."""
+    monkeypatch.chdir(tmp_path)
+    tifffile.imwrite("in.tif", np.zeros((8, 8), np.float32))
+    assert open_lazy("in.tif").ref.path == str(tmp_path / "in.tif")
+    for name in ("out.zarr", "out.tif"):
+        with create_output(name, (8, 8), "YX") as ref:
+            assert Path(ref.path).is_absolute() and Path(ref.path).parent == tmp_path

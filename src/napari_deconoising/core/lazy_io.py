@@ -15,6 +15,7 @@ memory.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ class ArrayRef:
 
     ``kind`` is ``"memmap"`` (raw pixels at ``offset`` in a file, e.g. a contiguous
     TIFF), ``"zarr"`` (the array at ``key`` in a zarr store) or ``"tiff"`` (a TIFF read
-    through tifffile's zarr store).
+    through tifffile's zarr store). ``path`` is made absolute where the record is made.
     """
 
     path: str
@@ -43,6 +44,12 @@ class ArrayRef:
     dtype: str
     offset: int = 0
     key: str = ""
+
+    def __post_init__(self) -> None:
+        # Dask workers run in their own working folder (a scheduler started elsewhere): a relative
+        # path would name another file there. Made absolute here, where it is made; unpickling a
+        # record on a worker does not call this again.
+        object.__setattr__(self, "path", os.path.abspath(self.path))
 
     def open(self, write: bool = False) -> Any:
         """An array-like view (numpy indexing) of the pixels; writable with ``write``."""
