@@ -66,3 +66,45 @@ def test_an_empty_container_fails_in_one_line(tmp_path):
     with pytest.raises(ImageFileError, match="bioformats2raw container without images") as e:
         read_image(tmp_path / "b2r.zarr")
     assert "\n" not in str(e.value)
+
+
+def test_the_origin_is_read_from_dataset_and_multiscale_transformations(tmp_path):
+    import zarr
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_image
+
+    from napari_deconoising.core.ome import open_ome_zarr
+
+    image = _image(3)
+    root = zarr.open_group(str(tmp_path / "t.zarr"), mode="w", zarr_format=2)
+    level0 = [{"type": "scale", "scale": [1, 1, 0.5, 0.2, 0.2]},
+              {"type": "translation", "translation": [0, 0, 1.0, 10.0, 20.0]}]
+    write_image(image, root, axes="tczyx", fmt=FormatV04(), scaler=None, scale_factors=(),
+                coordinate_transformations=[level0])
+    got = open_ome_zarr(tmp_path / "t.zarr")
+    assert got.scale == (1, 1, 0.5, 0.2, 0.2) and got.translation == (0, 0, 1.0, 10.0, 20.0)
+    # NGFF applies the multiscale's transformations after the dataset's: world = (i * s + t) * S + T
+    attrs = root.attrs.asdict()
+    attrs["multiscales"][0]["coordinateTransformations"] = [{"type": "scale", "scale": [1, 1, 2, 2, 2]},
+                                                            {"type": "translation", "translation": [5, 0, 0, 0, 1]}]
+    root.attrs.put(attrs)
+    got = open_ome_zarr(tmp_path / "t.zarr")
+    assert got.scale == (1, 1, 1.0, 0.4, 0.4) and got.translation == (5, 0, 2.0, 20.0, 41.0)
+
+
+def test_the_origin_is_written_as_ngff_reads_it(tmp_path):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    from napari_deconoising.core.io import write_image
+    from napari_deconoising.core.ome import create_ome_zarr, open_ome_zarr
+
+    create_ome_zarr(tmp_path / "o.zarr", (2, 8, 9), "ZYX", scale=(2.0, 0.1, 0.1), translation=(4.0, 1.5, -3.0),
+                    units=("micrometer",) * 3)
+    node = next(iter(Reader(parse_url(str(tmp_path / "o.zarr")))()))
+    transforms = node.metadata["coordinateTransformations"][0]
+    assert transforms == [{"type": "scale", "scale": [2.0, 0.1, 0.1]},
+                          {"type": "translation", "translation": [4.0, 1.5, -3.0]}]
+    assert open_ome_zarr(tmp_path / "o.zarr").translation == (4.0, 1.5, -3.0)
+    write_image(tmp_path / "none.zarr", np.zeros((8, 9), np.float32), "YX")  # no origin: none written
+    assert open_ome_zarr(tmp_path / "none.zarr").translation is None

@@ -10,7 +10,8 @@ Axis letters are ours (see :mod:`.io`); NGFF names them ``t``, ``c``, ``z``, ``y
 channel's place).
 
 The pixel size travels as level 0's ``scale`` transformation and each axis' ``unit``
-(NGFF names such as ``"micrometer"``, see :mod:`.units`).
+(NGFF names such as ``"micrometer"``, see :mod:`.units`), the image's origin as its
+``translation`` (where the image sits in a viewer's world, e.g. a tile of a MoBIE project).
 
 A bioformats2raw container (the default output of bioformats2raw and NGFF-Converter: a
 group marked ``bioformats2raw.layout`` holding one image per series in groups ``0``,
@@ -23,12 +24,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["NGFF_VERSION", "ngff_axes", "multiscales_metadata", "read_ome_zarr", "open_zarr_level0",
-           "create_ome_zarr"]
+__all__ = ["NGFF_VERSION", "ngff_axes", "multiscales_metadata", "read_ome_zarr", "ZarrImage", "open_ome_zarr",
+           "open_zarr_level0", "create_ome_zarr"]
 
 NGFF_VERSION = "0.4"
 
@@ -62,14 +63,19 @@ def ngff_axes(axes: str, units: Sequence[str | None] | None = None) -> list[dict
 
 
 def multiscales_metadata(axes: str, scale: Sequence[float] | None = None, name: str = "",
-                         units: Sequence[str | None] | None = None) -> dict[str, Any]:
-    """The ``multiscales`` attribute of a one-level OME-Zarr image whose level 0 is array ``"0"``."""
+                         units: Sequence[str | None] | None = None,
+                         translation: Sequence[float] | None = None) -> dict[str, Any]:
+    """The ``multiscales`` attribute of a one-level OME-Zarr image whose level 0 is array ``"0"``,
+    at the origin ``translation`` (per axis, in the units of ``scale``) where one is given."""
     scale = [1.0] * len(axes) if scale is None else [float(s) for s in scale]
+    transforms: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
+    if translation is not None and any(translation):  # NGFF: at most one, after the scale
+        transforms.append({"type": "translation", "translation": [float(t) for t in translation]})
     return {"multiscales": [{
         "version": NGFF_VERSION,
         "name": name,
         "axes": ngff_axes(axes, units),
-        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+        "datasets": [{"path": "0", "coordinateTransformations": transforms}],
     }]}
 
 
@@ -139,25 +145,30 @@ def _image_group(node: Any, path: str | Path) -> tuple[Any, str]:
     return node[series[0]], f"{series[0]}/"
 
 
-def open_zarr_level0(path: str | Path) -> tuple[Any, str, tuple[float, ...] | None, tuple[str | None, ...] | None,
-                                                str]:
+class ZarrImage(NamedTuple):
+    """Level 0 of a zarr image, opened without reading pixels (see :func:`open_ome_zarr`)."""
+
+    array: Any
+    axes: str
+    scale: tuple[float, ...] | None
+    units: tuple[str | None, ...] | None
+    key: str
+    translation: tuple[float, ...] | None = None
+
+
+def open_ome_zarr(path: str | Path) -> ZarrImage:
     """Open a zarr array, or level 0 of an OME-Zarr image, without reading pixels.
 
     Returns
     -------
-    array : zarr.Array
-        Opened read-only.
-    axes : str
-        Our axis letters from the OME metadata (or the array's dimension names);
-        ``""`` when unknown.
-    scale : tuple of float or None
-        Level 0's pixel size per axis, when the metadata gives one.
-    units : tuple of str or None
-        Each axis' unit (NGFF names, ``None`` where the metadata gives none); ``None``
-        when no axis has one.
-    key : str
-        The array's path inside the store (``""`` for a bare array; ``"0/0"`` for level 0
-        of series 0 of a bioformats2raw container).
+    ZarrImage
+        ``array`` (zarr.Array, read-only); ``axes``, our letters from the OME metadata
+        (or the array's dimension names), ``""`` when unknown; ``scale`` and
+        ``translation``, level 0's pixel size and origin per axis (the dataset's and the
+        multiscale's transformations combined), ``None`` when the metadata gives none (or
+        a zero origin); ``units``, each axis' unit (NGFF names, ``None`` where none is
+        given), ``None`` when no axis has one; ``key``, the array's path in the store
+        (``""`` for a bare array, ``"0/0"`` for series 0 of a bioformats2raw container).
 
     Warns
     -----
@@ -169,7 +180,7 @@ def open_zarr_level0(path: str | Path) -> tuple[Any, str, tuple[float, ...] | No
     node = zarr.open(str(path), mode="r")
     if isinstance(node, zarr.Array):
         names = getattr(node.metadata, "dimension_names", None) or node.attrs.get("_ARRAY_DIMENSIONS")
-        return node, _letters(list(names)) if names else "", None, None, ""
+        return ZarrImage(node, _letters(list(names)) if names else "", None, None, "")
     node, prefix = _image_group(node, path)
     ms = _multiscales(dict(node.attrs))
     if ms is None:
@@ -177,11 +188,29 @@ def open_zarr_level0(path: str | Path) -> tuple[Any, str, tuple[float, ...] | No
     level0 = ms["datasets"][0]
     array = node[level0["path"]]
     axes = _letters(ms["axes"]) if "axes" in ms else ""
-    scale = None
-    for tr in level0.get("coordinateTransformations", []):
-        if tr.get("type") == "scale":
-            scale = tuple(float(s) for s in tr["scale"])
-    return array, axes, scale, _units(ms.get("axes", [])), prefix + level0["path"]
+    scale, translation = _transform(level0, ms, array.ndim)
+    return ZarrImage(array, axes, scale, _units(ms.get("axes", [])), prefix + level0["path"], translation)
+
+
+def _transform(level0: dict[str, Any], ms: dict[str, Any], ndim: int
+               ) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """Level 0's scale and translation: its dataset's, then the multiscale's (NGFF applies both)."""
+    scale, shift, found = np.ones(ndim), np.zeros(ndim), set()
+    for transforms in (level0.get("coordinateTransformations", []), ms.get("coordinateTransformations", [])):
+        for tr in transforms:
+            if tr.get("type") == "scale" and len(tr.get("scale", ())) == ndim:
+                scale, shift = scale * tr["scale"], shift * tr["scale"]
+                found.add("scale")
+            elif tr.get("type") == "translation" and len(tr.get("translation", ())) == ndim:
+                shift = shift + tr["translation"]
+    return (tuple(float(s) for s in scale) if found else None,
+            tuple(float(t) for t in shift) if shift.any() else None)
+
+
+def open_zarr_level0(path: str | Path) -> tuple[Any, str, tuple[float, ...] | None, tuple[str | None, ...] | None,
+                                                str]:
+    """``(array, axes, scale, units, key)`` of :func:`open_ome_zarr` (without the translation)."""
+    return tuple(open_ome_zarr(path))[:5]
 
 
 def _units(ngff: list[Any]) -> tuple[str | None, ...] | None:
@@ -199,7 +228,8 @@ def read_ome_zarr(path: Path) -> tuple[np.ndarray, str]:
 
 def create_ome_zarr(path: str | Path, shape: Sequence[int], axes: str, *, dtype: Any = np.float32,
                     chunks: Sequence[int] | None = None, scale: Sequence[float] | None = None,
-                    units: Sequence[str | None] | None = None, data: np.ndarray | None = None) -> Any:
+                    units: Sequence[str | None] | None = None, data: np.ndarray | None = None,
+                    translation: Sequence[float] | None = None) -> Any:
     """Create a one-level OME-Zarr image at ``path`` (an empty or new folder) and return level 0.
 
     Parameters
@@ -220,6 +250,8 @@ def create_ome_zarr(path: str | Path, shape: Sequence[int], axes: str, *, dtype:
         and time axes.
     data : numpy.ndarray, optional
         Pixels to write at once.
+    translation : sequence of float, optional
+        The image's origin per axis (in the units of ``scale``), carried over from the input.
 
     Returns
     -------
@@ -233,7 +265,7 @@ def create_ome_zarr(path: str | Path, shape: Sequence[int], axes: str, *, dtype:
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
     # A writer's temporary name is ".<name>.zarr.<random>.zarr": the image is named after <name>.
     name = Path(path).name.lstrip(".").split(".")[0]
-    root.attrs.update(multiscales_metadata(axes, scale, name=name, units=units))
+    root.attrs.update(multiscales_metadata(axes, scale, name=name, units=units, translation=translation))
     array = root.create_array("0", shape=tuple(shape), chunks=tuple(int(c) for c in chunks), dtype=dtype,
                               chunk_key_encoding={"name": "v2", "separator": "/"}, fill_value=0)
     if data is not None:
@@ -242,10 +274,12 @@ def create_ome_zarr(path: str | Path, shape: Sequence[int], axes: str, *, dtype:
 
 
 def write_ome_zarr(path: Path, data: np.ndarray, axes: str | None, *, scale: Sequence[float] | None = None,
-                   units: Sequence[str | None] | None = None) -> None:
+                   units: Sequence[str | None] | None = None, translation: Sequence[float] | None = None) -> None:
     """Write an array as a one-level OME-Zarr image (the :data:`.io.FORMATS` writer), with its
-    pixel size where ``scale`` and ``units`` give one (see :func:`create_ome_zarr`)."""
+    pixel size and origin where ``scale``, ``units`` and ``translation`` give them (see
+    :func:`create_ome_zarr`)."""
     from .data import default_axes
 
     axes = axes or default_axes(data.shape)
-    create_ome_zarr(path, data.shape, axes, dtype=data.dtype, data=data, scale=scale, units=units)
+    create_ome_zarr(path, data.shape, axes, dtype=data.dtype, data=data, scale=scale, units=units,
+                    translation=translation)
