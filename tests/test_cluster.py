@@ -154,3 +154,33 @@ def test_relative_paths_reach_workers_that_run_in_another_folder(trained, tmp_pa
     np.testing.assert_allclose(read_image("c.zarr")[0], read_image("one.zarr")[0], rtol=1e-5, atol=1e-6)
     assert read_image("c_dec.tif")[0].shape == img.shape
 
+
+def test_local_workers_say_an_error_in_one_line(trained, tmp_path, capfd):
+    """A task that fails on a worker (a NaN) is reported once, by the command, without the
+    workers' own log of it; a Dask dashboard already on port 8787 is no matter either."""
+    import socket
+
+    from napari_deconoising.cli import main
+
+    img = np.random.default_rng(4).normal(trained.mean, trained.std, (40, 40)).astype(np.float32)
+    img[30, 30] = np.nan
+    write_image(tmp_path / "nan.tif", img)
+    trained.save(tmp_path / "m.pt")
+    holder = socket.socket()
+    try:
+        holder.bind(("0.0.0.0", 8787))  # as another Dask's dashboard would (if none is there already)
+        holder.listen()
+    except OSError:
+        pass  # something holds it already
+    try:
+        code = main(["predict", str(tmp_path / "m.pt"), str(tmp_path / "nan.tif"), "--denoised",
+                     str(tmp_path / "out.tif"), "--workers", "1", "--device", "cpu", "--precision", "fp32",
+                     "--tile-size", str(2 * tile_halo(trained) + 8)])
+    finally:
+        holder.close()
+    err = capfd.readouterr().err
+    assert code == 2
+    lines = [line for line in err.splitlines() if not line.startswith(("Dask: ", "precision "))]
+    assert lines == ["deconoising: error: the image contains NaN or infinite values (first found at Y=30, X=30); "
+                     "fill or crop them first"], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "nan.tif"]

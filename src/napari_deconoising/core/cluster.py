@@ -45,9 +45,13 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
         with Client(scheduler) as client:
             yield client
         return
-    # silence_logs: Dask's own warnings (e.g. a slow worker shutdown) would break the one-line output.
+    # silence_logs: Dask's own logs would break the one-line output: a slow worker shutdown's warning,
+    # and a failed task's "Compute Failed" traceback (ERROR), whose exception the caller reports itself.
+    # The scheduler's HTTP server runs even without the dashboard, on port 8787 unless told otherwise
+    # (with a warning where another Dask holds that port): a free port on the loopback instead.
     with LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         yield client
 
 
