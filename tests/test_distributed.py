@@ -58,3 +58,24 @@ def test_torchrun_two_processes_make_the_single_process_update(case, tmp_path, c
         torch.testing.assert_close(ddp.state_dict[key], w, rtol=1e-5, atol=1e-5)
     assert ddp.history[0]["train_loss"] == pytest.approx(one.history[0]["train_loss"], rel=1e-5)
     assert ddp.history[0]["val_loss"] == pytest.approx(one.history[0]["val_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("env, msg", [
+    ({"WORLD_SIZE": "2"}, "environment variable RANK is not set (WORLD_SIZE=2): start data-parallel training with "
+                          "torchrun"),
+    ({"WORLD_SIZE": "abc"}, "environment variable WORLD_SIZE is 'abc', not a whole number"),
+    ({"WORLD_SIZE": "2", "RANK": "x"}, "environment variable RANK is 'x', not a whole number"),
+    ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2 (LOCAL_RANK=0) is not a process of WORLD_SIZE=2"),
+    ({"WORLD_SIZE": "2", "RANK": "0"}, "environment variable MASTER_ADDR is not set"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "localhost"}, "environment variable MASTER_PORT is not set"),
+])
+def test_an_environment_not_made_by_torchrun_is_a_one_line_error(env, msg, tmp_path, capsys, monkeypatch):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    tifffile.imwrite(tmp_path / "n.tif", make_sample((64, 64), sigma=1.5, seed=0).noisy)
+    assert main(["train", str(tmp_path / "n.tif"), "--model", str(tmp_path / "m.pt"), *ARGS]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deconoising: error: ") and msg in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "m.pt").exists()

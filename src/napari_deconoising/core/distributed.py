@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import ConfigError
 from .loss import finite_loss
 from .masking import blind_spot_mask, mask_spots
 
@@ -130,17 +131,54 @@ def from_environment(device: str = "auto") -> DDP | None:
 
     ``torchrun`` sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` and the rendezvous
     address; a world of one process is not distributed.
+
+    Raises
+    ------
+    ConfigError
+        ``WORLD_SIZE`` above 1 without the rest of torchrun's variables, or any of them
+        not a whole number (an environment not made by torchrun).
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _env_int("WORLD_SIZE", 1)
     if world <= 1:
         return None
-    ddp = DDP(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    ddp = DDP(_env_int("RANK", world=world), world, _env_int("LOCAL_RANK", 0, world=world))
+    if not 0 <= ddp.rank < world or ddp.local_rank < 0:
+        raise ConfigError(f"RANK={ddp.rank} (LOCAL_RANK={ddp.local_rank}) is not a process of WORLD_SIZE={world}: "
+                          f"{_TORCHRUN}")
+    for name in ("MASTER_ADDR", "MASTER_PORT"):  # torch's env:// rendezvous needs both
+        if not os.environ.get(name):
+            raise ConfigError(f"the environment variable {name} is not set (WORLD_SIZE={world}): {_TORCHRUN}")
     if not torch.distributed.is_initialized():
         use_cuda = device in ("auto", "cuda") and torch.cuda.is_available()
         if use_cuda:
             torch.cuda.set_device(ddp.local_rank)
         torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
     return ddp
+
+
+_TORCHRUN = ("start data-parallel training with torchrun, which sets these variables (torchrun --nproc-per-node 2 "
+             "-m napari_deconoising train ...), or unset WORLD_SIZE to train in one process")
+
+
+def _env_int(name: str, default: int | None = None, world: int | None = None) -> int:
+    """The whole number in the environment variable ``name`` (``default`` when unset).
+
+    Raises
+    ------
+    ConfigError
+        Unset without a default, or not a whole number: a hand-made torchrun environment.
+    """
+    text = os.environ.get(name)
+    where = f" (WORLD_SIZE={world})" if world is not None else ""
+    if text is None or not text.strip():
+        if default is None:
+            raise ConfigError(f"the environment variable {name} is not set{where}: {_TORCHRUN}")
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"the environment variable {name} is {text!r}, not a whole number{where}: "
+                          f"{_TORCHRUN}") from None
 
 
 def shutdown() -> None:
