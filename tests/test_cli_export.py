@@ -87,3 +87,12 @@ def test_predict_with_a_foreign_package_says_what_to_do(files, capsys):
     err = capsys.readouterr().err
     assert err.startswith("deconoising: error:") and "run it with bioimageio.core instead" in err
     assert not out.exists()
+
+
+def test_export_refuses_a_two_channel_sample_for_a_single_channel_model(files, sample, capsys, needs_bioimageio):
+    tifffile.imwrite(files / "cyx.tif", np.stack([sample.noisy, sample.noisy]), metadata={"axes": "CYX"})
+    out = files / "never.zip"
+    assert main(["export", str(files / "m.pt"), str(out), "--author", "A", "--sample", str(files / "cyx.tif")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("deconoising: error: ") and "has 2 channels (axis C)" in err[-1]
+    assert not out.exists()

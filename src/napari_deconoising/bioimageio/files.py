@@ -88,13 +88,16 @@ def package_test_image(model: AnyModel, sample: np.ndarray | None, sample_axes: 
     cover shows the model working on data in the units it knows. For a model per
     channel the result has the channel axis first, ``(C, ...)``: each channel synthetic
     and scaled to its own model, or the sample's channels (``sample_axes`` names its C
-    axis; without it the channels must come first).
+    axis; without it the channels must come first). A sample with more axes than the
+    model (a stack for a 2D model, a time-lapse for a 3D one) gives its middle plane or
+    volume, with a :class:`~napari_deconoising.core.data.DataWarning` saying so.
 
     Raises
     ------
     ValueError
-        If the sample has the wrong dimensionality or channel count, is smaller than the
-        minimum size or is not finite.
+        If the sample has the wrong dimensionality or channel count (several channels for
+        a single-channel model: which one it was trained on is unknown), is smaller than
+        the minimum size or is not finite.
     """
     geo, models = geometry(model), parts(model)
     per_channel = isinstance(model, ChannelModels)
@@ -108,18 +111,23 @@ def package_test_image(model: AnyModel, sample: np.ndarray | None, sample_axes: 
     if a.dtype.kind not in "biuf":
         raise ValueError(f"the sample image must hold real numbers, got dtype {a.dtype}")
     ndim = models[0].ndim + per_channel
+    letters = sample_axes.upper() if sample_axes is not None and len(sample_axes) == a.ndim else "?" * a.ndim
     if per_channel:
-        if sample_axes is not None and "C" in sample_axes.upper() and len(sample_axes) == a.ndim:
-            a = np.moveaxis(a, sample_axes.upper().index("C"), 0)
-        while a.ndim > ndim:  # a stack: its first plane (after the channels)
-            a = a[:, 0]
+        if "C" in letters:
+            c = letters.index("C")
+            a, letters = np.moveaxis(a, c, 0), "C" + letters[:c] + letters[c + 1:]
+        a, letters = _middle_plane(a, letters, ndim, lead=1)
         if a.ndim != ndim or a.shape[0] != len(models):
             raise ValueError(f"the sample image {a.shape} (channels first) needs {len(models)} channels, one per "
                              f"model, and {models[0].ndim} spatial axes, e.g. {'CZYX' if ndim == 4 else 'CYX'}")
     else:
-        a = np.squeeze(a)
-        while a.ndim > ndim:  # a stack: its first plane
-            a = a[0]
+        if "C" in letters and a.shape[letters.index("C")] > 1:
+            # which channel the model was trained on is not known: a guess would make a wrong cover and test
+            raise ValueError(f"the sample image has {a.shape[letters.index('C')]} channels (axis C) but the "
+                             "model is for one channel: give a sample of the channel it was trained on")
+        kept = [i for i, n in enumerate(a.shape) if n != 1]  # axes of one entry (a C of 1) say nothing
+        a, letters = a.reshape([a.shape[i] for i in kept]), "".join(letters[i] for i in kept)
+        a, letters = _middle_plane(a, letters, ndim)
         if a.ndim != ndim:
             raise ValueError(f"the sample image has {a.ndim} dimensions; the model needs {ndim}")
     space = a.shape[per_channel:]
@@ -134,6 +142,28 @@ def package_test_image(model: AnyModel, sample: np.ndarray | None, sample_axes: 
     if not np.all(np.isfinite(out)):
         raise ValueError("the sample image contains NaN or infinite values")
     return out
+
+
+def _middle_plane(a: np.ndarray, letters: str, ndim: int, lead: int = 0) -> tuple[np.ndarray, str]:
+    """``a`` (of axes ``letters``) cut at the middle of every axis beyond its ``ndim``, after the
+    ``lead`` first ones (the channels), with a warning naming the plane taken.
+
+    A stack's middle plane is in focus and lit more often than its first.
+    """
+    extra = a.ndim - ndim
+    if extra <= 0:
+        return a, letters
+    from ..core.data import DataWarning
+
+    axes = range(lead, lead + extra)
+    where = ", ".join(f"{letters[i] if letters[i] != '?' else 'axis ' + str(i)} {a.shape[i] // 2} of "
+                      f"{a.shape[i]}" for i in axes)
+    space = "ZYX"[-(ndim - lead):]
+    warnings.warn(f"the sample image {a.shape} is a stack for a {ndim - lead}D model: its middle "
+                  f"{'plane' if ndim - lead == 2 else 'volume'} ({where}) is the package's test image "
+                  f"(give a {space} image to choose another)", DataWarning, stacklevel=3)
+    index = (slice(None),) * lead + tuple(a.shape[i] // 2 for i in axes)
+    return a[index], letters[:lead] + letters[lead + extra:]
 
 
 def _synthetic(model: DecoNoisingModel, shape: tuple[int, ...]) -> np.ndarray:
