@@ -339,7 +339,7 @@ def test_closing_napari_window_stops_training(qtbot, make_napari_viewer, fresh_r
     """The widget watches its window's Close event (napari closing) and stops the worker."""
     from qtpy.QtCore import QEvent
 
-    from napari_deconoising._widgets._base import _CloseWatcher
+    from napari_deconoising._widgets._lifetime import _CloseWatcher
 
     viewer = make_napari_viewer(show=True)
     w = TrainWidget(viewer)

@@ -10,15 +10,14 @@ from typing import Any
 from magicgui.widgets import ComboBox, Container, Label, PushButton
 from magicgui.widgets.bases import CategoricalWidget
 from napari.layers import Image, Layer
-from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from ._compare import compare_psnr, is_comparing, toggle_compare
 from ._form import Form
 from ._layers import PROVENANCE_KEY, grey_image_choices
+from ._lifetime import JobWidget
 from ._notify import info
 from ._prediction import PredictionFlow
-from ._worker import Job
 
 __all__ = ["DeconoisingWidget", "button_row", "preferred_image", "refresh_keeping_choices"]
 
@@ -135,40 +134,7 @@ class _TextLabel(QLabel):
         self.updateGeometry()
 
 
-class _Lifetime:
-    """Holds the running jobs, so closing can stop them without touching the widget."""
-
-    def __init__(self) -> None:
-        self.jobs: list[tuple[Job, Any]] = []  # (job, controller with .stop() or None)
-
-    def track(self, job: Job, controller: Any = None) -> None:
-        self.jobs = [(j, c) for j, c in self.jobs if j.running]
-        self.jobs.append((job, controller))
-
-    def shutdown(self, wait_s: float = 60.0) -> None:
-        for job, ctl in self.jobs:
-            if ctl is not None:
-                ctl.stop()
-            job.detach()
-        for job, _ in self.jobs:
-            job.wait(wait_s)
-        self.jobs.clear()
-
-
-class _CloseWatcher(QObject):
-    """Stops the jobs when the napari window that holds the widget closes."""
-
-    def __init__(self, lifetime: _Lifetime, parent: QObject) -> None:
-        super().__init__(parent)
-        self._lifetime = lifetime
-
-    def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
-        if event.type() == QEvent.Type.Close:
-            self._lifetime.shutdown()
-        return False
-
-
-class DeconoisingWidget(QWidget):
+class DeconoisingWidget(JobWidget):
     """Base dock widget: a viewer, a form, progress, prediction, and the compare section.
 
     napari calls :meth:`reset_choices` on every layer insert, removal, move and rename
@@ -180,11 +146,6 @@ class DeconoisingWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.form = form
-        self._lifetime = _Lifetime()
-        lifetime = self._lifetime
-        # The lambda holds the lifetime object, not the widget.
-        self.destroyed.connect(lambda *_: lifetime.shutdown())
-        self._watched_window = None
         self.last_results: tuple[Layer | None, Layer | None, Layer | None] | None = None
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(4, 4, 4, 4)
@@ -249,10 +210,6 @@ class DeconoisingWidget(QWidget):
             self.form.image.value = layer
 
     # -- jobs ------------------------------------------------------------------------
-    def track(self, job: Job, controller: Any = None) -> None:
-        """Stop ``job`` (and ``controller``) when the widget or its window closes."""
-        self._lifetime.track(job, controller)
-
     def results_added(self, raw: Layer, denoised: Layer, deconvolved: Layer) -> None:
         """The latest results, for compare and PSNR."""
         self.last_results = (raw, denoised, deconvolved)
@@ -289,23 +246,3 @@ class DeconoisingWidget(QWidget):
         else:
             self.psnr_label.value = "Ground truth shape differs from the results: no PSNR"
         return values
-
-    # -- closing ---------------------------------------------------------------------
-    def showEvent(self, event):  # noqa: N802 (Qt API)
-        super().showEvent(event)
-        window = self.window()
-        if window is not self and window is not self._watched_window:
-            window.installEventFilter(_CloseWatcher(self._lifetime, window))
-            self._watched_window = window
-
-    def closeEvent(self, event):  # noqa: N802 (Qt API)
-        self.shutdown()
-        super().closeEvent(event)
-
-    def shutdown(self) -> None:
-        """Stop running work and wait for the worker threads to end."""
-        self._lifetime.shutdown()
-        self._after_shutdown()
-
-    def _after_shutdown(self) -> None:
-        pass

@@ -13,14 +13,12 @@ from typing import Any
 from magicgui.widgets import CheckBox, FloatSpinBox, Label, PushButton, SpinBox
 from magicgui.widgets.bases import CategoricalWidget
 from napari.layers import Layer
-from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QProgressBar, QVBoxLayout
 
 from ..core import DataError
 from ..core.beads import BeadPSF, distill_psf
 from ._base import (
-    _CloseWatcher,
     _is_raw,
-    _Lifetime,
     _TextLabel,
     button_row,
     preferred_image,
@@ -29,6 +27,7 @@ from ._base import (
 from ._bead_layers import BeadInput, add_bead_layers, bead_input, check_bead_axes, pixel_size_nm
 from ._form import Field, Form, axes_field, image_field
 from ._layers import check_layer, layer_shape
+from ._lifetime import JobWidget
 from ._notify import Refused, info, notify_error, warning
 from ._worker import Job
 
@@ -71,7 +70,7 @@ def _measure(inp: BeadInput, box: int | None, threshold: float, diameter: Any) -
     return distill_psf(inp.data, box=box, threshold=threshold, bead_diameter=diameter)
 
 
-class BeadsWidget(QWidget):
+class BeadsWidget(JobWidget):
     """Measure the PSF from an image layer of beads without blocking the viewer.
 
     napari calls :meth:`reset_choices` on every layer insert, removal, move and rename.
@@ -84,10 +83,6 @@ class BeadsWidget(QWidget):
         self.job: Job | None = None
         self.last_layers: tuple[Layer, Layer] | None = None  # (PSF, beads) of the latest measurement
         self._request: tuple[BeadInput, dict] | None = None
-        self._lifetime = _Lifetime()
-        lifetime = self._lifetime
-        self.destroyed.connect(lambda *_: lifetime.shutdown())  # holds the lifetime, not the widget
-        self._watched_window = None
 
         self.measure_button = PushButton(text="Measure")
         self.measure_button.changed.connect(self.measure)
@@ -197,7 +192,7 @@ class BeadsWidget(QWidget):
         self.measure_button.enabled = False
         self.job = Job(_measure, inp, box, threshold, diameter, returned=self._on_measured,
                        errored=self._on_error, finished=self._on_finished)
-        self._lifetime.track(self.job)
+        self.track(self.job)
         self.job.start()
         return True
 
@@ -223,19 +218,3 @@ class BeadsWidget(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.measure_button.enabled = True
-
-    # -- closing ---------------------------------------------------------------------
-    def showEvent(self, event):  # noqa: N802 (Qt API)
-        super().showEvent(event)
-        window = self.window()
-        if window is not self and window is not self._watched_window:
-            window.installEventFilter(_CloseWatcher(self._lifetime, window))
-            self._watched_window = window
-
-    def closeEvent(self, event):  # noqa: N802 (Qt API)
-        self.shutdown()
-        super().closeEvent(event)
-
-    def shutdown(self) -> None:
-        """Stop a running measurement and wait for its thread to end."""
-        self._lifetime.shutdown()
