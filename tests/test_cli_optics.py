@@ -80,12 +80,22 @@ def test_psf_command_writes_the_psf_and_prints_sigma(tmp_path, capsys, args, sha
     ([OPTICS, "--out", "{d}/missing/psf.tif"], "output folder does not exist"),
     (["na=1.4,wavelength=520,n=1.518,pixel=65", "--out", "{d}/psf.tif", "--3d"], "Z step"),
     ([OPTICS, "--out", "{d}/psf.tif", "--size", "4"], "odd"),
+    ([OPTICS + ",excitation=488", "--out", "{d}/psf.tif"], "excitation apply to a confocal microscope only"),
+    ([OPTICS.replace("wavelength=520", "wavelength=0.52"), "--out", "{d}/psf.tif"], "wavelength=0.52: expected"),
 ])
 def test_psf_command_bad_input_fails_cleanly(tmp_path, capsys, args, msg):
     assert main(["psf", *[a.format(d=tmp_path) for a in args]]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("deconoising: error:") and msg in err
+    assert err.startswith("deconoising: error:") and msg in err and err.count("\n") == 1
     assert not (tmp_path / "psf.tif").exists()
+
+
+def test_psf_command_warns_when_the_size_cuts_the_psf(tmp_path):
+    from napari_deconoising.core.data import DataWarning
+
+    with pytest.warns(DataWarning, match=r"size 3 x 3 keeps only \d+% of the light"):
+        assert main(["psf", OPTICS, "--out", str(tmp_path / "psf.tif"), "--size", "3"]) == 0
+    assert tifffile.imread(tmp_path / "psf.tif").shape == (3, 3)
 
 
 @pytest.fixture(scope="module")

@@ -57,16 +57,23 @@ def test_parse_cli_string():
     ("na=1.4,wavelength=520,n=1.518,pixel=65,modality=sted", "modality='sted'"),
     ("na=1.4,wavelength=520,n=1.518,pixel=65,modality=confocal", "needs the excitation wavelength"),
     ("na=1.4,wavelength=520,n=1.518,pixel=65,modality=confocal,excitation=600", "longer than emission"),
-    ("na=1.4,wavelength=520,n=1.518,pixel=-65", "pixel_nm=-65.0: must be a positive number"),
-    ("na=1.4,wavelength=0.52,n=1.518,pixel=65", "expected 200-2000 nm"),
+    ("na=1.4,wavelength=520,n=1.518,pixel=-65", "pixel=-65.0: must be a positive number"),
+    ("na=1.4,wavelength=0.52,n=1.518,pixel=65", "wavelength=0.52: expected 200-2000 nm"),
+    ("na=1.4,wavelength=520,n=1.518,pixel=65,z_step=0", "z_step=0.0: must be a positive number"),
+    ("na=0.5,wavelength=520,n=2.5,pixel=65", r"n=2.5 \(immersion index\): must be between"),
+    # a forgotten modality=confocal would give a widefield PSF without a word
+    ("na=1.4,wavelength=520,n=1.518,pixel=65,excitation=488,pinhole=1",
+     "excitation and pinhole apply to a confocal microscope only: add modality=confocal"),
+    ("na=1.4,wavelength=520,n=1.518,pixel=65,modality=widefield,pinhole=2", "pinhole apply to a confocal"),
     ("na=1.4,wavelength=520,n=1.518,pixel=65000", "give the pixel size in nm"),
     # micrometres for nanometres: a kernel of 22859^2 px that did not fit in memory
     ("na=1.4,wavelength=520,n=1.518,pixel=0.065", r"about 1257 px wide \(Gaussian sigma; at most 50 px\); give"),
     ("na=1.4,wavelength=520,n=1.518,pixel=1", "about 82 px wide"),  # wider than --psf-sigma allows
 ])
 def test_bad_optics_are_specific_errors(text, match):
-    with pytest.raises(OpticsError, match=match):
+    with pytest.raises(OpticsError, match=match) as e:
         parse_optics(text)
+    assert "_nm" not in str(e.value) and "n_immersion" not in str(e.value)  # the keys the user typed
     assert issubclass(OpticsError, PSFError)  # the CLI and widgets already report PSFErrors
 
 
@@ -213,3 +220,21 @@ def test_without_a_z_step_2d_works_and_the_axial_sigma_is_nan():
     assert np.isnan(sz) and sy == pytest.approx(gaussian_sigma(Optics(**OIL))[1])
     np.testing.assert_array_equal(optics_psf(o, ndim=2), optics_psf(Optics(**OIL), ndim=2))
     assert "z step" not in o.describe() and "planes" not in o.describe(ndim=3)
+
+
+def test_a_size_that_cuts_the_psf_warns_and_is_the_default_kernels_centre():
+    from napari_deconoising.core.data import DataWarning
+
+    o = Optics(**OIL)  # Gaussian sigma 1.24 px: a 3 x 3 kernel cuts most of the light
+    with pytest.warns(DataWarning, match=r"size 3 x 3 keeps only \d+% of the light of the default 25 x 25 kernel"):
+        small = optics_psf(o, ndim=2, size=3)
+    centre = optics_psf(o, ndim=2)[11:14, 11:14]
+    np.testing.assert_allclose(small, centre / centre.sum(), rtol=1e-5)
+    with pytest.warns(DataWarning, match=r"size 5 x 9 x 9 keeps only"):
+        optics_psf(o, ndim=3, size=(5, 9, 9))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default and a larger kernel hold the light: nothing to say
+        optics_psf(o, ndim=2)
+        optics_psf(o, ndim=2, size=31)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .data import DataWarning
 from .psf import PSFError
 
 __all__ = ["MODALITIES", "Optics", "OpticsError", "gaussian_sigma", "optics_psf", "parse_optics"]
@@ -26,6 +28,7 @@ MAX_SIGMA_PX = 50.0  # the widest Gaussian PSF a TrainConfig accepts (psf_sigma)
 # CLI key -> Optics field; the keys are what users type in --psf-optics.
 _KEYS = {"na": "na", "wavelength": "wavelength_nm", "excitation": "excitation_nm", "n": "n_immersion",
          "pixel": "pixel_nm", "z_step": "z_step_nm", "modality": "modality", "pinhole": "pinhole"}
+_KEY = {field: key for key, field in _KEYS.items()}  # errors name what the user typed
 
 # psf samples the pinhole integral on the PSF's own radial grid: this many grid steps per
 # lambda/NA keep a 1 Airy unit pinhole several samples wide at any camera pixel size.
@@ -76,16 +79,16 @@ class Optics:
 
         for name in ("na", "wavelength_nm", "n_immersion", "pixel_nm", "pinhole"):
             v = getattr(self, name)
-            need(_is_real(v) and math.isfinite(v) and v > 0, f"{name}={v!r}: must be a positive number")
+            need(_is_real(v) and math.isfinite(v) and v > 0, f"{_KEY[name]}={v!r}: must be a positive number")
         for name in ("z_step_nm", "excitation_nm"):
             v = getattr(self, name)
             need(v is None or (_is_real(v) and math.isfinite(v) and v > 0),
-                 f"{name}={v!r}: must be a positive number")
+                 f"{_KEY[name]}={v!r}: must be a positive number")
         need(self.modality in MODALITIES, f"modality={self.modality!r}: must be one of {MODALITIES}")
-        need(1.0 <= self.n_immersion <= 2.0, f"n_immersion={self.n_immersion}: must be between 1.0 and 2.0")
+        need(1.0 <= self.n_immersion <= 2.0, f"n={self.n_immersion} (immersion index): must be between 1.0 and 2.0")
         need(self.na < self.n_immersion, f"NA {self.na} >= immersion index {self.n_immersion} is impossible "
              "(the NA is at most the refractive index of the immersion medium)")
-        need(200 <= self.wavelength_nm <= 2000, f"wavelength_nm={self.wavelength_nm}: expected 200-2000 nm")
+        need(200 <= self.wavelength_nm <= 2000, f"wavelength={self.wavelength_nm}: expected 200-2000 nm")
         if self.modality == "confocal":
             need(self.excitation_nm is not None, "confocal needs the excitation wavelength (excitation=..., nm)")
             need(self.excitation_nm <= self.wavelength_nm, f"excitation {self.excitation_nm} nm is longer than "
@@ -93,11 +96,11 @@ class Optics:
             need(self.pinhole <= 20, f"pinhole={self.pinhole}: expected a diameter of at most 20 Airy units")
         # Below a fifth of a pixel the PSF is a single pixel: almost surely a unit mistake (um for nm).
         need(self.pixel_nm <= 5 * self.wavelength_nm / self.na,
-             f"pixel_nm={self.pixel_nm}: far larger than the PSF; give the pixel size in nm")
+             f"pixel={self.pixel_nm}: far larger than the PSF; give the pixel size in nm")
         # The other slip (um for nm): a PSF hundreds of pixels wide, whose kernel would not fit in memory.
         # 0.22 wavelength / NA is the widefield Gaussian's sigma (gaussian_sigma), an upper bound.
         sigma_px = 0.22 * self.wavelength_nm / self.na / self.pixel_nm
-        need(sigma_px <= MAX_SIGMA_PX, f"pixel_nm={self.pixel_nm}: the PSF would be about {sigma_px:.0f} px wide "
+        need(sigma_px <= MAX_SIGMA_PX, f"pixel={self.pixel_nm}: the PSF would be about {sigma_px:.0f} px wide "
              f"(Gaussian sigma; at most {MAX_SIGMA_PX:g} px); give the pixel size in nm")
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,7 +151,8 @@ def parse_optics(text: str) -> Optics:
     ------
     OpticsError
         For an unknown or repeated key, a value that is not a number, a missing
-        required key or impossible optics.
+        required key, a confocal key for a widefield microscope (a forgotten
+        ``modality=confocal`` would silently give the wrong PSF) or impossible optics.
     """
     values: dict[str, Any] = {}
     for item in (s.strip() for s in text.split(",")):
@@ -172,6 +176,10 @@ def parse_optics(text: str) -> Optics:
     missing = [k for k in ("na", "wavelength", "n", "pixel") if _KEYS[k] not in values]
     if missing:
         raise OpticsError(f"optics: missing {', '.join(missing)} (e.g. na=1.4,wavelength=520,n=1.518,pixel=65)")
+    confocal_only = [k for k in ("excitation", "pinhole") if _KEYS[k] in values]
+    if confocal_only and values.get("modality", "widefield") == "widefield":
+        raise OpticsError(f"optics: {' and '.join(confocal_only)} apply to a confocal microscope only: add "
+                          "modality=confocal, or leave them out for widefield (emission wavelength alone)")
     return Optics(**values)
 
 
@@ -206,7 +214,9 @@ def optics_psf(optics: Optics, ndim: int = 2, size: int | tuple[int, ...] | None
     size : int or tuple of int, optional
         Odd kernel size per axis (one value for all). By default the lateral half-width
         is the larger of 4 Gaussian sigmas and 2 wavelength / NA (three dark rings), the
-        axial half-width 4 axial sigmas.
+        axial half-width 4 axial sigmas. Another size is the centre of the default kernel
+        (renormalised); one that cuts off more than 1% of its light warns
+        (:class:`~.data.DataWarning`).
 
     Returns
     -------
@@ -218,7 +228,10 @@ def optics_psf(optics: Optics, ndim: int = 2, size: int | tuple[int, ...] | None
     if ndim == 3 and optics.z_step_nm is None:
         raise OpticsError("a 3D PSF needs the Z step (z_step=..., nm)")
     half = _half_sizes(optics, ndim, size)
-    hz, hr = (half[0] if ndim == 3 else 1), max(half[-2:])
+    default = _half_sizes(optics, ndim, None) if size is not None else half
+    # computed at least at the default size, to measure what a smaller size cuts off
+    full = tuple(max(h, d) for h, d in zip(half, default))
+    hz, hr = (full[0] if ndim == 3 else 1), max(full[-2:])
     lib = _psf_lib()
     # psf samples index i at i * dims / (shape - 1): exactly on the pixel grid.
     factor = 1
@@ -232,9 +245,16 @@ def optics_psf(optics: Optics, ndim: int = 2, size: int | tuple[int, ...] | None
     # volume() mirrors the (z, r) samples into (2hz+1, 2R+1, 2R+1); every factor-th sample
     # lies on the pixel grid, the centre included.
     vol = model.volume()[:, ::factor, ::factor]
-    vol = vol[hz] if ndim == 2 else vol
-    vol = vol[(Ellipsis, *(slice(hr - h, hr + h + 1) for h in half[-2:]))]
-    vol = np.clip(vol, 0, None)
+    vol = np.clip(vol[hz] if ndim == 2 else vol, 0, None)
+    total = vol.sum()
+    centre = (hz, hr, hr)[-ndim:]
+    vol = vol[tuple(slice(c - h, c + h + 1) for c, h in zip(centre, half))]
+    kept = vol.sum() / total
+    if kept < 0.99:  # the model would learn a narrower blur than the microscope's
+        sizes = [" x ".join(str(2 * h + 1) for h in hs) for hs in (half, default)]
+        warnings.warn(f"a PSF of size {sizes[0]} keeps only {kept:.0%} of the light of the default {sizes[1]} "
+                      f"kernel ({optics.describe(ndim)}): a model would learn a narrower blur than the "
+                      "microscope's", DataWarning, stacklevel=2)
     return (vol / vol.sum()).astype(np.float32)
 
 
