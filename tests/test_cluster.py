@@ -184,3 +184,22 @@ def test_local_workers_say_an_error_in_one_line(trained, tmp_path, capfd):
     assert lines == ["deconoising: error: the image contains NaN or infinite values (first found at Y=30, X=30); "
                      "fill or crop them first"], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "nan.tif"]
+
+
+def test_a_batch_runs_file_after_file_on_the_same_workers(trained, tmp_path, capsys):
+    """Each file scatters the model anew: under a key of its own, or the previous file's
+    cancel takes it away from the next ("lost dependencies")."""
+    from napari_deconoising.cli import main
+
+    img = np.random.default_rng(5).normal(trained.mean, trained.std, (2, 60, 50)).astype(np.float32)
+    for name in ("a.tif", "b.tif", "c.tif"):
+        write_image(tmp_path / name, img, "TYX")
+    trained.save(tmp_path / "m.pt")
+    code = main(["predict", str(tmp_path / "m.pt"), *(str(tmp_path / n) for n in ("a.tif", "b.tif", "c.tif")),
+                 "--output-dir", str(tmp_path / "o"), "--no-deconvolved", "--device", "cpu", "--precision", "fp32",
+                 "--tile-size", str(2 * tile_halo(trained) + 8), "--workers", "1"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a_denoised.tif", "b_denoised.tif",
+                                                                  "c_denoised.tif"]
+    assert np.array_equal(read_image(tmp_path / "o" / "a_denoised.tif")[0],
+                          read_image(tmp_path / "o" / "c_denoised.tif")[0])

@@ -95,10 +95,12 @@ def run_on_cluster(client: Any, run_job: Callable[..., int], model: DecoNoisingM
 
     if not isinstance(source, ArrayRef) or not all(o is None or isinstance(o, ArrayRef) for o in outputs):
         raise ValueError("prediction on a Dask cluster needs an input and outputs on disk (ArrayRef)")
-    # One copy of the weights per worker, rather than one per task.
-    model_future = client.scatter(model, broadcast=True)
+    # One copy of the weights per worker, rather than one per task. hash=False: a key of this run's
+    # own, since a content hash gives the next file of a batch the same key as this one's, which the
+    # cancel below (not yet done on the scheduler) then takes from it ("lost dependencies").
+    model_future = client.scatter(model, broadcast=True, hash=False)
     # int8 calibration crops (empty otherwise); wrapped, because scatter sends a list's items apart.
-    [crops_future] = client.scatter([list(crops)], broadcast=True)
+    [crops_future] = client.scatter([list(crops)], broadcast=True, hash=False)
     token = uuid.uuid4().hex
     futures = client.map(_remote_job, list(work), run_job=run_job, model=model_future, plan=plan, source=source,
                          outputs=list(outputs), device=device, precision=precision, token=token,
