@@ -203,3 +203,36 @@ def test_a_batch_runs_file_after_file_on_the_same_workers(trained, tmp_path, cap
                                                                   "c_denoised.tif"]
     assert np.array_equal(read_image(tmp_path / "o" / "a_denoised.tif")[0],
                           read_image(tmp_path / "o" / "c_denoised.tif")[0])
+
+
+def test_ctrl_c_stops_local_workers_quietly(trained, tmp_path):
+    """Ctrl-C goes to the whole process group, workers included: one line, from the command."""
+    import signal
+    import subprocess
+    import sys
+
+    img = np.random.default_rng(6).normal(trained.mean, trained.std, (40, 400, 400)).astype(np.float32)
+    write_image(tmp_path / "big.tif", img, "TYX")
+    trained.save(tmp_path / "m.pt")
+    proc = subprocess.Popen([sys.executable, "-m", "napari_deconoising", "predict", str(tmp_path / "m.pt"),
+                             str(tmp_path / "big.tif"), "--denoised", str(tmp_path / "out.tif"), "--device", "cpu",
+                             "--precision", "fp32", "--workers", "1"],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = []
+    try:
+        for line in proc.stderr:  # the first tile is under way once the precision is said
+            lines.append(line)
+            if line.startswith("precision "):
+                break
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C does
+        rest = proc.stderr.read()
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = "".join(lines) + rest
+    assert code == 2, err
+    assert rest.strip().splitlines() == [
+        f"deconoising: error: interrupted: no output written for {tmp_path / 'big.tif'}; 0 of 1 file done"], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif", "m.pt"]

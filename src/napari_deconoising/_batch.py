@@ -7,7 +7,7 @@ import glob
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from ._console import ProgressBar
 from .bioimageio import load_any_model
 from .core.data import DataError
 from .core.io import FORMATS, ImageFileError, image_format
-from .core.predict import prediction_plan
+from .core.predict import Cancelled, prediction_plan
 from .core.predict_file import predict_file
 
 __all__ = ["Job", "expand_inputs", "plan_outputs", "run_predict"]
@@ -121,13 +121,31 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Run ``deconoising predict``; returns the exit status (1 when some files failed)."""
+    """Run ``deconoising predict``; returns the exit status (1 when some files failed).
+
+    Ctrl-C ends it with :class:`.Cancelled`: the file under way leaves no output
+    (:func:`.io.atomic_output`), the finished ones keep theirs.
+    """
     jobs = plan_outputs(expand_inputs(args.inputs), args)
+    done: list[Path] = []
+    failed: list[tuple[Path, str]] = []
+    try:
+        return _predict_all(args, jobs, done, failed)
+    except KeyboardInterrupt:
+        n, finished = len(jobs), len(done) + len(failed)
+        files = f"{len(done)} of {n} file{'s' if n != 1 else ''} done"
+        if finished < n:
+            raise Cancelled(f"interrupted: no output written for {jobs[finished].source}; {files}") from None
+        raise Cancelled(f"interrupted while closing the Dask cluster; {files}") from None
+
+
+def _predict_all(args: argparse.Namespace, jobs: list[Job], done: list[Path],
+                 failed: list[tuple[Path, str]]) -> int:
+    """Predict every job in turn, adding each finished input to ``done`` or ``failed``."""
     model = load_any_model(args.model)
     if args.output_dir:  # made once the model is known to load: a failed run leaves no empty folder
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     n = len(jobs)
-    bar = ProgressBar(n, sys.stderr)
     # Decided once for all files (measured the first time, then cached), said once a file is under way.
     # A model per channel shares one architecture: the first channel's network decides.
     try:
@@ -135,9 +153,9 @@ def run_predict(args: argparse.Namespace) -> int:
     except ValueError as e:  # a precision this model cannot run (int8 for N2V2)
         raise UsageError(str(e)) from None
     said: list[bool] = []
-    failed: list[tuple[Path, str]] = []
     t0 = time.perf_counter()
-    with _client(args) as client:
+    # closing: the bar ends its line however the loop ends (an error, Ctrl-C), after the cluster is gone
+    with closing(ProgressBar(n, sys.stderr)) as bar, _client(args) as client:
         if client is not None:
             n_workers = len(client.scheduler_info()["workers"])
             print(f"Dask: {n_workers} worker{'s' if n_workers != 1 else ''} at {client.scheduler.address}",
@@ -170,7 +188,7 @@ def run_predict(args: argparse.Namespace) -> int:
                 raise UsageError(str(e)) from None
             outs = ", ".join(str(p) for p in (job.denoised, job.deconvolved) if p is not None)
             bar.println(f"{job.source} -> {outs}")
-    bar.close()
+            done.append(job.source)
     seconds = time.perf_counter() - t0
     if n == 1:
         print(f"done in {seconds:.1f} s", file=sys.stderr)

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["dask_client", "run_on_cluster"]
 
 
+# Run in each local worker process as it starts (Dask's preload takes a script's text).
+_IGNORE_CTRL_C = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+
+
 @contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
     """A ``distributed.Client``: on ``scheduler`` (an address) or on a new local cluster.
@@ -49,8 +53,10 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
     # and a failed task's "Compute Failed" traceback (ERROR), whose exception the caller reports itself.
     # The scheduler's HTTP server runs even without the dashboard, on port 8787 unless told otherwise
     # (with a warning where another Dask holds that port): a free port on the loopback instead.
+    # _IGNORE_CTRL_C: a Ctrl-C reaches the workers too (one process group); they would each print a
+    # KeyboardInterrupt traceback, while this process stops the run and then closes them.
     with LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True, dashboard_address=None,
-                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, preload=[_IGNORE_CTRL_C],
                       silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         yield client
 
