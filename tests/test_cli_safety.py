@@ -50,7 +50,7 @@ def test_train_never_overwrites_an_input_with_the_model(d, capsys, tmp_path):
 
 def test_a_channel_image_with_others_is_refused(d, capsys):
     _fails(["train", d / "img.tif", d / "cyx.tif", "--model", d / "mix.pt", *TINY], capsys,
-           "images with a channel axis (C) are trained one file at a time")
+           "cyx.tif has 2 channels (axis C): an image with channels is trained on its own")
 
 
 def test_a_batch_never_writes_over_one_of_its_inputs(d, capsys, tmp_path):

@@ -26,23 +26,41 @@ __all__ = ["DEFAULT_PATCH_3D", "cmd_train"]
 _IMAGE_SUFFIXES = (".tif", ".tiff", ".zarr", ".png", ".jpg", ".jpeg")
 
 
-def _load_inputs(paths: Sequence[str], axes: str | None) -> tuple[list, str | None]:
-    """The training images, opened lazily (dask arrays): patches are read as they are drawn."""
+def _load_inputs(paths: Sequence[str], axes: str | None, three_d: bool = False) -> tuple[list, str | None]:
+    """The training images, opened lazily (dask arrays): patches are read as they are drawn.
+
+    Checks what only a file's name makes clear in a message (the core knows "image k"):
+    a 2D file for ``--3d``, a file with channels among several.
+    """
     arrays, found = [], []
     for p in paths:
         lazy = open_lazy(p)
         # one channel on a C axis (the usual 5D OME-Zarr) is one model's data: C is dropped, lazily
         array, file_axes = drop_single_channel(lazy.dask(), axes or lazy.axes)
+        if three_d and array.ndim < 3:
+            others = "leave it out of the inputs, or " if len(paths) > 1 else ""
+            raise CLIError(f"--3d needs a Z axis (volumes), but {p} is 2D {tuple(array.shape)}: {others}"
+                           "train a 2D model (without --3d)")
         arrays.append(array)
         found.append(file_axes)
     if axes is not None:  # --axes names every file's axes, without C where every file has one channel
         return arrays, found[0] if len(set(found)) == 1 else axes
-    if axes is None and len(paths) > 1 and any("C" in (a or "") for a in found):
+    if len(paths) > 1:
         # else their axes disagree and the core would read the channels as slices of one model
-        raise CLIError("images with a channel axis (C) are trained one file at a time; give a single input")
+        for p, a, array in zip(paths, found, arrays):
+            if "C" in (a or ""):
+                raise CLIError(_channels_among_several(p, a, array.shape[a.index("C")]))
     if axes is None and len(set(found)) == 1 and found[0] and set(found[0]) <= set("STZCYX"):
         axes = found[0]  # else None: the core guesses per array shape
     return arrays, axes
+
+
+def _channels_among_several(path: str, axes: str, n: int) -> str:
+    """Why the file ``path``, with ``n`` channels on its axis C, cannot be trained with other files."""
+    if axes.endswith("XC"):  # a TIFF's samples per pixel
+        return f"{path} is an RGB image ({n} samples per pixel), not a fluorescence image: leave it out of the inputs"
+    return (f"{path} has {n} channels (axis C): an image with channels is trained on its own, one model per "
+            "channel; give it as the only input")
 
 
 def _config_from_args(args: argparse.Namespace, label: str = "") -> tuple[TrainConfig, np.ndarray | None]:
@@ -122,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     paths = expand_inputs(args.inputs)
     if out.exists() and any(p.exists() and out.resolve() == p.resolve() for p in paths):
         raise CLIError(f"refusing to overwrite the input image {out} with the model")
-    images, axes = _load_inputs([str(p) for p in paths], args.axes)
+    images, axes = _load_inputs([str(p) for p in paths], args.axes, args.three_d)
     channels = channel_count(images, axes)
     built = [_config_from_args(a, f"channel {k + 1}/{channels}: " if channels else "")
              for k, a in enumerate(per_channel_args(args, channels))]

@@ -77,6 +77,8 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
     if hasattr(model, "models"):  # one model per channel (ChannelModels): channel by channel, in memory
         return _predict_channels(model, src, outputs, axes, tile_size=tile_size, device=device,
                                  precision=precision, progress=progress, cancel=cancel, on_plan=on_plan)
+    if axes and "C" in axes and len(axes) == len(src.shape) and src.shape[axes.index("C")] > 1:
+        raise DataError(_one_channel_model(src.shape[axes.index("C")], axes))
     # Dask workers each run a tile at once: on a local cluster they share this machine's RAM, so they
     # split what a deep 3D network's tile budget may grow into (the starting budget stays).
     share = 1 if client is None else max(1, len(client.nthreads()))
@@ -119,6 +121,16 @@ def _predict_channels(model: Any, src: Any, outputs: list[Path], axes: str | Non
             if hasattr(out, "flush"):
                 out.flush()
     return axes
+
+
+def _one_channel_model(n: int, axes: str) -> str:
+    """Why a model of one network cannot predict an image with ``n`` channels (axes ``axes``)."""
+    if axes.endswith("XC"):  # a TIFF's samples per pixel
+        return (f"the image is RGB ({n} samples per pixel, axes {axes}): DecoNoising predicts raw fluorescence "
+                "images, stored channel by channel (e.g. CYX)")
+    return (f"this model has one channel and the image has {n} (axis C): predict each channel as its own image, "
+            "or train a model with one network per channel on the image with its C axis (deconoising train "
+            "IMAGE, with --axes such as CYX where the file does not say)")
 
 
 def _pixel_size(src: LazyImage, axes: str) -> tuple[tuple[float, ...] | None, tuple[str | None, ...] | None]:

@@ -1,0 +1,59 @@
+"""What the command line takes as inputs, and what it says of files that do not fit."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_deconoising.cli import main
+from napari_deconoising.core import make_sample
+
+TINY = ["--depth", "2", "--channels", "8", "--patch-size", "32", "--batch-size", "2", "--epochs", "1",
+        "--steps-per-epoch", "1", "--device", "cpu", "--precision", "fp32"]
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    d = tmp_path_factory.mktemp("inputs")
+    s = make_sample((48, 48), sigma=1.5, seed=6)
+    tifffile.imwrite(d / "plain.tif", s.noisy)
+    tifffile.imwrite(d / "rgb.tif", np.zeros((48, 48, 3), np.uint8), photometric="rgb")
+    tifffile.imwrite(d / "cyx.tif", np.stack([s.noisy, s.noisy]), metadata={"axes": "CYX"})
+    tifffile.imwrite(d / "vol.tif", np.stack([s.noisy] * 8), metadata={"axes": "ZYX"})
+    return d
+
+
+def _error(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("deconoising: error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("files, extra, msg", [
+    (["plain.tif", "rgb.tif"], [], "{d}/rgb.tif is an RGB image (3 samples per pixel)"),
+    (["plain.tif", "cyx.tif"], [], "{d}/cyx.tif has 2 channels (axis C): an image with channels is trained on "
+                                   "its own"),
+    (["vol.tif", "plain.tif"], ["--3d"], "--3d needs a Z axis (volumes), but {d}/plain.tif is 2D (48, 48): "
+                                         "leave it out of the inputs, or train a 2D model"),
+    (["plain.tif"], ["--3d"], "but {d}/plain.tif is 2D (48, 48): train a 2D model (without --3d)"),
+])
+def test_a_file_that_cannot_train_with_the_others_is_named(d, tmp_path, capsys, files, extra, msg):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in files:
+        (folder / name).write_bytes((d / name).read_bytes())
+    err = _error(["train", str(folder), "--model", str(tmp_path / "m.pt"), *TINY, *extra], capsys)
+    assert msg.format(d=folder) in err
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_one_channel_model_on_channels_says_how_to_get_a_model_per_channel(d, trained, tmp_path, capsys):
+    trained.save(tmp_path / "m.pt")
+    err = _error(["predict", str(tmp_path / "m.pt"), str(d / "cyx.tif"), "--denoised", str(tmp_path / "o.tif")],
+                 capsys)
+    assert "this model has one channel and the image has 2 (axis C)" in err
+    assert "train a model with one network per channel on the image with its C axis" in err
+    err = _error(["predict", str(tmp_path / "m.pt"), str(d / "rgb.tif"), "--denoised", str(tmp_path / "o.tif")],
+                 capsys)
+    assert "the image is RGB (3 samples per pixel" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
