@@ -57,3 +57,32 @@ def test_a_one_channel_model_on_channels_says_how_to_get_a_model_per_channel(d, 
                  capsys)
     assert "the image is RGB (3 samples per pixel" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_ome_outputs_keep_their_double_suffix(d, trained, tmp_path, capsys):
+    """cells.ome.tif -> cells_denoised.ome.tif (OME-TIFF, as the name promises), x.ome.zarr -> x_denoised.ome.zarr."""
+    from napari_deconoising.core.io import read_image, write_image
+
+    trained.save(tmp_path / "m.pt")
+    image = read_image(d / "plain.tif")[0]
+    tifffile.imwrite(tmp_path / "cells.ome.tif", image, ome=True, metadata={"axes": "YX"})
+    write_image(tmp_path / "x.ome.zarr", image, "YX")
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "m.pt"), str(tmp_path / "cells.ome.tif"), str(tmp_path / "x.ome.zarr"),
+                 "--output-dir", str(out), "--device", "cpu", "--precision", "fp32"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cells_deconvolved.ome.tif", "cells_denoised.ome.tif",
+                                                     "x_deconvolved.ome.zarr", "x_denoised.ome.zarr"]
+    with tifffile.TiffFile(out / "cells_denoised.ome.tif") as tif:
+        assert tif.is_ome
+    capsys.readouterr()
+    # --format names the suffix: the two inputs would now write the same file
+    tifffile.imwrite(tmp_path / "cells.tif", image)
+    err = _error(["predict", str(tmp_path / "m.pt"), str(tmp_path / "cells.ome.tif"), str(tmp_path / "cells.tif"),
+                  "--output-dir", str(tmp_path / "o2"), "--format", ".tif"], capsys)
+    assert f"two inputs would both write {tmp_path / 'o2' / 'cells_denoised.tif'}" in err
+    # an output named like another input is still refused
+    tifffile.imwrite(tmp_path / "cells_denoised.ome.tif", image, ome=True)
+    err = _error(["predict", str(tmp_path / "m.pt"), str(tmp_path / "cells.ome.tif"),
+                  str(tmp_path / "cells_denoised.ome.tif"), "--output-dir", str(tmp_path)], capsys)
+    assert "refusing to overwrite the input image" in err
+

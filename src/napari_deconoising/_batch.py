@@ -61,6 +61,21 @@ def expand_inputs(items: list[str]) -> list[Path]:
     return out
 
 
+def _name_parts(source: Path) -> tuple[str, str]:
+    """The stem and suffix an input's outputs are named after: ``DIR/<stem>_denoised<suffix>``.
+
+    An OME file keeps its double suffix (``cells.ome.tif``: ``cells``, ``.ome.tif``), since
+    the ``.ome`` is what makes the output OME-TIFF too. Any other input gets ``.tif``.
+    """
+    suffix = source.suffix.lower()
+    if suffix in _SUFFIXES:
+        stem = source.name[:-len(suffix)]
+        if stem.lower().endswith(".ome") and len(stem) > 4:
+            return stem[:-4], ".ome" + suffix
+        return stem, suffix
+    return (source.name[:-len(source.suffix)] if source.suffix else source.name), ".tif"
+
+
 def plan_outputs(sources: list[Path], args: argparse.Namespace) -> list[Job]:
     """Output names: ``--denoised/--deconvolved`` for one input, or ``DIR/<stem>_denoised.<ext>``."""
     if args.denoised:
@@ -71,8 +86,8 @@ def plan_outputs(sources: list[Path], args: argparse.Namespace) -> list[Job]:
         d = Path(args.output_dir)
         jobs = []
         for s in sources:
-            ext = args.format if args.format else s.suffix.lower() if s.suffix.lower() in _SUFFIXES else ".tif"
-            stem = s.name[:-len(s.suffix)] if s.suffix else s.name
+            stem, ext = _name_parts(s)
+            ext = args.format or ext
             dec = None if args.no_deconvolved else d / f"{stem}_deconvolved{ext}"
             jobs.append(Job(s, d / f"{stem}_denoised{ext}", dec))
         names = [j.denoised for j in jobs]
