@@ -86,3 +86,31 @@ def test_ome_outputs_keep_their_double_suffix(d, trained, tmp_path, capsys):
                   str(tmp_path / "cells_denoised.ome.tif"), "--output-dir", str(tmp_path)], capsys)
     assert "refusing to overwrite the input image" in err
 
+
+def _b2r(path, image):
+    """A bioformats2raw container (layout 3) with one NGFF 0.4 image in group 0."""
+    import zarr
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_image
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root.attrs["bioformats2raw.layout"] = 3
+    write_image(image, root.create_group("0"), axes="yx", fmt=FormatV04(), scaler=None)
+
+
+def test_a_zarr_image_inside_a_container_is_an_input(d, trained, tmp_path, capsys, monkeypatch):
+    """b2r.zarr/0 (and any zarr store without the .zarr suffix) is an image, not a folder of images."""
+    from napari_deconoising._batch import expand_inputs
+    from napari_deconoising.core.io import read_image
+
+    pytest.importorskip("ome_zarr")
+    trained.save(tmp_path / "m.pt")
+    image = read_image(d / "plain.tif")[0]
+    _b2r(tmp_path / "b2r.zarr", image)
+    assert expand_inputs([str(tmp_path / "b2r.zarr" / "0")]) == [tmp_path / "b2r.zarr" / "0"]
+    assert expand_inputs([str(tmp_path / "b2r.zarr" / "0" / "0")]) == [tmp_path / "b2r.zarr" / "0" / "0"]  # an array
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "m.pt", "b2r.zarr/0", "--output-dir", str(tmp_path / "out"),
+                 "--no-deconvolved", "--device", "cpu", "--precision", "fp32"]) == 0, capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["b2r_0_denoised.zarr"]
+    assert read_image(tmp_path / "out" / "b2r_0_denoised.zarr")[0].shape == image.shape

@@ -15,7 +15,7 @@ from typing import Any
 from ._console import ProgressBar
 from .bioimageio import load_any_model
 from .core.data import DataError
-from .core.io import FORMATS, ImageFileError, image_format
+from .core.io import FORMATS, ImageFileError, image_format, is_zarr_store
 from .core.predict import Cancelled, prediction_plan
 from .core.predict_file import predict_file
 
@@ -40,8 +40,10 @@ class Job:
 def expand_inputs(items: list[str]) -> list[Path]:
     """Files from the command line: paths, folders (their image files) and glob patterns.
 
-    A ``.zarr`` folder is an image, not a folder of images. Unknown names are kept, so
-    that the run reports them as missing.
+    A ``.zarr`` folder is an image, not a folder of images, and so is a zarr store of
+    another name (``b2r.zarr/0``, an image in a bioformats2raw container, or
+    ``img.zarr/s1``, one level of a pyramid). Unknown names are kept, so that the run
+    reports them as missing.
     """
     out: list[Path] = []
     for item in items:
@@ -51,7 +53,7 @@ def expand_inputs(items: list[str]) -> list[Path]:
             if not matches:
                 raise UsageError(f"no files match {item}")
             out.extend(Path(m) for m in matches)
-        elif p.is_dir() and p.suffix.lower() not in _SUFFIXES:
+        elif p.is_dir() and p.suffix.lower() not in _SUFFIXES and not is_zarr_store(p):
             found = sorted(c for c in p.iterdir() if c.suffix.lower() in _SUFFIXES and not c.name.startswith("."))
             if not found:
                 raise UsageError(f"no image files (TIFF, zarr) in folder {p}")
@@ -65,7 +67,8 @@ def _name_parts(source: Path) -> tuple[str, str]:
     """The stem and suffix an input's outputs are named after: ``DIR/<stem>_denoised<suffix>``.
 
     An OME file keeps its double suffix (``cells.ome.tif``: ``cells``, ``.ome.tif``), since
-    the ``.ome`` is what makes the output OME-TIFF too. Any other input gets ``.tif``.
+    the ``.ome`` is what makes the output OME-TIFF too. A zarr image inside a zarr store
+    (``b2r.zarr/0``) is named after both (``b2r_0``, ``.zarr``); any other input gets ``.tif``.
     """
     suffix = source.suffix.lower()
     if suffix in _SUFFIXES:
@@ -73,6 +76,14 @@ def _name_parts(source: Path) -> tuple[str, str]:
         if stem.lower().endswith(".ome") and len(stem) > 4:
             return stem[:-4], ".ome" + suffix
         return stem, suffix
+    if source.is_dir() and is_zarr_store(source):
+        inside = [source.name]
+        for parent in source.absolute().parents:  # "0" given from inside b2r.zarr is named b2r_0 too
+            if parent.suffix.lower() == ".zarr":
+                outer, ext = _name_parts(parent)
+                return "_".join([outer, *reversed(inside)]), ext
+            inside.append(parent.name)
+        return source.name, ".zarr"
     return (source.name[:-len(source.suffix)] if source.suffix else source.name), ".tif"
 
 
