@@ -64,9 +64,9 @@ def test_a_psf_from_optics_is_recovered_rings_and_all():
     pytest.importorskip("psf")
     from napari_deconoising.core.optics import Optics, optics_psf
 
-    kernel = optics_psf(Optics(na=1.4, wavelength_nm=520, n_immersion=1.518, pixel_nm=65), ndim=2, size=21)
-    image, _ = make_beads((256, 256), psf=kernel, n=25, seed=5, photons=50000, min_distance=26)
-    r = distill_psf(image, box=21)
+    kernel = optics_psf(Optics(na=1.4, wavelength_nm=520, n_immersion=1.518, pixel_nm=65), ndim=2)
+    image, _ = make_beads((256, 256), psf=kernel, n=25, seed=5, photons=50000, min_distance=30)
+    r = distill_psf(image, box=kernel.shape[0])
     assert r.psf.shape == kernel.shape
     corr = np.corrcoef(r.psf.ravel(), kernel.ravel())[0, 1]
     assert corr > 0.995
@@ -164,3 +164,56 @@ def test_hot_pixels_are_not_beads():
     clean, dirty = distill_psf(image), distill_psf(hot)
     assert dirty.rejected.get("narrow") == 4 and dirty.n_beads == clean.n_beads
     assert np.allclose(dirty.psf, clean.psf, atol=1e-6)
+
+
+def test_a_widefield_stack_keeps_its_beads_despite_the_rings_and_says_the_box_cuts_the_cone():
+    pytest.importorskip("psf")
+    import warnings
+
+    from napari_deconoising.core.optics import Optics, optics_psf
+
+    with warnings.catch_warnings():  # a cut of the computed PSF, on purpose: a long cone, rings and all
+        warnings.simplefilter("ignore")
+        kernel = optics_psf(Optics(na=1.4, wavelength_nm=520, n_immersion=1.518, pixel_nm=65, z_step_nm=200),
+                            ndim=3, size=(41, 41, 41))
+    image, _ = make_beads((60, 160, 160), psf=kernel, n=12, seed=0, photons=100_000, background=300,
+                          min_distance=30, margin=8)
+    r = distill_psf(image)
+    assert r.n_beads >= 10, r.rejected  # out-of-focus ring maxima are not beads that crowd the real ones
+    assert np.allclose(fwhm(r.psf), fwhm(kernel), atol=0.15)
+    assert "a face of the box still holds" in r.summary()
+
+
+def test_uneven_illumination_does_not_hide_the_beads_in_the_dim_part():
+    image, truth = make_beads((256, 256), 1.4, n=30, seed=4, photons=3000, background=40)
+    ramp = np.random.default_rng(1).poisson(np.broadcast_to(np.linspace(0, 300, 256)[:, None], image.shape))
+    r = distill_psf(image.astype(np.int64) + ramp)
+    assert r.n_beads == 30 and not r.rejected
+
+
+def test_beads_clipped_below_the_type_maximum_are_saturated():
+    image, truth = make_beads((256, 256), 1.3, n=20, seed=13, photons=20000)
+    bright = image.astype(np.float64)
+    for c in truth[:5]:  # five beads three times as bright, then a 12-bit-like ceiling clips them
+        sl = tuple(slice(int(v) - 6, int(v) + 7) for v in c)
+        bright[sl] += 2 * (bright[sl] - 100)
+    ceiling = 1.2 * max(image[tuple(np.round(c).astype(int))] for c in truth[5:])
+    r = distill_psf(np.minimum(bright, ceiling).astype(np.uint16))
+    assert r.rejected.get("saturated") == 5 and r.n_beads == 15
+    with pytest.raises(BeadError, match="20 saturated; .*less light"):
+        distill_psf(np.minimum(image, 0.5 * ceiling).astype(np.uint16))
+
+
+def test_hot_pixels_brighter_than_the_beads_do_not_shrink_the_box():
+    image, truth = make_beads((256, 256), 1.5, n=20, seed=14)
+    hot = image.copy()
+    rng = np.random.default_rng(2)
+    for y, x in rng.integers(5, 251, (30, 2)):
+        hot[y, x] = 20000
+    assert distill_psf(hot).box == distill_psf(image).box
+
+
+def test_beads_as_wide_as_the_psf_get_a_warning():
+    image, _ = make_beads((200, 200), 1.2, n=15, seed=15)
+    assert "size correction is only approximate" in distill_psf(image, bead_diameter=2.5).summary()
+    assert "size correction" not in distill_psf(image, bead_diameter=0.5).summary()

@@ -131,9 +131,10 @@ def test_3d_switch_on_a_stack(viewer, widget, sync_workers, notifications):
     widget.form.three_d.value = False
     assert widget.measure()
     psf2d, beads2d = widget.last_layers
-    assert psf2d.data.ndim == 2 and psf2d.name == "PSF from beads (stack)"  # replaced: 3D -> 2D
+    assert psf.name == "PSF from beads (stack, 3D)"
+    assert psf2d.data.ndim == 2 and psf2d.name == "PSF from beads (stack, 2D)"  # beside the 3D one, not over it
     assert np.all(beads2d.data[:, 0] == z)
-    assert len(viewer.layers) == 3
+    assert len(viewer.layers) == 5 and psf.data.ndim == 3
 
 
 def test_a_channel_is_picked(viewer, widget, sync_workers, notifications):
@@ -146,6 +147,7 @@ def test_a_channel_is_picked(viewer, widget, sync_workers, notifications):
     assert widget.measure()
     assert not notifications["error"], notifications["error"]
     assert np.all(widget.last_layers[1].data[:, 0] == 1)  # the points on channel 2
+    assert widget.last_layers[0].name == "PSF from beads (two, channel 2)"  # channel 1's would not replace it
     widget.form.channel.value = 1
     widget.measure()
     assert "no beads found" in notifications["error"][-1]

@@ -172,8 +172,20 @@ def _beside(inp: BeadInput, psf_shape: tuple[int, ...]) -> list[float]:
     return out
 
 
+def _label(inp: BeadInput) -> str:
+    parts = [inp.layer.name]
+    if "C" in inp.axes:
+        parts.append(f"channel {inp.fixed[inp.axes.index('C')] + 1}")
+    if "Z" in inp.axes:
+        parts.append("3D" if inp.kept == "ZYX" else "2D")
+    return ", ".join(parts)
+
+
 def add_bead_layers(viewer, inp: BeadInput, result: BeadPSF, settings: dict) -> tuple[Image, Points]:
     """Add (or renew) ``PSF from beads (<source>)`` and ``Beads used (<source>)``.
+
+    ``<source>`` is the layer's name, with the channel and 2D/3D where the layer could give
+    another PSF (one per channel, a plane or the stack), so that one does not replace another.
 
     The PSF layer holds ``result.psf`` with the source's pixel size (for the scale bar), beside
     the source; the points sit on the beads that were averaged, in the source's coordinates,
@@ -181,7 +193,8 @@ def add_bead_layers(viewer, inp: BeadInput, result: BeadPSF, settings: dict) -> 
     a user's layer keeps its name and data, and the result gets a new name.
     """
     src = inp.layer
-    psf_name, beads_name = f"{PSF_ROLE} ({src.name})", f"Beads used ({src.name})"
+    label = _label(inp)
+    psf_name, beads_name = f"{PSF_ROLE} ({label})", f"Beads used ({label})"
     placed = {"scale": [src.scale[inp.axes.index(a)] for a in inp.kept], "translate": _beside(inp, result.psf.shape)}
     psf_meta = _provenance(PSF_ROLE, inp, result, settings)
     old = _ours(viewer, psf_name, PSF_ROLE, Image)

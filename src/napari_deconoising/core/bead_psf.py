@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["BeadPSF", "REJECT_REASONS", "fwhm"]
+__all__ = ["BeadPSF", "REJECT_REASONS", "edge_level", "fwhm"]
+
+_EDGE = 0.05  # of the brightest slice's light, on a face of the box: worth a warning
 
 #: Why a detected bead was left out, in the order they are checked.
 REJECT_REASONS = {
@@ -41,6 +43,8 @@ class BeadPSF:
         Reason (a key of :data:`REJECT_REASONS`) -> number of beads left out for it.
     box : tuple of int
         Size of the box (and of ``psf``) per axis.
+    bead_diameter : tuple of float
+        The bead diameter taken out of ``sigma``, pixels per axis (0: none).
     """
 
     psf: np.ndarray
@@ -50,6 +54,7 @@ class BeadPSF:
     bead_sigmas: np.ndarray
     rejected: dict[str, int] = field(default_factory=dict)
     box: tuple[int, ...] = ()
+    bead_diameter: tuple[float, ...] = ()
 
     @property
     def n_beads(self) -> int:
@@ -81,6 +86,14 @@ class BeadPSF:
                          + ", ".join(f"{a} {s:.2f}" for a, s in zip(names, self.sigma_measured)))
         spread = self.sigma_spread
         lines.append("single beads vary by " + ", ".join(f"{a} ±{v:.2f}" for a, v in zip(names, spread)))
+        edge = edge_level(self.psf)
+        if edge > _EDGE:
+            lines.append(f"a face of the box still holds {edge:.0%} of the brightest slice's light: a larger box "
+                         "would hold more of the PSF (widefield stacks spread far along Z)")
+        big = [a for a, d, w in zip(names, self.bead_diameter, widths) if d > 0.5 * w]
+        if big:
+            lines.append(f"the beads are more than half the FWHM wide ({', '.join(big)}): the size correction "
+                         "is only approximate; beads well below the resolution measure the PSF better")
         if self.n_beads < 5:
             lines.append(f"only {self.n_beads} bead{'s' if self.n_beads != 1 else ''}: the average is noisy; "
                          "image more isolated beads for a firmer PSF")
@@ -123,3 +136,16 @@ def fwhm(psf: np.ndarray) -> tuple[float, ...]:
             sides.append(abs(i - c) + (y0 - 0.5) / (y0 - y1))
         out.append(float(sum(sides)) if len(sides) == 2 else float("nan"))
     return tuple(out)
+
+
+def edge_level(psf: np.ndarray) -> float:
+    """How much of the PSF the box cuts off: the light on a face of the box as a fraction of the
+    brightest parallel slice's (for a widefield stack, whose every plane holds about the same light,
+    the Z faces come close to 1)."""
+    a = np.asarray(psf, dtype=np.float64)
+    levels = []
+    for ax in range(a.ndim):
+        sums = a.sum(axis=tuple(i for i in range(a.ndim) if i != ax))
+        if sums.max() > 0:
+            levels.append(max(sums[0], sums[-1]) / sums.max())
+    return float(max(levels, default=0.0))

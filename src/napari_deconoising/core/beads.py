@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .bead_detect import BeadError, detect_spots, side_lobes
 from .bead_psf import REJECT_REASONS, BeadPSF
 from .gaussian_fit import fit_gaussian
 from .psf import PSFError, prepare_psf
@@ -40,11 +41,15 @@ _BRIGHT = 1.6  # x the median integrated intensity: two beads together are about
 _WIDE = 1.4  # x the median width (geometric mean over axes), and 1 / _WIDE for too narrow
 _NARROW = 0.35  # px: narrower than a PSF sampled at the Nyquist rate or finer can be: a hot pixel
 _MAX_BEADS = 2000
+# What to do when no bead is usable, by the most common reason.
+_HINTS = {
+    "edge": "try a smaller box, or beads further from the edge (a stack: more planes around them)",
+    "crowded": "try a smaller box, or an image with fewer, well separated beads",
+    "saturated": "image the beads with less light or a shorter exposure",
+    "bright": "try an image with fewer clumps", "wide": "focus on the beads",
+    "narrow": "these look like hot pixels, not beads: check the image", "fit": "check that this is a bead image",
+}
 _FLOOR = 1.0  # x the noise of the average (measured: benchmarks/beads.py, docs/beads.md)
-
-
-class BeadError(PSFError):
-    """No usable beads: none found, or every one left out (the message says why)."""
 
 
 def distill_psf(image: np.ndarray, box: int | Sequence[int] | None = None, threshold: float = 6.0,
@@ -79,7 +84,6 @@ def distill_psf(image: np.ndarray, box: int | Sequence[int] | None = None, thres
     PSFError
         The image is not 2D or 3D, or not finite.
     """
-    from scipy import ndimage
 
     a = np.asarray(image)
     if a.ndim not in (2, 3) or a.dtype.kind not in "iuf":
@@ -90,31 +94,29 @@ def distill_psf(image: np.ndarray, box: int | Sequence[int] | None = None, thres
     if not np.all(np.isfinite(data)):
         raise PSFError("the bead image contains NaN or infinite values")
     ndim = data.ndim
-    smoothed = ndimage.gaussian_filter(data, smooth)
-    background = float(np.median(smoothed))
-    noise = 1.4826 * float(np.median(np.abs(smoothed - background)))
-    if noise <= 0:  # a flat background (simulated, or clipped at 0): any spot counts
-        noise = max(float(smoothed.std()), 1e-12) * 1e-3
-    level = background + threshold * noise
-    peaks = (smoothed == ndimage.maximum_filter(smoothed, size=3, mode="nearest")) & (smoothed > level)
-    found = np.argwhere(peaks)
-    if len(found) == 0:
-        raise BeadError(f"no beads found: no spot stands {threshold:g} noise levels above the background "
-                        f"({background:.4g} ± {noise:.3g} after smoothing); lower the threshold if the beads are "
-                        "faint, or check that this is a bead image")
-    # brightest first: the box is sized on them, and the cap keeps the brightest
-    found = found[np.argsort(-smoothed[tuple(found.T)], kind="stable")][:_MAX_BEADS]
-    size = _box_size(data, found, box)
+    spots = detect_spots(data, smooth, threshold)
+    size = _box_size(data, spots.positions, box)
     half = np.array(size) // 2
     rejected = dict.fromkeys(REJECT_REASONS, 0)
-    keep = _isolated(found, data.shape, half, rejected)
+    # The box is about 10 sigmas wide (half = 5 sigmas): a bead more than 3 sigmas outside it
+    # puts less than 1 % of its peak into it.
+    reach = half + np.ceil(0.6 * half)
+    lobes = side_lobes(spots, reach)
+    found = spots.positions[~lobes][:_MAX_BEADS]
+    keep = _isolated(found, data.shape, half, reach, rejected)
+    ceiling = float(data.max())
 
     crops, origins, centres, widths, totals = [], [], [], [], []
     for pos in found[keep]:
         sl = tuple(slice(p - h, p + h + 1) for p, h in zip(pos, half))
         crop = data[sl]
-        if saturation is not None and crop.max() >= saturation:
+        # at the integer type's full scale, or clipped lower (a 12-bit camera in a 16-bit file):
+        # several pixels at the image's maximum
+        if (saturation is not None and crop.max() >= saturation) or np.count_nonzero(crop == ceiling) > 1:
             rejected["saturated"] += 1
+            continue
+        if _hot(crop, half):
+            rejected["narrow"] += 1
             continue
         crop = crop - _shell(crop).mean()  # the mean: a Poisson background's median is biased low
         spot = _fit(crop, half)
@@ -130,7 +132,7 @@ def distill_psf(image: np.ndarray, box: int | Sequence[int] | None = None, thres
     if not use.any():
         raise BeadError(f"{len(found)} bead{'s' if len(found) != 1 else ''} found, none usable: "
                         f"{', '.join(f'{n} {REJECT_REASONS[k]}' for k, n in rejected.items() if n)}; "
-                        "try a smaller box, or an image with fewer, well separated beads")
+                        f"{_HINTS[max(rejected, key=rejected.get)]}")
     positions = np.array(centres)[use]
     stack = []
     for i in np.flatnonzero(use):
@@ -151,7 +153,8 @@ def distill_psf(image: np.ndarray, box: int | Sequence[int] | None = None, thres
     sigma = tuple(float(math.sqrt(max(s * s - di * di / 20.0, 0.0))) for s, di in zip(sigma_measured, d))
     return BeadPSF(psf=psf, sigma=sigma, sigma_measured=tuple(float(s) for s in sigma_measured),
                    positions=positions, bead_sigmas=np.array(widths).reshape(-1, ndim)[use],
-                   rejected={k: n for k, n in rejected.items() if n}, box=tuple(int(s) for s in size))
+                   rejected={k: n for k, n in rejected.items() if n}, box=tuple(int(s) for s in size),
+                   bead_diameter=tuple(float(v) for v in d))
 
 
 def _box_size(data: np.ndarray, found: np.ndarray, box: int | Sequence[int] | None) -> tuple[int, ...]:
@@ -168,26 +171,29 @@ def _box_size(data: np.ndarray, found: np.ndarray, box: int | Sequence[int] | No
     # A first look at the brightest beads, in a window of 15 pixels (or the image)
     win = [min(15, n - (1 - n % 2)) // 2 for n in data.shape]
     sigmas = []
-    for pos in found[:10]:
+    for pos in found[:40]:
         sl = tuple(slice(max(p - w, 0), p + w + 1) for p, w in zip(pos, win))
         crop = data[sl]
-        spot = _fit(crop - np.median(crop), np.array(pos) - [s.start for s in sl])
-        if spot is not None:
+        centre = np.array(pos) - [s.start for s in sl]
+        if _hot(crop, centre):
+            continue
+        spot = _fit(crop - np.median(crop), centre)
+        if spot is not None and min(spot.sigma) >= _NARROW:
             sigmas.append(spot.sigma)
+        if len(sigmas) == 10:
+            break
     s = np.median(sigmas, axis=0) if sigmas else np.full(ndim, 1.5)
     s[-2:] = s[-2:].max()  # Y and X alike: a lateral PSF is round unless the optics are broken
     return tuple(int(min(max(2 * math.ceil(5 * si) + 1, 9), n - (1 - n % 2))) for si, n in zip(s, data.shape))
 
 
-def _isolated(found: np.ndarray, shape: tuple[int, ...], half: np.ndarray, rejected: dict[str, int]) -> np.ndarray:
-    """Which beads have their whole box inside the image and no other detected bead in it."""
+def _isolated(found: np.ndarray, shape: tuple[int, ...], half: np.ndarray, reach: np.ndarray,
+              rejected: dict[str, int]) -> np.ndarray:
+    """Which beads have their whole box inside the image and no other bead within ``reach``."""
     keep = np.ones(len(found), dtype=bool)
     inside = np.all((found >= half) & (found < np.array(shape) - half), axis=1)
     rejected["edge"] += int((~inside).sum())
     keep &= inside
-    # The box is about 10 sigmas wide (half = 5 sigmas): a bead more than 3 sigmas outside it
-    # puts less than 1 % of its peak into it.
-    reach = half + np.ceil(0.6 * half)
     for i in np.flatnonzero(keep):
         near = np.all(np.abs(found - found[i]) <= reach, axis=1)
         near[i] = False
@@ -223,6 +229,16 @@ def _typical(totals: np.ndarray, widths: np.ndarray, rejected: dict[str, int]) -
     rejected["wide"] += int(wide.sum())
     rejected["narrow"] += int(narrow.sum())
     return ~(bright | wide | narrow)
+
+
+def _hot(crop: np.ndarray, centre: Sequence[int]) -> bool:
+    """A hot pixel, not a bead: its neighbours hold less than a tenth of it (a PSF sampled at the Nyquist
+    rate or finer gives them more than a seventh), and no fit is needed to see it."""
+    c = tuple(int(v) for v in centre)
+    peak = crop[c] - np.median(crop)
+    neighbours = [crop[c[:ax] + (c[ax] + step,) + c[ax + 1:]] for ax in range(crop.ndim) for step in (-1, 1)
+                  if 0 <= c[ax] + step < crop.shape[ax]]
+    return bool(peak > 0 and np.mean(neighbours) - np.median(crop) < 0.1 * peak)
 
 
 def _shift(crop: np.ndarray, by: np.ndarray) -> np.ndarray:
