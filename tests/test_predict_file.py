@@ -154,3 +154,24 @@ def test_an_axis_given_another_letter_loses_its_size(trained, tmp_path):
     lazy = open_lazy(tmp_path / "out.zarr")  # the Z spacing is not a time step; Y and X keep theirs
     assert lazy.axes == "TYX" and lazy.scale == pytest.approx((1.0, 0.1, 0.1))
     assert lazy.units == (None, "micrometer", "micrometer")
+
+
+def test_an_ome_zarr_origin_reaches_the_outputs(trained, stack, tmp_path):
+    """A tile of a larger project (MoBIE, a stitched plate) stays where it was: the NGFF translation."""
+    import zarr
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+    from ome_zarr.writer import write_image as ome_write
+
+    root = zarr.open_group(str(tmp_path / "in.zarr"), mode="w")
+    ome_write(stack, root, axes="tyx", scale_factors=(),
+              coordinate_transformations=[[{"type": "scale", "scale": [1.0, 0.5, 0.25]},
+                                           {"type": "translation", "translation": [0.0, 12.5, 7.0]}]])
+    tile = 2 * tile_halo(trained) + 16
+    predict_file(trained, tmp_path / "in.zarr", tmp_path / "den.zarr", tmp_path / "dec.zarr", tile_size=tile,
+                 device="cpu", batch_size=2, precision="fp32")
+    for name in ("den.zarr", "dec.zarr"):
+        node = next(iter(Reader(parse_url(str(tmp_path / name)))()))
+        transforms = {t["type"]: t for t in node.metadata["coordinateTransformations"][0]}
+        assert transforms["scale"]["scale"] == [1.0, 0.5, 0.25]
+        assert transforms["translation"]["translation"] == [0.0, 12.5, 7.0]

@@ -75,12 +75,14 @@ class LazyImage:
 
     ``scale`` is the pixel size per axis and ``units`` the unit of each (NGFF names such
     as ``"micrometer"``, ``None`` where unknown); both ``None`` when the file gives none.
+    ``translation`` is an OME-Zarr image's origin per axis (in the units of ``scale``).
     """
 
     ref: ArrayRef
     axes: str
     scale: tuple[float, ...] | None = None
     units: tuple[str | None, ...] | None = None
+    translation: tuple[float, ...] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -111,11 +113,11 @@ def open_lazy(path: str | Path) -> LazyImage:
         raise ImageFileError(f"image file not found: {p}")
     try:
         if fmt.folder:
-            from .ome import open_zarr_level0
+            from .ome import open_ome_zarr
 
-            array, axes, scale, units, key = open_zarr_level0(p)
-            ref = ArrayRef(str(p), "zarr", tuple(array.shape), str(array.dtype), key=key)
-            return LazyImage(ref, axes, scale, units)
+            img = open_ome_zarr(p)
+            ref = ArrayRef(str(p), "zarr", tuple(img.array.shape), str(img.array.dtype), key=img.key)
+            return LazyImage(ref, img.axes, img.scale, img.units, img.translation)
         return LazyImage(*_open_tiff(p))
     except ImageFileError:
         raise
@@ -143,17 +145,17 @@ def _open_tiff(p: Path) -> tuple[ArrayRef, str, tuple[float, ...] | None, tuple[
 
 @contextmanager
 def create_output(path: str | Path, shape: Sequence[int], axes: str, *, chunks: Sequence[int] | None = None,
-                  scale: Sequence[float] | None = None,
-                  units: Sequence[str | None] | None = None) -> Iterator[ArrayRef]:
+                  scale: Sequence[float] | None = None, units: Sequence[str | None] | None = None,
+                  translation: Sequence[float] | None = None) -> Iterator[ArrayRef]:
     """Create a float32 image to fill tile by tile; it appears under ``path`` when the block ends.
 
     Yields an :class:`ArrayRef` to open for writing. A ``.zarr`` path becomes a
     one-level OME-Zarr image chunked as ``chunks``; any TIFF suffix an uncompressed
     BigTIFF whose pixels are memory-mapped (with OME-XML for a ``.ome.tif`` name, which
-    Bio-Formats expects). ``scale`` and ``units`` (the pixel size per
-    axis, as :class:`LazyImage` has them) are stored in either (see
-    :mod:`.tiff_meta` for TIFF). On an error or a cancel nothing appears under
-    ``path`` and an existing file there is left untouched.
+    Bio-Formats expects). ``scale`` and ``units`` (the pixel size per axis, as
+    :class:`LazyImage` has them) are stored in either (see :mod:`.tiff_meta` for TIFF);
+    ``translation`` only in OME-Zarr (TIFF has no field for it). On an error or a cancel
+    nothing appears under ``path`` and an existing file there is left untouched.
 
     Raises
     ------
@@ -166,7 +168,7 @@ def create_output(path: str | Path, shape: Sequence[int], axes: str, *, chunks: 
             from .ome import create_ome_zarr
 
             try:
-                create_ome_zarr(tmp, shape, axes, chunks=chunks, scale=scale, units=units)
+                create_ome_zarr(tmp, shape, axes, chunks=chunks, scale=scale, units=units, translation=translation)
             except ValueError as e:
                 raise ImageFileError(f"cannot write {path}: {e}") from None
             yield ArrayRef(str(tmp), "zarr", tuple(shape), "<f4", key="0")

@@ -94,7 +94,8 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
     scale, units = _pixel_size(src, plan.axes)
     with ExitStack() as stack:
         refs = [stack.enter_context(create_output(p, src.shape, plan.axes, chunks=plan.out_chunks(src.shape),
-                                                  scale=scale, units=units)) for p in outputs]
+                                                  scale=scale, units=units, translation=_origin(src, plan.axes)))
+                for p in outputs]
         predict_lazy(model, src.ref, refs[0], refs[1] if len(refs) > 1 else None, plan=plan, device=device,
                      precision=exec_plan.precision, batch_size=batch_size, progress=progress, cancel=cancel,
                      client=client, on_plan=on_plan)
@@ -114,7 +115,8 @@ def _predict_channels(model: Any, src: Any, outputs: list[Path], axes: str | Non
     pred = model.predict(np.asarray(src.ref.open()), axes, **kwargs)
     scale, units = _pixel_size(src, axes)
     with ExitStack() as stack:
-        refs = [stack.enter_context(create_output(p, src.shape, axes, scale=scale, units=units)) for p in outputs]
+        refs = [stack.enter_context(create_output(p, src.shape, axes, scale=scale, units=units,
+                                                  translation=_origin(src, axes))) for p in outputs]
         for ref, result in zip(refs, (pred.denoised, pred.deconvolved)):
             out = ref.open(write=True)
             out[...] = result
@@ -149,3 +151,12 @@ def _pixel_size(src: LazyImage, axes: str) -> tuple[tuple[float, ...] | None, tu
     if all(s == 1.0 for s in scale) and not any(kept):
         return None, None
     return scale, kept if any(kept) else None
+
+
+def _origin(src: LazyImage, axes: str) -> tuple[float, ...] | None:
+    """The input's origin (OME-Zarr translation) for the output axes ``axes``: kept where ``axes``
+    name an axis as the file does, 0 elsewhere (as :func:`_pixel_size` does with the scale)."""
+    if src.translation is None or not len(src.axes) == len(src.translation) == len(axes):
+        return None
+    origin = tuple(t if a == b else 0.0 for t, a, b in zip(src.translation, src.axes, axes))
+    return origin if any(origin) else None
