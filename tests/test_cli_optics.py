@@ -1,5 +1,7 @@
 """The command line's PSF-from-optics options: ``train --psf-optics`` and ``deconoising psf``."""
 
+import re
+
 import numpy as np
 import pytest
 import tifffile
@@ -90,11 +92,12 @@ def test_psf_command_bad_input_fails_cleanly(tmp_path, capsys, args, msg):
     assert not (tmp_path / "psf.tif").exists()
 
 
-def test_psf_command_warns_when_the_size_cuts_the_psf(tmp_path):
-    from napari_deconoising.core.data import DataWarning
-
-    with pytest.warns(DataWarning, match=r"size 3 x 3 keeps only \d+% of the light"):
-        assert main(["psf", OPTICS, "--out", str(tmp_path / "psf.tif"), "--size", "3"]) == 0
+def test_psf_command_warns_when_the_size_cuts_the_psf(tmp_path, capsys):
+    assert main(["psf", OPTICS, "--out", str(tmp_path / "psf.tif"), "--size", "3"]) == 0
+    err = capsys.readouterr().err
+    # one line, as every message of the command line, not Python's warning with its source line
+    assert re.search(r"^deconoising: warning: a PSF of size 3 x 3 keeps only \d+% of the light", err, re.M)
+    assert "DataWarning" not in err and "optics_psf(" not in err
     assert tifffile.imread(tmp_path / "psf.tif").shape == (3, 3)
 
 

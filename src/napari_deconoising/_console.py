@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import IO
 
 import numpy as np
@@ -17,7 +19,7 @@ from .core.model import DecoNoisingModel
 from .core.predict import Cancelled
 from .core.train import Trainer
 
-__all__ = ["ProgressBar", "run_training"]
+__all__ = ["ProgressBar", "one_line_warnings", "run_training"]
 
 
 class ProgressBar:
@@ -129,3 +131,21 @@ def run_training(images: np.ndarray | Sequence[np.ndarray], cfg: TrainConfig, *,
         bar.close()
     return trainer.model, trainer
 
+
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """The engine's own warnings (:class:`~.core.data.DataWarning`) as ``deconoising: warning: ...``
+    lines on stderr, not Python's two-line form with a source line; other warnings as usual."""
+    from .core.data import DataWarning
+
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, DataWarning):
+                print(f"deconoising: warning: {message}", file=sys.stderr)
+            else:
+                original(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield

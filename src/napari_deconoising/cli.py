@@ -16,6 +16,7 @@ from ._batch import UsageError
 from ._cli_beads import add_beads_parser
 from ._cli_channels import CLIError
 from ._cli_train import DEFAULT_PATCH_3D, cmd_train
+from ._console import one_line_warnings
 from .bioimageio import BioimageioExportError, BioimageioUnavailable, load_any_model
 from .core.channels import ChannelModels
 from .core.config import ConfigError, TrainConfig
@@ -284,7 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deconoising`` console script."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with one_line_warnings():
+            return args.func(args)
     except (CLIError, UsageError, DataError, ConfigError, PSFError, ModelFileError, ImageFileError, Cancelled,
             BioimageioExportError, BioimageioUnavailable) as e:
         text = _in_flags(str(e)) if isinstance(e, ConfigError) else str(e)
