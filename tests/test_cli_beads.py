@@ -94,3 +94,19 @@ def test_noise_only_and_the_input_as_output(tmp_path, capsys):
     before = noise.read_bytes()
     assert main(["beads", str(noise), "--out", str(noise)]) == 2
     assert "is the bead image itself" in capsys.readouterr().err and noise.read_bytes() == before
+
+
+def test_training_warns_when_the_psf_was_measured_at_another_pixel_size(beads2d, tmp_path, capsys):
+    psf = tmp_path / "psf.tif"
+    assert main(["beads", str(beads2d), "--out", str(psf), "--pixel-size", "65"]) == 0
+    noisy = make_sample((64, 64), sigma=1.3, seed=1).noisy
+    for name, um in (("at100.tif", 0.1), ("at65.tif", 0.065)):
+        tifffile.imwrite(tmp_path / name, noisy, imagej=True, resolution=(1 / um, 1 / um), metadata={"unit": "um"})
+    capsys.readouterr()
+    assert main(["train", str(tmp_path / "at100.tif"), "--model", str(tmp_path / "m.pt"), "--psf", str(psf),
+                 *TINY_ARGS]) == 0
+    err = capsys.readouterr().err
+    assert "was made at another pixel size" in err and "Y 65 nm against 100 nm" in err
+    assert main(["train", str(tmp_path / "at65.tif"), "--model", str(tmp_path / "m2.pt"), "--psf", str(psf),
+                 *TINY_ARGS]) == 0
+    assert "another pixel size" not in capsys.readouterr().err

@@ -175,3 +175,14 @@ def test_the_frame_interval_in_ome_tiff_shaped_tiff_and_ome_zarr(tmp_path):
     with tifffile.TiffFile(tmp_path / "o.tif") as tif:  # T of length 1: no ImageJ file, the same keys in JSON
         assert not tif.is_imagej and tif.shaped_metadata[0]["finterval"] == 40
         assert tif.shaped_metadata[0]["tunit"] == "ms"
+
+
+def test_sampling_mismatch_compares_the_axes_both_know():
+    from napari_deconoising.core.units import lengths_nm, sampling_mismatch
+
+    psf = lengths_nm("ZYX", (0.2, 0.065, 0.065), ("micrometer",) * 3)
+    assert psf == pytest.approx({"Z": 200.0, "Y": 65.0, "X": 65.0})
+    assert sampling_mismatch(psf, lengths_nm("YX", (66.0, 66.0), ("nanometer", "nanometer"))) is None  # within 5 %
+    assert sampling_mismatch(psf, lengths_nm("TYX", (1.0, 0.1, 0.1), ("second", "um", "um"))) == (
+        "Y 65 nm against 100 nm, X 65 nm against 100 nm")
+    assert sampling_mismatch(psf, lengths_nm("YX", (1.0, 1.0), None)) is None  # no unit: nothing to compare

@@ -55,6 +55,23 @@ def _load_inputs(paths: Sequence[str], axes: str | None, three_d: bool = False) 
     return arrays, axes
 
 
+def _warn_psf_sampling(psf_path: str, image_path: Path) -> None:
+    """Warn when a PSF file was measured or computed at another pixel size than the image's."""
+    from .core.io import ImageFileError
+    from .core.units import lengths_nm, sampling_mismatch
+
+    try:
+        psf, image = open_lazy(psf_path), open_lazy(image_path)
+    except ImageFileError:
+        return  # reading the PSF reports its own error
+    differ = sampling_mismatch(lengths_nm(psf.axes, psf.scale, psf.units),
+                               lengths_nm(image.axes, image.scale, image.units))
+    if differ:
+        print(f"deconoising: warning: {psf_path} was made at another pixel size than {image_path} ({differ}): "
+              "a PSF is a kernel in pixels, so its width does not fit this image; measure or compute it at the "
+              "image's pixel size", file=sys.stderr)
+
+
 def _channels_among_several(path: str, axes: str, n: int) -> str:
     """Why the file ``path``, with ``n`` channels on its axis C, cannot be trained with other files."""
     if axes.endswith("XC"):  # a TIFF's samples per pixel
@@ -141,6 +158,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if out.exists() and any(p.exists() and out.resolve() == p.resolve() for p in paths):
         raise CLIError(f"refusing to overwrite the input image {out} with the model")
     images, axes = _load_inputs([str(p) for p in paths], args.axes, args.three_d)
+    for psf_path in args.psf or []:
+        _warn_psf_sampling(psf_path, paths[0])
     channels = channel_count(images, axes)
     built = [_config_from_args(a, f"channel {k + 1}/{channels}: " if channels else "")
              for k, a in enumerate(per_channel_args(args, channels))]

@@ -9,7 +9,9 @@ are) but cannot be converted.
 
 from __future__ import annotations
 
-__all__ = ["normalize_unit", "micrometres_per", "time_symbol"]
+from collections.abc import Sequence
+
+__all__ = ["normalize_unit", "micrometres_per", "time_symbol", "lengths_nm", "sampling_mismatch"]
 
 # NGFF length units used in microscopy -> micrometres per unit.
 _LENGTHS = {"angstrom": 1e-4, "picometer": 1e-6, "nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3,
@@ -65,3 +67,26 @@ def time_symbol(unit: str, ome: bool = False) -> str | None:
     """
     name = normalize_unit(unit)
     return (_OME_TIMES if ome else _IMAGEJ_TIMES).get(name or "", None if ome else unit)
+
+
+def lengths_nm(axes: str, scale: Sequence[float] | None, units: Sequence[str | None] | None) -> dict[str, float]:
+    """The pixel size in nm of each axis of ``axes`` (Z, Y, X) whose unit is a known length."""
+    if scale is None or units is None:
+        return {}
+    out = {}
+    for a, s, u in zip(axes, scale, units):
+        factor = micrometres_per(u)
+        if a in "ZYX" and factor is not None:
+            out[a] = 1000.0 * float(s) * factor
+    return out
+
+
+def sampling_mismatch(psf_nm: dict[str, float], image_nm: dict[str, float], tolerance: float = 0.05) -> str | None:
+    """How a PSF's sampling differs from the image's (``"Y 65 nm against 100 nm, ..."``), or None.
+
+    Both are :func:`lengths_nm`; only the axes both know are compared. A PSF is a kernel in
+    pixels: measured or computed at another pixel size, its width in pixels is wrong for the image.
+    """
+    diff = [f"{a} {psf_nm[a]:.4g} nm against {image_nm[a]:.4g} nm" for a in "ZYX"
+            if a in psf_nm and a in image_nm and abs(psf_nm[a] - image_nm[a]) > tolerance * image_nm[a]]
+    return ", ".join(diff) or None
