@@ -63,6 +63,13 @@ def test_measuring_the_sample_in_a_thread_gives_layers_the_train_widget_uses(qtb
     train.form.psf_layer.value = psf
     np.testing.assert_array_equal(train.form.measured_psf(), psf.data)
     assert train.form.channel_psfs([train.config()])[0].shape == psf.data.shape
+    # the PSF was measured at 65 nm: an image at 100 nm gets a warning (not a refusal) at Start
+    from napari_deconoising._widgets._train_start import psf_sampling_text
+
+    assert psf_sampling_text(train.form, source, "YX", 2) is None
+    coarse = viewer.add_image(source.data, name="at 100 nm", scale=(0.1, 0.1))
+    text = psf_sampling_text(train.form, coarse, "YX", 2)
+    assert "another pixel size" in text and "Y 65 nm against 100 nm" in text
 
 
 def test_a_users_layer_of_that_name_is_kept(viewer, widget, sync_workers, notifications):

@@ -108,6 +108,8 @@ class TrainWidget(DeconoisingWidget):
         note = continuing_text(plan)
         if note is not None:
             info(note)
+        for text in plan.warnings:
+            warning(text)
         self._run_counter += 1
         channels, config = plan.channels, plan.config
         self.train_run = TrainRun(

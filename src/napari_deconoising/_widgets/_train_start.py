@@ -57,6 +57,8 @@ class RunPlan:
     channels: ChannelInput | None
     resume: DecoNoisingModel | ChannelModels | None = None
     resumed: str | None = None
+    #: Worth a warning, not a refusal (a PSF layer made at another pixel size than the image).
+    warnings: tuple[str, ...] = ()
 
     @property
     def epochs_before(self) -> int:
@@ -92,7 +94,29 @@ def plan_run(form: TrainForm, control: TrainControl) -> RunPlan:
     data = layer_data(layer)  # a dask/zarr layer stays lazy: patches are read as drawn
     psf = form.measured_psf() if resume is None else None
     job = (train_job, control, data, config, axes, psf, resume, form.estimate_sigma())
-    return RunPlan(job, layer, config, data, axes, None, resume, resumed)
+    note = psf_sampling_text(form, layer, axes, config.ndim) if psf is not None else None
+    return RunPlan(job, layer, config, data, axes, None, resume, resumed, warnings=(note,) if note else ())
+
+
+def psf_sampling_text(form: TrainForm, layer: Image, axes: str, ndim: int) -> str | None:
+    """A warning when the form's PSF layer has another pixel size than the Image, else None."""
+    from ..core.units import sampling_mismatch
+    from ._bead_layers import pixel_size_nm
+    from ._train_form import PSF_LAYER
+
+    psf_layer = form.psf_layer.value
+    if form.psf_kind.value != PSF_LAYER or psf_layer is None or psf_layer.ndim != ndim:
+        return None
+    kept = "ZYX"[-ndim:]
+    psf_nm, _ = pixel_size_nm(psf_layer, kept, kept)
+    image_nm, _ = pixel_size_nm(layer, axes, kept) if set(kept) <= set(axes) else (None, "")
+    if psf_nm is None or image_nm is None:
+        return None
+    differ = sampling_mismatch(dict(zip(kept, psf_nm)), dict(zip(kept, image_nm)))
+    if differ is None:
+        return None
+    return (f"The PSF layer '{psf_layer.name}' has another pixel size than '{layer.name}' ({differ}): a PSF is a "
+            "kernel in pixels, so its width does not fit this image. Measure or compute it at the image's pixel size.")
 
 
 def continuing_text(plan: RunPlan) -> str | None:
