@@ -186,3 +186,14 @@ def test_sampling_mismatch_compares_the_axes_both_know():
     assert sampling_mismatch(psf, lengths_nm("TYX", (1.0, 0.1, 0.1), ("second", "um", "um"))) == (
         "Y 65 nm against 100 nm, X 65 nm against 100 nm")
     assert sampling_mismatch(psf, lengths_nm("YX", (1.0, 1.0), None)) is None  # no unit: nothing to compare
+
+
+def test_an_imagej_stack_without_spacing_has_1_um_planes(tmp_path, volume):
+    """ImageJ writes no "spacing" for a Z step of 1 (its default): the stack is still calibrated."""
+    tifffile.imwrite(tmp_path / "ij.tif", volume, imagej=True, resolution=(10, 10),
+                     metadata={"axes": "ZYX", "unit": "um"})
+    assert "spacing" not in tifffile.TiffFile(tmp_path / "ij.tif").imagej_metadata
+    lazy = open_lazy(tmp_path / "ij.tif")
+    assert lazy.scale == pytest.approx((1.0, 0.1, 0.1)) and lazy.units == UM3
+    tifffile.imwrite(tmp_path / "plain.tif", volume, imagej=True, metadata={"axes": "ZYX"})  # no unit: no size
+    assert open_lazy(tmp_path / "plain.tif").scale is None

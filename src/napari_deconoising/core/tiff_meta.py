@@ -126,6 +126,10 @@ def _tag_sizes(tif: Any, series: Any) -> dict[str, tuple[float, str | None]]:
     spacing = meta.get("spacing")
     if isinstance(spacing, int | float) and spacing > 0:
         sizes["Z"] = (float(spacing), normalize_unit(meta.get("zunit", unit)))
+    elif tif.is_imagej and int(meta.get("slices", 1) or 1) > 1 and micrometres_per(normalize_unit(unit)):
+        # ImageJ leaves "spacing" out when the Z step is 1 (its default): a stack calibrated in
+        # micrometres without it has 1 µm planes, not uncalibrated ones
+        sizes["Z"] = (1.0, normalize_unit(meta.get("zunit", unit)))
     interval = meta.get("finterval")
     if isinstance(interval, int | float) and interval > 0:  # ImageJ's time unit is "sec" unless it says
         sizes["T"] = (float(interval), normalize_unit(meta.get("tunit", "sec")))
