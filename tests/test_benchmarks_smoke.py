@@ -374,3 +374,16 @@ def test_speed_gpu_layout_ab_smoke(tmp_path):
     assert {(r["config"], r["layout"]) for r in rows} == {(c, lay) for c in ("paper", "paper3d")
                                                           for lay in ("channels-last", "contiguous")}
     assert all(r["steps_per_s"] > 0 for r in rows)
+
+
+def test_beads_smoke(tmp_path):
+    pytest.importorskip("psf")
+    pytest.importorskip("matplotlib")  # the filaments data
+    out = _load("beads").main(["--parts", "gaussian,optics,train", "--sigmas", "1.5", "--photons", "5000",
+                               "--seeds", "0", "--train-sigmas", "1.5", "--steps", "10", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "beads.json").read_text())["rows"]
+    assert len(out["rows"]) == len(saved) == 1 + 2 + 2 + 2  # 2D, two 3D stacks, two microscopes, two datasets
+    two_d = saved[0]
+    assert two_d["part"] == "gaussian 2D" and np.allclose(two_d["measured"], 1.5, atol=0.1)
+    assert all(r["correlation"] > 0.99 for r in saved if r["part"] == "optics")
+    assert all(math.isfinite(r["difference"]) for r in saved if r["part"] == "train")
