@@ -42,7 +42,9 @@ def test_beads_to_psf_to_training(beads2d, tmp_path, capsys):
     tifffile.imwrite(noisy, make_sample((64, 64), sigma=1.3, seed=1).noisy)
     model_file = tmp_path / "m.pt"
     assert main(["train", str(noisy), "--model", str(model_file), "--psf", str(psf), *TINY_ARGS]) == 0
-    np.testing.assert_allclose(load_model(model_file).psf, kernel, atol=1e-7)
+    model = load_model(model_file)
+    np.testing.assert_allclose(model.psf, kernel, atol=1e-7)
+    assert re.search(r"measured PSF \(\d+, \d+\) \(≈ Gaussian sigma 1\.[23]\d x 1\.[23]\d px\)", model.summary())
 
 
 def test_a_stack_gives_a_3d_psf_with_sizes_in_nm(beads3d, tmp_path, capsys):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GaussianSpot", "fit_gaussian"]
+__all__ = ["GaussianSpot", "fit_gaussian", "kernel_sigma"]
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,10 @@ def fit_gaussian(crop: np.ndarray, centre: tuple[float, ...] | None = None,
     rms = float(np.sqrt(np.mean(res.fun**2)))
     return GaussianSpot(centre=tuple(float(v) for v in p[2:2 + ndim]), sigma=tuple(float(v) for v in p[2 + ndim:]),
                         amplitude=amp, offset=float(p[0]), residual=rms / amp if amp > 0 else float("inf"))
+
+
+def kernel_sigma(kernel: np.ndarray) -> tuple[float, ...]:
+    """The Gaussian sigma per axis (pixels) fitted to a PSF kernel around its peak, no background."""
+    k = np.asarray(kernel, dtype=np.float64)
+    peak = np.unravel_index(int(np.argmax(k)), k.shape)
+    return fit_gaussian(k / k[peak], centre=tuple(float(p) for p in peak), fit_offset=False).sigma

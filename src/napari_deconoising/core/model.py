@@ -157,7 +157,10 @@ class DecoNoisingModel:
         elif c.optics is not None:
             psf = f"{c.optics.describe(c.ndim)}, {tuple(self.psf.shape)}"
         else:
-            psf = f"measured PSF {tuple(self.psf.shape)}"
+            from .gaussian_fit import kernel_sigma
+
+            sigma = " x ".join(f"{v:.2f}" for v in kernel_sigma(self.psf))
+            psf = f"measured PSF {tuple(self.psf.shape)} (≈ Gaussian sigma {sigma} px)"
         if c.n2v2:
             psf += ", N2V2"
         if c.phantom_wiener_eps and not self.is_noise2void:
