@@ -217,3 +217,32 @@ def test_beads_as_wide_as_the_psf_get_a_warning():
     image, _ = make_beads((200, 200), 1.2, n=15, seed=15)
     assert "size correction is only approximate" in distill_psf(image, bead_diameter=2.5).summary()
     assert "size correction" not in distill_psf(image, bead_diameter=0.5).summary()
+
+
+def test_noise_blobs_on_a_sparse_background_are_not_averaged_in():
+    for seed in (7, 8):
+        image, truth = make_beads((200, 200), 1.0, n=10, seed=seed, background=0.2, photons=60)
+        r = distill_psf(image)
+        # every averaged spot is a bead: a few photons of noise do not count as much as a bead
+        assert all(np.min(np.linalg.norm(truth - p, axis=1)) < 1.0 for p in r.positions), r.rejected
+
+
+def test_a_stack_too_thin_for_a_3d_psf_is_refused():
+    image, _ = make_beads((2, 96, 96), 1.2, n=4, seed=1, margin=0)
+    with pytest.raises(PSFError, match="at least 3 planes"):
+        distill_psf(image)
+
+
+@pytest.mark.parametrize("kwargs", [{"box": (9, 9, 9)}, {"bead_diameter": (1.0, 1.0, 1.0)}])
+def test_per_axis_values_of_the_wrong_length_are_psf_errors(kwargs):
+    image, _ = make_beads((128, 128), 1.2, n=6, seed=2)
+    with pytest.raises(PSFError, match="one value, or one per axis"):
+        distill_psf(image, **kwargs)
+
+
+def test_undersampled_beads_are_measured_with_a_warning_not_called_hot_pixels():
+    image, _ = make_beads((256, 256), 0.42, n=20, seed=3, photons=20000)
+    r = distill_psf(image)
+    assert r.n_beads >= 18 and "narrow" not in r.rejected
+    assert "samples it too coarsely" in r.summary()
+    assert "bead size taken out" not in r.summary()  # no diameter given

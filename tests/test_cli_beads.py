@@ -112,3 +112,22 @@ def test_training_warns_when_the_psf_was_measured_at_another_pixel_size(beads2d,
     assert main(["train", str(tmp_path / "at65.tif"), "--model", str(tmp_path / "m2.pt"), "--psf", str(psf),
                  *TINY_ARGS]) == 0
     assert "another pixel size" not in capsys.readouterr().err
+
+
+def test_a_5d_ome_zarr_with_one_time_point_and_channel(tmp_path, capsys):
+    from napari_deconoising.core.io import write_image
+
+    stack, _ = make_beads((24, 96, 96), (2.0, 1.1, 1.1), n=6, seed=3, photons=20000, min_distance=14)
+    write_image(tmp_path / "beads.zarr", stack[None, None], "TCZYX", scale=(1.0, 1.0, 0.2, 0.065, 0.065),
+                units=("second", None, "micrometer", "micrometer", "micrometer"))
+    assert main(["beads", str(tmp_path / "beads.zarr"), "--out", str(tmp_path / "psf.tif")]) == 0
+    assert load_psf(tmp_path / "psf.tif", ndim=3).ndim == 3
+    assert "planes (" in capsys.readouterr().err  # the Z step reached nm
+
+
+def test_a_stack_of_two_planes_is_a_one_line_error(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "thin.tif", make_beads((2, 96, 96), 1.2, n=4, seed=1, margin=0)[0],
+                     imagej=True, metadata={"axes": "ZYX"})
+    assert main(["beads", str(tmp_path / "thin.tif"), "--out", str(tmp_path / "p.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "at least 3 planes" in err and err.count("\n") == 1

@@ -119,6 +119,9 @@ def test_bead_diameter_needs_a_pixel_size(viewer, widget, sync_workers, notifica
     assert widget.measure()
     meta = widget.last_layers[0].metadata[PROVENANCE_KEY]
     assert all(s < m for s, m in zip(meta["sigma_px"], meta["sigma_measured_px"]))
+    # the PSF layer keeps the source's units, so its pixel size (scale bar, Train's check) is known
+    psf = widget.last_layers[0]
+    assert pixel_size_nm(psf, "YX", "YX")[0] == (65.0, 65.0)
 
 
 def test_3d_switch_on_a_stack(viewer, widget, sync_workers, notifications):

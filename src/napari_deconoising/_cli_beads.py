@@ -12,12 +12,13 @@ from ._cli_channels import CLIError
 from .core.beads import distill_psf
 from .core.io import image_format, write_image
 from .core.lazy_io import open_lazy
-from .core.units import micrometres_per
+from .core.units import lengths_nm
 
 __all__ = ["add_beads_parser", "cmd_beads"]
 
 
 def add_beads_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``beads`` subcommand to the command line's subparsers."""
     b = sub.add_parser("beads", help="measure the PSF from an image of sub-resolution beads and write it as a TIFF",
                        description="Detects the beads, keeps the isolated ones, aligns them on sub-pixel Gaussian "
                                    "fits and averages them. Use the result with train --psf.")
@@ -38,6 +39,7 @@ def add_beads_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_beads(args: argparse.Namespace) -> int:
+    """Measure the PSF of ``args.image`` and write it to ``args.out``; print the report. Returns 0."""
     out = Path(args.out)
     image_format(out)
     if not out.parent.exists():
@@ -53,6 +55,9 @@ def cmd_beads(args: argparse.Namespace) -> int:
                        if not args.axes else f"--axes {args.axes} does not fit the shape {src.shape}")
     data = np.asarray(src.ref.open()[...])
     data, axes = _one_channel(data, axes, args.channel)
+    for a in "TS":  # one time point or one image of a series (a 5D OME-Zarr's t of 1) is no axis
+        if a in axes and data.shape[axes.index(a)] == 1:
+            data, axes = np.take(data, 0, axis=axes.index(a)), axes.replace(a, "")
     if axes not in ("YX", "ZYX"):
         raise CLIError(f"a bead image is one YX plane or one ZYX stack, got axes {axes} {data.shape}: "
                        "save the plane or stack to measure as a file of its own")
@@ -101,11 +106,7 @@ def _spacing_nm(given: list[float] | None, src, axes: str, axes_given: str | Non
             raise CLIError(f"--pixel-size takes {'one value (Y and X)' if axes == 'YX' else 'three values, Z Y X'} "
                            f"for axes {axes}, got {len(given)}")
         return tuple(given)
-    if src.scale is None or (axes_given and axes_given.upper() != src.axes):
+    if axes_given and axes_given.upper() != src.axes:
         return None
-    sizes = {}
-    for a, s, u in zip(src.axes, src.scale, src.units or (None,) * len(src.axes)):
-        factor = micrometres_per(u)
-        if factor is not None:
-            sizes[a] = 1000.0 * s * factor
+    sizes = lengths_nm(src.axes, src.scale, src.units)
     return tuple(sizes[a] for a in axes) if all(a in sizes for a in axes) else None

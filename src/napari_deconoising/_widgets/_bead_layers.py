@@ -172,6 +172,12 @@ def _beside(inp: BeadInput, psf_shape: tuple[int, ...]) -> list[float]:
     return out
 
 
+def _units(layer: Layer) -> list | None:
+    """The layer's units per axis (napari >= 0.6), None where layers have none."""
+    units = getattr(layer, "units", None)
+    return None if units is None else [str(u) for u in units]
+
+
 def _label(inp: BeadInput) -> str:
     parts = [inp.layer.name]
     if "C" in inp.axes:
@@ -196,10 +202,15 @@ def add_bead_layers(viewer, inp: BeadInput, result: BeadPSF, settings: dict) -> 
     label = _label(inp)
     psf_name, beads_name = f"{PSF_ROLE} ({label})", f"Beads used ({label})"
     placed = {"scale": [src.scale[inp.axes.index(a)] for a in inp.kept], "translate": _beside(inp, result.psf.shape)}
+    units = _units(src)  # the scale's units (napari >= 0.6): the scale bar and the Train widget's check read them
+    if units is not None:
+        placed["units"] = [units[inp.axes.index(a)] for a in inp.kept]
     psf_meta = _provenance(PSF_ROLE, inp, result, settings)
     old = _ours(viewer, psf_name, PSF_ROLE, Image)
     if old is not None and old.ndim == result.psf.ndim:  # in place: a Train picker that shows it keeps it
         old.data, old.metadata, old.scale, old.translate = result.psf, psf_meta, placed["scale"], placed["translate"]
+        if units is not None:
+            old.units = placed["units"]
         old.reset_contrast_limits()
         psf = old
     else:
@@ -213,7 +224,8 @@ def add_bead_layers(viewer, inp: BeadInput, result: BeadPSF, settings: dict) -> 
     old = _ours(viewer, beads_name, BEADS_ROLE, Points)
     beads = _place(viewer, old, Points(
         points, name=old.name if old else unique_name(viewer, beads_name), scale=src.scale,
-        translate=src.translate, symbol="square", size=float(max(result.box[-2:])), face_color="transparent",
+        translate=src.translate, **({} if units is None else {"units": units}), symbol="square",
+        size=float(max(result.box[-2:])), face_color="transparent",
         border_color="yellow", features=features,
         metadata=_provenance(BEADS_ROLE, inp, result, settings)))
     return psf, beads

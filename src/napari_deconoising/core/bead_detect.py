@@ -39,6 +39,21 @@ class Spots:
 def detect_spots(data: np.ndarray, smooth: float, threshold: float) -> Spots:
     """Local maxima of the smoothed image that stand ``threshold`` noise levels above the local background.
 
+    Parameters
+    ----------
+    data : numpy.ndarray
+        The bead image, 2D or 3D, float.
+    smooth : float
+        Sigma (pixels) of the Gaussian smoothing that detection sees.
+    threshold : float
+        Noise levels (robust standard deviations of the smoothed image around its local
+        background) a maximum must stand above it.
+
+    Returns
+    -------
+    Spots
+        Brightest first.
+
     Raises
     ------
     BeadError
@@ -54,8 +69,9 @@ def detect_spots(data: np.ndarray, smooth: float, threshold: float) -> Spots:
     # the minimum filter sits below the noise: measure the noise around the residual's median
     centre = float(np.median(signal))
     noise = 1.4826 * float(np.median(np.abs(signal - centre)))
-    if noise <= 0:  # a flat background (simulated, or clipped at 0): any spot counts
-        noise = max(float(signal.std()), 1e-12) * 1e-3
+    if noise <= 0:  # sparse counts (most pixels 0 photons) or a flat simulated background
+        quiet = signal[signal <= np.percentile(signal, 99)]  # leave the beads' brightest pixels out
+        noise = float(quiet.std()) or max(float(signal.std()), 1e-12) * 1e-3
     level = centre + threshold * noise
     peaks = (smoothed == ndimage.maximum_filter(smoothed, size=3, mode="nearest")) & (signal > level)
     found = np.argwhere(peaks)
@@ -69,7 +85,10 @@ def detect_spots(data: np.ndarray, smooth: float, threshold: float) -> Spots:
 
 
 def side_lobes(spots: Spots, reach: np.ndarray) -> np.ndarray:
-    """Which spots lie within ``reach`` (per axis) of a spot more than ``1 / LOBE`` times as high."""
+    """Which spots lie within ``reach`` (pixels per axis) of a spot more than ``1 / LOBE`` times as high.
+
+    Returns a boolean mask over ``spots.positions``: True for a ring or side lobe of a brighter spot.
+    """
     pos, h = spots.positions, spots.heights
     lobe = np.zeros(len(pos), dtype=bool)
     for i in range(len(pos)):  # brightest first: a lobe's own lobes are its bead's too

@@ -10,6 +10,7 @@ import numpy as np
 __all__ = ["BeadPSF", "REJECT_REASONS", "edge_level", "fwhm"]
 
 _EDGE = 0.05  # of the brightest slice's light, on a face of the box: worth a warning
+_UNDERSAMPLED = 0.6  # px: below this the pixel grid limits the measured width
 
 #: Why a detected bead was left out, in the order they are checked.
 REJECT_REASONS = {
@@ -19,6 +20,7 @@ REJECT_REASONS = {
     "bright": "much brighter than the typical bead (a clump?)",
     "wide": "much wider than the typical bead (out of focus or a clump?)",
     "narrow": "much narrower than a bead (a hot pixel?)",
+    "faint": "much fainter than the typical bead (noise?)",
     "fit": "no Gaussian could be fitted",
 }
 
@@ -58,6 +60,7 @@ class BeadPSF:
 
     @property
     def n_beads(self) -> int:
+        """How many beads were averaged."""
         return len(self.positions)
 
     @property
@@ -81,7 +84,7 @@ class BeadPSF:
         widths = fwhm(self.psf)
         lines.append("FWHM (measured profile): " + ", ".join(
             f"{a} {w * d:.0f} nm" if d else f"{a} {w:.2f} {u}" for a, w, u, d in zip(names, widths, unit, nm)))
-        if self.sigma != self.sigma_measured:
+        if any(self.bead_diameter):
             lines.append("bead size taken out; as measured: "
                          + ", ".join(f"{a} {s:.2f}" for a, s in zip(names, self.sigma_measured)))
         spread = self.sigma_spread
@@ -94,6 +97,9 @@ class BeadPSF:
         if big:
             lines.append(f"the beads are more than half the FWHM wide ({', '.join(big)}): the size correction "
                          "is only approximate; beads well below the resolution measure the PSF better")
+        if min(self.sigma_measured) < _UNDERSAMPLED:
+            lines.append("the PSF is narrower than 0.6 px: the image samples it too coarsely for a precise "
+                         "width (a smaller pixel size, or more magnification, would)")
         if self.n_beads < 5:
             lines.append(f"only {self.n_beads} bead{'s' if self.n_beads != 1 else ''}: the average is noisy; "
                          "image more isolated beads for a firmer PSF")

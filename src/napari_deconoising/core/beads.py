@@ -38,6 +38,7 @@ from .psf import PSFError, prepare_psf
 __all__ = ["BeadError", "BeadPSF", "distill_psf", "REJECT_REASONS"]
 
 _BRIGHT = 1.6  # x the median integrated intensity: two beads together are about 2x
+_FAINT = 0.3  # x the median integrated intensity: noise, or a bead far out of focus
 _WIDE = 1.4  # x the median width (geometric mean over axes), and 1 / _WIDE for too narrow
 _NARROW = 0.35  # px: narrower than a PSF sampled at the Nyquist rate or finer can be: a hot pixel
 _MAX_BEADS = 2000
@@ -47,9 +48,12 @@ _HINTS = {
     "crowded": "try a smaller box, or an image with fewer, well separated beads",
     "saturated": "image the beads with less light or a shorter exposure",
     "bright": "try an image with fewer clumps", "wide": "focus on the beads",
-    "narrow": "these look like hot pixels, not beads: check the image", "fit": "check that this is a bead image",
+    "narrow": "these look like hot pixels, or the image is sampled too coarsely for its PSF (under 0.4 px): "
+              "check the image and its pixel size",
+    "faint": "lower the threshold only as far as the beads stand out of the noise",
+    "fit": "check that this is a bead image",
 }
-_FLOOR = 1.0  # x the noise of the average (measured: benchmarks/beads.py, docs/beads.md)
+_FLOOR = 1.0  # x the noise of the average (measured: benchmarks/beads.py, docs/user-guide.md)
 
 
 def distill_psf(image: np.ndarray, box: int | Sequence[int] | None = None, threshold: float = 6.0,
@@ -94,6 +98,10 @@ def distill_psf(image: np.ndarray, box: int | Sequence[int] | None = None, thres
     if not np.all(np.isfinite(data)):
         raise PSFError("the bead image contains NaN or infinite values")
     ndim = data.ndim
+    if min(data.shape) < 3:
+        raise PSFError(f"the bead image {data.shape} is too thin to measure a PSF along every axis: a stack needs "
+                       "at least 3 planes (measure a 2D PSF on one plane instead)")
+    d = _per_axis(bead_diameter, ndim, "bead_diameter")
     spots = detect_spots(data, smooth, threshold)
     size = _box_size(data, spots.positions, box)
     half = np.array(size) // 2
@@ -149,7 +157,6 @@ def distill_psf(image: np.ndarray, box: int | Sequence[int] | None = None, thres
     mean[mean < floor] = 0.0
     psf = prepare_psf(mean, ndim=ndim)
     sigma_measured = fitted.sigma if fitted is not None else (math.nan,) * ndim
-    d = np.broadcast_to(np.asarray(bead_diameter, dtype=np.float64), (ndim,))
     sigma = tuple(float(math.sqrt(max(s * s - di * di / 20.0, 0.0))) for s, di in zip(sigma_measured, d))
     return BeadPSF(psf=psf, sigma=sigma, sigma_measured=tuple(float(s) for s in sigma_measured),
                    positions=positions, bead_sigmas=np.array(widths).reshape(-1, ndim)[use],
@@ -160,7 +167,7 @@ def distill_psf(image: np.ndarray, box: int | Sequence[int] | None = None, thres
 def _box_size(data: np.ndarray, found: np.ndarray, box: int | Sequence[int] | None) -> tuple[int, ...]:
     ndim = data.ndim
     if box is not None:
-        size = tuple(int(b) for b in np.broadcast_to(np.asarray(box), (ndim,)))
+        size = tuple(int(b) for b in _per_axis(box, ndim, "box"))
         bad = [b for b in size if b < 3 or b % 2 == 0]
         if bad:
             raise PSFError(f"box {size}: every size must be odd and at least 3")
@@ -220,6 +227,11 @@ def _typical(totals: np.ndarray, widths: np.ndarray, rejected: dict[str, int]) -
     bright = np.zeros_like(narrow)
     wide = np.zeros_like(narrow)
     rest = ~narrow
+    faint = np.zeros_like(narrow)
+    if rest.sum() >= 5:
+        # unit sum makes every spot count alike: a noise blob must not count as a bead
+        faint = rest & (totals < _FAINT * np.median(totals[rest]))
+        rest &= ~faint
     if rest.sum() >= 5:
         bright = rest & (totals > _BRIGHT * np.median(totals[rest]))
         typical = np.median(width[rest & ~bright])
@@ -228,17 +240,25 @@ def _typical(totals: np.ndarray, widths: np.ndarray, rejected: dict[str, int]) -
     rejected["bright"] += int(bright.sum())
     rejected["wide"] += int(wide.sum())
     rejected["narrow"] += int(narrow.sum())
-    return ~(bright | wide | narrow)
+    rejected["faint"] += int(faint.sum())
+    return ~(bright | wide | narrow | faint)
+
+
+def _per_axis(value: float | Sequence[float], ndim: int, name: str) -> np.ndarray:
+    v = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    if v.shape not in ((1,), (ndim,)):
+        raise PSFError(f"{name} {tuple(v)}: one value, or one per axis ({ndim})")
+    return np.broadcast_to(v, (ndim,))
 
 
 def _hot(crop: np.ndarray, centre: Sequence[int]) -> bool:
-    """A hot pixel, not a bead: its neighbours hold less than a tenth of it (a PSF sampled at the Nyquist
-    rate or finer gives them more than a seventh), and no fit is needed to see it."""
+    """A hot pixel, not a bead: its neighbours hold less than 3 % of it, as they do for a Gaussian
+    narrower than 0.38 px (a PSF sampled at the Nyquist rate gives them a seventh); no fit needed."""
     c = tuple(int(v) for v in centre)
     peak = crop[c] - np.median(crop)
     neighbours = [crop[c[:ax] + (c[ax] + step,) + c[ax + 1:]] for ax in range(crop.ndim) for step in (-1, 1)
                   if 0 <= c[ax] + step < crop.shape[ax]]
-    return bool(peak > 0 and np.mean(neighbours) - np.median(crop) < 0.1 * peak)
+    return bool(peak > 0 and np.mean(neighbours) - np.median(crop) < 0.03 * peak)
 
 
 def _shift(crop: np.ndarray, by: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -157,9 +158,8 @@ class DecoNoisingModel:
         elif c.optics is not None:
             psf = f"{c.optics.describe(c.ndim)}, {tuple(self.psf.shape)}"
         else:
-            from .gaussian_fit import kernel_sigma
-
-            sigma = " x ".join(f"{v:.2f}" for v in kernel_sigma(self.psf))
+            kernel = np.ascontiguousarray(self.psf, np.float32)
+            sigma = " x ".join(f"{v:.2f}" for v in _kernel_sigma(kernel.tobytes(), kernel.shape))
             psf = f"measured PSF {tuple(self.psf.shape)} (≈ Gaussian sigma {sigma} px)"
         if c.n2v2:
             psf += ", N2V2"
@@ -200,3 +200,12 @@ def _plain(v: Any) -> Any:
 def save_model(model: DecoNoisingModel, path: str | PathLike) -> None:
     """Write ``model`` to ``path`` atomically; same as ``model.save(path)``."""
     model.save(path)
+
+
+@functools.lru_cache(maxsize=32)
+def _kernel_sigma(data: bytes, shape: tuple[int, ...]) -> tuple[float, ...]:
+    """:func:`.gaussian_fit.kernel_sigma`, once per PSF: summaries are asked for often, on the GUI thread,
+    and a large 3D kernel's fit takes about a second."""
+    from .gaussian_fit import kernel_sigma
+
+    return kernel_sigma(np.frombuffer(data, dtype=np.float32).reshape(shape))
