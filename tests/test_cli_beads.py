@@ -59,6 +59,18 @@ def test_a_stack_gives_a_3d_psf_with_sizes_in_nm(beads3d, tmp_path, capsys):
 
     written = open_lazy(psf)  # the voxel size travels with the PSF
     assert written.axes == "ZYX" and np.allclose(written.scale, (0.2, 0.065, 0.065), rtol=1e-3)
+    # and a 3D model trains with it, on a stack of the same sampling (no pixel-size warning)
+    from napari_deconoising.core import make_sample_3d
+
+    vol = tmp_path / "vol.tif"
+    tifffile.imwrite(vol, make_sample_3d((8, 48, 48), sigma=(2.2, 1.1, 1.1), seed=0).noisy, imagej=True,
+                     resolution=(1 / 0.065, 1 / 0.065), metadata={"axes": "ZYX", "spacing": 0.2, "unit": "um"})
+    model_file = tmp_path / "m3d.pt"
+    args = [a if a != "32" else "8" for a in TINY_ARGS]  # 8-plane patches: one value for Z, Y and X
+    assert main(["train", str(vol), "--3d", "--model", str(model_file), "--psf", str(psf), *args]) == 0
+    assert "another pixel size" not in capsys.readouterr().err
+    model = load_model(model_file)
+    assert model.config.ndim == 3 and model.psf.shape == load_psf(psf, ndim=3).shape
 
 
 def test_channels_one_at_a_time(beads2d, tmp_path, capsys):
