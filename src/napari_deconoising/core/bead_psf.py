@@ -93,9 +93,10 @@ class BeadPSF:
         if edge > _EDGE:
             lines.append(f"a face of the box still holds {edge:.0%} of the brightest slice's light: a larger box "
                          "would hold more of the PSF (widefield stacks spread far along Z)")
-        big = [a for a, d, w in zip(names, self.bead_diameter, widths) if d > 0.5 * w]
+        # measured (a review, NA 1.4, FWHM 230 nm): 100 and 200 nm beads corrected within 2 %, 500 nm 38 % off
+        big = [a for a, d, w in zip(names, self.bead_diameter, widths) if d > w]
         if big:
-            lines.append(f"the beads are more than half the FWHM wide ({', '.join(big)}): the size correction "
+            lines.append(f"the beads are wider than the FWHM ({', '.join(big)}): the size correction "
                          "is only approximate; beads well below the resolution measure the PSF better")
         if min(self.sigma_measured) < _UNDERSAMPLED:
             lines.append("the PSF is narrower than 0.6 px: the image samples it too coarsely for a precise "
