@@ -120,5 +120,9 @@ def test_page_faults_between_steps_go_away():
     pages = 8 * 16 * 2**20 // 4096
     assert min(before) > 0.9 * pages  # every round's 128 MiB comes back from the kernel
     # Inside, the heap grows in the first round or two (how the free blocks fall varies), then
-    # the rounds fault nothing.
-    assert sorted(inside)[len(inside) // 2] < 0.02 * pages and inside[-1] < 0.02 * pages
+    # the rounds fault (nearly) nothing. On a CI machine a steady round once faulted one of the
+    # eight buffers again (4096 pages), so the bound is a quarter of a round, not zero: without
+    # the setting every round faults all of it.
+    steady = inside[1:]
+    assert sorted(steady)[len(steady) // 2] < 0.25 * pages and inside[-1] < 0.25 * pages
+    assert sum(steady) < 0.5 * len(steady) * pages
