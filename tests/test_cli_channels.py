@@ -122,6 +122,7 @@ def resume_cases(cyx):
                      photometric="minisblack")
     v = np.stack([image] * 8, axis=1)  # CZYX, 8 planes
     tifffile.imwrite(cyx / "c2z.tif", v, metadata={"axes": "CZYX"})
+    tifffile.imwrite(cyx / "zyx.tif", v[0], metadata={"axes": "ZYX"})
     return cyx
 
 
@@ -129,7 +130,11 @@ def resume_cases(cyx):
     ("cyx.tif", "single.pt", [], "one network, for images without a channel axis"),
     ("c3.tif", "pair.pt", [], "has 2 channels but the image has 3"),
     ("yx.tif", "pair.pt", [], "holds one model per channel (2 channels): resume needs an image with 2 channels"),
-    ("c2z.tif", "pair.pt", ["--3d", "--patch-size", "8", "32", "32"], "channel 1 of the model to resume is 2D"),
+    # the way to 2D is the command line's (no 'Train widget', no TrainConfig)
+    ("c2z.tif", "pair.pt", ["--3d", "--patch-size", "8", "32", "32"],
+     "channel 1 of the model to resume is 2D; train it in 2D (without --3d)"),
+    ("zyx.tif", "single.pt", ["--3d", "--patch-size", "8", "32", "32"],
+     "the model to resume is 2D; train it in 2D (without --3d)"),
 ])
 def test_resume_that_does_not_fit_fails_cleanly(resume_cases, capsys, image, model, extra, msg):
     d = resume_cases

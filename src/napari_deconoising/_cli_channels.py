@@ -14,7 +14,12 @@ from ._console import run_training
 from .core.channels import ChannelModels, check_resume, split_channels
 from .core.config import TrainConfig
 
-__all__ = ["CLIError", "channel_count", "drop_single_channel", "per_channel_args", "train_per_channel"]
+__all__ = ["CLI_NDIM_HINTS", "CLIError", "channel_count", "drop_single_channel", "per_channel_args",
+           "train_per_channel"]
+
+#: How to train in the resumed model's dimensions (3 or 2) with ``deconoising train``'s options,
+#: for the core's resume checks (whose own wording is the Python API's).
+CLI_NDIM_HINTS = {3: "add --3d", 2: "without --3d"}
 
 
 class CLIError(Exception):
@@ -90,7 +95,9 @@ def train_per_channel(image: np.ndarray, axes: str, built: Sequence[tuple[TrainC
     with :func:`~napari_deconoising.core.channels.check_resume` before any channel trains.
     """
     views, rest = split_channels(image, axes)
-    starts = [None] * len(views) if resume is None else check_resume(resume, len(views), built[0][0].ndim).models
+    if resume is not None:
+        resume = check_resume(resume, len(views), built[0][0].ndim, hints=CLI_NDIM_HINTS)
+    starts = [None] * len(views) if resume is None else resume.models
     models = []
     for k, (view, (cfg, psf), start) in enumerate(zip(views, built, starts)):
         model, _ = train(view, cfg, axes=rest, psf=psf, resume=start, label=f"channel {k + 1}/{len(views)}: ")

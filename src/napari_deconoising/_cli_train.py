@@ -12,7 +12,14 @@ import numpy as np
 import torch
 
 from ._batch import expand_inputs
-from ._cli_channels import CLIError, channel_count, drop_single_channel, per_channel_args, train_per_channel
+from ._cli_channels import (
+    CLI_NDIM_HINTS,
+    CLIError,
+    channel_count,
+    drop_single_channel,
+    per_channel_args,
+    train_per_channel,
+)
 from ._cli_sigma import sigma_values, train_learning_sigma, wants_auto
 from ._console import run_training
 from .bioimageio import load_any_model
@@ -174,7 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if os.environ.get("WORLD_SIZE", "1") != "1":
             raise CLIError("one model per channel (a C axis) trains in one process; run it without torchrun")
         if resume is not None:  # before the image is read into memory
-            check_resume(resume, channels, built[0][0].ndim)
+            check_resume(resume, channels, built[0][0].ndim, hints=CLI_NDIM_HINTS)
         # One model per channel holds each channel in memory while it trains.
         model = train_per_channel(np.asarray(images[0]), axes, built, resume=resume)
         model.save(out)
@@ -182,7 +189,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     cfg, psf_array = built[0]
     if resume is not None:  # before the images are read
-        resume = check_single_resume(resume, cfg.ndim)
+        resume = check_single_resume(resume, cfg.ndim, hints=CLI_NDIM_HINTS)
     if auto:
         model = train_learning_sigma(images, cfg, axes)
         model.save(out)

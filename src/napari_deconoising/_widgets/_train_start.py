@@ -24,7 +24,7 @@ from ._train_job import TrainControl, channels_job, train_job
 __all__ = ["GUI_NDIM_HINTS", "RunPlan", "continuing_text", "plan_run"]
 
 #: How to train in the resumed model's dimensions (3 or 2) with the form's controls: the core's
-#: own wording names the command line's --3d, which the user of the widget never sees.
+#: own wording is the Python API's (ndim=3 in the TrainConfig), which the user of the widget never sees.
 GUI_NDIM_HINTS = {3: f"tick the 3D box, for an Image with a Z axis, or set Start from to '{NEW_MODEL}'",
                   2: f"untick the 3D box, or set Start from to '{NEW_MODEL}'"}
 

@@ -174,10 +174,9 @@ class DecoNoisingModel:
         return f"{dims}U-Net depth {c.depth}/{c.channels} ch, {psf}, {len(self.history)} epochs{head}{val}"
 
 
-#: How to train in 2D or 3D, by the model's dimensions: the command line's wording (a caller with
-#: other controls, such as the Train widget, passes its own to the checks).
-NDIM_HINTS: Mapping[int, str] = {3: "--3d on the command line, 3D on in the Train widget",
-                                 2: "without --3d on the command line, 3D off in the Train widget"}
+#: How to train in 2D or 3D, by the model's dimensions, in the Python API's terms: callers with
+#: other controls (the command line's --3d, the Train widget's 3D box) pass their own wording.
+NDIM_HINTS: Mapping[int, str] = {3: "ndim=3 in the TrainConfig", 2: "ndim=2 in the TrainConfig"}
 
 
 def check_resume_ndim(model: DecoNoisingModel, ndim: int, what: str = "the model to resume",
