@@ -108,3 +108,51 @@ def test_the_origin_is_written_as_ngff_reads_it(tmp_path):
     assert open_ome_zarr(tmp_path / "o.zarr").translation == (4.0, 1.5, -3.0)
     write_image(tmp_path / "none.zarr", np.zeros((8, 9), np.float32), "YX")  # no origin: none written
     assert open_ome_zarr(tmp_path / "none.zarr").translation is None
+
+
+def test_a_level_named_by_its_path_reads_the_image_metadata(tmp_path):
+    """img.ome.zarr/s0 (or /s1, b2r.zarr/0/0) is a bare array: its axes, pixel size, units and origin
+    are the image's, in the group above it; any other array keeps what it says itself."""
+    import zarr
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_image
+
+    from napari_deconoising.core.ome import open_ome_zarr
+
+    image = _image(4, z=4)
+    axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"},
+            *({"name": a, "type": "space", "unit": "micrometer"} for a in "zyx")]
+    levels = [[{"type": "scale", "scale": [1, 1, 0.5, 0.2 * f, 0.2 * f]},
+               {"type": "translation", "translation": [0, 0, 1.0, 10.0, 20.0]}] for f in (1, 2)]
+    root = zarr.open_group(str(tmp_path / "img.ome.zarr"), mode="w", zarr_format=2)
+    write_image(image, root, axes=axes, fmt=FormatV04(), scaler=None, scale_factors=(2,),
+                coordinate_transformations=levels)
+    paths = [d["path"] for d in root.attrs["multiscales"][0]["datasets"]]
+    whole = open_ome_zarr(tmp_path / "img.ome.zarr")
+    for path, f in zip(paths, (1, 2)):
+        got = open_ome_zarr(tmp_path / "img.ome.zarr" / path)
+        assert (got.axes, got.key, got.units) == ("TCZYX", "", (None, None) + ("micrometer",) * 3)
+        assert got.scale == pytest.approx((1, 1, 0.5, 0.2 * f, 0.2 * f))
+        assert got.translation == (0, 0, 1.0, 10.0, 20.0)
+    level0 = open_ome_zarr(tmp_path / "img.ome.zarr" / paths[0])
+    assert (level0.scale, level0.translation, level0.units) == (whole.scale, whole.translation, whole.units)
+    data, axes_read = read_image(tmp_path / "img.ome.zarr" / paths[1])
+    assert axes_read == "TCZYX" and data.shape == (1, 1, 4, 12, 16)
+    lazy = open_lazy(tmp_path / "img.ome.zarr" / paths[0])
+    assert lazy.axes == "TCZYX" and lazy.scale == level0.scale
+    # an array of the group that is not one of its levels, and an array outside any group: as before
+    root.create_array("extra", shape=(1, 1, 2, 4, 4), dtype="f4")
+    zarr.open_array(str(tmp_path / "bare.zarr"), mode="w", shape=(1, 1, 2, 4, 4), dtype="f4", zarr_format=2)
+    for bare in (tmp_path / "img.ome.zarr" / "extra", tmp_path / "bare.zarr"):
+        assert open_ome_zarr(bare)[1:] == ("", None, None, "", None)
+
+
+def test_a_level_of_a_bioformats2raw_series_reads_the_series_metadata(tmp_path, monkeypatch):
+    one = _image(5)
+    write_b2r(tmp_path / "b2r.zarr", [one])
+    key = open_zarr_level0(tmp_path / "b2r.zarr")[4]  # "0/<level 0>" ("0/0" from bioformats2raw)
+    series, level = key.split("/")
+    assert open_zarr_level0(tmp_path / "b2r.zarr" / series / level)[1] == "TCZYX"
+    monkeypatch.chdir(tmp_path / "b2r.zarr" / series)  # the level typed from inside the series' group
+    array, axes, *_ = open_zarr_level0(level)
+    assert axes == "TCZYX" and array.shape == one.shape

@@ -157,7 +157,8 @@ class ZarrImage(NamedTuple):
 
 
 def open_ome_zarr(path: str | Path) -> ZarrImage:
-    """Open a zarr array, or level 0 of an OME-Zarr image, without reading pixels.
+    """Open a zarr array (one level of an OME-Zarr image reads the image's metadata for it), or
+    level 0 of an OME-Zarr image, without reading pixels.
 
     Returns
     -------
@@ -179,6 +180,11 @@ def open_ome_zarr(path: str | Path) -> ZarrImage:
 
     node = zarr.open(str(path), mode="r")
     if isinstance(node, zarr.Array):
+        found = _level_of(path)
+        if found is not None and len(found[0].get("axes", ())) == node.ndim:
+            ms, level = found
+            scale, translation = _transform(level, ms, node.ndim)
+            return ZarrImage(node, _letters(ms["axes"]), scale, _units(ms["axes"]), "", translation)
         names = getattr(node.metadata, "dimension_names", None) or node.attrs.get("_ARRAY_DIMENSIONS")
         return ZarrImage(node, _letters(list(names)) if names else "", None, None, "")
     node, prefix = _image_group(node, path)
@@ -192,9 +198,24 @@ def open_ome_zarr(path: str | Path) -> ZarrImage:
     return ZarrImage(array, axes, scale, _units(ms.get("axes", [])), prefix + level0["path"], translation)
 
 
+def _level_of(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``(multiscales, dataset)`` of the image whose level the array at ``path`` is (``img.ome.zarr/0``,
+    ``b2r.zarr/0/0``, ``img.zarr/s1``: the axes are the image's, not the array's), else ``None``."""
+    import zarr
+
+    p = Path(path).absolute()
+    try:
+        group = zarr.open_group(str(p.parent), mode="r")
+    except (OSError, ValueError):  # not inside a zarr group (zarr's not-found errors are both)
+        return None
+    ms = _multiscales(dict(group.attrs))
+    level = next((d for d in (ms or {}).get("datasets", []) if str(d.get("path")).strip("/") == p.name), None)
+    return None if level is None else (ms, level)
+
+
 def _transform(level0: dict[str, Any], ms: dict[str, Any], ndim: int
                ) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
-    """Level 0's scale and translation: its dataset's, then the multiscale's (NGFF applies both)."""
+    """A level's scale and translation: its dataset's, then the multiscale's (NGFF applies both)."""
     scale, shift, found = np.ones(ndim), np.zeros(ndim), set()
     for transforms in (level0.get("coordinateTransformations", []), ms.get("coordinateTransformations", [])):
         for tr in transforms:
