@@ -114,3 +114,18 @@ def test_a_zarr_image_inside_a_container_is_an_input(d, trained, tmp_path, capsy
                  "--no-deconvolved", "--device", "cpu", "--precision", "fp32"]) == 0, capsys.readouterr().err
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["b2r_0_denoised.zarr"]
     assert read_image(tmp_path / "out" / "b2r_0_denoised.zarr")[0].shape == image.shape
+
+
+def test_a_series_typed_from_inside_its_container_is_an_input(d, trained, tmp_path, capsys, monkeypatch):
+    """'0' with the current folder inside b2r.zarr: the folder's zarr metadata makes it an image."""
+    from napari_deconoising.core.io import read_image
+
+    pytest.importorskip("ome_zarr")
+    trained.save(tmp_path / "m.pt")
+    image = read_image(d / "plain.tif")[0]
+    _b2r(tmp_path / "b2r.zarr", image)
+    monkeypatch.chdir(tmp_path / "b2r.zarr")
+    assert main(["predict", str(tmp_path / "m.pt"), "0", "--output-dir", str(tmp_path / "out"),
+                 "--no-deconvolved", "--device", "cpu", "--precision", "fp32"]) == 0, capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["b2r_0_denoised.zarr"]
+    assert read_image(tmp_path / "out" / "b2r_0_denoised.zarr")[0].shape == image.shape

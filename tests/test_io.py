@@ -125,3 +125,29 @@ def test_write_image_stores_a_pixel_size_as_the_tiled_outputs_do(tmp_path, name)
     with pytest.raises(ImageFileError, match="needs axes"):
         write_image(tmp_path / "bad.tif", data, scale=(1.0, 1.0, 1.0))
     assert not (tmp_path / "bad.tif").exists()
+
+
+def test_a_zarr_folder_is_zarr_whatever_its_name(tmp_path, monkeypatch):
+    """The folder's zarr metadata decides, not its suffix: "0" typed inside a container."""
+    import zarr
+
+    from napari_deconoising.core.ome import create_ome_zarr
+
+    image = np.arange(48, dtype=np.float32).reshape(6, 8)
+    create_ome_zarr(tmp_path / "store" / "0", image.shape, "YX", data=image)  # a group in a folder without .zarr
+    zarr.open_array(str(tmp_path / "arr"), mode="w", shape=(4, 4), dtype="f4", zarr_format=3)
+    (tmp_path / "attrs").mkdir()
+    (tmp_path / "attrs" / ".zattrs").write_text("{}")  # attributes alone: zarr, so reading names the problem
+    (tmp_path / "plain").mkdir()
+    for name in ("store/0", "store/0/0", "arr", "attrs"):
+        assert image_format(tmp_path / name).name == "OME-Zarr", name
+    with pytest.raises(ImageFileError, match="files without a suffix are not supported"):
+        image_format(tmp_path / "plain")
+    monkeypatch.chdir(tmp_path / "store")
+    assert image_format("0").name == "OME-Zarr"
+    data, axes = read_image("0")
+    np.testing.assert_array_equal(data, image)
+    assert axes == "YX"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ImageFileError, match="cannot read attrs as a"):
+        read_image("attrs")

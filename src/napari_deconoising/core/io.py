@@ -97,13 +97,18 @@ FORMATS: list[ImageFormat] = [
 def image_format(path: str | os.PathLike) -> ImageFormat:
     """The format that handles ``path``, from its suffix (case-insensitive).
 
+    A folder that is a zarr group or array is zarr whatever its name (``0`` typed inside
+    ``b2r.zarr``), and so is a name without a suffix inside a ``.zarr`` folder (``b2r.zarr/1``,
+    an output too).
+
     Raises
     ------
     ImageFileError
         No known format owns the suffix. Callers check outputs with this before
-        long work, so a typo fails at once rather than after training. A name without a
-        suffix inside a ``.zarr`` folder (``b2r.zarr/1``) is zarr.
+        long work, so a typo fails at once rather than after training.
     """
+    if Path(path).is_dir() and is_zarr_store(Path(path)):  # no other format is a folder
+        return next(fmt for fmt in FORMATS if ".zarr" in fmt.suffixes)
     suffix = Path(str(path).rstrip("/")).suffix.lower()
     for fmt in FORMATS:
         if suffix in fmt.suffixes:
@@ -229,8 +234,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def is_zarr_store(path: Path) -> bool:
-    """Whether the folder ``path`` holds a zarr array or group (format 2 or 3)."""
-    return any((path / name).is_file() for name in ("zarr.json", ".zgroup", ".zarray"))
+    """Whether the folder ``path`` holds a zarr array or group (format 2 or 3; format 2
+    attributes alone count, so that reading names the store's problem)."""
+    return any((path / name).is_file() for name in ("zarr.json", ".zgroup", ".zarray", ".zattrs"))
 
 
 def usual_permissions(path: str | os.PathLike) -> None:
