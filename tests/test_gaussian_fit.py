@@ -41,3 +41,17 @@ def test_noise_gives_a_close_fit_and_a_residual_above_zero():
     spot = fit_gaussian(crop)
     assert np.allclose(spot.centre, (10.0, 10.4), atol=0.1) and np.allclose(spot.sigma, 1.8, atol=0.1)
     assert 0.01 < spot.residual < 0.05
+
+
+def test_one_gaussian_model_for_fits_and_synthetic_beads(monkeypatch):
+    """gaussian_spot is the fit's model and the synthetic beads' spot: a change to one is a change to both."""
+    from napari_deconoising.core import sample_beads
+    from napari_deconoising.core.gaussian_fit import gaussian_spot
+
+    shape, centre, sigma = (9, 11, 13), (4.2, 5.0, 6.7), (2.0, 1.2, 1.5)
+    got = gaussian_spot([np.arange(n, dtype=np.float64) for n in shape], centre, sigma)
+    np.testing.assert_allclose(got, _spot(shape, centre, sigma, amplitude=1.0, offset=0.0), rtol=1e-12)
+    calls = []
+    monkeypatch.setattr(sample_beads, "gaussian_spot", lambda *a: calls.append(a) or gaussian_spot(*a))
+    sample_beads.make_beads((64, 64), 1.2, n=3, seed=0)
+    assert len(calls) == 3

@@ -8,11 +8,12 @@ evaluated separably (one 1D Gaussian per axis, an outer product), so a 3D crop o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GaussianSpot", "fit_gaussian", "kernel_sigma"]
+__all__ = ["GaussianSpot", "fit_gaussian", "gaussian_spot", "kernel_sigma"]
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,31 @@ class GaussianSpot:
     residual: float
 
 
-def _model(params: np.ndarray, grids: list[np.ndarray], ndim: int) -> np.ndarray:
-    offset, amplitude = params[0], params[1]
-    centre, sigma = params[2:2 + ndim], params[2 + ndim:]
+def gaussian_spot(grids: Sequence[np.ndarray], centre: Sequence[float], sigma: Sequence[float]) -> np.ndarray:
+    """The separable Gaussian ``prod_i exp(-(x_i - c_i)**2 / (2 s_i**2))``, peak 1 (not normalised).
+
+    Parameters
+    ----------
+    grids : sequence of numpy.ndarray
+        The pixel coordinates along each axis (1D each, e.g. ``np.arange(n)``).
+    centre, sigma : sequence of float
+        Centre and width per axis, pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``tuple(len(g) for g in grids)``: one 1D Gaussian per axis, an outer product.
+    """
     out = None
     for x, c, s in zip(grids, centre, sigma):
         g = np.exp(-0.5 * ((x - c) / s) ** 2)
         out = g if out is None else np.multiply.outer(out, g)
-    return offset + amplitude * out
+    return out
+
+
+def _model(params: np.ndarray, grids: list[np.ndarray], ndim: int) -> np.ndarray:
+    offset, amplitude = params[0], params[1]
+    return offset + amplitude * gaussian_spot(grids, params[2:2 + ndim], params[2 + ndim:])
 
 
 def fit_gaussian(crop: np.ndarray, centre: tuple[float, ...] | None = None,

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .gaussian_fit import gaussian_spot
+
 __all__ = ["make_beads"]
 
 
@@ -64,10 +66,7 @@ def make_beads(shape: Sequence[int], sigma: float | Sequence[float] = 1.2, n: in
         signal = np.zeros(shape)
         axes = [np.arange(s, dtype=float) for s in shape]
         for p in pos:
-            spot = None
-            for x, c, s in zip(axes, p, sig):
-                g = np.exp(-0.5 * ((x - c) / s) ** 2)
-                spot = g if spot is None else np.multiply.outer(spot, g)
+            spot = gaussian_spot(axes, p, sig)  # the model the bead fits use
             signal += photons * spot / spot.sum()
     else:
         points = np.zeros(shape)
