@@ -66,6 +66,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--data-sigma", type=float, default=1.0, metavar="PX",
                     help="PSF sigma of the synthetic data, which our DecoNoising runs are given (default 1)")
     ap.add_argument("--n2v2", action="store_true", help="train all our models with N2V2")
+    ap.add_argument("--decoder", choices=["wide", "lean"], default="wide",
+                    help="the U-Net decoder of all our models (TrainConfig.decoder)")
     common.add_val_voxels_arg(ap)
     ap.add_argument("--weight-average", type=float, default=0.0, metavar="DECAY",
                     help="train all our models with this weight average (TrainConfig.weight_average)")
@@ -145,6 +147,7 @@ def main(argv=None) -> dict:
                     lambdas=tuple(a.lambdas),
                     n2v2=a.n2v2,
                     weight_average=a.weight_average,
+                    decoder=a.decoder,
                 ))
         r = seedstats.combine(runs)
         r["_ds"] = ds

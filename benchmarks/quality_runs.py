@@ -98,12 +98,13 @@ def run_dataset(
     lambdas: tuple[float, ...] = (0.0, 1.0),
     n2v2: bool = False,
     weight_average: float = 0.0,
+    decoder: str = "wide",
 ) -> dict:
     """Every method (and the sigma sweep) on one dataset with one training seed."""
     res: dict = {"description": ds.description, "methods": {}, "sweep": {}, "images": {}}
 
     def train(**cfg) -> tuple[dict, float]:
-        return train_ours(ds.noisy, p, precision, seed, n2v2, weight_average=weight_average, **cfg)
+        return train_ours(ds.noisy, p, precision, seed, n2v2, weight_average=weight_average, decoder=decoder, **cfg)
 
     m = res["methods"]
     img = res["images"]

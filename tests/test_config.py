@@ -17,6 +17,7 @@ def test_paper_defaults():
     ("seed", -1), ("depth", True), ("head_lr_scale", 0.0), ("head_lr_scale", 101.0),
     ("weight_average", 1.0), ("weight_average", -0.1), ("weight_average", True),
     ("wiener_eps", -0.1), ("wiener_eps", 2.0), ("wiener_eps", True), ("wiener_eps", "auto"),
+    ("decoder", "narrow"), ("decoder", None),
 ])
 def test_invalid_values_name_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
@@ -116,3 +117,10 @@ def test_z_pooling_is_automatic_for_thick_patches_only():
 def test_invalid_3d_values_name_the_field(changes, field):
     with pytest.raises(ConfigError, match=field):
         TrainConfig(**changes)
+
+
+def test_the_decoder_round_trips_and_old_files_have_the_wide_one():
+    lean = TrainConfig(decoder="lean")
+    assert TrainConfig.from_dict(lean.to_dict()).decoder == "lean"
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "decoder"}
+    assert TrainConfig.from_dict(old).decoder == "wide"

@@ -140,11 +140,12 @@ def test_saving_a_loaded_model_writes_the_same_payload(tmp_path):
     old.pop("software_version"), new.pop("software_version")
     # Later versions may add config fields; a re-saved old model carries them at their
     # defaults and changes nothing else. The preconditioned phantom is part of the
-    # architecture, so old files get what they were trained with (off), not the default.
+    # architecture, so old files get what they were trained with (off), not the default; so
+    # is the decoder (old files have the wide one).
     added = {k: new["config"].pop(k) for k in set(new["config"]) - set(old["config"])}
-    defaults = {**TrainConfig().to_dict(), "wiener_eps": 0.0}
+    defaults = {**TrainConfig().to_dict(), "wiener_eps": 0.0, "decoder": "wide"}
     assert added == {k: defaults[k] for k in added}
-    assert added["wiener_eps"] == 0.0
+    assert added["wiener_eps"] == 0.0 and added["decoder"] == "wide"
     assert _same(old, new)
     assert not _same(old, {**new, "psf": None})  # the comparison can fail
 

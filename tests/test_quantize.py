@@ -225,3 +225,20 @@ def test_the_probe_times_int8_and_the_image_judges_it():
     assert pick.precision == "int8" and "checked on each image" in pick.reason
     # Any other precision's probe error still rules it out.
     assert choose({"fp32": 1.0, "bf16": 0.5}, {"fp32": 0.0, "bf16": 0.016}, "predict").precision == "fp32"
+
+
+@pytest.mark.parametrize("ndim, shape", [(2, (1, 1, 64, 64)), (3, (1, 1, 16, 32, 32))])
+def test_the_lean_decoder_quantises_and_equalises_exactly(ndim, shape):
+    torch.manual_seed(0)
+    net = DecoNoisingNet(gaussian_psf(1.0, ndim=ndim), depth=2, channels=8, ndim=ndim,
+                         decoder="lean").eval()
+    torch.nn.init.normal_(net.unet.head.weight, std=0.3)
+    x = torch.randn(*shape)
+    equalized = copy.deepcopy(net)
+    _equalize(equalized.unet, [x])  # every producer and consumer is found: the function is kept
+    with torch.inference_mode():
+        torch.testing.assert_close(equalized(x), net(x), rtol=1e-4, atol=1e-5)
+    qnet, err = int8_network(net, [x])
+    with torch.inference_mode():
+        den, _ = qnet(x)
+    assert den.shape == x.shape and 0 < err < 0.1

@@ -120,3 +120,70 @@ def test_the_dense_gradient_changes_no_value(monkeypatch):
         grads.append([p.grad.clone() for p in net.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _conv_shapes(net: UNet) -> list[tuple[int, int, tuple[int, ...]]]:
+    return [(m.in_channels, m.out_channels, tuple(m.kernel_size)) for m in net.modules()
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
+
+
+def test_the_lean_decoder_is_noise2voids_layout():
+    """Depth 2, 32 channels: CSBDeep's/CAREamics' convolutions (bottleneck back to 64, each decoder
+    level ending at the next finer level's width), no 1x1 convolutions before up-sampling."""
+    lean = _conv_shapes(UNet(depth=2, channels=32, decoder="lean"))
+    assert lean == [(1, 32, (3, 3)), (32, 32, (3, 3)), (32, 64, (3, 3)), (64, 64, (3, 3)),
+                    (64, 128, (3, 3)), (128, 64, (3, 3)),
+                    (128, 64, (3, 3)), (64, 32, (3, 3)), (64, 32, (3, 3)), (32, 32, (3, 3)),
+                    (32, 1, (1, 1))]
+    wide = _conv_shapes(UNet(depth=2, channels=32))
+    assert (128, 64, (1, 1)) in wide and (128, 128, (3, 3)) in wide
+
+
+def _macs(net: UNet, shape: tuple[int, ...]) -> int:
+    total = 0
+
+    def count(m, _i, out):
+        nonlocal total
+        total += out.numel() * m.in_channels * m.weight[0, 0].numel()
+
+    hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
+    with torch.no_grad():
+        net(torch.zeros(1, 1, *shape))
+    for h in hooks:
+        h.remove()
+    return total
+
+
+@pytest.mark.parametrize("depth, channels", [(2, 32), (3, 64)])
+def test_the_lean_decoder_costs_less(depth, channels):
+    ratio = _macs(UNet(depth=depth, channels=channels), (64, 64)) / _macs(
+        UNet(depth=depth, channels=channels, decoder="lean"), (64, 64))
+    assert 1.1 < ratio < 1.4
+
+
+@pytest.mark.parametrize("n2v2", [False, True])
+@pytest.mark.parametrize("ndim, shape", [(2, (37, 23)), (3, (12, 20, 17))])
+def test_the_lean_decoder_takes_any_size(ndim, shape, n2v2):
+    net = UNet(depth=2, channels=4, ndim=ndim, decoder="lean", n2v2=n2v2)
+    assert net(torch.randn(1, 1, *shape)).shape == (1, 1, *shape)
+
+
+@pytest.mark.parametrize("upsampling", ["bilinear", "transpose"])
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_lean_receptive_radius_bounds_the_influence_of_a_pixel(depth, upsampling):
+    torch.manual_seed(0)
+    net = UNet(depth=depth, channels=4, upsampling=upsampling, decoder="lean").eval()
+    n, c = 160, 64
+    x = torch.zeros(1, 1, n, n)
+    with torch.no_grad():
+        base = net(x)
+        x[0, 0, c, c] = 1.0
+        diff = (net(x) - base).abs()[0, 0]
+    ys, xs = torch.nonzero(diff > 0, as_tuple=True)
+    reach = max((ys - c).abs().max(), (xs - c).abs().max()).item()
+    assert unet_receptive_radius(depth) // 2 < reach <= unet_receptive_radius(depth)
+
+
+def test_an_unknown_decoder_is_refused():
+    with pytest.raises(ValueError, match="decoder must be one of wide, lean"):
+        UNet(decoder="narrow")

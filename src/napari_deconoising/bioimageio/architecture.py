@@ -32,10 +32,10 @@ class BioimageioDecoNoisingNet(DecoNoisingNet):
 
     Parameters
     ----------
-    depth, channels, ndim, pool_z, n2v2 :
-        The U-Net's; see :class:`~napari_deconoising.core.unet.UNet`. ``pool_z`` and
-        ``n2v2`` change the computation without changing the weights' shapes (pooling
-        over Z) or with (N2V2), so they are part of the architecture's arguments.
+    depth, channels, ndim, pool_z, n2v2, decoder :
+        The U-Net's; see :class:`~napari_deconoising.core.unet.UNet`. ``pool_z``, ``n2v2``
+        and ``decoder`` change the computation without changing the weights' shapes (pooling
+        over Z) or with (N2V2, the decoder), so they are part of the architecture's arguments.
     psf_shape : sequence of int, optional
         Shape of the PSF (odd sizes). The values come from the state dict's
         ``psf_kernel`` entry; until it is loaded the PSF is a delta (identity).
@@ -49,23 +49,23 @@ class BioimageioDecoNoisingNet(DecoNoisingNet):
 
     def __init__(self, depth: int = 3, channels: int = 64, ndim: int = 2,
                  psf_shape: Sequence[int] | None = None, pool_z: bool = True, n2v2: bool = False,
-                 wiener_eps: float = 0.0) -> None:
+                 wiener_eps: float = 0.0, decoder: str = "wide") -> None:
         shape = tuple(int(n) for n in psf_shape) if psf_shape else (1,) * ndim
         delta = np.zeros(shape, np.float32)
         delta[tuple(n // 2 for n in shape)] = 1.0
         super().__init__(delta, depth=depth, channels=channels, ndim=ndim, pool_z=pool_z, n2v2=n2v2,
-                         wiener_eps=wiener_eps)
+                         wiener_eps=wiener_eps, decoder=decoder)
         self.register_buffer(PSF_KEY, torch.from_numpy(delta))
         self.register_load_state_dict_post_hook(_sync_psf)
 
     @classmethod
     def from_parts(cls, state_dict: dict[str, torch.Tensor], psf: np.ndarray | None, *, depth: int, channels: int,
                    ndim: int, pool_z: bool = True, n2v2: bool = False,
-                   wiener_eps: float = 0.0) -> BioimageioDecoNoisingNet:
+                   wiener_eps: float = 0.0, decoder: str = "wide") -> BioimageioDecoNoisingNet:
         """Build the network from a model's weights and PSF (``None``: Noise2Void)."""
         kernel = np.ones((1,) * ndim, np.float32) if psf is None else np.asarray(psf, np.float32)
         net = cls(depth=depth, channels=channels, ndim=ndim, psf_shape=kernel.shape, pool_z=pool_z, n2v2=n2v2,
-                  wiener_eps=wiener_eps)
+                  wiener_eps=wiener_eps, decoder=decoder)
         net.load_state_dict({**state_dict, PSF_KEY: torch.from_numpy(kernel.copy())})
         return net.eval()
 

@@ -186,7 +186,7 @@ def net_kwargs(model: DecoNoisingModel) -> dict[str, Any]:
     c = model.config
     shape = (1,) * c.ndim if model.psf is None else model.psf.shape
     return {"depth": c.depth, "channels": c.channels, "ndim": c.ndim, "psf_shape": [int(n) for n in shape],
-            "pool_z": c.pools_z(), "n2v2": c.n2v2, "wiener_eps": c.phantom_wiener_eps}
+            "pool_z": c.pools_z(), "n2v2": c.n2v2, "wiener_eps": c.phantom_wiener_eps, "decoder": c.decoder}
 
 
 def build_net(model: AnyModel) -> BioimageioDecoNoisingNet | BioimageioChannelNet:
@@ -199,7 +199,7 @@ def build_net(model: AnyModel) -> BioimageioDecoNoisingNet | BioimageioChannelNe
     kw = net_kwargs(model)
     return BioimageioDecoNoisingNet.from_parts(model.state_dict, model.psf, depth=kw["depth"],
                                                channels=kw["channels"], ndim=kw["ndim"], pool_z=kw["pool_z"],
-                                               n2v2=kw["n2v2"], wiener_eps=kw["wiener_eps"])
+                                               n2v2=kw["n2v2"], wiener_eps=kw["wiener_eps"], decoder=kw["decoder"])
 
 
 def write_weights(net: torch.nn.Module, path: Path) -> Path:

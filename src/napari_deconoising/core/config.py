@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any
 from .learning_rate import default_lr
 from .precondition import DEFAULT_WIENER_EPS_3D
 
+# The U-Net decoder layouts (see :class:`~.unet.UNet`'s ``decoder``).
+DECODERS = ("wide", "lean")
+
 if TYPE_CHECKING:
     from .optics import Optics
 
@@ -118,6 +121,11 @@ class TrainConfig:
         N2V2 (Hoeck et al. 2022) against checkerboard artefacts: blur pooling, no
         top-level skip connection, blind spots replaced by their neighbourhood's median.
         Part of the architecture (saved with the model; older files load as False).
+    decoder : {"wide", "lean"}
+        The U-Net's decoder layout (:class:`~.unet.UNet`): ``"lean"`` is Noise2Void's
+        (CSBDeep, CAREamics), ``"wide"`` the DecoNoising reference code's, with more
+        multiply-adds at the same ``depth`` and ``channels``. Part of the architecture;
+        files from before this field load as ``"wide"``.
     """
 
     psf: str = "gaussian"
@@ -147,6 +155,7 @@ class TrainConfig:
     pool_z: bool | None = None
     optics: Optics | None = None
     n2v2: bool = False
+    decoder: str = "wide"
 
     def __post_init__(self) -> None:
         # Lists come from JSON/model files; tuples keep the config hashable.
@@ -212,6 +221,7 @@ class TrainConfig:
         need(self.optics is None or self.psf == "measured", "optics",
              "is the record of a PSF computed from optics: needs psf='measured'")
         need(isinstance(self.n2v2, bool), "n2v2", "must be True or False")
+        need(self.decoder in DECODERS, "decoder", f"must be one of {', '.join(map(repr, DECODERS))}")
         need(isinstance(self.cuda_graph, bool), "cuda_graph", "must be True or False")
         need(self.wiener_eps is None or (_is_real(self.wiener_eps) and 0 <= self.wiener_eps <= 1), "wiener_eps",
              "must be in [0, 1] (0: off) or None (auto)")
@@ -305,8 +315,9 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Build a config from a dict, ignoring keys this version does not know."""
         known = {f.name for f in dataclasses.fields(cls)}
-        # Files from before the preconditioned phantom were trained without it.
-        return cls(**{"wiener_eps": 0.0, **{k: v for k, v in d.items() if k in known}})
+        # Files from before the preconditioned phantom were trained without it, and those
+        # from before the decoder choice have the wide decoder.
+        return cls(**{"wiener_eps": 0.0, "decoder": "wide", **{k: v for k, v in d.items() if k in known}})
 
 
 def _is_int(v: Any) -> bool:

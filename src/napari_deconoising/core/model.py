@@ -64,7 +64,7 @@ class DecoNoisingModel:
         """A fresh :class:`DecoNoisingNet` holding these weights (on the CPU)."""
         net = DecoNoisingNet(self.psf, depth=self.config.depth, channels=self.config.channels,
                              ndim=self.config.ndim, pool_z=self.config.pools_z(), n2v2=self.config.n2v2,
-                             wiener_eps=self.config.phantom_wiener_eps)
+                             wiener_eps=self.config.phantom_wiener_eps, decoder=self.config.decoder)
         net.load_state_dict(self.state_dict)
         return net.eval()
 

@@ -21,7 +21,7 @@ class DecoNoisingNet(nn.Module):
     psf : numpy.ndarray or None
         Normalised PSF. ``None`` (or a 1-pixel kernel) makes the network plain
         Noise2Void: the denoised signal *is* the U-Net output.
-    depth, channels, ndim, pool_z, n2v2 :
+    depth, channels, ndim, pool_z, n2v2, decoder :
         See :class:`~napari_deconoising.core.unet.UNet`.
     wiener_eps : float
         > 0: the phantom is the U-Net output through the fixed Wiener filter of the PSF
@@ -32,9 +32,10 @@ class DecoNoisingNet(nn.Module):
     """
 
     def __init__(self, psf: np.ndarray | None, depth: int = 3, channels: int = 64,
-                 ndim: int = 2, pool_z: bool = True, n2v2: bool = False, wiener_eps: float = 0.0) -> None:
+                 ndim: int = 2, pool_z: bool = True, n2v2: bool = False, wiener_eps: float = 0.0,
+                 decoder: str = "wide") -> None:
         super().__init__()
-        self.unet = UNet(depth=depth, channels=channels, ndim=ndim, pool_z=pool_z, n2v2=n2v2)
+        self.unet = UNet(depth=depth, channels=channels, ndim=ndim, pool_z=pool_z, n2v2=n2v2, decoder=decoder)
         if psf is None:
             psf = np.ones((1,) * ndim, dtype=np.float32)
         self.psf = PSFConvolution(psf)

@@ -91,8 +91,12 @@ class _Int8UNet(nn.Module):
         self.quant, self.dequant = QuantStub(), DeQuantStub()
         self.cats = nn.ModuleList(FloatFunctional() for _ in range(self.unet.depth))
         if self.unet.ndim == 3:  # no int8 trilinear kernel: that one step runs in fp32
-            for up in self.unet.up:
-                up[1] = _InFloat(up[1])
+            ups = self.unet.up
+            for k, up in enumerate(ups):
+                if isinstance(up, nn.Sequential):  # the wide decoder: 1x1 convolution, then interpolation
+                    up[1] = _InFloat(up[1])
+                else:
+                    ups[k] = _InFloat(up)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = self.unet
@@ -168,6 +172,12 @@ def _producers(u: nn.Module) -> list[tuple[nn.Module, bool, list[tuple[nn.Module
         skip_user = u.up_conv[d - 1 - level][0]  # cat([up-sampled, skip]): the skip comes second
         out += [(block[0], True, [(block[2], 0)]),
                 (block[2], True, [(nxt, 0), (skip_user, block[2].out_channels)])]
+    if u.decoder == "lean":  # each block's output is interpolated straight into the next block
+        out += [(u.bottom[0], True, [(u.bottom[2], 0)]), (u.bottom[2], True, [(u.up_conv[0][0], 0)])]
+        for i, block in enumerate(u.up_conv):
+            nxt = u.up_conv[i + 1][0] if i + 1 < d else u.head
+            out += [(block[0], True, [(block[2], 0)]), (block[2], True, [(nxt, 0)])]
+        return out
     out += [(u.bottom[0], True, [(u.bottom[2], 0)]), (u.bottom[2], True, [(u.up[0][0], 0)])]
     for i, block in enumerate(u.up_conv):
         nxt = u.up[i + 1][0] if i + 1 < d else u.head
