@@ -12,6 +12,8 @@ import tifffile
 
 from napari_deconoising.cli import main
 from napari_deconoising.core import make_sample
+from napari_deconoising.core.channels import load_model
+from napari_deconoising.core.config import DECODERS, TrainConfig
 
 TINY = ["--depth", "2", "--channels", "8", "--patch-size", "32", "--batch-size", "2", "--epochs", "1",
         "--steps-per-epoch", "1", "--device", "cpu", "--precision", "fp32"]
@@ -132,16 +134,20 @@ def test_setting_errors_name_the_flag(d, capsys):
 
 
 def test_resume_says_that_it_keeps_the_network(d, capsys, tmp_path):
+    kept = load_model(d / "m.pt").config.decoder
+    other = next(k for k in DECODERS if k != TrainConfig().decoder)
     assert main([str(a) for a in ["train", d / "img.tif", "--model", tmp_path / "r.pt", "--resume", d / "m.pt",
                                   *TINY[:-8], "--depth", "4", "--channels", "16", *TINY[-8:]]]) == 0
     err = capsys.readouterr().err
     assert "warning: --depth 4 is ignored: a resumed model keeps its network (depth 2)" in err
     assert "warning: --channels 16 is ignored" in err
     assert main([str(a) for a in ["train", d / "img.tif", "--model", tmp_path / "r2.pt", "--resume", d / "m.pt",
-                                  "--psf-sigma", "2", "--n2v2", *TINY]]) == 0
+                                  "--psf-sigma", "2", "--n2v2", "--decoder", other, *TINY]]) == 0
     err = capsys.readouterr().err
     assert "warning: --psf-sigma is ignored: a resumed model keeps its PSF" in err
     assert "warning: --n2v2 is ignored" in err
+    assert f"warning: --decoder {other} is ignored: a resumed model keeps its network (decoder {kept})" in err
+    assert load_model(tmp_path / "r2.pt").config.decoder == kept
 
 
 def test_train_reads_a_folder_of_images(d, capsys, tmp_path):

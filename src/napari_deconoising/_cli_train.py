@@ -121,7 +121,7 @@ def _config_from_args(args: argparse.Namespace, label: str = "") -> tuple[TrainC
         patch_size=patch, val_fraction=args.val_fraction, lr=args.lr, head_lr_scale=args.head_lr_scale,
         weight_average=args.weight_average, wiener_eps=args.wiener_eps,
         depth=args.depth, channels=args.channels, seed=args.seed, device=args.device, precision=args.precision,
-        ndim=ndim, optics=optics, n2v2=args.n2v2, cuda_graph=args.cuda_graph,
+        ndim=ndim, optics=optics, n2v2=args.n2v2, cuda_graph=args.cuda_graph, decoder=args.decoder,
     )
     if optics is not None:
         psf_array = optics_psf(optics, ndim=cfg.ndim)
@@ -137,7 +137,7 @@ DEFAULT_PATCH_3D = (16, 64, 64)
 def _warn_kept_architecture(args: argparse.Namespace, kept: TrainConfig) -> None:
     """Say so when options ask for another network or PSF than the resumed model's (it keeps its own)."""
     default = TrainConfig()
-    for flag, name in (("--depth", "depth"), ("--channels", "channels")):
+    for flag, name in (("--depth", "depth"), ("--channels", "channels"), ("--decoder", "decoder")):
         asked = getattr(args, name)
         if asked != getattr(default, name) and asked != getattr(kept, name):
             print(f"deconoising: warning: {flag} {asked} is ignored: a resumed model keeps its network "

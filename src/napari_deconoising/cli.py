@@ -19,7 +19,7 @@ from ._cli_train import DEFAULT_PATCH_3D, cmd_train
 from ._console import one_line_warnings
 from .bioimageio import BioimageioExportError, BioimageioUnavailable, load_any_model
 from .core.channels import ChannelModels
-from .core.config import ConfigError, TrainConfig
+from .core.config import DECODERS, ConfigError, TrainConfig
 from .core.data import DataError
 from .core.io import ImageFileError, image_format, read_image, write_image
 from .core.modelfile import ModelFileError
@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n2v2", action="store_true",
                    help="N2V2 against checkerboard artefacts: blur pooling, no top skip connection, "
                         "median blind-spot replacement (off by default, see docs/benchmarks.md)")
+    t.add_argument("--decoder", default=d.decoder, choices=list(DECODERS),
+                   help="U-Net decoder: lean (Noise2Void's layout, as in CAREamics) or wide (the DecoNoising "
+                        f"reference code's, about 10 %% slower per step) (default {d.decoder})")
     t.add_argument("--axes", help="axis letters of the inputs, e.g. YX, SYX, TYX, ZYX, TZYX, CYX, CZYX (default: "
                    "from the file); with C, one model per channel")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
