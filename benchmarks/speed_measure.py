@@ -44,7 +44,7 @@ def _model(cfgname: str):
     return DecoNoisingModel(config=tc, state_dict=net.state_dict(), mean=0.0, std=1.0, psf=psf)
 
 
-def train_ours(cfgname: str, precision: str, steps: int, image: np.ndarray) -> dict:
+def train_ours(cfgname: str, precision: str, steps: int, image: np.ndarray, decoder: str | None = None) -> dict:
     """Seconds per training step (patch sampling, masking, forward, backward, Adam).
 
     Like ``Trainer.estimate_step_seconds`` (one untimed warm-up step), but every step
@@ -63,6 +63,7 @@ def train_ours(cfgname: str, precision: str, steps: int, image: np.ndarray) -> d
         precision=precision,
         psf="gaussian",
         psf_sigma=1.0,
+        **({} if decoder is None else {"decoder": decoder}),  # None: the default decoder
     )
     tr = Trainer(image, tc)  # with precision "auto" this runs (and caches) the precision probe
     times = []

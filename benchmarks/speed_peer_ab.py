@@ -7,7 +7,7 @@ fastest round of each counts, so both get the machine's quietest moments alike.
 
 Usage::
 
-    python benchmarks/speed_peer_ab.py [--emulate-no-bf16] [--config demo] [--rounds 3] [--steps 6]
+    python benchmarks/speed_peer_ab.py [--emulate-no-bf16] [--config demo] [--rounds 3] [--steps 6] [--decoders wide lean]
 
 Prediction: a 2048x2048 image at both tools' defaults (ours ``precision="auto"`` with
 automatic tiles; CAREamics 0.3.5 whole-image in ``32-true``, see ``speed.py``); the model
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--emulate-no-bf16", action="store_true")
+    ap.add_argument("--decoders", nargs="+", choices=["wide", "lean"],
+                    help="time our training with each of these U-Net decoders (default: the default one)")
     ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "speed-peer-ab")
     a = ap.parse_args(argv)
     if a.emulate_no_bf16 and not speed_emulate.active():  # the variables must be set before torch loads
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
            "patch": c["patch"], "batch": c["batch"], "precision": "fp32"}
     res: dict[str, list[float]] = {}
     picked = {}
+    ours = [(prec, dec) for dec in (a.decoders or [None]) for prec in ("fp32", "auto")]
     for r in range(a.rounds):
         s, plan = speed_measure.predict_ours(a.config, big, "auto", train_img)  # auto decided first, not timed
         res.setdefault("predict ours auto", []).append(s)
@@ -69,10 +72,10 @@ def main(argv: list[str] | None = None) -> None:
         p = common.run_peer(py, {**job, "steps": 1, "warmup": 0, "predict": str(tmp / "big.npy")})
         res.setdefault("predict CAREamics fp32", []).append(p["predict_big_seconds"])
         if not a.no_train:
-            for prec in ("fp32", "auto"):
-                t = speed_measure.train_ours(a.config, prec, a.steps, train_img)
-                res.setdefault(f"train ours {prec}", []).append(t["min"])
-                picked[f"train {prec}"] = f"{t['picked']}: {t['reason']}"
+            for prec, dec in ours:
+                t = speed_measure.train_ours(a.config, prec, a.steps, train_img, dec)
+                res.setdefault(f"train ours {prec}{dec and ' ' + dec or ''}", []).append(t["min"])
+                picked[f"train {prec}{dec and ' ' + dec or ''}"] = f"{t['picked']}: {t['reason']}"
             p = common.run_peer(py, {**job, "steps": a.steps + 1, "warmup": 2})
             res.setdefault("train CAREamics fp32", []).append(p["step_seconds_min"])
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in res.items())
@@ -84,10 +87,11 @@ def main(argv: list[str] | None = None) -> None:
              f"({mp / best['predict CAREamics fp32']:.3f} MP/s): ours/theirs "
              f"{best['predict CAREamics fp32'] / best['predict ours auto']:.2f}x"]
     if not a.no_train:
-        for prec in ("fp32", "auto"):
-            lines.append(f"train {a.config} ours {prec} {best[f'train ours {prec}']:.3f} s/step, CAREamics fp32 "
+        for prec, dec in ours:
+            key = f"{prec}{dec and ' ' + dec or ''}"
+            lines.append(f"train {a.config} ours {key} {best[f'train ours {key}']:.3f} s/step, CAREamics fp32 "
                          f"{best['train CAREamics fp32']:.3f} s/step: ours/theirs "
-                         f"{best['train CAREamics fp32'] / best[f'train ours {prec}']:.2f}x")
+                         f"{best['train CAREamics fp32'] / best[f'train ours {key}']:.2f}x")
     lines += [f"auto {k}: {v}" for k, v in picked.items()]
     lines.append(f"fastest of {a.rounds} alternating rounds; load at end {os.getloadavg()[0]:.1f}")
     print("\n".join(lines), flush=True)

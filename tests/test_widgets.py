@@ -15,6 +15,7 @@ napari = pytest.importorskip("napari")
 from napari_deconoising._widgets import ApplyWidget, TrainWidget  # noqa: E402
 from napari_deconoising._widgets._compare import _grid, is_comparing  # noqa: E402
 from napari_deconoising._widgets._layers import PROVENANCE_KEY  # noqa: E402
+from napari_deconoising.core import TrainConfig  # noqa: E402
 
 
 def _wait_idle(qtbot, widget, timeout=60_000):
@@ -411,6 +412,14 @@ def test_n2v2_checkbox_sets_the_config(viewer, train_widget):
     assert w.config().n2v2 is False
     w.form.n2v2.value = True
     assert w.config().n2v2 is True
+
+
+def test_decoder_choice_sets_the_config(viewer, train_widget):
+    w = train_widget
+    assert w.config().decoder == TrainConfig().decoder
+    for k in ("wide", "lean"):
+        w.form.decoder.value = k
+        assert w.config().decoder == k
 def test_status_says_which_precision_and_why(viewer, sample, sync_workers, notifications):
     w = TrainWidget(viewer)
     viewer.window.add_dock_widget(w)
