@@ -299,10 +299,13 @@ def test_a_thin_stack_3d_model_exports_and_runs_as_ours(trained3d, tmp_path, nee
 
 @pytest.mark.slow
 def test_a_noise2void_package_says_it_is_one(sample, tiny_config, tmp_path, needs_bioimageio):
-    """No PSF: no phantom and no deconvolution, in the tags, the outputs and the README."""
-    from napari_deconoising.core import train
+    """No PSF: no phantom and no deconvolution, in the tags, the outputs and the README. (Trained with
+    the decoder that is not the default: the package's architecture builds it, its model test passes.)"""
+    from napari_deconoising.core import TrainConfig, train
+    from napari_deconoising.core.config import DECODERS
 
-    n2v = train(sample.noisy, tiny_config.replace(psf="none", epochs=1))
+    other = next(k for k in DECODERS if k != TrainConfig().decoder)
+    n2v = train(sample.noisy, tiny_config.replace(psf="none", epochs=1, decoder=other))
     path = export_bioimageio(n2v, tmp_path / "n2v.zip", name="tiny Noise2Void", description="a test model",
                              authors=["Ada Lovelace"], sample=sample.noisy)
     with zipfile.ZipFile(path) as z:
@@ -313,3 +316,7 @@ def test_a_noise2void_package_says_it_is_one(sample, tiny_config, tmp_path, need
         "the denoised image (Noise2Void: no PSF), input units",
         "the same as denoised (Noise2Void: no PSF, no deconvolution), input units"]
     assert "A **Noise2Void** network" in readme and "phantom convolved" not in readme
+    assert rdf["weights"]["pytorch_state_dict"]["architecture"]["kwargs"]["decoder"] == other
+    assert f"{other} decoder" in readme
+    again = load_any_model(path)
+    assert again.config.decoder == other

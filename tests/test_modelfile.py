@@ -172,3 +172,19 @@ def test_3d_model_round_trip_predicts_identically(trained3d, sample3d, tmp_path)
     b = loaded.predict(sample3d.noisy, "ZYX", device="cpu")
     np.testing.assert_array_equal(a.denoised, b.denoised)
     np.testing.assert_array_equal(a.deconvolved, b.deconvolved)
+
+
+@pytest.mark.parametrize("decoder", ["wide", "lean"])
+def test_the_decoder_is_saved_rebuilt_and_named_when_not_the_default(tmp_path, decoder):
+    from napari_deconoising.core import DecoNoisingNet, gaussian_psf
+
+    cfg = TrainConfig(depth=2, channels=4, decoder=decoder)
+    psf = gaussian_psf(1.0)
+    net = DecoNoisingNet(psf, depth=2, channels=4, decoder=decoder).eval()
+    DecoNoisingModel(config=cfg, state_dict=net.state_dict(), mean=0.0, std=1.0, psf=psf).save(tmp_path / "m.pt")
+    again = load_model(tmp_path / "m.pt")
+    x = torch.randn(1, 1, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(again.build_network()(x), net(x))
+    assert again.config.decoder == decoder
+    assert (f"{decoder} decoder" in again.summary()) == (decoder != TrainConfig().decoder)

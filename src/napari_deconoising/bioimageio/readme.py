@@ -52,10 +52,11 @@ def _training(model: DecoNoisingModel) -> str:
     patches = epochs * c.steps_per_epoch * c.batch_size
     wiener = (f", phantom through the PSF's Wiener filter (eps {c.phantom_wiener_eps:g})"
               if c.phantom_wiener_eps and not model.is_noise2void else "")
+    unet = f"{c.decoder} decoder{', N2V2' if c.n2v2 else ''}{wiener}"
     return f"""| | |
 |---|---|
 | PSF | {_psf_text(model)} |
-| U-Net | depth {c.depth}, {c.channels} first-level channels, {c.ndim}D{", N2V2" if c.n2v2 else ""}{wiener} |
+| U-Net | depth {c.depth}, {c.channels} first-level channels, {c.ndim}D, {unet} |
 | Normalisation | fixed mean {model.mean:.6g}, standard deviation {model.std:.6g} (input units) |
 | Loss | blind-spot masked MSE ({c.mask_fraction:g} of pixels masked) + positivity weight {c.positivity:g} |
 | Schedule | {epochs} epochs x {c.steps_per_epoch} steps x {c.batch_size} patches of {c.patch_size} px, \

@@ -161,6 +161,8 @@ class DecoNoisingModel:
             kernel = np.ascontiguousarray(self.psf, np.float32)
             sigma = " x ".join(f"{v:.2f}" for v in _kernel_sigma(kernel.tobytes(), kernel.shape))
             psf = f"measured PSF {tuple(self.psf.shape)} (≈ Gaussian sigma {sigma} px)"
+        if c.decoder != TrainConfig.decoder:  # the default goes unsaid
+            psf += f", {c.decoder} decoder"
         if c.n2v2:
             psf += ", N2V2"
         if c.phantom_wiener_eps and not self.is_noise2void:
