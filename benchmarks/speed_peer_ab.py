@@ -7,7 +7,8 @@ fastest round of each counts, so both get the machine's quietest moments alike.
 
 Usage::
 
-    python benchmarks/speed_peer_ab.py [--emulate-no-bf16] [--config demo] [--rounds 3] [--steps 6] [--decoders wide lean]
+    python benchmarks/speed_peer_ab.py [--emulate-no-bf16] [--config demo] [--rounds 3] [--steps 6]
+                                       [--decoders wide lean]
 
 Prediction: a 2048x2048 image at both tools' defaults (ours ``precision="auto"`` with
 automatic tiles; CAREamics 0.3.5 whole-image in ``32-true``, see ``speed.py``); the model

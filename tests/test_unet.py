@@ -135,8 +135,13 @@ def test_the_lean_decoder_is_noise2voids_layout():
                     (64, 128, (3, 3)), (128, 64, (3, 3)),
                     (128, 64, (3, 3)), (64, 32, (3, 3)), (64, 32, (3, 3)), (32, 32, (3, 3)),
                     (32, 1, (1, 1))]
-    wide = _conv_shapes(UNet(depth=2, channels=32))
+    wide = _conv_shapes(UNet(depth=2, channels=32, decoder="wide"))
     assert (128, 64, (1, 1)) in wide and (128, 128, (3, 3)) in wide
+
+
+def test_the_default_decoder_is_lean_in_2d_and_wide_in_3d():
+    assert UNet(depth=2, channels=4).decoder == "lean"
+    assert UNet(depth=2, channels=4, ndim=3).decoder == "wide"
 
 
 def _macs(net: UNet, shape: tuple[int, ...]) -> int:
@@ -156,7 +161,7 @@ def _macs(net: UNet, shape: tuple[int, ...]) -> int:
 
 @pytest.mark.parametrize("depth, channels", [(2, 32), (3, 64)])
 def test_the_lean_decoder_costs_less(depth, channels):
-    ratio = _macs(UNet(depth=depth, channels=channels), (64, 64)) / _macs(
+    ratio = _macs(UNet(depth=depth, channels=channels, decoder="wide"), (64, 64)) / _macs(
         UNet(depth=depth, channels=channels, decoder="lean"), (64, 64))
     assert 1.1 < ratio < 1.4
 

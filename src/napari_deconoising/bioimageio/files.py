@@ -186,7 +186,7 @@ def net_kwargs(model: DecoNoisingModel) -> dict[str, Any]:
     c = model.config
     shape = (1,) * c.ndim if model.psf is None else model.psf.shape
     return {"depth": c.depth, "channels": c.channels, "ndim": c.ndim, "psf_shape": [int(n) for n in shape],
-            "pool_z": c.pools_z(), "n2v2": c.n2v2, "wiener_eps": c.phantom_wiener_eps, "decoder": c.decoder}
+            "pool_z": c.pools_z(), "n2v2": c.n2v2, "wiener_eps": c.phantom_wiener_eps, "decoder": c.unet_decoder}
 
 
 def build_net(model: AnyModel) -> BioimageioDecoNoisingNet | BioimageioChannelNet:

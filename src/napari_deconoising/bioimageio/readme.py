@@ -52,7 +52,7 @@ def _training(model: DecoNoisingModel) -> str:
     patches = epochs * c.steps_per_epoch * c.batch_size
     wiener = (f", phantom through the PSF's Wiener filter (eps {c.phantom_wiener_eps:g})"
               if c.phantom_wiener_eps and not model.is_noise2void else "")
-    unet = f"{c.decoder} decoder{', N2V2' if c.n2v2 else ''}{wiener}"
+    unet = f"{c.unet_decoder} decoder{', N2V2' if c.n2v2 else ''}{wiener}"
     return f"""| | |
 |---|---|
 | PSF | {_psf_text(model)} |

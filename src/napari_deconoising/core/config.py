@@ -14,6 +14,13 @@ from .precondition import DEFAULT_WIENER_EPS_3D
 # The U-Net decoder layouts (see :class:`~.unet.UNet`'s ``decoder``).
 DECODERS = ("wide", "lean")
 
+
+def default_decoder(ndim: int) -> str:
+    """The U-Net decoder a new ``ndim``-D network gets: lean in 2D, where it trained 10-13 % faster
+    steps to the same quality (docs/benchmarks.md, "the lean decoder"); wide in 3D, whose
+    quality was measured with it (over ten GPU seeds) and not yet with the lean one."""
+    return "lean" if ndim == 2 else "wide"
+
 if TYPE_CHECKING:
     from .optics import Optics
 
@@ -121,11 +128,12 @@ class TrainConfig:
         N2V2 (Hoeck et al. 2022) against checkerboard artefacts: blur pooling, no
         top-level skip connection, blind spots replaced by their neighbourhood's median.
         Part of the architecture (saved with the model; older files load as False).
-    decoder : {"wide", "lean"}
+    decoder : {"wide", "lean"} or None
         The U-Net's decoder layout (:class:`~.unet.UNet`): ``"lean"`` is Noise2Void's
         (CSBDeep, CAREamics), ``"wide"`` the DecoNoising reference code's, with more
-        multiply-adds at the same ``depth`` and ``channels``. Part of the architecture;
-        files from before this field load as ``"wide"``.
+        multiply-adds at the same ``depth`` and ``channels``. ``None`` (the default):
+        :func:`default_decoder` (lean in 2D, wide in 3D); training stores the decision.
+        Part of the architecture; files from before this field load as ``"wide"``.
     """
 
     psf: str = "gaussian"
@@ -155,7 +163,7 @@ class TrainConfig:
     pool_z: bool | None = None
     optics: Optics | None = None
     n2v2: bool = False
-    decoder: str = "wide"
+    decoder: str | None = None
 
     def __post_init__(self) -> None:
         # Lists come from JSON/model files; tuples keep the config hashable.
@@ -221,7 +229,8 @@ class TrainConfig:
         need(self.optics is None or self.psf == "measured", "optics",
              "is the record of a PSF computed from optics: needs psf='measured'")
         need(isinstance(self.n2v2, bool), "n2v2", "must be True or False")
-        need(self.decoder in DECODERS, "decoder", f"must be one of {', '.join(map(repr, DECODERS))}")
+        need(self.decoder is None or self.decoder in DECODERS, "decoder",
+             f"must be one of {', '.join(map(repr, DECODERS))}")
         need(isinstance(self.cuda_graph, bool), "cuda_graph", "must be True or False")
         need(self.wiener_eps is None or (_is_real(self.wiener_eps) and 0 <= self.wiener_eps <= 1), "wiener_eps",
              "must be in [0, 1] (0: off) or None (auto)")
@@ -293,6 +302,11 @@ class TrainConfig:
             return self.pool_z
         z = self.patch_per_axis[0] if z_patch is None else z_patch
         return z >= 4 * 2 ** self.depth
+
+    @property
+    def unet_decoder(self) -> str:
+        """The decoder the network has: ``decoder``, or :func:`default_decoder` when it is None."""
+        return default_decoder(self.ndim) if self.decoder is None else self.decoder
 
     @property
     def total_steps(self) -> int:

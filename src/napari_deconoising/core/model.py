@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, default_decoder
 from .modelfile import SINGLE_FORMAT_VERSION, ModelFileError, read_payload, write_payload
 from .network import DecoNoisingNet
 from .precision import DEFAULT_PRECISION
@@ -64,7 +64,7 @@ class DecoNoisingModel:
         """A fresh :class:`DecoNoisingNet` holding these weights (on the CPU)."""
         net = DecoNoisingNet(self.psf, depth=self.config.depth, channels=self.config.channels,
                              ndim=self.config.ndim, pool_z=self.config.pools_z(), n2v2=self.config.n2v2,
-                             wiener_eps=self.config.phantom_wiener_eps, decoder=self.config.decoder)
+                             wiener_eps=self.config.phantom_wiener_eps, decoder=self.config.unet_decoder)
         net.load_state_dict(self.state_dict)
         return net.eval()
 
@@ -161,8 +161,8 @@ class DecoNoisingModel:
             kernel = np.ascontiguousarray(self.psf, np.float32)
             sigma = " x ".join(f"{v:.2f}" for v in _kernel_sigma(kernel.tobytes(), kernel.shape))
             psf = f"measured PSF {tuple(self.psf.shape)} (≈ Gaussian sigma {sigma} px)"
-        if c.decoder != TrainConfig.decoder:  # the default goes unsaid
-            psf += f", {c.decoder} decoder"
+        if c.unet_decoder != default_decoder(c.ndim):  # the default goes unsaid
+            psf += f", {c.unet_decoder} decoder"
         if c.n2v2:
             psf += ", N2V2"
         if c.phantom_wiener_eps and not self.is_noise2void:

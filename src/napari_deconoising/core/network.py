@@ -33,7 +33,7 @@ class DecoNoisingNet(nn.Module):
 
     def __init__(self, psf: np.ndarray | None, depth: int = 3, channels: int = 64,
                  ndim: int = 2, pool_z: bool = True, n2v2: bool = False, wiener_eps: float = 0.0,
-                 decoder: str = "wide") -> None:
+                 decoder: str | None = None) -> None:
         super().__init__()
         self.unet = UNet(depth=depth, channels=channels, ndim=ndim, pool_z=pool_z, n2v2=n2v2, decoder=decoder)
         if psf is None:

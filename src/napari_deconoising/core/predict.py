@@ -259,7 +259,7 @@ def _probe(model: DecoNoisingModel) -> Probe:
     want = (512, 512) if cfg.ndim == 2 else (8, 128, 128)
     tile = tuple(2 * h + max(m, w // m * m) for h, m, w in zip(tile_halos(model), _multiples(cfg), want))
     kwargs = dict(depth=cfg.depth, channels=cfg.channels, ndim=cfg.ndim, pool_z=cfg.pools_z(),
-                  wiener_eps=cfg.phantom_wiener_eps, n2v2=cfg.n2v2, decoder=cfg.decoder)
+                  wiener_eps=cfg.phantom_wiener_eps, n2v2=cfg.n2v2, decoder=cfg.unet_decoder)
     return prediction_probe(model.build_network, kwargs, None if model.psf is None else model.psf.shape, tile,
                             int8=int8_unavailable(cfg) is None)
 

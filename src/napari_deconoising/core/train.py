@@ -77,7 +77,7 @@ class Trainer:
             check_resume_ndim(resume, config.ndim)
             config = config.replace(depth=rc.depth, channels=rc.channels, psf=rc.psf,
                                     psf_sigma=rc.psf_sigma, ndim=rc.ndim, pool_z=rc.pool_z, n2v2=rc.n2v2,
-                                    wiener_eps=rc.phantom_wiener_eps, decoder=rc.decoder,
+                                    wiener_eps=rc.phantom_wiener_eps, decoder=rc.unet_decoder,
                                     optics=rc.optics)
         # Adjustments are collected, not warned: this may run in a GUI worker thread,
         # where the global warnings machinery is not thread-safe. Callers show them.
@@ -85,8 +85,8 @@ class Trainer:
         check_values(image_set.slices)
         self.slices = image_set.slices
         self.patch_shape, config = fit_patch_to_data(self.slices, config, warn=self.warnings.append)
-        # The model file keeps the decision, not "auto": a later default must not change it.
-        config = config.replace(wiener_eps=config.phantom_wiener_eps)
+        # The model file keeps the decisions, not "auto": a later default must not change them.
+        config = config.replace(wiener_eps=config.phantom_wiener_eps, decoder=config.unet_decoder)
         self.config = config
         train_regions, val_regions = split_regions(self.slices, config.val_fraction, self.patch_shape,
                                                    warn=self.warnings.append)
@@ -108,13 +108,13 @@ class Trainer:
         graphable = blocker(resolve_device(config.device), False) is None
         self.plan = execution_plan(config.device, config.precision, probe=training_probe(
             dict(depth=config.depth, channels=config.channels, ndim=config.ndim, pool_z=config.pools_z(),
-                 wiener_eps=config.wiener_eps, n2v2=config.n2v2, decoder=config.decoder),
+                 wiener_eps=config.wiener_eps, n2v2=config.n2v2, decoder=config.unet_decoder),
             self.psf, self.patch_shape, config.batch_size // config.micro_batches,
             None if resume is None else resume.state_dict, graphed=graphable))
         torch.manual_seed(config.seed)
         self.net = DecoNoisingNet(self.psf, depth=config.depth, channels=config.channels, ndim=config.ndim,
                                   pool_z=config.pools_z(), n2v2=config.n2v2,
-                                  wiener_eps=config.wiener_eps, decoder=config.decoder)
+                                  wiener_eps=config.wiener_eps, decoder=config.unet_decoder)
         self._mask = median_blind_spots if config.n2v2 else apply_blind_spots
         if resume is not None:
             self.net.load_state_dict(resume.state_dict)

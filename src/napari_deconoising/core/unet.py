@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import DECODERS
+from .config import DECODERS, default_decoder
 from .n2v2 import MaxBlurPool
 
 __all__ = ["UNet", "unet_receptive_radius"]
@@ -60,8 +60,9 @@ class UNet(nn.Module):
     n2v2 : bool
         N2V2's architecture: :class:`~napari_deconoising.core.n2v2.MaxBlurPool` instead of
         max pooling and no skip connection at the top level.
-    decoder : {"wide", "lean"}
-        ``"wide"`` (the DecoNoising reference code's layout): each decoder level keeps its
+    decoder : {"wide", "lean"} or None
+        None: :func:`~.config.default_decoder` (lean in 2D, wide in 3D). ``"wide"`` (the
+        DecoNoising reference code's layout): each decoder level keeps its
         width and a 1x1 convolution halves the channels before up-sampling. ``"lean"``
         (CSBDeep's and CAREamics' Noise2Void layout): the bottleneck and each decoder level
         end at the next finer level's width, so nothing is needed between them; 15-20 % fewer
@@ -75,11 +76,12 @@ class UNet(nn.Module):
 
     def __init__(self, depth: int = 3, channels: int = 64, ndim: int = 2,
                  in_channels: int = 1, out_channels: int = 1, upsampling: str = "bilinear",
-                 pool_z: bool = True, n2v2: bool = False, decoder: str = "wide") -> None:
+                 pool_z: bool = True, n2v2: bool = False, decoder: str | None = None) -> None:
         super().__init__()
         conv, pool, up = _layers(ndim)
         if upsampling not in ("bilinear", "transpose"):
             raise ValueError(f"upsampling must be 'bilinear' or 'transpose', got {upsampling!r}")
+        decoder = default_decoder(ndim) if decoder is None else decoder
         if decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
         self.depth, self.ndim, self.upsampling, self.n2v2 = depth, ndim, upsampling, n2v2
