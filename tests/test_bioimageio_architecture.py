@@ -14,16 +14,19 @@ def _asymmetric_psf():
     return prepare_psf(k)
 
 
+@pytest.mark.parametrize("decoder", ["wide", "lean"])
 @pytest.mark.parametrize("psf", [gaussian_psf(1.2), _asymmetric_psf(), None], ids=["gauss", "asym", "n2v"])
-def test_state_dict_alone_rebuilds_the_network(psf, rng):
+def test_state_dict_alone_rebuilds_the_network(psf, decoder, rng):
     torch.manual_seed(0)
-    ref = DecoNoisingNet(psf, depth=2, channels=8).eval()
-    packed = BioimageioDecoNoisingNet.from_parts(ref.state_dict(), psf, depth=2, channels=8, ndim=2)
+    ref = DecoNoisingNet(psf, depth=2, channels=8, decoder=decoder).eval()
+    packed = BioimageioDecoNoisingNet.from_parts(ref.state_dict(), psf, depth=2, channels=8, ndim=2, decoder=decoder)
     sd = packed.state_dict()
     assert PSF_KEY in sd
     # What a bioimage.io consumer does: build from the rdf.yaml kwargs, then load the weights.
+    # Packages from before the decoder choice have no "decoder" among them: theirs is wide.
     shape = [1, 1] if psf is None else list(psf.shape)
-    fresh = BioimageioDecoNoisingNet(depth=2, channels=8, ndim=2, psf_shape=shape)
+    kw = {} if decoder == "wide" else {"decoder": decoder}
+    fresh = BioimageioDecoNoisingNet(depth=2, channels=8, ndim=2, psf_shape=shape, **kw)
     fresh.load_state_dict(sd)
     fresh.eval()
     x = torch.from_numpy(rng.normal(size=(2, 1, 52, 44)).astype(np.float32))
@@ -53,8 +56,8 @@ def test_channel_net_applies_network_k_to_channel_k(rng):
     from napari_deconoising.bioimageio.architecture import BioimageioChannelNet
 
     torch.manual_seed(0)
-    refs = [DecoNoisingNet(gaussian_psf(1.0), depth=2, channels=8).eval(),
-            DecoNoisingNet(None, depth=2, channels=4).eval()]
+    refs = [DecoNoisingNet(gaussian_psf(1.0), depth=2, channels=8, decoder="wide").eval(),  # kwargs' default
+            DecoNoisingNet(None, depth=2, channels=4, decoder="wide").eval()]
     parts = [BioimageioDecoNoisingNet.from_parts(refs[0].state_dict(), gaussian_psf(1.0), depth=2, channels=8, ndim=2),
              BioimageioDecoNoisingNet.from_parts(refs[1].state_dict(), None, depth=2, channels=4, ndim=2)]
     kwargs = [{"depth": 2, "channels": 8, "ndim": 2, "psf_shape": list(gaussian_psf(1.0).shape)},
