@@ -17,7 +17,7 @@ def test_paper_defaults():
     ("seed", -1), ("depth", True), ("head_lr_scale", 0.0), ("head_lr_scale", 101.0),
     ("weight_average", 1.0), ("weight_average", -0.1), ("weight_average", True),
     ("wiener_eps", -0.1), ("wiener_eps", 2.0), ("wiener_eps", True), ("wiener_eps", "auto"),
-    ("decoder", "narrow"), ("decoder", None),
+    ("decoder", "narrow"), ("decoder", 2),
 ])
 def test_invalid_values_name_the_field(field, value):
     with pytest.raises(ConfigError, match=field):

@@ -34,10 +34,11 @@ def _rel(a, b):
     return float(np.sqrt(np.mean((a - b) ** 2)) / (np.std(b) or 1.0))
 
 
-def _busy_net(seed=0):
-    """A small network whose output has structure (an untrained head is near-constant)."""
+def _busy_net(seed=0, decoder="wide"):
+    """A small network whose output has structure (an untrained head is near-constant). The error
+    bounds below were set on the wide decoder's random weights."""
     torch.manual_seed(seed)
-    net = DecoNoisingNet(gaussian_psf(1.0), depth=2, channels=8).eval()
+    net = DecoNoisingNet(gaussian_psf(1.0), depth=2, channels=8, decoder=decoder).eval()
     torch.nn.init.normal_(net.unet.head.weight, std=0.3)
     return net
 
@@ -242,3 +243,17 @@ def test_the_lean_decoder_quantises_and_equalises_exactly(ndim, shape):
     with torch.inference_mode():
         den, _ = qnet(x)
     assert den.shape == x.shape and 0 < err < 0.1
+    # One channel of the bottleneck's output 50x larger, its consumer's weights 50x smaller (the
+    # lean decoder's own link: interpolated straight into the next block): equalisation wins it back.
+    skewed = copy.deepcopy(net)
+    with torch.no_grad():
+        skewed.unet.bottom[2].weight[0] *= 50
+        skewed.unet.bottom[2].bias[0] *= 50
+        skewed.unet.up_conv[0][0].weight[:, 0] /= 50
+    with torch.inference_mode():
+        torch.testing.assert_close(skewed(x), net(x), rtol=1e-4, atol=1e-5)
+    _, err_skewed = int8_network(skewed, [x])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(quantize_mod, "EQUALIZE_ALPHA", 0.0)
+        _, err_skewed_plain = int8_network(skewed, [x])
+    assert err_skewed < err_skewed_plain
