@@ -351,7 +351,7 @@ def test_roofline_counts_what_the_layers_add_up_to():
                              device="cpu"))
     counted = mod.count_step(tr)
     rows = mod.layer_rates(tr, rounds=1)
-    assert len(rows) == 11  # 2 x 2 per level, 2 at the bottom, the head (the lean decoder has no 1x1 between levels)
+    assert len(rows) == 13  # 2 x 2 per level, 2 at the bottom, 2 up-sampling 1x1, the head
     # FlopCounterMode's count of a step is its convolutions, forward and backward, as the layers add them up
     assert sum(r["gflop"] for r in rows) * 1e9 == pytest.approx(counted, rel=0.02)
     assert all(v > 0 for v in mod.peak(rounds=1, sizes=(256,)).values())

@@ -304,7 +304,7 @@ def test_a_noise2void_package_says_it_is_one(sample, tiny_config, tmp_path, need
     from napari_deconoising.core import TrainConfig, train
     from napari_deconoising.core.config import DECODERS
 
-    other = next(k for k in DECODERS if k != TrainConfig().decoder)
+    other = next(k for k in DECODERS if k != TrainConfig().unet_decoder)
     n2v = train(sample.noisy, tiny_config.replace(psf="none", epochs=1, decoder=other))
     path = export_bioimageio(n2v, tmp_path / "n2v.zip", name="tiny Noise2Void", description="a test model",
                              authors=["Ada Lovelace"], sample=sample.noisy)

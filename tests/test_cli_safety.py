@@ -13,7 +13,7 @@ import tifffile
 from napari_deconoising.cli import main
 from napari_deconoising.core import make_sample
 from napari_deconoising.core.channels import load_model
-from napari_deconoising.core.config import DECODERS, TrainConfig
+from napari_deconoising.core.config import DECODERS
 
 TINY = ["--depth", "2", "--channels", "8", "--patch-size", "32", "--batch-size", "2", "--epochs", "1",
         "--steps-per-epoch", "1", "--device", "cpu", "--precision", "fp32"]
@@ -135,7 +135,7 @@ def test_setting_errors_name_the_flag(d, capsys):
 
 def test_resume_says_that_it_keeps_the_network(d, capsys, tmp_path):
     kept = load_model(d / "m.pt").config.decoder
-    other = next(k for k in DECODERS if k != TrainConfig().decoder)
+    other = next(k for k in DECODERS if k != kept)
     assert main([str(a) for a in ["train", d / "img.tif", "--model", tmp_path / "r.pt", "--resume", d / "m.pt",
                                   *TINY[:-8], "--depth", "4", "--channels", "16", *TINY[-8:]]]) == 0
     err = capsys.readouterr().err

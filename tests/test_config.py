@@ -124,7 +124,7 @@ def test_the_decoder_round_trips_and_old_files_have_the_wide_one():
     assert TrainConfig.from_dict(lean.to_dict()).decoder == "lean"
     old = {k: v for k, v in TrainConfig().to_dict().items() if k != "decoder"}
     assert TrainConfig.from_dict(old).decoder == "wide"
-    # None decides by dimensionality: lean in 2D, wide in 3D (measured there with it).
-    assert TrainConfig().unet_decoder == "lean"
+    # None is the default decoder, the wide one, in 2D and 3D.
+    assert TrainConfig().unet_decoder == "wide"
     assert TrainConfig(ndim=3, patch_size=(16, 64, 64)).unet_decoder == "wide"
     assert TrainConfig(ndim=3, patch_size=(16, 64, 64), decoder="lean").unet_decoder == "lean"

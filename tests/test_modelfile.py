@@ -187,4 +187,4 @@ def test_the_decoder_is_saved_rebuilt_and_named_when_not_the_default(tmp_path, d
     with torch.no_grad():
         torch.testing.assert_close(again.build_network()(x), net(x))
     assert again.config.decoder == decoder
-    assert (f"{decoder} decoder" in again.summary()) == (decoder == "wide")  # lean is 2D's default
+    assert (f"{decoder} decoder" in again.summary()) == (decoder == "lean")  # wide is the default

@@ -14,7 +14,7 @@ def test_training_lowers_validation_loss_and_beats_the_noisy_input(tiny_config):
     s = make_sample((128, 128), sigma=1.5, seed=1)
     cfg = tiny_config.replace(psf_sigma=1.5, epochs=8, steps_per_epoch=8, lr=2e-3)
     trainer = Trainer(s.noisy, cfg)
-    assert trainer.config.decoder == "lean" == trainer.net.unet.decoder  # 2D's default, stored
+    assert cfg.decoder is None and trainer.config.decoder == "wide" == trainer.net.unet.decoder  # stored
     events = list(trainer.run())
     epochs = [e for e in events if e.kind == "epoch"]
     steps = [e for e in events if e.kind == "step"]
@@ -262,7 +262,7 @@ def test_short_3d_training_raises_psnr(tiny_config):
     assert trainer.psf.shape == (17, 9, 9)
     # The preconditioned phantom is the 3D default; the decision is stored, not "auto".
     assert cfg.wiener_eps is None and trainer.config.wiener_eps == 0.01 and trainer.net.precondition is not None
-    assert cfg.decoder is None and trainer.config.decoder == "wide" == trainer.net.unet.decoder  # 3D's default
+    assert cfg.decoder is None and trainer.config.decoder == "wide" == trainer.net.unet.decoder
     epochs = [e for e in trainer.run() if e.kind == "epoch"]
     assert epochs[-1].val_loss < epochs[0].val_loss
     assert trainer.model.config.wiener_eps == 0.01

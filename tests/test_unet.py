@@ -140,8 +140,8 @@ def test_the_lean_decoder_is_noise2voids_layout():
     assert (128, 64, (1, 1)) in wide and (128, 128, (3, 3)) in wide
 
 
-def test_the_default_decoder_is_lean_in_2d_and_wide_in_3d():
-    assert UNet(depth=2, channels=4).decoder == "lean"
+def test_the_default_decoder_is_the_wide_one():
+    assert UNet(depth=2, channels=4).decoder == "wide"
     assert UNet(depth=2, channels=4, ndim=3).decoder == "wide"
 
 

@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "median blind-spot replacement (off by default, see docs/benchmarks.md)")
     t.add_argument("--decoder", default=d.decoder, choices=list(DECODERS),
                    help="U-Net decoder: lean (Noise2Void's layout, as in CAREamics) or wide (the DecoNoising "
-                        "reference code's, 10-13 %% slower per step) (default: lean in 2D, wide in 3D)")
+                        "reference code's, 6-13 %% slower per step in 2D; see docs/benchmarks.md) (default: wide)")
     t.add_argument("--axes", help="axis letters of the inputs, e.g. YX, SYX, TYX, ZYX, TZYX, CYX, CZYX (default: "
                    "from the file); with C, one model per channel")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])

@@ -61,7 +61,7 @@ class UNet(nn.Module):
         N2V2's architecture: :class:`~napari_deconoising.core.n2v2.MaxBlurPool` instead of
         max pooling and no skip connection at the top level.
     decoder : {"wide", "lean"} or None
-        None: :func:`~.config.default_decoder` (lean in 2D, wide in 3D). ``"wide"`` (the
+        None: :func:`~.config.default_decoder` (wide). ``"wide"`` (the
         DecoNoising reference code's layout): each decoder level keeps its
         width and a 1x1 convolution halves the channels before up-sampling. ``"lean"``
         (CSBDeep's and CAREamics' Noise2Void layout): the bottleneck and each decoder level
