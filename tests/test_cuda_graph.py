@@ -46,9 +46,9 @@ def _losses(trainer, steps):
 
 
 @cuda
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_graphed_steps_train_as_eager_ones_do(sample, tiny_config, precision):
-    cfg = tiny_config.replace(device="cuda", precision=precision)
+@pytest.mark.parametrize(("precision", "decoder"), [("fp32", "wide"), ("bf16", "wide"), ("fp32", "lean")])
+def test_graphed_steps_train_as_eager_ones_do(sample, tiny_config, precision, decoder):
+    cfg = tiny_config.replace(device="cuda", precision=precision, decoder=decoder)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     try:
