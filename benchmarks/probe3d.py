@@ -150,7 +150,8 @@ def _aux_head(trainer: Trainer, weight: float) -> None:
         head.bias[1:].zero_()
     net.unet.head = head
     cfg = trainer.config
-    trainer.optimizer = torch.optim.Adam(net.param_groups(cfg.learning_rate, cfg.head_lr_scale), lr=cfg.learning_rate)
+    groups = net.param_groups(cfg.learning_rate, cfg.head_learning_rate_scale)
+    trainer.optimizer = torch.optim.Adam(groups, lr=cfg.learning_rate)
     trainer.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         trainer.optimizer, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience)
 

@@ -229,8 +229,9 @@ def add_budget_args(ap: argparse.ArgumentParser, steps: int, seeds: list[int]) -
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_budget_args(ap, steps=300, seeds=[0])
-    ap.add_argument("--head-lr-scale", type=float, default=1.0,
-                    help="the phantom head learns at lr times this (TrainConfig.head_lr_scale), every method")
+    ap.add_argument("--head-lr-scale", type=_lr_arg, default=1.0,
+                    help="the phantom head learns at lr times this (TrainConfig.head_lr_scale), every method; "
+                         "'auto' for the engine's default (3 for depth 3 / 64 channels; default 1, as before stop 21)")
     ap.add_argument("--positivity", type=float, default=1.0, metavar="LAMBDA",
                     help="weight of the phantom's positivity term (TrainConfig.positivity), every method")
     common.add_val_voxels_arg(ap)

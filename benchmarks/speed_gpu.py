@@ -184,8 +184,9 @@ def training(image: np.ndarray, steps: int, ceil: dict, cfg: dict, label: str, b
         elif variant == "cudnn.benchmark off":
             torch.backends.cudnn.benchmark = False
         elif variant == "fused Adam, no graph":
-            tr.optimizer = torch.optim.Adam(tr.net.param_groups(tr.config.learning_rate, tr.config.head_lr_scale),
-                                            lr=tr.config.learning_rate, fused=DEVICE == "cuda")
+            c = tr.config
+            tr.optimizer = torch.optim.Adam(tr.net.param_groups(c.learning_rate, c.head_learning_rate_scale),
+                                            lr=c.learning_rate, fused=DEVICE == "cuda")
         elif variant == "torch.compile":
             tr.net = torch.compile(tr.net)
             tr._step()  # compiles forward and backward

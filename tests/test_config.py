@@ -59,10 +59,26 @@ def test_head_lr_scale_limit_reads_the_rate_in_use():
         TrainConfig(ndim=2, head_lr_scale=100, lr=0.02)
 
 
-def test_head_lr_scale_defaults_to_one_rate_and_round_trips():
-    assert TrainConfig().head_lr_scale == 1.0
+@pytest.mark.parametrize("ndim, channels, expected", [
+    (2, 8, 1.0), (2, 64, 1.0), (2, 128, 2.0), (3, 16, 1.0), (3, 32, 1.5), (3, 64, 3.0), (3, 1024, 27.0),
+])
+def test_the_default_head_learns_at_the_fan_in_rules_rate_for_a_1x1_convolution(ndim, channels, expected):
+    """The head sums ``channels`` inputs: 1e-3 up to 576 of them, whatever the body's rate."""
+    c = TrainConfig(ndim=ndim, channels=channels, patch_size=(16, 64, 64)[-ndim:], depth=2)
+    assert c.head_lr_scale is None and c.head_learning_rate_scale == pytest.approx(expected, rel=1e-6)
+    head_rate = c.learning_rate * c.head_learning_rate_scale
+    assert head_rate == pytest.approx(1e-3 * min(1, 576 / channels), rel=1e-6)
+    assert head_rate >= c.learning_rate  # never slower than the body
+    assert TrainConfig.from_dict(c.to_dict()) == c  # "default" is saved as such and resolves the same
+    assert c.replace(lr=1e-4).head_learning_rate_scale == c.head_learning_rate_scale  # a ratio, kept with any lr
+
+
+def test_head_lr_scale_round_trips_and_old_files_keep_one_rate():
     c = TrainConfig(head_lr_scale=10.0)
     assert TrainConfig.from_dict(c.to_dict()) == c
+    c3 = TrainConfig(ndim=3, patch_size=(16, 64, 64))
+    old = {k: v for k, v in c3.to_dict().items() if k != "head_lr_scale"}  # a file from before the field
+    assert TrainConfig.from_dict(old).head_learning_rate_scale == 1.0
     with pytest.raises(ConfigError, match="head_lr_scale"):  # the head's rate itself must stay below 1
         TrainConfig(lr=0.2, head_lr_scale=5.0)
 

@@ -141,9 +141,9 @@ def test_saving_a_loaded_model_writes_the_same_payload(tmp_path):
     # Later versions may add config fields; a re-saved old model carries them at their
     # defaults and changes nothing else. The preconditioned phantom is part of the
     # architecture, so old files get what they were trained with (off), not the default; so
-    # is the decoder (old files have the wide one).
+    # is the decoder (old files have the wide one), and the head trained at the body's rate.
     added = {k: new["config"].pop(k) for k in set(new["config"]) - set(old["config"])}
-    defaults = {**TrainConfig().to_dict(), "wiener_eps": 0.0, "decoder": "wide"}
+    defaults = {**TrainConfig().to_dict(), "wiener_eps": 0.0, "decoder": "wide", "head_lr_scale": 1.0}
     assert added == {k: defaults[k] for k in added}
     assert added["wiener_eps"] == 0.0 and added["decoder"] == "wide"
     assert _same(old, new)

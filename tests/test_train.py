@@ -140,10 +140,12 @@ def test_wide_3d_network_trains_at_its_lower_default_rate(sample3d, tiny_config)
     assert cfg.lr is None
     trainer = Trainer(sample3d.noisy, cfg, axes="ZYX")
     assert trainer._lr() == pytest.approx(576 / (64 * 27) * 1e-3)
-    body = trainer.net.unet.down[0][0].weight
-    before = body.detach().clone()
+    body, head = trainer.net.unet.down[0][0].weight, trainer.net.unet.head.weight
+    before = body.detach().clone(), head.detach().clone()
     trainer._step()  # Adam's first step moves a weight by the rate: the rate is the one in use
-    assert float((body.detach() - before).abs().max()) == pytest.approx(trainer._lr(), rel=1e-3)
+    assert float((body.detach() - before[0]).abs().max()) == pytest.approx(trainer._lr(), rel=1e-3)
+    # The head sums only 64 inputs: by the same rule it learns at the paper's 1e-3.
+    assert float((head.detach() - before[1]).abs().max()) == pytest.approx(1e-3, rel=1e-3)
     assert Trainer(sample3d.noisy, cfg.replace(channels=8), axes="ZYX")._lr() == 1e-3
 
 

@@ -64,11 +64,16 @@ def test_form_values_reach_the_config(model_viewer):
 
 def test_head_lr_scale_is_an_advanced_row_checked_by_the_config(model_viewer):
     form = TrainForm(model_viewer)
-    assert form.head_lr_scale in form.sections["advanced"] and form.head_lr_scale.value == 1.0
-    form.head_lr_scale.value = 10.0
+    assert form.head_lr_scale in form.sections["advanced"] and form.head_lr_scale.value == "auto"
+    assert form.config().head_lr_scale is None  # the engine's rule
+    form.head_lr_scale.value = "10"
     assert form.config().head_lr_scale == 10.0
     form.lr.value = "0.2"  # the head would learn at 2: the config refuses it, naming the field
     with pytest.raises(ConfigError, match="head_lr_scale"):
+        form.config()
+    form.lr.value = "auto"
+    form.head_lr_scale.value = "fast"
+    with pytest.raises(ConfigError, match="PSF head learning rate factor 'fast' is not a number"):
         form.config()
 
 

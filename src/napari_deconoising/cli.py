@@ -174,9 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=d.lr,
                    help="Adam's learning rate (default: 1e-3, scaled down for layers wider than the paper's 2D "
                         "network: 3.3e-4 for the 3D default of 64 channels)")
-    t.add_argument("--head-lr-scale", type=float, default=d.head_lr_scale, metavar="X",
+    t.add_argument("--head-lr-scale", type=_auto_or_float, default=d.head_lr_scale, metavar="X",
                    help="the PSF head (the network's last layer, which makes the phantom) learns at --lr times X "
-                        "(default 1: one rate; see docs/benchmarks.md, 3D, for 10)")
+                        "(default auto: the head at 1e-3 where wide layers learn slower, i.e. 3 for the 3D "
+                        "default and 1 in 2D; see docs/engine.md)")
     t.add_argument("--weight-average", type=float, default=d.weight_average, metavar="DECAY",
                    help="validate and save a moving average of the weights, updated every step with this decay "
                         "(0.99: about the last 100 steps; default 0: off)")

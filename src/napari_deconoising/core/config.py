@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .learning_rate import default_lr
+from .learning_rate import default_head_lr_scale, default_lr
 from .precondition import DEFAULT_WIENER_EPS_3D
 
 # The U-Net decoder layouts (see :class:`~.unet.UNet`'s ``decoder``).
@@ -71,14 +71,14 @@ class TrainConfig:
         Initial learning rate of Adam. ``None`` (the default) is the paper's 1e-3 for
         layers no wider than the paper's 2D network, and less for wider ones: see
         :func:`default_lr` and :attr:`learning_rate`.
-    head_lr_scale : float
+    head_lr_scale : float or None
         The phantom head (the U-Net's final 1x1 convolution) learns at ``lr *
-        head_lr_scale``. The phantom of a thin structure is many times brighter than its
-        blurred image (a line under a Gaussian with sigmas 2 and 1 across it: 2*pi*2*1,
-        about 12.6 times) and Adam moves each weight by about ``lr`` per step, so the
-        head needs many steps to reach that scale. 10 let 3D DecoNoising catch up with
-        its Noise2Void mode sooner in one seed (docs/benchmarks.md, "3D"). 1 (the
-        default) keeps one rate; the learned-sigma PSF search always does.
+        head_lr_scale``. ``None`` (the default) applies :func:`default_lr`'s fan-in rule
+        to the head too: it sums only ``channels`` inputs, so it learns at the paper's
+        1e-3 while a wide 3D body learns slower (3 for the 3D default, 1 in 2D; see
+        :func:`default_head_lr_scale`). 10 let 3D DecoNoising catch up sooner in one seed
+        without the preconditioned phantom (docs/benchmarks.md, "3D"). The learned-sigma
+        PSF search keeps one rate.
     weight_average : float
         Validate, choose and save an exponential moving average of the weights instead
         of the weights themselves: after every step ``avg = weight_average * avg + (1 -
@@ -148,7 +148,7 @@ class TrainConfig:
     patch_size: int | tuple[int, ...] = 100
     val_fraction: float = 0.1
     lr: float | None = None
-    head_lr_scale: float = 1.0
+    head_lr_scale: float | None = None
     weight_average: float = 0.0
     wiener_eps: float | None = None
     lr_patience: int = 10
@@ -213,9 +213,9 @@ class TrainConfig:
              "must be between 0 and 1 (exclusive)")
         need(self.lr is None or _is_real(self.lr) and 0 < self.lr < 1, "lr",
              "must be between 0 and 1, or None for the default")
-        need(_is_real(self.head_lr_scale) and 0 < self.head_lr_scale <= 100
+        need(self.head_lr_scale is None or _is_real(self.head_lr_scale) and 0 < self.head_lr_scale <= 100
              and self.learning_rate * self.head_lr_scale < 1, "head_lr_scale",
-             "must be in (0, 100], with lr * head_lr_scale below 1")
+             "must be in (0, 100], with lr * head_lr_scale below 1, or None for the default")
         need(_is_real(self.weight_average) and 0 <= self.weight_average < 1, "weight_average",
              "must be in [0, 1): 0 is off, 0.99 averages over about the last 100 steps")
         need(_is_real(self.lr_factor) and 0 < self.lr_factor < 1, "lr_factor",
@@ -266,6 +266,13 @@ class TrainConfig:
     def learning_rate(self) -> float:
         """The learning rate training uses: ``lr``, or :func:`default_lr` when it is None."""
         return default_lr(self.ndim, self.channels) if self.lr is None else float(self.lr)
+
+    @property
+    def head_learning_rate_scale(self) -> float:
+        """The head's rate over :attr:`learning_rate`: ``head_lr_scale``, or :func:`default_head_lr_scale`."""
+        if self.head_lr_scale is not None:
+            return float(self.head_lr_scale)
+        return default_head_lr_scale(self.ndim, self.channels)
 
     @property
     def phantom_wiener_eps(self) -> float:
@@ -331,9 +338,11 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Build a config from a dict, ignoring keys this version does not know."""
         known = {f.name for f in dataclasses.fields(cls)}
-        # Files from before the preconditioned phantom were trained without it, and those
-        # from before the decoder choice have the wide decoder.
-        return cls(**{"wiener_eps": 0.0, "decoder": "wide", **{k: v for k, v in d.items() if k in known}})
+        # Files from before the preconditioned phantom were trained without it, those from
+        # before the decoder choice have the wide decoder, and those from before the head's
+        # own rate trained it at the body's.
+        before = {"wiener_eps": 0.0, "decoder": "wide", "head_lr_scale": 1.0}
+        return cls(**{**before, **{k: v for k, v in d.items() if k in known}})
 
 
 def _is_int(v: Any) -> bool:

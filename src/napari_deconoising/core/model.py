@@ -170,7 +170,7 @@ class DecoNoisingModel:
         best = min((h["val_loss"] for h in self.history if h.get("val_loss") is not None), default=None)
         val = f", best val loss {best:.4g}" if best is not None else ""
         dims = "" if c.ndim == 2 else f"3D ({'' if c.pools_z() else 'no '}Z pooling) "
-        head = f", PSF head lr x{c.head_lr_scale:g}" if c.head_lr_scale != 1 else ""  # 1: one rate, the default
+        head = f", PSF head lr x{c.head_learning_rate_scale:g}" if c.head_learning_rate_scale != 1 else ""
         head += f", weight average {c.weight_average:g}" if c.weight_average else ""
         head += f", lr {c.learning_rate:.2g}" if c.learning_rate != 1e-3 else ""  # the paper's rate goes unsaid
         return f"{dims}U-Net depth {c.depth}/{c.channels} ch, {psf}, {len(self.history)} epochs{head}{val}"

@@ -125,7 +125,7 @@ class Trainer:
         #: Why steps are not replayed as a CUDA graph (None: they are, after a warm-up).
         self.graph_blocker = blocker(self.plan.device, self.plan.use_grad_scaler)
         self._graphed: GraphedStep | None = None
-        self.optimizer = self._adam(self.net.param_groups(config.learning_rate, config.head_lr_scale))
+        self.optimizer = self._adam(self.net.param_groups(config.learning_rate, config.head_learning_rate_scale))
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience)
         self.scaler = torch.amp.GradScaler(self.plan.device.type) if self.plan.use_grad_scaler else None
