@@ -387,3 +387,12 @@ def test_beads_smoke(tmp_path):
     assert two_d["part"] == "gaussian 2D" and np.allclose(two_d["measured"], 1.5, atol=0.1)
     assert all(r["correlation"] > 0.99 for r in saved if r["part"] == "optics")
     assert all(math.isfinite(r["difference"]) for r in saved if r["part"] == "train")
+
+
+def test_speed_train_whole_times_a_whole_training_of_ours():
+    whole = _load("speed_train_whole")
+    images = whole.stack(2, 64)
+    assert images.shape == (2, 64, 64) and images.dtype == np.float32
+    run = whole.train_ours(images, "tiny", "fp32", 20)
+    assert run["steps"] == 20 and run["precision"] == "fp32"
+    assert 0 < 19 * run["interval"] < run["seconds"]  # the whole run holds every step and more
