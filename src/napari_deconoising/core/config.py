@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .config_checks import DECODERS, DEVICES, PRECISIONS, PSF_KINDS, ConfigError, check
 from .learning_rate import default_head_lr_scale, default_lr
 from .precondition import DEFAULT_WIENER_EPS_3D
 
-# The U-Net decoder layouts (see :class:`~.unet.UNet`'s ``decoder``).
-DECODERS = ("wide", "lean")
+__all__ = ["DECODERS", "DEVICES", "PRECISIONS", "PSF_KINDS", "ConfigError", "TrainConfig", "default_decoder"]
 
 
 def default_decoder(ndim: int) -> str:
@@ -25,15 +23,6 @@ def default_decoder(ndim: int) -> str:
 
 if TYPE_CHECKING:
     from .optics import Optics
-
-PSF_KINDS = ("gaussian", "measured", "none")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-class ConfigError(ValueError):
-    """A configuration value is out of range or of the wrong kind."""
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -184,73 +173,9 @@ class TrainConfig:
                 raise ConfigError(f"optics: {e}") from None
         self.validate()
 
-    # -- validation -------------------------------------------------------------
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid field."""
-
-        def need(ok: bool, name: str, what: str) -> None:
-            if not ok:
-                raise ConfigError(f"{name}={getattr(self, name)!r}: {what}")
-
-        need(self.ndim in (2, 3) and not isinstance(self.ndim, bool), "ndim", "must be 2 or 3")
-        need(self.psf in PSF_KINDS, "psf", f"must be one of {PSF_KINDS}")
-        sig = self.psf_sigma if isinstance(self.psf_sigma, tuple) else (self.psf_sigma,)
-        need(
-            len(sig) in (1, self.ndim)
-            and all(_is_real(s) and math.isfinite(s) and 0 <= s <= 50 for s in sig),
-            "psf_sigma",
-            f"must be a number (or {self.ndim} numbers) between 0 and 50 pixels",
-        )
-        need(_is_real(self.positivity) and self.positivity >= 0, "positivity", "must be >= 0")
-        for name in ("epochs", "steps_per_epoch", "batch_size", "micro_batches", "depth",
-                     "channels", "lr_patience"):
-            need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name,
-                 "must be a whole number >= 1")
-        need(self.depth <= 6, "depth", "must be <= 6")
-        need(self.micro_batches <= self.batch_size, "micro_batches", "must be <= batch_size")
-        need(self.pool_z is None or isinstance(self.pool_z, bool), "pool_z", "must be True, False or None")
-        need(_is_real(self.val_fraction) and 0 < self.val_fraction < 1, "val_fraction",
-             "must be between 0 and 1 (exclusive)")
-        need(self.lr is None or _is_real(self.lr) and 0 < self.lr < 1, "lr",
-             "must be between 0 and 1, or None for the default")
-        need(self.head_lr_scale is None or _is_real(self.head_lr_scale) and 0 < self.head_lr_scale <= 100
-             and self.learning_rate * self.head_lr_scale < 1, "head_lr_scale",
-             "must be in (0, 100], with lr * head_lr_scale below 1, or None for the default")
-        need(_is_real(self.weight_average) and 0 <= self.weight_average < 1, "weight_average",
-             "must be in [0, 1): 0 is off, 0.99 averages over about the last 100 steps")
-        need(_is_real(self.lr_factor) and 0 < self.lr_factor < 1, "lr_factor",
-             "must be between 0 and 1")
-        need(_is_real(self.mask_fraction) and 0 < self.mask_fraction <= 0.25, "mask_fraction",
-             "must be in (0, 0.25]")
-        need(_is_int(self.mask_radius) and 1 <= self.mask_radius <= 10, "mask_radius",
-             "must be a whole number from 1 to 10")
-        self._validate_patch(need)
-        need(_is_int(self.seed) and self.seed >= 0, "seed", "must be a whole number >= 0")
-        need(self.device in DEVICES, "device", f"must be one of {DEVICES}")
-        need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
-        need(self.optics is None or self.psf == "measured", "optics",
-             "is the record of a PSF computed from optics: needs psf='measured'")
-        need(isinstance(self.n2v2, bool), "n2v2", "must be True or False")
-        need(self.decoder is None or self.decoder in DECODERS, "decoder",
-             f"must be one of {', '.join(map(repr, DECODERS))}")
-        need(isinstance(self.cuda_graph, bool), "cuda_graph", "must be True or False")
-        need(self.wiener_eps is None or (_is_real(self.wiener_eps) and 0 <= self.wiener_eps <= 1), "wiener_eps",
-             "must be in [0, 1] (0: off) or None (auto)")
-
-    def _validate_patch(self, need: Callable[[bool, str, str], None]) -> None:
-        p = self.patch_size
-        sizes = p if isinstance(p, tuple) else (p,)
-        axes = "ZYX"[-self.ndim:]
-        need(len(sizes) in (1, self.ndim) and all(_is_int(n) for n in sizes), "patch_size",
-             f"must be a whole number or {self.ndim} whole numbers ({' '.join(axes)})")
-        pooled = 2 ** self.depth * 2
-        unpooled = 2 * self.mask_radius + 1
-        for ax, n in zip(axes, self.patch_per_axis):
-            # An unpooled Z axis only needs room for the blind-spot neighbourhood.
-            smallest = unpooled if ax == "Z" and self.pool_z is not True else max(pooled, unpooled)
-            need(n >= smallest, "patch_size",
-                 f"must be >= {smallest} px along {ax} for depth {self.depth} and mask radius "
-                 f"{self.mask_radius}")
+        check(self)
 
     # -- helpers ----------------------------------------------------------------
     @property
@@ -344,10 +269,3 @@ class TrainConfig:
         before = {"wiener_eps": 0.0, "decoder": "wide", "head_lr_scale": 1.0}
         return cls(**{**before, **{k: v for k, v in d.items() if k in known}})
 
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_real(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
