@@ -230,6 +230,27 @@ def run_peer(py: Path, job: dict, timeout: float = 3600, runner: Path = RUNNER,
         return json.loads(rf.read_text())
 
 
+def start_peer_run(script: str, argv: list[str] | None, emulate_no_bf16: bool) -> tuple[dict, Path]:
+    """The start of a run against CAREamics: machine facts and CAREamics' Python.
+
+    With ``emulate_no_bf16`` the script runs again in a child under ``speed_emulate``'s
+    environment (which must be set before torch loads) and this process exits with it. A
+    fresh precision cache makes ``auto`` decide in this run. Exits when CAREamics' venv is
+    missing.
+    """
+    import speed_emulate  # a sibling module, loaded only by the scripts that compare speeds
+
+    if emulate_no_bf16 and not speed_emulate.active():
+        sys.exit(speed_emulate.rerun(script, sys.argv[1:] if argv is None else list(argv)))
+    os.environ["NAPARI_DECONOISING_CACHE"] = tempfile.mkdtemp()
+    info = machine_info()
+    print(machine_line(info), "; " + speed_emulate.describe() if speed_emulate.active() else "", flush=True)
+    py, note = peer_python(install=False)
+    if py is None:
+        sys.exit(note)
+    return info, py
+
+
 def add_val_voxels_arg(ap) -> None:
     """``--val-voxels V``, for :func:`validation_voxels`."""
     ap.add_argument("--val-voxels", type=int, default=None, metavar="V",

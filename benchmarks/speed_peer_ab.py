@@ -45,16 +45,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="time our training with each of these U-Net decoders (default: the default one)")
     ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "speed-peer-ab")
     a = ap.parse_args(argv)
-    if a.emulate_no_bf16 and not speed_emulate.active():  # the variables must be set before torch loads
-        sys.exit(speed_emulate.rerun(__file__, sys.argv[1:] if argv is None else list(argv)))
-    os.environ["NAPARI_DECONOISING_CACHE"] = tempfile.mkdtemp()  # auto decides in this run
+    info, py = common.start_peer_run(__file__, argv, a.emulate_no_bf16)
     from napari_deconoising.core import make_sample
 
-    info = common.machine_info()
-    print(common.machine_line(info), "; " + speed_emulate.describe() if speed_emulate.active() else "", flush=True)
-    py, note = common.peer_python(install=False)
-    if py is None:
-        sys.exit(note)
     c = speed_measure.CONFIGS[a.config]
     tmp = Path(tempfile.mkdtemp())
     train_img = make_sample((1024, 1024), sigma=1.0, seed=0).noisy

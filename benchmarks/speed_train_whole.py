@@ -75,14 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--precisions", nargs="+", default=["fp32", "auto"], choices=["fp32", "bf16", "auto"])
     ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "speed-train-whole")
     a = ap.parse_args(argv)
-    if a.emulate_no_bf16 and not speed_emulate.active():  # the variables must be set before torch loads
-        sys.exit(speed_emulate.rerun(__file__, sys.argv[1:] if argv is None else list(argv)))
-    os.environ["NAPARI_DECONOISING_CACHE"] = tempfile.mkdtemp()  # auto decides in this run (round 1 probes)
-    info = common.machine_info()
-    print(common.machine_line(info), "; " + speed_emulate.describe() if speed_emulate.active() else "", flush=True)
-    py, note = common.peer_python(install=False)
-    if py is None:
-        sys.exit(note)
+    info, py = common.start_peer_run(__file__, argv, a.emulate_no_bf16)  # round 1 of auto probes
     c = speed_measure.CONFIGS[a.config]
     images = stack(a.images)
     tmp = Path(tempfile.mkdtemp())
