@@ -66,10 +66,13 @@ def learned(ds: datasets.Dataset, config: TrainConfig, a: argparse.Namespace) ->
     for _ in trainer.run():
         pass
     model = learned_sigma_model(trainer)
-    est = trainer.estimate()
+    est = trainer.estimate(check_edges=not a.no_edge_check)
+    plain = trainer.estimate(check_edges=False)  # the learning run alone, as before stop 21
     best = min(trainer.history, key=lambda h: h["val_loss"])["epoch"]
     return {"learned_sigma": float(np.mean(model.config.sigma_per_axis)), "psnr_learned": model_psnr(ds, model),
             "estimate_clear": est["clear"], "estimate_sigma": est["sigma"], "estimate_message": est["message"],
+            "estimate_method": est["method"], "edge": est.get("edges"),
+            "unchecked_clear": plain["clear"], "unchecked_sigma": plain["sigma"],
             "best_epoch": best, "val_learned": trainer.best_val,
             "trail": [round(float(np.mean(h["psf_sigma"])), 3) for h in trainer.history]}
 
@@ -78,6 +81,8 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="text,filaments")
     ap.add_argument("--sigmas", type=float, nargs="+", default=[0.7, 1.0, 1.5, 2.0, 2.5])
+    ap.add_argument("--no-edge-check", action="store_true",
+                    help="the learned estimate without its check against the sharpest lines and edges (before stop 21)")
     ap.add_argument("--routes", default="learned,retrain,search", help="of learned,retrain,search ('none': only "
                     "the true sigma); retrain needs learned")
     ap.add_argument("--steps", type=int, default=300, help="steps of every full training")

@@ -83,7 +83,7 @@ def _estimate_for(trail, init=3.0, best=None):
         init_sigma = init
         model = type("M", (), {"config": type("C", (), {"psf_sigma": exported})()})()
 
-    return LearnedSigmaTrainer.estimate(Fake())
+    return LearnedSigmaTrainer._learned_estimate(Fake(), 1.0)  # the learning run's own verdict, unchecked
 
 
 def test_estimate_is_clear_only_when_sigma_settled_below_its_start():

@@ -209,7 +209,7 @@ class LearnedSigmaTrainer(Trainer):
         return DecoNoisingModel(config=config, state_dict=state, mean=model.mean, std=model.std,
                                 psf=gaussian_psf(config.sigma_per_axis, ndim=config.ndim), history=model.history)
 
-    def estimate(self, default: float = DEFAULT_SIGMA) -> dict:
+    def estimate(self, default: float = DEFAULT_SIGMA, check_edges: bool = True) -> dict:
         """How far to trust the learned sigma, as plain data for the model file.
 
         Judged on the sigma trail over the last fifth of the epochs (at least two), not
@@ -219,8 +219,17 @@ class LearnedSigmaTrainer(Trainer):
         at the start (that epoch came before sigma moved); then ``sigma`` is ``default``.
         A sigma still moving by more than 0.1 px over that part is kept, with a note that
         it is less firm (a longer run would not help: sigma sinks below the truth, see
-        the module docstring).
+        the module docstring). With ``check_edges`` a 2D estimate is then checked against
+        the width of the data's sharpest lines and edges (:func:`~.psf_edges.cross_check`).
         """
+        found = self._learned_estimate(default)
+        if not check_edges or self.config.ndim != 2:
+            return found
+        from .psf_edges import cross_check, edge_sigma  # scipy, and seconds per image: only when asked
+
+        return cross_check(found, edge_sigma(self.slices))
+
+    def _learned_estimate(self, default: float) -> dict:
         sigma = self.model.config.psf_sigma
         trail = [h["psf_sigma"] for h in self.history if "psf_sigma" in h]
         shown = sigma_text(sigma)
