@@ -1,5 +1,7 @@
 """The training-free PSF width from lines and edges (core/psf_edges.py), and its check of a learned sigma."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,13 @@ def test_a_2d_estimate_is_checked_and_a_3d_one_is_not(sample, sample3d, tiny_con
     for _ in learner3.run():
         pass
     assert "edges" not in learner3.estimate()
+
+
+def test_the_model_summary_says_how_its_sigma_was_chosen(trained):
+    edge = {"sigma": 0.78, "n": 90, "spread": 0.06}
+    cases = [(cross_check(_learned(0.95), edge), "(from the data's edges)"),
+             (cross_check(_learned(0.7), edge), "(estimated from the data)"),
+             (cross_check(_learned(0.5), edge), "(learned from the data, not confirmed by its edges)"),
+             (cross_check(_learned(2.9, clear=False), edge), "(default: no clear estimate from the data)")]
+    for est, words in cases:
+        assert words in dataclasses.replace(trained, psf_estimate=est).summary()

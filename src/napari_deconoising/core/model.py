@@ -153,8 +153,7 @@ class DecoNoisingModel:
             psf = f"Gaussian PSF sigma={c.psf_sigma}"
             est = self.psf_estimate
             if est is not None:
-                psf += (" (estimated from the data)" if est.get("clear")
-                        else " (default: no clear estimate from the data)")
+                psf += f" ({_estimate_words(est)})"
         elif c.optics is not None:
             psf = f"{c.optics.describe(c.ndim)}, {tuple(self.psf.shape)}"
         else:
@@ -174,6 +173,15 @@ class DecoNoisingModel:
         head += f", weight average {c.weight_average:g}" if c.weight_average else ""
         head += f", lr {c.learning_rate:.2g}" if c.learning_rate != 1e-3 else ""  # the paper's rate goes unsaid
         return f"{dims}U-Net depth {c.depth}/{c.channels} ch, {psf}, {len(self.history)} epochs{head}{val}"
+
+
+def _estimate_words(est: dict) -> str:
+    """How the sigma of a ``--psf-sigma auto`` model was chosen, for its summary."""
+    if est.get("clear"):
+        return "from the data's edges" if est.get("method") == "edges" else "estimated from the data"
+    if est.get("edges") is not None and est.get("sigma") == est.get("learned"):
+        return "learned from the data, not confirmed by its edges"
+    return "default: no clear estimate from the data"
 
 
 #: How to train in 2D or 3D, by the model's dimensions, in the Python API's terms: callers with
