@@ -234,11 +234,11 @@ def edge_sigma(images: Sequence[np.ndarray]) -> dict | None:
     """
     crops = []
     for img in list(images)[:MAX_IMAGES]:
-        img = np.asarray(img, dtype=np.float32)
         if img.ndim != 2 or min(img.shape) < 32:
             continue
         y0, x0 = [max(0, (n - MAX_SIDE) // 2) for n in img.shape]
-        crops.append(img[y0: y0 + MAX_SIDE, x0: x0 + MAX_SIDE])
+        # Crop before reading: a lazy (dask, zarr) slice then reads only the crop.
+        crops.append(np.asarray(img[y0: y0 + MAX_SIDE, x0: x0 + MAX_SIDE], dtype=np.float32))
     if not crops:
         return None
     r = estimate(crops)
