@@ -219,15 +219,16 @@ class LearnedSigmaTrainer(Trainer):
         at the start (that epoch came before sigma moved); then ``sigma`` is ``default``.
         A sigma still moving by more than 0.1 px over that part is kept, with a note that
         it is less firm (a longer run would not help: sigma sinks below the truth, see
-        the module docstring). With ``check_edges`` a 2D estimate is then checked against
-        the width of the data's sharpest lines and edges (:func:`~.psf_edges.cross_check`).
+        the module docstring). With ``check_edges`` the estimate is then checked against
+        the width of the data's sharpest lines and edges (:func:`~.psf_check.cross_check`;
+        in 3D its lateral sigma).
         """
         found = self._learned_estimate(default)
-        if not check_edges or self.config.ndim != 2:
+        if not check_edges:
             return found
-        from .psf_edges import cross_check, edge_sigma  # scipy, and seconds per image: only when asked
+        from .psf_check import cross_check, edge_sigma  # scipy, and seconds per image: only when asked
 
-        return cross_check(found, edge_sigma(self.slices))
+        return cross_check(found, edge_sigma(self.slices), ndim=self.config.ndim)
 
     def _learned_estimate(self, default: float) -> dict:
         sigma = self.model.config.psf_sigma

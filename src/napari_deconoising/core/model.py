@@ -178,7 +178,10 @@ class DecoNoisingModel:
 def _estimate_words(est: dict) -> str:
     """How the sigma of a ``--psf-sigma auto`` model was chosen, for its summary."""
     if est.get("clear"):
-        return "from the data's edges" if est.get("method") == "edges" else "estimated from the data"
+        if est.get("method") != "edges":
+            return "estimated from the data"
+        # In 3D the edges give the lateral sigma; the axial one stays learned.
+        return "lateral from the data's edges" if isinstance(est.get("sigma"), list) else "from the data's edges"
     if est.get("edges") is not None and est.get("sigma") == est.get("learned"):
         return "learned from the data, not confirmed by its edges"
     return "default: no clear estimate from the data"

@@ -17,21 +17,15 @@ weighted median, in three rounds (window radius ``3 sigma + 2`` from the previou
 What it is good for (docs/benchmarks.md, "seventh pass" and "eighth pass"): within 0.15 px on
 thin filaments in 14 of 15 runs, but structures wider than the PSF (text strokes, the edges of
 nuclei) read their own width too. It read more than 0.1 px *narrower* than the truth in none of
-45 runs, so it is an upper bound the learned sigma is checked against
-(:func:`cross_check`).
+45 runs, so it is an upper bound the learned sigma is checked against (:mod:`.psf_check`, which
+also takes the pixel's own width out of the fitted one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-__all__ = ["EDGE_TOLERANCE", "cross_check", "edge_sigma", "estimate", "fit_window", "noise_model"]
-
-#: How far (px) a learned sigma may lie below the width of the sharpest lines and edges and
-#: still count as confirmed by them (:func:`cross_check`): the accuracy goal of issue 12.
-EDGE_TOLERANCE = 0.15
+__all__ = ["candidates", "estimate", "fit_window", "noise_model", "weighted_median"]
 
 
 def noise_model(image: np.ndarray, bins: int = 24) -> tuple[float, float]:
@@ -214,86 +208,3 @@ def estimate(images: np.ndarray, per_image: int = 60, max_chi2: float = 1.5,
         result = {"sigma": s, "n": len(ok), "n_tried": len(fits), "spread": 0.5 * (q3 - q1), "radius": radius,
                   "round": rnd, "first": result.get("sigma", s), "fits": ok}
     return result
-
-
-#: Images the check looks at, and the largest side it reads of each: each image costs a few
-#: seconds (60 windows, three rounds), whatever its size beyond the crop.
-MAX_IMAGES, MAX_SIDE = 4, 512
-
-
-def edge_sigma(images: Sequence[np.ndarray]) -> dict | None:
-    """The width of the sharpest lines and edges in 2D ``images``, or None when none fits.
-
-    At most :data:`MAX_IMAGES` images are read, each cropped to its central
-    :data:`MAX_SIDE` pixels per side.
-
-    Returns
-    -------
-    dict or None
-        ``sigma`` (px), ``n`` (windows used) and ``spread`` (weighted interquartile half-range).
-    """
-    crops = []
-    for img in list(images)[:MAX_IMAGES]:
-        if img.ndim != 2 or min(img.shape) < 32:
-            continue
-        y0, x0 = [max(0, (n - MAX_SIDE) // 2) for n in img.shape]
-        # Crop before reading: a lazy (dask, zarr) slice then reads only the crop.
-        crops.append(np.asarray(img[y0: y0 + MAX_SIDE, x0: x0 + MAX_SIDE], dtype=np.float32))
-    if not crops:
-        return None
-    r = estimate(crops)
-    if not r["n"]:
-        return None
-    return {"sigma": float(r["sigma"]), "n": int(r["n"]), "spread": float(r["spread"])}
-
-
-def cross_check(estimate: dict, edge: dict | None, tol: float = EDGE_TOLERANCE) -> dict:
-    """A learned sigma checked against the width of the sharpest lines and edges.
-
-    The edge fit (:func:`~.psf_edges.edge_sigma`) reads structures wider than the PSF
-    (text strokes, the borders of nuclei) as wider, never narrower: it is an upper bound.
-    The learning run errs both ways (too wide where it descends too slowly, too narrow
-    where the loss prefers a sharper PSF). So: a learned sigma above the edges' width is
-    too wide and the edges' width is used; one within ``tol`` below it is confirmed; one
-    further below is not clear (one of the two is off, and the data cannot say which):
-    the learned value is kept and the message gives both. Measured in docs/benchmarks.md,
-    "eighth pass".
-
-    Parameters
-    ----------
-    estimate : dict
-        From :meth:`~.learned_psf.LearnedSigmaTrainer.estimate` without the check.
-    edge : dict or None
-        From :func:`edge_sigma`; None when no line or edge could be fitted.
-    tol : float
-        How far below the edges' width a learned sigma still counts as confirmed (px).
-
-    Returns
-    -------
-    dict
-        A copy of ``estimate`` with ``edges`` (the edge fit, or None) and, where the check
-        decided, a new ``sigma``, ``method``, ``clear`` and ``message``.
-    """
-    out = dict(estimate, edges=edge)
-    learned = estimate["learned"]
-    if edge is None:
-        if out["clear"]:
-            out["message"] += " (no sharp lines or edges in the data to check it against)"
-        return out
-    e = round(float(edge["sigma"]), 4)
-    if not out["clear"] or not isinstance(learned, float):  # unclear already, or one sigma per axis
-        out["message"] += f"; the sharpest lines and edges measure {e:.2f} px"
-    elif learned > e:
-        out |= {"method": "edges", "sigma": e,
-                "message": f"PSF sigma from the data: {e:.2f} px, the width of its sharpest lines and edges "
-                           f"({edge['n']} fits); the network learned {learned:.2f} px, wider than they allow"}
-    elif learned >= e - tol:
-        out["message"] += f", confirmed by the sharpest lines and edges ({e:.2f} px)"
-    else:
-        out |= {"clear": False,
-                "message": f"PSF sigma: the data gave no clear answer: the network learned {learned:.2f} px, "
-                           f"its sharpest lines and edges measure {e:.2f} px (edges read structures wider than "
-                           f"the PSF as wider; the network reads some data too narrow); using the learned "
-                           f"{learned:.2f} px. A PSF measured on beads avoids the guess ('deconoising beads', "
-                           "or Measure PSF from beads in napari)"}
-    return out
