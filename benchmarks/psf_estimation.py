@@ -77,6 +77,14 @@ def learned(ds: datasets.Dataset, config: TrainConfig, a: argparse.Namespace) ->
             "trail": [round(float(np.mean(h["psf_sigma"])), 3) for h in trainer.history]}
 
 
+def add_network_args(ap: argparse.ArgumentParser) -> None:
+    """The network and data size every PSF-width benchmark shares (small, so that it fits a CPU)."""
+    ap.add_argument("--depth", type=int, default=2)
+    ap.add_argument("--channels", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=256)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="text,filaments")
@@ -93,10 +101,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--sigma-pull", type=float, default=SIGMA_PULL, help="route (a): weight of -ln(sigma) in the loss")
     ap.add_argument("--estimate-steps", type=int, help="route (a): steps of the learning run (default --steps)")
     ap.add_argument("--true-from", type=Path, help="take the true sigma's PSNR from this psf_estimation.json")
-    ap.add_argument("--depth", type=int, default=2)
-    ap.add_argument("--channels", type=int, default=16)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--size", type=int, default=256)
+    add_network_args(ap)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "psf_estimation")
     a = ap.parse_args(argv)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 import datasets  # noqa: E402
-from psf_estimation import trained  # noqa: E402
+from psf_estimation import add_network_args, trained  # noqa: E402
 
 from napari_deconoising.core import TrainConfig  # noqa: E402
 
@@ -40,10 +40,7 @@ def main(argv=None) -> dict:
                     "reference the others are compared to")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--depth", type=int, default=2)
-    ap.add_argument("--channels", type=int, default=16)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--size", type=int, default=256)
+    add_network_args(ap)
     ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "psf_sigma_seeds")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)

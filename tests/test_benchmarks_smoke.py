@@ -396,3 +396,24 @@ def test_speed_train_whole_times_a_whole_training_of_ours():
     run = whole.train_ours(images, "tiny", "fp32", 20)
     assert run["steps"] == 20 and run["precision"] == "fp32"
     assert 0 < 19 * run["interval"] < run["seconds"]  # the whole run holds every step and more
+
+
+def test_psf_sigma_seeds_smoke(tmp_path):
+    pytest.importorskip("matplotlib")  # the text data's font
+    rows = _load("psf_sigma_seeds").main(["--dataset", "filaments", "--true", "1.0", "--sigmas", "1.0", "0.8",
+                                          "--seeds", "0", "1", "--steps", "10", "--size", "64", "--out",
+                                          str(tmp_path)])
+    assert [r["sigma"] for r in rows] == [1.0, 0.8] and rows[0]["diff"] == [0.0, 0.0]
+    assert rows[1]["seeds"] == [0, 1] and math.isfinite(rows[1]["diff_mean"]) and math.isfinite(rows[1]["diff_se"])
+    saved = json.loads((tmp_path / "psf_sigma_seeds_filaments_1.json").read_text())
+    assert set(saved["psnr"]["0.8"]) == {"0", "1"}
+
+
+def test_psf_estimation3d_smoke(tmp_path):
+    bench = _load("psf_estimation3d")
+    edges = bench.main(["--edges-only", "--sigmas", "1.0", "--shape", "8", "64", "64", "--out", str(tmp_path)])
+    assert len(edges) == 1 and "error" in edges[0]
+    rows = bench.main(["--sigmas", "1.0", "--shape", "8", "64", "64", "--steps", "10", "--patch", "8", "32", "32",
+                       "--batch", "2", "--retrain", "--out", str(tmp_path)])
+    assert len(rows) == 1 and math.isfinite(rows[0]["psnr_true"]) and math.isfinite(rows[0]["psnr_checked"])
+    assert len(rows[0]["trail"]) == 1 and len(rows[0]["true"]) == 3
