@@ -61,7 +61,7 @@ def test_without_edges_or_with_an_unclear_estimate_nothing_is_decided():
 def test_in_3d_the_lateral_sigma_is_checked_and_the_axial_one_kept():
     wide = cross_check(_learned([2.6, 1.4, 1.45]), _edge(1.1), ndim=3)
     assert wide["clear"] and wide["method"] == "edges" and wide["sigma"] == [2.6, 1.1, 1.1]
-    assert "lateral" in wide["message"] and "axial sigma is as learned" in wide["message"]
+    assert "lateral" in wide["message"] and "axial sigma, 2.60 px, is as learned" in wide["message"]
     same = cross_check(_learned(1.4), _edge(1.1), ndim=3)  # one sigma for all three axes
     assert same["sigma"] == [1.4, 1.1, 1.1]
     ok = cross_check(_learned([2.6, 1.0, 1.05]), _edge(1.1), ndim=3)

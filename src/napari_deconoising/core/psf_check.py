@@ -140,9 +140,9 @@ def cross_check(estimate: dict, edge: dict | None, tol: float = EDGE_TOLERANCE, 
     if not out["clear"] or lateral is None:  # unclear already, or Y and X apart
         out["message"] += f"; the sharpest lines and edges measure {e:.2f} px"
         return out
-    axial = "" if ndim == 2 else "; the axial sigma is as learned, not checked"
+    z = learned if isinstance(learned, (int, float)) else learned[0]
+    axial = "" if ndim == 2 else f"; the axial sigma, {z:.2f} px, is as learned, not checked"
     if lateral > e:
-        z = learned if isinstance(learned, (int, float)) else learned[0]
         sigma = e if ndim == 2 else [float(z), e, e]
         out |= {"method": "edges", "sigma": sigma,
                 "message": f"PSF {what} from the data: {e:.2f} px, the width of its sharpest lines and edges "
