@@ -107,7 +107,8 @@ def test_views_are_images_or_slabs_of_a_volume_cropped_before_reading():
     assert isinstance(view, np.ndarray) and view.shape == (512, 512)
 
 
-def test_3d_filaments_give_their_lateral_sigma():
+def test_3d_filaments_give_their_lateral_sigma(monkeypatch):
+    monkeypatch.setattr(psf_check, "MAX_IMAGES", 2)  # two slabs: half the time; all four in the benchmark
     s = make_sample_3d((16, 128, 128), sigma=(2.0, 1.0, 1.0), seed=0)
     found = edge_sigma([s.noisy])
     assert found is not None and found["n"] >= 5
