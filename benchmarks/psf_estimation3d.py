@@ -71,9 +71,18 @@ def main(argv=None) -> list[dict]:
     a.out.mkdir(parents=True, exist_ok=True)
     info = common.machine_info()
     print(common.machine_line(info), flush=True)
+    if a.slabs < 1 or a.slab_planes < 1:
+        ap.error("--slabs and --slab-planes must be at least 1")
+    saved = psf_check.SLABS, psf_check.SLAB_PLANES
     psf_check.SLABS, psf_check.SLAB_PLANES = a.slabs, a.slab_planes
-    if a.edges_only:
-        return edges_only(a, info)
+    try:  # the engine's own values again afterwards (the script runs inside the tests too)
+        return edges_only(a, info) if a.edges_only else estimate_all(a, info)
+    finally:
+        psf_check.SLABS, psf_check.SLAB_PLANES = saved
+
+
+def estimate_all(a: argparse.Namespace, info: dict) -> list[dict]:
+    """The learning run, its check and (with --retrain) both trainings, per lateral sigma."""
     cfg = TrainConfig(ndim=3, epochs=max(1, a.steps // 10), steps_per_epoch=10, batch_size=a.batch,
                       patch_size=tuple(a.patch), depth=a.depth, channels=a.channels, seed=a.seed)
     rows = []

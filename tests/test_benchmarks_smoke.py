@@ -413,7 +413,10 @@ def test_psf_estimation3d_smoke(tmp_path):
     bench = _load("psf_estimation3d")
     one = ["--slabs", "1", "--shape", "8", "64", "64", "--out", str(tmp_path)]  # one slab: the edge fit takes seconds
     edges = bench.main(["--edges-only", "--sigmas", "1.0", *one])
-    assert len(edges) == 1 and "error" in edges[0]
+    assert len(edges) == 1 and edges[0]["lateral"] == 1.0 and (edges[0]["edges"] is None) == (edges[0]["error"] is None)
+    from napari_deconoising.core import psf_check
+
+    assert (psf_check.SLABS, psf_check.SLAB_PLANES) == (4, 8)  # the engine's values are back after --slabs 1
     rows = bench.main(["--sigmas", "1.0", "--steps", "10", "--patch", "8", "32", "32", "--batch", "2", "--retrain",
                        *one])
     assert len(rows) == 1 and math.isfinite(rows[0]["psnr_true"]) and math.isfinite(rows[0]["psnr_checked"])

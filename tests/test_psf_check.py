@@ -116,15 +116,23 @@ def test_3d_filaments_give_their_lateral_sigma(monkeypatch):
 
 
 def test_2d_and_3d_estimates_are_checked(sample, sample3d, tiny_config, monkeypatch):
-    monkeypatch.setattr(psf_check, "MAX_IMAGES", 1)  # the wiring is under test here, not the fit
+    seen = []
+
+    def fit(views):  # the wiring is under test here, not the fit
+        seen.append([v.shape for v in views])
+        return {"sigma": 1.1, "n": 7, "spread": 0.1}
+
+    monkeypatch.setattr(psf_check, "fit_edges", fit)
     learner = LearnedSigmaTrainer(sample.noisy, tiny_config)
     for _ in learner.run():
         pass
-    assert "edges" in learner.estimate() and "edges" not in learner.estimate(check_edges=False)
+    assert learner.estimate()["edges"]["n"] == 7 and "edges" not in learner.estimate(check_edges=False)
+    assert seen == [[sample.noisy.shape]]
     learner3 = LearnedSigmaTrainer(sample3d.noisy, tiny_config.replace(ndim=3, patch_size=(8, 32, 32)), axes="ZYX")
     for _ in learner3.run():
         pass
-    assert "edges" in learner3.estimate() and "edges" not in learner3.estimate(check_edges=False)
+    assert learner3.estimate()["edges"]["n"] == 7 and "edges" not in learner3.estimate(check_edges=False)
+    assert seen[1] == [sample3d.noisy.shape[1:]] * SLABS  # slabs of the stack, Y by X
 
 
 def test_the_model_summary_says_how_its_sigma_was_chosen(trained):

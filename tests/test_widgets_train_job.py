@@ -56,6 +56,25 @@ def test_a_stop_while_learning_sigma_returns_no_model_and_no_estimate(sample, ti
     assert sum(isinstance(m, Ready) for m in seen) == 1  # the full training never started
 
 
+def test_a_stop_during_the_edge_check_returns_no_model(sample, tiny_config, monkeypatch):
+    """The check of a learned sigma takes up to a minute in 3D: a stop pressed then is honoured too."""
+    from napari_deconoising.core import psf_check
+
+    control, fitted = TrainControl(), []
+
+    def slow_fit(images):  # the user presses Stop while the lines and edges are being fitted
+        fitted.append(True)
+        control.stop()
+
+    monkeypatch.setattr(psf_check, "edge_sigma", slow_fit)
+    seen = []
+    job = train_job(control, sample.noisy, tiny_config, "YX", None, None, estimate_sigma=True)
+    result = _stop_at(job, control, lambda m: seen.append(m) and False)
+    assert fitted and isinstance(result, NoModel)
+    assert result.reason == "stopped while checking the learned PSF sigma against the image's edges"
+    assert not any(isinstance(m, dict) for m in seen) and sum(isinstance(m, Ready) for m in seen) == 1
+
+
 def test_a_refused_start_leaves_save_naming_the_previous_model(train_widget, notifications, trained, tmp_path,
                                                                monkeypatch):
     """A per-channel run refused at Start changes no model: Save still writes the previous one, and says so."""

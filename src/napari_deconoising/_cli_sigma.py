@@ -43,10 +43,11 @@ def train_learning_sigma(images: list[np.ndarray], cfg: TrainConfig, axes: str |
           "then training with it fixed", file=sys.stderr)
     trainer = LearnedSigmaTrainer(images, learn_cfg, axes=axes)
     _, trainer = run_training(images, learn_cfg, axes=axes, trainer=trainer)
-    estimate = trainer.estimate()
     if trainer.stopped:  # Ctrl-C: stop, rather than train the full run with a sigma learned part way
-        raise Cancelled(f"interrupted while learning the PSF sigma (at {sigma_text(estimate['learned'])} px so far): "
+        learned = trainer.estimate(check_edges=False)["learned"]  # not the edge fit: up to a minute in 3D
+        raise Cancelled(f"interrupted while learning the PSF sigma (at {sigma_text(learned)} px so far): "
                         "no model was saved")
+    estimate = trainer.estimate()
     print(f"deconoising: {estimate['message']}", file=sys.stderr)
     model, _ = run_training(images, cfg.replace(psf_sigma=estimate["sigma"]), axes=axes)
     model.psf_estimate = estimate

@@ -116,9 +116,12 @@ def train_job(
     if estimate_sigma and resume is None:
         learner = LearnedSigmaTrainer(data, estimation_config(config), axes=axes)
         yield from _forward(control, learner)
+        if control.stop_requested:  # before the edge fit, which takes up to a minute in 3D
+            learned = learner.estimate(check_edges=False)["learned"]
+            return NoModel(f"stopped while learning the PSF sigma (at {sigma_text(learned)} px so far)")
         estimate = learner.estimate()
         if control.stop_requested:
-            return NoModel(f"stopped while learning the PSF sigma (at {sigma_text(estimate['learned'])} px so far)")
+            return NoModel("stopped while checking the learned PSF sigma against the image's edges")
         yield estimate
         model = yield from _forward(control, Trainer(data, config.replace(psf_sigma=estimate["sigma"]), axes=axes))
         if not isinstance(model, NoModel):
