@@ -99,3 +99,17 @@ def test_ctrl_c_while_learning_sigma_stops_everything(sample, tiny_config, monke
         train_learning_sigma([sample.noisy], tiny_config, "YX")
     err = capsys.readouterr().err
     assert err.count(" epochs x ") == 1  # the learning run's announcement only: the full run never started
+
+
+def test_ctrl_c_while_checking_sigma_against_the_edges_stops_everything(sample, tiny_config, monkeypatch, capsys):
+    from napari_deconoising._cli_sigma import train_learning_sigma
+    from napari_deconoising.core import psf_check
+    from napari_deconoising.core.predict import Cancelled
+
+    def interrupted(images):  # Ctrl-C during the edge fit (up to a minute in 3D)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(psf_check, "edge_sigma", interrupted)
+    with pytest.raises(Cancelled, match="interrupted while checking the learned PSF sigma"):
+        train_learning_sigma([sample.noisy], tiny_config, "YX")
+    assert capsys.readouterr().err.count(" epochs x ") == 1  # the full run never started

@@ -47,7 +47,11 @@ def train_learning_sigma(images: list[np.ndarray], cfg: TrainConfig, axes: str |
         learned = trainer.estimate(check_edges=False)["learned"]  # not the edge fit: up to a minute in 3D
         raise Cancelled(f"interrupted while learning the PSF sigma (at {sigma_text(learned)} px so far): "
                         "no model was saved")
-    estimate = trainer.estimate()
+    try:
+        estimate = trainer.estimate()
+    except KeyboardInterrupt:  # the edge fit runs outside the training loop's own Ctrl-C handling
+        raise Cancelled("interrupted while checking the learned PSF sigma against the image's edges: "
+                        "no model was saved") from None
     print(f"deconoising: {estimate['message']}", file=sys.stderr)
     model, _ = run_training(images, cfg.replace(psf_sigma=estimate["sigma"]), axes=axes)
     model.psf_estimate = estimate

@@ -187,12 +187,14 @@ def estimate(images: np.ndarray, per_image: int = 60, max_chi2: float = 1.5,
     """
     s = s_start
     result = {}
+    noises = []  # once per image: it does not change between rounds
+    for img in images:
+        gain, offset = noise_model(img)
+        noises.append((gain, max(offset, (0.01 * img.std()) ** 2)))  # a floor for noise-free images
     for rnd in range(rounds):
         radius = int(np.clip(np.ceil(3 * s + 2), 4, 12))
         fits = []
-        for img in images:
-            gain, offset = noise_model(img)
-            noise = (gain, max(offset, (0.01 * img.std()) ** 2))  # a floor for noise-free images
+        for img, noise in zip(images, noises):
             for y, x, th in candidates(img, max(0.7, 0.7 * s), radius, per_image):
                 f = fit_window(img, noise, y, x, th, radius, s, bar_gain=bar_gain, plane=plane)
                 if f is not None:
