@@ -421,3 +421,15 @@ def test_psf_estimation3d_smoke(tmp_path):
                        *one])
     assert len(rows) == 1 and math.isfinite(rows[0]["psnr_true"]) and math.isfinite(rows[0]["psnr_checked"])
     assert len(rows[0]["trail"]) == 1 and len(rows[0]["true"]) == 3
+
+
+def test_speed_train_ideas_smoke(tmp_path):
+    ideas = _load("speed_train_ideas")
+    ideas.main(["adam", "pointwise", "wgrad", "--rounds", "1", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "speed_train_ideas.json").read_text())["ideas"]
+    assert set(saved) == {"adam", "pointwise", "wgrad"}
+    assert all(v["fastest_ms"] > 0 for v in saved["adam"].values())
+    # the nine products are a weight gradient, not just a timing
+    assert all(row["relative difference"] < 1e-4 for row in saved["wgrad"].values())
+    with pytest.raises(SystemExit):
+        ideas.main(["nonsense"])

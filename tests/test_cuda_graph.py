@@ -33,6 +33,27 @@ def test_the_cpu_trains_eagerly_with_a_plain_optimiser(sample, tiny_config):
     assert trainer._graphed is None
 
 
+def test_the_cpus_fused_adam_makes_the_steps_of_the_loop_it_replaces():
+    torch.manual_seed(0)
+    start = [torch.randn(5, 3), torch.randn(7)]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(4)]
+    trained = []
+    for make in (lambda g: adam(g, 0.1, capturable=False, device=torch.device("cpu")),
+                 lambda g: torch.optim.Adam(g, lr=0.1, foreach=False)):
+        params = [torch.nn.Parameter(p.clone()) for p in start]
+        opt = make([{"params": params[:1], "lr": 0.01}, {"params": params[1:]}])
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = g.clone()
+            opt.step()
+        trained.append(params)
+    assert adam([{"params": [torch.nn.Parameter(torch.ones(1))]}], 0.1, capturable=False,
+                device=torch.device("cpu")).defaults["fused"]
+    for fused, loop, before in zip(*trained, start):
+        torch.testing.assert_close(fused, loop, rtol=1e-6, atol=1e-7)
+        assert (fused - before).abs().min() > 1e-4  # every value moved
+
+
 def test_a_capturable_adam_keeps_each_groups_rate_as_a_tensor():
     a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
     opt = adam([{"params": [a], "lr": 0.1}, {"params": [b]}], 0.5, capturable=True, device=torch.device("cpu"))
