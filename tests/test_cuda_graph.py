@@ -54,6 +54,19 @@ def test_the_cpus_fused_adam_makes_the_steps_of_the_loop_it_replaces():
         assert (fused - before).abs().min() > 1e-4  # every value moved
 
 
+def test_a_pytorch_without_the_cpus_fused_adam_gets_the_loop(monkeypatch):
+    plain = torch.optim.Adam
+
+    def before_2_4(params, lr, fused=None, **kw):  # PyTorch < 2.4 refused fused=True on the CPU
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return plain(params, lr=lr, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", before_2_4)
+    opt = adam([{"params": [torch.nn.Parameter(torch.ones(2))]}], 0.1, capturable=False, device=torch.device("cpu"))
+    assert isinstance(opt, plain) and not opt.defaults["fused"]
+
+
 def test_a_capturable_adam_keeps_each_groups_rate_as_a_tensor():
     a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
     opt = adam([{"params": [a], "lr": 0.1}, {"params": [b]}], 0.5, capturable=True, device=torch.device("cpu"))

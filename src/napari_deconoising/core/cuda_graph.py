@@ -18,6 +18,7 @@ PyTorch version cannot record) leaves training to eager steps and says why
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -62,9 +63,13 @@ def adam(groups: list[dict], lr: float, *, capturable: bool, device: torch.devic
     schedule (which fills the tensor in place) still takes effect in every replay.
     """
     if not capturable:
-        # On the CPU the fused kernel updates every parameter in one pass: 0.19 against 0.66 ms
-        # per step at the demo size (issue 8, benchmarks/speed_train_ideas.py).
-        return torch.optim.Adam(groups, lr=lr, fused=True if device.type == "cpu" else None)
+        if device.type == "cpu":
+            # The fused kernel updates every parameter in one pass: 0.35 against 0.83 ms a step
+            # at the demo size (issue 8, benchmarks/speed_train_ideas.py). PyTorch before 2.4
+            # has it on GPUs only and refuses it here.
+            with contextlib.suppress(RuntimeError):
+                return torch.optim.Adam(groups, lr=lr, fused=True)
+        return torch.optim.Adam(groups, lr=lr)
     groups = [dict(g, lr=torch.tensor(float(g.get("lr", lr)), device=device)) for g in groups]
     return torch.optim.Adam(groups, lr=lr, capturable=True, foreach=True)
 
