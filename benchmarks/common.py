@@ -57,6 +57,12 @@ def machine_info() -> dict:
         load = os.getloadavg()[0]
     except OSError:
         load = float("nan")
+    # An editable install's version is the commit it was installed at, not the one that runs.
+    try:
+        git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, check=False) if (ROOT / ".git").exists() else None
+    except OSError:  # no git
+        git = None
     return {
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": model,
@@ -68,6 +74,7 @@ def machine_info() -> dict:
         "torch_threads": torch.get_num_threads(),
         "numpy": np.__version__,
         "napari_deconoising": ours,
+        "commit": git.stdout.strip() if git is not None and git.returncode == 0 else None,
         "load_avg_1min_at_start": round(load, 2),
         "command": " ".join([Path(sys.argv[0]).name if sys.argv else "", *sys.argv[1:]]).strip(),
     }

@@ -23,11 +23,15 @@ fastest and the median of each variant are reported, in ms):
 * ``compile``: the forward and loss through ``torch.compile`` (inductor), with the time of
   the first (compiling) step;
 * ``thp``: PyTorch's transparent huge pages for tensors of 2 MiB and more
-  (``THP_MEM_ALLOC_ENABLE=1``, read when torch loads: each side runs in its own process).
+  (``THP_MEM_ALLOC_ENABLE=1``, read when torch loads: each side runs in its own processes,
+  ``rounds // 2`` of them, which also report how much of their memory was in huge pages);
+* ``profile``: not an idea: ``torch.profiler`` over training steps of the engine's
+  ``Trainer`` (fp32, each decoder): the convolutions forward and backward (ms a step, GFLOP/s)
+  and the other operators that take the most time.
 
 Usage::
 
-    python benchmarks/speed_train_ideas.py [adam threads micro pointwise wgrad compile thp]
+    python benchmarks/speed_train_ideas.py [flops adam threads micro pointwise wgrad compile thp profile]
         [--rounds 5] [--out bench-output/speed-train-ideas]
 """
 
@@ -55,7 +59,7 @@ from napari_deconoising.core.network import DecoNoisingNet  # noqa: E402
 from napari_deconoising.core.psf import gaussian_psf  # noqa: E402
 
 CL = torch.channels_last
-IDEAS = ("flops", "adam", "threads", "micro", "pointwise", "wgrad", "compile", "thp")
+IDEAS = ("flops", "adam", "threads", "micro", "pointwise", "wgrad", "compile", "thp", "profile")
 
 
 def _net() -> tuple[DecoNoisingNet, torch.Tensor]:
@@ -208,7 +212,7 @@ def wgrad(rounds: int) -> dict:
 
 def compile(rounds: int) -> dict:  # noqa: A001 - the idea's name
     net, x = _net()
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    opt = torch.optim.Adam(net.parameters(), 1e-3, fused=True)
     compiled = torch.compile(lambda xx: _loss(net, xx))
 
     def step(f):
@@ -227,19 +231,61 @@ def compile(rounds: int) -> dict:  # noqa: A001 - the idea's name
 
 def _fb_only(rounds: int) -> dict:
     net, x = _net()
-    return _rounds({"forward + backward": _fb(net, x)}, rounds)["forward + backward"]
+    out = _rounds({"forward + backward": _fb(net, x)}, rounds)["forward + backward"]
+    rollup = Path("/proc/self/smaps_rollup")
+    huge = [ln.split()[1] for ln in rollup.read_text().splitlines() if ln.startswith("AnonHugePages:")] \
+        if rollup.exists() else []
+    return {**out, "huge_pages_mib": int(huge[0]) / 1024 if huge else None}
 
 
 def thp(rounds: int) -> dict:
-    out: dict[str, list] = {"THP_MEM_ALLOC_ENABLE=0 (now)": [], "THP_MEM_ALLOC_ENABLE=1": []}
+    out: dict[str, list] = {"0": [], "1": []}
     for _ in range(max(1, rounds // 2)):
-        for key in out:
-            env = dict(os.environ, THP_MEM_ALLOC_ENABLE=key.split("=")[1][0])
-            res = subprocess.run([sys.executable, __file__, "--fb-only", "--rounds", "2"], env=env, check=True,
-                                 capture_output=True, text=True)
-            out[key].append(json.loads(res.stdout.strip().splitlines()[-1]))
-    return {k: {"fastest_ms": min(r["fastest_ms"] for r in v),
-                "median_ms": float(np.median([r["median_ms"] for r in v]))} for k, v in out.items()}
+        for value, runs in out.items():
+            res = subprocess.run([sys.executable, __file__, "--fb-only", "--rounds", str(rounds)],
+                                 env=dict(os.environ, THP_MEM_ALLOC_ENABLE=value), capture_output=True, text=True)
+            if res.returncode:
+                raise RuntimeError(f"the THP_MEM_ALLOC_ENABLE={value} child failed:\n{res.stderr[-2000:]}")
+            runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    names = {"0": "THP_MEM_ALLOC_ENABLE=0 (now)", "1": "THP_MEM_ALLOC_ENABLE=1"}
+    return {names[v]: {"fastest_ms": min(r["fastest_ms"] for r in runs),
+                       "median_ms": float(np.median([r["median_ms"] for r in runs])),
+                       "huge_pages_mib": [r["huge_pages_mib"] for r in runs]} for v, runs in out.items()}
+
+
+def _profile_one(decoder: str, steps: int) -> dict:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from napari_deconoising.core import TrainConfig, Trainer, make_sample
+
+    images = np.stack([make_sample((256, 256), sigma=1.0, seed=i).noisy for i in range(16)]).astype(np.float32)
+    cfg = TrainConfig(depth=2, channels=32, patch_size=64, batch_size=16, epochs=1, steps_per_epoch=10,
+                      precision="fp32", psf="gaussian", psf_sigma=1.0, decoder=decoder)
+    trainer = Trainer(images, cfg, axes="SYX")
+    for _ in range(3):
+        trainer._step()
+    with FlopCounterMode(display=False) as counter:
+        trainer._step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            trainer._step()
+    ms = {e.key: e.self_cpu_time_total / 1e3 / steps for e in prof.key_averages()}
+    gflop = counter.get_total_flops() / 1e9
+    fwd, bwd = ms.get("aten::mkldnn_convolution", 0.0), ms.get("aten::convolution_backward", 0.0)
+    others = sorted(((k, round(v, 2)) for k, v in ms.items()
+                     if k.startswith("aten::") and k not in ("aten::mkldnn_convolution", "aten::convolution_backward")),
+                    key=lambda kv: -kv[1])
+    return {"step GFLOP": gflop, "profiled ms a step": round(sum(ms.values()), 1),
+            "convolutions forward ms": round(fwd, 1), "convolutions backward ms": round(bwd, 1),
+            # a third of the operations forward, two thirds backward (the first layer's input gradient aside)
+            "forward GFLOP/s": round(gflop / 3 / fwd * 1e3), "backward GFLOP/s": round(gflop * 2 / 3 / bwd * 1e3),
+            "other operators ms (self time)": dict(others[:8])}
+
+
+def profile(rounds: int) -> dict:
+    return {d: _profile_one(d, 2 * rounds) for d in ("wide", "lean")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -250,6 +296,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=common.ROOT / "bench-output" / "speed-train-ideas")
     a = ap.parse_args(argv)
     unknown = sorted(set(a.ideas) - set(IDEAS))
+    if a.rounds < 1:
+        ap.error("--rounds must be at least 1")
     if unknown:
         ap.error(f"unknown idea(s) {', '.join(unknown)}; choose from {', '.join(IDEAS)}")
     if a.fb_only:

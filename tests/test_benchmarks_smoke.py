@@ -433,3 +433,10 @@ def test_speed_train_ideas_smoke(tmp_path):
     assert all(row["relative difference"] < 1e-4 for row in saved["wgrad"].values())
     with pytest.raises(SystemExit):
         ideas.main(["nonsense"])
+
+
+def test_speed_train_ideas_times_huge_pages_in_their_own_processes(tmp_path):
+    ideas = _load("speed_train_ideas")
+    ideas.main(["thp", "--rounds", "1", "--out", str(tmp_path)])
+    thp = json.loads((tmp_path / "speed_train_ideas.json").read_text())["ideas"]["thp"]
+    assert len(thp) == 2 and all(v["fastest_ms"] > 0 and len(v["huge_pages_mib"]) == 1 for v in thp.values())

@@ -23,16 +23,19 @@ def test_each_blocker_is_named(kwargs, why):
     assert graph_blocker(**args) is None
 
 
-def test_the_cpu_trains_eagerly_with_a_plain_optimiser(sample, tiny_config):
+def test_the_cpu_trains_eagerly_with_a_fused_optimiser(sample, tiny_config):
     trainer = Trainer(sample.noisy, tiny_config.replace(precision="auto"))
     assert trainer.graph_blocker == "no CUDA device (cpu)"
     assert "CUDA graph" not in trainer.plan.reason
     assert not trainer.optimizer.defaults["capturable"]
+    assert all(g["fused"] for g in trainer.optimizer.param_groups)
     assert isinstance(trainer.optimizer.param_groups[0]["lr"], float)
     trainer._step()
     assert trainer._graphed is None
 
 
+@pytest.mark.skipif(tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 4),
+                    reason="PyTorch has no fused Adam on the CPU before 2.4")
 def test_the_cpus_fused_adam_makes_the_steps_of_the_loop_it_replaces():
     torch.manual_seed(0)
     start = [torch.randn(5, 3), torch.randn(7)]
@@ -57,14 +60,21 @@ def test_the_cpus_fused_adam_makes_the_steps_of_the_loop_it_replaces():
 def test_a_pytorch_without_the_cpus_fused_adam_gets_the_loop(monkeypatch):
     plain = torch.optim.Adam
 
-    def before_2_4(params, lr, fused=None, **kw):  # PyTorch < 2.4 refused fused=True on the CPU
-        if fused:
+    def before_2_4(params, lr, fused=None, **kw):
+        if fused:  # PyTorch < 2.4 fills the groups in, then refuses fused=True on the CPU
+            plain(params, lr=lr, fused=False, **kw)
+            for g in params:
+                g["fused"] = True
             raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
         return plain(params, lr=lr, **kw)
 
     monkeypatch.setattr(torch.optim, "Adam", before_2_4)
-    opt = adam([{"params": [torch.nn.Parameter(torch.ones(2))]}], 0.1, capturable=False, device=torch.device("cpu"))
-    assert isinstance(opt, plain) and not opt.defaults["fused"]
+    p = torch.nn.Parameter(torch.ones(2))
+    opt = adam([{"params": [p]}], 0.1, capturable=False, device=torch.device("cpu"))
+    assert isinstance(opt, plain) and not any(g["fused"] for g in opt.param_groups)
+    p.grad = torch.ones(2)
+    opt.step()
+    assert torch.all(p < 1)
 
 
 def test_a_capturable_adam_keeps_each_groups_rate_as_a_tensor():
