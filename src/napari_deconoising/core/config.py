@@ -16,8 +16,8 @@ __all__ = ["DECODERS", "DEVICES", "PRECISIONS", "PSF_KINDS", "ConfigError", "Tra
 def default_decoder(ndim: int) -> str:
     """The U-Net decoder a new ``ndim``-D network gets: the wide one in 2D and 3D. The lean one
     trains 6-13 % faster steps in 2D with the same PSNR on the quality benchmark, but its
-    DecoNoising came out 0.11 ± 0.30 dB behind on ten seeds of the demo sample (two seeds 0.4
-    and 0.8 dB; docs/benchmarks.md, "the lean decoder"), and it is not measured in 3D."""
+    DecoNoising came out 0.14 ± 0.31 dB behind on 18 seeds of the demo sample (standard error
+    0.07 dB; docs/benchmarks.md, "the lean decoder"), and it is not measured in 3D."""
     return "wide"
 
 
