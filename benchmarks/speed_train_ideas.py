@@ -254,13 +254,14 @@ def thp(rounds: int) -> dict:
 
 
 def _profile_one(decoder: str, steps: int) -> dict:
+    from speed_train_whole import stack
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
     from torch.utils.flop_counter import FlopCounterMode
 
-    from napari_deconoising.core import TrainConfig, Trainer, make_sample
+    from napari_deconoising.core import TrainConfig, Trainer
 
-    images = np.stack([make_sample((256, 256), sigma=1.0, seed=i).noisy for i in range(16)]).astype(np.float32)
+    images = stack(16)  # the whole-training benchmark's data
     cfg = TrainConfig(depth=2, channels=32, patch_size=64, batch_size=16, epochs=1, steps_per_epoch=10,
                       precision="fp32", psf="gaussian", psf_sigma=1.0, decoder=decoder)
     trainer = Trainer(images, cfg, axes="SYX")

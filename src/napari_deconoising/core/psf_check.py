@@ -94,12 +94,13 @@ def edge_sigma(images: Sequence[np.ndarray]) -> dict | None:
             "spread": float(r["spread"])}
 
 
-def _lateral(learned: float | Sequence[float], tol: float) -> float | None:
-    """One lateral sigma of a learned estimate: Y and X agree within ``tol`` (else None)."""
+def _lateral(learned: float | Sequence[float], tol: float, ndim: int) -> float | None:
+    """The one sigma the edges are checked against, or None: a 2D estimate per axis, or a 3D
+    one whose Y and X differ by more than ``tol`` (the edges give a single lateral width)."""
     if isinstance(learned, (int, float)):
         return float(learned)
     y, x = learned[-2:]
-    return 0.5 * (y + x) if abs(y - x) <= tol else None
+    return 0.5 * (y + x) if ndim == 3 and abs(y - x) <= tol else None
 
 
 def cross_check(estimate: dict, edge: dict | None, tol: float = EDGE_TOLERANCE, ndim: int = 2) -> dict:
@@ -130,7 +131,7 @@ def cross_check(estimate: dict, edge: dict | None, tol: float = EDGE_TOLERANCE, 
     """
     out = dict(estimate, edges=edge)
     learned = estimate["learned"]
-    lateral = _lateral(learned, tol) if ndim == 3 else learned if isinstance(learned, (int, float)) else None
+    lateral = _lateral(learned, tol, ndim)
     what = "lateral sigma" if ndim == 3 else "sigma"
     if edge is None:
         if out["clear"]:
