@@ -78,6 +78,9 @@ def test_train_with_measured_psf_no_psf_and_resume(files):
     (["train", "{d}/vol.tif", "--3d", "--patch-size", "2", "32", "32"], "along Z"),
     (["train", "{d}/noisy.tif", "--epochs", "0"], "epochs"),
     (["train", "{d}/noisy.tif", "--resume", "{d}/junk.tif"], "not a readable model"),
+    # None cannot be typed on a command line
+    (["train", "{d}/noisy.tif", "--lr", "-1"], "--lr -1.0: must be between 0 and 1, or left out for the default"),
+    (["train", "{d}/noisy.tif", "--wiener-eps", "5"], "--wiener-eps 5.0: must be in [0, 1] (0: off) or auto"),
 ])
 def test_train_bad_input_fails_cleanly(files, capsys, case, msg):
     out = files / "never.pt"

@@ -17,7 +17,8 @@ def test_paper_defaults():
     ("seed", -1), ("depth", True), ("head_lr_scale", 0.0), ("head_lr_scale", 101.0),
     ("weight_average", 1.0), ("weight_average", -0.1), ("weight_average", True),
     ("wiener_eps", -0.1), ("wiener_eps", 2.0), ("wiener_eps", True), ("wiener_eps", "auto"),
-    ("decoder", "narrow"), ("decoder", 2),
+    ("decoder", "narrow"), ("decoder", 2), ("positivity", float("inf")), ("positivity", float("nan")),
+    ("ndim", 2.0),
 ])
 def test_invalid_values_name_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
@@ -144,3 +145,15 @@ def test_the_decoder_round_trips_and_old_files_have_the_wide_one():
     assert TrainConfig().unet_decoder == "wide"
     assert TrainConfig(ndim=3, patch_size=(16, 64, 64)).unet_decoder == "wide"
     assert TrainConfig(ndim=3, patch_size=(16, 64, 64), decoder="lean").unet_decoder == "lean"
+
+
+def test_numpy_numbers_become_python_numbers():
+    import numpy as np
+
+    c = TrainConfig(psf_sigma=np.float64(1.5), lr=np.float32(1e-4), epochs=np.int32(5), patch_size=np.int64(64),
+                    n2v2=np.bool_(False), ndim=np.int64(3), pool_z=np.bool_(True))
+    assert c.patch_size == 64 and c.epochs == 5 and c.ndim == 3 and c.pool_z is True and c.n2v2 is False
+    assert {type(v) for v in (c.psf_sigma, c.lr)} == {float} and type(c.epochs) is int and type(c.n2v2) is bool
+    sized = TrainConfig(psf_sigma=(np.float32(1.0), 2.0), patch_size=[np.int64(32), 48])
+    assert sized.psf_sigma == (1.0, 2.0) and sized.patch_size == (32, 48)
+    assert all(type(v) is int for v in sized.patch_size) and all(type(v) is float for v in sized.psf_sigma)

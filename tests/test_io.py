@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 import tifffile
@@ -151,3 +154,22 @@ def test_a_zarr_folder_is_zarr_whatever_its_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ImageFileError, match="cannot read attrs as a"):
         read_image("attrs")
+
+
+def test_the_umask_is_read_without_being_changed(tmp_path, monkeypatch):
+    # setting it, even for an instant, gives files other threads make meanwhile the wrong mode
+    from napari_deconoising.core import io as core_io
+
+    old = os.umask(0o027)
+    try:
+        def changed(*a):
+            raise AssertionError("the umask was set")
+
+        monkeypatch.setattr(os, "umask", changed)
+        p = tmp_path / "f"
+        p.write_bytes(b"")
+        core_io.usual_permissions(p)
+        assert stat.S_IMODE(p.stat().st_mode) == 0o640
+    finally:
+        monkeypatch.undo()
+        os.umask(old)

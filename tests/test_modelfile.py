@@ -188,3 +188,41 @@ def test_the_decoder_is_saved_rebuilt_and_named_when_not_the_default(tmp_path, d
         torch.testing.assert_close(again.build_network()(x), net(x))
     assert again.config.decoder == decoder
     assert (f"{decoder} decoder" in again.summary()) == (decoder == "lean")  # wide is the default
+
+
+def test_a_config_of_numpy_numbers_saves_a_file_that_loads(tmp_path):
+    # a sigma computed from an image is a numpy float: the safe loader refuses anything not plain
+    from napari_deconoising.core import train
+
+    img = np.random.default_rng(0).normal(5, 1, (48, 48)).astype(np.float32)
+    cfg = TrainConfig(depth=2, channels=4, epochs=1, steps_per_epoch=1, batch_size=2, patch_size=16,
+                      device="cpu", precision="fp32", psf_sigma=np.float64(img.std()), lr=np.float64(5e-4))
+    train(img, cfg).save(tmp_path / "m.pt")
+    assert load_model(tmp_path / "m.pt").config.psf_sigma == float(img.std())
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda p: p["normalisation"].update(std=0.0), "std > 0"),
+    (lambda p: p["normalisation"].update(mean=float("nan")), "finite"),
+    (lambda p: p["normalisation"].update(mean="abc"), "damaged"),
+    (lambda p: p.update(psf=torch.ones(3, 3, 3) / 27), "3D"),
+])
+def test_a_file_whose_normalisation_or_psf_cannot_work_is_refused_at_loading(trained, tmp_path, change, words):
+    trained.save(tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    change(payload)
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(ModelFileError, match=words):
+        load_model(tmp_path / "bad.pt")
+
+
+def test_a_failed_chmod_leaks_no_file_descriptor_and_no_temporary_file(trained, tmp_path, monkeypatch):
+    def refused(*a, **k):
+        raise PermissionError("operation not permitted")
+
+    before = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(os, "chmod", refused)
+    for _ in range(3):
+        with pytest.raises(PermissionError):
+            trained.save(tmp_path / "m.pt")
+    assert len(os.listdir("/proc/self/fd")) == before and list(tmp_path.iterdir()) == []

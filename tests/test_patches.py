@@ -18,6 +18,16 @@ def test_patch_shrinks_with_warning_or_fails():
         fit_patch_size([np.zeros((10, 70))], 100, 8, 16)
 
 
+def test_an_image_as_large_as_the_minimum_is_used_even_off_the_pooling_multiple():
+    # 23 px rounds down to 16 for depth 3, below the 21 px a mask radius of 10 needs: 21 it is
+    with pytest.warns(DataWarning, match="using 21 px"):
+        assert fit_patch_size([np.zeros((23, 40))], 32, 8, 21) == 21
+    with pytest.warns(DataWarning, match="using 21 px"):
+        assert fit_patch_size([np.zeros((23, 40))], (32, 32), 8, 21) == (21, 32)
+    with pytest.raises(DataError, match="smaller depth or mask radius"):
+        fit_patch_size([np.zeros((20, 40))], 32, 8, 21)
+
+
 def test_split_single_image_and_stack():
     tr, va = split_regions([np.zeros((300, 200))], 0.1, 64)
     assert tr[0].shape == (236, 200) and va[0].shape == (64, 200)

@@ -282,7 +282,9 @@ def _in_flags(message: str) -> str:
     found = re.match(r"(\w+)=(.*?): ", message)
     if found is None or found.group(1) not in _FLAGS:
         return message
-    return f"{_FLAGS[found.group(1)]} {found.group(2)}: {message[found.end():]}"
+    # None cannot be typed on a command line: the flag is left out (or given as auto) instead
+    rest = message[found.end():].replace("or None for the default", "or left out for the default")
+    return f"{_FLAGS[found.group(1)]} {found.group(2)}: {rest.replace('or None (auto)', 'or auto')}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

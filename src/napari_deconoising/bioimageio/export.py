@@ -238,8 +238,8 @@ def _package_tested(descr: Any, path: Path, work: Path) -> None:
     directory = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".zip", dir=directory)
     os.close(fd)
-    usual_permissions(tmp)
     try:
+        usual_permissions(tmp)
         save_bioimageio_package(descr, output_path=Path(tmp))
         summary = test_model(Path(tmp), devices=["cpu"], working_dir=work / "test")
         if summary.status != "passed":

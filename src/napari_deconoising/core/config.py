@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .config_checks import DECODERS, DEVICES, PRECISIONS, PSF_KINDS, ConfigError, check
 from .learning_rate import default_head_lr_scale, default_lr
 from .precondition import DEFAULT_WIENER_EPS_3D
@@ -19,6 +21,15 @@ def default_decoder(ndim: int) -> str:
     DecoNoising came out 0.14 ± 0.31 dB behind on 18 seeds of the demo sample (standard error
     0.07 dB; docs/benchmarks.md, "the lean decoder"), and it is not measured in 3D."""
     return "wide"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with NumPy scalars, also inside a list or tuple, as the Python numbers they hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
 
 
 if TYPE_CHECKING:
@@ -157,6 +168,13 @@ class TrainConfig:
     decoder: str | None = None
 
     def __post_init__(self) -> None:
+        # NumPy scalars (a sigma computed from an image, say) become Python numbers: the model
+        # file keeps plain data only, and its safe loader refuses anything else.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.generic) or isinstance(value, (list, tuple)) and any(
+                    isinstance(v, np.generic) for v in value):
+                object.__setattr__(self, f.name, _plain(value))
         # Lists come from JSON/model files; tuples keep the config hashable.
         sigma = self.psf_sigma
         if isinstance(sigma, list):

@@ -27,7 +27,7 @@ def check(c: TrainConfig) -> None:
         if not ok:
             raise ConfigError(f"{name}={getattr(c, name)!r}: {what}")
 
-    need(c.ndim in (2, 3) and not isinstance(c.ndim, bool), "ndim", "must be 2 or 3")
+    need(_is_int(c.ndim) and c.ndim in (2, 3), "ndim", "must be 2 or 3")
     need(c.psf in PSF_KINDS, "psf", f"must be one of {PSF_KINDS}")
     sig = c.psf_sigma if isinstance(c.psf_sigma, tuple) else (c.psf_sigma,)
     need(
@@ -36,7 +36,8 @@ def check(c: TrainConfig) -> None:
         "psf_sigma",
         f"must be a number (or {c.ndim} numbers) between 0 and 50 pixels",
     )
-    need(_is_real(c.positivity) and c.positivity >= 0, "positivity", "must be >= 0")
+    need(_is_real(c.positivity) and math.isfinite(c.positivity) and c.positivity >= 0, "positivity",
+         "must be a finite number >= 0")
     for name in ("epochs", "steps_per_epoch", "batch_size", "micro_batches", "depth",
                  "channels", "lr_patience"):
         need(_is_int(getattr(c, name)) and getattr(c, name) >= 1, name,

@@ -224,8 +224,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=folder)
         os.close(fd)
         tmp = Path(name)
-    usual_permissions(tmp)
     try:
+        usual_permissions(tmp)
         yield tmp
         _replace(tmp, p)
     except BaseException:
@@ -243,9 +243,30 @@ def usual_permissions(path: str | os.PathLike) -> None:
     """Give a file or folder made by ``tempfile`` (owner only: 0600 / 0700) the permissions of
     one made by ``open``/``mkdir`` under the user's umask, so colleagues in a shared folder
     can read the results as they can the rest."""
-    mask = os.umask(0)  # the only portable way to read the umask is to set it
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
+
+
+def _read_umask() -> int:
+    """The umask, by setting it and back: the portable way, not safe while other threads make files."""
+    mask = os.umask(0)
     os.umask(mask)
-    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~mask)
+    return mask
+
+
+# Read once, when the first import runs (before any worker thread), for systems without /proc.
+_IMPORT_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``/proc/self/status``):
+    setting it, even for an instant, would give files other threads make meanwhile the wrong mode."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _IMPORT_UMASK
 
 
 def _replace(tmp: Path, p: Path) -> None:

@@ -124,8 +124,9 @@ class DecoNoisingModel:
                 history=list(payload.get("history", [])),
                 psf_estimate=payload.get("psf_estimate"),  # absent in files before issue 12
             )
+            _check_plain_values(model)
             model.build_network()  # checks that the weights fit the architecture
-        except (ConfigError, KeyError, TypeError, AttributeError, RuntimeError) as e:
+        except (ConfigError, KeyError, TypeError, AttributeError, RuntimeError, ValueError) as e:
             raise ModelFileError(f"{source} is damaged: {e}") from None
         return model
 
@@ -207,6 +208,17 @@ def _plain(v: Any) -> Any:
     if isinstance(v, (np.floating, np.integer)):
         return v.item()
     return v
+
+
+def _check_plain_values(model: DecoNoisingModel) -> None:
+    """Raise ValueError where a file's normalisation or PSF cannot belong to its network: caught at
+    loading, not at the first prediction, where it would fail with a message about padding."""
+    if not (np.isfinite(model.mean) and np.isfinite(model.std) and model.std > 0):
+        raise ValueError(f"its normalisation (mean {model.mean}, std {model.std}) needs finite values and std > 0")
+    psf = model.psf
+    if psf is not None and (psf.ndim != model.config.ndim or not np.all(np.isfinite(psf))):
+        raise ValueError(f"its PSF ({psf.ndim}D, shape {psf.shape}) does not fit a {model.config.ndim}D model "
+                         "or holds values that are not finite")
 
 
 def save_model(model: DecoNoisingModel, path: str | PathLike) -> None:

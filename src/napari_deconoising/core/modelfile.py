@@ -65,8 +65,8 @@ def write_payload(path: str | PathLike, payload: dict[str, Any], format_version:
         raise ModelFileError(f"{path} is a folder; name the model file, e.g. {path / 'model.pt'}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        usual_permissions(tmp)
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f:  # owns fd from here on: closed whatever happens below
+            usual_permissions(tmp)
             torch.save({**envelope, **payload}, f)
             f.flush()
             os.fsync(f.fileno())

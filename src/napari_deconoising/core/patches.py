@@ -58,12 +58,13 @@ def fit_patch_size(slices: Sequence[np.ndarray], patch_size: int | Sequence[int]
         smallest = min(min(s.shape) for s in slices)
         if smallest >= patch_size:
             return patch_size
-        fitted = (smallest // multiple) * multiple
-        if fitted < minimum:
+        if smallest < minimum:
             raise DataError(
                 f"the image is too small ({smallest} px along its shorter side); the network needs at "
-                f"least {minimum} px (use a smaller depth)"
+                f"least {minimum} px (use a smaller depth or mask radius)"
             )
+        # A multiple of the pooling factor wastes no padding; the U-Net pads any other size itself.
+        fitted = max((smallest // multiple) * multiple, minimum)
         warn(f"the image ({smallest} px) is smaller than the patch size {patch_size}; using {fitted} px patches")
         return fitted
     nd = len(patch_size)
@@ -75,10 +76,10 @@ def fit_patch_size(slices: Sequence[np.ndarray], patch_size: int | Sequence[int]
         if smallest >= p:
             out.append(int(p))
             continue
-        fitted = (smallest // m) * m
-        if fitted < lo:
+        if smallest < lo:
             raise DataError(f"the image is too small along {name} ({smallest} px); the network needs at "
                             f"least {lo} px there (use a smaller depth or mask radius)")
+        fitted = max((smallest // m) * m, lo)
         warn(f"the image ({smallest} px along {name}) is smaller than the patch size {p}; using {fitted} px "
              f"patches along {name}")
         out.append(fitted)
