@@ -444,3 +444,31 @@ def test_speed_train_ideas_times_huge_pages_in_their_own_processes(tmp_path):
     ideas.main(["thp", "--rounds", "1", "--out", str(tmp_path)])
     thp = json.loads((tmp_path / "speed_train_ideas.json").read_text())["ideas"]["thp"]
     assert len(thp) == 2 and all(v["fastest_ms"] > 0 and len(v["huge_pages_mib"]) == 1 for v in thp.values())
+
+
+_FWD_LINE = ("onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx512_core,forward_training,"
+             "src:f32::blocked:acdb::f0 wei:f32:a:blocked:Acdb32a::f0 dst:f32::blocked:acdb::f0,attr-scratchpad:user,"
+             "alg:convolution_direct,mb16_ic32oc32_ih64oh64kh3sh1dh0ph1_iw64ow64kw3sw1dw0pw1,2.5")
+
+
+def test_speed_train_limits_reads_onednn_verbose_lines():
+    limits = _load("speed_train_limits")
+    got = limits.parse_verbose([_FWD_LINE, _FWD_LINE.replace(",2.5", ",3.5"), "onednn_verbose,v1,info,x", "other"], 2)
+    row = got["convolutions"]["forward_training 32->32 3x3 at 64x64"]
+    # two calls of 2 * 16 * 32 * 32 * 9 * 64 * 64 operations in 6 ms over 2 steps
+    assert row["ms a step"] == 3.0 and row["GFLOP/s"] == round(2 * 2 * 16 * 32 * 32 * 9 * 4096 / 6.0 / 1e6)
+    assert row["kernel"] == ["brg_conv_fwd:avx512_core"] and got["by pass ms a step"] == {"forward_training": 3.0}
+
+
+def test_speed_train_limits_smoke(tmp_path):
+    limits = _load("speed_train_limits")
+    limits.main(["layers", "fused", "--rounds", "1", "--out", str(tmp_path)])
+    parts = json.loads((tmp_path / "speed_train_limits.json").read_text())["parts"]
+    convs = parts["layers"]["convolutions"]
+    assert set(parts["layers"]["by pass ms a step"]) == {"forward_training", "backward_data", "backward_weights"}
+    # the network's input needs no gradient: its layer is the one without a data-gradient pass
+    assert "forward_training 1->32 3x3 at 64x64" in convs and "backward_data 1->32 3x3 at 64x64" not in convs
+    assert "backward_data 32->32 3x3 at 64x64" in convs and all(r["GFLOP/s"] >= 0 for r in convs.values())
+    assert all(row["max difference"] == 0.0 for row in parts["fused"].values())  # the post-op is the same ReLU
+    with pytest.raises(SystemExit):
+        limits.main(["nonsense"])
