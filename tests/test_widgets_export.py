@@ -121,3 +121,46 @@ def test_authors_are_split_at_semicolons_where_there_are_any():
     assert split_authors("Ada Lovelace, Alan Turing") == ["Ada Lovelace", "Alan Turing"]
     assert split_authors("Lovelace, Ada; Turing, Alan") == ["Lovelace, Ada", "Turing, Alan"]
     assert split_authors("  ") == [] and split_authors("Ada Lovelace;") == ["Ada Lovelace"]
+
+
+def _callbacks(viewer) -> int:
+    events = viewer.layers.events
+    return sum(len(getattr(events, name).callbacks) for name in ("inserted", "removed", "reordered", "renamed"))
+
+
+def test_the_sample_picker_follows_the_layers_while_the_dialog_is_open(apply):
+    """A dialog is no dock widget: napari does not refresh it, so it follows the layers itself."""
+    import numpy as np
+
+    viewer = apply.viewer
+    before = _callbacks(viewer)
+    dialog = apply.open_export_dialog()
+    assert _callbacks(viewer) > before
+    added = viewer.add_image(np.zeros((96, 96), "float32"), name="added later")
+    assert added in dialog.form.sample.choices  # offered without reopening the dialog
+    dialog.form.sample.value = added
+    added.name = "renamed"
+    viewer.layers.move(viewer.layers.index(added), 0)
+    assert dialog.form.sample.value is added  # a rename or a move keeps the choice
+    viewer.layers.remove(added)
+    assert added not in dialog.form.sample.choices and dialog.form.sample.value is None
+    assert "'renamed' is no longer in the viewer" in dialog.status.value
+    dialog.close()
+    assert _callbacks(viewer) == before  # nothing left connected to a closed dialog
+    later = viewer.add_image(np.zeros((96, 96), "float32"), name="while closed")
+    dialog.show()  # reopened: it catches up, and follows again
+    assert later in dialog.form.sample.choices and _callbacks(viewer) > before
+    dialog.close()
+
+
+def test_export_refuses_a_sample_that_left_the_viewer(apply, tmp_path, sync_workers, notifications):
+    viewer = apply.viewer
+    dialog = apply.open_export_dialog()
+    dialog.form.authors.value = "Ada Lovelace"
+    dialog.form.path.value = tmp_path / "x.zip"
+    dialog.form.sample.value = viewer.layers["noisy"]
+    dialog.close()  # no longer following the layers: the picker keeps the removed layer
+    viewer.layers.remove("noisy")
+    assert not dialog.export()
+    assert "the sample image 'noisy' is no longer in the viewer" in notifications["error"][-1].lower()
+    assert dialog.job is None and list(tmp_path.iterdir()) == []

@@ -20,6 +20,7 @@ __all__ = [
     "compare_psnr",
     "compare_command",
     "find_result_layers",
+    "find_source_layer",
 ]
 
 
@@ -129,8 +130,33 @@ def compare_psnr(truth: Layer | None, layers: dict[str, Layer | None]) -> dict[s
     return out
 
 
-def find_result_layers(viewer) -> tuple[Layer, Layer, Layer] | None:
-    """Raw, denoised and deconvolved layers of the selected (or else latest) result."""
+def find_source_layer(viewer, meta: dict) -> Layer | None:
+    """The layer a result was computed from, given the result's provenance ``meta``.
+
+    By the layer's napari id while that layer is in the viewer: a name is no identity (the
+    user renames the raw layer, another layer takes its old name). Only when it is gone (or
+    the result predates the id) by the recorded name, and only if exactly one layer has it.
+    """
+    wanted = meta.get("source_id")
+    if wanted is not None:
+        same = next((layer for layer in viewer.layers if str(layer.unique_id) == wanted), None)
+        if same is not None:
+            return same
+    named = [layer for layer in viewer.layers if layer.name == meta.get("source_layer")]
+    return named[0] if len(named) == 1 else None
+
+
+def _run_key(meta: dict) -> tuple:
+    """Results of one run from one source (a run per channel has a source per channel)."""
+    return meta.get("run_id"), meta.get("source_id") or meta.get("source_layer")
+
+
+def find_result_layers(viewer) -> tuple[Layer | None, Layer, Layer] | None:
+    """Raw, denoised and deconvolved layers of the selected (or else latest) result.
+
+    The raw layer is None when the image the result came from cannot be found (see
+    :func:`find_source_layer`).
+    """
     results = [
         layer
         for layer in viewer.layers
@@ -142,30 +168,17 @@ def find_result_layers(viewer) -> tuple[Layer, Layer, Layer] | None:
         return None
     active = viewer.layers.selection.active
     pick = None
-    if active is not None and PROVENANCE_KEY in (active.metadata or {}):
+    if any(r is active for r in results):
         pick = active
-    elif active is not None:
-        pick = next(
-            (
-                r
-                for r in reversed(results)
-                if r.metadata[PROVENANCE_KEY]["source_layer"] == active.name
-            ),
-            None,
-        )
+    elif active is not None:  # a raw image: its latest result
+        pick = next((r for r in reversed(results) if find_source_layer(viewer, r.metadata[PROVENANCE_KEY]) is active),
+                    None)
     pick = pick or results[-1]
-    run = pick.metadata[PROVENANCE_KEY].get("run_id")
-    source = pick.metadata[PROVENANCE_KEY]["source_layer"]
-    group = [
-        r
-        for r in results
-        if r.metadata[PROVENANCE_KEY].get("run_id") == run
-        and r.metadata[PROVENANCE_KEY]["source_layer"] == source
-    ]
+    meta = pick.metadata[PROVENANCE_KEY]
+    group = [r for r in results if _run_key(r.metadata[PROVENANCE_KEY]) == _run_key(meta)]
     den = next((r for r in group if r.metadata[PROVENANCE_KEY]["role"] == "denoised"), None)
     dec = next((r for r in group if r.metadata[PROVENANCE_KEY]["role"] == "deconvolved"), None)
-    raw = next((layer for layer in viewer.layers if layer.name == source), None)
-    return raw, den, dec
+    return find_source_layer(viewer, meta), den, dec
 
 
 def compare_command(viewer: Viewer) -> None:
@@ -178,6 +191,11 @@ def compare_command(viewer: Viewer) -> None:
     if found is None:
         info("No DecoNoising results yet: train a model or apply one first.")
         return
+    raw, den, dec = found
+    if raw is None:  # compare what there is, and say why the raw image is missing
+        meta = (den or dec).metadata[PROVENANCE_KEY]
+        info(f"The image these results came from ('{meta.get('source_layer')}') is no longer in the viewer: "
+             "showing the results only.")
     toggle_compare(viewer, list(found))
 
 

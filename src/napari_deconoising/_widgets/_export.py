@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, PushButton
+from qtpy.QtGui import QHideEvent, QShowEvent
 from qtpy.QtWidgets import QDialog, QVBoxLayout, QWidget
 
 from ..bioimageio.export import package_name
 from ..core import ChannelModels, DataError, DecoNoisingModel
-from ._base import button_row
+from ._base import button_row, refresh_keeping_choices
 from ._form import Field, Form
 from ._layers import full_resolution, grey_image_choices
 from ._notify import Refused, info, notify_error
@@ -26,6 +27,10 @@ __all__ = ["ExportDialog", "export_fields", "LICENSES", "split_authors"]
 
 #: Licences offered (SPDX identifiers); bioimage.io recommends CC-BY-4.0.
 LICENSES = ["CC-BY-4.0", "CC0-1.0", "MIT", "BSD-3-Clause", "Apache-2.0"]
+
+#: The layer-list events napari refreshes a dock widget's pickers on (``Window.add_dock_widget``);
+#: ``reordered`` follows every move.
+LAYER_EVENTS = ("inserted", "removed", "reordered", "renamed")
 
 
 def export_fields(default_name: str, description: str, channels: int = 0) -> tuple[Field, ...]:
@@ -59,6 +64,12 @@ def split_authors(text: str) -> list[str]:
     return [a.strip() for a in text.split(";" if ";" in text else ",") if a.strip()]
 
 
+def _in_viewer(viewer: Any, layer: Any) -> bool:
+    """Whether ``layer`` is (still) one of the viewer's layers; by identity, through napari's proxies."""
+    layer = getattr(layer, "__wrapped__", layer)
+    return any(getattr(each, "__wrapped__", each) is layer for each in viewer.layers)
+
+
 class ExportDialog(QDialog):
     """Export ``model`` as a tested bioimage.io package.
 
@@ -73,13 +84,17 @@ class ExportDialog(QDialog):
         The model's name in the session (the default package name).
     track : callable, optional
         Registers the worker with the owning widget, so closing napari waits for it.
+
+    A dialog is not a dock widget, so napari does not keep its "Sample image" picker in
+    step with the layers: the dialog follows the layer list itself while it is shown.
     """
 
     def __init__(self, viewer: Any, model: DecoNoisingModel | ChannelModels, model_name: str,
                  track: Callable[[Job], None] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export to bioimage.io")
-        self.model, self._track, self.job = model, track, None
+        self.viewer, self.model, self._track, self.job = viewer, model, track, None
+        self._following = False
         channels = len(model.models) if isinstance(model, ChannelModels) else 0
         # the description is one line in the zoo: a model per channel's summary has one per channel
         summary = "; ".join(model.summary().splitlines())
@@ -93,6 +108,46 @@ class ExportDialog(QDialog):
         lay.addWidget(button_row(self.export_button.native))
         lay.addWidget(self.status.native)
 
+    # -- following the layer list while shown ------------------------------------------------
+    def showEvent(self, event: QShowEvent) -> None:
+        # Layers may have changed while the dialog was hidden; then follow them until it hides.
+        self.reset_choices()
+        self._follow_layers(True)
+        super().showEvent(event)
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        # Closing (button, Esc, close()) hides the dialog: a hidden one must not keep
+        # connections that refresh, or keep alive, a form nobody sees.
+        self._follow_layers(False)
+        super().hideEvent(event)
+
+    def _follow_layers(self, on: bool) -> None:
+        if on == self._following:
+            return
+        events = self.viewer.layers.events
+        for name in LAYER_EVENTS:
+            emitter = getattr(events, name)
+            if on:
+                emitter.connect(self.reset_choices)
+            else:
+                emitter.disconnect(self.reset_choices)
+        self._following = on
+
+    def reset_choices(self, event: Any = None) -> None:
+        """Refresh the "Sample image" picker, keeping its layer (also across a rename)."""
+        sample = self.form.sample
+        before = sample.value
+        try:
+            refresh_keeping_choices([sample], self.form.reset_choices)
+        except RuntimeError:  # the dialog was deleted without hiding (its parent went first)
+            self._follow_layers(False)
+            return
+        if before is not None and sample.value is not before:
+            # the picked layer left the viewer: say what the export will use now
+            self.status.value = (f"'{before.name}' is no longer in the viewer: the sample image is now "
+                                 f"{'a synthetic image' if sample.value is None else repr(sample.value.name)}.")
+
+    # -- export ------------------------------------------------------------------------------
     def arguments(self) -> tuple[Path, dict[str, Any]]:
         """The package path and :func:`export_bioimageio`'s keyword arguments; DataError or Refused if unusable."""
         f = self.form
@@ -107,9 +162,12 @@ class ExportDialog(QDialog):
         authors = split_authors(str(f.authors.value))
         if not authors:
             raise Refused("enter at least one author (names separated by commas)")
-        sample = None
-        if f.sample.value is not None:
-            data = full_resolution(f.sample.value)
+        sample, layer = None, f.sample.value
+        if layer is not None:
+            if not _in_viewer(self.viewer, layer):  # removed while the picker still showed it
+                raise Refused(f"the sample image '{layer.name}' is no longer in the viewer: choose another "
+                              "layer, or none for a synthetic image")
+            data = full_resolution(layer)
             keep = self.model.ndim + isinstance(self.model, ChannelModels)  # spatial axes (+ C, first)
             while data.ndim > keep:  # a stack: its first plane
                 data = data[0]

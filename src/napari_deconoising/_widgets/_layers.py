@@ -146,6 +146,8 @@ def provenance(
     return {
         "role": role,
         "source_layer": source.name,
+        # names change and repeat; the compare command finds the source by this id
+        "source_id": str(source.unique_id),
         "axes": axes,
         "model_name": model_name,
         **_model_facts(model),
