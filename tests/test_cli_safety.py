@@ -157,3 +157,16 @@ def test_train_reads_a_folder_of_images(d, capsys, tmp_path):
         (folder / f"field{k}.tif").write_bytes((d / "img.tif").read_bytes())
     assert main([str(a) for a in ["train", folder, "--model", tmp_path / "f.pt", *TINY]]) == 0
     _fails(["train", tmp_path / "empty*.tif", "--model", tmp_path / "g.pt", *TINY], capsys, "no files match")
+
+
+def test_an_output_inside_or_around_a_zarr_input_is_refused(d, capsys, tmp_path):
+    from napari_deconoising.core.io import read_image, write_image
+
+    image = read_image(d / "img.tif")[0]
+    write_image(tmp_path / "img.zarr", image, "YX")
+    _fails(["predict", d / "m.pt", tmp_path / "img.zarr", "--denoised", tmp_path / "img.zarr" / "0", *PRED], capsys,
+           f"refusing to overwrite the input image {tmp_path / 'img.zarr'}: the output {tmp_path / 'img.zarr' / '0'} "
+           "lies inside it")
+    _fails(["predict", d / "m.pt", tmp_path / "img.zarr" / "0", "--denoised", tmp_path / "img.zarr", *PRED], capsys,
+           "the output " + str(tmp_path / "img.zarr") + " holds it")
+    np.testing.assert_array_equal(read_image(tmp_path / "img.zarr")[0], image)

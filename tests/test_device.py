@@ -225,3 +225,18 @@ def test_a_3d_trainer_on_cuda_keeps_its_network_contiguous(tiny_config):
     # On the CPU the same trainer's 5D weights are channels-last, so not contiguous.
     assert not trainer.plan.channels_last
     assert all(p.is_contiguous() for p in trainer.net.parameters())
+
+
+def test_a_cached_decision_of_an_unknown_precision_is_measured_again(bf16_cpu, tmp_path, monkeypatch):
+    """An entry a newer version (or a hand) wrote, naming a precision this version does not run."""
+    import json
+
+    cache = DecisionCache(tmp_path)
+    fake = FakeMeasure({"fp32": 1.0, "bf16": 0.5}, {"bf16": 0.001})
+    monkeypatch.setattr(device_mod, "measure", fake)
+    execution_plan("cpu", "auto", probe=_probe(), cache=cache)
+    for value in ("fp8", None):
+        cache.path.write_text(json.dumps({k: {**v, "precision": value} for k, v in cache._read().items()}))
+        plan = execution_plan("cpu", "auto", probe=_probe(), cache=cache)
+        assert plan.precision == "bf16" and plan.reason.startswith("measured: bf16")
+    assert len(fake.calls) == 3

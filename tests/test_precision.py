@@ -181,3 +181,11 @@ def test_cli_predict_defaults_to_the_measured_choice():
 
     args = build_parser().parse_args(["predict", "model.pt", "in.tif"])
     assert args.precision == "auto"
+
+
+@pytest.mark.parametrize("precision", ["fp8", None, 16])
+def test_a_choice_of_an_unknown_precision_does_not_load(precision):
+    """A newer version's (or a hand-edited) decision: refused here, so the cache counts it as no entry."""
+    entry = {**choose({"fp32": 1.0}, {}, "predict").to_json(), "precision": precision}
+    with pytest.raises(ValueError, match="unknown precision"):
+        PrecisionChoice.from_json(entry)

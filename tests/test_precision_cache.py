@@ -84,3 +84,23 @@ def test_unwritable_folder_does_not_raise(tmp_path):
     cache = DecisionCache(blocker / "sub")  # a folder below a file cannot be created
     cache.put("k", CHOICE)
     assert cache.get("k") is None
+
+
+def test_an_entry_of_an_unknown_precision_counts_as_none(tmp_path):
+    cache = DecisionCache(tmp_path)
+    for precision in ("fp8", None):
+        cache.path.write_text(json.dumps({"k": {**CHOICE.to_json(), "precision": precision}}))
+        assert cache.get("k") is None
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from napari_deconoising.core import precision_cache
+
+    def full_disk(obj, f, **kwargs):
+        f.write('{"partial')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(precision_cache.json, "dump", full_disk)
+    cache = DecisionCache(tmp_path)
+    cache.put("k", CHOICE)  # ignored, as every failed write
+    assert list(tmp_path.iterdir()) == []

@@ -321,3 +321,21 @@ def test_auto_precision_skips_the_probe_for_a_small_image(trained, monkeypatch):
     # A large image still measures: the probe is asked for.
     with pytest.raises(AssertionError, match="probe ran"):
         prediction_plan(trained, "cpu", "auto", image_voxels=4096 * 4096)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_a_batch_size_below_one_is_refused(trained, batch_size):
+    """No batch would run: the outputs would be whatever their memory held."""
+    img = np.random.default_rng(0).random((40, 37)).astype(np.float32)
+    with pytest.raises(ValueError, match=f"batch_size={batch_size}: must be at least 1"):
+        trained.predict(img, device="cpu", precision="fp32", batch_size=batch_size)
+
+
+def test_a_plan_already_made_runs_as_it_is(trained):
+    from napari_deconoising.core.predict import prediction_plan
+
+    plan = prediction_plan(trained, "cpu", "fp32")
+    assert prediction_plan(trained, "auto", plan) is plan
+    seen = []
+    trained.predict(np.eye(20, dtype=np.float32), device="cpu", precision=plan, on_plan=seen.append)
+    assert seen == [plan]

@@ -175,3 +175,93 @@ def test_an_ome_zarr_origin_reaches_the_outputs(trained, stack, tmp_path):
         transforms = {t["type"]: t for t in node.metadata["coordinateTransformations"][0]}
         assert transforms["scale"]["scale"] == [1.0, 0.5, 0.25]
         assert transforms["translation"]["translation"] == [0.0, 12.5, 7.0]
+
+
+def test_an_output_inside_or_around_the_input_is_refused(trained, stack, tmp_path):
+    """A zarr output of the input's store, or of an array in it, would replace the input (issue: data loss)."""
+    write_image(tmp_path / "in.zarr", stack, "TYX")
+    (tmp_path / "link").symlink_to(tmp_path)
+    for source, output, why in ((tmp_path / "in.zarr", tmp_path / "in.zarr" / "0", "lies inside it"),
+                                (tmp_path / "in.zarr", tmp_path / "link" / "in.zarr" / "0", "lies inside it"),
+                                (tmp_path / "in.zarr" / "0", tmp_path / "in.zarr", "holds it"),
+                                (tmp_path / "in.zarr" / "0", tmp_path / "link" / "in.zarr", "holds it")):
+        with pytest.raises(ImageFileError, match=f"refusing to overwrite the input image .*{why}"):
+            predict_file(trained, source, tmp_path / "ok.tif", output, device="cpu", precision="fp32")
+    np.testing.assert_array_equal(read_image(tmp_path / "in.zarr")[0], stack)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "link"]
+
+
+def test_two_outputs_of_one_name_are_refused(trained, stack, tmp_path):
+    write_image(tmp_path / "in.tif", stack, "TYX")
+    with pytest.raises(ImageFileError, match="two outputs name the same file"):
+        predict_file(trained, tmp_path / "in.tif", tmp_path / "o.tif", tmp_path / "." / "o.tif", device="cpu",
+                     precision="fp32")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_a_batch_size_below_one_is_refused(trained, stack, tmp_path, batch_size):
+    write_image(tmp_path / "in.tif", stack, "TYX")
+    with pytest.raises(ValueError, match=f"batch_size={batch_size}: must be at least 1"):
+        predict_file(trained, tmp_path / "in.tif", tmp_path / "o.tif", device="cpu", precision="fp32",
+                     batch_size=batch_size)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+def test_auto_keeps_its_runner_up_where_int8_misses(trained, stack, tmp_path, monkeypatch):
+    """The plan "auto" made reaches the tiles: int8 falls back to bf16 (auto's runner-up), not to fp32."""
+    from napari_deconoising.core import device as device_mod
+    from napari_deconoising.core import precision as precision_mod
+    from napari_deconoising.core.precision import CPUInfo
+    from napari_deconoising.core.quantize import int8_unavailable
+
+    if int8_unavailable(trained.config) is not None:
+        pytest.skip("no x86 int8 engine here")
+    monkeypatch.setenv("NAPARI_DECONOISING_CACHE", "off")
+    monkeypatch.setattr(device_mod, "cpu_info", lambda: CPUInfo("Test", "x86_64", frozenset({"avx512_bf16"})))
+    monkeypatch.setattr(device_mod, "measure", lambda probe, dev, precisions: (
+        {"fp32": 1.0, "bf16": 0.5, "int8": 0.25}, {"fp32": 0.0, "bf16": 0.0, "int8": 0.0}))
+    monkeypatch.setitem(precision_mod.TOLERANCE, "predict", 1e-9)  # int8 then misses on the image
+    write_image(tmp_path / "in.tif", stack, "TYX")
+    plans = []
+    predict_file(trained, tmp_path / "in.tif", tmp_path / "o.tif", device="cpu", on_plan=plans.append)
+    assert plans[0].precision == "bf16" and plans[0].reason.endswith("so bf16"), plans[0].reason
+    assert plans[0].reason.startswith("measured: int8: 4.0x faster than fp32"), plans[0].reason
+
+
+@pytest.fixture
+def per_channel(trained, tmp_path, monkeypatch):
+    """A model per channel, a CYX input, and the keyword arguments each channel's prediction got."""
+    from napari_deconoising.core.channels import ChannelModels
+    from napari_deconoising.core.model import DecoNoisingModel
+
+    calls = []
+    real = DecoNoisingModel.predict
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DecoNoisingModel, "predict", spy)
+    img = np.random.default_rng(2).normal(trained.mean, trained.std, (2, 40, 37)).astype(np.float32)
+    write_image(tmp_path / "in.tif", img, "CYX")
+    return ChannelModels([trained, trained]), calls
+
+
+@pytest.mark.parametrize("name", ["o.zarr", "o.tif"])
+def test_a_model_per_channel_gets_the_batch_size_and_lower_case_axes(per_channel, tmp_path, name):
+    model, calls = per_channel
+    axes = predict_file(model, tmp_path / "in.tif", tmp_path / name, axes="cyx", device="cpu", precision="fp32",
+                        batch_size=1)
+    assert axes == "CYX" and read_image(tmp_path / name)[1] == "CYX"
+    assert [c["batch_size"] for c in calls] == [1, 1]
+
+
+def test_a_model_per_channel_checks_its_outputs_before_predicting(per_channel, tmp_path):
+    model, calls = per_channel
+    with pytest.raises(ImageFileError, match="order"):  # OME-Zarr cannot hold the channels after Y
+        predict_file(model, tmp_path / "in.tif", tmp_path / "o.tif", tmp_path / "o.zarr", axes="YCX", device="cpu",
+                     precision="fp32")
+    with pytest.raises(ValueError, match="one network per channel predicts in memory"):
+        predict_file(model, tmp_path / "in.tif", tmp_path / "o.tif", device="cpu", precision="fp32", client=object())
+    assert calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]

@@ -124,3 +124,9 @@ def test_batch_sized_for_the_precision(trained, monkeypatch, precision, batch):
     steps = list(predict_lazy_iter(trained, img, den, plan=plan, device="cpu", precision=precision))
     n = len(plan.grid.origins())
     assert n >= 4 and [d for d, _ in steps] == [0, *range(batch, n + 1, batch)] + ([n] if n % batch else [])
+
+
+def test_a_batch_size_below_one_is_refused(trained):
+    img = np.random.default_rng(0).normal(trained.mean, trained.std, (40, 37)).astype(np.float32)
+    with pytest.raises(ValueError, match="batch_size=0: must be at least 1"):
+        _lazy(trained, img, "YX", 2 * tile_halo(trained) + 16, batch=0, precision="fp32")

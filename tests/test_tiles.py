@@ -1,6 +1,7 @@
 """Tile geometry: tiles cover the image once, stay inside the domain, and a lazy read equals the extended image."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,3 +59,10 @@ def test_a_thin_axis_is_one_tile_without_halo():
     grid = TileGrid((32, 256, 256), (32, 128, 128), (18, 36, 36), (0, 0, 0), (1, 4, 4))
     assert len(grid.origins()) == 4
     assert {grid.tile_shape(o) for o in grid.origins()} == {(32, 164, 164)}
+
+
+def test_a_batch_size_below_one_is_refused():
+    grid = TileGrid((32, 32), (8, 8), (4, 4), (0, 0), (4, 4))
+    for batch in (0, -2):
+        with pytest.raises(ValueError, match=f"batch_size={batch}: must be at least 1"):
+            grid.batches(batch)

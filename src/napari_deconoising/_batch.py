@@ -17,7 +17,7 @@ from .bioimageio import load_any_model
 from .core.data import DataError
 from .core.io import FORMATS, ImageFileError, image_format, is_zarr_store
 from .core.predict import Cancelled, prediction_plan
-from .core.predict_file import predict_file
+from .core.predict_file import output_clash, predict_file
 
 __all__ = ["Job", "expand_inputs", "plan_outputs", "run_predict"]
 
@@ -113,7 +113,6 @@ def plan_outputs(sources: list[Path], args: argparse.Namespace) -> list[Job]:
         raise UsageError("--format and --no-deconvolved go with --output-dir; with --denoised the names say it all")
     if args.output_dir and Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
         raise UsageError(f"--output-dir {args.output_dir} is a file, not a folder")
-    inputs = {s.resolve() for s in sources}
     for job in jobs:
         if job.deconvolved is not None and job.denoised.resolve() == job.deconvolved.resolve():
             raise UsageError(f"--denoised and --deconvolved name the same file {job.denoised}")
@@ -123,8 +122,9 @@ def plan_outputs(sources: list[Path], args: argparse.Namespace) -> list[Job]:
             image_format(p)  # an unsupported suffix fails now, not after the first file
             if args.denoised and not p.parent.exists():
                 raise UsageError(f"output folder does not exist: {p.parent}")
-            if p.resolve() in inputs:  # in a batch, one file's output could be another's input
-                raise UsageError(f"refusing to overwrite the input image {p}")
+    # In a batch, one file's output could be another's input, or the zarr store that holds it.
+    if (why := output_clash([p for job in jobs for p in (job.denoised, job.deconvolved)], sources)) is not None:
+        raise UsageError(why)
     return jobs
 
 
@@ -191,8 +191,8 @@ def _predict_all(args: argparse.Namespace, jobs: list[Job], done: list[Path],
                 bar.update(k + done / total, f"file {k + 1}/{n} {name} tile {done}/{total}")
 
             def on_plan(run, name: str = job.source.name) -> None:
-                # int8 is calibrated on each file, and checked there (fp32 where it misses).
-                note = run.reason.removeprefix("requested").removeprefix("; ")
+                # int8 is calibrated on each file, and checked there (the plan's fall-back where it misses).
+                note = run.reason.removeprefix(plan.reason).removeprefix("; ")
                 if not said:
                     said.append(True)
                     bar.println(f"precision {run.precision} on {run.device}: {plan.reason}"
@@ -202,7 +202,7 @@ def _predict_all(args: argparse.Namespace, jobs: list[Job], done: list[Path],
 
             try:
                 predict_file(model, job.source, job.denoised, job.deconvolved, axes=args.axes,
-                             tile_size=args.tile_size, device=args.device, precision=plan.precision,
+                             tile_size=args.tile_size, device=args.device, precision=plan,
                              progress=progress, client=client, on_plan=on_plan)
             except (ImageFileError, DataError) as e:  # this file cannot be used: report it, go on
                 if n == 1:

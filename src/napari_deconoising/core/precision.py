@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["DEFAULT_PRECISION", "CPUInfo", "parse_cpuinfo", "cpu_info", "native_bf16", "candidates",
+__all__ = ["DEFAULT_PRECISION", "PRECISIONS", "CPUInfo", "parse_cpuinfo", "cpu_info", "native_bf16", "candidates",
            "PrecisionChoice", "choose", "TOLERANCE", "MIN_SPEEDUP", "CHECKED_ON_THE_IMAGE", "OUTPUT_WEIGHTS",
            "relative_error"]
+
+# The precisions a decision can name ("auto" decides among them).
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 # What every prediction entry point uses unless told otherwise (the CLI, predict_file,
 # the widgets, out-of-core and Dask prediction): measured once per machine and network.
@@ -156,6 +159,10 @@ class PrecisionChoice:
 
     @classmethod
     def from_json(cls, d: Mapping) -> PrecisionChoice:
+        """The choice :meth:`to_json` wrote; ValueError for a precision this version does not run
+        (a newer version's, or a hand-edited file), so that the cache treats it as no entry."""
+        if d["precision"] not in PRECISIONS:
+            raise ValueError(f"unknown precision {d['precision']!r} in a cached decision")
         seconds = {str(k): float(v) for k, v in d["seconds"].items()}
         errors = {str(k): float(v) for k, v in d["errors"].items()}
         return cls(str(d["precision"]), str(d["reason"]), "cached", seconds, errors)

@@ -100,8 +100,12 @@ class DecisionCache:
             self.folder.mkdir(parents=True, exist_ok=True)
             # Write then rename, so a concurrent reader never sees half a file.
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".precision-", suffix=".json")
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=1)
-            os.replace(tmp, self.path)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(data, f, indent=1)
+                os.replace(tmp, self.path)
+            except BaseException:
+                os.unlink(tmp)  # a failed write (a full disk) leaves no temporary file behind
+                raise
         except OSError:
             pass

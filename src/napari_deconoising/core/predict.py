@@ -35,7 +35,7 @@ from .tile_plan import (  # noqa: F401
     tile_halo,
     tile_halos,
 )
-from .tiles import TileGrid
+from .tiles import TileGrid, check_batch_size
 
 if TYPE_CHECKING:
     from .model import DecoNoisingModel
@@ -84,9 +84,10 @@ def predict(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], a
         fp32 output's standard deviation; 2 % for the deconvolved image) of fp32's, measured
         once per machine and network (:func:`~napari_deconoising.core.device.choose_precision`);
         or ``fp32`` (exact), ``bf16``, ``fp16``, ``int8`` (x86 CPUs: calibrated on crops of the
-        image and checked there, fp32 beyond the tolerance; :mod:`~.quantize`).
+        image and checked there, fp32 beyond the tolerance; :mod:`~.quantize`); or a plan from
+        :func:`prediction_plan`, run as it is.
     batch_size : int, optional
-        Tiles per forward pass; from the memory budget when omitted.
+        Tiles per forward pass (at least 1); from the memory budget when omitted.
     progress : callable, optional
         ``progress(done, total)`` after every batch of tiles.
     on_plan : callable, optional
@@ -118,7 +119,7 @@ def predict(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], a
 
 def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarray], axes: str | None = None,
                  *, tile_size: int | Sequence[int] | None = None, device: str = "auto",
-                 precision: str = DEFAULT_PRECISION,
+                 precision: str | ExecutionPlan = DEFAULT_PRECISION,
                  batch_size: int | None = None, on_plan: Callable[[ExecutionPlan], None] | None = None,
                  ) -> Generator[tuple[int, int], None, Prediction]:
     """Generator form of :func:`predict`: yields ``(done, total)`` tiles, returns the Prediction.
@@ -128,6 +129,7 @@ def predict_iter(model: DecoNoisingModel, image: np.ndarray | Sequence[np.ndarra
     Closing the generator stops the work at the next batch of tiles. ``on_plan(plan)``
     is called once the input has been checked and device and precision are chosen.
     """
+    check_batch_size(batch_size)
     nd = model.config.ndim
     images = as_image_set(image, axes, ndim=nd)
     check_values(images.slices)
@@ -225,7 +227,8 @@ def _predict_slice(net: torch.nn.Module, plan: ExecutionPlan, grid: TileGrid, im
 
 
 def prediction_plan(model: DecoNoisingModel, device: str = "auto",
-                    precision: str = DEFAULT_PRECISION, image_voxels: int | None = None) -> ExecutionPlan:
+                    precision: str | ExecutionPlan = DEFAULT_PRECISION,
+                    image_voxels: int | None = None) -> ExecutionPlan:
     """Device and precision :func:`predict` will use, and why (``plan.reason``).
 
     ``precision="auto"`` times this network on one tile (a 512 px core in 2D; 8 planes
@@ -233,7 +236,13 @@ def prediction_plan(model: DecoNoisingModel, device: str = "auto",
     network shape (cached). An image of at most ``image_voxels`` pixels that is no larger
     than two probe tiles is predicted in fp32 without measuring: the measurement would
     cost more than the prediction it speeds up.
+
+    A ``precision`` that is already a plan (from this function) is returned as it is, so
+    ``auto``'s reason and int8 fall-back (its measured runner-up) reach where it runs; its
+    device wins over ``device``.
     """
+    if isinstance(precision, ExecutionPlan):
+        return precision
     if precision == "int8" and (why := int8_unavailable(model.config)):
         raise ValueError(f"precision 'int8' is not available for this model: {why}")
     probe = _probe(model)

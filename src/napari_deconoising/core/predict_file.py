@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from os import PathLike
 from pathlib import Path
@@ -15,17 +15,19 @@ from .lazy_io import LazyImage, create_output, open_lazy
 from .precision import DEFAULT_PRECISION
 from .predict import prediction_plan
 from .stream import plan_stream, predict_lazy
+from .tiles import check_batch_size
 
 if TYPE_CHECKING:
+    from .device import ExecutionPlan
     from .model import DecoNoisingModel
 
-__all__ = ["predict_file"]
+__all__ = ["output_clash", "predict_file"]
 
 
 def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str | PathLike,
                  deconvolved: str | PathLike | None = None, *, axes: str | None = None,
                  tile_size: int | None = None, device: str = "auto",
-                 precision: str = DEFAULT_PRECISION,
+                 precision: str | ExecutionPlan = DEFAULT_PRECISION,
                  batch_size: int | None = None, progress: Callable[[int, int], None] | None = None,
                  cancel: Callable[[], bool] | None = None, client: Any = None,
                  on_plan: Callable[[Any], None] | None = None) -> str:
@@ -64,19 +66,27 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
     ------
     ImageFileError
         Unreadable input, unsupported output suffix, missing output folder, an output
-        that would overwrite the input, or axes an OME-Zarr output cannot hold.
+        that would overwrite the input (see :func:`output_clash`), two outputs of one
+        name, or axes an OME-Zarr output cannot hold.
     DataError
         The input cannot be used (dtype, channels, axes).
+    ValueError
+        ``batch_size`` below 1, or a ``client`` with a model per channel.
     """
-    src = open_lazy(source)
+    check_batch_size(batch_size)
     outputs = [Path(p) for p in (denoised, deconvolved) if p is not None]
-    for p in outputs:
-        if p.exists() and p.resolve() == Path(source).resolve():
-            raise ImageFileError(f"refusing to overwrite the input image {p}")
+    if (why := output_clash(outputs, [source])) is not None:
+        raise ImageFileError(why)
+    src = open_lazy(source)
     axes = axes or (src.axes if src.axes and set(src.axes) <= set("STZCYX") else None)
+    axes = axes.upper() if axes else None  # "cyx" is CYX, as plan_stream reads it
     if hasattr(model, "models"):  # one model per channel (ChannelModels): channel by channel, in memory
+        if client is not None:
+            raise ValueError("a model with one network per channel predicts in memory on this machine; "
+                             "a Dask client (--workers, --scheduler) serves models of one network only")
         return _predict_channels(model, src, outputs, axes, tile_size=tile_size, device=device,
-                                 precision=precision, progress=progress, cancel=cancel, on_plan=on_plan)
+                                 precision=precision, batch_size=batch_size, progress=progress, cancel=cancel,
+                                 on_plan=on_plan)
     if axes and "C" in axes and len(axes) == len(src.shape) and src.shape[axes.index("C")] > 1:
         raise DataError(_one_channel_model(src.shape[axes.index("C")], axes))
     # Dask workers each run a tile at once: on a local cluster they share this machine's RAM, so they
@@ -96,8 +106,9 @@ def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str 
         refs = [stack.enter_context(create_output(p, src.shape, plan.axes, chunks=plan.out_chunks(src.shape),
                                                   scale=scale, units=units, translation=_origin(src, plan.axes)))
                 for p in outputs]
+        # The plan itself, not its name: "auto" keeps its reason and int8's measured runner-up as fall-back.
         predict_lazy(model, src.ref, refs[0], refs[1] if len(refs) > 1 else None, plan=plan, device=device,
-                     precision=exec_plan.precision, batch_size=batch_size, progress=progress, cancel=cancel,
+                     precision=exec_plan, batch_size=batch_size, progress=progress, cancel=cancel,
                      client=client, on_plan=on_plan)
     return plan.axes
 
@@ -112,17 +123,51 @@ def _predict_channels(model: Any, src: Any, outputs: list[Path], axes: str | Non
 
     if axes is None:
         raise DataError(f"give the axes of the image (e.g. CYX): the model has {len(model.models)} channels")
-    pred = model.predict(np.asarray(src.ref.open()), axes, **kwargs)
+    if len(axes) != len(src.shape):
+        raise DataError(f"axes {axes!r} do not describe an image of shape {src.shape}")
     scale, units = _pixel_size(src, axes)
     with ExitStack() as stack:
+        # Created before predicting: an output that cannot be written (its suffix, its folder, axes
+        # OME-Zarr cannot hold) fails at once, not after every channel has been predicted.
         refs = [stack.enter_context(create_output(p, src.shape, axes, scale=scale, units=units,
                                                   translation=_origin(src, axes))) for p in outputs]
+        pred = model.predict(np.asarray(src.ref.open()), axes, **kwargs)
         for ref, result in zip(refs, (pred.denoised, pred.deconvolved)):
             out = ref.open(write=True)
             out[...] = result
             if hasattr(out, "flush"):
                 out.flush()
     return axes
+
+
+def output_clash(outputs: Iterable[str | PathLike | None], sources: Iterable[str | PathLike]) -> str | None:
+    """Why writing ``outputs`` would lose data, or None when it would not.
+
+    Two outputs of one name would keep only the last one written. An output that is an
+    input, a folder holding one, or a path inside one (an array in its zarr store)
+    destroys that input when it replaces it (:func:`.io.atomic_output`). Paths are
+    compared resolved (links, ``..``). The one rule for :func:`predict_file` and the
+    command line's batches, where one file's output must not be another's input.
+    """
+    named: dict[Path, Path] = {}
+    for p in outputs:
+        if p is None:
+            continue
+        if Path(p).resolve() in named:
+            return f"two outputs name the same file {p}: one would replace the other; give each its own name"
+        named[Path(p).resolve()] = Path(p)
+    inputs = {Path(s).resolve(): Path(s) for s in sources}
+    # Every folder above an input, which a zarr output of its name would replace with the input inside.
+    holders = {folder: s for r, s in inputs.items() for folder in r.parents}
+    for r, p in named.items():
+        if r in inputs:
+            return f"refusing to overwrite the input image {p}"
+        if r in holders:
+            return f"refusing to overwrite the input image {holders[r]}: the output {p} holds it"
+        inside = next((inputs[a] for a in r.parents if a in inputs), None)
+        if inside is not None:
+            return f"refusing to overwrite the input image {inside}: the output {p} lies inside it"
+    return None
 
 
 def _one_channel_model(n: int, axes: str) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .data import DataError, default_axes
-from .device import release_memory
+from .device import ExecutionPlan, release_memory
 from .lazy_io import ArrayRef
 from .precision import DEFAULT_PRECISION
 from .predict import (
@@ -29,7 +29,7 @@ from .predict import (
 )
 from .quantize import calibration_crops, prediction_network
 from .tile_plan import default_batch_size
-from .tiles import TileGrid
+from .tiles import TileGrid, check_batch_size
 
 if TYPE_CHECKING:
     from .model import DecoNoisingModel
@@ -185,7 +185,8 @@ def predict_lazy(model: DecoNoisingModel, source: Any, denoised: Any, deconvolve
         ``progress(done, total)`` after every batch; ``cancel()`` returning True
         raises :class:`.predict.Cancelled` (finished tiles stay written).
     device, precision, batch_size
-        As for :func:`.predict.predict`.
+        As for :func:`.predict.predict`; ``precision`` may be a plan already made
+        (:func:`.predict.prediction_plan`), which keeps ``auto``'s reason and int8 fall-back.
     client : distributed.Client, optional
         Run the batches on this Dask cluster instead (see :mod:`.cluster`); ``source``
         and the outputs must then be ArrayRefs every worker can open.
@@ -202,7 +203,7 @@ def predict_lazy(model: DecoNoisingModel, source: Any, denoised: Any, deconvolve
 
 
 def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, deconvolved: Any = None, *,
-                      plan: StreamPlan, device: str = "auto", precision: str = DEFAULT_PRECISION,
+                      plan: StreamPlan, device: str = "auto", precision: str | ExecutionPlan = DEFAULT_PRECISION,
                       batch_size: int | None = None, client: Any = None,
                       on_plan: Callable[[Any], None] | None = None) -> Iterator[tuple[int, int]]:
     """Generator form of :func:`predict_lazy`: yields ``(done, total)`` tiles, ``(0, total)`` first.
@@ -212,6 +213,7 @@ def predict_lazy_iter(model: DecoNoisingModel, source: Any, denoised: Any, decon
     (:func:`.predict.prediction_plan`, cached); Dask workers get the decision.
     ``on_plan(plan)`` gets that :class:`~.device.ExecutionPlan` before the first tile.
     """
+    check_batch_size(batch_size)
     exec_plan = prediction_plan(model, device, precision)
     shape = source.shape
     # int8 may fall back on this image (below), after the batches are fixed: sized for fp32 then.

@@ -26,7 +26,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TileGrid", "reflect_indices"]
+__all__ = ["TileGrid", "check_batch_size", "reflect_indices"]
+
+
+def check_batch_size(batch_size: int | None) -> None:
+    """Refuse a ``batch_size`` (tiles per forward pass) below 1; None is fine (from the memory budget).
+
+    Raises
+    ------
+    ValueError
+        ``batch_size`` < 1: no batch would run, and the outputs would keep whatever their
+        memory held (uninitialised, or zeros in a new file).
+    """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: must be at least 1 tile per forward pass, "
+                         "or None for the default")
 
 
 def reflect_indices(lo: int, hi: int, n: int, edge: bool = False) -> np.ndarray:
@@ -89,6 +103,7 @@ class TileGrid:
 
         Shapes come in the order they first appear, origins in grid order within a shape.
         """
+        check_batch_size(batch_size)
         groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
         for o in self.origins():
             groups.setdefault(self.tile_shape(o), []).append(o)
