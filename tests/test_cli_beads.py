@@ -107,7 +107,18 @@ def test_noise_only_and_the_input_as_output(tmp_path, capsys):
     assert "no beads found" in capsys.readouterr().err
     before = noise.read_bytes()
     assert main(["beads", str(noise), "--out", str(noise)]) == 2
-    assert "is the bead image itself" in capsys.readouterr().err and noise.read_bytes() == before
+    assert "refusing to overwrite the input image" in capsys.readouterr().err and noise.read_bytes() == before
+
+
+def test_the_zarr_store_holding_the_bead_image_is_never_replaced(beads2d, tmp_path, capsys):
+    from napari_deconoising.core.io import read_image, write_image
+
+    image = tifffile.imread(beads2d)
+    write_image(tmp_path / "bz.zarr", image, "YX")
+    inner = next(p for p in (tmp_path / "bz.zarr").iterdir() if p.is_dir())  # the store's array
+    assert main(["beads", str(inner), "--out", str(tmp_path / "bz.zarr")]) == 2
+    assert "holds it" in capsys.readouterr().err
+    np.testing.assert_array_equal(read_image(tmp_path / "bz.zarr")[0], image)
 
 
 def test_training_warns_when_the_psf_was_measured_at_another_pixel_size(beads2d, tmp_path, capsys):

@@ -66,6 +66,16 @@ def test_a_batch_never_writes_over_one_of_its_inputs(d, capsys, tmp_path):
     assert (folder / "cell_denoised.tif").read_bytes() == before
 
 
+def test_a_failed_run_leaves_no_empty_output_folder(d, capsys, tmp_path):
+    _fails(["predict", d / "m.pt", tmp_path / "missing.tif", "--output-dir", tmp_path / "fresh" / "sub", *PRED],
+           capsys, "not found")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()  # a folder the user made stays, empty or not
+    _fails(["predict", d / "m.pt", tmp_path / "missing.tif", "--output-dir", tmp_path / "kept", *PRED],
+           capsys, "not found")
+    assert (tmp_path / "kept").is_dir()
+
+
 def test_outputs_that_would_lose_data_are_refused(d, capsys, tmp_path):
     _fails(["predict", d / "m.pt", d / "img.tif", "--denoised", tmp_path / "same.tif", "--deconvolved",
             tmp_path / "same.tif", *PRED], capsys, "--denoised and --deconvolved name the same file")

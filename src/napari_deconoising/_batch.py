@@ -169,8 +169,27 @@ def _predict_all(args: argparse.Namespace, jobs: list[Job], done: list[Path],
                  failed: list[tuple[Path, str]]) -> int:
     """Predict every job in turn, adding each finished input to ``done`` or ``failed``."""
     model = load_any_model(args.model)
-    if args.output_dir:  # made once the model is known to load: a failed run leaves no empty folder
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    made = _make_folder(args.output_dir)  # once the model is known to load
+    try:
+        return _predict_jobs(args, model, jobs, done, failed)
+    finally:
+        for folder in made:  # a run that wrote nothing leaves no empty folders behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def _make_folder(folder: str | None) -> list[Path]:
+    """Create ``folder`` and any missing parents; return those it created, deepest first."""
+    if not folder:
+        return []
+    made = [p for p in (Path(folder), *Path(folder).parents) if not p.exists()]
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def _predict_jobs(args: argparse.Namespace, model, jobs: list[Job], done: list[Path],
+                  failed: list[tuple[Path, str]]) -> int:
+    """The loop of :func:`_predict_all`, with the model loaded and the output folder made."""
     n = len(jobs)
     # Decided once for all files (measured the first time, then cached), said once a file is under way.
     # A model per channel shares one architecture: the first channel's network decides.

@@ -12,6 +12,7 @@ from ._cli_channels import CLIError
 from .core.beads import distill_psf
 from .core.io import image_format, write_image
 from .core.lazy_io import open_lazy
+from .core.predict_file import output_clash
 from .core.units import lengths_nm
 
 __all__ = ["add_beads_parser", "cmd_beads"]
@@ -44,8 +45,9 @@ def cmd_beads(args: argparse.Namespace) -> int:
     image_format(out)
     if not out.parent.exists():
         raise CLIError(f"output folder does not exist: {out.parent}")
-    if out.resolve() == Path(args.image).resolve():
-        raise CLIError(f"--out {args.out} is the bead image itself: choose another file name")
+    # also an output that holds the bead image or lies inside it (an array of its zarr store)
+    if (clash := output_clash([out], [args.image])) is not None:
+        raise CLIError(f"--out {args.out}: {clash}; choose another file name")
     if args.threshold <= 0 or args.bead_size < 0:
         raise CLIError("--threshold must be positive and --bead-size not negative")
     src = open_lazy(args.image)
