@@ -177,3 +177,21 @@ def needs_bioimageio():
         if os.environ.get("CI"):
             raise
         pytest.skip(str(e))
+
+
+@pytest.fixture
+def int8_misses(trained, monkeypatch):
+    """A CPU where ``auto`` measures int8 > bf16 > fp32 for prediction, and int8 then misses its
+    tolerance on every image (no cache): the plan's fall-back is what runs."""
+    from napari_deconoising.core import device as device_mod
+    from napari_deconoising.core import precision as precision_mod
+    from napari_deconoising.core.precision import CPUInfo
+    from napari_deconoising.core.quantize import int8_unavailable
+
+    if int8_unavailable(trained.config) is not None:
+        pytest.skip("no x86 int8 engine here")
+    monkeypatch.setenv("NAPARI_DECONOISING_CACHE", "off")
+    monkeypatch.setattr(device_mod, "cpu_info", lambda: CPUInfo("Test", "x86_64", frozenset({"avx512_bf16"})))
+    monkeypatch.setattr(device_mod, "measure", lambda probe, dev, precisions: (
+        {"fp32": 1.0, "bf16": 0.5, "int8": 0.25}, {"fp32": 0.0, "bf16": 0.0, "int8": 0.0}))
+    monkeypatch.setitem(precision_mod.TOLERANCE, "predict", 1e-9)

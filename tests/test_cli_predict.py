@@ -43,20 +43,8 @@ def test_ctrl_c_ends_predict_in_one_line_and_keeps_finished_files(two_inputs, ca
     assert sorted(p.name for p in out.iterdir()) == ["a_deconvolved.tif", "a_denoised.tif"]
 
 
-def test_auto_keeps_its_runner_up_where_int8_misses_on_a_file(trained, two_inputs, capsys, monkeypatch):
+def test_auto_keeps_its_runner_up_where_int8_misses_on_a_file(int8_misses, two_inputs, capsys):
     """The plan decided once for all files is the one that runs: int8 falls back to auto's runner-up."""
-    from napari_deconoising.core import device as device_mod
-    from napari_deconoising.core import precision as precision_mod
-    from napari_deconoising.core.precision import CPUInfo
-    from napari_deconoising.core.quantize import int8_unavailable
-
-    if int8_unavailable(trained.config) is not None:
-        pytest.skip("no x86 int8 engine here")
-    monkeypatch.setenv("NAPARI_DECONOISING_CACHE", "off")
-    monkeypatch.setattr(device_mod, "cpu_info", lambda: CPUInfo("Test", "x86_64", frozenset({"avx512_bf16"})))
-    monkeypatch.setattr(device_mod, "measure", lambda probe, dev, precisions: (
-        {"fp32": 1.0, "bf16": 0.5, "int8": 0.25}, {"fp32": 0.0, "bf16": 0.0, "int8": 0.0}))
-    monkeypatch.setitem(precision_mod.TOLERANCE, "predict", 1e-9)  # int8 then misses on the image
     code = main(["predict", str(two_inputs / "m.pt"), str(two_inputs / "a.tif"), "--denoised",
                  str(two_inputs / "o.tif"), "--device", "cpu"])
     err = capsys.readouterr().err

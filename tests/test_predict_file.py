@@ -208,20 +208,8 @@ def test_a_batch_size_below_one_is_refused(trained, stack, tmp_path, batch_size)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
 
 
-def test_auto_keeps_its_runner_up_where_int8_misses(trained, stack, tmp_path, monkeypatch):
+def test_auto_keeps_its_runner_up_where_int8_misses(int8_misses, trained, stack, tmp_path):
     """The plan "auto" made reaches the tiles: int8 falls back to bf16 (auto's runner-up), not to fp32."""
-    from napari_deconoising.core import device as device_mod
-    from napari_deconoising.core import precision as precision_mod
-    from napari_deconoising.core.precision import CPUInfo
-    from napari_deconoising.core.quantize import int8_unavailable
-
-    if int8_unavailable(trained.config) is not None:
-        pytest.skip("no x86 int8 engine here")
-    monkeypatch.setenv("NAPARI_DECONOISING_CACHE", "off")
-    monkeypatch.setattr(device_mod, "cpu_info", lambda: CPUInfo("Test", "x86_64", frozenset({"avx512_bf16"})))
-    monkeypatch.setattr(device_mod, "measure", lambda probe, dev, precisions: (
-        {"fp32": 1.0, "bf16": 0.5, "int8": 0.25}, {"fp32": 0.0, "bf16": 0.0, "int8": 0.0}))
-    monkeypatch.setitem(precision_mod.TOLERANCE, "predict", 1e-9)  # int8 then misses on the image
     write_image(tmp_path / "in.tif", stack, "TYX")
     plans = []
     predict_file(trained, tmp_path / "in.tif", tmp_path / "o.tif", device="cpu", on_plan=plans.append)
