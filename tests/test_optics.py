@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -238,3 +240,12 @@ def test_a_size_that_cuts_the_psf_warns_and_is_the_default_kernels_centre():
         warnings.simplefilter("error")  # the default and a larger kernel hold the light: nothing to say
         optics_psf(o, ndim=2)
         optics_psf(o, ndim=2, size=31)
+
+
+def test_numpy_numbers_become_python_numbers_so_the_model_file_loads(tmp_path):
+    import torch
+
+    o = Optics(**{k: np.float64(v) if isinstance(v, float) else v for k, v in OIL.items()})
+    assert o == Optics(**OIL) and all(type(getattr(o, k)) is type(v) for k, v in OIL.items())
+    torch.save({"optics": dataclasses.asdict(o)}, tmp_path / "o.pt")
+    assert torch.load(tmp_path / "o.pt", weights_only=True)["optics"]["na"] == OIL["na"]

@@ -16,8 +16,9 @@ from ._console import ProgressBar
 from .bioimageio import load_any_model
 from .core.data import DataError
 from .core.io import FORMATS, ImageFileError, image_format, is_zarr_store
+from .core.output_paths import output_clash
 from .core.predict import Cancelled, prediction_plan
-from .core.predict_file import output_clash, predict_file
+from .core.predict_file import predict_file
 
 __all__ = ["Job", "expand_inputs", "plan_outputs", "run_predict"]
 

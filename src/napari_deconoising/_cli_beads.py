@@ -12,7 +12,7 @@ from ._cli_channels import CLIError
 from .core.beads import distill_psf
 from .core.io import image_format, write_image
 from .core.lazy_io import open_lazy
-from .core.predict_file import output_clash
+from .core.output_paths import output_clash
 from .core.units import lengths_nm
 
 __all__ = ["add_beads_parser", "cmd_beads"]

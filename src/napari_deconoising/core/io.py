@@ -13,6 +13,7 @@ time, ``Z`` depth, ``C`` channel, ``Y``, ``X``. An empty string means "unknown".
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -246,15 +247,13 @@ def usual_permissions(path: str | os.PathLike) -> None:
     os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
 
 
-def _read_umask() -> int:
-    """The umask, by setting it and back: the portable way, not safe while other threads make files."""
+@functools.cache
+def _set_and_reset_umask() -> int:
+    """The umask, by setting it and back: the portable way, not safe while other threads make
+    files, so done once and remembered."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-# Read once, when the first import runs (before any worker thread), for systems without /proc.
-_IMPORT_UMASK = _read_umask()
 
 
 def _umask() -> int:
@@ -266,7 +265,7 @@ def _umask() -> int:
                 return int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
         pass
-    return _IMPORT_UMASK
+    return _set_and_reset_umask()
 
 
 def _replace(tmp: Path, p: Path) -> None:

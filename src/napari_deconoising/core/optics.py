@@ -77,6 +77,10 @@ class Optics:
             if not ok:
                 raise OpticsError(message)
 
+        for f in dataclasses.fields(self):  # plain numbers: a model file keeps nothing else
+            if isinstance(getattr(self, f.name), np.generic):
+                object.__setattr__(self, f.name, getattr(self, f.name).item())
+
         for name in ("na", "wavelength_nm", "n_immersion", "pixel_nm", "pinhole"):
             v = getattr(self, name)
             need(_is_real(v) and math.isfinite(v) and v > 0, f"{_KEY[name]}={v!r}: must be a positive number")

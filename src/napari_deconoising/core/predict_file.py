@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import ExitStack
 from os import PathLike
 from pathlib import Path
@@ -12,6 +12,7 @@ from .data import DataError
 from .device import resolve_device
 from .io import ImageFileError
 from .lazy_io import LazyImage, create_output, open_lazy
+from .output_paths import output_clash
 from .precision import DEFAULT_PRECISION
 from .predict import prediction_plan
 from .stream import plan_stream, predict_lazy
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from .device import ExecutionPlan
     from .model import DecoNoisingModel
 
-__all__ = ["output_clash", "predict_file"]
+__all__ = ["predict_file"]
 
 
 def predict_file(model: DecoNoisingModel, source: str | PathLike, denoised: str | PathLike,
@@ -138,36 +139,6 @@ def _predict_channels(model: Any, src: Any, outputs: list[Path], axes: str | Non
             if hasattr(out, "flush"):
                 out.flush()
     return axes
-
-
-def output_clash(outputs: Iterable[str | PathLike | None], sources: Iterable[str | PathLike]) -> str | None:
-    """Why writing ``outputs`` would lose data, or None when it would not.
-
-    Two outputs of one name would keep only the last one written. An output that is an
-    input, a folder holding one, or a path inside one (an array in its zarr store)
-    destroys that input when it replaces it (:func:`.io.atomic_output`). Paths are
-    compared resolved (links, ``..``). The one rule for :func:`predict_file` and the
-    command line's batches, where one file's output must not be another's input.
-    """
-    named: dict[Path, Path] = {}
-    for p in outputs:
-        if p is None:
-            continue
-        if Path(p).resolve() in named:
-            return f"two outputs name the same file {p}: one would replace the other; give each its own name"
-        named[Path(p).resolve()] = Path(p)
-    inputs = {Path(s).resolve(): Path(s) for s in sources}
-    # Every folder above an input, which a zarr output of its name would replace with the input inside.
-    holders = {folder: s for r, s in inputs.items() for folder in r.parents}
-    for r, p in named.items():
-        if r in inputs:
-            return f"refusing to overwrite the input image {p}"
-        if r in holders:
-            return f"refusing to overwrite the input image {holders[r]}: the output {p} holds it"
-        inside = next((inputs[a] for a in r.parents if a in inputs), None)
-        if inside is not None:
-            return f"refusing to overwrite the input image {inside}: the output {p} lies inside it"
-    return None
 
 
 def _one_channel_model(n: int, axes: str) -> str:
