@@ -268,6 +268,9 @@ def test_apply_refuses_mismatch(viewer, sample, sync_workers, notifications, tra
     a.form.axes.value = "TYX"
     assert not a.run()
     assert "3 letters" in notifications["error"][-1] or "axes" in notifications["error"][-1]
+    for axes in ("QX", "TX", "YY"):  # refused before a worker starts, as the wrong count is
+        a.form.axes.value = axes
+        assert not a.run() and f"axes '{axes}'" in notifications["error"][-1]
     a.form.axes.value = "YX"
     bright = viewer.add_image(sample.noisy * 1000 + 5e4, name="bright")
     a.form.image.value = bright

@@ -11,6 +11,7 @@ from qtpy.QtWidgets import QFileDialog
 
 from ..core import ChannelModels, DataError, DecoNoisingModel
 from ..core.channels import split_channels
+from ..core.data import check_axes
 from ._base import DeconoisingWidget, button_row
 from ._form import Field, Form, axes_field, device_field, image_field
 from ._large import is_large, large_outputs, sample_region
@@ -226,6 +227,7 @@ class ApplyWidget(DeconoisingWidget):
                     f"axes {axes!r} has {len(axes)} letters but layer '{layer.name}' has "
                     f"{len(shape)} dimensions {shape}"
                 )
+            check_axes(axes, tuple(shape))  # refused here, not by the worker after it started
             if model.ndim == 3 and "Z" not in axes:
                 raise DataError(f"the model ('{name}') is a 3D model and layer '{layer.name}' has no Z axis "
                                 f"(axes {axes}): choose a Z-stack, or give its Z in Axes")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "check_axes",
     "DataError",
     "DataWarning",
     "ImageSet",
@@ -86,7 +87,15 @@ def default_axes(shape: Sequence[int], ndim: int = 2) -> str:
     raise DataError(f"cannot guess the axes of a {nd}D array {tuple(shape)}: pass axes (e.g. 'TZYX')")
 
 
-def _layout(shape: tuple[int, ...], axes: str, ndim: int = 2) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+def check_axes(axes: str, shape: tuple[int, ...]) -> str:
+    """``axes`` in upper case, checked against ``shape``.
+
+    Raises
+    ------
+    DataError
+        Not one letter per dimension, a letter other than S, T, Z, C, Y, X, a letter
+        twice, or no Y or no X.
+    """
     axes = axes.upper()
     if len(axes) != len(shape):
         raise DataError(f"axes {axes!r} has {len(axes)} letters but the image has {len(shape)} dimensions {shape}")
@@ -97,6 +106,11 @@ def _layout(shape: tuple[int, ...], axes: str, ndim: int = 2) -> tuple[tuple[int
         raise DataError(f"axes {axes!r} repeats a letter")
     if "Y" not in axes or "X" not in axes:
         raise DataError(f"axes {axes!r} must contain Y and X")
+    return axes
+
+
+def _layout(shape: tuple[int, ...], axes: str, ndim: int = 2) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    axes = check_axes(axes, shape)
     if ndim == 3 and "Z" not in axes:
         raise DataError(f"3D needs a Z axis, but the axes are {axes!r} (pass the axes, e.g. ZYX or TZYX)")
     if "C" in axes and shape[axes.index("C")] > 1:
