@@ -33,7 +33,10 @@ def _volume() -> np.ndarray:
 # The 3D case: Z is not pooled and the PSF is anisotropic, so the DDP path runs 3D convolutions and a 3D PSF.
 CASES = {"2d": (lambda: make_sample((96, 96), sigma=1.5, seed=0).noisy, "YX",
                 [*ARGS, "--patch-size", "32", "--psf-sigma", "1.5"]),
-         "3d": (_volume, "ZYX", [*ARGS, "--3d", "--patch-size", "8", "24", "24", "--psf-sigma", "1.5", "1", "1"])}
+         "3d": (_volume, "ZYX", [*ARGS, "--3d", "--patch-size", "8", "24", "24", "--psf-sigma", "1.5", "1", "1"]),
+         # N2V2's blind spots take their neighbourhood's median in every process, as in one
+         "n2v2": (lambda: make_sample((96, 96), sigma=1.5, seed=0).noisy, "YX",
+                  [*ARGS, "--patch-size", "32", "--psf-sigma", "1.5", "--n2v2"])}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -79,3 +82,34 @@ def test_an_environment_not_made_by_torchrun_is_a_one_line_error(env, msg, tmp_p
     err = capsys.readouterr().err
     assert err.startswith("deconoising: error: ") and msg in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_on_cuda_the_scalars_go_by_gloo_and_the_gradients_by_nccl(monkeypatch):
+    # nccl carries CUDA tensors only; the loss and validation numbers are CPU scalars
+    from napari_deconoising.core import distributed
+
+    joined = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: None)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.distributed, "init_process_group", joined.append)
+    for k, v in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "x", "MASTER_PORT": "1"}.items():
+        monkeypatch.setenv(k, v)
+    assert distributed.from_environment("cuda") == DDP(1, 2, 1) and joined == ["cpu:gloo,cuda:nccl"]
+    assert distributed.from_environment("cpu") == DDP(1, 2, 1) and joined[-1] == "gloo"
+
+
+def test_ddp_blind_spots_are_the_single_process_ones():
+    # one process's rows of a batch get the spots and values a single process gives those rows
+    from napari_deconoising.core.masking import apply_blind_spots
+    from napari_deconoising.core.n2v2 import median_blind_spots
+
+    x = torch.rand(5, 1, 16, 16)
+    for median, single in ((False, apply_blind_spots), (True, median_blind_spots)):
+        whole, whole_mask = single(x, 0.05, 2, torch.Generator().manual_seed(3))
+        for rank in range(2):
+            rows = DDP(rank, 2).rows(5)
+            masked, mask, _ = DDP(rank, 2).masked_rows(x[rows], 5, 0.05, 2, torch.Generator().manual_seed(3),
+                                                       median=median)
+            torch.testing.assert_close(masked, whole[rows])
+            assert torch.equal(mask, whole_mask[rows])

@@ -21,6 +21,7 @@ import torch
 from .config import ConfigError
 from .loss import finite_loss
 from .masking import blind_spot_mask, mask_spots
+from .n2v2 import median_spots
 
 __all__ = ["DDP", "from_environment", "ddp_step", "shutdown"]
 
@@ -68,12 +69,14 @@ class DDP:
         return float(t.item())
 
     def masked_rows(self, x: torch.Tensor, n: int, fraction: float, radius: int,
-                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+                    generator: torch.Generator, median: bool = False) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Blind spots for this process' rows ``x`` of a micro-batch of ``n`` patches.
 
         The spots of all ``n`` patches are drawn (so the generator advances as in a
         single process) and this process' are kept. Also returns the share of all the
-        micro-batch's spots that lie in ``x``, which weights the masked MSE.
+        micro-batch's spots that lie in ``x``, which weights the masked MSE. ``median``:
+        spots take their neighbourhood's median (N2V2), as :func:`.n2v2.median_blind_spots`
+        does in one process, instead of a random neighbour.
         """
         spots, sources = blind_spot_mask((n, *x.shape[2:]), fraction, radius, generator=generator,
                                          device=x.device)
@@ -85,7 +88,7 @@ class DDP:
         spots, sources = spots[keep].clone(), sources[keep].clone()
         spots[:, 0] = local[spots[:, 0]]
         sources[:, 0] = local[sources[:, 0]]  # a spot's source is in the same patch
-        masked, mask = mask_spots(x, spots, sources)
+        masked, mask = median_spots(x, spots, sources, radius) if median else mask_spots(x, spots, sources)
         return masked, mask, share
 
 
@@ -104,7 +107,8 @@ def ddp_step(trainer: Any) -> float:
     patches = torch.from_numpy(patches).to(trainer.plan.device)
     total = 0.0
     for x, rows, full in zip(torch.split(patches, [len(m) for m in mine]), mine, chunks):
-        masked, mask, share = ddp.masked_rows(x, len(full), cfg.mask_fraction, cfg.mask_radius, trainer.gen)
+        masked, mask, share = ddp.masked_rows(x, len(full), cfg.mask_fraction, cfg.mask_radius, trainer.gen,
+                                              median=cfg.n2v2)
         _, mse, pos = trainer._forward_loss(x, masked, mask, train=True)
         # DDP averages gradients over processes: scale each share so the average is
         # the single-process loss (MSE over all the micro-batch's spots, positivity
@@ -152,7 +156,8 @@ def from_environment(device: str = "auto") -> DDP | None:
         use_cuda = device in ("auto", "cuda") and torch.cuda.is_available()
         if use_cuda:
             torch.cuda.set_device(ddp.local_rank)
-        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+        # nccl carries CUDA tensors only: the loss and validation numbers (CPU scalars) go by gloo
+        torch.distributed.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo")
     return ddp
 
 

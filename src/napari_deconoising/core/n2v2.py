@@ -84,9 +84,17 @@ def median_blind_spots(
     the patch border, without the spot itself and without other blind spots (their
     true values must not enter the network).
     """
+    spots, sources = blind_spot_mask((x.shape[0], *x.shape[2:]), fraction, radius, generator=generator,
+                                     device=x.device)
+    return median_spots(x, spots, sources, radius)
+
+
+def median_spots(x: torch.Tensor, spots: torch.Tensor, sources: torch.Tensor,
+                 radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace the ``spots`` of ``x`` (from :func:`.masking.blind_spot_mask`) by the median of their
+    neighbourhood; ``sources`` serve only where every neighbour is a spot. Returns ``(masked, mask)``."""
     batch, spatial = x.shape[0], tuple(x.shape[2:])
     ndim = len(spatial)
-    spots, sources = blind_spot_mask((batch, *spatial), fraction, radius, generator=generator, device=x.device)
     b, pos = spots[:, 0], spots[:, 1:]
     is_spot = torch.zeros((batch, *spatial), dtype=torch.bool, device=x.device)
     is_spot[(b, *pos.unbind(1))] = True
