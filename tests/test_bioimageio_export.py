@@ -153,6 +153,21 @@ def test_failing_package_is_not_written(trained, tmp_path, monkeypatch, needs_bi
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind either
 
 
+def test_a_model_of_dim_data_passes_its_package_test(trained, sample, tmp_path, needs_bioimageio):
+    # floats scaled to [0, 1]: std 3e-4, where bioimage.io's own 1e-6 in the divisor was 0.3 %
+    import dataclasses
+
+    dim = dataclasses.replace(trained, mean=trained.mean * 1e-4, std=trained.std * 1e-4)
+    assert dim.std < 1e-3
+    export_bioimageio(dim, tmp_path / "dim.zip", name="dim DecoNoising", description="x", authors=["A B"],
+                      sample=sample.noisy * 1e-4)  # raises if bioimage.io's model test fails
+    back = load_any_model(tmp_path / "dim.zip")
+    assert (back.mean, back.std) == (dim.mean, dim.std)
+    with pytest.raises(BioimageioExportError, match="below 2e-06"):
+        export_bioimageio(dataclasses.replace(trained, std=1.5e-6), tmp_path / "a.zip", name="some model",
+                          description="x", authors=["A"])
+
+
 def test_bad_arguments_are_refused_before_any_work(trained, tmp_path, needs_bioimageio):
     with pytest.raises(BioimageioExportError, match="at least one author"):
         export_bioimageio(trained, tmp_path / "a.zip", name="some model", description="x", authors=[" "])

@@ -47,8 +47,24 @@ def _escape(rdf):
     rdf["weights"]["pytorch_state_dict"]["source"] = "../weights.pt"
 
 
+def _weights_list(rdf):
+    rdf["weights"] = ["weights.pt"]
+
+
+def _weights_string(rdf):
+    rdf["weights"]["pytorch_state_dict"] = "weights.pt"
+
+
+def _architecture_string(rdf):
+    rdf["weights"]["pytorch_state_dict"]["architecture"] = "UNet"
+
+
 @pytest.mark.parametrize("change, message", [
     (_foreign, "not a napari-deconoising model; run it with bioimageio.core instead"),
+    # a stranger's rdf.yaml with lists or strings where mappings belong: refused, no traceback
+    (_weights_list, "not a napari-deconoising model"),
+    (_weights_string, "not a napari-deconoising model"),
+    (_architecture_string, "not a napari-deconoising model"),
     (_newer, "newer napari-deconoising"),
     (_escape, "outside the package"),
 ])
@@ -140,9 +156,16 @@ def _stray_weight(folder):
     torch.save(state, folder / "weights.pt")
 
 
+def _number_key(folder):
+    state = torch.load(folder / "weights.pt", weights_only=True)
+    state[1] = torch.zeros(1)
+    torch.save(state, folder / "weights.pt")
+
+
 @pytest.mark.parametrize("architecture, weights_change, message", [
     ([], None, "architecture and its channel list disagree"),
     ([_channel_architecture], _stray_weight, "unexpected weight 'nets.7.unet.head.bias' for 2 channels"),
+    ([_channel_architecture], _number_key, "unexpected weight 1 for 2 channels"),
 ])
 def test_damaged_channel_packages_are_refused(pair, tmp_path, hand_package, architecture, weights_change, message):
     hand_package(tmp_path / "pkg", pair)

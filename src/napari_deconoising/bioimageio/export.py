@@ -29,7 +29,7 @@ from .files import (
     write_weights,
 )
 from .readme import N2V_CITATION, PAPER_CITATION, write_cover, write_readme
-from .tensors import input_descr, output_descr, payload
+from .tensors import NORM_EPS, input_descr, output_descr, payload
 
 __all__ = ["export_bioimageio", "package_name"]
 
@@ -112,9 +112,10 @@ def export_bioimageio(model: AnyModel, path: str | PathLike, *, name: str, descr
         raise BioimageioExportError("the package needs at least one author")
     if any("/" in a for a in authors):
         raise BioimageioExportError("author names must not contain '/'")
-    if min(m.std for m in parts(model)) < 1e-6:
+    if min(m.std for m in parts(model)) < 2 * NORM_EPS:  # declared as std - NORM_EPS, at least 1e-6
         raise BioimageioExportError(f"the model's standard deviation {min(m.std for m in parts(model)):g} is "
-                                    "below bioimage.io's minimum of 1e-6 for fixed normalisation")
+                                    f"below {2 * NORM_EPS:g}, the least bioimage.io's fixed normalisation can "
+                                    "express (its minimum of 1e-6, plus the 1e-6 it adds)")
     _check_license(license)
     if not path.parent.is_dir():
         raise BioimageioExportError(f"folder does not exist: {path.parent}")

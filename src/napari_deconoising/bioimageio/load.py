@@ -129,8 +129,9 @@ def _our_parts(rdf: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise BioimageioModelError(f"{path} does not describe a bioimage.io model")
     config = rdf.get("config") or {}
     payload = config.get(CONFIG_KEY) if isinstance(config, dict) else None
-    weights = (rdf.get("weights") or {}).get("pytorch_state_dict") or {}
-    arch = weights.get("architecture") or {}
+    # a stranger's rdf.yaml may hold any YAML where mappings belong: each level is checked
+    weights = _mapping(_mapping(rdf.get("weights")).get("pytorch_state_dict"))
+    arch = _mapping(weights.get("architecture"))
     if (not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME
             or (arch.get("import_from"), arch.get("callable")) not in (ARCHITECTURE, CHANNEL_ARCHITECTURE)):
         raise ForeignModelError(f"{path} is {FOREIGN}")
@@ -147,6 +148,11 @@ def _our_parts(rdf: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return payload, weights
 
 
+def _mapping(value: Any) -> dict:
+    """``value`` where it is a mapping, else an empty one (what a missing entry gives)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _model(payload: dict[str, Any], state: Any, path: Path) -> DecoNoisingModel | ChannelModels:
     """The model from rdf.yaml's payload and the weights (whose PSF entries are the models' PSFs)."""
     if not isinstance(state, dict):
@@ -159,7 +165,7 @@ def _model(payload: dict[str, Any], state: Any, path: Path) -> DecoNoisingModel 
     per_channel: list[dict[str, torch.Tensor]] = [{} for _ in channels]
     for key, value in state.items():
         _, k, rest = str(key).split(".", 2) if str(key).count(".") >= 2 else ("", "", "")
-        if not key.startswith("nets.") or not k.isdigit() or int(k) >= len(channels):
+        if not str(key).startswith("nets.") or not k.isdigit() or int(k) >= len(channels):
             raise BioimageioModelError(f"{path} is damaged: unexpected weight {key!r} for {len(channels)} channels")
         per_channel[int(k)][rest] = value
     return ChannelModels.from_payload(

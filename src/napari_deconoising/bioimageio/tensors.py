@@ -14,7 +14,7 @@ from ..core.channels import ChannelModels
 from ..core.modelfile import CHANNELS_FORMAT_VERSION, FORMAT_NAME, SINGLE_FORMAT_VERSION
 from .files import AnyModel, Geometry, parts
 
-__all__ = ["channel_names", "input_descr", "output_descr", "payload"]
+__all__ = ["NORM_EPS", "channel_names", "input_descr", "output_descr", "payload"]
 
 OUTPUT_TEXT = {"denoised": "phantom convolved with the PSF, input units",
                "deconvolved": "the phantom (fluorophore density), input units"}
@@ -30,15 +30,22 @@ def channel_names(model: AnyModel, key: str) -> list[str]:
     return [key]
 
 
+# bioimage.io's fixed normalisation divides by ``std + 1e-6`` (bioimageio.core's eps); our networks
+# expect ``std`` exactly, so ``std - NORM_EPS`` is declared. Without it a model of data whose std
+# is below about 1e-3 (floats scaled to [0, 1]) failed its own package test.
+NORM_EPS = 1e-6
+
+
 def input_descr(model: AnyModel, geo: Geometry, work: Path) -> Any:
     from bioimageio.spec.model import v0_5 as s
 
     models = parts(model)
     if isinstance(model, ChannelModels):
         norm = s.FixedZeroMeanUnitVarianceAlongAxisKwargs(
-            mean=[float(m.mean) for m in models], std=[float(m.std) for m in models], axis=s.AxisId("channel"))
+            mean=[float(m.mean) for m in models], std=[float(m.std) - NORM_EPS for m in models],
+            axis=s.AxisId("channel"))
     else:
-        norm = s.FixedZeroMeanUnitVarianceKwargs(mean=float(model.mean), std=float(model.std))
+        norm = s.FixedZeroMeanUnitVarianceKwargs(mean=float(model.mean), std=float(model.std) - NORM_EPS)
     return s.InputTensorDescr(
         id=s.TensorId("raw"),
         description="noisy image, any intensity units" + (", one channel per model" if len(models) > 1 else ""),
