@@ -49,6 +49,10 @@ def test_local_cluster_equals_single_process(trained, tmp_path, precision, monke
         assert len(client.scheduler_info()["workers"]) == 2
         predict_file(trained, tmp_path / "in.zarr", tmp_path / "two.zarr", tmp_path / "two_dec.tif",
                      client=client, progress=lambda d, t: seen.append((d, t)), **kw)
+        # no worker keeps the network after the run (a long-lived cluster would hold it, GPU memory too)
+        from napari_deconoising.core import cluster
+
+        assert set(client.run(lambda: len(cluster._NETS)).values()) == {0}
     assert seen[-1][0] == seen[-1][1] > 2
     for a, b in (("one.zarr", "two.zarr"), ("one_dec.tif", "two_dec.tif")):
         np.testing.assert_array_equal(read_image(tmp_path / a)[0], read_image(tmp_path / b)[0])

@@ -17,7 +17,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from .lazy_io import ArrayRef
@@ -118,3 +118,20 @@ def run_on_cluster(client: Any, run_job: Callable[..., int], model: DecoNoisingM
         client.cancel(futures)
         client.cancel(model_future)
         client.cancel(crops_future)
+        # A long-lived cluster (--scheduler) would otherwise keep the network, and its GPU memory,
+        # on every worker until the next run; a cluster already gone (the error ending the run) has none.
+        with suppress(Exception):
+            client.run(_forget, token)
+
+
+def _forget(token: str) -> int:
+    """Drop the network of run ``token`` on this worker; returns how many networks it still holds."""
+    from .device import release_memory
+
+    with _LOCK:
+        entry = _NETS.pop(token, None)
+        if entry is not None:
+            device = entry[1].device  # the network's execution plan says where it lived
+            del entry  # the last reference: its memory can go back now
+            release_memory(device)
+        return len(_NETS)
