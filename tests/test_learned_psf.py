@@ -152,3 +152,24 @@ def test_sigma_pull_widens_sigma(sample, tiny_config):
 
     free, pulled = sigma_after(0.0), sigma_after(100.0)  # a pull that outweighs any loss gradient
     assert all(p > f for p, f in zip(pulled, free)) and all(p > 2.0 for p in pulled)
+
+
+def test_the_pull_on_sigma_survives_fp16_loss_scaling(sample, tiny_config):
+    # The GradScaler multiplies every gradient by its scale and its step divides by it again: a
+    # pull added unscaled in the gradient hook came out 65536 times too weak.
+    from napari_deconoising.core.learned_psf import LearnedSigmaTrainer
+
+    trainer = LearnedSigmaTrainer(sample.noisy, tiny_config, init_sigma=2.0, sigma_pull=0.5)
+    raw = trainer.net.psf.raw
+    pulls = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=65536.0)):
+        trainer.scaler = scaler
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss = (raw * 0).sum()  # no gradient of its own: what reaches raw is the pull alone
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if scaler is not None:
+            scaler.unscale_(trainer.optimizer)  # as scaler.step does before the optimiser's step
+        pulls.append(raw.grad.clone())
+    expected = -0.5 / tiny_config.micro_batches * trainer.net.psf.log_sigma_slope()
+    torch.testing.assert_close(pulls[0], expected)
+    torch.testing.assert_close(pulls[1], expected)

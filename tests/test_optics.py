@@ -71,6 +71,9 @@ def test_parse_cli_string():
     # micrometres for nanometres: a kernel of 22859^2 px that did not fit in memory
     ("na=1.4,wavelength=520,n=1.518,pixel=0.065", r"about 1257 px wide \(Gaussian sigma; at most 50 px\); give"),
     ("na=1.4,wavelength=520,n=1.518,pixel=1", "about 82 px wide"),  # wider than --psf-sigma allows
+    # the same slip in the Z step: an axial sigma of about 1100 planes, a kernel of 8817 planes
+    ("na=1.4,wavelength=520,n=1.518,pixel=65,z_step=0.2",
+     r"z_step=0.2: the PSF would be up to about 1611 planes deep \(Gaussian sigma; at most 50 planes\); give the Z"),
 ])
 def test_bad_optics_are_specific_errors(text, match):
     with pytest.raises(OpticsError, match=match) as e:
@@ -249,3 +252,16 @@ def test_numpy_numbers_become_python_numbers_so_the_model_file_loads(tmp_path):
     assert o == Optics(**OIL) and all(type(getattr(o, k)) is type(v) for k, v in OIL.items())
     torch.save({"optics": dataclasses.asdict(o)}, tmp_path / "o.pt")
     assert torch.load(tmp_path / "o.pt", weights_only=True)["optics"]["na"] == OIL["na"]
+
+
+@pytest.mark.parametrize("na, n, modality", [(0.1, 1.0, "widefield"), (0.5, 1.0, "widefield"),
+                                             (1.2, 1.333, "widefield"), (1.4, 1.518, "confocal")])
+def test_the_z_step_check_bounds_the_axial_sigma(na, n, modality):
+    # The Z step check refuses optics by 0.8 wavelength n / NA**2: it must not refuse a real stack
+    # whose axial sigma is within the limit.
+    bound = 0.8 * 520 * n / na**2
+    o = Optics(na=na, wavelength_nm=520, n_immersion=n, pixel_nm=100, z_step_nm=bound / 50, modality=modality,
+               excitation_nm=488 if modality == "confocal" else None)
+    assert gaussian_sigma(o)[0] <= 50
+    with pytest.raises(OpticsError, match="give the Z step in nm"):
+        Optics(**{**o.to_dict(), "z_step_nm": 0.99 * bound / 50})

@@ -103,6 +103,20 @@ def test_prepare_psf_clips_centres_and_normalises():
     assert out[c] > 0
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_prepare_psf_centres_a_noisy_off_centre_psf_on_its_peak(seed):
+    # Clipped zero-mean noise leaves a floor over the whole box; its weight must not pull the
+    # centre towards the box centre (it shifted this PSF by 2 px).
+    g = gaussian_psf(1.5)
+    r = g.shape[0] // 2
+    raw = np.zeros((41, 41))
+    raw[14 - r:14 + r + 1, 14 - r:14 + r + 1] = g / g.max()
+    noisy = raw + 0.01 * np.random.default_rng(seed).standard_normal(raw.shape)
+    for a in (raw, noisy):
+        out = prepare_psf(a)
+        assert np.unravel_index(out.argmax(), out.shape) == tuple(n // 2 for n in out.shape)
+
+
 @pytest.mark.parametrize(
     "bad, msg",
     [

@@ -27,3 +27,22 @@ def test_the_noise_model_reads_a_poisson_gain():
     ramp = np.linspace(20, 400, 256)[None, :].repeat(256, 0)
     gain, offset = noise_model(rng.poisson(ramp).astype(np.float64))
     assert gain == pytest.approx(1.0, abs=0.15) and offset < 20
+
+
+def test_a_zero_padded_image_gives_the_width_of_the_image_itself():
+    from napari_deconoising.core.psf_check import edge_sigma
+
+    image = make_sample((160, 160), sigma=1.2).noisy.astype(np.float32)
+    pad = np.zeros((320, 320), np.float32)
+    pad[80:240, 80:240] = image  # more than half the gradient exactly 0: its median was 0
+    plain, padded = edge_sigma([image]), edge_sigma([pad])
+    assert padded is not None and padded["sigma"] == pytest.approx(plain["sigma"], abs=0.1)
+
+
+def test_the_typical_strength_leaves_out_only_the_flat_area():
+    from napari_deconoising.core.psf_edges import typical_strength
+
+    strength = np.array([0, 0, 0, 0, 2.0, 4.0, 6.0])
+    assert typical_strength(strength, strength > 0) == 4.0
+    assert typical_strength(strength, np.arange(7) >= 3) == 3.0  # a zero where the image is not flat counts
+    assert typical_strength(np.zeros(5), np.ones(5, bool)) == 1.0

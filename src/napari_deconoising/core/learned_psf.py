@@ -173,13 +173,19 @@ class LearnedSigmaTrainer(Trainer):
         if sigma_pull:
             # Adds -sigma_pull * ln(sigma) to the loss (per backward pass): a prior for the
             # widest sigma that explains the data, since the loss is flat below the truth.
+            # The hook sees the gradient as the GradScaler scaled it (fp16), and its step divides
+            # by that scale: the pull is scaled alike, or it would be 65536 times too weak.
             scale = sigma_pull / self.config.micro_batches
-            psf.raw.register_hook(lambda g: g - scale * psf.log_sigma_slope())
+            psf.raw.register_hook(lambda g: g - scale * self._loss_scale() * psf.log_sigma_slope())
         weights = [p for n, p in self.net.named_parameters() if not n.startswith("psf.")]
         self.optimizer = self._adam([{"params": weights, "lr": self.config.learning_rate},
                                      {"params": list(psf.parameters()), "lr": sigma_lr}])
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=self.config.lr_factor, patience=self.config.lr_patience)
+
+    def _loss_scale(self) -> float:
+        """The factor the backward pass's gradients carry: the GradScaler's scale, 1 without one."""
+        return 1.0 if self.scaler is None else self.scaler.get_scale()
 
     def run(self):
         """As :meth:`Trainer.run`, recording sigma after every epoch."""

@@ -101,11 +101,16 @@ class Optics:
         # Below a fifth of a pixel the PSF is a single pixel: almost surely a unit mistake (um for nm).
         need(self.pixel_nm <= 5 * self.wavelength_nm / self.na,
              f"pixel={self.pixel_nm}: far larger than the PSF; give the pixel size in nm")
-        # The other slip (um for nm): a PSF hundreds of pixels wide, whose kernel would not fit in memory.
+        # The other slip (um for nm): a PSF hundreds of pixels wide, whose kernel would not fit in memory;
         # 0.22 wavelength / NA is the widefield Gaussian's sigma (gaussian_sigma), an upper bound.
         sigma_px = 0.22 * self.wavelength_nm / self.na / self.pixel_nm
         need(sigma_px <= MAX_SIGMA_PX, f"pixel={self.pixel_nm}: the PSF would be about {sigma_px:.0f} px wide "
              f"(Gaussian sigma; at most {MAX_SIGMA_PX:g} px); give the pixel size in nm")
+        # The same slip in the Z step (thousands of planes). 0.8 wavelength n / NA**2 bounds the axial
+        # sigma: gaussian_sigma gives 0.78 of it at low NA, less at high NA and in a confocal.
+        planes = 0.8 * self.wavelength_nm * self.n_immersion / self.na**2 / (self.z_step_nm or math.inf)
+        need(planes <= MAX_SIGMA_PX, f"z_step={self.z_step_nm}: the PSF would be up to about {planes:.0f} planes "
+             f"deep (Gaussian sigma; at most {MAX_SIGMA_PX:g} planes); give the Z step in nm")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for config and model files)."""

@@ -70,7 +70,8 @@ def prepare_psf(psf: np.ndarray, ndim: int = 2) -> np.ndarray:
     """Validate a measured PSF and bring it into the form the model needs.
 
     Negative values (background subtraction noise) are clipped to 0, the kernel is
-    cropped/padded to odd size with its centre of mass on the centre pixel, and it is
+    padded to odd size with the centre of mass of its core (the pixels above 5 % of the
+    peak, so that clipped noise does not pull it) on the centre pixel, and it is
     normalised to sum 1.  The input is not modified.
 
     Raises
@@ -94,14 +95,29 @@ def prepare_psf(psf: np.ndarray, ndim: int = 2) -> np.ndarray:
     if total <= 0:
         raise PSFError("PSF has no positive values")
     # Centre on the centre of mass so the convolution does not shift the image.
-    grids = np.indices(a.shape)
-    com = [int(round(float((g * a).sum() / total))) for g in grids]
+    com = [int(round(c)) for c in _core_centre(a)]
     half = [max(c, n - 1 - c) for c, n in zip(com, a.shape)]
     out = np.zeros([2 * h + 1 for h in half], dtype=np.float64)
     src = tuple(slice(0, n) for n in a.shape)
     dst = tuple(slice(h - c, h - c + n) for h, c, n in zip(half, com, a.shape))
     out[dst] = a[src]
     return (out / out.sum()).astype(np.float32)
+
+
+#: Fraction of the peak below which :func:`_core_centre` ignores a PSF's pixels.
+CORE_FRACTION = 0.05
+
+
+def _core_centre(a: np.ndarray) -> tuple[float, ...]:
+    """Centre of mass of the part of ``a`` above :data:`CORE_FRACTION` of its peak, that level subtracted.
+
+    Clipping zero-mean noise at 0 leaves a positive floor all over the box, and the centre
+    of mass of the whole box is pulled towards the box's centre by it (2 px for a PSF 6 px
+    off centre in a 41 px box at 1 % noise). The core holds the PSF, not the floor; for a
+    clean symmetric PSF both centres are the same.
+    """
+    w = np.clip(a - CORE_FRACTION * a.max(), 0, None)
+    return tuple(float((g * w).sum() / w.sum()) for g in np.indices(a.shape))
 
 
 def training_psf(config: TrainConfig, psf: np.ndarray | None = None) -> np.ndarray | None:

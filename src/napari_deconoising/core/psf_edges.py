@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["candidates", "estimate", "fit_window", "noise_model", "weighted_median"]
+__all__ = ["candidates", "estimate", "fit_window", "noise_model", "typical_strength", "weighted_median"]
 
 
 def noise_model(image: np.ndarray, bins: int = 24) -> tuple[float, float]:
@@ -57,6 +57,22 @@ def noise_model(image: np.ndarray, bins: int = 24) -> tuple[float, float]:
     return float(gain), float(max(offset, 1e-6 * max(vy.max(), 1e-12)))
 
 
+def typical_strength(strength: np.ndarray, live: np.ndarray) -> float:
+    """The median of ``strength`` where ``live`` (the image is not exactly flat), at least 1e-12
+    of its maximum (1 when nothing is live or all is 0).
+
+    Zero-padded, stitched or clipped images are exactly flat there, often over more than half of
+    the image: the median of all pixels would be 0, and dividing by it dropped every candidate.
+    Where the image is not flat the zeros stay in (a ridge strength is 0 in every valley), so
+    edges and ridges are ranked as before.
+    """
+    values = strength[live]
+    top = float(values.max()) if values.size else 0.0
+    if top <= 0:
+        return 1.0
+    return float(max(np.median(values), 1e-12 * top))
+
+
 def candidates(image: np.ndarray, scale: float, radius: int, per_image: int) -> list[tuple[int, int, float]]:
     """Strongest edge and ridge points ``(y, x, normal angle)``, at least ``radius`` apart."""
     from scipy import ndimage
@@ -70,10 +86,11 @@ def candidates(image: np.ndarray, scale: float, radius: int, per_image: int) -> 
     lam = 0.5 * (hxx + hyy) - np.sqrt(0.25 * (hxx - hyy) ** 2 + hxy**2)  # most negative
     edge = np.hypot(gx, gy) * scale
     ridge = np.clip(-lam, 0, None) * scale**2
+    live = edge > 0  # exactly 0 only where the image is flat (padding): no structure there
     pts = []
     for strength, kind in ((edge, 0), (ridge, 1)):
-        s = strength / np.median(strength)
-        peak = (s == ndimage.maximum_filter(s, 3))
+        s = strength / typical_strength(strength, live)
+        peak = (s == ndimage.maximum_filter(s, 3)) & live
         inner = np.zeros_like(peak)
         inner[radius + 1: -radius - 1, radius + 1: -radius - 1] = True
         peak &= inner
