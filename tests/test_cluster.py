@@ -2,6 +2,7 @@
 
 import math
 import os
+import time
 
 import numpy as np
 import pytest
@@ -52,6 +53,10 @@ def test_local_cluster_equals_single_process(trained, tmp_path, precision, monke
         # no worker keeps the network after the run (a long-lived cluster would hold it, GPU memory too)
         from napari_deconoising.core import cluster
 
+        for _ in range(50):  # the workers are told without waiting for them
+            if set(client.run(lambda: len(cluster._NETS)).values()) == {0}:
+                break
+            time.sleep(0.1)
         assert set(client.run(lambda: len(cluster._NETS)).values()) == {0}
     assert seen[-1][0] == seen[-1][1] > 2
     for a, b in (("one.zarr", "two.zarr"), ("one_dec.tif", "two_dec.tif")):

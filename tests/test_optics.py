@@ -71,9 +71,6 @@ def test_parse_cli_string():
     # micrometres for nanometres: a kernel of 22859^2 px that did not fit in memory
     ("na=1.4,wavelength=520,n=1.518,pixel=0.065", r"about 1257 px wide \(Gaussian sigma; at most 50 px\); give"),
     ("na=1.4,wavelength=520,n=1.518,pixel=1", "about 82 px wide"),  # wider than --psf-sigma allows
-    # the same slip in the Z step: an axial sigma of about 1100 planes, a kernel of 8817 planes
-    ("na=1.4,wavelength=520,n=1.518,pixel=65,z_step=0.2",
-     r"z_step=0.2: the PSF would be up to about 1611 planes deep \(Gaussian sigma; at most 50 planes\); give the Z"),
 ])
 def test_bad_optics_are_specific_errors(text, match):
     with pytest.raises(OpticsError, match=match) as e:
@@ -263,5 +260,20 @@ def test_the_z_step_check_bounds_the_axial_sigma(na, n, modality):
     o = Optics(na=na, wavelength_nm=520, n_immersion=n, pixel_nm=100, z_step_nm=bound / 50, modality=modality,
                excitation_nm=488 if modality == "confocal" else None)
     assert gaussian_sigma(o)[0] <= 50
+    o.check_z_step()
     with pytest.raises(OpticsError, match="give the Z step in nm"):
-        Optics(**{**o.to_dict(), "z_step_nm": 0.99 * bound / 50})
+        Optics(**{**o.to_dict(), "z_step_nm": 0.99 * bound / 50}).check_z_step()
+
+
+def test_a_z_step_in_micrometres_is_refused_where_a_3d_psf_is_built():
+    # the slip of um for nm: an axial sigma of about 1100 planes, a kernel of 8817 planes
+    o = parse_optics("na=1.4,wavelength=520,n=1.518,pixel=65,z_step=0.2")
+    with pytest.raises(OpticsError, match=r"z_step=0.2: the PSF would be up to about 1611 planes deep \(Gaussian "
+                                          r"sigma; at most 50 planes\); give the Z step in nm"):
+        optics_psf(o, ndim=3)
+    assert optics_psf(o, ndim=2).ndim == 2  # a 2D model never uses the Z step
+    # a 4x objective at napari's default 200 nm step: a 2D PSF as before (its axial sigma is long)
+    low = Optics(na=0.13, wavelength_nm=520, n_immersion=1.0, pixel_nm=1600, z_step_nm=200)
+    assert optics_psf(low, ndim=2).ndim == 2
+    with pytest.raises(OpticsError, match="give the Z step in nm"):
+        optics_psf(low, ndim=3)

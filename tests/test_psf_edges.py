@@ -46,3 +46,13 @@ def test_the_typical_strength_leaves_out_only_the_flat_area():
     assert typical_strength(strength, strength > 0) == 4.0
     assert typical_strength(strength, np.arange(7) >= 3) == 3.0  # a zero where the image is not flat counts
     assert typical_strength(np.zeros(5), np.ones(5, bool)) == 1.0
+
+
+def test_the_centre_of_a_clean_symmetric_line_is_a_candidate():
+    # its smoothed gradient is exactly 0 there, as in padding, but the image is not flat around it
+    from napari_deconoising.core.psf_edges import candidates
+
+    y = np.arange(64)[:, None]
+    line = np.exp(-0.5 * ((y - 32) / 1.5) ** 2) * np.ones((1, 64))
+    rows = {p[0] for p in candidates(line, 1.0, 6, 8)}
+    assert 32 in rows, rows

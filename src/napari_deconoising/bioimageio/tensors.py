@@ -48,7 +48,8 @@ def input_descr(model: AnyModel, geo: Geometry, work: Path) -> Any:
         norm = s.FixedZeroMeanUnitVarianceKwargs(mean=float(model.mean), std=float(model.std) - NORM_EPS)
     return s.InputTensorDescr(
         id=s.TensorId("raw"),
-        description="noisy image, any intensity units" + (", one channel per model" if len(models) > 1 else ""),
+        description="noisy image, any intensity units" + (", one channel per model" if len(models) > 1 else "")
+        + f"; std declared minus {NORM_EPS:g} (bioimageio.core adds it)",
         axes=[s.BatchAxis(), s.ChannelAxis(channel_names=[s.Identifier(n) for n in channel_names(model, "raw")]),
               *[s.SpaceInputAxis(id=s.AxisId(a), size=s.ParameterizedSize(min=mn, step=st))
                 for a, mn, st in zip(geo.axes, geo.mins, geo.steps)]],

@@ -119,19 +119,24 @@ def run_on_cluster(client: Any, run_job: Callable[..., int], model: DecoNoisingM
         client.cancel(model_future)
         client.cancel(crops_future)
         # A long-lived cluster (--scheduler) would otherwise keep the network, and its GPU memory,
-        # on every worker until the next run; a cluster already gone (the error ending the run) has none.
-        with suppress(Exception):
-            client.run(_forget, token)
+        # on every worker until the next run. Not waited for: a scheduler that is gone (the error
+        # ending the run) would hold the caller for its 30 s reconnection timeout.
+        if client.status == "running":
+            with suppress(Exception):
+                client.run(_forget, token, wait=False)
 
 
-def _forget(token: str) -> int:
-    """Drop the network of run ``token`` on this worker; returns how many networks it still holds."""
+async def _forget(token: str) -> None:  # async: Dask runs it without waiting only so
+    """Drop the network of run ``token`` on this worker.
+
+    Runs on the worker's event loop, so it never waits for :data:`_LOCK` (a network being built
+    holds it): ``dict.pop`` is atomic. A batch that starts after this rebuilds the network,
+    which the next run's :func:`_network` drops.
+    """
     from .device import release_memory
 
-    with _LOCK:
-        entry = _NETS.pop(token, None)
-        if entry is not None:
-            device = entry[1].device  # the network's execution plan says where it lived
-            del entry  # the last reference: its memory can go back now
-            release_memory(device)
-        return len(_NETS)
+    entry = _NETS.pop(token, None)
+    if entry is not None:
+        device = entry[1].device  # the network's execution plan says where it lived
+        del entry  # the last reference: its memory can go back now
+        release_memory(device)

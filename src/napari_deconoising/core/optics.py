@@ -106,11 +106,19 @@ class Optics:
         sigma_px = 0.22 * self.wavelength_nm / self.na / self.pixel_nm
         need(sigma_px <= MAX_SIGMA_PX, f"pixel={self.pixel_nm}: the PSF would be about {sigma_px:.0f} px wide "
              f"(Gaussian sigma; at most {MAX_SIGMA_PX:g} px); give the pixel size in nm")
-        # The same slip in the Z step (thousands of planes). 0.8 wavelength n / NA**2 bounds the axial
-        # sigma: gaussian_sigma gives 0.78 of it at low NA, less at high NA and in a confocal.
+
+    def check_z_step(self) -> None:
+        """Refuse a Z step that would make a 3D PSF thousands of planes deep: the slip of um for nm.
+
+        Checked where a 3D PSF is built, not here: a 2D model never uses the Z step (napari's
+        optics form sends one anyway), and a low-NA objective's axial sigma at a fine step is
+        long but harmless there. 0.8 wavelength n / NA**2 bounds the axial sigma:
+        :func:`gaussian_sigma` gives 0.78 of it at low NA, less at high NA and in a confocal.
+        """
         planes = 0.8 * self.wavelength_nm * self.n_immersion / self.na**2 / (self.z_step_nm or math.inf)
-        need(planes <= MAX_SIGMA_PX, f"z_step={self.z_step_nm}: the PSF would be up to about {planes:.0f} planes "
-             f"deep (Gaussian sigma; at most {MAX_SIGMA_PX:g} planes); give the Z step in nm")
+        if planes > MAX_SIGMA_PX:
+            raise OpticsError(f"z_step={self.z_step_nm}: the PSF would be up to about {planes:.0f} planes deep "
+                              f"(Gaussian sigma; at most {MAX_SIGMA_PX:g} planes); give the Z step in nm")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for config and model files)."""
@@ -236,6 +244,8 @@ def optics_psf(optics: Optics, ndim: int = 2, size: int | tuple[int, ...] | None
         raise OpticsError(f"ndim={ndim}: must be 2 or 3")
     if ndim == 3 and optics.z_step_nm is None:
         raise OpticsError("a 3D PSF needs the Z step (z_step=..., nm)")
+    if ndim == 3:
+        optics.check_z_step()
     half = _half_sizes(optics, ndim, size)
     default = _half_sizes(optics, ndim, None) if size is not None else half
     # computed at least at the default size, to measure what a smaller size cuts off

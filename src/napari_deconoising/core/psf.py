@@ -94,7 +94,8 @@ def prepare_psf(psf: np.ndarray, ndim: int = 2) -> np.ndarray:
     total = a.sum()
     if total <= 0:
         raise PSFError("PSF has no positive values")
-    # Centre on the centre of mass so the convolution does not shift the image.
+    # Centre on the core (see _core_centre) so the convolution does not shift the image's bright
+    # structures; an aberrated PSF's faint lobes (below 5 % of the peak) do not move the centre.
     com = [int(round(c)) for c in _core_centre(a)]
     half = [max(c, n - 1 - c) for c, n in zip(com, a.shape)]
     out = np.zeros([2 * h + 1 for h in half], dtype=np.float64)

@@ -86,11 +86,12 @@ def candidates(image: np.ndarray, scale: float, radius: int, per_image: int) -> 
     lam = 0.5 * (hxx + hyy) - np.sqrt(0.25 * (hxx - hyy) ** 2 + hxy**2)  # most negative
     edge = np.hypot(gx, gy) * scale
     ridge = np.clip(-lam, 0, None) * scale**2
-    live = edge > 0  # exactly 0 only where the image is flat (padding): no structure there
+    # Flat (padding) where the gradient is 0 all around: a single 0 is the centre of a symmetric line.
+    live = ndimage.maximum_filter(edge, 3) > 0
     pts = []
     for strength, kind in ((edge, 0), (ridge, 1)):
         s = strength / typical_strength(strength, live)
-        peak = (s == ndimage.maximum_filter(s, 3)) & live
+        peak = (s == ndimage.maximum_filter(s, 3)) & (s > 0)  # a flat area is no candidate
         inner = np.zeros_like(peak)
         inner[radius + 1: -radius - 1, radius + 1: -radius - 1] = True
         peak &= inner
