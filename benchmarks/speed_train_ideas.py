@@ -305,15 +305,22 @@ def main(argv: list[str] | None = None) -> None:
         with retained_heap(True):
             print(json.dumps(_fb_only(a.rounds)))
         return
-    results = {"machine": common.machine_info(), "torch threads": torch.get_num_threads(), "ideas": {}}
+    run_named({k: globals()[k] for k in a.ideas or IDEAS}, a.rounds, a.out / "speed_train_ideas.json", "ideas")
+
+
+def run_named(functions: dict, rounds: int, path: Path, key: str) -> dict:
+    """Run each ``functions[name](rounds)`` inside the engine's retained heap, printing each result as
+    it comes; write them under ``key`` to ``path`` with the machine's description, and return them."""
+    results = {"machine": common.machine_info(), "torch threads": torch.get_num_threads(), key: {}}
     with retained_heap(True):
-        for idea in a.ideas or IDEAS:
+        for name, f in functions.items():
             t0 = time.perf_counter()
-            results["ideas"][idea] = globals()[idea](a.rounds)
-            print(f"{idea} ({time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f}): "
-                  f"{json.dumps(results['ideas'][idea])}", flush=True)
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "speed_train_ideas.json").write_text(json.dumps(results, indent=1))
+            results[key][name] = f(rounds)
+            print(f"{name} ({time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f}): "
+                  f"{json.dumps(results[key][name])}", flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))
+    return results
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import re
 import subprocess
@@ -44,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
-from speed_train_ideas import _fb, _net, _rounds  # noqa: E402
+from speed_train_ideas import _fb, _net, _rounds, run_named  # noqa: E402
 from speed_train_whole import stack  # noqa: E402
 
 from napari_deconoising.core.heap import retained_heap  # noqa: E402
@@ -212,15 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--rounds must be at least 1")
     if unknown:
         ap.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
-    results = {"machine": common.machine_info(), "torch threads": torch.get_num_threads(), "parts": {}}
-    with retained_heap(True):
-        for part in a.parts or PARTS:
-            t0 = time.perf_counter()
-            results["parts"][part] = globals()[part](a.rounds)
-            print(f"{part} ({time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f}): "
-                  f"{json.dumps(results['parts'][part])}", flush=True)
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "speed_train_limits.json").write_text(json.dumps(results, indent=1))
+    run_named({k: globals()[k] for k in a.parts or PARTS}, a.rounds, a.out / "speed_train_limits.json", "parts")
 
 
 if __name__ == "__main__":
